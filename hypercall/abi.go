@@ -1,0 +1,170 @@
+// Package hypercall defines tender's guest ABI: the hypercall convention and
+// numbers, the argument structures passed between guest and monitor, the boot
+// information handed to the guest, the guest-physical memory layout and the ELF
+// note every guest carries.
+//
+// It is the single source of truth for both sides: the monitor imports it, and
+// `go generate` writes the C header (guest/include/tender_abi.h) that guests
+// include. docs/abi.md specifies the same ABI in prose.
+//
+// # Calling convention
+//
+// A guest runs at CPL 3 in 64-bit long mode with identity-mapped memory. It
+// issues hypercall nr by executing `outl %eax, %dx` with DX = PIOBase+nr and
+// EAX = the guest-physical address of the call's argument structure. The vCPU is
+// stopped while the monitor serves the call; results are written back into the
+// argument structure before the guest continues with the next instruction.
+//
+// Every argument structure is made of little-endian 64-bit fields at 8-byte
+// offsets, so its layout is the same in C, Go, Rust or Zig without packing
+// attributes. A structure must lie wholly inside guest memory; a pointer or
+// length that does not ends the run with an error (the monitor fails closed).
+package hypercall
+
+//go:generate go run ./genheader ../guest/include/tender_abi.h
+
+// ABIVersion is the version of this ABI. A guest declares the version it was
+// built for in its ABI note; the monitor refuses other versions.
+const ABIVersion = 1
+
+// PIOBase is the first I/O port of the hypercall range: hypercall nr is issued
+// on port PIOBase+nr.
+const PIOBase = 0x500
+
+// Count is the number of hypercall slots. Ports PIOBase..PIOBase+Count-1 are
+// open to the guest in the TSS I/O permission bitmap; any other port raises a
+// general-protection fault inside the guest.
+const Count = 32
+
+// Hypercall numbers. Zero is never a valid hypercall.
+const (
+	// NrWalltime reads the host's wall clock into Walltime.Nsecs.
+	NrWalltime = 1
+	// NrConsoleWrite writes ConsoleWrite.Len bytes at ConsoleWrite.Data to the
+	// console.
+	NrConsoleWrite = 2
+	// NrExit ends the run with Exit.Status as the guest's exit status.
+	NrExit = 3
+	// NrAbort ends the run as aborted with the message in Abort.
+	NrAbort = 4
+)
+
+// Names maps each defined hypercall number to a short name used in errors and
+// statistics.
+var Names = [Count]string{
+	NrWalltime:     "walltime",
+	NrConsoleWrite: "console_write",
+	NrExit:         "exit",
+	NrAbort:        "abort",
+}
+
+// Walltime is the argument of NrWalltime.
+type Walltime struct {
+	// Nsecs is set by the monitor to nanoseconds since the Unix epoch.
+	Nsecs uint64 `c:"nsecs"`
+}
+
+// ConsoleWrite is the argument of NrConsoleWrite.
+type ConsoleWrite struct {
+	// Data is the guest-physical address of the bytes to write.
+	Data uint64 `c:"data"`
+	// Len is the number of bytes; at most ConsoleWriteMax.
+	Len uint64 `c:"len"`
+}
+
+// ConsoleWriteMax is the largest Len a single NrConsoleWrite accepts.
+const ConsoleWriteMax = 64 << 10
+
+// Exit is the argument of NrExit.
+type Exit struct {
+	// Status is the guest's exit status, 0..ExitStatusMax.
+	Status uint64 `c:"status"`
+}
+
+// ExitStatusMax is the largest exit status a guest may report. Statuses above
+// it are reserved for the monitor's own outcomes (see docs/abi.md).
+const ExitStatusMax = 239
+
+// Abort is the argument of NrAbort.
+type Abort struct {
+	// Msg is the guest-physical address of a message, Len bytes long.
+	Msg uint64 `c:"msg"`
+	// Len is the message length; longer messages are truncated to AbortMsgMax.
+	Len uint64 `c:"len"`
+}
+
+// AbortMsgMax is the longest abort message the monitor keeps.
+const AbortMsgMax = 4096
+
+// BootInfoMagic identifies a BootInfo structure ("TENDERBI", little-endian).
+const BootInfoMagic = 0x49425245444e4554
+
+// BootInfo is what the guest finds at the address in RDI on entry. It lies in
+// a read-only page.
+type BootInfo struct {
+	// Magic is BootInfoMagic.
+	Magic uint64 `c:"magic"`
+	// Version is ABIVersion.
+	Version uint64 `c:"version"`
+	// MemSize is the size of guest memory in bytes; guest-physical addresses
+	// run from 0 to MemSize-1.
+	MemSize uint64 `c:"mem_size"`
+	// HeapStart is the first free, writable byte after the loaded image,
+	// page-aligned.
+	HeapStart uint64 `c:"heap_start"`
+	// StackTop is the initial stack pointer (the top of guest memory). The
+	// stack grows down towards HeapStart.
+	StackTop uint64 `c:"stack_top"`
+	// Cmdline is the guest-physical address of the NUL-terminated command
+	// line: the guest arguments joined by single spaces.
+	Cmdline uint64 `c:"cmdline"`
+	// CmdlineLen is the length of the command line without the NUL.
+	CmdlineLen uint64 `c:"cmdline_len"`
+	// TSCHz is the frequency of the time-stamp counter, so the guest reads
+	// monotonic time with rdtsc and no exit.
+	TSCHz uint64 `c:"tsc_hz"`
+	// BootTSC is the TSC value at which BootWalltime was sampled.
+	BootTSC uint64 `c:"boot_tsc"`
+	// BootWalltime is the host wall clock in nanoseconds since the Unix epoch
+	// at BootTSC.
+	BootWalltime uint64 `c:"boot_walltime"`
+}
+
+// Guest-physical memory layout. Everything below ImageBase belongs to the
+// monitor; the guest sees only BootInfoAddr..CmdlineAddr+CmdlineMax, read-only.
+const (
+	// PageSize is the size of a small page.
+	PageSize = 0x1000
+	// BootInfoAddr is where BootInfo is placed.
+	BootInfoAddr = 0x10000
+	// CmdlineAddr is where the command line is placed.
+	CmdlineAddr = 0x11000
+	// CmdlineMax is the largest command line, including its NUL.
+	CmdlineMax = 0x2000
+	// ImageBase is the lowest address an ELF segment may occupy (1 MiB).
+	ImageBase = 0x100000
+	// MemMin is the smallest guest memory size.
+	MemMin = 4 << 20
+	// MemMax is the largest guest memory size: argument addresses travel in
+	// 32-bit EAX.
+	MemMax = 4 << 30
+	// MemAlign is the granularity of guest memory sizes.
+	MemAlign = 2 << 20
+)
+
+// ELF note identifying a tender guest. Its name is NoteName, its type
+// NoteTypeABI, and its descriptor an ABINote.
+const (
+	// NoteName is the note owner name (without the terminating NUL).
+	NoteName = "Tender"
+	// NoteTypeABI is the note type of the ABI note.
+	NoteTypeABI = 1
+)
+
+// ABINote is the descriptor of the ABI note.
+type ABINote struct {
+	// Version is the ABIVersion the guest was built for.
+	Version uint32 `c:"version"`
+	// Reserved must be zero.
+	Reserved uint32 `c:"reserved"`
+}

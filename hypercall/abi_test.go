@@ -1,0 +1,66 @@
+package hypercall
+
+import (
+	"os"
+	"reflect"
+	"testing"
+	"unsafe"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestLayout pins the size and field offsets of every ABI structure: changing
+// any of them is an ABI break and must come with a new ABIVersion.
+func TestLayout(t *testing.T) {
+	assert.EqualValues(t, 8, unsafe.Sizeof(Walltime{}))
+	assert.EqualValues(t, 16, unsafe.Sizeof(ConsoleWrite{}))
+	assert.EqualValues(t, 8, unsafe.Offsetof(ConsoleWrite{}.Len))
+	assert.EqualValues(t, 8, unsafe.Sizeof(Exit{}))
+	assert.EqualValues(t, 16, unsafe.Sizeof(Abort{}))
+	assert.EqualValues(t, 8, unsafe.Offsetof(Abort{}.Len))
+	assert.EqualValues(t, 80, unsafe.Sizeof(BootInfo{}))
+	assert.EqualValues(t, 16, unsafe.Offsetof(BootInfo{}.MemSize))
+	assert.EqualValues(t, 40, unsafe.Offsetof(BootInfo{}.Cmdline))
+	assert.EqualValues(t, 56, unsafe.Offsetof(BootInfo{}.TSCHz))
+	assert.EqualValues(t, 72, unsafe.Offsetof(BootInfo{}.BootWalltime))
+	assert.EqualValues(t, 8, unsafe.Sizeof(ABINote{}))
+}
+
+// TestStructRules checks the rules every argument structure follows: 64-bit
+// (or, in notes, 32-bit) fields, no padding, a C name on each field.
+func TestStructRules(t *testing.T) {
+	for _, s := range cStructs() {
+		var off uintptr
+		for i := range s.typ.NumField() {
+			f := s.typ.Field(i)
+			assert.NotEmpty(t, f.Tag.Get("c"), "%s.%s has no C name", s.name, f.Name)
+			assert.Equal(t, off, f.Offset, "%s.%s is not packed", s.name, f.Name)
+			assert.Contains(t, []reflect.Kind{reflect.Uint64, reflect.Uint32}, f.Type.Kind())
+			off += f.Type.Size()
+		}
+		assert.Equal(t, off, s.typ.Size(), "%s has trailing padding", s.name)
+	}
+}
+
+func TestNumbers(t *testing.T) {
+	seen := map[int]bool{}
+	for _, nr := range []int{NrWalltime, NrConsoleWrite, NrExit, NrAbort} {
+		assert.Greater(t, nr, 0)
+		assert.Less(t, nr, Count)
+		assert.False(t, seen[nr], "hypercall %d defined twice", nr)
+		seen[nr] = true
+		assert.NotEmpty(t, Names[nr])
+	}
+	assert.Less(t, CmdlineAddr+CmdlineMax, ImageBase)
+	assert.Equal(t, "TENDERBI", string(unsafe.Slice((*byte)(unsafe.Pointer(&[]uint64{BootInfoMagic}[0])), 8)))
+}
+
+// TestHeaderFresh fails when the checked-in C header differs from what the Go
+// definitions generate: run `go generate ./hypercall`.
+func TestHeaderFresh(t *testing.T) {
+	got, err := os.ReadFile("../guest/include/tender_abi.h")
+	require.NoError(t, err)
+	require.Equal(t, string(CHeader()), string(got),
+		"guest/include/tender_abi.h is stale: run `go generate ./hypercall`")
+}
