@@ -1,0 +1,159 @@
+// Package guestmem owns a guest's physical memory and is the only code that
+// touches it: every access goes through Slice, which checks bounds and
+// overflow, so no guest-supplied address or length can reach host memory
+// outside the mapping.
+package guestmem
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"golang.org/x/sys/unix"
+)
+
+// RangeError reports a guest-physical range that is not wholly inside guest
+// memory.
+type RangeError struct {
+	Addr, Len uint64
+	Size      uint64
+}
+
+func (e *RangeError) Error() string {
+	return fmt.Sprintf("guest range [%#x, +%#x) outside guest memory of %#x bytes", e.Addr, e.Len, e.Size)
+}
+
+// Memory is a guest's physical memory: Size bytes mapped into the host
+// process, guest-physical address 0 at the start of the mapping. Pages are
+// allocated by the host kernel on first touch, so untouched memory costs
+// nothing.
+type Memory struct {
+	buf []byte
+	fd  int // memfd backing the mapping, or -1 for anonymous memory
+}
+
+// New maps size bytes of anonymous, lazily allocated guest memory.
+func New(size uint64) (*Memory, error) {
+	if size == 0 || size%uint64(unix.Getpagesize()) != 0 {
+		return nil, fmt.Errorf("guestmem: size %#x is not a positive multiple of the page size", size)
+	}
+	buf, err := unix.Mmap(-1, 0, int(size), unix.PROT_READ|unix.PROT_WRITE,
+		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
+	if err != nil {
+		return nil, fmt.Errorf("guestmem: mmap %d bytes: %w", size, err)
+	}
+	return &Memory{buf: buf, fd: -1}, nil
+}
+
+// NewShared maps size bytes of guest memory backed by a memfd, so that another
+// process can map the same pages (see FD).
+func NewShared(size uint64) (*Memory, error) {
+	if size == 0 || size%uint64(unix.Getpagesize()) != 0 {
+		return nil, fmt.Errorf("guestmem: size %#x is not a positive multiple of the page size", size)
+	}
+	fd, err := unix.MemfdCreate("tender-guest", unix.MFD_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("guestmem: memfd_create: %w", err)
+	}
+	if err := unix.Ftruncate(fd, int64(size)); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("guestmem: size memfd: %w", err)
+	}
+	buf, err := unix.Mmap(fd, 0, int(size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("guestmem: mmap memfd: %w", err)
+	}
+	return &Memory{buf: buf, fd: fd}, nil
+}
+
+// Size is the size of guest memory in bytes.
+func (m *Memory) Size() uint64 { return uint64(len(m.buf)) }
+
+// FD is the memfd behind shared memory, or -1 for anonymous memory.
+func (m *Memory) FD() int { return m.fd }
+
+// HostAddr is the host virtual address of guest-physical address 0, for
+// registering the memory with a hypervisor. It must not be used to access the
+// memory.
+func (m *Memory) HostAddr() uintptr {
+	if len(m.buf) == 0 {
+		return 0
+	}
+	return uintptr(unsafePointer(m.buf))
+}
+
+// Slice returns the host view of the guest range [addr, addr+n). It fails,
+// without touching memory, when the range wraps around or leaves guest memory.
+// The slice aliases guest memory: the guest sees writes to it.
+func (m *Memory) Slice(addr, n uint64) ([]byte, error) {
+	size := uint64(len(m.buf))
+	if addr > size || n > size-addr {
+		return nil, &RangeError{Addr: addr, Len: n, Size: size}
+	}
+	return m.buf[addr : addr+n : addr+n], nil
+}
+
+// Read copies guest memory at addr into p.
+func (m *Memory) Read(addr uint64, p []byte) error {
+	s, err := m.Slice(addr, uint64(len(p)))
+	if err != nil {
+		return err
+	}
+	copy(p, s)
+	return nil
+}
+
+// Write copies p into guest memory at addr.
+func (m *Memory) Write(addr uint64, p []byte) error {
+	s, err := m.Slice(addr, uint64(len(p)))
+	if err != nil {
+		return err
+	}
+	copy(s, p)
+	return nil
+}
+
+// Uint64 reads the little-endian 64-bit value at addr.
+func (m *Memory) Uint64(addr uint64) (uint64, error) {
+	s, err := m.Slice(addr, 8)
+	if err != nil {
+		return 0, err
+	}
+	return binary.LittleEndian.Uint64(s), nil
+}
+
+// PutUint64 writes v little-endian at addr.
+func (m *Memory) PutUint64(addr, v uint64) error {
+	s, err := m.Slice(addr, 8)
+	if err != nil {
+		return err
+	}
+	binary.LittleEndian.PutUint64(s, v)
+	return nil
+}
+
+// Zero clears the guest range [addr, addr+n).
+func (m *Memory) Zero(addr, n uint64) error {
+	s, err := m.Slice(addr, n)
+	if err != nil {
+		return err
+	}
+	clear(s)
+	return nil
+}
+
+// Close unmaps the memory and closes its memfd. Slices obtained before must
+// not be used afterwards.
+func (m *Memory) Close() error {
+	var errs []error
+	if m.buf != nil {
+		errs = append(errs, unix.Munmap(m.buf))
+		m.buf = nil
+	}
+	if m.fd >= 0 {
+		errs = append(errs, unix.Close(m.fd))
+		m.fd = -1
+	}
+	return errors.Join(errs...)
+}
