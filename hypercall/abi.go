@@ -116,7 +116,8 @@ type BootInfo struct {
 	// stack grows down towards HeapStart.
 	StackTop uint64 `c:"stack_top"`
 	// Cmdline is the guest-physical address of the NUL-terminated command
-	// line: the guest arguments joined by single spaces.
+	// line: the program name, then each argument, separated by single spaces
+	// (arguments never contain white space).
 	Cmdline uint64 `c:"cmdline"`
 	// CmdlineLen is the length of the command line without the NUL.
 	CmdlineLen uint64 `c:"cmdline_len"`

@@ -1,0 +1,39 @@
+# tender: build the monitor and the example guests, run, test, bench, lint.
+GO      ?= go
+BIN     := bin
+GUESTBIN := $(BIN)/guest
+
+.PHONY: all tender guests run test test-unit bench lint fmt generate clean
+
+all: tender guests
+
+tender:
+	$(GO) build -o $(BIN)/tender ./cmd/tender
+
+# guest/guest.mk defines GUEST_ELFS (every bin/guest/NAME.elf) and their rules.
+include guest/guest.mk
+
+guests: $(GUEST_ELFS)
+
+# The main job: build the monitor and the hello unikernel, then run it.
+run: all
+	$(BIN)/tender run $(GUESTBIN)/hello.elf
+
+# Every test: unit tests, fuzz seeds, and integration tests that boot the guests.
+test: all
+	$(GO) vet ./...
+	$(GO) test -count=1 ./...
+
+bench: all
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./...
+
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
+	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@2025.1.1 ./...
+
+generate:
+	$(GO) generate ./...
+
+clean:
+	rm -rf $(BIN)
