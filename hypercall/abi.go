@@ -146,9 +146,10 @@ const (
 	ImageBase = 0x100000
 	// MemMin is the smallest guest memory size.
 	MemMin = 4 << 20
-	// MemMax is the largest guest memory size: argument addresses travel in
-	// 32-bit EAX.
-	MemMax = 4 << 30
+	// MemMax is the largest guest memory size. Argument addresses travel in
+	// 32-bit EAX, and the top 1 GiB below 4 GiB is left free for the
+	// hypervisor's own use (KVM's TSS on Intel).
+	MemMax = 3 << 30
 	// MemAlign is the granularity of guest memory sizes.
 	MemAlign = 2 << 20
 )

@@ -1,0 +1,397 @@
+// Package kvm runs a guest in a KVM virtual machine with one vCPU. The guest
+// runs at CPL 3 under page tables, GDT, IDT and TSS built by package x86, so
+// on hosts where KVM emulates CPL-0 code (nested, paravirtual KVM) the guest
+// still runs at native speed, and on any host it cannot change its own page
+// permissions.
+//
+// The KVM ioctls and structures come from github.com/bobuhiro11/gokvm/kvm.
+package kvm
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+
+	gokvm "github.com/bobuhiro11/gokvm/kvm"
+	"golang.org/x/sys/unix"
+
+	"github.com/tendervm/tender/hypercall"
+	"github.com/tendervm/tender/monitor/guestmem"
+	"github.com/tendervm/tender/monitor/vcpu"
+	"github.com/tendervm/tender/monitor/x86"
+)
+
+// DefaultDevice is the KVM device node.
+const DefaultDevice = "/dev/kvm"
+
+// ErrUnavailable is returned (wrapped) by Open when KVM cannot be used.
+var ErrUnavailable = errors.New("KVM is not available")
+
+// System is an open KVM device with the facts every VM needs, read once.
+// It is safe for concurrent use; VMs created from it must be closed before it.
+type System struct {
+	fd      int
+	runSize int
+	cpuid   *gokvm.CPUID
+	xcr0    uint64 // 0 when the host has no XSAVE
+}
+
+// Open opens the KVM device at path (DefaultDevice when empty).
+func Open(path string) (*System, error) {
+	if path == "" {
+		path = DefaultDevice
+	}
+	fd, err := unix.Open(path, unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("%w: open %s: %w", ErrUnavailable, path, err)
+	}
+	s := &System{fd: fd}
+	if err := s.init(); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *System) init() error {
+	v, err := gokvm.GetAPIVersion(uintptr(s.fd))
+	if err != nil {
+		return fmt.Errorf("%w: KVM_GET_API_VERSION: %w", ErrUnavailable, err)
+	}
+	if v != 12 {
+		return fmt.Errorf("%w: KVM API version %d, want 12", ErrUnavailable, v)
+	}
+	size, err := gokvm.GetVCPUMMmapSize(uintptr(s.fd))
+	if err != nil {
+		return fmt.Errorf("KVM_GET_VCPU_MMAP_SIZE: %w", err)
+	}
+	s.runSize = int(size)
+	const maxEntries = 256
+	s.cpuid = &gokvm.CPUID{Nent: maxEntries, Entries: make([]gokvm.CPUIDEntry2, maxEntries)}
+	if err := gokvm.GetSupportedCPUID(uintptr(s.fd), s.cpuid); err != nil {
+		return fmt.Errorf("KVM_GET_SUPPORTED_CPUID: %w", err)
+	}
+	s.cpuid.Entries = s.cpuid.Entries[:s.cpuid.Nent]
+	s.xcr0 = xcr0(s.cpuid.Entries)
+	return nil
+}
+
+// xcr0 picks the XSAVE state components to enable: x87, SSE and AVX, as far
+// as the host supports them.
+func xcr0(entries []gokvm.CPUIDEntry2) uint64 {
+	var xsave bool
+	for _, e := range entries {
+		if e.Function == 1 {
+			xsave = e.Ecx&(1<<26) != 0
+		}
+	}
+	if !xsave {
+		return 0
+	}
+	for _, e := range entries {
+		if e.Function == 0xD && e.Index == 0 {
+			return uint64(e.Eax) & 0x7 // x87 | SSE | AVX
+		}
+	}
+	return 0x3
+}
+
+// Close closes the KVM device.
+func (s *System) Close() error {
+	if s.fd < 0 {
+		return nil
+	}
+	err := unix.Close(s.fd)
+	s.fd = -1
+	return err
+}
+
+// Control-register and EFER bits.
+const (
+	cr0PE = 1 << 0
+	cr0MP = 1 << 1
+	cr0ET = 1 << 4
+	cr0NE = 1 << 5
+	cr0WP = 1 << 16
+	cr0PG = 1 << 31
+
+	cr4PAE        = 1 << 5
+	cr4OSFXSR     = 1 << 9
+	cr4OSXMMEXCPT = 1 << 10
+	cr4OSXSAVE    = 1 << 18
+
+	eferLME = 1 << 8
+	eferLMA = 1 << 10
+	eferNXE = 1 << 11
+)
+
+// kvm_run offsets (include/uapi/linux/kvm.h).
+const (
+	runImmediateExit = 1
+	runExitReason    = 8
+	runUnion         = 32
+	exitSentinel     = 0xFFFFFFFF
+)
+
+// VM is a KVM virtual machine with one vCPU, ready to run a loaded guest.
+type VM struct {
+	mem    *guestmem.Memory
+	vmfd   int
+	vcpufd int
+	run    []byte
+
+	mu     sync.Mutex // orders Kick against Close (Kick writes to run)
+	closed bool
+	tid    atomic.Int32
+	kicked atomic.Bool
+	tscHz  uint64
+}
+
+// NewVM builds the CPU structures for boot into mem, creates a VM over mem and
+// sets its vCPU to start the guest at CPL 3.
+func (s *System) NewVM(mem *guestmem.Memory, boot vcpu.Boot) (*VM, error) {
+	if mem.Size() > hypercall.MemMax {
+		return nil, fmt.Errorf("kvm: guest memory of %d bytes exceeds %d", mem.Size(), hypercall.MemMax)
+	}
+	if err := x86.Build(mem, boot.Regions); err != nil {
+		return nil, err
+	}
+	vm := &VM{mem: mem, vmfd: -1, vcpufd: -1}
+	if err := vm.create(s, boot); err != nil {
+		vm.Close()
+		return nil, err
+	}
+	return vm, nil
+}
+
+func (vm *VM) create(s *System, boot vcpu.Boot) error {
+	fd, err := gokvm.CreateVM(uintptr(s.fd))
+	if err != nil {
+		return fmt.Errorf("KVM_CREATE_VM: %w", err)
+	}
+	vm.vmfd = int(fd)
+	unix.CloseOnExec(vm.vmfd)
+	// Intel needs three pages for its real-mode TSS somewhere in the physical
+	// address space; hypercall.MemMax keeps this range free. Other hosts ignore
+	// it or do not implement it, which is harmless here.
+	_ = gokvm.SetTSSAddr(uintptr(vm.vmfd), 0xFFFBD000)
+	region := gokvm.UserspaceMemoryRegion{
+		Slot:          0,
+		GuestPhysAddr: 0,
+		MemorySize:    vm.mem.Size(),
+		UserspaceAddr: uint64(vm.mem.HostAddr()),
+	}
+	if err := gokvm.SetUserMemoryRegion(uintptr(vm.vmfd), &region); err != nil {
+		return fmt.Errorf("KVM_SET_USER_MEMORY_REGION: %w", err)
+	}
+	cfd, err := gokvm.CreateVCPU(uintptr(vm.vmfd), 0)
+	if err != nil {
+		return fmt.Errorf("KVM_CREATE_VCPU: %w", err)
+	}
+	vm.vcpufd = int(cfd)
+	unix.CloseOnExec(vm.vcpufd)
+	vm.run, err = unix.Mmap(vm.vcpufd, 0, s.runSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		return fmt.Errorf("mmap kvm_run: %w", err)
+	}
+	// CPUID first: KVM checks CR4 bits such as OSXSAVE against it.
+	if err := gokvm.SetCPUID2(uintptr(vm.vcpufd), s.cpuid); err != nil {
+		return fmt.Errorf("KVM_SET_CPUID2: %w", err)
+	}
+	if err := vm.setSregs(s.xcr0 != 0); err != nil {
+		return err
+	}
+	if s.xcr0 != 0 {
+		xcrs := gokvm.XCRS{NrXRCS: 1}
+		xcrs.Registers[0] = gokvm.XRC{XRC: 0, Value: s.xcr0}
+		if err := gokvm.SetXCRS(uintptr(vm.vcpufd), &xcrs); err != nil {
+			return fmt.Errorf("KVM_SET_XCRS: %w", err)
+		}
+	}
+	regs := gokvm.Regs{RIP: boot.Entry, RSP: boot.StackTop, RDI: boot.BootInfo, RFLAGS: 0x2}
+	if err := gokvm.SetRegs(uintptr(vm.vcpufd), &regs); err != nil {
+		return fmt.Errorf("KVM_SET_REGS: %w", err)
+	}
+	if khz, err := gokvm.GetTSCKHz(uintptr(vm.vcpufd)); err == nil {
+		vm.tscHz = khz * 1000
+	}
+	return nil
+}
+
+func (vm *VM) setSregs(xsave bool) error {
+	sregs, err := gokvm.GetSregs(uintptr(vm.vcpufd))
+	if err != nil {
+		return fmt.Errorf("KVM_GET_SREGS: %w", err)
+	}
+	code := gokvm.Segment{Base: 0, Limit: 0xFFFFFFFF, Selector: x86.UserCS, Typ: 0xB,
+		Present: 1, DPL: 3, DB: 0, S: 1, L: 1, G: 1}
+	data := gokvm.Segment{Base: 0, Limit: 0xFFFFFFFF, Selector: x86.UserDS, Typ: 0x3,
+		Present: 1, DPL: 3, DB: 1, S: 1, L: 0, G: 1}
+	sregs.CS = code
+	sregs.DS, sregs.ES, sregs.FS, sregs.GS, sregs.SS = data, data, data, data, data
+	sregs.TR = gokvm.Segment{Base: x86.TSSAddr, Limit: x86.TSSLimit, Selector: x86.TSSSel,
+		Typ: 0xB, Present: 1}
+	sregs.LDT = gokvm.Segment{Unusable: 1}
+	sregs.GDT = gokvm.Descriptor{Base: x86.GDTAddr, Limit: x86.GDTLimit}
+	sregs.IDT = gokvm.Descriptor{Base: x86.IDTAddr, Limit: x86.IDTLimit}
+	sregs.CR0 = cr0PE | cr0MP | cr0ET | cr0NE | cr0WP | cr0PG
+	sregs.CR3 = x86.PML4Addr
+	sregs.CR4 = cr4PAE | cr4OSFXSR | cr4OSXMMEXCPT
+	if xsave {
+		sregs.CR4 |= cr4OSXSAVE
+	}
+	sregs.EFER = eferLME | eferLMA | eferNXE
+	if err := gokvm.SetSregs(uintptr(vm.vcpufd), sregs); err != nil {
+		return fmt.Errorf("KVM_SET_SREGS: %w", err)
+	}
+	return nil
+}
+
+// TSCHz is the guest's TSC frequency as KVM reports it, or 0 if unknown.
+func (vm *VM) TSCHz() uint64 { return vm.tscHz }
+
+// Run enters the guest until the next exit the monitor must handle. It must
+// always be called from the same OS thread (runtime.LockOSThread), which Kick
+// signals.
+func (vm *VM) Run() (vcpu.Exit, error) {
+	if vm.tid.Load() == 0 {
+		vm.tid.Store(int32(unix.Gettid()))
+	}
+	for {
+		if vm.kicked.Load() {
+			return vcpu.Exit{Kind: vcpu.ExitKicked}, nil
+		}
+		binary.LittleEndian.PutUint32(vm.run[runExitReason:], exitSentinel)
+		if err := gokvm.Run(uintptr(vm.vcpufd)); err != nil { // EINTR is returned as nil
+			return vcpu.Exit{}, fmt.Errorf("KVM_RUN: %w", err)
+		}
+		reason := binary.LittleEndian.Uint32(vm.run[runExitReason:])
+		if reason == exitSentinel || gokvm.ExitType(reason) == gokvm.EXITINTR {
+			continue // a signal (a kick, or the Go runtime's own); the loop head decides
+		}
+		return vm.decode(gokvm.ExitType(reason))
+	}
+}
+
+func (vm *VM) decode(reason gokvm.ExitType) (vcpu.Exit, error) {
+	u := vm.run[runUnion:]
+	switch reason {
+	case gokvm.EXITIO:
+		out := u[0] == gokvm.EXITIOOUT
+		size, port := u[1], binary.LittleEndian.Uint16(u[2:])
+		count, off := binary.LittleEndian.Uint32(u[4:]), binary.LittleEndian.Uint64(u[8:])
+		if off > uint64(len(vm.run)) || uint64(size)*uint64(count) > uint64(len(vm.run))-off {
+			return vcpu.Exit{}, fmt.Errorf("kvm: I/O exit data [%d, +%d) outside kvm_run", off, size)
+		}
+		data := vm.run[off:]
+		switch {
+		case out && size == 4 && count == 1 && port >= hypercall.PIOBase && port < hypercall.PIOBase+hypercall.Count:
+			return vcpu.Exit{Kind: vcpu.ExitHypercall, Nr: uint32(port - hypercall.PIOBase),
+				Arg: uint64(binary.LittleEndian.Uint32(data))}, nil
+		case out && size == 1 && port == x86.FaultPort:
+			return vm.fault(data[0])
+		}
+		return vcpu.Exit{Kind: vcpu.ExitBadIO, Port: port, Size: size, Out: out, RIP: vm.rip()}, nil
+	case gokvm.EXITMMIO:
+		return vcpu.Exit{Kind: vcpu.ExitMMIO, Addr: binary.LittleEndian.Uint64(u[0:]),
+			Write: u[20] != 0, RIP: vm.rip()}, nil
+	case gokvm.EXITSHUTDOWN:
+		return vcpu.Exit{Kind: vcpu.ExitTripleFault, RIP: vm.rip()}, nil
+	case gokvm.EXITINTERNALERROR:
+		return vcpu.Exit{Kind: vcpu.ExitInternal, Reason: uint64(binary.LittleEndian.Uint32(u)), RIP: vm.rip()}, nil
+	case gokvm.EXITFAILENTRY:
+		return vcpu.Exit{Kind: vcpu.ExitFailEntry, Reason: binary.LittleEndian.Uint64(u)}, nil
+	case gokvm.EXITHLT:
+		return vcpu.Exit{Kind: vcpu.ExitHalt, RIP: vm.rip()}, nil
+	}
+	return vcpu.Exit{Kind: vcpu.ExitUnknown, Reason: uint64(reason), RIP: vm.rip()}, nil
+}
+
+// fault reads the exception frame the CPU pushed on the monitor's kernel
+// stack; the stub that reported vector never returns.
+func (vm *VM) fault(vector byte) (vcpu.Exit, error) {
+	e := vcpu.Exit{Kind: vcpu.ExitFault, Vector: vector, HasErrorCode: x86.HasErrorCode(vector)}
+	var frame [6]uint64
+	for i := range frame {
+		v, err := vm.mem.Uint64(x86.FrameAddr + uint64(8*i))
+		if err != nil {
+			return vcpu.Exit{}, err
+		}
+		frame[i] = v
+	}
+	if e.HasErrorCode {
+		e.ErrorCode = frame[0]
+	}
+	e.RIP = frame[1]
+	if vector == 14 {
+		sregs, err := gokvm.GetSregs(uintptr(vm.vcpufd))
+		if err != nil {
+			return vcpu.Exit{}, fmt.Errorf("KVM_GET_SREGS: %w", err)
+		}
+		e.CR2 = sregs.CR2
+	}
+	return e, nil
+}
+
+func (vm *VM) rip() uint64 {
+	regs, err := gokvm.GetRegs(uintptr(vm.vcpufd))
+	if err != nil {
+		return 0
+	}
+	return regs.RIP
+}
+
+// Kick makes the current or next Run return ExitKicked: it sets immediate_exit
+// (for a vCPU about to enter the guest) and signals the vCPU thread (for one
+// inside it). SIGURG is the Go runtime's own preemption signal, which every Go
+// thread already tolerates at any time.
+func (vm *VM) Kick() {
+	vm.mu.Lock()
+	defer vm.mu.Unlock()
+	vm.kicked.Store(true)
+	if vm.closed || vm.run == nil {
+		return
+	}
+	atomicStoreByte(&vm.run[runImmediateExit], 1)
+	if tid := vm.tid.Load(); tid != 0 {
+		_ = unix.Tgkill(unix.Getpid(), int(tid), unix.SIGURG)
+	}
+}
+
+// atomicStoreByte stores v into the kvm_run word that holds b, which KVM reads
+// concurrently. The other bytes of that word are never used by tender.
+func atomicStoreByte(b *byte, v byte) {
+	word := (*uint32)(unsafe.Pointer(uintptr(unsafe.Pointer(b)) &^ 3))
+	shift := (uintptr(unsafe.Pointer(b)) & 3) * 8
+	for {
+		old := atomic.LoadUint32(word)
+		if atomic.CompareAndSwapUint32(word, old, old&^(0xFF<<shift)|uint32(v)<<shift) {
+			return
+		}
+	}
+}
+
+// Close releases the vCPU and the VM. The guest memory stays with its owner.
+func (vm *VM) Close() error {
+	vm.mu.Lock()
+	defer vm.mu.Unlock()
+	if vm.closed {
+		return nil
+	}
+	vm.closed = true
+	var errs []error
+	if vm.run != nil {
+		errs = append(errs, unix.Munmap(vm.run))
+		vm.run = nil
+	}
+	if vm.vcpufd >= 0 {
+		errs = append(errs, unix.Close(vm.vcpufd))
+	}
+	if vm.vmfd >= 0 {
+		errs = append(errs, unix.Close(vm.vmfd))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,17 @@
+package tsc
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+)
+
+func TestCalibrate(t *testing.T) {
+	a := Read()
+	hz := Calibrate(5 * time.Millisecond)
+	assert.Greater(t, Read(), a, "TSC must advance")
+	// Any x86-64 TSC made in this century runs between 100 MHz and 10 GHz.
+	assert.Greater(t, hz, uint64(100e6))
+	assert.Less(t, hz, uint64(10e9))
+}
