@@ -311,22 +311,32 @@ func (vm *VM) decode(reason gokvm.ExitType) (vcpu.Exit, error) {
 }
 
 // fault reads the exception frame the CPU pushed on the monitor's kernel
-// stack; the stub that reported vector never returns.
+// stack; the stub that reported vector never returns. A #GP on an in/out
+// instruction is reported as the port I/O it was, so that a guest touching a
+// port outside the hypercall range is told apart from other faults.
 func (vm *VM) fault(vector byte) (vcpu.Exit, error) {
 	e := vcpu.Exit{Kind: vcpu.ExitFault, Vector: vector, HasErrorCode: x86.HasErrorCode(vector)}
-	var frame [6]uint64
-	for i := range frame {
-		v, err := vm.mem.Uint64(x86.FrameAddr + uint64(8*i))
+	var err error
+	if e.RIP, err = vm.mem.Uint64(x86.RIPAddr); err != nil {
+		return vcpu.Exit{}, err
+	}
+	if e.HasErrorCode {
+		if e.ErrorCode, err = vm.mem.Uint64(x86.ErrorCodeAddr); err != nil {
+			return vcpu.Exit{}, err
+		}
+	}
+	switch vector {
+	case 13:
+		rdx, err := vm.mem.Uint64(x86.SavedRDXAddr(vector))
 		if err != nil {
 			return vcpu.Exit{}, err
 		}
-		frame[i] = v
-	}
-	if e.HasErrorCode {
-		e.ErrorCode = frame[0]
-	}
-	e.RIP = frame[1]
-	if vector == 14 {
+		if code, err := vm.mem.Slice(e.RIP, 4); err == nil {
+			if io, ok := x86.DecodePortIO(code, rdx); ok {
+				return vcpu.Exit{Kind: vcpu.ExitBadIO, Port: io.Port, Size: io.Size, Out: io.Out, RIP: e.RIP}, nil
+			}
+		}
+	case 14:
 		sregs, err := gokvm.GetSregs(uintptr(vm.vcpufd))
 		if err != nil {
 			return vcpu.Exit{}, fmt.Errorf("KVM_GET_SREGS: %w", err)

@@ -65,12 +65,28 @@ const (
 	TSSLimit = tssSize + ioBitmapSize - 1
 )
 
-// Frame layout: with RSP0 16-byte aligned, an exception from CPL 3 pushes SS,
-// RSP, RFLAGS, CS, RIP and, for some vectors, an error code, downwards from
-// KStackTop.
+// Frame layout. With RSP0 16-byte aligned, an exception from CPL 3 pushes SS,
+// RSP, RFLAGS, CS and RIP downwards from KStackTop, then an error code for
+// some vectors; the stub then pushes the guest's RAX and RDX, which it is
+// about to clobber, so the monitor can still decode a faulting in/out.
 const (
-	FrameAddr = KStackTop - 6*8 // error code slot; RIP is at FrameAddr+8
+	// RIPAddr is where the faulting RIP lies, whatever the vector.
+	RIPAddr = KStackTop - 5*8
+	// ErrorCodeAddr is where the error code lies, for vectors that have one.
+	ErrorCodeAddr = KStackTop - 6*8
 )
+
+// SavedRAXAddr and SavedRDXAddr locate the guest RAX and RDX the stub saved
+// for vector v.
+func SavedRAXAddr(v uint8) uint64 {
+	if HasErrorCode(v) {
+		return KStackTop - 7*8
+	}
+	return KStackTop - 6*8
+}
+
+// SavedRDXAddr: see SavedRAXAddr.
+func SavedRDXAddr(v uint8) uint64 { return SavedRAXAddr(v) - 8 }
 
 // HasErrorCode reports whether the CPU pushes an error code for vector v.
 func HasErrorCode(v uint8) bool {
@@ -281,18 +297,68 @@ func tss() []byte {
 	return b
 }
 
-const stubSize = 8
+const stubSize = 16
 
-// stubs returns one 8-byte stub per vector:
+// stubs returns one 16-byte stub per vector:
 //
+//	50           push %rax
+//	52           push %rdx
 //	b0 VV        mov  $vector, %al
 //	66 ba PP PP  mov  $FaultPort, %dx
 //	ee           out  %al, %dx
 //	f4           hlt
+//	cc ...       int3 padding
 func stubs() []byte {
 	b := make([]byte, 0, NumVectors*stubSize)
 	for v := range NumVectors {
-		b = append(b, 0xB0, byte(v), 0x66, 0xBA, byte(FaultPort&0xFF), byte(FaultPort>>8), 0xEE, 0xF4)
+		b = append(b, 0x50, 0x52, 0xB0, byte(v), 0x66, 0xBA, byte(FaultPort&0xFF), byte(FaultPort>>8), 0xEE, 0xF4,
+			0xCC, 0xCC, 0xCC, 0xCC, 0xCC, 0xCC)
 	}
 	return b
+}
+
+// PortIO is a decoded port I/O instruction.
+type PortIO struct {
+	Port uint16
+	Size uint8 // 1, 2 or 4 bytes
+	Out  bool
+	Len  int // instruction length
+}
+
+// DecodePortIO decodes an in/out instruction (with an optional operand-size
+// or rep prefix) at the start of code, taking the port from DX where the
+// instruction does. It reports false for any other instruction.
+func DecodePortIO(code []byte, rdx uint64) (PortIO, bool) {
+	io := PortIO{Size: 4}
+	i := 0
+	for ; i < len(code) && i < 4; i++ {
+		switch code[i] {
+		case 0x66:
+			io.Size = 2
+			continue
+		case 0xF2, 0xF3:
+			continue
+		}
+		break
+	}
+	if i >= len(code) {
+		return PortIO{}, false
+	}
+	op := code[i]
+	switch op {
+	case 0xE4, 0xE5, 0xE6, 0xE7: // in/out with an 8-bit immediate port
+		if i+1 >= len(code) {
+			return PortIO{}, false
+		}
+		io.Port, io.Len = uint16(code[i+1]), i+2
+	case 0xEC, 0xED, 0xEE, 0xEF, 0x6C, 0x6D, 0x6E, 0x6F: // port in DX (6C-6F: ins/outs)
+		io.Port, io.Len = uint16(rdx), i+1
+	default:
+		return PortIO{}, false
+	}
+	if op&1 == 0 {
+		io.Size = 1
+	}
+	io.Out = op == 0xE6 || op == 0xE7 || op == 0xEE || op == 0xEF || op == 0x6E || op == 0x6F
+	return io, true
 }
