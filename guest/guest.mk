@@ -1,0 +1,85 @@
+# guest/guest.mk: builds the example guests. Included by the top-level
+# Makefile; paths are relative to the repository root.
+#
+# Defines:
+#   GUEST_ELFS  every guest image, $(GUESTBIN)/NAME.elf for each
+#               guest/examples/NAME.c (the top-level `guests` target builds them)
+#   HOST_BINS   Linux builds of two examples for benchmark comparison:
+#               $(GUESTBIN)/host/hello_host and $(GUESTBIN)/host/sha256_host.
+#               They are not in GUEST_ELFS; this file adds them as further
+#               prerequisites of `guests`.
+# Objects go to $(GUESTBIN)/obj/.
+
+GUESTBIN ?= bin/guest
+
+# The guest compiler: $(CC) when set, else gcc (make's built-in default "cc"
+# is replaced; CC itself is left alone).
+ifeq ($(origin CC),default)
+GUEST_CC := gcc
+else
+GUEST_CC := $(CC)
+endif
+
+GUEST_DIR      := guest
+GUEST_OBJDIR   := $(GUESTBIN)/obj
+GUEST_HOSTDIR  := $(GUESTBIN)/host
+GUEST_LDSCRIPT := $(GUEST_DIR)/tender.ld
+
+GUEST_NAMES := $(sort $(basename $(notdir $(wildcard $(GUEST_DIR)/examples/*.c))))
+GUEST_ELFS  := $(patsubst %,$(GUESTBIN)/%.elf,$(GUEST_NAMES))
+
+GUEST_LIB_SRCS := $(sort $(wildcard $(GUEST_DIR)/lib/*.c $(GUEST_DIR)/lib/*.S))
+GUEST_LIB_OBJS := $(patsubst $(GUEST_DIR)/lib/%,$(GUEST_OBJDIR)/lib/%.o,$(GUEST_LIB_SRCS))
+
+# Only the compiler's own freestanding headers (stddef.h, stdint.h, ...) are
+# visible to guests, never the host C library's.
+GUEST_CC_INCLUDE := $(shell $(GUEST_CC) -print-file-name=include 2>/dev/null)
+
+GUEST_CFLAGS := -std=gnu11 -O2 -g0 -Wall -Wextra -Werror \
+	-ffreestanding -fno-builtin -nostdinc -isystem $(GUEST_CC_INCLUDE) \
+	-I $(GUEST_DIR)/include \
+	-fno-stack-protector -fno-stack-clash-protection -fcf-protection=none \
+	-fno-pic -fno-pie -mcmodel=small \
+	-fno-asynchronous-unwind-tables -fno-unwind-tables \
+	-ffunction-sections -fdata-sections \
+	-fno-tree-loop-distribute-patterns \
+	-MMD -MP
+GUEST_ASFLAGS := -nostdinc -I $(GUEST_DIR)/include -MMD -MP
+GUEST_LDFLAGS := -nostdlib -static -no-pie -T $(GUEST_LDSCRIPT) \
+	-Wl,-z,max-page-size=0x1000 -Wl,-z,common-page-size=0x1000 \
+	-Wl,-z,noexecstack -Wl,-z,norelro -Wl,--build-id=none \
+	-Wl,--gc-sections -Wl,--orphan-handling=error -Wl,--fatal-warnings
+# libgcc only supplies helpers the compiler may call (e.g. 128-bit division).
+GUEST_LDLIBS := -lgcc
+
+# The Linux programs: ordinary static executables built with the host C library.
+HOST_CFLAGS := -std=gnu11 -O2 -Wall -Wextra -Werror -DTENDER_HOST -I $(GUEST_DIR)/include
+HOST_BINS := $(GUEST_HOSTDIR)/hello_host $(GUEST_HOSTDIR)/sha256_host
+
+guests: $(HOST_BINS)
+
+$(GUESTBIN)/%.elf: $(GUEST_OBJDIR)/examples/%.c.o $(GUEST_LIB_OBJS) $(GUEST_LDSCRIPT)
+	@mkdir -p $(@D)
+	$(GUEST_CC) $(GUEST_LDFLAGS) -o $@ $< $(GUEST_LIB_OBJS) $(GUEST_LDLIBS)
+
+$(GUEST_OBJDIR)/%.c.o: $(GUEST_DIR)/%.c $(GUEST_DIR)/guest.mk
+	@mkdir -p $(@D)
+	$(GUEST_CC) $(GUEST_CFLAGS) -c -o $@ $<
+
+$(GUEST_OBJDIR)/%.S.o: $(GUEST_DIR)/%.S $(GUEST_DIR)/guest.mk
+	@mkdir -p $(@D)
+	$(GUEST_CC) $(GUEST_ASFLAGS) -c -o $@ $<
+
+$(GUEST_HOSTDIR)/hello_host: $(GUEST_DIR)/examples/hello.c $(GUEST_DIR)/guest.mk
+	@mkdir -p $(@D)
+	$(GUEST_CC) $(HOST_CFLAGS) -static -o $@ $<
+
+$(GUEST_HOSTDIR)/sha256_host: $(GUEST_DIR)/examples/sha256.c $(GUEST_DIR)/lib/sha256.c \
+		$(GUEST_DIR)/include/sha256.h $(GUEST_DIR)/guest.mk
+	@mkdir -p $(@D)
+	$(GUEST_CC) $(HOST_CFLAGS) -static -o $@ $(GUEST_DIR)/examples/sha256.c $(GUEST_DIR)/lib/sha256.c
+
+# Keep the objects; make would otherwise delete them as intermediates.
+.SECONDARY: $(GUEST_LIB_OBJS) $(patsubst %,$(GUEST_OBJDIR)/examples/%.c.o,$(GUEST_NAMES))
+
+-include $(wildcard $(GUEST_OBJDIR)/*/*.d)
