@@ -1,0 +1,581 @@
+package ptrace
+
+import (
+	"bytes"
+	"debug/elf"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+
+	"github.com/tendervm/tender/hypercall"
+	"github.com/tendervm/tender/monitor/guestmem"
+	"github.com/tendervm/tender/monitor/vcpu"
+)
+
+// Guest layout used by every test.
+const (
+	testMemSize = 4 << 20
+	codeAddr    = hypercall.ImageBase // one R+X page
+	dataAddr    = codeAddr + 0x1000   // one R+W page
+	stackSize   = 0x10000             // R+W at the top of memory
+)
+
+func testBoot() vcpu.Boot {
+	return vcpu.Boot{
+		Regions: []vcpu.Region{
+			{Addr: hypercall.BootInfoAddr, Size: 0x1000, Perm: vcpu.Read},
+			{Addr: codeAddr, Size: 0x1000, Perm: vcpu.Read | vcpu.Exec},
+			{Addr: dataAddr, Size: 0x1000, Perm: vcpu.Read | vcpu.Write},
+			{Addr: testMemSize - stackSize, Size: stackSize, Perm: vcpu.Read | vcpu.Write},
+		},
+		Entry:    codeAddr,
+		StackTop: testMemSize,
+		BootInfo: hypercall.BootInfoAddr,
+	}
+}
+
+// lockThread locks the test goroutine to its thread for the test and its
+// cleanups, as ptrace requires.
+func lockThread(t testing.TB) {
+	runtime.LockOSThread()
+	t.Cleanup(runtime.UnlockOSThread) // registered first, so it runs last
+}
+
+func newMem(t testing.TB) *guestmem.Memory {
+	mem, err := guestmem.NewShared(testMemSize)
+	require.NoError(t, err)
+	t.Cleanup(func() { assert.NoError(t, mem.Close()) })
+	return mem
+}
+
+// start loads code at codeAddr and starts a guest on it.
+func start(t testing.TB, code []byte) (*guestmem.Memory, *VCPU) {
+	t.Helper()
+	lockThread(t)
+	mem := newMem(t)
+	require.NoError(t, mem.Write(codeAddr, code))
+	v, err := New(mem, testBoot())
+	require.NoError(t, err)
+	t.Cleanup(func() { assert.NoError(t, v.Close()) })
+	return mem, v
+}
+
+func run(t testing.TB, v *VCPU) vcpu.Exit {
+	t.Helper()
+	exit, err := v.Run()
+	require.NoError(t, err)
+	return exit
+}
+
+func TestHypercall(t *testing.T) {
+	mem, v := start(t, []byte{
+		0x66, 0xba, 0x02, 0x05, // +0x00 mov $0x502, %dx
+		0xb8, 0x00, 0x10, 0x10, 0x00, // +0x04 mov $0x101000, %eax
+		0xef,                                           // +0x09 out %eax, %dx
+		0x48, 0x8b, 0x0c, 0x25, 0x08, 0x10, 0x10, 0x00, // +0x0a mov 0x101008, %rcx
+		0x48, 0x89, 0x0c, 0x25, 0x10, 0x10, 0x10, 0x00, // +0x12 mov %rcx, 0x101010
+		0x66, 0xba, 0x03, 0x05, // +0x1a mov $0x503, %dx
+		0xef,       // +0x1e out %eax, %dx
+		0x0f, 0x0b, // +0x1f ud2
+	})
+
+	exit := run(t, v)
+	assert.Equal(t, vcpu.Exit{Kind: vcpu.ExitHypercall, Nr: 2, Arg: 0x101000, RIP: codeAddr + 0x09}, exit)
+
+	// The monitor's view and the guest's share pages.
+	const magic = 0xfeedface12345678
+	require.NoError(t, mem.PutUint64(dataAddr+8, magic))
+	exit = run(t, v)
+	assert.Equal(t, vcpu.Exit{Kind: vcpu.ExitHypercall, Nr: 3, Arg: 0x101000, RIP: codeAddr + 0x1e}, exit)
+	got, err := mem.Uint64(dataAddr + 0x10)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(magic), got)
+
+	// The guest continues after the second out.
+	exit = run(t, v)
+	assert.Equal(t, vcpu.ExitFault, exit.Kind)
+	assert.EqualValues(t, 6, exit.Vector)
+	assert.EqualValues(t, codeAddr+0x1f, exit.RIP)
+}
+
+func TestFaults(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		code   []byte
+		vector uint8
+		rip    uint64
+		cr2    uint64
+	}{
+		// ud2
+		{"ud2", []byte{0x0f, 0x0b}, 6, codeAddr, 0},
+		// mov 0x0, %rax
+		{"null", []byte{0x48, 0x8b, 0x04, 0x25, 0x00, 0x00, 0x00, 0x00}, 14, codeAddr, 0},
+		// movq $1, 0x100000: a write to the read-only code page
+		{"write code", []byte{0x48, 0xc7, 0x04, 0x25, 0x00, 0x00, 0x10, 0x00, 0x01, 0x00, 0x00, 0x00}, 14, codeAddr, codeAddr},
+		// mov 0x200000, %rax: a read of memory outside every region
+		{"unmapped", []byte{0x48, 0x8b, 0x04, 0x25, 0x00, 0x00, 0x20, 0x00}, 14, codeAddr, 0x200000},
+		// jmp *%rax with %rax = 0x101000: execution of the data page
+		{"exec data", []byte{0xb8, 0x00, 0x10, 0x10, 0x00, 0xff, 0xe0}, 14, dataAddr, dataAddr},
+		// xor %ecx, %ecx; div %ecx
+		{"divide", []byte{0x31, 0xc9, 0xf7, 0xf1}, 0, codeAddr + 2, 0},
+		// movl $0x1d80, 0x101000 (MXCSR with divide-by-zero unmasked)
+		// ldmxcsr 0x101000; mov $0x3f800000, %eax (1.0f); movd %eax, %xmm0
+		// xorps %xmm1, %xmm1; divss %xmm1, %xmm0
+		{"simd", []byte{
+			0xc7, 0x04, 0x25, 0x00, 0x10, 0x10, 0x00, 0x80, 0x1d, 0x00, 0x00, // +0x00
+			0x0f, 0xae, 0x14, 0x25, 0x00, 0x10, 0x10, 0x00, // +0x0b
+			0xb8, 0x00, 0x00, 0x80, 0x3f, // +0x13
+			0x66, 0x0f, 0x6e, 0xc0, // +0x18
+			0x0f, 0x57, 0xc9, // +0x1c
+			0xf3, 0x0f, 0x5e, 0xc1, // +0x1f
+		}, 19, codeAddr + 0x1f, 0},
+		// movw $0x37b, 0x101000 (x87 control word with zero-divide unmasked)
+		// fldcw 0x101000; fld1; fldz; fdivp (1/0); fwait, which raises it
+		{"x87", []byte{
+			0x66, 0xc7, 0x04, 0x25, 0x00, 0x10, 0x10, 0x00, 0x7b, 0x03, // +0x00
+			0xd9, 0x2c, 0x25, 0x00, 0x10, 0x10, 0x00, // +0x0a
+			0xd9, 0xe8, // +0x11
+			0xd9, 0xee, // +0x13
+			0xde, 0xf9, // +0x15
+			0x9b, // +0x17
+		}, 16, codeAddr + 0x17, 0},
+		// pushf; orl $0x40000, (%rsp); popf (set EFLAGS.AC)
+		// mov 0x101001, %eax: a misaligned load
+		{"alignment", []byte{
+			0x9c,                                     // +0x00
+			0x81, 0x0c, 0x24, 0x00, 0x00, 0x04, 0x00, // +0x01
+			0x9d,                                     // +0x08
+			0x8b, 0x04, 0x25, 0x01, 0x10, 0x10, 0x00, // +0x09
+		}, 17, codeAddr + 9, 0},
+		// pushf; orl $0x100, (%rsp); popf (set EFLAGS.TF); nop; the trap
+		// comes after the nop
+		{"single step", []byte{
+			0x9c,                                     // +0x00
+			0x81, 0x0c, 0x24, 0x00, 0x01, 0x00, 0x00, // +0x01
+			0x9d, // +0x08
+			0x90, // +0x09
+		}, 1, codeAddr + 10, 0},
+		// int3
+		{"int3", []byte{0xcc}, 3, codeAddr + 1, 0},
+		// hlt: privileged at CPL 3
+		{"hlt", []byte{0xf4}, 13, codeAddr, 0},
+		// mov (%rax), %rax with %rax = 0x8000000000000000: non-canonical
+		{"non-canonical", []byte{0x48, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0x80, 0x48, 0x8b, 0x00}, 13, codeAddr + 10, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, v := start(t, tc.code)
+			exit := run(t, v)
+			assert.Equal(t, vcpu.Exit{Kind: vcpu.ExitFault, Vector: tc.vector, RIP: tc.rip, CR2: tc.cr2}, exit)
+			if tc.vector != 1 && tc.vector != 3 {
+				// A fault, unlike a trap, runs the instruction again.
+				assert.Equal(t, exit, run(t, v))
+			}
+		})
+	}
+}
+
+func TestBadIO(t *testing.T) {
+	_, v := start(t, []byte{
+		0xe6, 0x80, // +0x00 out %al, $0x80
+	})
+	assert.Equal(t, vcpu.Exit{Kind: vcpu.ExitBadIO, Port: 0x80, Size: 1, Out: true, RIP: codeAddr}, run(t, v))
+}
+
+func TestIOForms(t *testing.T) {
+	const mov502 = "\x66\xba\x02\x05" // mov $0x502, %dx
+	for _, tc := range []struct {
+		name string
+		code string
+		want vcpu.Exit
+	}{
+		{"in imm8", "\xe4\x60", // in $0x60, %al
+			vcpu.Exit{Kind: vcpu.ExitBadIO, Port: 0x60, Size: 1, RIP: codeAddr}},
+		{"in eax dx", mov502 + "\xed", // in (%dx), %eax
+			vcpu.Exit{Kind: vcpu.ExitBadIO, Port: 0x502, Size: 4, RIP: codeAddr + 4}},
+		{"out ax dx", mov502 + "\x66\xef", // out %ax, (%dx): 16 bits is no hypercall
+			vcpu.Exit{Kind: vcpu.ExitBadIO, Port: 0x502, Size: 2, Out: true, RIP: codeAddr + 4}},
+		{"outsb", mov502 + "\x6e", // outsb: a string instruction is no hypercall
+			vcpu.Exit{Kind: vcpu.ExitBadIO, Port: 0x502, Size: 1, Out: true, RIP: codeAddr + 4}},
+		{"out imm8 eax", "\xe7\x05", // out %eax, $0x05: port below the range
+			vcpu.Exit{Kind: vcpu.ExitBadIO, Port: 0x05, Size: 4, Out: true, RIP: codeAddr}},
+		{"last port", "\x66\xba\x1f\x05\xef", // mov $0x51f, %dx; out %eax, (%dx)
+			vcpu.Exit{Kind: vcpu.ExitHypercall, Nr: hypercall.Count - 1, RIP: codeAddr + 4}},
+		{"past the range", "\x66\xba\x20\x05\xef", // mov $0x520, %dx; out %eax, (%dx)
+			vcpu.Exit{Kind: vcpu.ExitBadIO, Port: 0x520, Size: 4, Out: true, RIP: codeAddr + 4}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, v := start(t, []byte(tc.code))
+			assert.Equal(t, tc.want, run(t, v))
+		})
+	}
+}
+
+// TestPrefixedHypercall checks that RIP skips the whole out instruction,
+// prefixes included.
+func TestPrefixedHypercall(t *testing.T) {
+	_, v := start(t, []byte{
+		0x66, 0xba, 0x01, 0x05, // +0x00 mov $0x501, %dx
+		0xf3, 0x40, 0xef, // +0x04 rep rex out %eax, (%dx)
+		0x0f, 0x0b, // +0x07 ud2
+	})
+	assert.Equal(t, vcpu.Exit{Kind: vcpu.ExitHypercall, Nr: 1, RIP: codeAddr + 4}, run(t, v))
+	exit := run(t, v)
+	assert.EqualValues(t, 6, exit.Vector)
+	assert.EqualValues(t, codeAddr+7, exit.RIP)
+}
+
+func TestSyscall(t *testing.T) {
+	_, v := start(t, []byte{
+		0xb8, 0x27, 0x00, 0x00, 0x00, // +0x00 mov $39, %eax (getpid)
+		0x0f, 0x05, // +0x05 syscall
+	})
+	assert.Equal(t, vcpu.Exit{Kind: vcpu.ExitSyscall, Reason: 39, RIP: codeAddr + 5}, run(t, v))
+	_, err := v.Run()
+	assert.Error(t, err, "the guest cannot continue after a system call")
+}
+
+// TestStubSyscall checks that jumping to the stub's own syscall gadget, the
+// one New used, is trapped as well.
+func TestStubSyscall(t *testing.T) {
+	_, v := start(t, []byte{
+		0x48, 0xb9, 0xc0, 0x00, 0x00, 0x00, 0x00, 0x7e, 0x00, 0x00, // +0x00 movabs $0x7e00000000c0, %rcx
+		0xb8, 0x3c, 0x00, 0x00, 0x00, // +0x0a mov $60, %eax (exit)
+		0xff, 0xe1, // +0x0f jmp *%rcx
+	})
+	assert.Equal(t, vcpu.Exit{Kind: vcpu.ExitSyscall, Reason: 60, RIP: stubBase + stubSyscall}, run(t, v))
+}
+
+func TestKick(t *testing.T) {
+	_, v := start(t, []byte{
+		0xeb, 0xfe, // +0x00 1: jmp 1b
+	})
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		v.Kick()
+	}()
+	begin := time.Now()
+	assert.Equal(t, vcpu.ExitKicked, run(t, v).Kind)
+	assert.Less(t, time.Since(begin), 5*time.Second)
+	assert.Equal(t, vcpu.ExitKicked, run(t, v).Kind, "a kick is sticky")
+}
+
+// TestKickRace kicks a guest that is busy making hypercalls at arbitrary
+// moments: Run must report ExitKicked, never an error.
+func TestKickRace(t *testing.T) {
+	lockThread(t)
+	mem := newMem(t)
+	require.NoError(t, mem.Write(codeAddr, loopCode))
+	for i := range 50 {
+		v, err := New(mem, testBoot())
+		require.NoError(t, err)
+		go func() {
+			time.Sleep(time.Duration(i*20) * time.Microsecond)
+			v.Kick()
+		}()
+		for {
+			exit, err := v.Run()
+			require.NoError(t, err)
+			if exit.Kind == vcpu.ExitKicked {
+				break
+			}
+			require.Equal(t, vcpu.ExitHypercall, exit.Kind)
+		}
+		require.NoError(t, v.Close())
+	}
+}
+
+func TestKickBeforeRun(t *testing.T) {
+	_, v := start(t, []byte{0xeb, 0xfe}) // jmp .
+	v.Kick()
+	assert.Equal(t, vcpu.ExitKicked, run(t, v).Kind)
+	require.NoError(t, v.Close())
+	v.Kick() // harmless after Close
+}
+
+// TestForeignSignals checks that signals sent by other processes are
+// discarded, even those that look like faults, while SIGKILL ends the guest.
+func TestForeignSignals(t *testing.T) {
+	_, v := start(t, []byte{0xeb, 0xfe}) // jmp .
+	go func() {
+		for _, sig := range []unix.Signal{unix.SIGSEGV, unix.SIGTERM, unix.SIGSTOP, unix.SIGSYS, unix.SIGINT} {
+			time.Sleep(10 * time.Millisecond)
+			assert.NoError(t, unix.Kill(v.pid, sig))
+		}
+		time.Sleep(50 * time.Millisecond)
+		assert.NoError(t, unix.Kill(v.pid, unix.SIGKILL))
+	}()
+	exit := run(t, v)
+	assert.Equal(t, vcpu.ExitUnknown, exit.Kind)
+	ws := unix.WaitStatus(exit.Reason)
+	assert.True(t, ws.Signaled())
+	assert.Equal(t, unix.SIGKILL, ws.Signal())
+	_, err := v.Run()
+	assert.Error(t, err)
+}
+
+func TestInitialRegisters(t *testing.T) {
+	mem, v := start(t, []byte{
+		0x48, 0x89, 0x3c, 0x25, 0x00, 0x10, 0x10, 0x00, // +0x00 mov %rdi, 0x101000
+		0x48, 0x89, 0x24, 0x25, 0x08, 0x10, 0x10, 0x00, // +0x08 mov %rsp, 0x101008
+		0x9c,                                     // +0x10 pushf
+		0x8f, 0x04, 0x25, 0x10, 0x10, 0x10, 0x00, // +0x11 pop 0x101010
+		0x48, 0x89, 0x1c, 0x25, 0x18, 0x10, 0x10, 0x00, // +0x18 mov %rbx, 0x101018
+		0x66, 0xba, 0x01, 0x05, // +0x20 mov $0x501, %dx
+		0xef, // +0x24 out %eax, (%dx)
+	})
+	assert.Equal(t, vcpu.Exit{Kind: vcpu.ExitHypercall, Nr: 1, RIP: codeAddr + 0x24}, run(t, v))
+	for _, c := range []struct {
+		addr, want uint64
+	}{
+		{dataAddr, hypercall.BootInfoAddr}, // rdi
+		{dataAddr + 8, testMemSize},        // rsp
+		{dataAddr + 0x10, 0x202},           // rflags
+		{dataAddr + 0x18, 0},               // rbx
+	} {
+		got, err := mem.Uint64(c.addr)
+		require.NoError(t, err)
+		assert.Equal(t, c.want, got, "at %#x", c.addr)
+	}
+}
+
+// TestSandbox inspects the tracee from outside: it has no file descriptors,
+// a seccomp filter, no_new_privs, and the guest regions mapped as asked.
+func TestSandbox(t *testing.T) {
+	_, v := start(t, []byte{0xeb, 0xfe})
+	proc := fmt.Sprintf("/proc/%d/", v.pid)
+
+	fds, err := os.ReadDir(proc + "fd")
+	require.NoError(t, err)
+	assert.Empty(t, fds)
+
+	status, err := os.ReadFile(proc + "status")
+	require.NoError(t, err)
+	assert.Regexp(t, `(?m)^Seccomp:\s+2$`, string(status))
+	assert.Regexp(t, `(?m)^NoNewPrivs:\s+1$`, string(status))
+
+	maps, err := os.ReadFile(proc + "maps")
+	require.NoError(t, err)
+	for _, want := range []string{
+		"00010000-00011000 r--s 00010000 ",
+		"00100000-00101000 r-xs 00100000 ",
+		"00101000-00102000 rw-s 00101000 ",
+		"003f0000-00400000 rw-s 003f0000 ",
+		"7e0000000000-7e0000001000 r-xp 00000000 ",
+	} {
+		assert.Contains(t, string(maps), want)
+	}
+}
+
+func TestWrongThread(t *testing.T) {
+	_, v := start(t, []byte{0xeb, 0xfe})
+	done := make(chan error)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		_, err := v.Run()
+		done <- err
+	}()
+	assert.ErrorContains(t, <-done, "LockOSThread")
+	go func() { done <- v.Close() }()
+	assert.NoError(t, <-done, "Close works from any thread")
+	assert.Empty(t, children(t))
+}
+
+func TestNewErrors(t *testing.T) {
+	lockThread(t)
+	anon, err := guestmem.New(testMemSize)
+	require.NoError(t, err)
+	defer anon.Close()
+	_, err = New(anon, testBoot())
+	assert.ErrorContains(t, err, "NewShared")
+
+	mem := newMem(t)
+	for name, regions := range map[string][]vcpu.Region{
+		"unaligned":   {{Addr: 0x100800, Size: 0x1000, Perm: vcpu.Read}},
+		"empty":       {{Addr: 0x100000, Perm: vcpu.Read}},
+		"outside":     {{Addr: testMemSize - 0x1000, Size: 0x2000, Perm: vcpu.Read}},
+		"overlapping": {{Addr: 0x100000, Size: 0x2000, Perm: vcpu.Read}, {Addr: 0x101000, Size: 0x1000, Perm: vcpu.Read}},
+		"bad perm":    {{Addr: 0x100000, Size: 0x1000, Perm: 0x80}},
+	} {
+		_, err := New(mem, vcpu.Boot{Regions: regions, Entry: codeAddr})
+		assert.Error(t, err, name)
+	}
+}
+
+// openFDs counts this process's open file descriptors.
+func openFDs(t testing.TB) int {
+	fds, err := os.ReadDir("/proc/self/fd")
+	require.NoError(t, err)
+	return len(fds)
+}
+
+// children lists the processes whose parent is this process.
+func children(t testing.TB) []int {
+	dirs, err := filepath.Glob("/proc/[0-9]*/stat")
+	require.NoError(t, err)
+	var kids []int
+	for _, path := range dirs {
+		stat, err := os.ReadFile(path)
+		if err != nil {
+			continue // gone meanwhile
+		}
+		// pid (comm) state ppid ...; comm may contain spaces and parentheses.
+		fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+		if len(fields) > 1 && fields[1] == strconv.Itoa(os.Getpid()) {
+			pid, _ := strconv.Atoi(strings.Fields(string(stat))[0])
+			kids = append(kids, pid)
+		}
+	}
+	return kids
+}
+
+func TestNoLeaks(t *testing.T) {
+	lockThread(t)
+	mem := newMem(t)
+	require.NoError(t, mem.Write(codeAddr, []byte{
+		0x66, 0xba, 0x03, 0x05, // mov $0x503, %dx
+		0xef, // out %eax, (%dx)
+	}))
+	cycle := func() {
+		v, err := New(mem, testBoot())
+		require.NoError(t, err)
+		exit, err := v.Run()
+		require.NoError(t, err)
+		require.Equal(t, vcpu.ExitHypercall, exit.Kind)
+		require.NoError(t, v.Close())
+		require.NoError(t, v.Close(), "Close is idempotent")
+	}
+	cycle() // let the runtime open whatever it opens once
+	fds := openFDs(t)
+	for range 200 {
+		cycle()
+	}
+	assert.Equal(t, fds, openFDs(t))
+	assert.Empty(t, children(t))
+}
+
+func TestStubELF(t *testing.T) {
+	f, err := elf.NewFile(bytes.NewReader(stubELF()))
+	require.NoError(t, err)
+	assert.Equal(t, elf.ET_EXEC, f.Type)
+	assert.Equal(t, elf.EM_X86_64, f.Machine)
+	assert.EqualValues(t, stubBase+stubEntry, f.Entry)
+	require.Len(t, f.Progs, 2)
+	load := f.Progs[0]
+	assert.Equal(t, elf.PT_LOAD, load.Type)
+	assert.Equal(t, elf.PF_R|elf.PF_X, load.Flags)
+	assert.EqualValues(t, stubBase, load.Vaddr)
+	assert.EqualValues(t, stubEnd, load.Filesz)
+	assert.Equal(t, elf.PT_GNU_STACK, f.Progs[1].Type)
+	assert.Equal(t, elf.PF_R|elf.PF_W, f.Progs[1].Flags)
+}
+
+func TestDecodeIO(t *testing.T) {
+	for _, tc := range []struct {
+		code string
+		ok   bool
+		want ioInsn
+	}{
+		{"\xef", true, ioInsn{port: 0x501, size: 4, out: true, len: 1}},
+		{"\x66\xef", true, ioInsn{port: 0x501, size: 2, out: true, len: 2}},
+		{"\xee", true, ioInsn{port: 0x501, size: 1, out: true, len: 1}},
+		{"\xec", true, ioInsn{port: 0x501, size: 1, len: 1}},
+		{"\xe5\x71", true, ioInsn{port: 0x71, size: 4, len: 2}},
+		{"\x66\xe7\x70", true, ioInsn{port: 0x70, size: 2, out: true, len: 3}},
+		{"\xf3\x6f", true, ioInsn{port: 0x501, size: 4, out: true, str: true, len: 2}},
+		{"\xf3\x66\x6d", true, ioInsn{port: 0x501, size: 2, str: true, len: 3}},
+		{"\x2e\x48\xef", true, ioInsn{port: 0x501, size: 4, out: true, len: 3}},
+		{"\xe4", false, ioInsn{}},         // truncated immediate
+		{"\x0f\x0b", false, ioInsn{}},     // ud2
+		{"\x66\x66\x66", false, ioInsn{}}, // prefixes only
+		{strings.Repeat("\x66", 15) + "\xef", false, ioInsn{}},
+		{strings.Repeat("\x66", 14) + "\xef", true, ioInsn{port: 0x501, size: 2, out: true, len: 15}},
+	} {
+		io, ok := decodeIO([]byte(tc.code), 0x501)
+		assert.Equal(t, tc.ok, ok, "% x", tc.code)
+		assert.Equal(t, tc.want, io, "% x", tc.code)
+	}
+	assert.True(t, ioInsn{port: 0x500, size: 4, out: true}.hypercall(0x500, 32))
+	assert.False(t, ioInsn{port: 0x4ff, size: 4, out: true}.hypercall(0x500, 32))
+	assert.False(t, ioInsn{port: 0x520, size: 4, out: true}.hypercall(0x500, 32))
+	assert.False(t, ioInsn{port: 0x500, size: 4}.hypercall(0x500, 32))
+	assert.True(t, isX87([]byte{0xde, 0xf9}))  // fdivrp
+	assert.True(t, isX87([]byte{0x9b}))        // fwait
+	assert.False(t, isX87([]byte{0xf2, 0x0f})) // an SSE prefix and escape
+}
+
+// loopCode issues hypercall 1 forever.
+var loopCode = []byte{
+	0x66, 0xba, 0x01, 0x05, // +0x00 mov $0x501, %dx
+	0xef,       // +0x04 1: out %eax, (%dx)
+	0xeb, 0xfd, // +0x05 jmp 1b
+}
+
+// BenchmarkHypercall measures one hypercall round trip: resume the guest,
+// trap its out, decode it.
+func BenchmarkHypercall(b *testing.B) {
+	_, v := start(b, loopCode)
+	b.ResetTimer()
+	for range b.N {
+		exit, err := v.Run()
+		if err != nil || exit.Kind != vcpu.ExitHypercall {
+			b.Fatalf("exit %v, error %v", exit.Kind, err)
+		}
+	}
+}
+
+// BenchmarkStartStop measures the life of a guest process: New, the run to
+// the first exit, Close.
+func BenchmarkStartStop(b *testing.B) {
+	lockThread(b)
+	mem := newMem(b)
+	require.NoError(b, mem.Write(codeAddr, loopCode))
+	b.ResetTimer()
+	for range b.N {
+		v, err := New(mem, testBoot())
+		if err != nil {
+			b.Fatal(err)
+		}
+		if exit, err := v.Run(); err != nil || exit.Kind != vcpu.ExitHypercall {
+			b.Fatalf("exit %v, error %v", exit.Kind, err)
+		}
+		if err := v.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func TestExecutable(t *testing.T) {
+	v := &VCPU{regions: []vcpu.Region{
+		{Addr: 0x1000, Size: 0x1000, Perm: vcpu.Read | vcpu.Exec},
+		{Addr: 0x2000, Size: 0x1000, Perm: vcpu.Read | vcpu.Exec},
+		{Addr: 0x3000, Size: 0x1000, Perm: vcpu.Read | vcpu.Write},
+		{Addr: 0x5000, Size: 0x1000, Perm: vcpu.Read | vcpu.Exec},
+	}}
+	for _, tc := range []struct {
+		addr, n uint64
+		want    bool
+	}{
+		{0x1000, 1, true},
+		{0x1fff, 1, true},
+		{0x1fff, 2, true}, // straddles two executable regions
+		{0x2fff, 1, true},
+		{0x2fff, 2, false}, // runs into a data region
+		{0x3000, 1, false},
+		{0x4fff, 2, false}, // starts in a hole
+		{0x5fff, 2, false}, // runs off the end
+		{0x0fff, 1, false},
+		{0x6000, 1, false},
+	} {
+		assert.Equal(t, tc.want, v.executable(tc.addr, tc.n), "[%#x, +%d)", tc.addr, tc.n)
+	}
+}
