@@ -1,0 +1,201 @@
+package monitor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/tendervm/tender/monitor/vcpu"
+)
+
+// Process exit codes of `tender run` for outcomes other than a guest exit.
+// A guest's own status is 0..hypercall.ExitStatusMax (239).
+const (
+	// ExitAborted: the guest called abort.
+	ExitAborted = 240
+	// ExitCrashed: the guest raised a CPU exception, triple-faulted, or
+	// otherwise stopped in a way the hypervisor reported (FaultError,
+	// CrashError).
+	ExitCrashed = 241
+	// ExitProtocol: the guest broke the hypercall protocol (ProtocolError).
+	ExitProtocol = 242
+	// ExitTimeout: the run was stopped by its deadline or cancelled
+	// (StoppedError).
+	ExitTimeout = 243
+	// ExitUsage: the command line was wrong; nothing ran.
+	ExitUsage = 254
+	// ExitMonitor: the monitor could not run the guest (bad ELF, no KVM,
+	// host failure).
+	ExitMonitor = 255
+)
+
+// ExitCode maps the outcome of a run to a process exit code: the guest's
+// status when err is nil, else one of the Exit* codes.
+func ExitCode(status int, err error) int {
+	var (
+		fe *FaultError
+		ce *CrashError
+		ae *AbortError
+		pe *ProtocolError
+		se *StoppedError
+	)
+	switch {
+	case err == nil:
+		return status
+	case errors.As(err, &ae):
+		return ExitAborted
+	case errors.As(err, &fe), errors.As(err, &ce):
+		return ExitCrashed
+	case errors.As(err, &pe):
+		return ExitProtocol
+	case errors.As(err, &se):
+		return ExitTimeout
+	}
+	return ExitMonitor
+}
+
+var vectorNames = [32]string{
+	0: "#DE divide error", 1: "#DB debug", 2: "NMI", 3: "#BP breakpoint", 4: "#OF overflow",
+	5: "#BR bound range", 6: "#UD invalid opcode", 7: "#NM device not available",
+	8: "#DF double fault", 10: "#TS invalid TSS", 11: "#NP segment not present",
+	12: "#SS stack fault", 13: "#GP general protection", 14: "#PF page fault",
+	16: "#MF x87 error", 17: "#AC alignment check", 18: "#MC machine check",
+	19: "#XM SIMD error", 20: "#VE virtualization", 21: "#CP control protection",
+}
+
+// VectorName names an x86 exception vector, e.g. "#PF page fault".
+func VectorName(v uint8) string {
+	if int(v) < len(vectorNames) && vectorNames[v] != "" {
+		return vectorNames[v]
+	}
+	return fmt.Sprintf("vector %d", v)
+}
+
+// FaultError is a CPU exception raised by the guest.
+type FaultError struct {
+	Vector       uint8
+	ErrorCode    uint64
+	HasErrorCode bool
+	// RIP is the address of the faulting instruction.
+	RIP uint64
+	// CR2 is the address a page fault (vector 14) was about.
+	CR2 uint64
+}
+
+func (e *FaultError) Error() string {
+	s := fmt.Sprintf("guest fault: %s at rip %#x", VectorName(e.Vector), e.RIP)
+	if e.Vector == 14 {
+		s += fmt.Sprintf(", address %#x", e.CR2)
+		if e.HasErrorCode {
+			s += " (" + pageFaultCause(e.ErrorCode) + ")"
+		}
+	} else if e.HasErrorCode {
+		s += fmt.Sprintf(", error code %#x", e.ErrorCode)
+	}
+	return s
+}
+
+func pageFaultCause(code uint64) string {
+	what := "read"
+	switch {
+	case code&0x10 != 0:
+		what = "instruction fetch"
+	case code&0x2 != 0:
+		what = "write"
+	}
+	if code&0x1 != 0 {
+		return what + " denied by page permissions"
+	}
+	return what + " of an unmapped page"
+}
+
+// CrashError is a guest stop reported by the hypervisor other than an
+// exception: triple fault, emulation failure, failed entry, access to an
+// address with no memory, a host system call attempt, hlt.
+type CrashError struct {
+	Kind vcpu.ExitKind
+	// RIP is the guest instruction pointer, when known.
+	RIP uint64
+	// Detail says what happened, in words.
+	Detail string
+}
+
+func (e *CrashError) Error() string {
+	s := "guest crashed: " + e.Detail
+	if e.RIP != 0 {
+		s += fmt.Sprintf(" at rip %#x", e.RIP)
+	}
+	return s
+}
+
+// AbortError is a guest that called abort.
+type AbortError struct {
+	// Message is the guest's message, at most hypercall.AbortMsgMax bytes.
+	Message string
+}
+
+func (e *AbortError) Error() string { return "guest aborted: " + e.Message }
+
+// ProtocolError is a guest that broke the hypercall protocol: an unknown
+// hypercall or port, an argument outside guest memory, a length over a limit.
+// The run ends before the monitor acts on the call.
+type ProtocolError struct {
+	// Hypercall names the call ("" for port I/O that is no hypercall).
+	Hypercall string
+	// Reason says what was wrong.
+	Reason string
+}
+
+func (e *ProtocolError) Error() string {
+	if e.Hypercall == "" {
+		return "guest protocol violation: " + e.Reason
+	}
+	return "guest protocol violation in " + e.Hypercall + ": " + e.Reason
+}
+
+// StoppedError is a run stopped from outside: its context was cancelled or
+// its deadline passed. errors.Is(err, context.DeadlineExceeded) tells a
+// timeout.
+type StoppedError struct {
+	Cause error
+}
+
+func (e *StoppedError) Error() string {
+	if errors.Is(e.Cause, context.DeadlineExceeded) {
+		return "guest stopped: timeout"
+	}
+	return "guest stopped: " + e.Cause.Error()
+}
+
+// Unwrap returns the context's error.
+func (e *StoppedError) Unwrap() error { return e.Cause }
+
+// crash turns a non-hypercall, non-fault exit into a CrashError or
+// ProtocolError.
+func crash(x vcpu.Exit) error {
+	switch x.Kind {
+	case vcpu.ExitBadIO:
+		dir := "in"
+		if x.Out {
+			dir = "out"
+		}
+		return &ProtocolError{Reason: fmt.Sprintf("%d-byte %s on port %#x is not a hypercall", x.Size, dir, x.Port)}
+	case vcpu.ExitTripleFault:
+		return &CrashError{Kind: x.Kind, RIP: x.RIP, Detail: "triple fault (a fault while delivering a fault)"}
+	case vcpu.ExitMMIO:
+		op := "read of"
+		if x.Write {
+			op = "write to"
+		}
+		return &CrashError{Kind: x.Kind, RIP: x.RIP, Detail: fmt.Sprintf("%s guest-physical %#x, which is read-only or has no memory", op, x.Addr)}
+	case vcpu.ExitInternal:
+		return &CrashError{Kind: x.Kind, RIP: x.RIP, Detail: fmt.Sprintf("hypervisor internal error, suberror %d (1: the instruction emulator failed)", x.Reason)}
+	case vcpu.ExitFailEntry:
+		return &CrashError{Kind: x.Kind, Detail: fmt.Sprintf("hardware refused to enter the guest, reason %#x", x.Reason)}
+	case vcpu.ExitHalt:
+		return &CrashError{Kind: x.Kind, RIP: x.RIP, Detail: "guest halted"}
+	case vcpu.ExitSyscall:
+		return &CrashError{Kind: x.Kind, RIP: x.RIP, Detail: fmt.Sprintf("guest attempted host system call %d", x.Reason)}
+	}
+	return &CrashError{Kind: x.Kind, RIP: x.RIP, Detail: fmt.Sprintf("unexpected exit %s, reason %d", x.Kind, x.Reason)}
+}

@@ -1,0 +1,349 @@
+// Package monitor runs unikernel guests: static ELF executables that talk to
+// the host only through tender's hypercalls (package hypercall).
+//
+// A Host is a connection to the hypervisor, shared by any number of VMs. A VM
+// is one guest: New validates and loads its ELF into fresh guest memory, Run
+// boots it and serves its hypercalls until it exits, and Close releases
+// everything. There is no global state: every resource hangs off a Host or VM.
+//
+//	host, err := monitor.NewHost(monitor.HostConfig{})
+//	...
+//	defer host.Close()
+//	vm, err := host.New(monitor.Config{ELF: image, Console: os.Stdout})
+//	...
+//	defer vm.Close()
+//	res, err := vm.Run(ctx)
+//
+// Two backends run guests. BackendKVM (the default) runs each guest in its own
+// KVM virtual machine at CPL 3 under page tables and descriptor tables the
+// monitor owns. BackendProcess runs it as a ptrace'd Linux process with a
+// seccomp filter that allows no system call at all, for hosts without KVM.
+package monitor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tendervm/tender/hypercall"
+	"github.com/tendervm/tender/monitor/guestmem"
+	"github.com/tendervm/tender/monitor/kvm"
+	"github.com/tendervm/tender/monitor/loader"
+	"github.com/tendervm/tender/monitor/ptrace"
+	"github.com/tendervm/tender/monitor/tsc"
+	"github.com/tendervm/tender/monitor/vcpu"
+)
+
+// Backend selects how guests are run.
+type Backend string
+
+// Backends.
+const (
+	// BackendKVM runs each guest in a KVM virtual machine.
+	BackendKVM Backend = "kvm"
+	// BackendProcess runs each guest as a traced, seccomp-confined process.
+	BackendProcess Backend = "process"
+)
+
+// HostConfig configures a Host. The zero value uses KVM at /dev/kvm.
+type HostConfig struct {
+	// Backend is BackendKVM when empty.
+	Backend Backend
+	// Device is the KVM device node, kvm.DefaultDevice when empty.
+	Device string
+}
+
+// Host is a connection to the hypervisor that creates VMs. It is safe for
+// concurrent use. Close it after every VM created from it.
+type Host struct {
+	backend Backend
+	kvm     *kvm.System
+
+	tscOnce sync.Once
+	tscHz   uint64
+}
+
+// NewHost opens the hypervisor. With BackendKVM it fails, wrapping
+// kvm.ErrUnavailable, where KVM cannot be used.
+func NewHost(cfg HostConfig) (*Host, error) {
+	h := &Host{backend: cfg.Backend}
+	switch cfg.Backend {
+	case "", BackendKVM:
+		h.backend = BackendKVM
+		sys, err := kvm.Open(cfg.Device)
+		if err != nil {
+			return nil, err
+		}
+		h.kvm = sys
+	case BackendProcess:
+	default:
+		return nil, fmt.Errorf("monitor: unknown backend %q (want %q or %q)", cfg.Backend, BackendKVM, BackendProcess)
+	}
+	return h, nil
+}
+
+// Backend reports which backend the host runs guests with.
+func (h *Host) Backend() Backend { return h.backend }
+
+// Close releases the hypervisor connection.
+func (h *Host) Close() error {
+	if h.kvm != nil {
+		return h.kvm.Close()
+	}
+	return nil
+}
+
+// hostTSCHz measures the host TSC once per Host, for backends that cannot
+// report the guest's TSC frequency.
+func (h *Host) hostTSCHz() uint64 {
+	h.tscOnce.Do(func() { h.tscHz = tsc.Calibrate(10 * time.Millisecond) })
+	return h.tscHz
+}
+
+// DefaultMemSize is the guest memory size when Config.MemSize is zero.
+const DefaultMemSize = 64 << 20
+
+// DefaultConsoleLimit is the console output limit when Config.ConsoleLimit
+// is zero.
+const DefaultConsoleLimit = 16 << 20
+
+// Config describes one guest.
+type Config struct {
+	// ELF is the guest executable.
+	ELF []byte
+	// Name is the program name the guest sees as its first word of the
+	// command line; "guest" when empty.
+	Name string
+	// Args are the guest's arguments. None may contain white space or NUL.
+	Args []string
+	// MemSize is the guest memory size in bytes, a multiple of
+	// hypercall.MemAlign between hypercall.MemMin and hypercall.MemMax;
+	// DefaultMemSize when zero. Memory is allocated as the guest touches it.
+	MemSize uint64
+	// Console receives the guest's console output; io.Discard when nil.
+	Console io.Writer
+	// ConsoleLimit ends the run with a ProtocolError once the guest has
+	// written more than this many bytes; DefaultConsoleLimit when zero,
+	// unlimited when negative. Output up to the limit is delivered.
+	ConsoleLimit int64
+}
+
+// VM is one loaded guest. Run it once; then Close it.
+type VM struct {
+	host    *Host
+	cfg     Config
+	mem     *guestmem.Memory
+	img     *loader.Image
+	boot    vcpu.Boot
+	console io.Writer
+	limit   int64
+	table   table
+
+	mu      sync.Mutex
+	started bool
+	closed  bool
+}
+
+// New validates cfg, parses and checks the ELF, and loads it into fresh guest
+// memory. Nothing runs until Run.
+func (h *Host) New(cfg Config) (*VM, error) {
+	if cfg.MemSize == 0 {
+		cfg.MemSize = DefaultMemSize
+	}
+	if cfg.MemSize < hypercall.MemMin || cfg.MemSize > hypercall.MemMax || cfg.MemSize%hypercall.MemAlign != 0 {
+		return nil, fmt.Errorf("monitor: guest memory of %d bytes: want a multiple of %d MiB from %d MiB to %d MiB",
+			cfg.MemSize, hypercall.MemAlign>>20, hypercall.MemMin>>20, hypercall.MemMax>>20)
+	}
+	cmdline, err := commandLine(cfg.Name, cfg.Args)
+	if err != nil {
+		return nil, err
+	}
+	img, err := loader.Parse(cfg.ELF, cfg.MemSize)
+	if err != nil {
+		return nil, err
+	}
+	var mem *guestmem.Memory
+	if h.backend == BackendProcess {
+		mem, err = guestmem.NewShared(cfg.MemSize)
+	} else {
+		mem, err = guestmem.New(cfg.MemSize)
+	}
+	if err != nil {
+		return nil, err
+	}
+	vm := &VM{host: h, cfg: cfg, mem: mem, img: img, console: cfg.Console, limit: cfg.ConsoleLimit, table: coreTable()}
+	if vm.console == nil {
+		vm.console = io.Discard
+	}
+	if vm.limit == 0 {
+		vm.limit = DefaultConsoleLimit
+	}
+	if err := vm.load(cmdline); err != nil {
+		mem.Close()
+		return nil, err
+	}
+	return vm, nil
+}
+
+func commandLine(name string, args []string) (string, error) {
+	if name == "" {
+		name = "guest"
+	}
+	words := append([]string{name}, args...)
+	for i, w := range words {
+		if w == "" || strings.ContainsAny(w, " \t\n\r\v\f\x00") {
+			return "", fmt.Errorf("monitor: guest argument %d (%q) is empty or contains white space or NUL", i, w)
+		}
+	}
+	s := strings.Join(words, " ")
+	if len(s)+1 > hypercall.CmdlineMax {
+		return "", fmt.Errorf("monitor: guest command line of %d bytes exceeds %d", len(s)+1, hypercall.CmdlineMax)
+	}
+	return s, nil
+}
+
+// load copies the image and command line into guest memory and derives the
+// guest's mappings: boot info read-only, each segment with its own
+// permissions, everything above the image read-write for heap and stack.
+func (vm *VM) load(cmdline string) error {
+	regions := []vcpu.Region{{Addr: hypercall.BootInfoAddr, Size: hypercall.CmdlineAddr + hypercall.CmdlineMax - hypercall.BootInfoAddr, Perm: vcpu.Read}}
+	for _, s := range vm.img.Segments {
+		if err := vm.mem.Write(s.Addr, s.Data); err != nil {
+			return err
+		}
+		lo := s.Addr &^ (hypercall.PageSize - 1)
+		hi := (s.Addr + s.MemSize + hypercall.PageSize - 1) &^ (hypercall.PageSize - 1)
+		regions = append(regions, vcpu.Region{Addr: lo, Size: hi - lo, Perm: s.Perm | vcpu.Read})
+	}
+	regions = append(regions, vcpu.Region{Addr: vm.img.End, Size: vm.mem.Size() - vm.img.End, Perm: vcpu.Read | vcpu.Write})
+	if err := vm.mem.Write(hypercall.CmdlineAddr, append([]byte(cmdline), 0)); err != nil {
+		return err
+	}
+	vm.boot = vcpu.Boot{Regions: regions, Entry: vm.img.Entry, StackTop: vm.mem.Size(), BootInfo: hypercall.BootInfoAddr}
+	return vm.writeBootInfo(hypercall.BootInfo{
+		Magic:      hypercall.BootInfoMagic,
+		Version:    hypercall.ABIVersion,
+		MemSize:    vm.mem.Size(),
+		HeapStart:  vm.img.End,
+		StackTop:   vm.mem.Size(),
+		Cmdline:    hypercall.CmdlineAddr,
+		CmdlineLen: uint64(len(cmdline)),
+	})
+}
+
+func (vm *VM) writeBootInfo(bi hypercall.BootInfo) error {
+	fields := []uint64{bi.Magic, bi.Version, bi.MemSize, bi.HeapStart, bi.StackTop,
+		bi.Cmdline, bi.CmdlineLen, bi.TSCHz, bi.BootTSC, bi.BootWalltime}
+	for i, v := range fields {
+		if err := vm.mem.PutUint64(hypercall.BootInfoAddr+uint64(8*i), v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Result is the outcome of a run.
+type Result struct {
+	// Status is the guest's exit status; meaningful only when Run returned no
+	// error.
+	Status int
+	// Stats describes the run, also when it failed.
+	Stats Stats
+}
+
+// ErrAlreadyRun is returned by a second Run of the same VM.
+var ErrAlreadyRun = errors.New("monitor: VM already ran; create a new one")
+
+// Run boots the guest and serves its hypercalls until it exits, fails, or ctx
+// is done; a cancelled run stops within milliseconds and returns a
+// StoppedError. The guest runs on the calling goroutine, locked to its OS
+// thread for the duration.
+func (vm *VM) Run(ctx context.Context) (Result, error) {
+	vm.mu.Lock()
+	if vm.started || vm.closed {
+		vm.mu.Unlock()
+		return Result{}, ErrAlreadyRun
+	}
+	vm.started = true
+	vm.mu.Unlock()
+
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+
+	r := &run{vm: vm, start: time.Now()}
+	if err := ctx.Err(); err != nil {
+		return r.result(0), &StoppedError{Cause: err}
+	}
+	cpu, tscHz, err := vm.newVCPU()
+	if err != nil {
+		return r.result(0), err
+	}
+	defer cpu.Close()
+	if tscHz == 0 {
+		tscHz = vm.host.hostTSCHz()
+	}
+	// Guest TSC and wall clock sampled together, so the guest can tell wall
+	// time without an exit.
+	bootTSC := uint64(0)
+	if vm.host.backend == BackendProcess {
+		bootTSC = tsc.Read()
+	}
+	for i, v := range []uint64{tscHz, bootTSC, uint64(time.Now().UnixNano())} {
+		if err := vm.mem.PutUint64(hypercall.BootInfoAddr+56+uint64(8*i), v); err != nil {
+			return r.result(0), err
+		}
+	}
+	r.stats.Setup = time.Since(r.start)
+	stop := context.AfterFunc(ctx, cpu.Kick)
+	defer stop()
+	status, err := r.loop(ctx, cpu)
+	return r.result(status), err
+}
+
+func (vm *VM) newVCPU() (vcpu.VCPU, uint64, error) {
+	if vm.host.backend == BackendProcess {
+		p, err := ptrace.New(vm.mem, vm.boot)
+		if err != nil {
+			return nil, 0, err
+		}
+		return p, 0, nil
+	}
+	k, err := vm.host.kvm.NewVM(vm.mem, vm.boot)
+	if err != nil {
+		return nil, 0, err
+	}
+	return k, k.TSCHz(), nil
+}
+
+// Close releases the guest's memory. It must not be called while Run is
+// running.
+func (vm *VM) Close() error {
+	vm.mu.Lock()
+	defer vm.mu.Unlock()
+	if vm.closed {
+		return nil
+	}
+	vm.closed = true
+	return vm.mem.Close()
+}
+
+// Run loads and runs one guest on a host of its own, then releases
+// everything: the one-call form of NewHost, Host.New, VM.Run and Close.
+func Run(ctx context.Context, hc HostConfig, cfg Config) (Result, error) {
+	h, err := NewHost(hc)
+	if err != nil {
+		return Result{}, err
+	}
+	defer h.Close()
+	vm, err := h.New(cfg)
+	if err != nil {
+		return Result{}, err
+	}
+	defer vm.Close()
+	return vm.Run(ctx)
+}

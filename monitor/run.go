@@ -1,0 +1,217 @@
+package monitor
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"time"
+
+	"github.com/tendervm/tender/hypercall"
+	"github.com/tendervm/tender/monitor/vcpu"
+)
+
+// Stats describes one run.
+type Stats struct {
+	// Exits counts vCPU exits by kind (index with vcpu.ExitKind).
+	Exits [vcpu.NumExitKinds]uint64
+	// Hypercalls counts hypercalls by number.
+	Hypercalls [hypercall.Count]uint64
+	// Setup is the time from Run's start until the guest's first
+	// instruction could run (VM and vCPU creation, boot information).
+	Setup time.Duration
+	// FirstHypercall is the time from Run's start to the guest's first
+	// hypercall; zero if it made none.
+	FirstHypercall time.Duration
+	// GuestTime is the time spent inside the guest (between entering it and
+	// its exits), including the hypervisor's own exit handling.
+	GuestTime time.Duration
+	// Total is the wall time of Run.
+	Total time.Duration
+	// ConsoleBytes is how much console output the guest wrote.
+	ConsoleBytes int64
+}
+
+// ExitCounts returns the non-zero exit counters by kind name.
+func (s *Stats) ExitCounts() map[string]uint64 {
+	m := map[string]uint64{}
+	for k, n := range s.Exits {
+		if n != 0 {
+			m[vcpu.ExitKind(k).String()] = n
+		}
+	}
+	return m
+}
+
+// HypercallCounts returns the non-zero hypercall counters by name.
+func (s *Stats) HypercallCounts() map[string]uint64 {
+	m := map[string]uint64{}
+	for nr, n := range s.Hypercalls {
+		if n != 0 {
+			m[hypercallName(uint32(nr))] = n
+		}
+	}
+	return m
+}
+
+func hypercallName(nr uint32) string {
+	if nr < hypercall.Count && hypercall.Names[nr] != "" {
+		return hypercall.Names[nr]
+	}
+	return fmt.Sprintf("hypercall %d", nr)
+}
+
+// outcome is what a hypercall handler decides about the run.
+type outcome uint8
+
+const (
+	resume outcome = iota // continue the guest
+	exited                // the guest exited with r.status
+)
+
+// handler serves one hypercall whose argument structure is at arg. An error
+// ends the run.
+type handler func(r *run, arg uint64) (outcome, error)
+
+// table is a fixed hypercall table, indexed by number. Numbers without a
+// handler are protocol violations.
+type table [hypercall.Count]handler
+
+// coreTable is the table every guest gets; devices add their handlers to a
+// VM's own copy while the VM is set up, never later.
+func coreTable() table {
+	return table{
+		hypercall.NrWalltime:     (*run).walltime,
+		hypercall.NrConsoleWrite: (*run).consoleWrite,
+		hypercall.NrExit:         (*run).exit,
+		hypercall.NrAbort:        (*run).abort,
+	}
+}
+
+// run is the state of one Run.
+type run struct {
+	vm     *VM
+	start  time.Time
+	stats  Stats
+	status int
+}
+
+func (r *run) result(status int) Result {
+	r.stats.Total = time.Since(r.start)
+	return Result{Status: status, Stats: r.stats}
+}
+
+// loop is the vCPU loop: enter the guest, dispatch its exit, repeat.
+func (r *run) loop(ctx context.Context, cpu vcpu.VCPU) (int, error) {
+	for {
+		t := time.Now()
+		x, err := cpu.Run()
+		r.stats.GuestTime += time.Since(t)
+		if err != nil {
+			return 0, err
+		}
+		if int(x.Kind) < len(r.stats.Exits) {
+			r.stats.Exits[x.Kind]++
+		}
+		switch x.Kind {
+		case vcpu.ExitHypercall:
+			if r.stats.FirstHypercall == 0 {
+				r.stats.FirstHypercall = time.Since(r.start)
+			}
+			var h handler
+			if x.Nr < hypercall.Count {
+				h = r.vm.table[x.Nr]
+				r.stats.Hypercalls[x.Nr]++
+			}
+			if h == nil {
+				return 0, &ProtocolError{Reason: fmt.Sprintf("unknown hypercall %d (port %#x)", x.Nr, hypercall.PIOBase+x.Nr)}
+			}
+			switch o, err := h(r, x.Arg); {
+			case err != nil:
+				return 0, err
+			case o == exited:
+				return r.status, nil
+			}
+		case vcpu.ExitKicked:
+			if err := ctx.Err(); err != nil {
+				return 0, &StoppedError{Cause: err}
+			}
+			return 0, &StoppedError{Cause: context.Canceled}
+		case vcpu.ExitFault:
+			return 0, &FaultError{Vector: x.Vector, ErrorCode: x.ErrorCode, HasErrorCode: x.HasErrorCode, RIP: x.RIP, CR2: x.CR2}
+		default:
+			return 0, crash(x)
+		}
+	}
+}
+
+// args returns the n-byte argument structure of hypercall nr at arg.
+func (r *run) args(nr uint32, arg, n uint64) ([]byte, error) {
+	b, err := r.vm.mem.Slice(arg, n)
+	if err != nil {
+		return nil, &ProtocolError{Hypercall: hypercallName(nr), Reason: "argument structure: " + err.Error()}
+	}
+	return b, nil
+}
+
+// le64 reads field i of an argument structure of 64-bit fields.
+func le64(b []byte, i int) uint64 { return binary.LittleEndian.Uint64(b[i*8:]) }
+
+func (r *run) walltime(arg uint64) (outcome, error) {
+	if _, err := r.args(hypercall.NrWalltime, arg, 8); err != nil {
+		return 0, err
+	}
+	return resume, r.vm.mem.PutUint64(arg, uint64(time.Now().UnixNano()))
+}
+
+func (r *run) consoleWrite(arg uint64) (outcome, error) {
+	a, err := r.args(hypercall.NrConsoleWrite, arg, 16)
+	if err != nil {
+		return 0, err
+	}
+	data, n := le64(a, 0), le64(a, 1)
+	if n > hypercall.ConsoleWriteMax {
+		return 0, &ProtocolError{Hypercall: "console_write", Reason: fmt.Sprintf("length %d exceeds %d", n, hypercall.ConsoleWriteMax)}
+	}
+	buf, err := r.vm.mem.Slice(data, n)
+	if err != nil {
+		return 0, &ProtocolError{Hypercall: "console_write", Reason: "buffer: " + err.Error()}
+	}
+	over := false
+	if lim := r.vm.limit; lim > 0 && r.stats.ConsoleBytes+int64(n) > lim {
+		buf, over = buf[:lim-r.stats.ConsoleBytes], true
+	}
+	r.stats.ConsoleBytes += int64(len(buf))
+	if _, err := r.vm.console.Write(buf); err != nil {
+		return 0, fmt.Errorf("monitor: console: %w", err)
+	}
+	if over {
+		return 0, &ProtocolError{Hypercall: "console_write", Reason: fmt.Sprintf("console output limit of %d bytes reached", r.vm.limit)}
+	}
+	return resume, nil
+}
+
+func (r *run) exit(arg uint64) (outcome, error) {
+	a, err := r.args(hypercall.NrExit, arg, 8)
+	if err != nil {
+		return 0, err
+	}
+	st := le64(a, 0)
+	if st > hypercall.ExitStatusMax {
+		return 0, &ProtocolError{Hypercall: "exit", Reason: fmt.Sprintf("status %d above %d (statuses above are reserved for the monitor)", st, hypercall.ExitStatusMax)}
+	}
+	r.status = int(st)
+	return exited, nil
+}
+
+func (r *run) abort(arg uint64) (outcome, error) {
+	a, err := r.args(hypercall.NrAbort, arg, 16)
+	if err != nil {
+		return 0, err
+	}
+	msg, n := le64(a, 0), min(le64(a, 1), hypercall.AbortMsgMax)
+	b, err := r.vm.mem.Slice(msg, n)
+	if err != nil {
+		return 0, &ProtocolError{Hypercall: "abort", Reason: "message: " + err.Error()}
+	}
+	return 0, &AbortError{Message: string(b)}
+}

@@ -1,0 +1,211 @@
+package tests
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tendervm/tender/monitor"
+)
+
+// expectedSHA computes what the sha256 guest must print for n MiB: the digest
+// of bytes i%251.
+func expectedSHA(n int) string {
+	h := sha256.New()
+	buf := make([]byte, 1<<20)
+	var off int
+	for range n {
+		for i := range buf {
+			buf[i] = byte((off + i) % 251)
+		}
+		off += len(buf)
+		h.Write(buf)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// TestGuests boots every example and hostile guest and checks its output,
+// status and typed error.
+func TestGuests(t *testing.T) {
+	type check func(t *testing.T, res monitor.Result, err error, out string)
+	exitsWith := func(status int, output string) check {
+		return func(t *testing.T, res monitor.Result, err error, out string) {
+			require.NoError(t, err)
+			assert.Equal(t, status, res.Status)
+			assert.Contains(t, out, output)
+		}
+	}
+	faults := func(vector uint8, cr2 *uint64) check {
+		return func(t *testing.T, res monitor.Result, err error, out string) {
+			fe, ok := as[*monitor.FaultError](err)
+			require.True(t, ok, "want a FaultError, got %v", err)
+			assert.Equal(t, vector, fe.Vector, "vector: %v", err)
+			assert.GreaterOrEqual(t, fe.RIP, uint64(0x100000), "fault RIP inside the image")
+			if cr2 != nil {
+				assert.Equal(t, *cr2, fe.CR2)
+			}
+			assert.NotEmpty(t, out, "the guest printed before faulting")
+			assert.Equal(t, monitor.ExitCrashed, monitor.ExitCode(res.Status, err))
+		}
+	}
+	protocol := func(reason string) check {
+		return func(t *testing.T, res monitor.Result, err error, out string) {
+			pe, ok := as[*monitor.ProtocolError](err)
+			require.True(t, ok, "want a ProtocolError, got %v", err)
+			assert.Contains(t, pe.Error(), reason)
+			assert.Equal(t, monitor.ExitProtocol, monitor.ExitCode(res.Status, err))
+		}
+	}
+	zero := uint64(0)
+	cases := []struct {
+		guest string
+		args  []string
+		check check
+	}{
+		{"hello", nil, exitsWith(0, "hello")},
+		{"exit", []string{"7"}, exitsWith(7, "")},
+		{"exit", []string{"0"}, exitsWith(0, "")},
+		{"exit", []string{"239"}, exitsWith(239, "")},
+		{"exit", []string{"240"}, protocol("status 240 above 239")},
+		{"exit", []string{"x"}, exitsWith(2, "usage")},
+		{"sha256", []string{"1"}, exitsWith(0, "sha256 1MiB "+expectedSHA(1))},
+		{"fpu", nil, exitsWith(0, "fpu sse=42 avx=84")},
+		{"abort", nil, func(t *testing.T, res monitor.Result, err error, out string) {
+			ae, ok := as[*monitor.AbortError](err)
+			require.True(t, ok, "want an AbortError, got %v", err)
+			assert.Equal(t, "deliberate abort from guest", ae.Message)
+			assert.Equal(t, monitor.ExitAborted, monitor.ExitCode(res.Status, err))
+		}},
+		{"wildptr", nil, protocol("console_write: buffer")},
+		{"overlong", nil, protocol("length 1099511627776 exceeds 65536")},
+		{"unknownhc", nil, protocol("unknown hypercall 31")},
+		{"badport", nil, protocol("out on port 0x80 is not a hypercall")},
+		{"nullderef", nil, faults(14, &zero)},
+		{"writecode", nil, faults(14, nil)},
+		{"invalidop", nil, faults(6, nil)},
+		{"divzero", nil, faults(0, nil)},
+	}
+	for _, b := range backends(t) {
+		h := newHost(t, b)
+		for _, c := range cases {
+			name := fmt.Sprintf("%s/%s", b, strings.Join(append([]string{c.guest}, c.args...), "_"))
+			t.Run(name, func(t *testing.T) {
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				res, err, out := runGuest(ctx, t, h, monitor.Config{ELF: readGuest(t, c.guest), Name: c.guest, Args: c.args})
+				c.check(t, res, err, out)
+			})
+		}
+	}
+}
+
+// TestWriteCodeFaultAddress checks that the page fault of a write to the
+// guest's own text names an address inside the text.
+func TestWriteCodeFaultAddress(t *testing.T) {
+	for _, b := range backends(t) {
+		h := newHost(t, b)
+		_, err, _ := runGuest(context.Background(), t, h, monitor.Config{ELF: readGuest(t, "writecode")})
+		fe, ok := as[*monitor.FaultError](err)
+		require.True(t, ok, "%s: %v", b, err)
+		assert.GreaterOrEqual(t, fe.CR2, uint64(0x100000), b)
+		if fe.HasErrorCode { // KVM: present, write, user
+			assert.EqualValues(t, 0x7, fe.ErrorCode&0x7, b)
+		}
+	}
+}
+
+// TestTimeout stops a spinning guest by its deadline and reports a timeout.
+func TestTimeout(t *testing.T) {
+	for _, b := range backends(t) {
+		h := newHost(t, b)
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		start := time.Now()
+		res, err, _ := runGuest(ctx, t, h, monitor.Config{ELF: readGuest(t, "spin")})
+		cancel()
+		se, ok := as[*monitor.StoppedError](err)
+		require.True(t, ok, "%s: want a StoppedError, got %v", b, err)
+		assert.ErrorIs(t, se, context.DeadlineExceeded)
+		assert.Equal(t, monitor.ExitTimeout, monitor.ExitCode(res.Status, err))
+		// Generous bound: the benchmarks measure the real stop latency.
+		assert.Less(t, time.Since(start), 10*time.Second, b)
+	}
+}
+
+// TestCancel stops a spinning guest when its context is cancelled.
+func TestCancel(t *testing.T) {
+	for _, b := range backends(t) {
+		h := newHost(t, b)
+		ctx, cancel := context.WithCancel(context.Background())
+		time.AfterFunc(50*time.Millisecond, cancel)
+		_, err, _ := runGuest(ctx, t, h, monitor.Config{ELF: readGuest(t, "spin")})
+		assert.ErrorIs(t, err, context.Canceled, b)
+	}
+}
+
+// TestConsoleFlood ends a guest that floods the console at the limit,
+// delivering exactly the output up to it.
+func TestConsoleFlood(t *testing.T) {
+	const limit = 64 << 10
+	for _, b := range backends(t) {
+		h := newHost(t, b)
+		res, err, out := runGuest(context.Background(), t, h, monitor.Config{ELF: readGuest(t, "flood"), ConsoleLimit: limit})
+		pe, ok := as[*monitor.ProtocolError](err)
+		require.True(t, ok, "%s: %v", b, err)
+		assert.Contains(t, pe.Error(), "console output limit")
+		assert.Len(t, out, limit)
+		assert.EqualValues(t, limit, res.Stats.ConsoleBytes)
+	}
+}
+
+// TestArguments passes a command line through and checks the guest's view.
+func TestStats(t *testing.T) {
+	for _, b := range backends(t) {
+		h := newHost(t, b)
+		res, err, _ := runGuest(context.Background(), t, h, monitor.Config{ELF: readGuest(t, "hello")})
+		require.NoError(t, err)
+		s := res.Stats
+		assert.GreaterOrEqual(t, s.ExitCounts()["hypercall"], uint64(2), "console write and exit")
+		assert.EqualValues(t, 1, s.HypercallCounts()["exit"])
+		assert.Positive(t, s.FirstHypercall)
+		assert.Positive(t, s.GuestTime)
+		assert.GreaterOrEqual(t, s.Total, s.FirstHypercall)
+		assert.Positive(t, s.ConsoleBytes)
+	}
+}
+
+// TestMisbehavingNeighbours runs hostile guests concurrently with good ones
+// in one process: every good guest still succeeds.
+func TestMisbehavingNeighbours(t *testing.T) {
+	for _, b := range backends(t) {
+		h := newHost(t, b)
+		hostile := []string{"nullderef", "wildptr", "invalidop", "divzero", "writecode", "badport", "abort"}
+		errs := make(chan error, 64)
+		for i := range 32 {
+			name := "hello"
+			if i%2 == 1 {
+				name = hostile[i/2%len(hostile)]
+			}
+			go func() {
+				res, err, out := runGuest(context.Background(), t, h, monitor.Config{ELF: readGuest(t, name)})
+				switch {
+				case name == "hello" && (err != nil || res.Status != 0 || !strings.Contains(out, "hello")):
+					errs <- fmt.Errorf("hello beside hostile guests: status %d, %v, %q", res.Status, err, out)
+				case name != "hello" && err == nil:
+					errs <- fmt.Errorf("%s succeeded", name)
+				default:
+					errs <- nil
+				}
+			}()
+		}
+		for range 32 {
+			assert.NoError(t, <-errs, b)
+		}
+	}
+}
