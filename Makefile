@@ -15,9 +15,13 @@ include guest/guest.mk
 
 guests: $(GUEST_ELFS)
 
+# KVM where the machine has it, else the process backend.
+BACKEND ?= $(if $(wildcard /dev/kvm),kvm,process)
+
 # The main job: build the monitor and the hello unikernel, then run it.
 run: all
-	$(BIN)/tender run $(GUESTBIN)/hello.elf
+	@echo "tender run --backend=$(BACKEND) $(GUESTBIN)/hello.elf"
+	@$(BIN)/tender run --backend=$(BACKEND) $(GUESTBIN)/hello.elf
 
 # Every test: unit tests, fuzz seeds, and integration tests that boot the guests.
 test: all

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/tendervm/tender/hypercall"
 	"github.com/tendervm/tender/monitor"
+	"github.com/tendervm/tender/monitor/kvm"
 )
 
 // guestOptions are the flags shared by every command that boots a guest.
@@ -93,6 +95,9 @@ protocol violation, 243 timeout or interrupted, 254 usage, 255 monitor error.`,
 			}
 			if err != nil {
 				fmt.Fprintf(stderr, "tender: %v\n", err)
+				if errors.Is(err, kvm.ErrUnavailable) {
+					fmt.Fprintln(stderr, "tender: without KVM, --backend=process runs the guest as a confined process")
+				}
 			}
 			code := monitor.ExitCode(res.Status, err)
 			if code != 0 {
