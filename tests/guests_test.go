@@ -99,7 +99,7 @@ func TestGuests(t *testing.T) {
 			t.Run(name, func(t *testing.T) {
 				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 				defer cancel()
-				res, err, out := runGuest(ctx, t, h, monitor.Config{ELF: readGuest(t, c.guest), Name: c.guest, Args: c.args})
+				res, out, err := runGuest(ctx, t, h, monitor.Config{ELF: readGuest(t, c.guest), Name: c.guest, Args: c.args})
 				c.check(t, res, err, out)
 			})
 		}
@@ -111,7 +111,7 @@ func TestGuests(t *testing.T) {
 func TestWriteCodeFaultAddress(t *testing.T) {
 	for _, b := range backends(t) {
 		h := newHost(t, b)
-		_, err, _ := runGuest(context.Background(), t, h, monitor.Config{ELF: readGuest(t, "writecode")})
+		_, _, err := runGuest(context.Background(), t, h, monitor.Config{ELF: readGuest(t, "writecode")})
 		fe, ok := as[*monitor.FaultError](err)
 		require.True(t, ok, "%s: %v", b, err)
 		assert.GreaterOrEqual(t, fe.CR2, uint64(0x100000), b)
@@ -127,7 +127,7 @@ func TestTimeout(t *testing.T) {
 		h := newHost(t, b)
 		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 		start := time.Now()
-		res, err, _ := runGuest(ctx, t, h, monitor.Config{ELF: readGuest(t, "spin")})
+		res, _, err := runGuest(ctx, t, h, monitor.Config{ELF: readGuest(t, "spin")})
 		cancel()
 		se, ok := as[*monitor.StoppedError](err)
 		require.True(t, ok, "%s: want a StoppedError, got %v", b, err)
@@ -144,7 +144,7 @@ func TestCancel(t *testing.T) {
 		h := newHost(t, b)
 		ctx, cancel := context.WithCancel(context.Background())
 		time.AfterFunc(50*time.Millisecond, cancel)
-		_, err, _ := runGuest(ctx, t, h, monitor.Config{ELF: readGuest(t, "spin")})
+		_, _, err := runGuest(ctx, t, h, monitor.Config{ELF: readGuest(t, "spin")})
 		assert.ErrorIs(t, err, context.Canceled, b)
 	}
 }
@@ -155,7 +155,7 @@ func TestConsoleFlood(t *testing.T) {
 	const limit = 64 << 10
 	for _, b := range backends(t) {
 		h := newHost(t, b)
-		res, err, out := runGuest(context.Background(), t, h, monitor.Config{ELF: readGuest(t, "flood"), ConsoleLimit: limit})
+		res, out, err := runGuest(context.Background(), t, h, monitor.Config{ELF: readGuest(t, "flood"), ConsoleLimit: limit})
 		pe, ok := as[*monitor.ProtocolError](err)
 		require.True(t, ok, "%s: %v", b, err)
 		assert.Contains(t, pe.Error(), "console output limit")
@@ -168,7 +168,7 @@ func TestConsoleFlood(t *testing.T) {
 func TestStats(t *testing.T) {
 	for _, b := range backends(t) {
 		h := newHost(t, b)
-		res, err, _ := runGuest(context.Background(), t, h, monitor.Config{ELF: readGuest(t, "hello")})
+		res, _, err := runGuest(context.Background(), t, h, monitor.Config{ELF: readGuest(t, "hello")})
 		require.NoError(t, err)
 		s := res.Stats
 		assert.GreaterOrEqual(t, s.ExitCounts()["hypercall"], uint64(2), "console write and exit")
@@ -193,7 +193,7 @@ func TestMisbehavingNeighbours(t *testing.T) {
 				name = hostile[i/2%len(hostile)]
 			}
 			go func() {
-				res, err, out := runGuest(context.Background(), t, h, monitor.Config{ELF: readGuest(t, name)})
+				res, out, err := runGuest(context.Background(), t, h, monitor.Config{ELF: readGuest(t, name)})
 				switch {
 				case name == "hello" && (err != nil || res.Status != 0 || !strings.Contains(out, "hello")):
 					errs <- fmt.Errorf("hello beside hostile guests: status %d, %v, %q", res.Status, err, out)

@@ -46,7 +46,7 @@ func TestNoLeaks(t *testing.T) {
 		fds, gs := openFDs(t), runtime.NumGoroutine()
 		for i := range n {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			res, err, _ := runGuest(ctx, t, h, monitor.Config{ELF: image})
+			res, _, err := runGuest(ctx, t, h, monitor.Config{ELF: image})
 			cancel()
 			require.NoError(t, err, "%s guest %d", b, i)
 			require.Equal(t, 0, res.Status)

@@ -71,17 +71,6 @@ func backends(t *testing.T) []monitor.Backend {
 	return bs
 }
 
-// requireKVM skips a KVM-only test where KVM is missing, unless
-// TENDER_REQUIRE_KVM=1 makes that a failure.
-func requireKVM(t testing.TB) {
-	t.Helper()
-	if ok, err := kvmAvailable(); !ok {
-		if os.Getenv("TENDER_REQUIRE_KVM") == "1" {
-			t.Fatalf("TENDER_REQUIRE_KVM=1 but KVM is unusable: %v", err)
-		}
-		t.Skipf("KVM is unusable here: %v (TENDER_REQUIRE_KVM=1 makes this a failure)", err)
-	}
-}
 
 func newHost(t testing.TB, b monitor.Backend) *monitor.Host {
 	t.Helper()
@@ -91,19 +80,19 @@ func newHost(t testing.TB, b monitor.Backend) *monitor.Host {
 	return h
 }
 
-// runGuest boots one guest and returns its result, error (from New or Run)
-// and console output. It is safe to call from any goroutine.
-func runGuest(ctx context.Context, t testing.TB, h *monitor.Host, cfg monitor.Config) (monitor.Result, error, string) {
+// runGuest boots one guest and returns its result, console output and error
+// (from New or Run). It is safe to call from any goroutine.
+func runGuest(ctx context.Context, t testing.TB, h *monitor.Host, cfg monitor.Config) (monitor.Result, string, error) {
 	t.Helper()
 	var out lockedBuffer
 	cfg.Console = &out
 	vm, err := h.New(cfg)
 	if err != nil {
-		return monitor.Result{}, err, ""
+		return monitor.Result{}, "", err
 	}
 	defer vm.Close()
 	res, err := vm.Run(ctx)
-	return res, err, out.String()
+	return res, out.String(), err
 }
 
 func as[T error](err error) (T, bool) {

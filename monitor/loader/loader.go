@@ -476,7 +476,7 @@ func (a *abiNotes) visit(n note) error {
 		}
 		a.found = true
 		if len(n.desc) != 8 {
-			return fmt.Errorf("Tender ABI note has a %d-byte descriptor, want 8", len(n.desc))
+			return fmt.Errorf("the Tender ABI note has a %d-byte descriptor, want 8", len(n.desc))
 		}
 		a.version = binary.LittleEndian.Uint32(n.desc[0:])
 		a.reserved = binary.LittleEndian.Uint32(n.desc[4:])

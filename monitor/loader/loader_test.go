@@ -257,7 +257,7 @@ func malformedCases() []malformed {
 			im.segs = append(im.segs, seg{typ: elf.PT_NOTE, align: 4, data: abi})
 		}), want: "segment 7 (PT_NOTE): duplicate Tender ABI note"},
 		{name: "short ABI descriptor", file: notes(noteBytes(hypercall.NoteName, hypercall.NoteTypeABI, []byte{1, 0, 0, 0}, 4)),
-			want: "segment 1 (PT_NOTE): Tender ABI note has a 4-byte descriptor, want 8"},
+			want: "segment 1 (PT_NOTE): the Tender ABI note has a 4-byte descriptor, want 8"},
 		{name: "unknown Tender note", file: notes(abi, noteBytes(hypercall.NoteName, 99, nil, 4)),
 			want: "unknown Tender note type 99"},
 		{name: "truncated note header", file: notes(abi, []byte{1, 2, 3, 4, 5}),
