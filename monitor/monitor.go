@@ -48,6 +48,8 @@ const (
 	BackendKVM Backend = "kvm"
 	// BackendProcess runs each guest as a traced, seccomp-confined process.
 	BackendProcess Backend = "process"
+	// BackendAuto is BackendKVM where KVM can be used, else BackendProcess.
+	BackendAuto Backend = "auto"
 )
 
 // HostConfig configures a Host. The zero value uses KVM at /dev/kvm.
@@ -75,13 +77,17 @@ type Host struct {
 func NewHost(cfg HostConfig) (*Host, error) {
 	h := &Host{backend: cfg.Backend}
 	switch cfg.Backend {
-	case "", BackendKVM:
-		h.backend = BackendKVM
+	case "", BackendKVM, BackendAuto:
 		sys, err := kvm.Open(cfg.Device)
-		if err != nil {
-			return nil, err
+		if err == nil || cfg.Backend != BackendAuto {
+			if err != nil {
+				return nil, err
+			}
+			h.backend, h.kvm = BackendKVM, sys
+			break
 		}
-		h.kvm = sys
+		h.backend = BackendProcess
+		fallthrough
 	case BackendProcess:
 		h.tscDone = make(chan struct{})
 		go func() {
@@ -89,12 +95,13 @@ func NewHost(cfg HostConfig) (*Host, error) {
 			close(h.tscDone)
 		}()
 	default:
-		return nil, fmt.Errorf("monitor: unknown backend %q (want %q or %q)", cfg.Backend, BackendKVM, BackendProcess)
+		return nil, fmt.Errorf("monitor: unknown backend %q (want %q, %q or %q)", cfg.Backend, BackendKVM, BackendProcess, BackendAuto)
 	}
 	return h, nil
 }
 
-// Backend reports which backend the host runs guests with.
+// Backend reports which backend the host runs guests with (never
+// BackendAuto).
 func (h *Host) Backend() Backend { return h.backend }
 
 // Close releases the hypervisor connection.

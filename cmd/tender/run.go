@@ -27,7 +27,7 @@ type guestOptions struct {
 
 func (o *guestOptions) register(c *cobra.Command) {
 	c.Flags().Uint64Var(&o.memMiB, "mem", monitor.DefaultMemSize>>20, "guest memory in MiB (even, 4 to 3072); touched pages only are allocated")
-	c.Flags().StringVar(&o.backend, "backend", string(monitor.BackendKVM), "how to run the guest: kvm, or process (ptrace + seccomp, for hosts without KVM)")
+	c.Flags().StringVar(&o.backend, "backend", string(monitor.BackendKVM), "how to run the guest: kvm, process (ptrace + seccomp, for hosts without KVM), or auto (kvm where available)")
 	c.Flags().Int64Var(&o.consoleLimit, "console-limit", monitor.DefaultConsoleLimit, "end the guest after this many bytes of console output (negative: no limit)")
 }
 

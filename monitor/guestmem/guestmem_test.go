@@ -1,0 +1,91 @@
+package guestmem
+
+import (
+	"math"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestSliceBounds(t *testing.T) {
+	for _, shared := range []bool{false, true} {
+		var m *Memory
+		var err error
+		if shared {
+			m, err = NewShared(1 << 20)
+		} else {
+			m, err = New(1 << 20)
+		}
+		require.NoError(t, err)
+		size := m.Size()
+		ok := []struct{ addr, n uint64 }{{0, 0}, {0, size}, {size, 0}, {size - 1, 1}, {4096, 8}}
+		for _, c := range ok {
+			s, err := m.Slice(c.addr, c.n)
+			assert.NoError(t, err, "%#x+%#x", c.addr, c.n)
+			assert.Len(t, s, int(c.n))
+			assert.Equal(t, int(c.n), cap(s), "capacity clipped: no access past the range")
+		}
+		bad := []struct{ addr, n uint64 }{
+			{size, 1}, {size - 1, 2}, {0, size + 1}, {size + 1, 0},
+			{math.MaxUint64, 1}, {1, math.MaxUint64}, {math.MaxUint64, math.MaxUint64}, {size / 2, math.MaxUint64 - size/4},
+		}
+		for _, c := range bad {
+			_, err := m.Slice(c.addr, c.n)
+			var re *RangeError
+			assert.ErrorAs(t, err, &re, "%#x+%#x", c.addr, c.n)
+		}
+		require.NoError(t, m.PutUint64(size-8, 0x1122334455667788))
+		v, err := m.Uint64(size - 8)
+		require.NoError(t, err)
+		assert.EqualValues(t, 0x1122334455667788, v)
+		assert.Error(t, m.PutUint64(size-7, 1))
+		assert.Error(t, m.Write(size-1, []byte{1, 2}))
+		assert.Error(t, m.Read(size-1, make([]byte, 2)))
+		assert.Error(t, m.Zero(size-1, 2))
+		assert.Equal(t, shared, m.FD() >= 0)
+		require.NoError(t, m.Close())
+		require.NoError(t, m.Close(), "Close is idempotent")
+	}
+}
+
+func TestNewRejects(t *testing.T) {
+	_, err := New(0)
+	assert.Error(t, err)
+	_, err = New(4097)
+	assert.Error(t, err)
+	_, err = NewShared(100)
+	assert.Error(t, err)
+}
+
+func rssKiB(t *testing.T) int {
+	b, err := os.ReadFile("/proc/self/status")
+	require.NoError(t, err)
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
+			n, err := strconv.Atoi(f[1])
+			require.NoError(t, err)
+			return n
+		}
+	}
+	t.Fatal("no VmRSS in /proc/self/status")
+	return 0
+}
+
+// TestLazy checks that a large guest costs only the pages it touches.
+func TestLazy(t *testing.T) {
+	before := rssKiB(t)
+	m, err := New(1 << 30)
+	require.NoError(t, err)
+	defer m.Close()
+	for off := uint64(0); off < 1<<20; off += 4096 { // touch 1 MiB spread over the first MiB
+		require.NoError(t, m.PutUint64(off, 1))
+	}
+	require.NoError(t, m.PutUint64(512<<20, 1))
+	grew := rssKiB(t) - before
+	assert.Less(t, grew, 8<<10, "touching 1 MiB of a 1 GiB guest grew RSS by %d KiB", grew)
+	assert.GreaterOrEqual(t, grew, 1<<10-64, "the touched pages are resident")
+}
