@@ -71,7 +71,6 @@ func backends(t *testing.T) []monitor.Backend {
 	return bs
 }
 
-
 func newHost(t testing.TB, b monitor.Backend) *monitor.Host {
 	t.Helper()
 	h, err := monitor.NewHost(monitor.HostConfig{Backend: b})
