@@ -15,6 +15,14 @@ include guest/guest.mk
 
 guests: $(GUEST_ELFS)
 
+# Benchmark fixtures: plain C programs the benchmarks compare tender with.
+BENCH_BINS := $(BIN)/bench/kvm_floor
+$(BIN)/bench/kvm_floor: tests/fixtures/kvm_floor.c
+	@mkdir -p $(dir $@)
+	gcc -O2 -Wall -Wextra -Werror -o $@ $<
+
+all: $(BENCH_BINS)
+
 # KVM where the machine has it, else the process backend.
 BACKEND ?= $(if $(wildcard /dev/kvm),kvm,process)
 

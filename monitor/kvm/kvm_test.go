@@ -1,0 +1,231 @@
+package kvm
+
+import (
+	"errors"
+	"os"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tendervm/tender/hypercall"
+	"github.com/tendervm/tender/monitor/guestmem"
+	"github.com/tendervm/tender/monitor/vcpu"
+)
+
+func TestOpenMissing(t *testing.T) {
+	_, err := Open("/nonexistent/kvm")
+	assert.ErrorIs(t, err, ErrUnavailable)
+	_, err = Open("/dev/null")
+	assert.ErrorIs(t, err, ErrUnavailable, "a device that is not KVM")
+}
+
+// system opens KVM, skipping the test where it is missing unless
+// TENDER_REQUIRE_KVM=1 makes that a failure.
+func system(t testing.TB) *System {
+	t.Helper()
+	s, err := Open("")
+	if err != nil {
+		if os.Getenv("TENDER_REQUIRE_KVM") == "1" {
+			t.Fatalf("TENDER_REQUIRE_KVM=1 but KVM is unusable: %v", err)
+		}
+		t.Skipf("KVM is unusable here: %v (TENDER_REQUIRE_KVM=1 makes this a failure)", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+const (
+	codeAddr = 0x100000
+	dataAddr = 0x101000
+)
+
+// rawVM boots code (hand-assembled, shown beside each test) at codeAddr with
+// one read-execute code page and read-write memory from dataAddr up.
+func rawVM(t testing.TB, s *System, code []byte) (*VM, *guestmem.Memory) {
+	t.Helper()
+	mem, err := guestmem.New(4 << 20)
+	require.NoError(t, err)
+	t.Cleanup(func() { mem.Close() })
+	require.NoError(t, mem.Write(codeAddr, code))
+	vm, err := s.NewVM(mem, vcpu.Boot{
+		Regions: []vcpu.Region{
+			{Addr: hypercall.BootInfoAddr, Size: 0x1000, Perm: vcpu.Read},
+			{Addr: codeAddr, Size: 0x1000, Perm: vcpu.Read | vcpu.Exec},
+			{Addr: dataAddr, Size: mem.Size() - dataAddr, Perm: vcpu.Read | vcpu.Write},
+		},
+		Entry: codeAddr, StackTop: mem.Size(), BootInfo: hypercall.BootInfoAddr,
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { vm.Close() })
+	return vm, mem
+}
+
+// Machine code used below.
+var (
+	// mov $0x101000,%eax; mov $0x502,%dx; out %eax,%dx; mov $0x503,%dx; out %eax,%dx
+	codeTwoHypercalls = []byte{0xb8, 0x00, 0x10, 0x10, 0x00, 0x66, 0xba, 0x02, 0x05, 0xef, 0x66, 0xba, 0x03, 0x05, 0xef}
+	// mov %cs,%eax; mov %eax,0x101008; mov $0x101000,%eax; mov $0x502,%dx; out %eax,%dx
+	codeStoreCS = []byte{0x8c, 0xc8, 0x89, 0x04, 0x25, 0x08, 0x10, 0x10, 0x00, 0xb8, 0x00, 0x10, 0x10, 0x00, 0x66, 0xba, 0x02, 0x05, 0xef}
+	// vxorps %ymm0,%ymm0,%ymm0; vaddps %ymm0,%ymm0,%ymm1; mov $0x502,%dx; out %eax,%dx
+	codeAVX = []byte{0xc5, 0xfc, 0x57, 0xc0, 0xc5, 0xfc, 0x58, 0xc8, 0x66, 0xba, 0x02, 0x05, 0xef}
+	// 1: jmp 1b
+	codeSpin = []byte{0xeb, 0xfe}
+	// mov $0x502,%dx; 1: out %eax,%dx; jmp 1b
+	codeOutLoop = []byte{0x66, 0xba, 0x02, 0x05, 0xef, 0xeb, 0xfd}
+)
+
+func run(t *testing.T, vm *VM) vcpu.Exit {
+	t.Helper()
+	x, err := vm.Run()
+	require.NoError(t, err)
+	return x
+}
+
+func TestHypercalls(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	vm, _ := rawVM(t, system(t), codeTwoHypercalls)
+	x := run(t, vm)
+	assert.Equal(t, vcpu.Exit{Kind: vcpu.ExitHypercall, Nr: 2, Arg: dataAddr}, x)
+	x = run(t, vm)
+	assert.Equal(t, vcpu.Exit{Kind: vcpu.ExitHypercall, Nr: 3, Arg: dataAddr}, x)
+	assert.NotZero(t, vm.TSCHz())
+}
+
+func TestGuestRunsAtCPL3(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	vm, mem := rawVM(t, system(t), codeStoreCS)
+	assert.Equal(t, vcpu.ExitHypercall, run(t, vm).Kind)
+	cs, err := mem.Uint64(dataAddr + 8)
+	require.NoError(t, err)
+	assert.EqualValues(t, 3, cs&3, "CPL (CS.RPL)")
+}
+
+func TestAVX(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	vm, _ := rawVM(t, system(t), codeAVX)
+	x := run(t, vm)
+	assert.Equal(t, vcpu.ExitHypercall, x.Kind, "AVX at CPL 3 must not fault: %+v", x)
+}
+
+func TestFaults(t *testing.T) {
+	cases := []struct {
+		name string
+		code []byte
+		want vcpu.Exit
+	}{
+		// ud2
+		{"invalid opcode", []byte{0x0f, 0x0b}, vcpu.Exit{Kind: vcpu.ExitFault, Vector: 6, RIP: codeAddr}},
+		// mov 0x0,%rax: user read of a not-present page
+		{"null read", []byte{0x48, 0x8b, 0x04, 0x25, 0, 0, 0, 0},
+			vcpu.Exit{Kind: vcpu.ExitFault, Vector: 14, HasErrorCode: true, ErrorCode: 4, RIP: codeAddr, CR2: 0}},
+		// movb $1,0x100000: user write to a present read-only page
+		{"write to code", []byte{0xc6, 0x04, 0x25, 0x00, 0x00, 0x10, 0x00, 0x01},
+			vcpu.Exit{Kind: vcpu.ExitFault, Vector: 14, HasErrorCode: true, ErrorCode: 7, RIP: codeAddr, CR2: codeAddr}},
+		// mov 0x1000,%rax: the GDT is supervisor-only
+		{"read GDT", []byte{0x48, 0x8b, 0x04, 0x25, 0x00, 0x10, 0x00, 0x00},
+			vcpu.Exit{Kind: vcpu.ExitFault, Vector: 14, HasErrorCode: true, ErrorCode: 5, RIP: codeAddr, CR2: 0x1000}},
+		// jmp *%rax with rax = 0x101000 (data, no-execute): mov $0x101000,%eax; jmp *%rax
+		{"execute data", []byte{0xb8, 0x00, 0x10, 0x10, 0x00, 0xff, 0xe0},
+			vcpu.Exit{Kind: vcpu.ExitFault, Vector: 14, HasErrorCode: true, ErrorCode: 0x15, RIP: dataAddr, CR2: dataAddr}},
+		// outb %al,$0x80: outside the I/O bitmap
+		{"bad port", []byte{0xe6, 0x80}, vcpu.Exit{Kind: vcpu.ExitBadIO, Port: 0x80, Size: 1, Out: true, RIP: codeAddr}},
+		// syscall: EFER.SCE is clear
+		{"syscall", []byte{0x0f, 0x05}, vcpu.Exit{Kind: vcpu.ExitFault, Vector: 6, RIP: codeAddr}},
+		// hlt at CPL 3
+		{"hlt", []byte{0xf4}, vcpu.Exit{Kind: vcpu.ExitFault, Vector: 13, HasErrorCode: true, RIP: codeAddr}},
+		// int3: the gate's DPL 0 turns it into #GP
+		{"int3", []byte{0xcc}, vcpu.Exit{Kind: vcpu.ExitFault, Vector: 13, HasErrorCode: true, ErrorCode: 3*8 + 2, RIP: codeAddr}},
+		// xor %ecx,%ecx; div %ecx
+		{"divide by zero", []byte{0x31, 0xc9, 0xf7, 0xf1}, vcpu.Exit{Kind: vcpu.ExitFault, Vector: 0, RIP: codeAddr + 2}},
+	}
+	s := system(t)
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			vm, _ := rawVM(t, s, c.code)
+			assert.Equal(t, c.want, run(t, vm))
+		})
+	}
+}
+
+func TestKick(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	vm, _ := rawVM(t, system(t), codeSpin)
+	time.AfterFunc(20*time.Millisecond, vm.Kick)
+	assert.Equal(t, vcpu.ExitKicked, run(t, vm).Kind)
+	assert.Equal(t, vcpu.ExitKicked, run(t, vm).Kind, "a kick is final")
+	vm.Close()
+	vm.Kick() // after Close: must not touch the unmapped kvm_run
+}
+
+func TestKickBeforeRun(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	vm, _ := rawVM(t, system(t), codeSpin)
+	vm.Kick()
+	assert.Equal(t, vcpu.ExitKicked, run(t, vm).Kind)
+}
+
+func TestNewVMRejects(t *testing.T) {
+	s := system(t)
+	mem, err := guestmem.New(4 << 20)
+	require.NoError(t, err)
+	defer mem.Close()
+	_, err = s.NewVM(mem, vcpu.Boot{Regions: []vcpu.Region{{Addr: 0x1000, Size: 0x1000, Perm: vcpu.Read}}})
+	assert.Error(t, err, "a region over the monitor's pages")
+	assert.False(t, errors.Is(err, ErrUnavailable))
+}
+
+// BenchmarkExitOut measures one `out` exit from CPL 3 and its re-entry: the
+// raw cost of tender's hypercall mechanism, without any handler.
+func BenchmarkExitOut(b *testing.B) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	vm, _ := rawVM(b, system(b), codeOutLoop)
+	b.ResetTimer()
+	for range b.N {
+		if x, err := vm.Run(); err != nil || x.Kind != vcpu.ExitHypercall {
+			b.Fatalf("%+v %v", x, err)
+		}
+	}
+}
+
+// BenchmarkCreateRunClose measures VM creation, the guest's first exit and
+// teardown: compare with bin/bench/kvm_floor (tests/fixtures/kvm_floor.c).
+func BenchmarkCreateRunClose(b *testing.B) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	s := system(b)
+	for range b.N {
+		mem, err := guestmem.New(4 << 20)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := mem.Write(codeAddr, codeTwoHypercalls); err != nil {
+			b.Fatal(err)
+		}
+		vm, err := s.NewVM(mem, vcpu.Boot{
+			Regions: []vcpu.Region{
+				{Addr: codeAddr, Size: 0x1000, Perm: vcpu.Read | vcpu.Exec},
+				{Addr: dataAddr, Size: mem.Size() - dataAddr, Perm: vcpu.Read | vcpu.Write},
+			},
+			Entry: codeAddr, StackTop: mem.Size(),
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if x, err := vm.Run(); err != nil || x.Kind != vcpu.ExitHypercall {
+			b.Fatalf("%+v %v", x, err)
+		}
+		vm.Close()
+		mem.Close()
+	}
+}
