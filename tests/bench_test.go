@@ -1,0 +1,165 @@
+package tests
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tendervm/tender/monitor"
+)
+
+// benchBackends lists the backends this machine has, KVM first.
+func benchBackends(b *testing.B) []monitor.Backend {
+	bs := []monitor.Backend{monitor.BackendProcess}
+	if ok, _ := kvmAvailable(); ok {
+		bs = append([]monitor.Backend{monitor.BackendKVM}, bs...)
+	} else {
+		b.Logf("no KVM here: only the process backend is measured")
+	}
+	return bs
+}
+
+// BenchmarkBoot measures in-library create + boot + run + close of hello.
+func BenchmarkBoot(b *testing.B) {
+	image := readGuest(b, "hello")
+	for _, be := range benchBackends(b) {
+		b.Run(string(be), func(b *testing.B) {
+			h, err := monitor.NewHost(monitor.HostConfig{Backend: be})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer h.Close()
+			var first time.Duration
+			b.ResetTimer()
+			for range b.N {
+				vm, err := h.New(monitor.Config{ELF: image})
+				if err != nil {
+					b.Fatal(err)
+				}
+				res, err := vm.Run(context.Background())
+				if err != nil || res.Status != 0 {
+					b.Fatalf("status %d: %v", res.Status, err)
+				}
+				first += res.Stats.FirstHypercall
+				vm.Close()
+			}
+			b.ReportMetric(float64(first.Microseconds())/float64(b.N), "µs-to-first-hypercall")
+		})
+	}
+}
+
+// BenchmarkHypercall measures one console-write hypercall round trip (length
+// 0) inside a running guest: hcloop makes b.N of them.
+func BenchmarkHypercall(b *testing.B) {
+	image := readGuest(b, "hcloop")
+	for _, be := range benchBackends(b) {
+		b.Run(string(be), func(b *testing.B) {
+			h, err := monitor.NewHost(monitor.HostConfig{Backend: be})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer h.Close()
+			vm, err := h.New(monitor.Config{ELF: image, Args: []string{strconv.Itoa(b.N)}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer vm.Close()
+			b.ResetTimer()
+			res, err := vm.Run(context.Background())
+			b.StopTimer()
+			if err != nil || res.Status != 0 {
+				b.Fatalf("status %d: %v", res.Status, err)
+			}
+			// Boot and exit are amortised over b.N calls; report the calls alone too.
+			calls := res.Stats.Total - res.Stats.FirstHypercall
+			b.ReportMetric(float64(calls.Nanoseconds())/float64(b.N)/1e3, "µs/call-after-boot")
+		})
+	}
+}
+
+// BenchmarkSHA256 hashes 64 MiB inside the guest and, side by side, in the
+// same C code run as a host process; it reports the ratio.
+func BenchmarkSHA256(b *testing.B) {
+	image := readGuest(b, "sha256")
+	host := filepath.Join(root, "bin", "guest", "host", "sha256_host")
+	for _, be := range benchBackends(b) {
+		b.Run(string(be), func(b *testing.B) {
+			h, err := monitor.NewHost(monitor.HostConfig{Backend: be})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer h.Close()
+			var guest, native time.Duration
+			for range b.N {
+				t := time.Now()
+				if out, err := exec.Command(host, "64").Output(); err != nil || !strings.HasPrefix(string(out), "sha256 64MiB") {
+					b.Fatalf("%s: %q %v", host, out, err)
+				}
+				native += time.Since(t)
+				vm, err := h.New(monitor.Config{ELF: image, Args: []string{"64"}})
+				if err != nil {
+					b.Fatal(err)
+				}
+				t = time.Now()
+				if res, err := vm.Run(context.Background()); err != nil || res.Status != 0 {
+					b.Fatalf("status %d: %v", res.Status, err)
+				}
+				guest += time.Since(t)
+				vm.Close()
+			}
+			b.ReportMetric(float64(guest.Milliseconds())/float64(b.N), "ms-guest")
+			b.ReportMetric(float64(native.Milliseconds())/float64(b.N), "ms-process")
+			b.ReportMetric(float64(guest)/float64(native), "guest/process")
+		})
+	}
+}
+
+// BenchmarkExec runs whole processes from exec to exit: `tender run hello`
+// on each backend beside the static C hello, in the same run. It reports the
+// medians, the ratio to C, and tender's peak RSS.
+func BenchmarkExec(b *testing.B) {
+	tender := filepath.Join(root, "bin", "tender")
+	c := filepath.Join(root, "bin", "guest", "host", "hello_host")
+	type row struct {
+		name string
+		argv []string
+		t    []time.Duration
+		rss  int64
+	}
+	rows := []*row{{name: "static-c", argv: []string{c}}}
+	for _, be := range benchBackends(b) {
+		rows = append(rows, &row{name: "tender-" + string(be), argv: []string{tender, "run", "--backend=" + string(be), guestPath("hello")}})
+	}
+	for range b.N {
+		for _, r := range rows { // interleaved, so drift hits every row alike
+			cmd := exec.Command(r.argv[0], r.argv[1:]...)
+			t := time.Now()
+			if err := cmd.Run(); err != nil {
+				b.Fatalf("%v: %v", r.argv, err)
+			}
+			r.t = append(r.t, time.Since(t))
+			r.rss = max(r.rss, cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss)
+		}
+	}
+	med := func(ts []time.Duration) time.Duration {
+		s := append([]time.Duration(nil), ts...)
+		sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+		return s[len(s)/2]
+	}
+	base := med(rows[0].t)
+	for _, r := range rows {
+		m := med(r.t)
+		b.ReportMetric(float64(m.Microseconds()), fmt.Sprintf("µs-median-%s", r.name))
+		if r != rows[0] {
+			b.ReportMetric(float64(m)/float64(base), fmt.Sprintf("x-c-%s", r.name))
+			b.ReportMetric(float64(r.rss), fmt.Sprintf("KiB-peak-rss-%s", r.name))
+		}
+	}
+}
