@@ -39,6 +39,7 @@ const (
 
 // FaultPort is the port the exception stubs report on. It lies outside the
 // guest's I/O permission bitmap, so only CPL-0 code (the stubs) can use it.
+// The bitmap opens PIOBase .. PIOBase+Count+2 to the guest.
 const FaultPort = hypercall.PIOBase + 0xFF
 
 // NumVectors is the number of exception vectors with a stub.
@@ -291,7 +292,10 @@ func tss() []byte {
 	for i := range bm {
 		bm[i] = 0xFF // deny
 	}
-	for p := hypercall.PIOBase; p < hypercall.PIOBase+hypercall.Count; p++ {
+	// The CPU checks one bit per byte accessed, so a 4-byte out to the last
+	// hypercall port also needs the three ports after it open. Those extra
+	// ports reach the monitor as bad I/O, never as hypercalls.
+	for p := hypercall.PIOBase; p < hypercall.PIOBase+hypercall.Count+3; p++ {
 		bm[p/8] &^= 1 << (p % 8)
 	}
 	return b
