@@ -95,6 +95,18 @@ func TestHypercalls(t *testing.T) {
 	assert.NotZero(t, vm.TSCHz())
 }
 
+// TestLastHypercallPort checks that the I/O bitmap lets a 4-byte out reach
+// the last hypercall port.
+func TestLastHypercallPort(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	// mov $0x51f,%dx; out %eax,%dx
+	vm, _ := rawVM(t, system(t), []byte{0x66, 0xba, 0x1f, 0x05, 0xef})
+	x := run(t, vm)
+	assert.Equal(t, vcpu.ExitHypercall, x.Kind, "%+v", x)
+	assert.EqualValues(t, hypercall.Count-1, x.Nr)
+}
+
 func TestGuestRunsAtCPL3(t *testing.T) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
