@@ -47,6 +47,10 @@ const (
 	NrExit = 3
 	// NrAbort ends the run as aborted with the message in Abort.
 	NrAbort = 4
+	// NrFnNext returns the reply to the previous function invocation (if
+	// any) and waits for the next request: FnNext. A warm invocation costs
+	// this one exit.
+	NrFnNext = 5
 )
 
 // Names maps each defined hypercall number to a short name used in errors and
@@ -56,6 +60,7 @@ var Names = [Count]string{
 	NrConsoleWrite: "console_write",
 	NrExit:         "exit",
 	NrAbort:        "abort",
+	NrFnNext:       "fn_next",
 }
 
 // Walltime is the argument of NrWalltime.
@@ -95,6 +100,45 @@ type Abort struct {
 
 // AbortMsgMax is the longest abort message the monitor keeps.
 const AbortMsgMax = 4096
+
+// FnNext is the argument of NrFnNext. The guest fills the In fields, the
+// monitor the Out fields before the guest continues.
+type FnNext struct {
+	// Flags (in): FnHasReply when ReplyStatus/ReplyData/ReplyLen carry the
+	// reply to the request this guest received from its previous FnNext.
+	Flags uint64 `c:"flags"`
+	// ReplyStatus (in) is the function's status: 0 success, anything else an
+	// error the caller sees (the body may explain it).
+	ReplyStatus uint64 `c:"reply_status"`
+	// ReplyData (in) is the address of the reply body.
+	ReplyData uint64 `c:"reply_data"`
+	// ReplyLen (in) is the reply body's length, at most FnReplyMax.
+	ReplyLen uint64 `c:"reply_len"`
+	// ReqBuf (in) is the address of the buffer the next request body is
+	// written to.
+	ReqBuf uint64 `c:"req_buf"`
+	// ReqCap (in) is that buffer's size; it must be at least FnRequestMax
+	// so that every request the monitor accepts fits.
+	ReqCap uint64 `c:"req_cap"`
+	// ReqID (out) identifies the request; it is unique within the instance.
+	ReqID uint64 `c:"req_id"`
+	// ReqLen (out) is the request body's length.
+	ReqLen uint64 `c:"req_len"`
+	// ReqDeadline (out) is the wall-clock time, ns since the Unix epoch, by
+	// which the reply must be returned; the monitor stops the guest then.
+	ReqDeadline uint64 `c:"req_deadline"`
+}
+
+// FnHasReply is the FnNext flag that says a reply is being returned.
+const FnHasReply = 1
+
+// Function invocation limits.
+const (
+	// FnRequestMax is the largest request body.
+	FnRequestMax = 1 << 20
+	// FnReplyMax is the largest reply body.
+	FnReplyMax = 1 << 20
+)
 
 // BootInfoMagic identifies a BootInfo structure ("TENDERBI", little-endian).
 const BootInfoMagic = 0x49425245444e4554

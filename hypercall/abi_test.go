@@ -25,6 +25,10 @@ func TestLayout(t *testing.T) {
 	assert.EqualValues(t, 56, unsafe.Offsetof(BootInfo{}.TSCHz))
 	assert.EqualValues(t, 72, unsafe.Offsetof(BootInfo{}.BootWalltime))
 	assert.EqualValues(t, 8, unsafe.Sizeof(ABINote{}))
+	assert.EqualValues(t, 72, unsafe.Sizeof(FnNext{}))
+	assert.EqualValues(t, 32, unsafe.Offsetof(FnNext{}.ReqBuf))
+	assert.EqualValues(t, 48, unsafe.Offsetof(FnNext{}.ReqID))
+	assert.EqualValues(t, 64, unsafe.Offsetof(FnNext{}.ReqDeadline))
 }
 
 // TestStructRules checks the rules every argument structure follows: 64-bit
@@ -45,7 +49,7 @@ func TestStructRules(t *testing.T) {
 
 func TestNumbers(t *testing.T) {
 	seen := map[int]bool{}
-	for _, nr := range []int{NrWalltime, NrConsoleWrite, NrExit, NrAbort} {
+	for _, nr := range []int{NrWalltime, NrConsoleWrite, NrExit, NrAbort, NrFnNext} {
 		assert.Greater(t, nr, 0)
 		assert.Less(t, nr, Count)
 		assert.False(t, seen[nr], "hypercall %d defined twice", nr)

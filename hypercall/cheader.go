@@ -30,6 +30,10 @@ func cConsts() []cConst {
 		{"TENDER_HC_CONSOLE_WRITE", NrConsoleWrite, false},
 		{"TENDER_HC_EXIT", NrExit, false},
 		{"TENDER_HC_ABORT", NrAbort, false},
+		{"TENDER_HC_FN_NEXT", NrFnNext, false},
+		{"TENDER_FN_HAS_REPLY", FnHasReply, false},
+		{"TENDER_FN_REQUEST_MAX", FnRequestMax, false},
+		{"TENDER_FN_REPLY_MAX", FnReplyMax, false},
 		{"TENDER_CONSOLE_WRITE_MAX", ConsoleWriteMax, false},
 		{"TENDER_EXIT_STATUS_MAX", ExitStatusMax, false},
 		{"TENDER_ABORT_MSG_MAX", AbortMsgMax, false},
@@ -50,6 +54,7 @@ func cStructs() []cStruct {
 		{"tender_console_write", reflect.TypeFor[ConsoleWrite]()},
 		{"tender_exit", reflect.TypeFor[Exit]()},
 		{"tender_abort", reflect.TypeFor[Abort]()},
+		{"tender_fn_next", reflect.TypeFor[FnNext]()},
 		{"tender_boot_info", reflect.TypeFor[BootInfo]()},
 		{"tender_abi_note", reflect.TypeFor[ABINote]()},
 	}

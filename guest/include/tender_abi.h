@@ -13,6 +13,10 @@
 #define TENDER_HC_CONSOLE_WRITE 2ULL
 #define TENDER_HC_EXIT 3ULL
 #define TENDER_HC_ABORT 4ULL
+#define TENDER_HC_FN_NEXT 5ULL
+#define TENDER_FN_HAS_REPLY 1ULL
+#define TENDER_FN_REQUEST_MAX 1048576ULL
+#define TENDER_FN_REPLY_MAX 1048576ULL
 #define TENDER_CONSOLE_WRITE_MAX 65536ULL
 #define TENDER_EXIT_STATUS_MAX 239ULL
 #define TENDER_ABORT_MSG_MAX 4096ULL
@@ -52,6 +56,28 @@ struct tender_abort {
 _Static_assert(sizeof(struct tender_abort) == 16, "tender_abort size");
 _Static_assert(offsetof(struct tender_abort, msg) == 0, "tender_abort.msg offset");
 _Static_assert(offsetof(struct tender_abort, len) == 8, "tender_abort.len offset");
+
+struct tender_fn_next {
+	uint64_t flags;
+	uint64_t reply_status;
+	uint64_t reply_data;
+	uint64_t reply_len;
+	uint64_t req_buf;
+	uint64_t req_cap;
+	uint64_t req_id;
+	uint64_t req_len;
+	uint64_t req_deadline;
+};
+_Static_assert(sizeof(struct tender_fn_next) == 72, "tender_fn_next size");
+_Static_assert(offsetof(struct tender_fn_next, flags) == 0, "tender_fn_next.flags offset");
+_Static_assert(offsetof(struct tender_fn_next, reply_status) == 8, "tender_fn_next.reply_status offset");
+_Static_assert(offsetof(struct tender_fn_next, reply_data) == 16, "tender_fn_next.reply_data offset");
+_Static_assert(offsetof(struct tender_fn_next, reply_len) == 24, "tender_fn_next.reply_len offset");
+_Static_assert(offsetof(struct tender_fn_next, req_buf) == 32, "tender_fn_next.req_buf offset");
+_Static_assert(offsetof(struct tender_fn_next, req_cap) == 40, "tender_fn_next.req_cap offset");
+_Static_assert(offsetof(struct tender_fn_next, req_id) == 48, "tender_fn_next.req_id offset");
+_Static_assert(offsetof(struct tender_fn_next, req_len) == 56, "tender_fn_next.req_len offset");
+_Static_assert(offsetof(struct tender_fn_next, req_deadline) == 64, "tender_fn_next.req_deadline offset");
 
 struct tender_boot_info {
 	uint64_t magic;
