@@ -161,6 +161,7 @@ type VM struct {
 	console io.Writer
 	limit   int64
 	table   table
+	fn      *fnState // set when the VM serves function invocations
 
 	mu      sync.Mutex
 	started bool
@@ -319,7 +320,13 @@ func (vm *VM) Run(ctx context.Context) (Result, error) {
 	r.stats.Setup = time.Since(r.start)
 	stop := context.AfterFunc(ctx, cpu.Kick)
 	defer stop()
+	if vm.fn != nil {
+		vm.fn.kick = cpu.Kick
+	}
 	status, err := r.loop(ctx, cpu)
+	if vm.fn != nil {
+		vm.fn.end(status, err)
+	}
 	return r.result(status), err
 }
 

@@ -84,6 +84,7 @@ func coreTable() table {
 		hypercall.NrConsoleWrite: (*run).consoleWrite,
 		hypercall.NrExit:         (*run).exit,
 		hypercall.NrAbort:        (*run).abort,
+		hypercall.NrFnNext:       (*run).fnNext,
 	}
 }
 
@@ -132,6 +133,9 @@ func (r *run) loop(ctx context.Context, cpu vcpu.VCPU) (int, error) {
 				return r.status, nil
 			}
 		case vcpu.ExitKicked:
+			if err := r.vm.fn.errDeadline(); err != nil {
+				return 0, err
+			}
 			if err := ctx.Err(); err != nil {
 				return 0, &StoppedError{Cause: err}
 			}
