@@ -4,10 +4,13 @@
 # Defines:
 #   GUEST_ELFS  every guest image, $(GUESTBIN)/NAME.elf for each
 #               guest/examples/NAME.c (the top-level `guests` target builds them)
-#   HOST_BINS   Linux builds of two examples for benchmark comparison:
-#               $(GUESTBIN)/host/hello_host and $(GUESTBIN)/host/sha256_host.
-#               They are not in GUEST_ELFS; this file adds them as further
-#               prerequisites of `guests`.
+#   HOST_BINS   Linux programs for benchmark comparison:
+#               $(GUESTBIN)/host/hello_host and $(GUESTBIN)/host/sha256_host
+#               (two examples built with -DTENDER_HOST), and
+#               $(GUESTBIN)/host/fn_echo_host and fn_echo_host_nolibc (the
+#               echo function as a process, from guest/host/). They are not
+#               in GUEST_ELFS; this file adds them as further prerequisites
+#               of `guests`.
 # Objects go to $(GUESTBIN)/obj/.
 
 GUESTBIN ?= bin/guest
@@ -54,7 +57,18 @@ GUEST_LDLIBS := -lgcc
 
 # The Linux programs: ordinary static executables built with the host C library.
 HOST_CFLAGS := -std=gnu11 -O2 -Wall -Wextra -Werror -DTENDER_HOST -I $(GUEST_DIR)/include
-HOST_BINS := $(GUEST_HOSTDIR)/hello_host $(GUEST_HOSTDIR)/sha256_host
+# The nolibc program: no C library, no startup files, raw system calls.
+HOST_NOLIBC_CFLAGS := -std=gnu11 -O2 -Wall -Wextra -Werror \
+	-ffreestanding -fno-builtin -nostdinc -isystem $(GUEST_CC_INCLUDE) \
+	-I $(GUEST_DIR)/include \
+	-fno-stack-protector -fcf-protection=none -fno-pie \
+	-fno-asynchronous-unwind-tables -fno-unwind-tables \
+	-fno-tree-loop-distribute-patterns
+HOST_NOLIBC_LDFLAGS := -nostdlib -static -no-pie -s \
+	-Wl,-z,max-page-size=0x1000 -Wl,-z,noexecstack -Wl,-z,norelro \
+	-Wl,--build-id=none -Wl,--gc-sections
+HOST_BINS := $(GUEST_HOSTDIR)/hello_host $(GUEST_HOSTDIR)/sha256_host \
+	$(GUEST_HOSTDIR)/fn_echo_host $(GUEST_HOSTDIR)/fn_echo_host_nolibc
 
 guests: $(HOST_BINS)
 
@@ -78,6 +92,16 @@ $(GUEST_HOSTDIR)/sha256_host: $(GUEST_DIR)/examples/sha256.c $(GUEST_DIR)/lib/sh
 		$(GUEST_DIR)/include/sha256.h $(GUEST_DIR)/guest.mk
 	@mkdir -p $(@D)
 	$(GUEST_CC) $(HOST_CFLAGS) -static -o $@ $(GUEST_DIR)/examples/sha256.c $(GUEST_DIR)/lib/sha256.c
+
+$(GUEST_HOSTDIR)/fn_echo_host: $(GUEST_DIR)/host/fn_echo_host.c \
+		$(GUEST_DIR)/include/tender_abi.h $(GUEST_DIR)/guest.mk
+	@mkdir -p $(@D)
+	$(GUEST_CC) $(HOST_CFLAGS) -static -o $@ $<
+
+$(GUEST_HOSTDIR)/fn_echo_host_nolibc: $(GUEST_DIR)/host/fn_echo_host_nolibc.c \
+		$(GUEST_DIR)/include/tender_abi.h $(GUEST_DIR)/guest.mk
+	@mkdir -p $(@D)
+	$(GUEST_CC) $(HOST_NOLIBC_CFLAGS) $(HOST_NOLIBC_LDFLAGS) -o $@ $<
 
 # Keep the objects; make would otherwise delete them as intermediates.
 .SECONDARY: $(GUEST_LIB_OBJS) $(patsubst %,$(GUEST_OBJDIR)/examples/%.c.o,$(GUEST_NAMES))

@@ -82,6 +82,47 @@ __attribute__((noreturn)) void tender_abort(const char *msg);
 const struct tender_boot_info *tender_boot_info(void);
 
 /*
+ * Function invocations.
+ *
+ * A function guest serves requests instead of running once: its main calls
+ * tender_fn_serve with a handler, and each FN_NEXT hypercall returns the
+ * previous reply and fetches the next request (one exit per invocation).
+ */
+
+/* tender_fn_request is one request. body points into the runtime's request
+ * buffer and stays valid until the handler returns. deadline_ns is the
+ * wall-clock time (ns since the Unix epoch) by which the monitor wants the
+ * reply, 0 for none; the monitor stops the guest then. */
+struct tender_fn_request {
+	uint64_t id;
+	const uint8_t *body;
+	size_t len;
+	uint64_t deadline_ns;
+};
+
+/* tender_fn_reply is the handler's answer. The handler receives it preset to
+ * status 0 and an empty body in the runtime's reply buffer (body, cap =
+ * TENDER_FN_REPLY_MAX bytes, len 0). It either writes up to cap bytes into
+ * body and sets len, or points body at other memory that outlives the handler
+ * (static data, or req->body for a zero-copy echo; never the handler's own
+ * stack) and sets len. A nonzero status reports an error to the caller; the
+ * body may explain it. len is sent unchanged: a reply longer than
+ * TENDER_FN_REPLY_MAX is rejected by the monitor, not truncated here. */
+struct tender_fn_reply {
+	uint64_t status;
+	uint8_t *body;
+	size_t len;
+	size_t cap;
+};
+
+typedef void (*tender_fn_handler)(const struct tender_fn_request *req,
+				  struct tender_fn_reply *rep);
+
+/* tender_fn_serve calls handler once per request, forever. It never returns:
+ * the monitor stops the guest when it has no more requests for it. */
+__attribute__((noreturn)) void tender_fn_serve(tender_fn_handler handler);
+
+/*
  * The program defines main, as int main(void) or int main(int argc,
  * char **argv); the runtime calls it with the command line split at spaces
  * (argv[0] is the program name, argv[argc] is NULL, at most 64 arguments).
