@@ -15,7 +15,6 @@ package loader
 
 import (
 	"cmp"
-	"debug/elf"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -23,6 +22,7 @@ import (
 	"slices"
 
 	"github.com/tendervm/tender/hypercall"
+	"github.com/tendervm/tender/monitor/internal/elf"
 	"github.com/tendervm/tender/monitor/vcpu"
 )
 

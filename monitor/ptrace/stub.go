@@ -2,7 +2,7 @@ package ptrace
 
 import (
 	"bytes"
-	"debug/elf"
+	"github.com/tendervm/tender/monitor/internal/elf"
 	"encoding/binary"
 )
 
