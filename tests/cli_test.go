@@ -51,7 +51,7 @@ func TestCLIExitContract(t *testing.T) {
 			{[]string{"run", be, guestPath("wildptr")}, monitor.ExitProtocol, "", "outside guest memory"},
 			{[]string{"run", be, "--timeout=200ms", guestPath("spin")}, monitor.ExitTimeout, "", "timeout"},
 			{[]string{"run", be, "--console-limit=100", guestPath("flood")}, monitor.ExitProtocol, "", "console output limit of 100 bytes"},
-			{[]string{"run", be, "--mem=5", guestPath("hello")}, monitor.ExitMonitor, "", "guest memory"},
+			{[]string{"run", be, "--mem=5", guestPath("hello")}, monitor.ExitUsage, "", "-mem 5: want an even number"},
 			{[]string{"run", be, filepath.Join(root, "Makefile")}, monitor.ExitMonitor, "", "invalid guest ELF"},
 			{[]string{"run", be, "/nonexistent.elf"}, monitor.ExitMonitor, "", "no such file"},
 		}
@@ -72,9 +72,41 @@ func TestCLIUsage(t *testing.T) {
 		assert.Equal(t, monitor.ExitUsage, code, "%v: %s", args, stderr)
 		assert.NotEmpty(t, stderr)
 	}
-	code, stdout, _ := tender(t, "run", "--help")
+	code, _, stderr := tender(t, "run", "-h")
 	assert.Equal(t, 0, code)
-	assert.Contains(t, stdout, "--timeout")
+	assert.Contains(t, stderr, "-timeout")
+	code, stdout, _ := tender(t, "help")
+	assert.Equal(t, 0, code)
+	for _, c := range []string{"run", "invoke", "serve"} {
+		assert.Contains(t, stdout, "  "+c+" ")
+	}
+}
+
+// TestCLIInvoke runs one invocation per mode through `tender invoke`.
+func TestCLIInvoke(t *testing.T) {
+	for _, b := range backends(t) {
+		for _, mode := range []string{"cold", "warm"} {
+			cmd := exec.Command(filepath.Join(root, "bin", "tender"), "invoke", "-backend="+string(b), "-mode="+mode, guestPath("fn_upper"))
+			cmd.Stdin = strings.NewReader("hello, tender")
+			out, err := cmd.Output()
+			require.NoError(t, err, "%s %s", b, mode)
+			assert.Equal(t, "HELLO, TENDER", string(out))
+		}
+		cmd := exec.Command(filepath.Join(root, "bin", "tender"), "invoke", "-backend="+string(b), guestPath("fn_fault"))
+		cmd.Stdin = strings.NewReader("fault")
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		var ee *exec.ExitError
+		require.ErrorAs(t, err, &ee)
+		assert.Equal(t, monitor.ExitCrashed, ee.ExitCode())
+		assert.Contains(t, stderr.String(), "#PF page fault")
+		cmd = exec.Command(filepath.Join(root, "bin", "tender"), "invoke", "-backend="+string(b), "-timeout=200ms", guestPath("fn_spin"))
+		cmd.Stdin = strings.NewReader("spin")
+		err = cmd.Run()
+		require.ErrorAs(t, err, &ee)
+		assert.Equal(t, monitor.ExitTimeout, ee.ExitCode())
+	}
 }
 
 func TestCLIStats(t *testing.T) {
