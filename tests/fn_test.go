@@ -1,0 +1,264 @@
+package tests
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tendervm/tender/hypercall"
+	"github.com/tendervm/tender/monitor"
+	"github.com/tendervm/tender/monitor/vcpu"
+)
+
+func newPool(t testing.TB, h *monitor.Host, guest string, cfg monitor.PoolConfig) *monitor.Pool {
+	t.Helper()
+	cfg.Guest.ELF = readGuest(t, guest)
+	cfg.Guest.Name = guest
+	p, err := h.NewPool(cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { p.Close() })
+	return p
+}
+
+// TestFunctions checks every example function in both modes.
+func TestFunctions(t *testing.T) {
+	digest := sha256.Sum256([]byte("tender"))
+	cases := []struct {
+		fn, in, out string
+	}{
+		{"fn_echo", "hello, world", "hello, world"},
+		{"fn_echo", "", ""},
+		{"fn_upper", "Hello, Tender 42!", "HELLO, TENDER 42!"},
+		{"fn_sha256", "tender", hex.EncodeToString(digest[:])},
+		{"fn_wordcount", "one two\nthree  four five\n", "2 5 25"},
+		{"fn_fault", "not a fault", "not a fault"},
+		{"fn_spin", "no spin", "no spin"},
+	}
+	for _, b := range backends(t) {
+		h := newHost(t, b)
+		for _, mode := range []monitor.Mode{monitor.Cold, monitor.Warm} {
+			for _, c := range cases {
+				p := newPool(t, h, c.fn, monitor.PoolConfig{Mode: mode})
+				for i := range 3 {
+					rep, err := p.Invoke(context.Background(), monitor.Request{Body: []byte(c.in)})
+					require.NoError(t, err, "%s %s %s", b, mode, c.fn)
+					assert.Equal(t, c.out, string(rep.Body), "%s %s %s #%d", b, mode, c.fn, i)
+					assert.Zero(t, rep.Status)
+				}
+			}
+		}
+	}
+}
+
+// TestWarmReuse checks that a warm pool serves invocations one after another
+// on the same instance, one exit each.
+func TestWarmReuse(t *testing.T) {
+	for _, b := range backends(t) {
+		h := newHost(t, b)
+		p := newPool(t, h, "fn_echo", monitor.PoolConfig{Mode: monitor.Warm})
+		const n = 200
+		for i := range n {
+			body := []byte(fmt.Sprintf("request %d", i))
+			rep, err := p.Invoke(context.Background(), monitor.Request{Body: body})
+			require.NoError(t, err)
+			require.Equal(t, body, rep.Body)
+			require.EqualValues(t, i+1, rep.ID, "ids count up within the instance")
+		}
+		st := p.Stats()
+		assert.EqualValues(t, 1, st.Started, "%s: one instance served everything", b)
+		assert.EqualValues(t, 1, st.Live)
+		assert.EqualValues(t, 1, st.Idle)
+		// One fn_next per invocation, plus the one that returned the last
+		// reply and now waits for the next request.
+		assert.EqualValues(t, n+1, st.Exits[vcpu.ExitHypercall], "%s: exits", b)
+	}
+}
+
+// TestColdIsFresh checks that every cold invocation gets its own instance.
+func TestColdIsFresh(t *testing.T) {
+	for _, b := range backends(t) {
+		h := newHost(t, b)
+		p := newPool(t, h, "fn_echo", monitor.PoolConfig{Mode: monitor.Cold})
+		for range 5 {
+			rep, err := p.Invoke(context.Background(), monitor.Request{Body: []byte("x")})
+			require.NoError(t, err)
+			assert.EqualValues(t, 1, rep.ID)
+		}
+		assert.EqualValues(t, 5, p.Stats().Started)
+		require.Eventually(t, func() bool { return p.Stats().Live == 0 }, 5*time.Second, 5*time.Millisecond)
+	}
+}
+
+// TestFunctionFailures checks the typed error of each way an invocation can
+// fail, and that the pool keeps serving afterwards.
+func TestFunctionFailures(t *testing.T) {
+	for _, b := range backends(t) {
+		h := newHost(t, b)
+		for _, mode := range []monitor.Mode{monitor.Cold, monitor.Warm} {
+			faulty := newPool(t, h, "fn_fault", monitor.PoolConfig{Mode: mode})
+			_, err := faulty.Invoke(context.Background(), monitor.Request{Body: []byte("fault")})
+			fe, ok := as[*monitor.FaultError](err)
+			require.True(t, ok, "%s %s: %v", b, mode, err)
+			assert.EqualValues(t, 14, fe.Vector)
+			rep, err := faulty.Invoke(context.Background(), monitor.Request{Body: []byte("fine")})
+			require.NoError(t, err, "the pool replaced the faulted instance")
+			assert.Equal(t, "fine", string(rep.Body))
+
+			spin := newPool(t, h, "fn_spin", monitor.PoolConfig{Mode: mode, Timeout: 150 * time.Millisecond})
+			_, err = spin.Invoke(context.Background(), monitor.Request{Body: []byte("spin")})
+			assert.ErrorIs(t, err, context.DeadlineExceeded, "%s %s", b, mode)
+			_, ok = as[*monitor.StoppedError](err)
+			assert.True(t, ok)
+			rep, err = spin.Invoke(context.Background(), monitor.Request{Body: []byte("ok")})
+			require.NoError(t, err)
+			assert.Equal(t, "ok", string(rep.Body))
+			// A request deadline shorter than the pool's.
+			start := time.Now()
+			_, err = spin.Invoke(context.Background(), monitor.Request{Body: []byte("spin"), Deadline: time.Now().Add(50 * time.Millisecond)})
+			assert.ErrorIs(t, err, context.DeadlineExceeded)
+			assert.Less(t, time.Since(start), 5*time.Second)
+
+			_, err = faulty.Invoke(context.Background(), monitor.Request{Body: make([]byte, hypercall.FnRequestMax+1)})
+			assert.ErrorIs(t, err, monitor.ErrTooLarge)
+			big := bytes.Repeat([]byte("z"), hypercall.FnRequestMax)
+			rep, err = faulty.Invoke(context.Background(), monitor.Request{Body: big})
+			require.NoError(t, err, "a request of exactly the limit")
+			assert.Equal(t, big, rep.Body)
+		}
+	}
+}
+
+// TestNotAFunction runs a guest that never asks for a request.
+func TestNotAFunction(t *testing.T) {
+	for _, b := range backends(t) {
+		h := newHost(t, b)
+		p := newPool(t, h, "hello", monitor.PoolConfig{})
+		_, err := p.Invoke(context.Background(), monitor.Request{Body: []byte("x")})
+		pe, ok := as[*monitor.ProtocolError](err)
+		require.True(t, ok, "%v", err)
+		assert.Contains(t, pe.Error(), "exited with status 0 before taking a request")
+		// And fn_next from a guest run outside a pool.
+		_, _, err = runGuest(context.Background(), t, h, monitor.Config{ELF: readGuest(t, "fn_echo")})
+		assert.ErrorContains(t, err, "not being run as a function")
+	}
+}
+
+// TestSaturation fails fast when every instance is busy and the queue full.
+func TestSaturation(t *testing.T) {
+	for _, b := range backends(t) {
+		h := newHost(t, b)
+		p := newPool(t, h, "fn_spin", monitor.PoolConfig{MaxInstances: 1, QueueLimit: -1, Timeout: 2 * time.Second})
+		held := make(chan error, 1)
+		go func() {
+			_, err := p.Invoke(context.Background(), monitor.Request{Body: []byte("spin")})
+			held <- err
+		}()
+		require.Eventually(t, func() bool { return p.Stats().Live == 1 }, 5*time.Second, time.Millisecond)
+		var err error
+		require.Eventually(t, func() bool {
+			_, err = p.Invoke(context.Background(), monitor.Request{Body: []byte("x")})
+			return errors.Is(err, monitor.ErrSaturated)
+		}, 2*time.Second, 10*time.Millisecond, "last error: %v", err)
+		assert.ErrorIs(t, <-held, context.DeadlineExceeded)
+	}
+}
+
+// TestIdleRetire checks that idle warm instances retire after IdleTimeout.
+func TestIdleRetire(t *testing.T) {
+	for _, b := range backends(t) {
+		h := newHost(t, b)
+		p := newPool(t, h, "fn_echo", monitor.PoolConfig{IdleTimeout: 50 * time.Millisecond})
+		_, err := p.Invoke(context.Background(), monitor.Request{Body: []byte("x")})
+		require.NoError(t, err)
+		require.Eventually(t, func() bool { return p.Stats().Live == 0 }, 5*time.Second, 5*time.Millisecond)
+		_, err = p.Invoke(context.Background(), monitor.Request{Body: []byte("y")})
+		require.NoError(t, err, "a retired pool grows again")
+	}
+}
+
+// TestPoolCloseDrains checks that Close lets invocations in flight finish and
+// refuses new ones.
+func TestPoolCloseDrains(t *testing.T) {
+	for _, b := range backends(t) {
+		h := newHost(t, b)
+		p := newPool(t, h, "fn_echo", monitor.PoolConfig{MaxInstances: 4})
+		var wg sync.WaitGroup
+		errs := make(chan error, 64)
+		for i := range 64 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				body := []byte(fmt.Sprint(i))
+				rep, err := p.Invoke(context.Background(), monitor.Request{Body: body})
+				if err == nil && !bytes.Equal(rep.Body, body) {
+					err = fmt.Errorf("reply %q for %q", rep.Body, body)
+				}
+				errs <- err
+			}()
+		}
+		time.Sleep(5 * time.Millisecond)
+		require.NoError(t, p.Close())
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				assert.ErrorIs(t, err, monitor.ErrClosed, "only refused, never lost")
+			}
+		}
+		assert.EqualValues(t, 0, p.Stats().Live)
+		_, err := p.Invoke(context.Background(), monitor.Request{})
+		assert.ErrorIs(t, err, monitor.ErrClosed)
+	}
+}
+
+// TestConcurrentWarm hammers a warm pool from many goroutines with a mix of
+// good and faulting requests: every request gets its own correct answer.
+func TestConcurrentWarm(t *testing.T) {
+	for _, b := range backends(t) {
+		h := newHost(t, b)
+		p := newPool(t, h, "fn_fault", monitor.PoolConfig{MaxInstances: 4})
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		counts := map[string]int{}
+		for g := range 16 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range 25 {
+					body := fmt.Sprintf("g%d-%d", g, i)
+					if i%10 == 3 {
+						body = "fault"
+					}
+					rep, err := p.Invoke(context.Background(), monitor.Request{Body: []byte(body)})
+					outcome := "ok"
+					switch {
+					case body == "fault":
+						if _, ok := as[*monitor.FaultError](err); !ok {
+							outcome = fmt.Sprintf("fault request: %v", err)
+						} else {
+							outcome = "fault"
+						}
+					case err != nil:
+						outcome = err.Error()
+					case string(rep.Body) != body:
+						outcome = fmt.Sprintf("wrong reply %q for %q", rep.Body, body)
+					}
+					mu.Lock()
+					counts[outcome]++
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		assert.Equal(t, map[string]int{"ok": 16 * 22, "fault": 16 * 3}, counts, b)
+	}
+}
