@@ -73,6 +73,15 @@ type fnState struct {
 	// onReply sees the run's statistics after each reply, for metrics.
 	onReply func(*fnState, *Stats)
 	counted [vcpu.NumExitKinds]uint64 // exits already reported by onReply
+	// ready, if not nil, is closed when the instance first waits for work.
+	ready chan struct{}
+}
+
+func (f *fnState) markReady() {
+	if f.ready != nil {
+		close(f.ready)
+		f.ready = nil
+	}
 }
 
 // errNotFunction answers fn_next from a guest that is not run as a function.
@@ -162,6 +171,7 @@ func (f *fnState) wait() (*call, bool) {
 		f.waiting.Add(1)
 		defer f.waiting.Add(-1)
 	}
+	f.markReady()
 	select {
 	case c := <-f.calls:
 		return c, true

@@ -185,7 +185,7 @@ func (p *Pool) dispatch(ctx context.Context, c *call) error {
 	}
 	select {
 	case p.slots <- struct{}{}:
-		p.startInstance(c)
+		p.startInstance(c, nil)
 		return nil
 	default:
 	}
@@ -204,7 +204,7 @@ func (p *Pool) dispatch(ctx context.Context, c *call) error {
 	case calls <- c:
 		return nil
 	case p.slots <- struct{}{}:
-		p.startInstance(c)
+		p.startInstance(c, nil)
 		return nil
 	case <-ctx.Done():
 		return &StoppedError{Cause: ctx.Err()}
@@ -213,15 +213,53 @@ func (p *Pool) dispatch(ctx context.Context, c *call) error {
 	}
 }
 
+// Prewarm boots warm instances until n are alive (or the pool's maximum is
+// reached) and waits until they are idle and ready, so that the first n
+// concurrent invocations find a booted instance.
+func (p *Pool) Prewarm(ctx context.Context, n int) error {
+	if p.cfg.Mode != Warm {
+		return fmt.Errorf("monitor: only a warm pool can be prewarmed")
+	}
+	var ready []chan struct{}
+	for len(p.slots) < n {
+		p.mu.Lock()
+		closed := p.closed
+		p.mu.Unlock()
+		if closed {
+			return ErrClosed
+		}
+		select {
+		case p.slots <- struct{}{}:
+			r := make(chan struct{})
+			ready = append(ready, r)
+			p.startInstance(nil, r)
+		default:
+			n = len(p.slots) // at the maximum
+		}
+	}
+	for _, r := range ready {
+		select {
+		case <-r:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
 // startInstance boots an instance (its slot already taken) whose first call
-// is c.
-func (p *Pool) startInstance(first *call) {
+// is first, or which goes idle at once when first is nil; ready, if not nil,
+// is closed when the instance is ready for work or gone.
+func (p *Pool) startInstance(first *call, ready chan struct{}) {
 	p.instances.Add(1)
 	p.started.Add(1)
 	go func() {
 		defer p.instances.Done()
 		defer func() { <-p.slots }()
-		f := &fnState{first: first, stop: p.stop, onReply: p.countExits}
+		f := &fnState{first: first, stop: p.stop, onReply: p.countExits, ready: ready}
+		if ready != nil {
+			defer f.markReady()
+		}
 		if p.cfg.Mode == Cold {
 			f.maxCalls = 1
 		} else {
@@ -232,7 +270,9 @@ func (p *Pool) startInstance(first *call) {
 		}
 		vm, err := p.host.New(p.cfg.Guest)
 		if err != nil {
-			first.finish(Reply{}, err)
+			if first != nil {
+				first.finish(Reply{}, err)
+			}
 			return
 		}
 		defer vm.Close()

@@ -262,3 +262,21 @@ func TestConcurrentWarm(t *testing.T) {
 		assert.Equal(t, map[string]int{"ok": 16 * 22, "fault": 16 * 3}, counts, b)
 	}
 }
+
+// TestPrewarm boots idle instances ahead of the first invocation.
+func TestPrewarm(t *testing.T) {
+	for _, b := range backends(t) {
+		h := newHost(t, b)
+		p := newPool(t, h, "fn_echo", monitor.PoolConfig{MaxInstances: 3, IdleTimeout: -1})
+		require.NoError(t, p.Prewarm(context.Background(), 5))
+		st := p.Stats()
+		assert.EqualValues(t, 3, st.Live, "capped at MaxInstances")
+		assert.EqualValues(t, 3, st.Idle)
+		rep, err := p.Invoke(context.Background(), monitor.Request{Body: []byte("warm")})
+		require.NoError(t, err)
+		assert.Equal(t, "warm", string(rep.Body))
+		assert.EqualValues(t, 3, p.Stats().Started, "served by a prewarmed instance")
+		cold := newPool(t, h, "fn_echo", monitor.PoolConfig{Mode: monitor.Cold})
+		assert.Error(t, cold.Prewarm(context.Background(), 1))
+	}
+}

@@ -1,0 +1,240 @@
+package tests
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tendervm/tender/monitor"
+)
+
+func benchPool(b *testing.B, h *monitor.Host, fn string, cfg monitor.PoolConfig) *monitor.Pool {
+	b.Helper()
+	cfg.Guest.ELF = readGuest(b, fn)
+	p, err := h.NewPool(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { p.Close() })
+	return p
+}
+
+// hypercallCost measures one console-write round trip of the same backend,
+// for side-by-side ratios: a guest making n hypercalls, boot excluded.
+func hypercallCost(b *testing.B, h *monitor.Host, n int) time.Duration {
+	vm, err := h.New(monitor.Config{ELF: readGuest(b, "hcloop"), Args: []string{strconv.Itoa(n)}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer vm.Close()
+	res, err := vm.Run(context.Background())
+	if err != nil {
+		b.Fatal(err)
+	}
+	return (res.Stats.Total - res.Stats.FirstHypercall) / time.Duration(n)
+}
+
+// BenchmarkWarmInvoke measures a warm invocation of fn_echo (64 bytes) through
+// the library, beside one raw hypercall round trip of the same backend.
+func BenchmarkWarmInvoke(b *testing.B) {
+	body := bytes.Repeat([]byte("x"), 64)
+	for _, be := range benchBackends(b) {
+		b.Run(string(be), func(b *testing.B) {
+			h := newHost(b, be)
+			p := benchPool(b, h, "fn_echo", monitor.PoolConfig{Mode: monitor.Warm, MaxInstances: 1})
+			if _, err := p.Invoke(context.Background(), monitor.Request{Body: body}); err != nil {
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			start := time.Now()
+			for range b.N {
+				if _, err := p.Invoke(context.Background(), monitor.Request{Body: body}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			per := time.Since(start) / time.Duration(b.N)
+			b.StopTimer()
+			hc := hypercallCost(b, h, max(b.N, 200))
+			b.ReportMetric(float64(hc.Nanoseconds())/1e3, "µs-hypercall")
+			b.ReportMetric(float64(per)/float64(hc), "x-hypercall")
+		})
+	}
+}
+
+// forkExecRate runs the static C echo as a process per request from workers
+// goroutines for d, and returns requests per second.
+func forkExecRate(b *testing.B, workers int, d time.Duration) float64 {
+	echo := filepath.Join(root, "bin", "guest", "host", "fn_echo_host")
+	var n atomic.Int64
+	deadline := time.Now().Add(d)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(deadline) {
+				cmd := exec.Command(echo)
+				cmd.Stdin = strings.NewReader("hello")
+				out, err := cmd.Output()
+				if err != nil || string(out) != "hello" {
+					b.Errorf("%s: %q %v", echo, out, err)
+					return
+				}
+				n.Add(1)
+			}
+		}()
+	}
+	start := time.Now()
+	wg.Wait()
+	return float64(n.Load()) / time.Since(start).Seconds()
+}
+
+// BenchmarkWarmThroughput measures warm invocations per second with two
+// concurrent callers, beside fork+exec of the static C echo with two workers.
+func BenchmarkWarmThroughput(b *testing.B) {
+	for _, be := range benchBackends(b) {
+		b.Run(string(be), func(b *testing.B) {
+			h := newHost(b, be)
+			p := benchPool(b, h, "fn_echo", monitor.PoolConfig{Mode: monitor.Warm, MaxInstances: 2})
+			var wg sync.WaitGroup
+			var next atomic.Int64
+			b.ResetTimer()
+			start := time.Now()
+			for range 2 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for next.Add(1) <= int64(b.N) {
+						if _, err := p.Invoke(context.Background(), monitor.Request{Body: []byte("hello")}); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			rate := float64(b.N) / time.Since(start).Seconds()
+			b.StopTimer()
+			procs := forkExecRate(b, 2, time.Second)
+			b.ReportMetric(rate, "invocations/s")
+			b.ReportMetric(procs, "fork+exec/s")
+			b.ReportMetric(rate/procs, "x-process")
+		})
+	}
+}
+
+// BenchmarkColdInvoke measures a cold invocation (fresh VM per request),
+// beside the C create/run/destroy floor where KVM exists.
+func BenchmarkColdInvoke(b *testing.B) {
+	for _, be := range benchBackends(b) {
+		b.Run(string(be), func(b *testing.B) {
+			h := newHost(b, be)
+			p := benchPool(b, h, "fn_echo", monitor.PoolConfig{Mode: monitor.Cold, MaxInstances: 1})
+			b.ResetTimer()
+			start := time.Now()
+			for range b.N {
+				if _, err := p.Invoke(context.Background(), monitor.Request{Body: []byte("hello")}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			per := time.Since(start) / time.Duration(b.N)
+			b.StopTimer()
+			if be != monitor.BackendKVM {
+				return
+			}
+			out, err := exec.Command(filepath.Join(root, "bin", "bench", "kvm_floor"), "200", "64").Output()
+			if err != nil {
+				b.Fatalf("kvm_floor: %v", err)
+			}
+			for _, f := range strings.Fields(string(out)) {
+				if v, ok := strings.CutPrefix(f, "median_us="); ok {
+					floor, _ := strconv.ParseFloat(v, 64)
+					b.ReportMetric(floor, "µs-c-floor")
+					b.ReportMetric(float64(per.Nanoseconds())/1e3/floor, "x-c-floor")
+				}
+			}
+		})
+	}
+}
+
+// rssKiB sums VmRSS of this process and of the given processes.
+func rssKiB(pids ...int) int64 {
+	var total int64
+	for _, pid := range append([]int{os.Getpid()}, pids...) {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+		if err != nil {
+			continue
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
+				n, _ := strconv.ParseInt(f[1], 10, 64)
+				total += n
+			}
+		}
+	}
+	return total
+}
+
+// childPIDs lists this process's children (the process backend's tracees).
+func childPIDs() []int {
+	b, err := os.ReadFile("/proc/self/task/" + strconv.Itoa(os.Getpid()) + "/children")
+	var pids []int
+	if err == nil {
+		for _, f := range strings.Fields(string(b)) {
+			if n, err := strconv.Atoi(f); err == nil {
+				pids = append(pids, n)
+			}
+		}
+	}
+	// Tracees are children of the vCPU threads, listed per task.
+	tasks, _ := os.ReadDir("/proc/self/task")
+	for _, t := range tasks {
+		if t.Name() == strconv.Itoa(os.Getpid()) {
+			continue
+		}
+		b, err := os.ReadFile("/proc/self/task/" + t.Name() + "/children")
+		if err != nil {
+			continue
+		}
+		for _, f := range strings.Fields(string(b)) {
+			if n, err := strconv.Atoi(f); err == nil {
+				pids = append(pids, n)
+			}
+		}
+	}
+	return pids
+}
+
+// BenchmarkIdleInstances prewarms 1,000 fn_echo instances, leaves them idle
+// and reports the host memory each costs (RSS of the monitor, plus the
+// tracees on the process backend, whose figure includes the guest pages).
+func BenchmarkIdleInstances(b *testing.B) {
+	const n = 1000
+	for _, be := range benchBackends(b) {
+		b.Run(string(be), func(b *testing.B) {
+			for range b.N {
+				h := newHost(b, be)
+				p := benchPool(b, h, "fn_echo", monitor.PoolConfig{Mode: monitor.Warm, MaxInstances: n, IdleTimeout: -1})
+				before := rssKiB()
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+				if err := p.Prewarm(ctx, n); err != nil {
+					b.Fatal(err)
+				}
+				cancel()
+				st := p.Stats()
+				after := rssKiB(childPIDs()...)
+				b.ReportMetric(float64(st.Live), "instances")
+				b.ReportMetric(float64(after-before)/float64(st.Live), "KiB/instance")
+				p.Close()
+			}
+		})
+	}
+}
