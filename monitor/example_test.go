@@ -38,3 +38,40 @@ func Example() {
 	// hello from tender guest
 	// status 0, error <nil>, 2 hypercalls
 }
+
+// Serve invocations of the fn_upper function from a warm pool.
+func ExamplePool() {
+	image, err := os.ReadFile("../bin/guest/fn_upper.elf") // built by `make`
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	host, err := monitor.NewHost(monitor.HostConfig{Backend: monitor.BackendAuto})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer host.Close()
+
+	pool, err := host.NewPool(monitor.PoolConfig{
+		Guest:        monitor.Config{ELF: image},
+		Mode:         monitor.Warm,
+		MaxInstances: 4,
+		Timeout:      time.Second,
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer pool.Close()
+
+	for _, body := range []string{"hello", "tender"} {
+		rep, err := pool.Invoke(context.Background(), monitor.Request{Body: []byte(body)})
+		fmt.Printf("%s %v\n", rep.Body, err)
+	}
+	fmt.Println("instances booted:", pool.Stats().Started)
+	// Output:
+	// HELLO <nil>
+	// TENDER <nil>
+	// instances booted: 1
+}
