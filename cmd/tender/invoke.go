@@ -5,52 +5,53 @@ import (
 	"io"
 
 	"github.com/tendervm/tender/hypercall"
+	"github.com/tendervm/tender/internal/cli"
 	"github.com/tendervm/tender/monitor"
 )
 
-func invokeCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	fs := newFlagSet("invoke", stderr)
-	var g guestFlags
-	g.register(fs)
+func invokeCmd(c command, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := cli.NewFlagSet(c.name, c.args, c.summary, stderr)
+	var g cli.GuestFlags
+	g.Register(fs)
 	mode := fs.String("mode", string(monitor.Cold), "cold (a fresh VM for the invocation) or warm (through a warm pool)")
 	timeout := fs.Duration("timeout", monitor.DefaultFnTimeout, "deadline of the invocation")
-	args, code, ok := parse(fs, args)
+	args, code, ok := cli.Parse(fs, args)
 	if !ok {
 		return code
 	}
 	if *mode != string(monitor.Cold) && *mode != string(monitor.Warm) {
-		return report(stderr, 0, usageError{fmt.Errorf("-mode %q: want cold or warm", *mode)})
+		return cli.Report(stderr, 0, cli.Usagef("-mode %q: want cold or warm", *mode))
 	}
 	// The guest's console is diagnostics; the reply owns stdout.
-	hc, cfg, err := g.config(args, stderr)
+	hc, cfg, err := g.Config(args, stderr)
 	if err != nil {
-		return report(stderr, 0, err)
+		return cli.Report(stderr, 0, err)
 	}
 	body, err := io.ReadAll(io.LimitReader(stdin, hypercall.FnRequestMax+1))
 	if err != nil {
-		return report(stderr, 0, fmt.Errorf("reading the request: %w", err))
+		return cli.Report(stderr, 0, fmt.Errorf("reading the request: %w", err))
 	}
 	if len(body) > hypercall.FnRequestMax {
-		return report(stderr, 0, usageError{monitor.ErrTooLarge})
+		return cli.Report(stderr, 0, cli.UsageError{Err: monitor.ErrTooLarge})
 	}
 	host, err := monitor.NewHost(hc)
 	if err != nil {
-		return report(stderr, 0, err)
+		return cli.Report(stderr, 0, err)
 	}
 	defer host.Close()
 	pool, err := host.NewPool(monitor.PoolConfig{Guest: cfg, Mode: monitor.Mode(*mode), MaxInstances: 1, Timeout: *timeout})
 	if err != nil {
-		return report(stderr, 0, err)
+		return cli.Report(stderr, 0, err)
 	}
 	defer pool.Close()
-	ctx, cancel := signalContext()
+	ctx, cancel := cli.SignalContext()
 	defer cancel()
 	rep, err := pool.Invoke(ctx, monitor.Request{Body: body})
 	if err != nil {
-		return report(stderr, 0, err)
+		return cli.Report(stderr, 0, err)
 	}
 	if _, err := stdout.Write(rep.Body); err != nil {
-		return report(stderr, 0, err)
+		return cli.Report(stderr, 0, err)
 	}
 	if rep.Status != 0 {
 		fmt.Fprintf(stderr, "tender: function status %d\n", rep.Status)
@@ -58,4 +59,3 @@ func invokeCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	return 0
 }
-

@@ -8,20 +8,17 @@
 // monitor's codes: 240 aborted, 241 crashed, 242 protocol violation,
 // 243 timeout or interrupted, 254 usage error, 255 monitor error.
 //
-// Flags are parsed with the standard library's flag package: it keeps the
-// process's start-up cost (which `tender run` pays on every boot) to the Go
-// runtime's own.
+// Start-up cost is paid on every `tender run`, so this binary links only the
+// monitor and the standard library's flag package. `tender serve` needs an
+// HTTP server and Prometheus metrics, whose package initialisation alone
+// costs milliseconds; it lives in the tender-serve binary beside this one,
+// which `tender serve` executes.
 package main
 
 import (
-	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/tendervm/tender/monitor"
 )
@@ -30,20 +27,17 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
-// usageError marks command-line mistakes, which exit with monitor.ExitUsage.
-type usageError struct{ error }
-
 // command is one subcommand.
 type command struct {
 	name, args, summary string
-	run                 func(args []string, stdin io.Reader, stdout, stderr io.Writer) int
+	run                 func(c command, args []string, stdin io.Reader, stdout, stderr io.Writer) int
 }
 
 func commands() []command {
 	return []command{
-		{"run", "[flags] GUEST.elf [ARGS...]", "boot a guest, print its console, exit with its status", runCmd},
-		{"invoke", "[flags] FN.elf [ARGS...]", "invoke a function once: request on stdin, reply on stdout", invokeCmd},
-		{"serve", "[flags] FN.elf [ARGS...]", "serve a function over HTTP (POST /invoke, /healthz, /metrics)", serveCmd},
+		{"run", "[flags] GUEST.elf [ARGS...]", "Boot a guest, print its console, exit with its status.", runCmd},
+		{"invoke", "[flags] FN.elf [ARGS...]", "Invoke a function once: request on stdin, reply on stdout.", invokeCmd},
+		{"serve", "[flags] FN.elf [ARGS...]", "Serve a function over HTTP: POST /invoke, GET /healthz, GET /metrics.", serveCmd},
 	}
 }
 
@@ -68,48 +62,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	for _, c := range commands() {
 		if c.name == args[0] {
-			return c.run(args[1:], stdin, stdout, stderr)
+			return c.run(c, args[1:], stdin, stdout, stderr)
 		}
 	}
 	fmt.Fprintf(stderr, "tender: unknown command %q\n", args[0])
 	usage(stderr)
 	return monitor.ExitUsage
-}
-
-// newFlagSet makes a command's flag set; -h prints its usage.
-func newFlagSet(c string, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet("tender "+c, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	for _, cmd := range commands() {
-		if cmd.name == c {
-			fs.Usage = func() {
-				fmt.Fprintf(stderr, "usage: tender %s %s\n\n%s\n\nflags:\n", cmd.name, cmd.args, cmd.summary)
-				fs.PrintDefaults()
-			}
-		}
-	}
-	return fs
-}
-
-// parse parses a command's flags and requires the guest ELF argument. It
-// returns the exit code to use when parsing ends the command (-h, errors).
-func parse(fs *flag.FlagSet, args []string) (rest []string, code int, ok bool) {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil, 0, false
-		}
-		return nil, monitor.ExitUsage, false
-	}
-	if fs.NArg() < 1 {
-		fmt.Fprintf(fs.Output(), "%s: missing the guest ELF\n", fs.Name())
-		fs.Usage()
-		return nil, monitor.ExitUsage, false
-	}
-	return fs.Args(), 0, true
-}
-
-// signalContext cancels on SIGINT and SIGTERM, so an interrupted guest is
-// stopped and reported like a timeout.
-func signalContext() (context.Context, context.CancelFunc) {
-	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 }

@@ -7,24 +7,25 @@ import (
 	"io"
 	"time"
 
+	"github.com/tendervm/tender/internal/cli"
 	"github.com/tendervm/tender/monitor"
 )
 
-func runCmd(args []string, _ io.Reader, stdout, stderr io.Writer) int {
-	fs := newFlagSet("run", stderr)
-	var g guestFlags
-	g.register(fs)
+func runCmd(c command, args []string, _ io.Reader, stdout, stderr io.Writer) int {
+	fs := cli.NewFlagSet(c.name, c.args, c.summary, stderr)
+	var g cli.GuestFlags
+	g.Register(fs)
 	timeout := fs.Duration("timeout", 0, "stop the guest after this long (e.g. 500ms, 10s); 0: no limit")
 	stats := fs.Bool("stats", false, "print run statistics as JSON on stderr")
-	args, code, ok := parse(fs, args)
+	args, code, ok := cli.Parse(fs, args)
 	if !ok {
 		return code
 	}
-	hc, cfg, err := g.config(args, stdout)
+	hc, cfg, err := g.Config(args, stdout)
 	if err != nil {
-		return report(stderr, 0, err)
+		return cli.Report(stderr, 0, err)
 	}
-	ctx, cancel := signalContext()
+	ctx, cancel := cli.SignalContext()
 	defer cancel()
 	if *timeout > 0 {
 		ctx, cancel = context.WithTimeout(ctx, *timeout)
@@ -34,7 +35,7 @@ func runCmd(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	if *stats {
 		writeStats(stderr, res.Stats)
 	}
-	return report(stderr, res.Status, err)
+	return cli.Report(stderr, res.Status, err)
 }
 
 func writeStats(w io.Writer, s monitor.Stats) {

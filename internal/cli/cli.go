@@ -1,0 +1,137 @@
+// Package cli holds what tender's commands share: the guest flags, reading a
+// guest ELF, the exit-code contract and signal handling. It depends on
+// package monitor only, so that `tender run` links nothing it does not need.
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/tendervm/tender/hypercall"
+	"github.com/tendervm/tender/monitor"
+	"github.com/tendervm/tender/monitor/kvm"
+)
+
+// UsageError marks command-line mistakes, which exit with monitor.ExitUsage.
+type UsageError struct{ Err error }
+
+func (e UsageError) Error() string { return e.Err.Error() }
+
+// Unwrap returns the mistake.
+func (e UsageError) Unwrap() error { return e.Err }
+
+// Usagef returns a UsageError with a formatted message.
+func Usagef(format string, args ...any) error { return UsageError{fmt.Errorf(format, args...)} }
+
+// NewFlagSet makes the flag set of `tender NAME ARGS`; -h prints summary and
+// the flags.
+func NewFlagSet(name, args, summary string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("tender "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: tender %s %s\n\n%s\n\nflags:\n", name, args, summary)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// Parse parses a command's flags and requires the guest ELF argument. When
+// parsing ends the command (-h, a mistake) it returns ok false and the exit
+// code to use.
+func Parse(fs *flag.FlagSet, args []string) (rest []string, code int, ok bool) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, 0, false
+		}
+		return nil, monitor.ExitUsage, false
+	}
+	if fs.NArg() < 1 {
+		fmt.Fprintf(fs.Output(), "%s: missing the guest ELF\n", fs.Name())
+		fs.Usage()
+		return nil, monitor.ExitUsage, false
+	}
+	return fs.Args(), 0, true
+}
+
+// GuestFlags are the flags of every command that boots a guest.
+type GuestFlags struct {
+	MemMiB       uint64
+	Backend      string
+	ConsoleLimit int64
+}
+
+// Register adds the guest flags to fs.
+func (g *GuestFlags) Register(fs *flag.FlagSet) {
+	fs.Uint64Var(&g.MemMiB, "mem", monitor.DefaultMemSize>>20, "guest memory in MiB (even, 4 to 3072); only touched pages are allocated")
+	fs.StringVar(&g.Backend, "backend", string(monitor.BackendKVM), "how to run guests: kvm, process (ptrace + seccomp, for hosts without KVM), or auto")
+	fs.Int64Var(&g.ConsoleLimit, "console-limit", monitor.DefaultConsoleLimit, "end a guest after this many bytes of console output (negative: no limit)")
+}
+
+// Config reads the guest ELF named by args[0] and builds the configuration of
+// a guest with arguments args[1:] and the given console.
+func (g *GuestFlags) Config(args []string, console io.Writer) (monitor.HostConfig, monitor.Config, error) {
+	if g.MemMiB < hypercall.MemMin>>20 || g.MemMiB > hypercall.MemMax>>20 || g.MemMiB%2 != 0 {
+		return monitor.HostConfig{}, monitor.Config{}, Usagef("-mem %d: want an even number of MiB from %d to %d", g.MemMiB, hypercall.MemMin>>20, hypercall.MemMax>>20)
+	}
+	image, err := ReadELF(args[0])
+	if err != nil {
+		return monitor.HostConfig{}, monitor.Config{}, err
+	}
+	return monitor.HostConfig{Backend: monitor.Backend(g.Backend)}, monitor.Config{
+		ELF:          image,
+		Name:         strings.TrimSuffix(filepath.Base(args[0]), ".elf"),
+		Args:         args[1:],
+		MemSize:      g.MemMiB << 20,
+		Console:      console,
+		ConsoleLimit: g.ConsoleLimit,
+	}, nil
+}
+
+// ReadELF reads a guest executable, refusing before reading it a file that
+// could never fit in guest memory.
+func ReadELF(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() || st.Size() > hypercall.MemMax {
+		return nil, fmt.Errorf("%s: not a regular file of at most %d bytes", path, int64(hypercall.MemMax))
+	}
+	return io.ReadAll(io.LimitReader(f, hypercall.MemMax))
+}
+
+// Report prints err (if any) and returns the process exit code for the
+// outcome: the guest status, or one of monitor's Exit* codes.
+func Report(stderr io.Writer, status int, err error) int {
+	var ue UsageError
+	if errors.As(err, &ue) {
+		fmt.Fprintf(stderr, "tender: %v\n", err)
+		return monitor.ExitUsage
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "tender: %v\n", err)
+		if errors.Is(err, kvm.ErrUnavailable) {
+			fmt.Fprintln(stderr, "tender: without KVM, -backend=process runs guests as confined processes")
+		}
+	}
+	return monitor.ExitCode(status, err)
+}
+
+// SignalContext is cancelled by SIGINT and SIGTERM, so an interrupted guest
+// is stopped and reported like a timeout, and a server drains.
+func SignalContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+}
