@@ -31,11 +31,7 @@ func BenchmarkBoot(b *testing.B) {
 	image := readGuest(b, "hello")
 	for _, be := range benchBackends(b) {
 		b.Run(string(be), func(b *testing.B) {
-			h, err := monitor.NewHost(monitor.HostConfig{Backend: be})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer h.Close()
+			h := newHost(b, be)
 			var first time.Duration
 			b.ResetTimer()
 			for range b.N {
@@ -61,11 +57,7 @@ func BenchmarkHypercall(b *testing.B) {
 	image := readGuest(b, "hcloop")
 	for _, be := range benchBackends(b) {
 		b.Run(string(be), func(b *testing.B) {
-			h, err := monitor.NewHost(monitor.HostConfig{Backend: be})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer h.Close()
+			h := newHost(b, be)
 			vm, err := h.New(monitor.Config{ELF: image, Args: []string{strconv.Itoa(b.N)}})
 			if err != nil {
 				b.Fatal(err)
@@ -91,11 +83,7 @@ func BenchmarkSHA256(b *testing.B) {
 	host := filepath.Join(root, "bin", "guest", "host", "sha256_host")
 	for _, be := range benchBackends(b) {
 		b.Run(string(be), func(b *testing.B) {
-			h, err := monitor.NewHost(monitor.HostConfig{Backend: be})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer h.Close()
+			h := newHost(b, be)
 			var guest, native time.Duration
 			for range b.N {
 				t := time.Now()
