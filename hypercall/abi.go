@@ -51,6 +51,14 @@ const (
 	// any) and waits for the next request: FnNext. A warm invocation costs
 	// this one exit.
 	NrFnNext = 5
+	// NrNetInfo describes a declared network device: NetInfo.
+	NrNetInfo = 6
+	// NrNetWrite sends one Ethernet frame: NetWrite.
+	NrNetWrite = 7
+	// NrNetRead takes one received frame, without blocking: NetRead.
+	NrNetRead = 8
+	// NrPoll waits until a device has input or a timeout passes: Poll.
+	NrPoll = 9
 )
 
 // Names maps each defined hypercall number to a short name used in errors and
@@ -61,6 +69,10 @@ var Names = [Count]string{
 	NrExit:         "exit",
 	NrAbort:        "abort",
 	NrFnNext:       "fn_next",
+	NrNetInfo:      "net_info",
+	NrNetWrite:     "net_write",
+	NrNetRead:      "net_read",
+	NrPoll:         "poll",
 }
 
 // Walltime is the argument of NrWalltime.
@@ -139,6 +151,108 @@ const (
 	// FnReplyMax is the largest reply body.
 	FnReplyMax = 1 << 20
 )
+
+// Results of device hypercalls, written to their Result field. Unlike the
+// protocol violations that end a run (a structure or buffer outside guest
+// memory), these are ordinary outcomes the guest handles.
+const (
+	// ResultOK: done.
+	ResultOK = 0
+	// ResultAgain: nothing to read now (NrNetRead).
+	ResultAgain = 1
+	// ResultInvalid: the handle names no declared device, or an argument is
+	// out of range (for example a frame shorter than an Ethernet header).
+	ResultInvalid = 2
+	// ResultTooLarge: a frame longer than the device's MTU plus the
+	// Ethernet header (NrNetWrite).
+	ResultTooLarge = 3
+	// ResultTruncated: the received frame was longer than the guest's
+	// buffer; it was dropped and Len says how long it was (NrNetRead).
+	ResultTruncated = 4
+	// ResultIO: the host device failed; the frame was not sent.
+	ResultIO = 5
+)
+
+// NetInfo is the argument of NrNetInfo.
+type NetInfo struct {
+	// Handle (in) is the device's index in the guest's device manifest.
+	Handle uint64 `c:"handle"`
+	// Result (out) is ResultOK or ResultInvalid.
+	Result uint64 `c:"result"`
+	// MAC (out) is the guest's MAC address in the low 48 bits, first octet
+	// in the least significant byte.
+	MAC uint64 `c:"mac"`
+	// MTU (out) is the largest IP packet; frames carry up to MTU+14 bytes.
+	MTU uint64 `c:"mtu"`
+}
+
+// NetWrite is the argument of NrNetWrite.
+type NetWrite struct {
+	// Handle (in) selects the device.
+	Handle uint64 `c:"handle"`
+	// Data (in) is the address of the frame, starting with the Ethernet
+	// header (no preamble, no FCS).
+	Data uint64 `c:"data"`
+	// Len (in) is the frame length.
+	Len uint64 `c:"len"`
+	// Result (out): ResultOK, ResultInvalid, ResultTooLarge or ResultIO.
+	Result uint64 `c:"result"`
+}
+
+// NetRead is the argument of NrNetRead.
+type NetRead struct {
+	// Handle (in) selects the device.
+	Handle uint64 `c:"handle"`
+	// Data (in) is the address of the buffer for the frame.
+	Data uint64 `c:"data"`
+	// Cap (in) is the buffer size.
+	Cap uint64 `c:"cap"`
+	// Len (out) is the frame length.
+	Len uint64 `c:"len"`
+	// Result (out): ResultOK, ResultAgain, ResultInvalid or
+	// ResultTruncated.
+	Result uint64 `c:"result"`
+}
+
+// Poll is the argument of NrPoll.
+type Poll struct {
+	// Timeout (in) is how long to wait at most, in nanoseconds; 0 returns
+	// at once. A relative time, so guest and host need not agree on a
+	// clock. The monitor waits at most PollMax per call.
+	Timeout uint64 `c:"timeout"`
+	// Ready (out) has bit i set when device i has input.
+	Ready uint64 `c:"ready"`
+	// Result (out) is ResultOK.
+	Result uint64 `c:"result"`
+}
+
+// PollMax bounds one NrPoll wait, so a guest that polls with a far deadline
+// still returns to its loop (and the monitor to its checks) regularly.
+const PollMax = 1_000_000_000
+
+// Device manifest: an ELF note of type NoteTypeDevices whose descriptor is a
+// sequence of DeviceEntry. A device's handle is its index in it.
+const (
+	// NoteTypeDevices is the note type of the device manifest.
+	NoteTypeDevices = 2
+	// DeviceNet is a network device.
+	DeviceNet = 1
+	// DeviceNameMax is the longest device name, without the NUL.
+	DeviceNameMax = 23
+	// DevicesMax is the largest number of devices a guest may declare.
+	DevicesMax = 8
+)
+
+// DeviceEntry is one device of the manifest.
+type DeviceEntry struct {
+	// Type is DeviceNet.
+	Type uint32 `c:"type"`
+	// Reserved must be zero.
+	Reserved uint32 `c:"reserved"`
+	// Name is the NUL-padded device name, unique within the manifest: the
+	// NAME of `tender run --net NAME=...`.
+	Name [DeviceNameMax + 1]byte `c:"name"`
+}
 
 // BootInfoMagic identifies a BootInfo structure ("TENDERBI", little-endian).
 const BootInfoMagic = 0x49425245444e4554

@@ -26,6 +26,13 @@ func TestLayout(t *testing.T) {
 	assert.EqualValues(t, 72, unsafe.Offsetof(BootInfo{}.BootWalltime))
 	assert.EqualValues(t, 8, unsafe.Sizeof(ABINote{}))
 	assert.EqualValues(t, 72, unsafe.Sizeof(FnNext{}))
+	assert.EqualValues(t, 32, unsafe.Sizeof(NetInfo{}))
+	assert.EqualValues(t, 32, unsafe.Sizeof(NetWrite{}))
+	assert.EqualValues(t, 40, unsafe.Sizeof(NetRead{}))
+	assert.EqualValues(t, 32, unsafe.Offsetof(NetRead{}.Result))
+	assert.EqualValues(t, 24, unsafe.Sizeof(Poll{}))
+	assert.EqualValues(t, 32, unsafe.Sizeof(DeviceEntry{}))
+	assert.EqualValues(t, 8, unsafe.Offsetof(DeviceEntry{}.Name))
 	assert.EqualValues(t, 32, unsafe.Offsetof(FnNext{}.ReqBuf))
 	assert.EqualValues(t, 48, unsafe.Offsetof(FnNext{}.ReqID))
 	assert.EqualValues(t, 64, unsafe.Offsetof(FnNext{}.ReqDeadline))
@@ -40,7 +47,7 @@ func TestStructRules(t *testing.T) {
 			f := s.typ.Field(i)
 			assert.NotEmpty(t, f.Tag.Get("c"), "%s.%s has no C name", s.name, f.Name)
 			assert.Equal(t, off, f.Offset, "%s.%s is not packed", s.name, f.Name)
-			assert.Contains(t, []reflect.Kind{reflect.Uint64, reflect.Uint32}, f.Type.Kind())
+			assert.Contains(t, []reflect.Kind{reflect.Uint64, reflect.Uint32, reflect.Array}, f.Type.Kind())
 			off += f.Type.Size()
 		}
 		assert.Equal(t, off, s.typ.Size(), "%s has trailing padding", s.name)
@@ -49,7 +56,7 @@ func TestStructRules(t *testing.T) {
 
 func TestNumbers(t *testing.T) {
 	seen := map[int]bool{}
-	for _, nr := range []int{NrWalltime, NrConsoleWrite, NrExit, NrAbort, NrFnNext} {
+	for _, nr := range []int{NrWalltime, NrConsoleWrite, NrExit, NrAbort, NrFnNext, NrNetInfo, NrNetWrite, NrNetRead, NrPoll} {
 		assert.Greater(t, nr, 0)
 		assert.Less(t, nr, Count)
 		assert.False(t, seen[nr], "hypercall %d defined twice", nr)

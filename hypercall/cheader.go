@@ -34,6 +34,21 @@ func cConsts() []cConst {
 		{"TENDER_FN_HAS_REPLY", FnHasReply, false},
 		{"TENDER_FN_REQUEST_MAX", FnRequestMax, false},
 		{"TENDER_FN_REPLY_MAX", FnReplyMax, false},
+		{"TENDER_HC_NET_INFO", NrNetInfo, false},
+		{"TENDER_HC_NET_WRITE", NrNetWrite, false},
+		{"TENDER_HC_NET_READ", NrNetRead, false},
+		{"TENDER_HC_POLL", NrPoll, false},
+		{"TENDER_RESULT_OK", ResultOK, false},
+		{"TENDER_RESULT_AGAIN", ResultAgain, false},
+		{"TENDER_RESULT_INVALID", ResultInvalid, false},
+		{"TENDER_RESULT_TOO_LARGE", ResultTooLarge, false},
+		{"TENDER_RESULT_TRUNCATED", ResultTruncated, false},
+		{"TENDER_RESULT_IO", ResultIO, false},
+		{"TENDER_POLL_MAX", PollMax, false},
+		{"TENDER_NOTE_TYPE_DEVICES", NoteTypeDevices, false},
+		{"TENDER_DEVICE_NET", DeviceNet, false},
+		{"TENDER_DEVICE_NAME_MAX", DeviceNameMax, false},
+		{"TENDER_DEVICES_MAX", DevicesMax, false},
 		{"TENDER_CONSOLE_WRITE_MAX", ConsoleWriteMax, false},
 		{"TENDER_EXIT_STATUS_MAX", ExitStatusMax, false},
 		{"TENDER_ABORT_MSG_MAX", AbortMsgMax, false},
@@ -55,6 +70,11 @@ func cStructs() []cStruct {
 		{"tender_exit", reflect.TypeFor[Exit]()},
 		{"tender_abort", reflect.TypeFor[Abort]()},
 		{"tender_fn_next", reflect.TypeFor[FnNext]()},
+		{"tender_net_info", reflect.TypeFor[NetInfo]()},
+		{"tender_net_write", reflect.TypeFor[NetWrite]()},
+		{"tender_net_read", reflect.TypeFor[NetRead]()},
+		{"tender_poll", reflect.TypeFor[Poll]()},
+		{"tender_device_entry", reflect.TypeFor[DeviceEntry]()},
 		{"tender_boot_info", reflect.TypeFor[BootInfo]()},
 		{"tender_abi_note", reflect.TypeFor[ABINote]()},
 	}
@@ -81,7 +101,11 @@ func CHeader() []byte {
 		fmt.Fprintf(&b, "struct %s {\n", s.name)
 		for i := range s.typ.NumField() {
 			f := s.typ.Field(i)
-			fmt.Fprintf(&b, "\t%s %s;\n", cType(f.Type), f.Tag.Get("c"))
+			if f.Type.Kind() == reflect.Array {
+				fmt.Fprintf(&b, "\t%s %s[%d];\n", cType(f.Type.Elem()), f.Tag.Get("c"), f.Type.Len())
+			} else {
+				fmt.Fprintf(&b, "\t%s %s;\n", cType(f.Type), f.Tag.Get("c"))
+			}
 		}
 		b.WriteString("};\n")
 		fmt.Fprintf(&b, "_Static_assert(sizeof(struct %s) == %d, \"%s size\");\n", s.name, s.typ.Size(), s.name)
@@ -97,6 +121,10 @@ func CHeader() []byte {
 
 func cType(t reflect.Type) string {
 	switch t.Kind() {
+	case reflect.Array:
+		return "uint8_t" // the array length follows the field name
+	case reflect.Uint8:
+		return "uint8_t"
 	case reflect.Uint64:
 		return "uint64_t"
 	case reflect.Uint32:

@@ -17,6 +17,21 @@
 #define TENDER_FN_HAS_REPLY 1ULL
 #define TENDER_FN_REQUEST_MAX 1048576ULL
 #define TENDER_FN_REPLY_MAX 1048576ULL
+#define TENDER_HC_NET_INFO 6ULL
+#define TENDER_HC_NET_WRITE 7ULL
+#define TENDER_HC_NET_READ 8ULL
+#define TENDER_HC_POLL 9ULL
+#define TENDER_RESULT_OK 0ULL
+#define TENDER_RESULT_AGAIN 1ULL
+#define TENDER_RESULT_INVALID 2ULL
+#define TENDER_RESULT_TOO_LARGE 3ULL
+#define TENDER_RESULT_TRUNCATED 4ULL
+#define TENDER_RESULT_IO 5ULL
+#define TENDER_POLL_MAX 1000000000ULL
+#define TENDER_NOTE_TYPE_DEVICES 2ULL
+#define TENDER_DEVICE_NET 1ULL
+#define TENDER_DEVICE_NAME_MAX 23ULL
+#define TENDER_DEVICES_MAX 8ULL
 #define TENDER_CONSOLE_WRITE_MAX 65536ULL
 #define TENDER_EXIT_STATUS_MAX 239ULL
 #define TENDER_ABORT_MSG_MAX 4096ULL
@@ -78,6 +93,64 @@ _Static_assert(offsetof(struct tender_fn_next, req_cap) == 40, "tender_fn_next.r
 _Static_assert(offsetof(struct tender_fn_next, req_id) == 48, "tender_fn_next.req_id offset");
 _Static_assert(offsetof(struct tender_fn_next, req_len) == 56, "tender_fn_next.req_len offset");
 _Static_assert(offsetof(struct tender_fn_next, req_deadline) == 64, "tender_fn_next.req_deadline offset");
+
+struct tender_net_info {
+	uint64_t handle;
+	uint64_t result;
+	uint64_t mac;
+	uint64_t mtu;
+};
+_Static_assert(sizeof(struct tender_net_info) == 32, "tender_net_info size");
+_Static_assert(offsetof(struct tender_net_info, handle) == 0, "tender_net_info.handle offset");
+_Static_assert(offsetof(struct tender_net_info, result) == 8, "tender_net_info.result offset");
+_Static_assert(offsetof(struct tender_net_info, mac) == 16, "tender_net_info.mac offset");
+_Static_assert(offsetof(struct tender_net_info, mtu) == 24, "tender_net_info.mtu offset");
+
+struct tender_net_write {
+	uint64_t handle;
+	uint64_t data;
+	uint64_t len;
+	uint64_t result;
+};
+_Static_assert(sizeof(struct tender_net_write) == 32, "tender_net_write size");
+_Static_assert(offsetof(struct tender_net_write, handle) == 0, "tender_net_write.handle offset");
+_Static_assert(offsetof(struct tender_net_write, data) == 8, "tender_net_write.data offset");
+_Static_assert(offsetof(struct tender_net_write, len) == 16, "tender_net_write.len offset");
+_Static_assert(offsetof(struct tender_net_write, result) == 24, "tender_net_write.result offset");
+
+struct tender_net_read {
+	uint64_t handle;
+	uint64_t data;
+	uint64_t cap;
+	uint64_t len;
+	uint64_t result;
+};
+_Static_assert(sizeof(struct tender_net_read) == 40, "tender_net_read size");
+_Static_assert(offsetof(struct tender_net_read, handle) == 0, "tender_net_read.handle offset");
+_Static_assert(offsetof(struct tender_net_read, data) == 8, "tender_net_read.data offset");
+_Static_assert(offsetof(struct tender_net_read, cap) == 16, "tender_net_read.cap offset");
+_Static_assert(offsetof(struct tender_net_read, len) == 24, "tender_net_read.len offset");
+_Static_assert(offsetof(struct tender_net_read, result) == 32, "tender_net_read.result offset");
+
+struct tender_poll {
+	uint64_t timeout;
+	uint64_t ready;
+	uint64_t result;
+};
+_Static_assert(sizeof(struct tender_poll) == 24, "tender_poll size");
+_Static_assert(offsetof(struct tender_poll, timeout) == 0, "tender_poll.timeout offset");
+_Static_assert(offsetof(struct tender_poll, ready) == 8, "tender_poll.ready offset");
+_Static_assert(offsetof(struct tender_poll, result) == 16, "tender_poll.result offset");
+
+struct tender_device_entry {
+	uint32_t type;
+	uint32_t reserved;
+	uint8_t name[24];
+};
+_Static_assert(sizeof(struct tender_device_entry) == 32, "tender_device_entry size");
+_Static_assert(offsetof(struct tender_device_entry, type) == 0, "tender_device_entry.type offset");
+_Static_assert(offsetof(struct tender_device_entry, reserved) == 4, "tender_device_entry.reserved offset");
+_Static_assert(offsetof(struct tender_device_entry, name) == 8, "tender_device_entry.name offset");
 
 struct tender_boot_info {
 	uint64_t magic;
