@@ -1,0 +1,275 @@
+// Package gateway is the HTTP front end of `tender serve`: it turns POST
+// /invoke requests into invocations of a monitor.Pool, answers /healthz for
+// load balancers and exposes Prometheus metrics on /metrics.
+//
+//	gw := gateway.New(gateway.Config{Pool: pool, Logger: logger})
+//	srv := &http.Server{Addr: ":8080", Handler: gw}
+//	...
+//	gw.SetDraining() // at shutdown start, before srv.Shutdown
+//
+// A Gateway keeps its metrics in a registry of its own, so any number of
+// gateways can live in one process.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tendervm/tender/hypercall"
+	"github.com/tendervm/tender/monitor"
+)
+
+// HTTP headers of the invoke protocol.
+const (
+	// HeaderTimeout (request, optional) bounds the invocation: a Go duration
+	// such as "250ms". The pool's own timeout still applies when earlier.
+	HeaderTimeout = "Tender-Timeout"
+	// HeaderStatus (reply) is the function's status; 0 is success.
+	HeaderStatus = "Tender-Status"
+	// HeaderRequestID (reply) is the request id the guest saw. It counts
+	// per instance, so it is not unique across a pool.
+	HeaderRequestID = "Tender-Request-Id"
+	// HeaderError (error reply) names the kind of failure: fault, crash,
+	// abort, protocol, timeout, saturated, too_large, closed, canceled,
+	// bad_request or internal.
+	HeaderError = "Tender-Error"
+)
+
+// StatusClientClosedRequest answers an invocation whose client went away
+// (nginx's 499): nobody reads it, but it keeps such requests apart from
+// successes in access logs.
+const StatusClientClosedRequest = 499
+
+// Config configures a Gateway.
+type Config struct {
+	// Pool runs the invocations. Required.
+	Pool *monitor.Pool
+	// Logger receives one Debug line per invocation and a Warn line per
+	// guest failure; nil discards them.
+	Logger *slog.Logger
+	// MaxBody bounds request bodies; larger ones are answered 413 without
+	// invoking. hypercall.FnRequestMax when zero, negative or larger, since
+	// a guest cannot take more.
+	MaxBody int64
+}
+
+// Gateway is an http.Handler serving POST /invoke, GET /healthz and GET
+// /metrics. It is safe for concurrent use.
+type Gateway struct {
+	pool     *monitor.Pool
+	log      *slog.Logger
+	maxBody  int64
+	draining atomic.Bool
+	m        *metrics
+}
+
+// New returns a gateway in front of cfg.Pool with a fresh metrics registry.
+// It panics when cfg.Pool is nil.
+func New(cfg Config) *Gateway {
+	if cfg.Pool == nil {
+		panic("gateway: Config.Pool is nil")
+	}
+	g := &Gateway{pool: cfg.Pool, log: cfg.Logger, maxBody: cfg.MaxBody}
+	if g.log == nil {
+		g.log = slog.New(slog.DiscardHandler)
+	}
+	if g.maxBody <= 0 || g.maxBody > hypercall.FnRequestMax {
+		g.maxBody = hypercall.FnRequestMax
+	}
+	g.m = newMetrics(cfg.Pool)
+	return g
+}
+
+// Registry returns the registry holding the gateway's metrics, for callers
+// that serve or push them some other way.
+func (g *Gateway) Registry() *prometheus.Registry { return g.m.reg }
+
+// SetDraining makes /healthz answer 503 from now on, so load balancers stop
+// sending work while in-flight invocations finish. Invocations are still
+// served.
+func (g *Gateway) SetDraining() { g.draining.Store(true) }
+
+// ServeHTTP routes a request: POST /invoke, GET /healthz, GET /metrics.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch r.URL.Path {
+	case "/invoke":
+		if r.Method != http.MethodPost {
+			methodNotAllowed(w, http.MethodPost)
+			return
+		}
+		g.invoke(w, r)
+	case "/healthz":
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			methodNotAllowed(w, "GET, HEAD")
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if g.draining.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			io.WriteString(w, "draining\n")
+			return
+		}
+		io.WriteString(w, "ok\n")
+	case "/metrics":
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			methodNotAllowed(w, "GET, HEAD")
+			return
+		}
+		g.m.handler.ServeHTTP(w, r)
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+func methodNotAllowed(w http.ResponseWriter, allow string) {
+	w.Header().Set("Allow", allow)
+	http.Error(w, http.StatusText(http.StatusMethodNotAllowed), http.StatusMethodNotAllowed)
+}
+
+// invoke runs one invocation. Its duration metric covers reading the body,
+// queueing and running, up to the moment the outcome is known; writing the
+// reply to a slow client is not the function's time.
+func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	var req monitor.Request
+	if v := r.Header.Get(HeaderTimeout); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			g.fail(w, r, start, outcomeBadRequest, http.StatusBadRequest, 0,
+				fmt.Errorf("gateway: %s header %q: want a positive Go duration such as 250ms", HeaderTimeout, v))
+			return
+		}
+		req.Deadline = start.Add(d)
+	}
+	// A declared length over the limit is refused before reading a byte;
+	// MaxBytesReader catches chunked bodies that grow past it.
+	if r.ContentLength > g.maxBody {
+		g.fail(w, r, start, outcomeTooLarge, http.StatusRequestEntityTooLarge, 0, monitor.ErrTooLarge)
+		return
+	}
+	body, err := readBody(http.MaxBytesReader(w, r.Body, g.maxBody), r.ContentLength)
+	if err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			g.fail(w, r, start, outcomeTooLarge, http.StatusRequestEntityTooLarge, len(body), monitor.ErrTooLarge)
+		} else if r.Context().Err() != nil {
+			g.fail(w, r, start, outcomeCanceled, StatusClientClosedRequest, len(body), &monitor.StoppedError{Cause: r.Context().Err()})
+		} else {
+			g.fail(w, r, start, outcomeBadRequest, http.StatusBadRequest, len(body), fmt.Errorf("gateway: reading the request body: %w", err))
+		}
+		return
+	}
+	req.Body = body
+
+	rep, err := g.pool.Invoke(r.Context(), req)
+	if err != nil {
+		o, code := classify(err)
+		g.fail(w, r, start, o, code, len(body), err)
+		return
+	}
+	o := outcomeOK
+	if rep.Status != 0 {
+		o = outcomeFunctionError
+	}
+	d := g.m.record(o, start)
+	if g.log.Enabled(r.Context(), slog.LevelDebug) {
+		g.log.LogAttrs(r.Context(), slog.LevelDebug, "invocation",
+			slog.Uint64("id", rep.ID), slog.String("outcome", o.String()), slog.Duration("duration", d),
+			slog.Int("bytes_in", len(body)), slog.Int("bytes_out", len(rep.Body)), slog.Uint64("status", rep.Status))
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("Content-Length", strconv.Itoa(len(rep.Body)))
+	h.Set(HeaderStatus, strconv.FormatUint(rep.Status, 10))
+	h.Set(HeaderRequestID, strconv.FormatUint(rep.ID, 10))
+	w.WriteHeader(http.StatusOK)
+	w.Write(rep.Body) // a write error means the client left; nothing to do
+}
+
+// fail records and answers an invocation that produced no reply.
+func (g *Gateway) fail(w http.ResponseWriter, r *http.Request, start time.Time, o outcome, code, bytesIn int, err error) {
+	d := g.m.record(o, start)
+	ctx := r.Context()
+	switch {
+	case o.guestFailure():
+		g.log.LogAttrs(ctx, slog.LevelWarn, "invocation failed",
+			slog.String("outcome", o.String()), slog.Duration("duration", d), slog.Int("bytes_in", bytesIn), slog.String("err", err.Error()))
+	case o == outcomeInternal:
+		g.log.LogAttrs(ctx, slog.LevelError, "invocation failed",
+			slog.String("outcome", o.String()), slog.Duration("duration", d), slog.Int("bytes_in", bytesIn), slog.String("err", err.Error()))
+	case g.log.Enabled(ctx, slog.LevelDebug):
+		g.log.LogAttrs(ctx, slog.LevelDebug, "invocation",
+			slog.String("outcome", o.String()), slog.Duration("duration", d), slog.Int("bytes_in", bytesIn), slog.String("err", err.Error()))
+	}
+	h := w.Header()
+	h.Set(HeaderError, o.String())
+	if o == outcomeSaturated {
+		h.Set("Retry-After", "1")
+	}
+	if o == outcomeCanceled {
+		w.WriteHeader(code) // the client is gone: no body
+		return
+	}
+	http.Error(w, err.Error(), code)
+}
+
+// classify maps an Invoke error to its outcome and HTTP status.
+func classify(err error) (outcome, int) {
+	switch {
+	case errors.Is(err, monitor.ErrSaturated):
+		return outcomeSaturated, http.StatusServiceUnavailable
+	case errors.Is(err, monitor.ErrTooLarge):
+		return outcomeTooLarge, http.StatusRequestEntityTooLarge
+	case errors.Is(err, monitor.ErrClosed):
+		return outcomeClosed, http.StatusServiceUnavailable
+	}
+	if _, ok := errors.AsType[*monitor.FaultError](err); ok {
+		return outcomeFault, http.StatusBadGateway
+	}
+	if _, ok := errors.AsType[*monitor.CrashError](err); ok {
+		return outcomeCrash, http.StatusBadGateway
+	}
+	if _, ok := errors.AsType[*monitor.AbortError](err); ok {
+		return outcomeAbort, http.StatusBadGateway
+	}
+	if _, ok := errors.AsType[*monitor.ProtocolError](err); ok {
+		return outcomeProtocol, http.StatusBadGateway
+	}
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return outcomeTimeout, http.StatusGatewayTimeout
+	case errors.Is(err, context.Canceled):
+		return outcomeCanceled, StatusClientClosedRequest
+	}
+	return outcomeInternal, http.StatusInternalServerError
+}
+
+// readBody reads r to the end into a buffer sized from the declared length,
+// so the usual request costs one allocation.
+func readBody(r io.Reader, size int64) ([]byte, error) {
+	if size < 0 {
+		size = 512
+	}
+	buf := make([]byte, 0, size+1) // +1: EOF is seen without growing
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
+}
