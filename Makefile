@@ -9,6 +9,7 @@ all: tender guests
 
 tender:
 	$(GO) build -o $(BIN)/tender ./cmd/tender
+	$(GO) build -o $(BIN)/tender-serve ./cmd/tender-serve
 
 # guest/guest.mk defines GUEST_ELFS (every bin/guest/NAME.elf) and their rules.
 include guest/guest.mk

@@ -1,12 +1,18 @@
 package tests
 
 import (
+	"bufio"
 	"bytes"
+	"encoding/json"
 	"errors"
+	"io"
+	"net/http"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -114,4 +120,65 @@ func TestCLIStats(t *testing.T) {
 	require.Equal(t, 0, code, stderr)
 	assert.Contains(t, stderr, `"first_hypercall_us"`)
 	assert.Contains(t, stderr, `"exit":1`)
+}
+
+// TestCLIServe starts `tender serve` on a free loopback port, invokes the
+// function over HTTP, and stops it with SIGTERM while a request is in flight:
+// that request is still answered and the server exits 0.
+func TestCLIServe(t *testing.T) {
+	for _, b := range backends(t) {
+		cmd := exec.Command(filepath.Join(root, "bin", "tender"), "serve", "-backend="+string(b),
+			"-listen=127.0.0.1:0", "-timeout=2s", guestPath("fn_spin"))
+		logs, err := cmd.StderrPipe()
+		require.NoError(t, err)
+		require.NoError(t, cmd.Start())
+		done := make(chan error, 1)
+		lines := bufio.NewScanner(logs)
+		var addr string
+		for lines.Scan() {
+			var l struct{ Msg, Addr string }
+			if json.Unmarshal(lines.Bytes(), &l) == nil && l.Msg == "serving" {
+				addr = l.Addr
+				break
+			}
+		}
+		require.NotEmpty(t, addr, "no serving line")
+		go func() {
+			for lines.Scan() {
+			}
+			done <- cmd.Wait()
+		}()
+		url := "http://" + addr
+		resp, err := http.Post(url+"/invoke", "application/octet-stream", strings.NewReader("ping"))
+		require.NoError(t, err)
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		assert.Equal(t, http.StatusOK, resp.StatusCode)
+		assert.Equal(t, "ping", string(body))
+
+		// A request the guest spins on until its 300 ms deadline, and
+		// SIGTERM while it is in flight.
+		answered := make(chan int, 1)
+		go func() {
+			req, _ := http.NewRequest(http.MethodPost, url+"/invoke", strings.NewReader("spin"))
+			req.Header.Set("Tender-Timeout", "300ms")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				answered <- 0
+				return
+			}
+			resp.Body.Close()
+			answered <- resp.StatusCode
+		}()
+		time.Sleep(100 * time.Millisecond)
+		require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+		assert.Equal(t, http.StatusGatewayTimeout, <-answered, "the in-flight request is answered")
+		select {
+		case err := <-done:
+			assert.NoError(t, err, "serve exits 0 after draining")
+		case <-time.After(30 * time.Second):
+			cmd.Process.Kill()
+			t.Fatal("serve did not stop")
+		}
+	}
 }
