@@ -332,7 +332,7 @@ func (vm *VM) fault(vector byte) (vcpu.Exit, error) {
 			return vcpu.Exit{}, err
 		}
 		if code, err := vm.mem.Slice(e.RIP, 4); err == nil {
-			if io, ok := x86.DecodePortIO(code, rdx); ok {
+			if io, ok := x86.DecodePortIO(code, uint16(rdx)); ok {
 				return vcpu.Exit{Kind: vcpu.ExitBadIO, Port: io.Port, Size: io.Size, Out: io.Out, RIP: e.RIP}, nil
 			}
 		}

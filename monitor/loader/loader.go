@@ -10,10 +10,15 @@
 // Only the ELF header, the program headers and the notes are read; section
 // headers are ignored because loading does not need them.
 //
+// Besides the ABI note, a guest may carry device notes (type
+// hypercall.NoteTypeDevices): together, in file order, they form its device
+// manifest, returned as Image.Devices. Any other Tender note type is refused.
+//
 // In error messages "segment N" is the program header at index N.
 package loader
 
 import (
+	"bytes"
 	"cmp"
 	"encoding/binary"
 	"errors"
@@ -100,6 +105,19 @@ type Image struct {
 	// ABIVersion is the version declared by the guest's ABI note; it equals
 	// hypercall.ABIVersion.
 	ABIVersion uint32
+	// Devices is the guest's device manifest, in file order: a device's
+	// handle is its index. Empty when the guest declares no devices.
+	Devices []Device
+}
+
+// Device is one entry of a guest's device manifest, validated: a known type,
+// and a name of 1 to hypercall.DeviceNameMax printable ASCII characters (no
+// space or '=') that no other device of the guest has.
+type Device struct {
+	// Type is the device type, hypercall.DeviceNet.
+	Type uint32
+	// Name is the device's name, without its NUL padding.
+	Name string
 }
 
 // loadSeg is a PT_LOAD segment during validation, remembering its program
@@ -209,6 +227,7 @@ func Parse(file []byte, memSize uint64) (*Image, error) {
 		Segments:   make([]Segment, len(loads)),
 		End:        end,
 		ABIVersion: notes.version,
+		Devices:    notes.devices,
 	}
 	for k := range loads {
 		img.Segments[k] = loads[k].Segment
@@ -455,13 +474,18 @@ func walkNotes(data []byte, align uint64, visit func(note) error) error {
 const tenderName = hypercall.NoteName + "\x00"
 
 // abiNotes collects the Tender notes found in all PT_NOTE segments. New note
-// types (such as a device manifest) get a case in visit and a check in check.
+// types get a case in visit and, if needed, a check in check.
 type abiNotes struct {
 	found    bool // an ABI note was seen
 	version  uint32
 	reserved uint32
 	unknown  uint32 // the first unknown Tender note type, if hasUnk
 	hasUnk   bool
+	devices  []Device // the validated manifest, set by check
+	// devNotes are the descriptors of the device notes in file order,
+	// validated by checkDevices. Collecting stops past DevicesMax notes,
+	// which is already an error.
+	devNotes [][]byte
 }
 
 // visit records one note; foreign notes (GNU, Go, ...) are ignored.
@@ -480,12 +504,84 @@ func (a *abiNotes) visit(n note) error {
 		}
 		a.version = binary.LittleEndian.Uint32(n.desc[0:])
 		a.reserved = binary.LittleEndian.Uint32(n.desc[4:])
+	case hypercall.NoteTypeDevices:
+		if len(a.devNotes) <= hypercall.DevicesMax {
+			a.devNotes = append(a.devNotes, n.desc)
+		}
 	default:
 		if !a.hasUnk {
 			a.unknown, a.hasUnk = n.typ, true
 		}
 	}
 	return nil
+}
+
+// deviceEntrySize is sizeof(struct tender_device_entry).
+const deviceEntrySize = 8 + hypercall.DeviceNameMax + 1
+
+// checkDevices validates the device notes once the ABI version is known to be
+// ours (so a guest for another ABI is told about the version, not about a
+// note format that may have changed). Each note normally holds one entry
+// (the guest runtime emits one note per device); a descriptor of several
+// whole entries is accepted too, since the manifest is the concatenation of
+// the entries in file order.
+func (a *abiNotes) checkDevices() ([]Device, error) {
+	var devs []Device
+	for _, desc := range a.devNotes {
+		if len(desc) == 0 || len(desc)%deviceEntrySize != 0 {
+			return nil, invalid("a Tender device note has a %d-byte descriptor, want %d bytes per device", len(desc), deviceEntrySize)
+		}
+		for ; len(desc) > 0; desc = desc[deviceEntrySize:] {
+			idx := len(devs)
+			if idx == hypercall.DevicesMax {
+				return nil, invalid("more than %d devices declared", hypercall.DevicesMax)
+			}
+			typ := binary.LittleEndian.Uint32(desc[0:])
+			reserved := binary.LittleEndian.Uint32(desc[4:])
+			name, err := deviceName(desc[8:deviceEntrySize])
+			if err != nil {
+				return nil, invalid("device %d: %v", idx, err)
+			}
+			if typ != hypercall.DeviceNet {
+				return nil, invalid("device %d (%q): unknown device type %d", idx, name, typ)
+			}
+			if reserved != 0 {
+				return nil, invalid("device %d (%q): reserved field %#x, want 0", idx, name, reserved)
+			}
+			for k, d := range devs {
+				if d.Name == name {
+					return nil, invalid("device %d: name %q already used by device %d", idx, name, k)
+				}
+			}
+			devs = append(devs, Device{Type: typ, Name: name})
+		}
+	}
+	return devs, nil
+}
+
+// deviceName validates a NUL-padded name field: 1 to DeviceNameMax
+// printable ASCII characters other than space and '=' (it appears in
+// `-net NAME=...`), then NULs only.
+func deviceName(field []byte) (string, error) {
+	n := bytes.IndexByte(field, 0)
+	switch {
+	case n < 0:
+		return "", fmt.Errorf("name %q is not NUL-terminated: longer than %d characters", field, hypercall.DeviceNameMax)
+	case n == 0:
+		return "", errors.New("empty name")
+	}
+	name := field[:n]
+	for i, c := range name {
+		if c <= ' ' || c > '~' || c == '=' {
+			return "", fmt.Errorf("name %q has character %q at offset %d: want printable ASCII without space or '='", name, c, i)
+		}
+	}
+	for _, c := range field[n:] {
+		if c != 0 {
+			return "", fmt.Errorf("name %q is followed by non-zero padding", name)
+		}
+	}
+	return string(name), nil
 }
 
 // check reports a missing or unsupported ABI note after all notes are seen.
@@ -504,7 +600,9 @@ func (a *abiNotes) check() error {
 	if a.hasUnk {
 		return invalid("unknown Tender note type %d (this monitor supports ABI version %d)", a.unknown, hypercall.ABIVersion)
 	}
-	return nil
+	devs, err := a.checkDevices()
+	a.devices = devs
+	return err
 }
 
 // add returns a+b and whether it did not overflow.

@@ -77,6 +77,7 @@ import (
 	"github.com/tendervm/tender/hypercall"
 	"github.com/tendervm/tender/monitor/guestmem"
 	"github.com/tendervm/tender/monitor/vcpu"
+	"github.com/tendervm/tender/monitor/x86"
 )
 
 const pageSize = hypercall.PageSize
@@ -437,11 +438,11 @@ func (v *VCPU) stopped(sig unix.Signal) (exit vcpu.Exit, done bool, err error) {
 		switch code {
 		case siKernel: // #GP, which is what port I/O raises at CPL 3
 			e.Vector = vecGP
-			if io, ok := decodeIO(v.code(rip), uint16(v.regs.Rdx)); ok {
-				if io.hypercall(hypercall.PIOBase, hypercall.Count) {
+			if io, ok := x86.DecodePortIO(v.code(rip), uint16(v.regs.Rdx)); ok {
+				if io.Hypercall(hypercall.PIOBase, hypercall.Count) {
 					return v.hypercall(io), true, nil
 				}
-				return vcpu.Exit{Kind: vcpu.ExitBadIO, Port: io.port, Size: io.size, Out: io.out, RIP: rip}, true, nil
+				return vcpu.Exit{Kind: vcpu.ExitBadIO, Port: io.Port, Size: io.Size, Out: io.Out, RIP: rip}, true, nil
 			}
 		case segvBndErr:
 			e.Vector = vecBR
@@ -467,7 +468,7 @@ func (v *VCPU) stopped(sig unix.Signal) (exit vcpu.Exit, done bool, err error) {
 		switch {
 		case code == fpeIntDiv || code == fpeIntOvf:
 			e.Vector = vecDE
-		case isX87(v.code(rip)):
+		case x86.IsX87(v.code(rip)):
 			e.Vector = vecMF
 		default:
 			e.Vector = vecXM
@@ -498,8 +499,8 @@ func (v *VCPU) stopped(sig unix.Signal) (exit vcpu.Exit, done bool, err error) {
 // the guest cannot tell the difference.)
 func (v *VCPU) fastHypercall() (vcpu.Exit, bool) {
 	rip := v.regs.Rip
-	io, ok := decodeIO(v.code(rip), uint16(v.regs.Rdx))
-	if !ok || !io.hypercall(hypercall.PIOBase, hypercall.Count) || !v.executable(rip, uint64(io.len)) {
+	io, ok := x86.DecodePortIO(v.code(rip), uint16(v.regs.Rdx))
+	if !ok || !io.Hypercall(hypercall.PIOBase, hypercall.Count) || !v.executable(rip, uint64(io.Len)) {
 		return vcpu.Exit{}, false
 	}
 	return v.hypercall(io), true
@@ -507,9 +508,9 @@ func (v *VCPU) fastHypercall() (vcpu.Exit, bool) {
 
 // hypercall returns the exit for the hypercall instruction io at RIP and
 // arranges for the next Run to resume after it.
-func (v *VCPU) hypercall(io ioInsn) vcpu.Exit {
-	v.skip = uint64(io.len)
-	return vcpu.Exit{Kind: vcpu.ExitHypercall, Nr: uint32(io.port - hypercall.PIOBase),
+func (v *VCPU) hypercall(io x86.PortIO) vcpu.Exit {
+	v.skip = uint64(io.Len)
+	return vcpu.Exit{Kind: vcpu.ExitHypercall, Nr: uint32(io.Port - hypercall.PIOBase),
 		Arg: uint64(uint32(v.regs.Rax)), RIP: v.regs.Rip}
 }
 
@@ -538,7 +539,7 @@ func (v *VCPU) code(rip uint64) []byte {
 	if rip >= size {
 		return nil
 	}
-	b, err := v.mem.Slice(rip, min(maxInsnLen, size-rip))
+	b, err := v.mem.Slice(rip, min(x86.MaxInsnLen, size-rip))
 	if err != nil {
 		return nil
 	}

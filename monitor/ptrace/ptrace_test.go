@@ -479,40 +479,6 @@ func TestStubELF(t *testing.T) {
 	assert.Equal(t, elf.PF_R|elf.PF_W, f.Progs[1].Flags)
 }
 
-func TestDecodeIO(t *testing.T) {
-	for _, tc := range []struct {
-		code string
-		ok   bool
-		want ioInsn
-	}{
-		{"\xef", true, ioInsn{port: 0x501, size: 4, out: true, len: 1}},
-		{"\x66\xef", true, ioInsn{port: 0x501, size: 2, out: true, len: 2}},
-		{"\xee", true, ioInsn{port: 0x501, size: 1, out: true, len: 1}},
-		{"\xec", true, ioInsn{port: 0x501, size: 1, len: 1}},
-		{"\xe5\x71", true, ioInsn{port: 0x71, size: 4, len: 2}},
-		{"\x66\xe7\x70", true, ioInsn{port: 0x70, size: 2, out: true, len: 3}},
-		{"\xf3\x6f", true, ioInsn{port: 0x501, size: 4, out: true, str: true, len: 2}},
-		{"\xf3\x66\x6d", true, ioInsn{port: 0x501, size: 2, str: true, len: 3}},
-		{"\x2e\x48\xef", true, ioInsn{port: 0x501, size: 4, out: true, len: 3}},
-		{"\xe4", false, ioInsn{}},         // truncated immediate
-		{"\x0f\x0b", false, ioInsn{}},     // ud2
-		{"\x66\x66\x66", false, ioInsn{}}, // prefixes only
-		{strings.Repeat("\x66", 15) + "\xef", false, ioInsn{}},
-		{strings.Repeat("\x66", 14) + "\xef", true, ioInsn{port: 0x501, size: 2, out: true, len: 15}},
-	} {
-		io, ok := decodeIO([]byte(tc.code), 0x501)
-		assert.Equal(t, tc.ok, ok, "% x", tc.code)
-		assert.Equal(t, tc.want, io, "% x", tc.code)
-	}
-	assert.True(t, ioInsn{port: 0x500, size: 4, out: true}.hypercall(0x500, 32))
-	assert.False(t, ioInsn{port: 0x4ff, size: 4, out: true}.hypercall(0x500, 32))
-	assert.False(t, ioInsn{port: 0x520, size: 4, out: true}.hypercall(0x500, 32))
-	assert.False(t, ioInsn{port: 0x500, size: 4}.hypercall(0x500, 32))
-	assert.True(t, isX87([]byte{0xde, 0xf9}))  // fdivrp
-	assert.True(t, isX87([]byte{0x9b}))        // fwait
-	assert.False(t, isX87([]byte{0xf2, 0x0f})) // an SSE prefix and escape
-}
-
 // loopCode issues hypercall 1 forever.
 var loopCode = []byte{
 	0x66, 0xba, 0x01, 0x05, // +0x00 mov $0x501, %dx

@@ -2,8 +2,8 @@ package ptrace
 
 import (
 	"bytes"
-	"github.com/tendervm/tender/monitor/internal/elf"
 	"encoding/binary"
+	"github.com/tendervm/tender/monitor/internal/elf"
 )
 
 // The stub is the program the tracee executes. It is never really run: the

@@ -181,28 +181,3 @@ func TestTables(t *testing.T) {
 	assert.Equal(t, []byte{0x50, 0x52, 0xB0, 14}, stub[:4])
 	assert.EqualValues(t, KernelCS, binary.LittleEndian.Uint16(gate[2:]))
 }
-
-func TestDecodePortIO(t *testing.T) {
-	cases := []struct {
-		code []byte
-		want PortIO
-		ok   bool
-	}{
-		{[]byte{0xEF}, PortIO{Port: 0x502, Size: 4, Out: true, Len: 1}, true},
-		{[]byte{0xEE}, PortIO{Port: 0x502, Size: 1, Out: true, Len: 1}, true},
-		{[]byte{0x66, 0xEF}, PortIO{Port: 0x502, Size: 2, Out: true, Len: 2}, true},
-		{[]byte{0xE6, 0x80}, PortIO{Port: 0x80, Size: 1, Out: true, Len: 2}, true},
-		{[]byte{0xE5, 0x71}, PortIO{Port: 0x71, Size: 4, Out: false, Len: 2}, true},
-		{[]byte{0xEC}, PortIO{Port: 0x502, Size: 1, Out: false, Len: 1}, true},
-		{[]byte{0xF3, 0x6E}, PortIO{Port: 0x502, Size: 1, Out: true, Len: 2}, true},
-		{[]byte{0xE6}, PortIO{}, false},
-		{[]byte{0x0F, 0x0B}, PortIO{}, false},
-		{[]byte{0x66, 0x66, 0x66, 0x66, 0x66}, PortIO{}, false},
-		{nil, PortIO{}, false},
-	}
-	for _, c := range cases {
-		got, ok := DecodePortIO(c.code, 0xFFFF0502)
-		assert.Equal(t, c.ok, ok, "% x", c.code)
-		assert.Equal(t, c.want, got, "% x", c.code)
-	}
-}

@@ -1,0 +1,89 @@
+package x86
+
+// MaxInsnLen is the longest x86 instruction.
+const MaxInsnLen = 15
+
+// opcode skips the legacy and REX prefixes of the instruction at the start of
+// code and returns the first opcode byte, its offset, and whether an
+// operand-size prefix (0x66) was present. ok is false when code holds no
+// opcode within MaxInsnLen bytes.
+func opcode(code []byte) (op byte, at int, opsize16 bool, ok bool) {
+	for i := 0; i < len(code) && i < MaxInsnLen; i++ {
+		switch b := code[i]; {
+		case b == 0x66:
+			opsize16 = true
+		case b == 0x67, b == 0xf0, b == 0xf2, b == 0xf3, // address size, lock, rep
+			b == 0x26, b == 0x2e, b == 0x36, b == 0x3e, b == 0x64, b == 0x65: // segments
+		case b&0xf0 == 0x40: // REX: only valid immediately before the opcode
+			if i+1 < len(code) && i+1 < MaxInsnLen {
+				return code[i+1], i + 1, opsize16, true
+			}
+			return 0, 0, false, false
+		default:
+			return b, i, opsize16, true
+		}
+	}
+	return 0, 0, false, false
+}
+
+// PortIO is a decoded port I/O instruction.
+type PortIO struct {
+	Port uint16
+	Size uint8 // operand size in bytes: 1, 2 or 4
+	Out  bool
+	Str  bool // ins or outs
+	Len  int  // instruction length in bytes
+}
+
+// Hypercall reports whether the instruction is `outl %eax, %dx` (opcode EF
+// with a 32-bit operand) to a port in [base, base+count).
+func (io PortIO) Hypercall(base, count uint16) bool {
+	return io.Out && !io.Str && io.Size == 4 && io.Port >= base && io.Port-base < count
+}
+
+// DecodePortIO decodes code as a port I/O instruction (in, out, ins, outs),
+// whose port is dx unless the instruction has an immediate port. ok is false
+// for any other instruction. Both backends use it: KVM for a #GP on a port
+// the I/O bitmap closes, the process backend for every SIGSEGV.
+func DecodePortIO(code []byte, dx uint16) (io PortIO, ok bool) {
+	op, at, opsize16, ok := opcode(code)
+	if !ok {
+		return PortIO{}, false
+	}
+	io.Size = 4
+	if opsize16 {
+		io.Size = 2
+	}
+	if op&1 == 0 {
+		io.Size = 1 // the even opcodes are the byte forms
+	}
+	switch op {
+	case 0xe4, 0xe5, 0xe6, 0xe7: // in al/eax, imm8; out imm8, al/eax
+		if at+1 >= len(code) || at+2 > MaxInsnLen {
+			return PortIO{}, false
+		}
+		io.Port = uint16(code[at+1])
+		io.Out = op >= 0xe6
+		io.Len = at + 2
+	case 0xec, 0xed, 0xee, 0xef: // in al/eax, dx; out dx, al/eax
+		io.Port = dx
+		io.Out = op >= 0xee
+		io.Len = at + 1
+	case 0x6c, 0x6d, 0x6e, 0x6f: // ins; outs
+		io.Port = dx
+		io.Out = op >= 0x6e
+		io.Str = true
+		io.Len = at + 1
+	default:
+		return PortIO{}, false
+	}
+	return io, true
+}
+
+// IsX87 reports whether code starts with an x87 floating-point instruction
+// (escape opcodes D8-DF) or fwait (9B), the instructions on which a pending
+// x87 exception (#MF) is raised.
+func IsX87(code []byte) bool {
+	op, _, _, ok := opcode(code)
+	return ok && (op >= 0xd8 && op <= 0xdf || op == 0x9b)
+}
