@@ -3,6 +3,7 @@ package ptrace
 import (
 	"bytes"
 	"encoding/binary"
+
 	"github.com/tendervm/tender/monitor/internal/elf"
 )
 
