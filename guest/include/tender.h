@@ -123,6 +123,84 @@ typedef void (*tender_fn_handler)(const struct tender_fn_request *req,
 __attribute__((noreturn)) void tender_fn_serve(tender_fn_handler handler);
 
 /*
+ * Devices.
+ *
+ * A guest declares every device it uses in its image, with one ELF note
+ * (owner "Tender", type TENDER_NOTE_TYPE_DEVICES) per device whose
+ * descriptor is a struct tender_device_entry. The monitor attaches a host
+ * device to each declared name (`tender run -net NAME=...`) and refuses to
+ * start the guest when a declared device is missing or an undeclared one is
+ * given. A device's handle is the index of its note among all device notes,
+ * in file order. The notes keep their declaration order within a source
+ * file (no_reorder) and follow the link order across files; in any case
+ * tender_net_handle finds a handle by name at run time, so a program never
+ * needs to know that order.
+ *
+ *	TENDER_NET_DEVICE(net0, "net0");    (at file scope)
+ *	...
+ *	int h = tender_net_handle(net0);   (0 when it is the only device)
+ *
+ * TENDER_NET_DEVICE(var, "name") emits the note into the section
+ * .note.tender.device, which the linker script (tender.ld) places in the
+ * PT_NOTE segment right after the ABI note, between the symbols
+ * __tender_devices_start and __tender_devices_end. It also defines
+ * `static const char var[]` holding the name. The name must be a string
+ * literal of 1 to TENDER_DEVICE_NAME_MAX characters.
+ */
+
+/* tender_device_note is one device note as laid out in the image. */
+struct tender_device_note {
+	uint32_t namesz; /* sizeof(TENDER_NOTE_NAME): 7 */
+	uint32_t descsz; /* sizeof(struct tender_device_entry): 32 */
+	uint32_t type;   /* TENDER_NOTE_TYPE_DEVICES */
+	char name[8];    /* "Tender" + NUL, padded to 4 bytes */
+	struct tender_device_entry desc;
+};
+_Static_assert(sizeof(struct tender_device_note) == 52, "device note layout");
+
+#define TENDER_NET_DEVICE(var, devname)                                       \
+	_Static_assert(sizeof(devname) >= 2 &&                                \
+			       sizeof(devname) <= TENDER_DEVICE_NAME_MAX + 1, \
+		       "device name must have 1 to 23 characters");           \
+	__attribute__((section(".note.tender.device"), aligned(4), used,      \
+		       no_reorder))                                           \
+	static const struct tender_device_note var##_tender_device_note = {   \
+		.namesz = sizeof(TENDER_NOTE_NAME),                           \
+		.descsz = sizeof(struct tender_device_entry),                 \
+		.type = TENDER_NOTE_TYPE_DEVICES,                             \
+		.name = TENDER_NOTE_NAME,                                     \
+		.desc = {                                                     \
+			.type = TENDER_DEVICE_NET,                            \
+			.reserved = 0,                                        \
+			.name = devname,                                      \
+		},                                                            \
+	};                                                                    \
+	__attribute__((unused)) static const char var[] = devname
+
+/* tender_net_handle returns the handle of the network device declared with
+ * the given name, or -1 when the image declares no such network device. It
+ * only reads the image's device notes (no exit). */
+int tender_net_handle(const char *name);
+
+/* The network hypercalls. Each returns the hypercall's result
+ * (TENDER_RESULT_OK, _AGAIN, _INVALID, _TOO_LARGE, _TRUNCATED or _IO).
+ *
+ * tender_net_info fills *info (mac: low 48 bits, first octet in the least
+ * significant byte; mtu: the largest IP packet, frames are up to mtu + 14
+ * bytes). tender_net_write sends one Ethernet frame (no preamble, no FCS).
+ * tender_net_read takes one received frame into buf without blocking: AGAIN
+ * when none is pending; TRUNCATED when it was longer than cap (the frame is
+ * dropped, *len is its length); *len is set for OK and TRUNCATED, else 0. */
+uint64_t tender_net_info(int handle, struct tender_net_info *info);
+uint64_t tender_net_write(int handle, const void *frame, size_t len);
+uint64_t tender_net_read(int handle, void *buf, size_t cap, size_t *len);
+
+/* tender_poll waits until a device has input or timeout_ns passes (the
+ * monitor waits at most TENDER_POLL_MAX per call) and returns the ready
+ * mask: bit i set when device i has input. 0 returns at once. */
+uint64_t tender_poll(uint64_t timeout_ns);
+
+/*
  * The program defines main, as int main(void) or int main(int argc,
  * char **argv); the runtime calls it with the command line split at spaces
  * (argv[0] is the program name, argv[argc] is NULL, at most 64 arguments).
