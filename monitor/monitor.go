@@ -34,6 +34,7 @@ import (
 	"github.com/tendervm/tender/monitor/guestmem"
 	"github.com/tendervm/tender/monitor/kvm"
 	"github.com/tendervm/tender/monitor/loader"
+	"github.com/tendervm/tender/monitor/netdev"
 	"github.com/tendervm/tender/monitor/ptrace"
 	"github.com/tendervm/tender/monitor/tsc"
 	"github.com/tendervm/tender/monitor/vcpu"
@@ -149,6 +150,11 @@ type Config struct {
 	// written more than this many bytes; DefaultConsoleLimit when zero,
 	// unlimited when negative. Output up to the limit is delivered.
 	ConsoleLimit int64
+	// Net attaches network devices by name: each device the guest declares
+	// in its manifest must be attached, and only those (see
+	// docs/network.md). The VM does not own them: close them after Run. A
+	// device serves one running VM at a time.
+	Net map[string]netdev.Device
 }
 
 // VM is one loaded guest. Run it once; then Close it.
@@ -161,7 +167,8 @@ type VM struct {
 	console io.Writer
 	limit   int64
 	table   table
-	fn      *fnState // set when the VM serves function invocations
+	fn      *fnState  // set when the VM serves function invocations
+	net     *netState // set when the guest declares devices
 
 	mu      sync.Mutex
 	started bool
@@ -186,6 +193,10 @@ func (h *Host) New(cfg Config) (*VM, error) {
 	if err != nil {
 		return nil, err
 	}
+	net, err := netDevices(img.Devices, cfg.Net)
+	if err != nil {
+		return nil, err
+	}
 	var mem *guestmem.Memory
 	if h.backend == BackendProcess {
 		mem, err = guestmem.NewShared(cfg.MemSize)
@@ -195,7 +206,10 @@ func (h *Host) New(cfg Config) (*VM, error) {
 	if err != nil {
 		return nil, err
 	}
-	vm := &VM{host: h, cfg: cfg, mem: mem, img: img, console: cfg.Console, limit: cfg.ConsoleLimit, table: coreTable()}
+	vm := &VM{host: h, cfg: cfg, mem: mem, img: img, console: cfg.Console, limit: cfg.ConsoleLimit, table: coreTable(), net: net}
+	if net != nil {
+		net.register(&vm.table)
+	}
 	if vm.console == nil {
 		vm.console = io.Discard
 	}
@@ -317,11 +331,21 @@ func (vm *VM) Run(ctx context.Context) (Result, error) {
 			return r.result(0), err
 		}
 	}
+	kick := cpu.Kick
+	if vm.net != nil {
+		// A guest blocked in poll is woken too, so it stops at once.
+		w, err := vm.net.begin(r)
+		if err != nil {
+			return r.result(0), err
+		}
+		defer w.Close()
+		kick = func() { cpu.Kick(); w.Wake() }
+	}
 	r.stats.Setup = time.Since(r.start)
-	stop := context.AfterFunc(ctx, cpu.Kick)
+	stop := context.AfterFunc(ctx, kick)
 	defer stop()
 	if vm.fn != nil {
-		vm.fn.kick = cpu.Kick
+		vm.fn.kick = kick
 	}
 	status, err := r.loop(ctx, cpu)
 	if vm.fn != nil {

@@ -29,6 +29,9 @@ type Stats struct {
 	Total time.Duration
 	// ConsoleBytes is how much console output the guest wrote.
 	ConsoleBytes int64
+	// Net counts each network device's traffic, by handle; nil when the
+	// guest declares no devices.
+	Net []NetStats
 }
 
 // ExitCounts returns the non-zero exit counters by kind name.

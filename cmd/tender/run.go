@@ -25,6 +25,7 @@ func runCmd(c command, args []string, _ io.Reader, stdout, stderr io.Writer) int
 	if err != nil {
 		return cli.Report(stderr, 0, err)
 	}
+	defer g.Close()
 	ctx, cancel := cli.SignalContext()
 	defer cancel()
 	if *timeout > 0 {

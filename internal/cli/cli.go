@@ -12,12 +12,16 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/tendervm/tender/hypercall"
 	"github.com/tendervm/tender/monitor"
 	"github.com/tendervm/tender/monitor/kvm"
+	"github.com/tendervm/tender/monitor/netdev"
 )
 
 // UsageError marks command-line mistakes, which exit with monitor.ExitUsage.
@@ -66,6 +70,72 @@ type GuestFlags struct {
 	MemMiB       uint64
 	Backend      string
 	ConsoleLimit int64
+	// Net are the -net flags: network devices to attach.
+	Net NetFlags
+
+	opened []netdev.Device // by Config, closed by Close
+}
+
+// NetSpec is one -net flag: NAME=TAP attaches the TAP interface TAP,
+// NAME=fd:N the open TAP file descriptor N, as the guest's device NAME.
+type NetSpec struct {
+	Name string
+	// TAP is the interface name, or "" when FD is used.
+	TAP string
+	// FD is the inherited TAP descriptor, or -1.
+	FD int
+}
+
+func (s NetSpec) String() string {
+	if s.TAP != "" {
+		return s.Name + "=" + s.TAP
+	}
+	return fmt.Sprintf("%s=fd:%d", s.Name, s.FD)
+}
+
+// NetFlags collects repeated -net flags (a flag.Value).
+type NetFlags []NetSpec
+
+func (n *NetFlags) String() string {
+	if n == nil {
+		return ""
+	}
+	s := make([]string, len(*n))
+	for i, spec := range *n {
+		s[i] = spec.String()
+	}
+	return strings.Join(s, ",")
+}
+
+// Set parses one NAME=TAP or NAME=fd:N.
+func (n *NetFlags) Set(v string) error {
+	name, dev, ok := strings.Cut(v, "=")
+	if !ok || name == "" || dev == "" {
+		return fmt.Errorf("%q: want NAME=TAP (a TAP interface) or NAME=fd:N (an open TAP descriptor)", v)
+	}
+	if len(name) > hypercall.DeviceNameMax {
+		return fmt.Errorf("%q: device name longer than %d characters", v, hypercall.DeviceNameMax)
+	}
+	for _, spec := range *n {
+		if spec.Name == name {
+			return fmt.Errorf("%q: device %q given twice", v, name)
+		}
+	}
+	spec := NetSpec{Name: name, FD: -1}
+	if fd, isFD := strings.CutPrefix(dev, "fd:"); isFD {
+		k, err := strconv.Atoi(fd)
+		if err != nil || k < 0 {
+			return fmt.Errorf("%q: fd:%s is not a file descriptor number", v, fd)
+		}
+		spec.FD = k
+	} else {
+		if len(dev) >= unix.IFNAMSIZ || strings.ContainsAny(dev, "/: \t\n") {
+			return fmt.Errorf("%q: %q is not an interface name (at most %d characters, no '/', ':' or spaces)", v, dev, unix.IFNAMSIZ-1)
+		}
+		spec.TAP = dev
+	}
+	*n = append(*n, spec)
+	return nil
 }
 
 // Register adds the guest flags to fs.
@@ -73,15 +143,21 @@ func (g *GuestFlags) Register(fs *flag.FlagSet) {
 	fs.Uint64Var(&g.MemMiB, "mem", monitor.DefaultMemSize>>20, "guest memory in MiB (even, 4 to 3072); only touched pages are allocated")
 	fs.StringVar(&g.Backend, "backend", string(monitor.BackendKVM), "how to run guests: kvm, process (ptrace + seccomp, for hosts without KVM), or auto")
 	fs.Int64Var(&g.ConsoleLimit, "console-limit", monitor.DefaultConsoleLimit, "end a guest after this many bytes of console output (negative: no limit)")
+	fs.Var(&g.Net, "net", "attach network device `NAME=TAP` (a TAP interface) or NAME=fd:N (an open TAP descriptor); repeat for more devices")
 }
 
 // Config reads the guest ELF named by args[0] and builds the configuration of
-// a guest with arguments args[1:] and the given console.
+// a guest with arguments args[1:] and the given console. It opens the -net
+// devices; Close closes them once the guest has run.
 func (g *GuestFlags) Config(args []string, console io.Writer) (monitor.HostConfig, monitor.Config, error) {
 	if g.MemMiB < hypercall.MemMin>>20 || g.MemMiB > hypercall.MemMax>>20 || g.MemMiB%2 != 0 {
 		return monitor.HostConfig{}, monitor.Config{}, Usagef("-mem %d: want an even number of MiB from %d to %d", g.MemMiB, hypercall.MemMin>>20, hypercall.MemMax>>20)
 	}
 	image, err := ReadELF(args[0])
+	if err != nil {
+		return monitor.HostConfig{}, monitor.Config{}, err
+	}
+	net, err := g.openNet()
 	if err != nil {
 		return monitor.HostConfig{}, monitor.Config{}, err
 	}
@@ -92,7 +168,44 @@ func (g *GuestFlags) Config(args []string, console io.Writer) (monitor.HostConfi
 		MemSize:      g.MemMiB << 20,
 		Console:      console,
 		ConsoleLimit: g.ConsoleLimit,
+		Net:          net,
 	}, nil
+}
+
+// openNet opens the -net devices, or none of them.
+func (g *GuestFlags) openNet() (map[string]netdev.Device, error) {
+	if len(g.Net) == 0 {
+		return nil, nil
+	}
+	m := make(map[string]netdev.Device, len(g.Net))
+	for _, spec := range g.Net {
+		var (
+			dev netdev.Device
+			err error
+		)
+		if spec.TAP != "" {
+			dev, err = netdev.OpenTAP(spec.TAP)
+		} else {
+			dev, err = netdev.TAPFromFD(spec.FD)
+		}
+		if err != nil {
+			g.Close()
+			return nil, fmt.Errorf("-net %s: %w", spec, err)
+		}
+		g.opened = append(g.opened, dev)
+		m[spec.Name] = dev
+	}
+	return m, nil
+}
+
+// Close closes the network devices Config opened.
+func (g *GuestFlags) Close() error {
+	var errs []error
+	for _, d := range g.opened {
+		errs = append(errs, d.Close())
+	}
+	g.opened = nil
+	return errors.Join(errs...)
 }
 
 // ReadELF reads a guest executable, refusing before reading it a file that

@@ -142,6 +142,26 @@ func abiNote(version, reserved uint32) []byte {
 	return noteBytes(hypercall.NoteName, hypercall.NoteTypeABI, d, 4)
 }
 
+// deviceEntry encodes one device manifest entry; name is copied into the
+// 24-byte name field as is (so a test can leave it unterminated).
+func deviceEntry(typ, reserved uint32, name string) []byte {
+	var d [8 + hypercall.DeviceNameMax + 1]byte
+	binary.LittleEndian.PutUint32(d[0:], typ)
+	binary.LittleEndian.PutUint32(d[4:], reserved)
+	copy(d[8:], name)
+	return d[:]
+}
+
+// devNote encodes a Tender device note with one network device entry per
+// name, 4-byte aligned.
+func devNote(names ...string) []byte {
+	var d []byte
+	for _, n := range names {
+		d = append(d, deviceEntry(hypercall.DeviceNet, 0, n)...)
+	}
+	return noteBytes(hypercall.NoteName, hypercall.NoteTypeDevices, d, 4)
+}
+
 // gnuBuildID is a foreign note that Parse must skip.
 var gnuBuildID = noteBytes("GNU", 3, []byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20}, 4)
 

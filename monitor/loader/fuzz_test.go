@@ -36,12 +36,17 @@ func fuzzSeeds() map[string]fuzzSeed {
 				noteBytes("GNU", 5, make([]byte, 16), 8),
 				noteBytes(hypercall.NoteName, hypercall.NoteTypeABI, d[:], 8)...)}
 		}), testMem},
+		"devices": {with(func(im *image) {
+			im.segs[phNote].data = append(append(im.segs[phNote].data, devNote("net0")...), devNote("net1", "lan")...)
+		}), testMem},
 		"bss_only": {with(func(im *image) {
 			im.segs = append(im.segs, seg{typ: elf.PT_LOAD, flags: elf.PF_R | elf.PF_W, vaddr: 0x200000, memsz: 0x1000, align: pageSize})
 		}), testMem},
 	}
 	for _, name := range []string{"page shared with different perms", "W+X", "entry in a non-exec segment",
-		"wrong note version", "duplicate note", "truncated note", "phoff overflow", "vaddr+memsz overflow"} {
+		"wrong note version", "duplicate note", "truncated note", "phoff overflow", "vaddr+memsz overflow",
+		"short device note", "unknown device type", "unterminated device name", "device name with a control character",
+		"device name with garbage after the NUL", "duplicate device names", "too many devices"} {
 		for _, c := range malformedCases() {
 			if c.name == name {
 				seeds[name] = fuzzSeed{c.file, testMem}

@@ -5,6 +5,7 @@ import (
 	"debug/elf"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -111,6 +112,40 @@ func TestParseAccepts(t *testing.T) {
 		})},
 		{name: "empty PT_NOTE", file: with(func(im *image) {
 			im.segs = append(im.segs, seg{typ: elf.PT_NOTE, align: 4})
+		})},
+		{name: "no devices", file: validImage().build(), check: func(t *testing.T, img *Image) {
+			assert.Empty(t, img.Devices)
+		}},
+		{name: "one network device", file: with(func(im *image) {
+			im.segs[phNote].data = append(im.segs[phNote].data, devNote("net0")...)
+		}), check: func(t *testing.T, img *Image) {
+			assert.Equal(t, []Device{{Type: hypercall.DeviceNet, Name: "net0"}}, img.Devices)
+		}},
+		{name: "devices in file order across notes and segments", file: with(func(im *image) {
+			im.segs[phNote].data = append(append(devNote("b"), im.segs[phNote].data...), devNote("a")...)
+			im.segs = append(im.segs, seg{typ: elf.PT_NOTE, align: 8, data: noteBytes(hypercall.NoteName, hypercall.NoteTypeDevices,
+				deviceEntry(hypercall.DeviceNet, 0, "c"), 8)})
+		}), check: func(t *testing.T, img *Image) {
+			require.Len(t, img.Devices, 3)
+			assert.Equal(t, "b", img.Devices[0].Name)
+			assert.Equal(t, "a", img.Devices[1].Name)
+			assert.Equal(t, "c", img.Devices[2].Name)
+		}},
+		{name: "several entries in one device note", file: with(func(im *image) {
+			im.segs[phNote].data = append(im.segs[phNote].data, devNote("net0", "net1")...)
+		}), check: func(t *testing.T, img *Image) {
+			assert.Equal(t, []Device{{hypercall.DeviceNet, "net0"}, {hypercall.DeviceNet, "net1"}}, img.Devices)
+		}},
+		{name: "the most devices and the longest name", file: with(func(im *image) {
+			for k := range hypercall.DevicesMax {
+				im.segs[phNote].data = append(im.segs[phNote].data, devNote(fmt.Sprintf("%023d", k))...)
+			}
+		}), check: func(t *testing.T, img *Image) {
+			require.Len(t, img.Devices, hypercall.DevicesMax)
+			assert.Equal(t, "00000000000000000000007", img.Devices[7].Name)
+		}},
+		{name: "punctuation in a device name", file: with(func(im *image) {
+			im.segs[phNote].data = append(im.segs[phNote].data, devNote("eth-0.lan_1:x/y~")...)
 		})},
 		{name: "exactly 64 KiB left for the stack", file: validImage().build(), mem: 0x106000 + MinStack},
 		{name: "alignment below a page is not checked against offsets", file: withHeaders(func(h *elf.Header64, ph []elf.Prog64) {
@@ -282,6 +317,44 @@ func malformedCases() []malformed {
 			want: "segment 1 file range [0x510, +0x40) is outside the 0x520-byte file"},
 		{name: "note segment alignment", file: ph(phNote, func(p *elf.Prog64) { p.Align = 16 }),
 			want: "segment 1 (PT_NOTE) has alignment 0x10, want 4 or 8"},
+
+		// Device manifest.
+		{name: "empty device note", file: notes(abi, noteBytes(hypercall.NoteName, hypercall.NoteTypeDevices, nil, 4)),
+			want: "a Tender device note has a 0-byte descriptor, want 32 bytes per device"},
+		{name: "short device note", file: notes(abi, noteBytes(hypercall.NoteName, hypercall.NoteTypeDevices, deviceEntry(hypercall.DeviceNet, 0, "net0")[:28], 4)),
+			want: "a Tender device note has a 28-byte descriptor, want 32 bytes per device"},
+		{name: "device note with a partial second entry", file: notes(abi, noteBytes(hypercall.NoteName, hypercall.NoteTypeDevices,
+			append(deviceEntry(hypercall.DeviceNet, 0, "net0"), 1, 0, 0, 0), 4)),
+			want: "a Tender device note has a 36-byte descriptor"},
+		{name: "unknown device type", file: notes(abi, noteBytes(hypercall.NoteName, hypercall.NoteTypeDevices, deviceEntry(7, 0, "blk0"), 4)),
+			want: `device 0 ("blk0"): unknown device type 7`},
+		{name: "device type zero", file: notes(abi, devNote("net0"), noteBytes(hypercall.NoteName, hypercall.NoteTypeDevices, deviceEntry(0, 0, "x"), 4)),
+			want: `device 1 ("x"): unknown device type 0`},
+		{name: "device reserved field", file: notes(abi, noteBytes(hypercall.NoteName, hypercall.NoteTypeDevices, deviceEntry(hypercall.DeviceNet, 1, "net0"), 4)),
+			want: `device 0 ("net0"): reserved field 0x1, want 0`},
+		{name: "empty device name", file: notes(abi, devNote("")), want: "device 0: empty name"},
+		{name: "unterminated device name", file: notes(abi, devNote("abcdefghijklmnopqrstuvwx")),
+			want: `device 0: name "abcdefghijklmnopqrstuvwx" is not NUL-terminated: longer than 23 characters`},
+		{name: "device name with a control character", file: notes(abi, devNote("net\n0")),
+			want: `device 0: name "net\n0" has character '\n' at offset 3`},
+		{name: "device name with a space", file: notes(abi, devNote("net 0")), want: `has character ' ' at offset 3`},
+		{name: "device name with '='", file: notes(abi, devNote("a=b")), want: `has character '=' at offset 1: want printable ASCII without space or '='`},
+		{name: "device name with a high byte", file: notes(abi, devNote("n\xe9t")), want: `has character 'é' at offset 1`},
+		{name: "device name with garbage after the NUL", file: notes(abi, devNote("net0\x00x")),
+			want: `device 0: name "net0" is followed by non-zero padding`},
+		{name: "duplicate device names", file: notes(abi, devNote("net0"), gnuBuildID, devNote("net1", "net0")),
+			want: `device 2: name "net0" already used by device 0`},
+		{name: "too many devices", file: notes(abi, devNote("a", "b", "c", "d", "e", "f", "g", "h"), devNote("i")),
+			want: "more than 8 devices declared"},
+		{name: "many device notes", file: notes(abi, func() []byte {
+			var b []byte
+			for k := range 1000 {
+				b = append(b, devNote(fmt.Sprint(k))...)
+			}
+			return b
+		}()), want: "more than 8 devices declared"},
+		{name: "device note in a guest for another ABI", file: notes(abiNote(2, 0), noteBytes(hypercall.NoteName, hypercall.NoteTypeDevices, []byte{1}, 4)),
+			want: "guest built for ABI version 2; this monitor supports 1"},
 	}
 }
 
@@ -418,6 +491,24 @@ func checkImage(t testing.TB, img *Image, file []byte, memSize uint64) {
 	}
 	if img.End > memSize || memSize-img.End < MinStack {
 		fail("End %#x leaves no stack in %#x", img.End, memSize)
+	}
+	if len(img.Devices) > hypercall.DevicesMax {
+		fail("%d devices", len(img.Devices))
+	}
+	names := map[string]bool{}
+	for k, d := range img.Devices {
+		if d.Type != hypercall.DeviceNet {
+			fail("device %d has type %d", k, d.Type)
+		}
+		if d.Name == "" || len(d.Name) > hypercall.DeviceNameMax || strings.ContainsAny(d.Name, " =\x00") || names[d.Name] {
+			fail("device %d has name %q", k, d.Name)
+		}
+		for _, c := range []byte(d.Name) {
+			if c < 0x21 || c > 0x7e {
+				fail("device %d has name %q", k, d.Name)
+			}
+		}
+		names[d.Name] = true
 	}
 }
 

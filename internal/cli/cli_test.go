@@ -1,0 +1,61 @@
+package cli
+
+import (
+	"flag"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tendervm/tender/monitor"
+)
+
+func TestNetFlags(t *testing.T) {
+	var g GuestFlags
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	g.Register(fs)
+	require.NoError(t, fs.Parse([]string{"-net", "net0=tap0", "--net", "lan=fd:3", "x.elf"}))
+	assert.Equal(t, NetFlags{{Name: "net0", TAP: "tap0", FD: -1}, {Name: "lan", FD: 3}}, g.Net)
+	assert.Equal(t, "net0=tap0,lan=fd:3", g.Net.String())
+
+	for _, bad := range []string{
+		"net0", "=tap0", "net0=", "net0=fd:", "net0=fd:x", "net0=fd:-1",
+		"net0=a/b", "net0=tap 0", "net0=0123456789abcdef",
+		"012345678901234567890123=tap0",
+	} {
+		var n NetFlags
+		assert.Error(t, n.Set(bad), bad)
+	}
+	n := NetFlags{}
+	require.NoError(t, n.Set("net0=tap0"))
+	assert.ErrorContains(t, n.Set("net0=tap1"), `device "net0" given twice`)
+}
+
+func TestConfigNetErrors(t *testing.T) {
+	elf := filepath.Join(t.TempDir(), "g.elf")
+	require.NoError(t, os.WriteFile(elf, []byte("not an elf, but Config does not parse it"), 0o644))
+	g := GuestFlags{MemMiB: 64, Backend: string(monitor.BackendProcess)}
+	require.NoError(t, g.Net.Set("net0=fd:999"))
+	_, _, err := g.Config([]string{elf}, io.Discard)
+	assert.ErrorContains(t, err, "-net net0=fd:999: netdev: fd 999 is not an attached TUN/TAP device")
+
+	// A file that is no TAP.
+	f, err := os.Open(elf)
+	require.NoError(t, err)
+	defer f.Close()
+	g.Net = nil
+	require.NoError(t, g.Net.Set("net0=fd:"+strconv.Itoa(int(f.Fd()))))
+	_, _, err = g.Config([]string{elf}, io.Discard)
+	assert.ErrorContains(t, err, "is not an attached TUN/TAP device")
+
+	g.Net = nil
+	_, cfg, err := g.Config([]string{elf}, io.Discard)
+	require.NoError(t, err)
+	assert.Nil(t, cfg.Net)
+	assert.NoError(t, g.Close())
+}

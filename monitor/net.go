@@ -1,0 +1,335 @@
+package monitor
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/tendervm/tender/hypercall"
+	"github.com/tendervm/tender/monitor/loader"
+	"github.com/tendervm/tender/monitor/netdev"
+)
+
+// NetStats counts one network device's traffic during a run.
+type NetStats struct {
+	// Name is the device's name in the guest's manifest.
+	Name string
+	// FramesOut and BytesOut count the frames the guest sent (net_write
+	// with ResultOK), including those dropped by a full host queue.
+	FramesOut, BytesOut uint64
+	// FramesIn and BytesIn count the frames the guest received.
+	FramesIn, BytesIn uint64
+	// DroppedOut counts frames the guest sent that a full host queue lost.
+	DroppedOut uint64
+	// DroppedIn counts frames from the host that the guest never saw:
+	// shorter than an Ethernet header, longer than MTU+14, or longer than
+	// the guest's buffer (ResultTruncated).
+	DroppedIn uint64
+}
+
+// netState is the network side of a VM that declares devices. A VM runs
+// once, so the per-run state lives here too.
+type netState struct {
+	devs []netDevice // by handle: the manifest's order
+	// pfds is the poll set: one entry per device, then the wake-up eventfd.
+	pfds []unix.PollFd
+	wake *waker
+}
+
+type netDevice struct {
+	name string
+	dev  netdev.Device
+	mac  uint64 // the MAC as NetInfo reports it
+	mtu  int
+	max  int // the longest frame, mtu+HeaderLen
+	// dead is set once the device failed for good (its host end closed);
+	// it is left out of polls from then on.
+	dead bool
+}
+
+// netDevices matches the guest's device manifest with the attached devices:
+// every declared device must be attached and every attached one declared.
+func netDevices(declared []loader.Device, attached map[string]netdev.Device) (*netState, error) {
+	names := make([]string, len(declared))
+	for i, d := range declared {
+		names[i] = d.Name
+	}
+	var extra []string
+	for name := range attached {
+		if !slices.Contains(names, name) {
+			extra = append(extra, name)
+		}
+	}
+	if len(extra) > 0 {
+		sort.Strings(extra)
+		decl := "declares no network devices"
+		if len(names) > 0 {
+			decl = "declares only " + quoteList(names)
+		}
+		return nil, fmt.Errorf("monitor: network device %q was attached but the guest %s", extra[0], decl)
+	}
+	if len(declared) == 0 {
+		return nil, nil
+	}
+	ns := &netState{devs: make([]netDevice, len(declared))}
+	for i, d := range declared {
+		dev := attached[d.Name]
+		if dev == nil {
+			return nil, fmt.Errorf("monitor: guest declares network device %q but none was attached (-net %s=...)", d.Name, d.Name)
+		}
+		mtu := dev.MTU()
+		if mtu < netdev.MinMTU || mtu > netdev.MaxMTU {
+			return nil, fmt.Errorf("monitor: network device %q has MTU %d, want %d to %d", d.Name, mtu, netdev.MinMTU, netdev.MaxMTU)
+		}
+		var mac uint64
+		for k, b := range dev.MAC() {
+			mac |= uint64(b) << (8 * k)
+		}
+		ns.devs[i] = netDevice{name: d.Name, dev: dev, mac: mac, mtu: mtu, max: mtu + netdev.HeaderLen}
+	}
+	return ns, nil
+}
+
+func quoteList(names []string) string {
+	q := make([]string, len(names))
+	for i, n := range names {
+		q[i] = fmt.Sprintf("%q", n)
+	}
+	return strings.Join(q, ", ")
+}
+
+// register adds the network hypercalls to a VM's table.
+func (ns *netState) register(t *table) {
+	t[hypercall.NrNetInfo] = (*run).netInfo
+	t[hypercall.NrNetWrite] = (*run).netWrite
+	t[hypercall.NrNetRead] = (*run).netRead
+	t[hypercall.NrPoll] = (*run).poll
+}
+
+// begin prepares a run: the wake-up eventfd that ends a poll when the run is
+// stopped, the poll set and the statistics.
+func (ns *netState) begin(r *run) (*waker, error) {
+	w, err := newWaker()
+	if err != nil {
+		return nil, err
+	}
+	ns.wake = w
+	ns.pfds = make([]unix.PollFd, len(ns.devs)+1)
+	ns.pfds[len(ns.devs)] = unix.PollFd{Fd: int32(w.fd), Events: unix.POLLIN}
+	r.stats.Net = make([]NetStats, len(ns.devs))
+	for i, d := range ns.devs {
+		r.stats.Net[i].Name = d.name
+	}
+	return w, nil
+}
+
+// device returns the device with handle h, or nil.
+func (r *run) device(h uint64) (*netDevice, *NetStats) {
+	ns := r.vm.net
+	if h >= uint64(len(ns.devs)) {
+		return nil, nil
+	}
+	return &ns.devs[h], &r.stats.Net[h]
+}
+
+func (r *run) netInfo(arg uint64) (outcome, error) {
+	a, err := r.args(hypercall.NrNetInfo, arg, 32)
+	if err != nil {
+		return 0, err
+	}
+	d, _ := r.device(le64(a, 0))
+	if d == nil {
+		putResults(a, 1, hypercall.ResultInvalid, 0, 0)
+		return resume, nil
+	}
+	putResults(a, 1, hypercall.ResultOK, d.mac, uint64(d.mtu))
+	return resume, nil
+}
+
+func (r *run) netWrite(arg uint64) (outcome, error) {
+	a, err := r.args(hypercall.NrNetWrite, arg, 32)
+	if err != nil {
+		return 0, err
+	}
+	d, st := r.device(le64(a, 0))
+	data, n := le64(a, 1), le64(a, 2)
+	switch {
+	case d == nil, n < netdev.HeaderLen:
+		putResults(a, 3, hypercall.ResultInvalid)
+		return resume, nil
+	case n > uint64(d.max):
+		putResults(a, 3, hypercall.ResultTooLarge)
+		return resume, nil
+	}
+	frame, err := r.vm.mem.Slice(data, n)
+	if err != nil {
+		return 0, &ProtocolError{Hypercall: "net_write", Reason: "frame: " + err.Error()}
+	}
+	res := uint64(hypercall.ResultOK)
+	switch err := d.dev.WriteFrame(frame); {
+	case err == nil:
+	case errors.Is(err, netdev.ErrDropped):
+		st.DroppedOut++
+	default:
+		if errors.Is(err, netdev.ErrClosed) {
+			d.dead = true
+		}
+		res = hypercall.ResultIO
+	}
+	if res == hypercall.ResultOK {
+		st.FramesOut++
+		st.BytesOut += n
+	}
+	putResults(a, 3, res)
+	return resume, nil
+}
+
+// maxDrops bounds how many unusable frames one net_read discards before it
+// answers ResultAgain, so a flood of runts cannot hold the vCPU.
+const maxDrops = 64
+
+func (r *run) netRead(arg uint64) (outcome, error) {
+	a, err := r.args(hypercall.NrNetRead, arg, 40)
+	if err != nil {
+		return 0, err
+	}
+	d, st := r.device(le64(a, 0))
+	if d == nil {
+		putResults(a, 3, 0, hypercall.ResultInvalid)
+		return resume, nil
+	}
+	buf, err := r.vm.mem.Slice(le64(a, 1), le64(a, 2))
+	if err != nil {
+		return 0, &ProtocolError{Hypercall: "net_read", Reason: "buffer: " + err.Error()}
+	}
+	if d.dead {
+		putResults(a, 3, 0, hypercall.ResultIO)
+		return resume, nil
+	}
+	for range maxDrops {
+		n, err := d.dev.ReadFrame(buf)
+		switch {
+		case errors.Is(err, netdev.ErrNoFrame):
+			putResults(a, 3, 0, hypercall.ResultAgain)
+			return resume, nil
+		case err != nil && !errors.Is(err, netdev.ErrTruncated):
+			if errors.Is(err, netdev.ErrClosed) {
+				d.dead = true
+			}
+			putResults(a, 3, 0, hypercall.ResultIO)
+			return resume, nil
+		case n < netdev.HeaderLen || n > d.max:
+			// Runts and giants are dropped as a NIC would: the guest
+			// sees only frames of HeaderLen to MTU+HeaderLen bytes.
+			st.DroppedIn++
+			continue
+		case err != nil: // truncated: a valid frame, but the buffer is short
+			st.DroppedIn++
+			putResults(a, 3, uint64(n), hypercall.ResultTruncated)
+			return resume, nil
+		}
+		st.FramesIn++
+		st.BytesIn += uint64(n)
+		putResults(a, 3, uint64(n), hypercall.ResultOK)
+		return resume, nil
+	}
+	putResults(a, 3, 0, hypercall.ResultAgain)
+	return resume, nil
+}
+
+// poll waits until a device has input, the timeout passes (at most
+// hypercall.PollMax) or the run is stopped.
+func (r *run) poll(arg uint64) (outcome, error) {
+	a, err := r.args(hypercall.NrPoll, arg, 24)
+	if err != nil {
+		return 0, err
+	}
+	ns := r.vm.net
+	wait := time.Duration(min(le64(a, 0), hypercall.PollMax))
+	deadline := time.Now().Add(wait)
+	for i := range ns.devs {
+		fd := int32(ns.devs[i].dev.FD())
+		if ns.devs[i].dead {
+			fd = -1 // poll(2) skips negative descriptors
+		}
+		ns.pfds[i] = unix.PollFd{Fd: fd, Events: unix.POLLIN}
+	}
+	wake := &ns.pfds[len(ns.devs)]
+	wake.Revents = 0
+	for {
+		ts := unix.NsecToTimespec(int64(wait))
+		_, err := unix.Ppoll(ns.pfds, &ts, nil)
+		if err == nil {
+			break
+		}
+		if err != unix.EINTR {
+			return 0, fmt.Errorf("monitor: poll: %w", err)
+		}
+		// Interrupted (the Go runtime preempts with signals): wait out
+		// the rest.
+		wait = max(time.Until(deadline), 0)
+	}
+	var ready uint64
+	for i := range ns.devs {
+		// An error or hang-up also counts: the guest's read reports it.
+		if ns.pfds[i].Revents&(unix.POLLIN|unix.POLLERR|unix.POLLHUP|unix.POLLNVAL) != 0 {
+			ready |= 1 << i
+		}
+	}
+	putResults(a, 1, ready, hypercall.ResultOK)
+	return resume, nil
+}
+
+// putResults stores vs into the 64-bit fields of an argument structure from
+// field i on.
+func putResults(a []byte, i int, vs ...uint64) {
+	for k, v := range vs {
+		binary.LittleEndian.PutUint64(a[(i+k)*8:], v)
+	}
+}
+
+// waker is an eventfd that a stopped run writes to, waking a poll. Close
+// and Wake may race (a context ends as the run returns), so they are
+// serialised, and a closed waker is never written to (its number may be
+// reused).
+type waker struct {
+	mu sync.Mutex
+	fd int
+}
+
+func newWaker() (*waker, error) {
+	fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		return nil, fmt.Errorf("monitor: eventfd: %w", err)
+	}
+	return &waker{fd: fd}, nil
+}
+
+// Wake makes the eventfd readable for good.
+func (w *waker) Wake() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.fd >= 0 {
+		var one = [8]byte{1}
+		unix.Write(w.fd, one[:])
+	}
+}
+
+// Close closes the eventfd.
+func (w *waker) Close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.fd < 0 {
+		return nil
+	}
+	err := unix.Close(w.fd)
+	w.fd = -1
+	return err
+}
