@@ -12,16 +12,16 @@ import (
 )
 
 // The network benchmarks run in a namespace of their own (see newNetns):
-// the guest net_udpecho on the TAP at 192.0.2.2 answers ping and UDP echo,
-// and beside it, for comparison, the host answers at 192.0.2.1 inside the
+// the guest net_udpecho on the TAP at 198.51.100.2 answers ping and UDP echo,
+// and beside it, for comparison, the host answers at 198.51.100.1 inside the
 // same namespace (the kernel for ping, a Go UDP echo server for UDP). Both
 // paths are measured from the same sockets in the namespace, so the
 // difference is what the TAP, the monitor and the guest add. They need root
 // and are skipped without it.
 
 var (
-	benchGuest = [4]byte{192, 0, 2, 2}
-	benchHost  = [4]byte{192, 0, 2, 1}
+	benchGuest = [4]byte{198, 51, 100, 2}
+	benchHost  = [4]byte{198, 51, 100, 1}
 )
 
 const hostEchoPort = 7007
@@ -140,7 +140,7 @@ func reportRTT(b *testing.B, rtts []time.Duration) {
 	b.ReportMetric(float64(rtts[len(rtts)*99/100].Nanoseconds())/1e3, "p99-µs")
 }
 
-// serveUDPEcho runs a Go UDP echo server on 192.0.2.1:hostEchoPort inside
+// serveUDPEcho runs a Go UDP echo server on 198.51.100.1:hostEchoPort inside
 // the namespace until the benchmark ends.
 func serveUDPEcho(b *testing.B, ns *netns) {
 	var c *net.UDPConn
@@ -213,7 +213,7 @@ func (p *pinger) ping(dst [4]byte) (time.Duration, error) {
 			continue
 		}
 		icmp := ip[int(ip[0]&0xf)*4:]
-		// The raw socket also sees the requests to 192.0.2.1.
+		// The raw socket also sees the requests to 198.51.100.1.
 		if len(icmp) >= 8 && icmp[0] == 0 && icmp[4] == byte(p.id>>8) && icmp[5] == byte(p.id) &&
 			icmp[6] == byte(p.seq>>8) && icmp[7] == byte(p.seq) {
 			return time.Since(t0), nil

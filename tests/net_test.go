@@ -31,17 +31,17 @@ import (
 // net_*.c) in two ways: through an in-process Pipe, with frames built here
 // byte by byte, and through a TAP device inside a network namespace of the
 // test's own, with the host's ping and sockets. Every address is from
-// TEST-NET-1 (192.0.2.0/24, RFC 5737), and no frame leaves the pipe or the
+// TEST-NET-2 (198.51.100.0/24, RFC 5737), and no frame leaves the pipe or the
 // namespace.
 
 var (
 	hostMAC  = [6]byte{0x02, 0x00, 0x00, 0x00, 0x00, 0x01}
-	hostIP   = [4]byte{192, 0, 2, 1}
-	guestIP  = [4]byte{192, 0, 2, 2}
+	hostIP   = [4]byte{198, 51, 100, 1}
+	guestIP  = [4]byte{198, 51, 100, 2}
 	bcastMAC = [6]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
 )
 
-const guestIPArg = "ip=192.0.2.2/24"
+const guestIPArg = "ip=198.51.100.2/24"
 
 const (
 	etherIPv4 = 0x0800
@@ -210,7 +210,7 @@ func startPipeGuest(t *testing.T, b monitor.Backend, name string, args ...string
 		}
 	})
 	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(g.out.String(), " ip 192.0.2.2/24") {
+	for !strings.Contains(g.out.String(), " ip 198.51.100.2/24") {
 		select {
 		case <-g.done:
 			t.Fatalf("%s ended before configuring: %v\n%s", name, g.err, g.out.String())
@@ -323,7 +323,7 @@ func TestNetPipePing(t *testing.T) {
 			g := startPipeGuest(t, b, "net_ping")
 			assert.Contains(t, g.out.String(), fmt.Sprintf("mac %s", net.HardwareAddr(g.mac[:])))
 
-			// ARP: who has 192.0.2.2?
+			// ARP: who has 198.51.100.2?
 			g.send(ethFrame(bcastMAC, hostMAC, etherARP, arpPacket(1, hostMAC, hostIP, [6]byte{}, guestIP)))
 			g.expect("ARP reply", func(f []byte) error {
 				want := ethFrame(hostMAC, g.mac, etherARP, arpPacket(2, g.mac, guestIP, hostMAC, hostIP))
@@ -436,7 +436,7 @@ func TestNetPipeFlood(t *testing.T) {
 		case 0: // valid pings
 			frames[i] = pingFrame(g.mac, 7, uint16(i), make([]byte, rng.IntN(1400)))
 		case 1: // ARP requests, for the guest and for others
-			frames[i] = ethFrame(bcastMAC, hostMAC, etherARP, arpPacket(1, hostMAC, hostIP, [6]byte{}, [4]byte{192, 0, 2, byte(rng.IntN(256))}))
+			frames[i] = ethFrame(bcastMAC, hostMAC, etherARP, arpPacket(1, hostMAC, hostIP, [6]byte{}, [4]byte{198, 51, 100, byte(rng.IntN(256))}))
 		case 2: // UDP to closed ports (the guest answers port unreachable)
 			frames[i] = udpFrame(g.mac, 1000, uint16(rng.IntN(65535)+1), make([]byte, rng.IntN(100)))
 		default: // garbage of any size
@@ -600,7 +600,7 @@ func rssBytes(t *testing.T) int64 {
 // --- TAP tests: root, in a network namespace of their own. ---
 
 // netns is a network namespace made for one test. Its TAP "tap0" has the
-// host side's address 192.0.2.1/24.
+// host side's address 198.51.100.1/24.
 type netns struct {
 	name string
 }
@@ -633,7 +633,7 @@ func needNetns(t testing.TB) {
 }
 
 // newNetns creates a namespace with its loopback up and a persistent TAP
-// "tap0" at 192.0.2.1/24; cleanups remove the TAP and the namespace, after
+// "tap0" at 198.51.100.1/24; cleanups remove the TAP and the namespace, after
 // whatever the test registers later (LIFO).
 func newNetns(t testing.TB) *netns {
 	t.Helper()
@@ -655,7 +655,7 @@ func newNetns(t testing.TB) *netns {
 	require.NoError(t, run("-n", ns.name, "link", "set", "lo", "up"))
 	require.NoError(t, run("-n", ns.name, "tuntap", "add", "dev", "tap0", "mode", "tap"))
 	t.Cleanup(func() { _ = run("-n", ns.name, "link", "del", "tap0") })
-	require.NoError(t, run("-n", ns.name, "addr", "add", "192.0.2.1/24", "dev", "tap0"))
+	require.NoError(t, run("-n", ns.name, "addr", "add", "198.51.100.1/24", "dev", "tap0"))
 	require.NoError(t, run("-n", ns.name, "link", "set", "tap0", "up"))
 	return ns
 }
@@ -749,7 +749,7 @@ func startTAPGuest(t testing.TB, b monitor.Backend, dev netdev.Device, name stri
 	}
 	t.Cleanup(stop)
 	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(g.out.String(), " ip 192.0.2.2/24") {
+	for !strings.Contains(g.out.String(), " ip 198.51.100.2/24") {
 		select {
 		case <-g.done:
 			t.Fatalf("%s ended before configuring: %v\n%s", name, g.err, g.out.String())
@@ -776,7 +776,7 @@ func pingFrom(t *testing.T, ns *netns, count int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	out, err := ns.command(ctx, "ping", "-c", strconv.Itoa(count), "-i", "0.2", "-W", "1", "192.0.2.2").CombinedOutput()
+	out, err := ns.command(ctx, "ping", "-c", strconv.Itoa(count), "-i", "0.2", "-W", "1", "198.51.100.2").CombinedOutput()
 	t.Logf("%s", out)
 	require.NoError(t, err, "ping failed")
 	m := lossRE.FindStringSubmatch(string(out))
@@ -824,7 +824,7 @@ func TestNetTAP(t *testing.T) {
 			})
 			t.Run("udpecho", func(t *testing.T) {
 				g := startTAPGuest(t, b, tap, "net_udpecho")
-				c := ns.dialUDP(t, "192.0.2.2:7")
+				c := ns.dialUDP(t, "198.51.100.2:7")
 				for _, n := range []int{1, 100, 1472} {
 					data := bytes.Repeat([]byte{byte(n)}, n)
 					assert.Equal(t, data, udpRoundTrip(t, c, data))
@@ -834,7 +834,7 @@ func TestNetTAP(t *testing.T) {
 			})
 			t.Run("udpfn", func(t *testing.T) {
 				g := startTAPGuest(t, b, tap, "net_udpfn")
-				c := ns.dialUDP(t, "192.0.2.2:9000")
+				c := ns.dialUDP(t, "198.51.100.2:9000")
 				assert.Equal(t, []byte("SHOUT, TENDER"), udpRoundTrip(t, c, []byte("shout, tender")))
 				g.stop(t)
 			})
@@ -851,7 +851,7 @@ func TestNetTAPCLI(t *testing.T) {
 	ready := func(out *lockedBuffer, cmd *exec.Cmd) {
 		t.Helper()
 		deadline := time.Now().Add(10 * time.Second)
-		for !strings.Contains(out.String(), " ip 192.0.2.2/24") {
+		for !strings.Contains(out.String(), " ip 198.51.100.2/24") {
 			require.True(t, time.Now().Before(deadline), "tender did not start: %q", out.String())
 			time.Sleep(5 * time.Millisecond)
 		}

@@ -2,7 +2,7 @@
  * net_ping: answers ARP and ICMP echo (ping) on the network device "net0",
  * forever.
  *
- *	tender run -net net0=tap0 net_ping.elf ip=192.0.2.2/24 [gw=192.0.2.1]
+ *	tender run -net net0=tap0 net_ping.elf ip=198.51.100.2/24 [gw=198.51.100.1]
  *
  * Prints one line with its configuration, then runs until stopped. A bad
  * command line prints the reason and exits 2; a device error exits 1.

@@ -2,7 +2,7 @@
  * net_udpecho: net_ping, plus a UDP echo service (RFC 862) on port 7: every
  * datagram is sent back unchanged to the address and port it came from.
  *
- *	tender run -net net0=tap0 net_udpecho.elf ip=192.0.2.2/24 [gw=...]
+ *	tender run -net net0=tap0 net_udpecho.elf ip=198.51.100.2/24 [gw=...]
  */
 #include "net.h"
 

@@ -3,7 +3,7 @@
  * port (9000, or port=N) is answered with one datagram holding its payload
  * with a-z turned into A-Z. Also answers ARP and ping.
  *
- *	tender run -net net0=tap0 net_udpfn.elf ip=192.0.2.2/24 [gw=...] [port=N]
+ *	tender run -net net0=tap0 net_udpfn.elf ip=198.51.100.2/24 [gw=...] [port=N]
  */
 #include "net.h"
 

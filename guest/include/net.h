@@ -20,7 +20,7 @@
  * Everything is in the struct (no allocation); declare it static, it holds
  * two frame buffers. Nothing here prints.
  *
- * All IPv4 addresses are uint32_t in host byte order: 192.0.2.1 is
+ * All IPv4 addresses are uint32_t in host byte order: 198.51.100.1 is
  * NET_IP4(192, 0, 2, 1) == 0xc0000201. Ports are host byte order too.
  *
  * Every length read from a frame is checked against the frame's length, so a
@@ -209,8 +209,8 @@ int net_resolve(struct net *n, uint32_t ip, uint8_t mac[6]);
  * ""). Returns 0 and sets *ip, or NET_ERR_INVALID. */
 int net_parse_ip(const char *s, const char *stop, uint32_t *ip);
 
-/* net_format_config writes "mac 02:00:00:00:00:01 ip 192.0.2.2/24
- * gw 192.0.2.1 mtu 1500" (no gw part without a gateway) into buf, like
+/* net_format_config writes "mac 02:00:00:00:00:01 ip 198.51.100.2/24
+ * gw 198.51.100.1 mtu 1500" (no gw part without a gateway) into buf, like
  * snprintf. */
 int net_format_config(const struct net *n, char *buf, size_t size);
 
