@@ -63,6 +63,10 @@ func serve(args []string, stderr io.Writer) int {
 	if *mode != string(monitor.Cold) && *mode != string(monitor.Warm) {
 		return cli.Report(stderr, 0, cli.Usagef("-mode %q: want cold or warm", *mode))
 	}
+	if len(g.Net) > 0 {
+		// One device cannot be shared by the instances of a pool.
+		return cli.Report(stderr, 0, cli.Usagef("-net: functions take requests through fn_next, not network devices; run network guests with tender run"))
+	}
 	out := &lockedWriter{w: stderr}
 	log := slog.New(slog.NewJSONHandler(out, &slog.HandlerOptions{Level: lvl}))
 	hc, cfg, err := g.Config(args, out)

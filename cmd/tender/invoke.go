@@ -22,6 +22,10 @@ func invokeCmd(c command, args []string, stdin io.Reader, stdout, stderr io.Writ
 	if *mode != string(monitor.Cold) && *mode != string(monitor.Warm) {
 		return cli.Report(stderr, 0, cli.Usagef("-mode %q: want cold or warm", *mode))
 	}
+	if len(g.Net) > 0 {
+		// One device cannot be shared by the instances of a pool.
+		return cli.Report(stderr, 0, cli.Usagef("-net: functions take requests through fn_next, not network devices; run network guests with tender run"))
+	}
 	// The guest's console is diagnostics; the reply owns stdout.
 	hc, cfg, err := g.Config(args, stderr)
 	if err != nil {
