@@ -40,7 +40,15 @@ func runCmd(c command, args []string, _ io.Reader, stdout, stderr io.Writer) int
 }
 
 func writeStats(w io.Writer, s monitor.Stats) {
+	net := make([]map[string]any, 0, len(s.Net))
+	for _, n := range s.Net {
+		net = append(net, map[string]any{
+			"name": n.Name, "frames_in": n.FramesIn, "bytes_in": n.BytesIn, "dropped_in": n.DroppedIn,
+			"frames_out": n.FramesOut, "bytes_out": n.BytesOut, "dropped_out": n.DroppedOut,
+		})
+	}
 	b, _ := json.Marshal(map[string]any{
+		"net":                net,
 		"exits":              s.ExitCounts(),
 		"hypercalls":         s.HypercallCounts(),
 		"setup_us":           us(s.Setup),
