@@ -113,8 +113,10 @@ func TestFunctionFailures(t *testing.T) {
 			require.NoError(t, err, "the pool replaced the faulted instance")
 			assert.Equal(t, "fine", string(rep.Body))
 
-			spin := newPool(t, h, "fn_spin", monitor.PoolConfig{Mode: mode, Timeout: 150 * time.Millisecond})
-			_, err = spin.Invoke(context.Background(), monitor.Request{Body: []byte("spin")})
+			// Requests that should succeed get the default 10 s; the spins
+			// carry short deadlines of their own.
+			spin := newPool(t, h, "fn_spin", monitor.PoolConfig{Mode: mode})
+			_, err = spin.Invoke(context.Background(), monitor.Request{Body: []byte("spin"), Deadline: time.Now().Add(150 * time.Millisecond)})
 			assert.ErrorIs(t, err, context.DeadlineExceeded, "%s %s", b, mode)
 			_, ok = as[*monitor.StoppedError](err)
 			assert.True(t, ok)
