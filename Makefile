@@ -3,13 +3,16 @@ GO      ?= go
 BIN     := bin
 GUESTBIN := $(BIN)/guest
 
-.PHONY: all tender guests run test test-unit bench lint fmt generate clean
+.PHONY: all tender guests run test test-unit bench bench-deps lint fmt generate clean
 
 all: tender guests
 
 tender:
 	$(GO) build -o $(BIN)/tender ./cmd/tender
 	$(GO) build -o $(BIN)/tender-serve ./cmd/tender-serve
+	$(GO) build -o $(BIN)/tender-bench ./cmd/tender-bench
+	@mkdir -p $(BIN)/bench
+	$(GUEST_CC) $(HOST_NOLIBC_CFLAGS) $(HOST_NOLIBC_LDFLAGS) -o $(BIN)/bench/maxrss bench/maxrss/maxrss.c
 
 # guest/guest.mk defines GUEST_ELFS (every bin/guest/NAME.elf) and their rules.
 include guest/guest.mk
@@ -39,6 +42,13 @@ test: all
 
 bench: all
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./...
+
+# The container runtimes `tender bench` compares with (its crun and runc rows
+# are reported unavailable without them). Debian packages; needs root.
+bench-deps:
+	@command -v crun >/dev/null && command -v runc >/dev/null || { \
+		apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q crun runc; }
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }

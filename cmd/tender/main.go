@@ -38,6 +38,7 @@ func commands() []command {
 		{"run", "[flags] GUEST.elf [ARGS...]", "Boot a guest, print its console, exit with its status.", runCmd},
 		{"invoke", "[flags] FN.elf [ARGS...]", "Invoke a function once: request on stdin, reply on stdout.", invokeCmd},
 		{"serve", "[flags] FN.elf [ARGS...]", "Serve a function over HTTP: POST /invoke, GET /healthz, GET /metrics.", serveCmd},
+		{"bench", "[flags]", "Run the bypass-vs-container experiment (process, namespaces, crun, runc, tender).", benchCmd},
 	}
 }
 
