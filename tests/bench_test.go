@@ -3,12 +3,13 @@ package tests
 import (
 	"context"
 	"fmt"
+	"io"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -109,16 +110,29 @@ func BenchmarkSHA256(b *testing.B) {
 	}
 }
 
-// peakRSS runs argv once through a small shell that execs it, and returns
-// its peak RSS in KiB. Started directly from this (large) test process, the
-// figure would include the parent's memory: Linux records the old address
-// space's peak at exec, and Go starts children with vfork semantics.
+// peakRSS runs argv once under bin/bench/maxrss and returns its peak RSS in
+// KiB. Measured directly, the figure would include this test process's
+// memory: Linux records the old address space's peak at exec, and Go starts
+// children with vfork semantics; maxrss forks from its own tiny address space.
 func peakRSS(b *testing.B, argv []string) int64 {
-	cmd := exec.Command("/bin/sh", append([]string{"-c", `exec "$0" "$@"`}, argv...)...)
-	if err := cmd.Run(); err != nil {
+	r, w, err := os.Pipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer r.Close()
+	cmd := exec.Command(filepath.Join(root, "bin", "bench", "maxrss"), append([]string{"3"}, argv...)...)
+	cmd.ExtraFiles = []*os.File{w}
+	err = cmd.Run()
+	w.Close()
+	if err != nil {
 		b.Fatalf("%v: %v", argv, err)
 	}
-	return cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss
+	out, _ := io.ReadAll(r)
+	kib, err := strconv.ParseInt(strings.TrimSpace(string(out)), 10, 64)
+	if err != nil {
+		b.Fatalf("maxrss: %q: %v", out, err)
+	}
+	return kib
 }
 
 // BenchmarkExec runs whole processes from exec to exit: `tender run hello`
