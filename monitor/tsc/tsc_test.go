@@ -15,3 +15,11 @@ func TestCalibrate(t *testing.T) {
 	assert.Greater(t, hz, uint64(100e6))
 	assert.Less(t, hz, uint64(10e9))
 }
+
+// TestCalibrateShortWindow checks that the short window the process backend
+// uses agrees with a long one.
+func TestCalibrateShortWindow(t *testing.T) {
+	long := float64(Calibrate(20 * time.Millisecond))
+	short := float64(Calibrate(500 * time.Microsecond))
+	assert.InEpsilon(t, long, short, 0.01, "500 µs: %.0f Hz, 20 ms: %.0f Hz", short, long)
+}
