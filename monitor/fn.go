@@ -70,11 +70,24 @@ type fnState struct {
 
 	// waiting counts instances blocked for a request, shared by a pool.
 	waiting *atomic.Int64
+	// finishing counts instances that have replied and are on their way
+	// back to wait for the next request, shared by a pool; finished says
+	// this instance is one of them.
+	finishing *atomic.Int64
+	finished  bool
 	// onReply sees the run's statistics after each reply, for metrics.
 	onReply func(*fnState, *Stats)
 	counted [vcpu.NumExitKinds]uint64 // exits already reported by onReply
 	// ready, if not nil, is closed when the instance first waits for work.
 	ready chan struct{}
+}
+
+// back ends the instance's trip from its reply to the next wait.
+func (f *fnState) back() {
+	if f.finished {
+		f.finishing.Add(-1)
+		f.finished = false
+	}
 }
 
 func (f *fnState) markReady() {
@@ -158,6 +171,7 @@ func (f *fnState) wait() (*call, bool) {
 	}
 	select { // a call already queued is taken without touching timers
 	case c := <-f.calls:
+		f.back()
 		return c, true
 	default:
 	}
@@ -171,6 +185,7 @@ func (f *fnState) wait() (*call, bool) {
 		f.waiting.Add(1)
 		defer f.waiting.Add(-1)
 	}
+	f.back()
 	f.markReady()
 	select {
 	case c := <-f.calls:
@@ -208,6 +223,10 @@ func (r *run) reply(f *fnState, status, data, n uint64) error {
 	if err != nil {
 		return &ProtocolError{Hypercall: "fn_next", Reason: "reply body: " + err.Error()}
 	}
+	if f.finishing != nil {
+		f.finishing.Add(1)
+		f.finished = true
+	}
 	f.cur.finish(Reply{ID: f.nextID, Status: status, Body: append([]byte(nil), body...)}, nil)
 	f.cur = nil
 	f.served++
@@ -220,6 +239,7 @@ func (r *run) reply(f *fnState, status, data, n uint64) error {
 // end fails the call in flight when the run stops: the guest faulted, broke
 // the protocol, exited, or overran the deadline.
 func (f *fnState) end(status int, err error) {
+	f.back()
 	if f.timer != nil {
 		f.timer.Stop()
 	}

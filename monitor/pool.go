@@ -34,6 +34,10 @@ const (
 	DefaultFnTimeout    = 10 * time.Second
 )
 
+// handoffWait bounds how long a call waits for an instance that has just
+// replied before the pool boots another; far below a boot.
+const handoffWait = 2 * time.Millisecond
+
 // Pool errors.
 var (
 	// ErrSaturated: every instance is busy and QueueLimit callers already
@@ -88,7 +92,9 @@ type Pool struct {
 	slots   chan struct{} // one token per live instance
 	waiting atomic.Int64  // callers queued for an instance
 	idle    atomic.Int64
-	started atomic.Uint64
+	// finishing counts warm instances between a reply and their next wait.
+	finishing atomic.Int64
+	started   atomic.Uint64
 
 	mu     sync.Mutex
 	closed bool
@@ -182,6 +188,18 @@ func (p *Pool) dispatch(ctx context.Context, c *call) error {
 			return nil
 		default:
 		}
+		// An instance that has just replied is microseconds from taking
+		// work again: a sequential caller's next request would otherwise
+		// boot a new instance every time it wins that race.
+		if p.finishing.Load() > 0 {
+			t := time.NewTimer(handoffWait)
+			select {
+			case p.calls <- c:
+				t.Stop()
+				return nil
+			case <-t.C:
+			}
+		}
 	}
 	select {
 	case p.slots <- struct{}{}:
@@ -263,7 +281,7 @@ func (p *Pool) startInstance(first *call, ready chan struct{}) {
 		if p.cfg.Mode == Cold {
 			f.maxCalls = 1
 		} else {
-			f.calls, f.waiting = p.calls, &p.idle
+			f.calls, f.waiting, f.finishing = p.calls, &p.idle, &p.finishing
 			if p.cfg.IdleTimeout > 0 {
 				f.idle = p.cfg.IdleTimeout
 			}
