@@ -178,6 +178,23 @@ type VM struct {
 // New validates cfg, parses and checks the ELF, and loads it into fresh guest
 // memory. Nothing runs until Run.
 func (h *Host) New(cfg Config) (*VM, error) {
+	g, err := prepare(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return h.instantiate(g)
+}
+
+// guest is a validated configuration with its parsed image: what every
+// instance of one function shares.
+type guest struct {
+	cfg     Config
+	cmdline string
+	img     *loader.Image
+}
+
+// prepare validates cfg and parses its ELF, touching no guest memory.
+func prepare(cfg Config) (*guest, error) {
 	if cfg.MemSize == 0 {
 		cfg.MemSize = DefaultMemSize
 	}
@@ -193,7 +210,16 @@ func (h *Host) New(cfg Config) (*VM, error) {
 	if err != nil {
 		return nil, err
 	}
-	net, err := netDevices(img.Devices, cfg.Net)
+	if _, err := netDevices(img.Devices, cfg.Net); err != nil {
+		return nil, err
+	}
+	return &guest{cfg: cfg, cmdline: cmdline, img: img}, nil
+}
+
+// instantiate maps fresh guest memory and loads a prepared guest into it.
+func (h *Host) instantiate(g *guest) (*VM, error) {
+	cfg := g.cfg
+	net, err := netDevices(g.img.Devices, cfg.Net)
 	if err != nil {
 		return nil, err
 	}
@@ -206,7 +232,7 @@ func (h *Host) New(cfg Config) (*VM, error) {
 	if err != nil {
 		return nil, err
 	}
-	vm := &VM{host: h, cfg: cfg, mem: mem, img: img, console: cfg.Console, limit: cfg.ConsoleLimit, table: coreTable(), net: net}
+	vm := &VM{host: h, cfg: cfg, mem: mem, img: g.img, console: cfg.Console, limit: cfg.ConsoleLimit, table: coreTable(), net: net}
 	if net != nil {
 		net.register(&vm.table)
 	}
@@ -216,7 +242,7 @@ func (h *Host) New(cfg Config) (*VM, error) {
 	if vm.limit == 0 {
 		vm.limit = DefaultConsoleLimit
 	}
-	if err := vm.load(cmdline); err != nil {
+	if err := vm.load(g.cmdline); err != nil {
 		mem.Close()
 		return nil, err
 	}

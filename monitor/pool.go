@@ -84,8 +84,9 @@ type PoolStats struct {
 // Pool runs invocations of one function on cold or warm instances. It is safe
 // for concurrent use.
 type Pool struct {
-	host *Host
-	cfg  PoolConfig
+	host  *Host
+	cfg   PoolConfig
+	guest *guest // parsed once, loaded into every instance
 
 	calls   chan *call // warm: idle instances receive from it
 	stop    chan struct{}
@@ -129,14 +130,14 @@ func (h *Host) NewPool(cfg PoolConfig) (*Pool, error) {
 	if cfg.Guest.Console == nil {
 		cfg.Guest.Console = io.Discard
 	}
-	vm, err := h.New(cfg.Guest) // fail now, not at the first invocation
+	g, err := prepare(cfg.Guest) // fail now, not at the first invocation
 	if err != nil {
 		return nil, err
 	}
-	vm.Close()
 	return &Pool{
 		host:  h,
 		cfg:   cfg,
+		guest: g,
 		calls: make(chan *call),
 		stop:  make(chan struct{}),
 		slots: make(chan struct{}, cfg.MaxInstances),
@@ -286,7 +287,7 @@ func (p *Pool) startInstance(first *call, ready chan struct{}) {
 				f.idle = p.cfg.IdleTimeout
 			}
 		}
-		vm, err := p.host.New(p.cfg.Guest)
+		vm, err := p.host.instantiate(p.guest)
 		if err != nil {
 			if first != nil {
 				first.finish(Reply{}, err)
