@@ -936,3 +936,51 @@ func TestNetTAPCLI(t *testing.T) {
 		assert.Equal(t, monitor.ExitMonitor, ee.ExitCode())
 	})
 }
+
+// TestNetGuestNeverPolls floods a guest that never reads its device: the
+// host's writes are refused once the bounded queue is full, the monitor's
+// memory does not grow with the flood, and the guest still stops on time.
+func TestNetGuestNeverPolls(t *testing.T) {
+	for _, b := range backends(t) {
+		h := newHost(t, b)
+		dev, ep, err := netdev.NewPipe()
+		require.NoError(t, err)
+		defer dev.Close()
+		defer ep.Close()
+		var out lockedBuffer
+		vm, err := h.New(monitor.Config{ELF: readGuest(t, "net_deaf"), Console: &out, Net: map[string]netdev.Device{"net0": dev}})
+		require.NoError(t, err)
+		defer vm.Close()
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() {
+			_, err := vm.Run(ctx)
+			done <- err
+		}()
+		require.Eventually(t, func() bool { return strings.Contains(out.String(), "never reads") }, 10*time.Second, time.Millisecond)
+		before := rssKiB()
+		frame := make([]byte, 1514)
+		var sent, dropped int
+		for range 100_000 {
+			switch err := ep.WriteFrame(frame); {
+			case err == nil:
+				sent++
+			case errors.Is(err, netdev.ErrDropped):
+				dropped++
+			default:
+				t.Fatalf("%s: write: %v", b, err)
+			}
+		}
+		grew := rssKiB() - before
+		t.Logf("%s: %d frames queued, %d refused, RSS grew %d KiB", b, sent, dropped, grew)
+		assert.Positive(t, dropped, "the queue is bounded")
+		assert.Less(t, grew, int64(32<<10), "the flood must not accumulate in the monitor")
+		cancel()
+		select {
+		case err := <-done:
+			assert.ErrorIs(t, err, context.Canceled)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: guest not stopped", b)
+		}
+	}
+}
