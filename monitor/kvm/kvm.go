@@ -37,6 +37,7 @@ type System struct {
 	runSize int
 	cpuid   *gokvm.CPUID
 	xcr0    uint64 // 0 when the host has no XSAVE
+	trType  uint8  // the TSS type TR gets: see tssType
 }
 
 // Open opens the KVM device at path (DefaultDevice when empty).
@@ -76,7 +77,23 @@ func (s *System) init() error {
 	}
 	s.cpuid.Entries = s.cpuid.Entries[:s.cpuid.Nent]
 	s.xcr0 = xcr0(s.cpuid.Entries)
+	s.trType = tssType(s.cpuid.Entries)
 	return nil
+}
+
+// tssType picks the type of the 64-bit TSS loaded in TR. VMX requires the
+// busy type (11) for a guest in IA-32e mode. SVM checks neither, and QEMU's
+// emulation of it denies every I/O-bitmap access unless TR holds the
+// available type (9), which is also what LTR leaves in its own TR cache; so
+// AMD hosts get 9, and tender's KVM tests can run on an emulated AMD CPU.
+func tssType(entries []gokvm.CPUIDEntry2) uint8 {
+	for _, e := range entries {
+		// "AuthenticAMD" or "HygonGenuine": EBX starts "Auth" or "Hygo".
+		if e.Function == 0 && (e.Ebx == 0x68747541 || e.Ebx == 0x6f677948) {
+			return 0x9
+		}
+	}
+	return 0xB
 }
 
 // xcr0 picks the XSAVE state components to enable: x87, SSE and AVX, as far
@@ -201,7 +218,7 @@ func (vm *VM) create(s *System, boot vcpu.Boot) error {
 	if err := gokvm.SetCPUID2(uintptr(vm.vcpufd), s.cpuid); err != nil {
 		return fmt.Errorf("KVM_SET_CPUID2: %w", err)
 	}
-	if err := vm.setSregs(s.xcr0 != 0); err != nil {
+	if err := vm.setSregs(s.xcr0 != 0, s.trType); err != nil {
 		return err
 	}
 	if s.xcr0 != 0 {
@@ -221,7 +238,7 @@ func (vm *VM) create(s *System, boot vcpu.Boot) error {
 	return nil
 }
 
-func (vm *VM) setSregs(xsave bool) error {
+func (vm *VM) setSregs(xsave bool, trType uint8) error {
 	sregs, err := gokvm.GetSregs(uintptr(vm.vcpufd))
 	if err != nil {
 		return fmt.Errorf("KVM_GET_SREGS: %w", err)
@@ -233,7 +250,7 @@ func (vm *VM) setSregs(xsave bool) error {
 	sregs.CS = code
 	sregs.DS, sregs.ES, sregs.FS, sregs.GS, sregs.SS = data, data, data, data, data
 	sregs.TR = gokvm.Segment{Base: x86.TSSAddr, Limit: x86.TSSLimit, Selector: x86.TSSSel,
-		Typ: 0xB, Present: 1}
+		Typ: trType, Present: 1}
 	sregs.LDT = gokvm.Segment{Unusable: 1}
 	sregs.GDT = gokvm.Descriptor{Base: x86.GDTAddr, Limit: x86.GDTLimit}
 	sregs.IDT = gokvm.Descriptor{Base: x86.IDTAddr, Limit: x86.IDTLimit}
