@@ -151,8 +151,6 @@ func TestFaults(t *testing.T) {
 		{"syscall", []byte{0x0f, 0x05}, vcpu.Exit{Kind: vcpu.ExitFault, Vector: 6, RIP: codeAddr}},
 		// hlt at CPL 3
 		{"hlt", []byte{0xf4}, vcpu.Exit{Kind: vcpu.ExitFault, Vector: 13, HasErrorCode: true, RIP: codeAddr}},
-		// int3: the gate's DPL 0 turns it into #GP
-		{"int3", []byte{0xcc}, vcpu.Exit{Kind: vcpu.ExitFault, Vector: 13, HasErrorCode: true, ErrorCode: 3*8 + 2, RIP: codeAddr}},
 		// xor %ecx,%ecx; div %ecx
 		{"divide by zero", []byte{0x31, 0xc9, 0xf7, 0xf1}, vcpu.Exit{Kind: vcpu.ExitFault, Vector: 0, RIP: codeAddr + 2}},
 	}
@@ -165,6 +163,24 @@ func TestFaults(t *testing.T) {
 			assert.Equal(t, c.want, run(t, vm))
 		})
 	}
+}
+
+// TestInt3 checks that a guest cannot raise a software interrupt into the
+// monitor's gates: their DPL 0 turns int3 into #GP with an error code that
+// names an IDT entry. Hardware reports the int3's own address and entry 3;
+// KVM on an SVM without next-RIP saving (as QEMU emulates it) re-injects the
+// event after the instruction and the emulated CPU names another entry, so
+// only the kind of fault and its IDT flag are pinned.
+func TestInt3(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	vm, _ := rawVM(t, system(t), []byte{0xcc})
+	x := run(t, vm)
+	assert.Equal(t, vcpu.ExitFault, x.Kind)
+	assert.EqualValues(t, 13, x.Vector)
+	assert.True(t, x.HasErrorCode)
+	assert.NotZero(t, x.ErrorCode&2, "the error code names an IDT entry: %#x", x.ErrorCode)
+	assert.Contains(t, []uint64{codeAddr, codeAddr + 1}, x.RIP)
 }
 
 func TestKick(t *testing.T) {
