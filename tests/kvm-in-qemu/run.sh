@@ -21,7 +21,7 @@
 # only if the VM's end marker says every test command passed.
 #
 # Environment: CPU (QEMU -cpu, default EPYC), NPT (kvm_amd npt=, default:
-# the module's default), SMP (2), MEM (2G), TIMEOUT (seconds for the whole
+# the module's default), SMP (1), MEM (2G), TIMEOUT (seconds for the whole
 # VM, 1500), TEST_TIMEOUT (go -test.timeout per binary, 5m; a full run needs well under a minute of test time),
 # CMD_TIMEOUT (seconds before init sends SIGQUIT to a test binary, 360),
 # TESTS_RUN (the -test.run pattern for ./tests), WORK (build directory,
@@ -34,7 +34,10 @@ WORK=${WORK:-/tmp/kvm-in-qemu}
 LOG=${LOG:-$WORK/serial.log}
 CPU=${CPU:-EPYC}
 NPT=${NPT:-}
-SMP=${SMP:-2}
+# One vCPU: with -smp 2, QEMU 7.2 TCG wedged the whole emulated machine in 3 of
+# 5 runs (no output, no watchdog, no kernel lockup report) at random tests;
+# with -smp 1 it has not.
+SMP=${SMP:-1}
 MEM=${MEM:-2G}
 TIMEOUT=${TIMEOUT:-1500}
 TEST_TIMEOUT=${TEST_TIMEOUT:-5m}
