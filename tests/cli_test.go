@@ -135,14 +135,16 @@ func TestCLIServe(t *testing.T) {
 		done := make(chan error, 1)
 		lines := bufio.NewScanner(logs)
 		var addr string
+		var early []string
 		for lines.Scan() {
 			var l struct{ Msg, Addr string }
 			if json.Unmarshal(lines.Bytes(), &l) == nil && l.Msg == "serving" {
 				addr = l.Addr
 				break
 			}
+			early = append(early, lines.Text())
 		}
-		require.NotEmpty(t, addr, "no serving line")
+		require.NotEmpty(t, addr, "%s: no serving line; stderr:\n%s", b, strings.Join(early, "\n"))
 		go func() {
 			for lines.Scan() {
 			}
