@@ -158,6 +158,10 @@ grep -v 'TCG doesn.t support requested feature' "$WORK/qemu.stderr" >&2 || true
 echo "----- summary -----"
 tr -d '\r' <"$LOG" | grep -E '^(KIQ:(KERNEL|CPU|VENDOR|INSMOD|PARAM|NOKVM|KVM |RESULT|END)|--- FAIL)' || true
 end=$(tr -d '\r' <"$LOG" | grep -E '^KIQ:END ' | tail -1 | cut -d' ' -f2-)
+# Top-level tests and examples of every binary, as go test counts them.
+passed=$(tr -d '\r' <"$LOG" | grep -cE '^--- PASS' || true)
+failed=$(tr -d '\r' <"$LOG" | grep -cE '^--- FAIL' || true)
+echo "kvm-in-qemu: $passed passed, $failed failed"
 case "$end" in
 all-passed) echo "kvm-in-qemu: PASS"; exit 0 ;;
 "") echo "kvm-in-qemu: FAIL (no end marker; QEMU exit $qrc)"; exit 2 ;;
