@@ -35,8 +35,8 @@ const (
 	HeaderTimeout = "Tender-Timeout"
 	// HeaderStatus (reply) is the function's status; 0 is success.
 	HeaderStatus = "Tender-Status"
-	// HeaderRequestID (reply) is the request id the guest saw. It counts
-	// per instance, so it is not unique across a pool.
+	// HeaderRequestID (reply) is the request id the guest saw, unique
+	// within the pool behind the gateway.
 	HeaderRequestID = "Tender-Request-Id"
 	// HeaderError (error reply) names the kind of failure: fault, crash,
 	// abort, protocol, timeout, saturated, too_large, closed, canceled,

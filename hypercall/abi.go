@@ -132,7 +132,8 @@ type FnNext struct {
 	// ReqCap (in) is that buffer's size; it must be at least FnRequestMax
 	// so that every request the monitor accepts fits.
 	ReqCap uint64 `c:"req_cap"`
-	// ReqID (out) identifies the request; it is unique within the instance.
+	// ReqID (out) identifies the request: unique within the pool of
+	// instances serving the function, numbered from 1.
 	ReqID uint64 `c:"req_id"`
 	// ReqLen (out) is the request body's length.
 	ReqLen uint64 `c:"req_len"`

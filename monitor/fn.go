@@ -21,7 +21,8 @@ type Request struct {
 
 // Reply is a function's answer.
 type Reply struct {
-	// ID is the request id the guest saw.
+	// ID is the request's id, the one the guest saw: unique within its
+	// pool, which numbers invocations from 1.
 	ID uint64
 	// Status is the function's own status: 0 for success.
 	Status uint64
@@ -34,6 +35,7 @@ var ErrTooLarge = fmt.Errorf("monitor: request body over %d bytes", hypercall.Fn
 
 // call is one invocation on its way through an instance.
 type call struct {
+	id       uint64 // numbered by the pool from 1
 	req      Request
 	deadline time.Time
 	done     chan callResult // buffered: the instance never blocks on it
@@ -63,7 +65,6 @@ type fnState struct {
 
 	cur     *call
 	served  int
-	nextID  uint64
 	timer   *time.Timer
 	expired atomic.Bool // the current call's deadline kicked the vCPU
 	kick    func()
@@ -120,7 +121,7 @@ func (r *run) fnNext(arg uint64) (outcome, error) {
 	}
 	if f.cur != nil {
 		if flags&hypercall.FnHasReply == 0 {
-			return 0, &ProtocolError{Hypercall: "fn_next", Reason: fmt.Sprintf("asked for a new request without replying to request %d", f.nextID)}
+			return 0, &ProtocolError{Hypercall: "fn_next", Reason: fmt.Sprintf("asked for a new request without replying to request %d", f.cur.id)}
 		}
 		if err := r.reply(f, le64(a, 1), le64(a, 2), le64(a, 3)); err != nil {
 			return 0, err
@@ -149,9 +150,8 @@ func (r *run) fnNext(arg uint64) (outcome, error) {
 		// It expired while queued: fail it here rather than kill the guest.
 		c.finish(Reply{}, &StoppedError{Cause: context.DeadlineExceeded})
 	}
-	f.nextID++
 	copy(buf, c.req.Body)
-	for i, v := range []uint64{f.nextID, uint64(len(c.req.Body)), uint64(c.deadline.UnixNano())} {
+	for i, v := range []uint64{c.id, uint64(len(c.req.Body)), uint64(c.deadline.UnixNano())} {
 		if err := r.vm.mem.PutUint64(arg+48+uint64(8*i), v); err != nil {
 			c.finish(Reply{}, err)
 			return 0, err
@@ -227,7 +227,7 @@ func (r *run) reply(f *fnState, status, data, n uint64) error {
 		f.finishing.Add(1)
 		f.finished = true
 	}
-	f.cur.finish(Reply{ID: f.nextID, Status: status, Body: append([]byte(nil), body...)}, nil)
+	f.cur.finish(Reply{ID: f.cur.id, Status: status, Body: append([]byte(nil), body...)}, nil)
 	f.cur = nil
 	f.served++
 	if f.onReply != nil {
@@ -247,7 +247,7 @@ func (f *fnState) end(status int, err error) {
 		return
 	}
 	if err == nil {
-		err = &ProtocolError{Hypercall: "fn_next", Reason: fmt.Sprintf("guest exited with status %d during request %d", status, f.nextID)}
+		err = &ProtocolError{Hypercall: "fn_next", Reason: fmt.Sprintf("guest exited with status %d during request %d", status, f.cur.id)}
 	}
 	f.cur.finish(Reply{}, err)
 	f.cur = nil

@@ -96,6 +96,7 @@ type Pool struct {
 	// finishing counts warm instances between a reply and their next wait.
 	finishing atomic.Int64
 	started   atomic.Uint64
+	ids       atomic.Uint64 // the last request id handed out
 
 	mu     sync.Mutex
 	closed bool
@@ -161,7 +162,7 @@ func (p *Pool) Invoke(ctx context.Context, req Request) (Reply, error) {
 	p.mu.Unlock()
 	defer p.inflight.Done()
 
-	c := &call{req: req, deadline: time.Now().Add(p.cfg.Timeout), done: make(chan callResult, 1)}
+	c := &call{id: p.ids.Add(1), req: req, deadline: time.Now().Add(p.cfg.Timeout), done: make(chan callResult, 1)}
 	if d, ok := ctx.Deadline(); ok && d.Before(c.deadline) {
 		c.deadline = d
 	}

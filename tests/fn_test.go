@@ -84,7 +84,7 @@ func TestWarmReuse(t *testing.T) {
 	}
 }
 
-// TestWarmIDs checks that request ids count up within an instance.
+// TestWarmIDs checks that request ids count up within the pool.
 func TestWarmIDs(t *testing.T) {
 	for _, b := range backends(t) {
 		h := newHost(t, b)
@@ -102,10 +102,10 @@ func TestColdIsFresh(t *testing.T) {
 	for _, b := range backends(t) {
 		h := newHost(t, b)
 		p := newPool(t, h, "fn_echo", monitor.PoolConfig{Mode: monitor.Cold})
-		for range 5 {
+		for i := range 5 {
 			rep, err := p.Invoke(context.Background(), monitor.Request{Body: []byte("x")})
 			require.NoError(t, err)
-			assert.EqualValues(t, 1, rep.ID)
+			assert.EqualValues(t, i+1, rep.ID, "ids are the pool's")
 		}
 		assert.EqualValues(t, 5, p.Stats().Started)
 		require.Eventually(t, func() bool { return p.Stats().Live == 0 }, 5*time.Second, 5*time.Millisecond)
