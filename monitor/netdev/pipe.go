@@ -38,7 +38,7 @@ func NewPipe() (Device, *Endpoint, error) {
 		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, PipeBuffer)
 		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, PipeBuffer)
 	}
-	g := &pipeDev{fd: fds[0], mac: RandomMAC(), mtu: DefaultMTU}
+	g := &pipeDev{fdDevice{fd: fds[0], mac: RandomMAC(), mtu: DefaultMTU}}
 	f := os.NewFile(uintptr(fds[1]), "tender-pipe")
 	rc, err := f.SyscallConn()
 	if err != nil {
@@ -51,11 +51,7 @@ func NewPipe() (Device, *Endpoint, error) {
 }
 
 // pipeDev is the guest's end of a Pipe.
-type pipeDev struct {
-	fd  int
-	mac [6]byte
-	mtu int
-}
+type pipeDev struct{ fdDevice }
 
 func (d *pipeDev) ReadFrame(p []byte) (int, error) {
 	if d.fd < 0 {
@@ -108,19 +104,6 @@ func send(fd int, frame []byte) error {
 		}
 		return fmt.Errorf("netdev: pipe: write: %w", err)
 	}
-}
-
-func (d *pipeDev) FD() int      { return d.fd }
-func (d *pipeDev) MAC() [6]byte { return d.mac }
-func (d *pipeDev) MTU() int     { return d.mtu }
-
-func (d *pipeDev) Close() error {
-	if d.fd < 0 {
-		return ErrClosed
-	}
-	err := unix.Close(d.fd)
-	d.fd = -1
-	return err
 }
 
 // Endpoint is the host's end of a Pipe: what it writes the guest reads, and

@@ -16,10 +16,8 @@ import (
 // frames by default) bounds what waits for the guest; the kernel drops
 // beyond it.
 type TAP struct {
-	fd      int
+	fdDevice
 	name    string
-	mac     [6]byte
-	mtu     int
 	scratch []byte
 }
 
@@ -138,7 +136,7 @@ func hasNoPI(fd int, flags uint16) (bool, error) {
 }
 
 func newTAP(fd int, name string) *TAP {
-	return &TAP{fd: fd, name: name, mac: RandomMAC(), mtu: DefaultMTU, scratch: make([]byte, scratchLen)}
+	return &TAP{fdDevice: fdDevice{fd: fd, mac: RandomMAC(), mtu: DefaultMTU}, name: name, scratch: make([]byte, scratchLen)}
 }
 
 // Name is the interface name.
@@ -187,25 +185,6 @@ func (t *TAP) WriteFrame(frame []byte) error {
 		}
 		return fmt.Errorf("netdev: %s: write: %w", t.name, err)
 	}
-}
-
-// FD implements Device.
-func (t *TAP) FD() int { return t.fd }
-
-// MAC implements Device: the guest's address, not the interface's.
-func (t *TAP) MAC() [6]byte { return t.mac }
-
-// MTU implements Device.
-func (t *TAP) MTU() int { return t.mtu }
-
-// Close implements Device. A non-persistent TAP created by OpenTAP goes away.
-func (t *TAP) Close() error {
-	if t.fd < 0 {
-		return ErrClosed
-	}
-	err := unix.Close(t.fd)
-	t.fd = -1
-	return err
 }
 
 // ifreq is struct ifreq: the interface name, then a 24-byte union.
