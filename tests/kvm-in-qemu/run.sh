@@ -20,7 +20,8 @@
 # into an initramfs; boots it under QEMU with serial output in a log; exits 0
 # only if the VM's end marker says every test command passed; 1 when a test
 # failed; 2 when the VM never reached the end marker (a hang or crash of the
-# emulated machine: worth one retry).
+# emulated machine: worth one retry); 3 when the Debian packages it needs
+# could not be installed (nothing was tested).
 #
 # Environment: CPU (QEMU -cpu, default EPYC), NPT (kvm_amd npt=, default:
 # the module's default), SMP (1), MEM (2G), TIMEOUT (seconds for the whole
@@ -60,8 +61,11 @@ command -v cpio >/dev/null || need+=(cpio)
 command -v file >/dev/null || need+=(file)
 if [ ${#need[@]} -gt 0 ]; then
 	say "installing ${need[*]}"
-	apt-get update -q >&2
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}" kmod >&2
+	if ! { apt-get update -q >&2 &&
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}" kmod >&2; }; then
+		say "could not install ${need[*]}: the emulated machine cannot be built"
+		exit 3
+	fi
 fi
 file -L /bin/busybox | grep -q 'statically linked' || { say "/bin/busybox is not static (install busybox-static)"; exit 1; }
 
