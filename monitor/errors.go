@@ -82,6 +82,7 @@ type FaultError struct {
 	CR2 uint64
 }
 
+// Error implements error.
 func (e *FaultError) Error() string {
 	s := fmt.Sprintf("guest fault: %s at rip %#x", VectorName(e.Vector), e.RIP)
 	if e.Vector == 14 {
@@ -120,6 +121,7 @@ type CrashError struct {
 	Detail string
 }
 
+// Error implements error.
 func (e *CrashError) Error() string {
 	s := "guest crashed: " + e.Detail
 	if e.RIP != 0 {
@@ -134,6 +136,7 @@ type AbortError struct {
 	Message string
 }
 
+// Error implements error.
 func (e *AbortError) Error() string { return "guest aborted: " + e.Message }
 
 // ProtocolError is a guest that broke the hypercall protocol: an unknown
@@ -146,6 +149,7 @@ type ProtocolError struct {
 	Reason string
 }
 
+// Error implements error.
 func (e *ProtocolError) Error() string {
 	if e.Hypercall == "" {
 		return "guest protocol violation: " + e.Reason
@@ -160,6 +164,7 @@ type StoppedError struct {
 	Cause error
 }
 
+// Error implements error.
 func (e *StoppedError) Error() string {
 	if errors.Is(e.Cause, context.DeadlineExceeded) {
 		return "guest stopped: timeout"

@@ -27,6 +27,7 @@ import (
 // UsageError marks command-line mistakes, which exit with monitor.ExitUsage.
 type UsageError struct{ Err error }
 
+// Error implements error.
 func (e UsageError) Error() string { return e.Err.Error() }
 
 // Unwrap returns the mistake.
@@ -86,6 +87,7 @@ type NetSpec struct {
 	FD int
 }
 
+// String implements fmt.Stringer.
 func (s NetSpec) String() string {
 	if s.TAP != "" {
 		return s.Name + "=" + s.TAP
@@ -96,6 +98,7 @@ func (s NetSpec) String() string {
 // NetFlags collects repeated -net flags (a flag.Value).
 type NetFlags []NetSpec
 
+// String implements fmt.Stringer.
 func (n *NetFlags) String() string {
 	if n == nil {
 		return ""

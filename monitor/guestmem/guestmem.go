@@ -19,6 +19,7 @@ type RangeError struct {
 	Size      uint64
 }
 
+// Error implements error.
 func (e *RangeError) Error() string {
 	return fmt.Sprintf("guest range [%#x, +%#x) outside guest memory of %#x bytes", e.Addr, e.Len, e.Size)
 }

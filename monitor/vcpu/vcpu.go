@@ -17,6 +17,7 @@ const (
 	Exec                   // executable by the guest
 )
 
+// String implements fmt.Stringer.
 func (p Perm) String() string {
 	b := []byte("---")
 	if p&Read != 0 {

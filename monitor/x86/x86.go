@@ -86,7 +86,8 @@ func SavedRAXAddr(v uint8) uint64 {
 	return KStackTop - 6*8
 }
 
-// SavedRDXAddr: see SavedRAXAddr.
+// SavedRDXAddr locates the guest RDX the stub saved for vector v (see
+// SavedRAXAddr).
 func SavedRDXAddr(v uint8) uint64 { return SavedRAXAddr(v) - 8 }
 
 // HasErrorCode reports whether the CPU pushes an error code for vector v.

@@ -23,6 +23,7 @@ type Class byte
 // ELFCLASS64 is the 64-bit class.
 const ELFCLASS64 Class = 2
 
+// String implements fmt.Stringer.
 func (c Class) String() string {
 	switch c {
 	case 1:
@@ -57,6 +58,7 @@ const (
 	ET_DYN  Type = 3
 )
 
+// String implements fmt.Stringer.
 func (t Type) String() string {
 	switch t {
 	case 0:
@@ -79,6 +81,7 @@ type Machine uint16
 // EM_X86_64 is x86-64.
 const EM_X86_64 Machine = 62
 
+// String implements fmt.Stringer.
 func (m Machine) String() string {
 	switch m {
 	case 3:
