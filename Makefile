@@ -3,7 +3,7 @@ GO      ?= go
 BIN     := bin
 GUESTBIN := $(BIN)/guest
 
-.PHONY: all tender guests run test test-unit test-kvm-emulated bench bench-deps lint fmt generate clean
+.PHONY: all tender guests run test test-kvm-emulated bench bench-deps lint generate clean
 
 all: tender guests
 
