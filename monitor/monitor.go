@@ -29,6 +29,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/tendervm/tender/hypercall"
 	"github.com/tendervm/tender/monitor/guestmem"
@@ -67,8 +68,9 @@ type Host struct {
 	backend Backend
 	kvm     *kvm.System
 
-	// tscHz is measured in the background from NewHost on for backends that
-	// cannot report the guest's TSC frequency; tscDone closes when it is set.
+	// tscHz is the host TSC frequency, measured once (calibrate) for
+	// backends that cannot report the guest's; tscDone closes when it is set.
+	tscOnce sync.Once
 	tscHz   uint64
 	tscDone chan struct{}
 }
@@ -90,11 +92,8 @@ func NewHost(cfg HostConfig) (*Host, error) {
 		h.backend = BackendProcess
 		fallthrough
 	case BackendProcess:
-		h.tscDone = make(chan struct{})
-		go func() {
-			h.tscHz = tsc.Calibrate(500 * time.Microsecond)
-			close(h.tscDone)
-		}()
+		// Every guest needs it: measure it while the first one loads.
+		h.tscOnce.Do(h.calibrate)
 	default:
 		return nil, fmt.Errorf("monitor: unknown backend %q (want %q, %q or %q)", cfg.Backend, BackendKVM, BackendProcess, BackendAuto)
 	}
@@ -113,13 +112,21 @@ func (h *Host) Close() error {
 	return nil
 }
 
-// hostTSCHz returns the host TSC frequency measured when the Host was made
-// (500 µs against the monotonic clock: about 0.02%), waiting for the
-// measurement if it is still under way.
+// calibrate measures the host TSC in the background (500 µs against the
+// monotonic clock: about 0.02%).
+func (h *Host) calibrate() {
+	h.tscDone = make(chan struct{})
+	go func() {
+		h.tscHz = tsc.Calibrate(500 * time.Microsecond)
+		close(h.tscDone)
+	}()
+}
+
+// hostTSCHz returns the host TSC frequency, for a backend that could not
+// report the guest's (the process backend; KVM without KVM_GET_TSC_KHZ),
+// measuring it on first use and waiting for a measurement under way.
 func (h *Host) hostTSCHz() uint64 {
-	if h.tscDone == nil {
-		return 0
-	}
+	h.tscOnce.Do(h.calibrate)
 	<-h.tscDone
 	return h.tscHz
 }
@@ -295,6 +302,10 @@ func (vm *VM) load(cmdline string) error {
 	})
 }
 
+// bootTSCHzAddr is where BootInfo.TSCHz lies, followed by BootTSC and
+// BootWalltime: the fields Run fills in once the vCPU exists.
+const bootTSCHzAddr = hypercall.BootInfoAddr + uint64(unsafe.Offsetof(hypercall.BootInfo{}.TSCHz))
+
 func (vm *VM) writeBootInfo(bi hypercall.BootInfo) error {
 	fields := []uint64{bi.Magic, bi.Version, bi.MemSize, bi.HeapStart, bi.StackTop,
 		bi.Cmdline, bi.CmdlineLen, bi.TSCHz, bi.BootTSC, bi.BootWalltime}
@@ -353,7 +364,7 @@ func (vm *VM) Run(ctx context.Context) (Result, error) {
 		bootTSC = tsc.Read()
 	}
 	for i, v := range []uint64{tscHz, bootTSC, uint64(time.Now().UnixNano())} {
-		if err := vm.mem.PutUint64(hypercall.BootInfoAddr+56+uint64(8*i), v); err != nil {
+		if err := vm.mem.PutUint64(bootTSCHzAddr+uint64(8*i), v); err != nil {
 			return r.result(0), err
 		}
 	}
