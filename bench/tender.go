@@ -138,7 +138,7 @@ func pssKiB() (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	for _, pid := range childPIDs(self) {
+	for _, pid := range ChildPIDs(self) {
 		if kib, err := readPSS(pid); err == nil { // a child may just have gone
 			total += kib
 		}
@@ -160,8 +160,9 @@ func readPSS(pid int) (int64, error) {
 	return 0, fmt.Errorf("/proc/%d/smaps_rollup: no Pss line", pid)
 }
 
-// childPIDs lists the children of every thread of process pid.
-func childPIDs(pid int) []int {
+// ChildPIDs lists the children of every thread of process pid: with the
+// process backend, the tracees of the vCPU threads.
+func ChildPIDs(pid int) []int {
 	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
 	var pids []int
 	for _, t := range tasks {

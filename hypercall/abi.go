@@ -21,6 +21,8 @@
 // length that does not ends the run with an error (the monitor fails closed).
 package hypercall
 
+import "unsafe"
+
 //go:generate go run ./genheader ../guest/include/tender_abi.h
 
 // ABIVersion is the version of this ABI. A guest declares the version it was
@@ -73,6 +75,32 @@ var Names = [Count]string{
 	NrNetWrite:     "net_write",
 	NrNetRead:      "net_read",
 	NrPoll:         "poll",
+}
+
+// ArgSize is the size of the argument structure of hypercall nr, derived from
+// the structure itself; 0 for an unassigned number.
+func ArgSize(nr uint32) uint64 {
+	switch nr {
+	case NrWalltime:
+		return uint64(unsafe.Sizeof(Walltime{}))
+	case NrConsoleWrite:
+		return uint64(unsafe.Sizeof(ConsoleWrite{}))
+	case NrExit:
+		return uint64(unsafe.Sizeof(Exit{}))
+	case NrAbort:
+		return uint64(unsafe.Sizeof(Abort{}))
+	case NrFnNext:
+		return uint64(unsafe.Sizeof(FnNext{}))
+	case NrNetInfo:
+		return uint64(unsafe.Sizeof(NetInfo{}))
+	case NrNetWrite:
+		return uint64(unsafe.Sizeof(NetWrite{}))
+	case NrNetRead:
+		return uint64(unsafe.Sizeof(NetRead{}))
+	case NrPoll:
+		return uint64(unsafe.Sizeof(Poll{}))
+	}
+	return 0
 }
 
 // Walltime is the argument of NrWalltime.

@@ -75,3 +75,12 @@ func TestHeaderFresh(t *testing.T) {
 	require.Equal(t, string(CHeader()), string(got),
 		"guest/include/tender_abi.h is stale: run `go generate ./hypercall`")
 }
+
+// TestArgSize checks ArgSize against the argument structures.
+func TestArgSize(t *testing.T) {
+	want := map[uint32]uint64{NrWalltime: 8, NrConsoleWrite: 16, NrExit: 8, NrAbort: 16,
+		NrFnNext: 72, NrNetInfo: 32, NrNetWrite: 32, NrNetRead: 40, NrPoll: 24}
+	for nr := range uint32(Count) {
+		assert.Equal(t, want[nr], ArgSize(nr), "hypercall %d", nr)
+	}
+}

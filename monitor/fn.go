@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/tendervm/tender/hypercall"
 	"github.com/tendervm/tender/monitor/vcpu"
@@ -101,6 +102,10 @@ func (f *fnState) markReady() {
 // errNotFunction answers fn_next from a guest that is not run as a function.
 var errNotFunction = &ProtocolError{Hypercall: "fn_next", Reason: "the guest is not being run as a function (use tender invoke or tender serve)"}
 
+// reqIDField is the field index of FnNext.ReqID, followed by ReqLen and
+// ReqDeadline.
+const reqIDField = int(unsafe.Offsetof(hypercall.FnNext{}.ReqID) / 8)
+
 // fnNext returns the guest's reply to its current call, then hands it the
 // next request: one exit per warm invocation.
 func (r *run) fnNext(arg uint64) (outcome, error) {
@@ -108,7 +113,7 @@ func (r *run) fnNext(arg uint64) (outcome, error) {
 	if f == nil {
 		return 0, errNotFunction
 	}
-	a, err := r.args(hypercall.NrFnNext, arg, 72)
+	a, err := r.args(hypercall.NrFnNext, arg)
 	if err != nil {
 		return 0, err
 	}
@@ -151,12 +156,7 @@ func (r *run) fnNext(arg uint64) (outcome, error) {
 		c.finish(Reply{}, &StoppedError{Cause: context.DeadlineExceeded})
 	}
 	copy(buf, c.req.Body)
-	for i, v := range []uint64{c.id, uint64(len(c.req.Body)), uint64(c.deadline.UnixNano())} {
-		if err := r.vm.mem.PutUint64(arg+48+uint64(8*i), v); err != nil {
-			c.finish(Reply{}, err)
-			return 0, err
-		}
-	}
+	putFields(a, reqIDField, c.id, uint64(len(c.req.Body)), uint64(c.deadline.UnixNano()))
 	f.cur = c
 	f.arm(time.Until(c.deadline))
 	return resume, nil

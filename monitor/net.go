@@ -1,7 +1,6 @@
 package monitor
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -140,21 +139,21 @@ func (r *run) device(h uint64) (*netDevice, *NetStats) {
 }
 
 func (r *run) netInfo(arg uint64) (outcome, error) {
-	a, err := r.args(hypercall.NrNetInfo, arg, 32)
+	a, err := r.args(hypercall.NrNetInfo, arg)
 	if err != nil {
 		return 0, err
 	}
 	d, _ := r.device(le64(a, 0))
 	if d == nil {
-		putResults(a, 1, hypercall.ResultInvalid, 0, 0)
+		putFields(a, 1, hypercall.ResultInvalid, 0, 0)
 		return resume, nil
 	}
-	putResults(a, 1, hypercall.ResultOK, d.mac, uint64(d.mtu))
+	putFields(a, 1, hypercall.ResultOK, d.mac, uint64(d.mtu))
 	return resume, nil
 }
 
 func (r *run) netWrite(arg uint64) (outcome, error) {
-	a, err := r.args(hypercall.NrNetWrite, arg, 32)
+	a, err := r.args(hypercall.NrNetWrite, arg)
 	if err != nil {
 		return 0, err
 	}
@@ -162,10 +161,10 @@ func (r *run) netWrite(arg uint64) (outcome, error) {
 	data, n := le64(a, 1), le64(a, 2)
 	switch {
 	case d == nil, n < netdev.HeaderLen:
-		putResults(a, 3, hypercall.ResultInvalid)
+		putFields(a, 3, hypercall.ResultInvalid)
 		return resume, nil
 	case n > uint64(d.max):
-		putResults(a, 3, hypercall.ResultTooLarge)
+		putFields(a, 3, hypercall.ResultTooLarge)
 		return resume, nil
 	}
 	frame, err := r.vm.mem.Slice(data, n)
@@ -187,7 +186,7 @@ func (r *run) netWrite(arg uint64) (outcome, error) {
 		st.FramesOut++
 		st.BytesOut += n
 	}
-	putResults(a, 3, res)
+	putFields(a, 3, res)
 	return resume, nil
 }
 
@@ -196,13 +195,13 @@ func (r *run) netWrite(arg uint64) (outcome, error) {
 const maxDrops = 64
 
 func (r *run) netRead(arg uint64) (outcome, error) {
-	a, err := r.args(hypercall.NrNetRead, arg, 40)
+	a, err := r.args(hypercall.NrNetRead, arg)
 	if err != nil {
 		return 0, err
 	}
 	d, st := r.device(le64(a, 0))
 	if d == nil {
-		putResults(a, 3, 0, hypercall.ResultInvalid)
+		putFields(a, 3, 0, hypercall.ResultInvalid)
 		return resume, nil
 	}
 	buf, err := r.vm.mem.Slice(le64(a, 1), le64(a, 2))
@@ -210,20 +209,20 @@ func (r *run) netRead(arg uint64) (outcome, error) {
 		return 0, &ProtocolError{Hypercall: "net_read", Reason: "buffer: " + err.Error()}
 	}
 	if d.dead {
-		putResults(a, 3, 0, hypercall.ResultIO)
+		putFields(a, 3, 0, hypercall.ResultIO)
 		return resume, nil
 	}
 	for range maxDrops {
 		n, err := d.dev.ReadFrame(buf)
 		switch {
 		case errors.Is(err, netdev.ErrNoFrame):
-			putResults(a, 3, 0, hypercall.ResultAgain)
+			putFields(a, 3, 0, hypercall.ResultAgain)
 			return resume, nil
 		case err != nil && !errors.Is(err, netdev.ErrTruncated):
 			if errors.Is(err, netdev.ErrClosed) {
 				d.dead = true
 			}
-			putResults(a, 3, 0, hypercall.ResultIO)
+			putFields(a, 3, 0, hypercall.ResultIO)
 			return resume, nil
 		case n < netdev.HeaderLen || n > d.max:
 			// Runts and giants are dropped as a NIC would: the guest
@@ -232,22 +231,22 @@ func (r *run) netRead(arg uint64) (outcome, error) {
 			continue
 		case err != nil: // truncated: a valid frame, but the buffer is short
 			st.DroppedIn++
-			putResults(a, 3, uint64(n), hypercall.ResultTruncated)
+			putFields(a, 3, uint64(n), hypercall.ResultTruncated)
 			return resume, nil
 		}
 		st.FramesIn++
 		st.BytesIn += uint64(n)
-		putResults(a, 3, uint64(n), hypercall.ResultOK)
+		putFields(a, 3, uint64(n), hypercall.ResultOK)
 		return resume, nil
 	}
-	putResults(a, 3, 0, hypercall.ResultAgain)
+	putFields(a, 3, 0, hypercall.ResultAgain)
 	return resume, nil
 }
 
 // poll waits until a device has input, the timeout passes (at most
 // hypercall.PollMax) or the run is stopped.
 func (r *run) poll(arg uint64) (outcome, error) {
-	a, err := r.args(hypercall.NrPoll, arg, 24)
+	a, err := r.args(hypercall.NrPoll, arg)
 	if err != nil {
 		return 0, err
 	}
@@ -283,17 +282,12 @@ func (r *run) poll(arg uint64) (outcome, error) {
 			ready |= 1 << i
 		}
 	}
-	putResults(a, 1, ready, hypercall.ResultOK)
+	putFields(a, 1, ready, hypercall.ResultOK)
 	return resume, nil
 }
 
 // putResults stores vs into the 64-bit fields of an argument structure from
 // field i on.
-func putResults(a []byte, i int, vs ...uint64) {
-	for k, v := range vs {
-		binary.LittleEndian.PutUint64(a[(i+k)*8:], v)
-	}
-}
 
 // waker is an eventfd that a stopped run writes to, waking a poll. Close
 // and Wake may race (a context ends as the run returns), so they are

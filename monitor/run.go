@@ -151,9 +151,10 @@ func (r *run) loop(ctx context.Context, cpu vcpu.VCPU) (int, error) {
 	}
 }
 
-// args returns the n-byte argument structure of hypercall nr at arg.
-func (r *run) args(nr uint32, arg, n uint64) ([]byte, error) {
-	b, err := r.vm.mem.Slice(arg, n)
+// args returns the argument structure of hypercall nr at arg, checked to lie
+// in guest memory.
+func (r *run) args(nr uint32, arg uint64) ([]byte, error) {
+	b, err := r.vm.mem.Slice(arg, hypercall.ArgSize(nr))
 	if err != nil {
 		return nil, &ProtocolError{Hypercall: hypercallName(nr), Reason: "argument structure: " + err.Error()}
 	}
@@ -163,15 +164,24 @@ func (r *run) args(nr uint32, arg, n uint64) ([]byte, error) {
 // le64 reads field i of an argument structure of 64-bit fields.
 func le64(b []byte, i int) uint64 { return binary.LittleEndian.Uint64(b[i*8:]) }
 
+// putFields writes vs into the 64-bit fields of a from field i on.
+func putFields(a []byte, i int, vs ...uint64) {
+	for k, v := range vs {
+		binary.LittleEndian.PutUint64(a[(i+k)*8:], v)
+	}
+}
+
 func (r *run) walltime(arg uint64) (outcome, error) {
-	if _, err := r.args(hypercall.NrWalltime, arg, 8); err != nil {
+	a, err := r.args(hypercall.NrWalltime, arg)
+	if err != nil {
 		return 0, err
 	}
-	return resume, r.vm.mem.PutUint64(arg, uint64(time.Now().UnixNano()))
+	putFields(a, 0, uint64(time.Now().UnixNano()))
+	return resume, nil
 }
 
 func (r *run) consoleWrite(arg uint64) (outcome, error) {
-	a, err := r.args(hypercall.NrConsoleWrite, arg, 16)
+	a, err := r.args(hypercall.NrConsoleWrite, arg)
 	if err != nil {
 		return 0, err
 	}
@@ -198,7 +208,7 @@ func (r *run) consoleWrite(arg uint64) (outcome, error) {
 }
 
 func (r *run) exit(arg uint64) (outcome, error) {
-	a, err := r.args(hypercall.NrExit, arg, 8)
+	a, err := r.args(hypercall.NrExit, arg)
 	if err != nil {
 		return 0, err
 	}
@@ -211,7 +221,7 @@ func (r *run) exit(arg uint64) (outcome, error) {
 }
 
 func (r *run) abort(arg uint64) (outcome, error) {
-	a, err := r.args(hypercall.NrAbort, arg, 16)
+	a, err := r.args(hypercall.NrAbort, arg)
 	if err != nil {
 		return 0, err
 	}

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tendervm/tender/bench"
 	"github.com/tendervm/tender/monitor"
 )
 
@@ -183,36 +184,6 @@ func rssKiB(pids ...int) int64 {
 	return total
 }
 
-// childPIDs lists this process's children (the process backend's tracees).
-func childPIDs() []int {
-	b, err := os.ReadFile("/proc/self/task/" + strconv.Itoa(os.Getpid()) + "/children")
-	var pids []int
-	if err == nil {
-		for _, f := range strings.Fields(string(b)) {
-			if n, err := strconv.Atoi(f); err == nil {
-				pids = append(pids, n)
-			}
-		}
-	}
-	// Tracees are children of the vCPU threads, listed per task.
-	tasks, _ := os.ReadDir("/proc/self/task")
-	for _, t := range tasks {
-		if t.Name() == strconv.Itoa(os.Getpid()) {
-			continue
-		}
-		b, err := os.ReadFile("/proc/self/task/" + t.Name() + "/children")
-		if err != nil {
-			continue
-		}
-		for _, f := range strings.Fields(string(b)) {
-			if n, err := strconv.Atoi(f); err == nil {
-				pids = append(pids, n)
-			}
-		}
-	}
-	return pids
-}
-
 // BenchmarkIdleInstances prewarms 1,000 fn_echo instances, leaves them idle
 // and reports the host memory each costs (RSS of the monitor, plus the
 // tracees on the process backend, whose figure includes the guest pages).
@@ -230,7 +201,7 @@ func BenchmarkIdleInstances(b *testing.B) {
 				}
 				cancel()
 				st := p.Stats()
-				after := rssKiB(childPIDs()...)
+				after := rssKiB(bench.ChildPIDs(os.Getpid())...)
 				b.ReportMetric(float64(st.Live), "instances")
 				b.ReportMetric(float64(after-before)/float64(st.Live), "KiB/instance")
 				p.Close()

@@ -46,19 +46,7 @@ func BenchmarkNet(b *testing.B) {
 
 			for _, tg := range targets {
 				b.Run("ping/"+tg.name, func(b *testing.B) {
-					if _, err := p.ping(tg.ip); err != nil { // ARP, warm-up
-						b.Fatal(err)
-					}
-					rtts := make([]time.Duration, 0, b.N)
-					b.ResetTimer()
-					for range b.N {
-						d, err := p.ping(tg.ip)
-						if err != nil {
-							b.Fatal(err)
-						}
-						rtts = append(rtts, d)
-					}
-					reportRTT(b, rtts)
+					measureRTT(b, func() (time.Duration, error) { return p.ping(tg.ip) })
 				})
 			}
 			for _, tg := range targets {
@@ -75,19 +63,7 @@ func BenchmarkNet(b *testing.B) {
 						_, err := c.Read(buf)
 						return time.Since(t0), err
 					}
-					if _, err := roundTrip(); err != nil { // ARP, warm-up
-						b.Fatal(err)
-					}
-					rtts := make([]time.Duration, 0, b.N)
-					b.ResetTimer()
-					for range b.N {
-						d, err := roundTrip()
-						if err != nil {
-							b.Fatal(err)
-						}
-						rtts = append(rtts, d)
-					}
-					reportRTT(b, rtts)
+					measureRTT(b, roundTrip)
 				})
 			}
 			for _, tg := range targets {
@@ -134,7 +110,21 @@ func BenchmarkNet(b *testing.B) {
 	}
 }
 
-func reportRTT(b *testing.B, rtts []time.Duration) {
+// measureRTT runs roundTrip once to warm up (ARP), then b.N times, and
+// reports the median and p99.
+func measureRTT(b *testing.B, roundTrip func() (time.Duration, error)) {
+	if _, err := roundTrip(); err != nil {
+		b.Fatal(err)
+	}
+	rtts := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for range b.N {
+		d, err := roundTrip()
+		if err != nil {
+			b.Fatal(err)
+		}
+		rtts = append(rtts, d)
+	}
 	slices.Sort(rtts)
 	b.ReportMetric(float64(rtts[len(rtts)/2].Nanoseconds())/1e3, "median-µs")
 	b.ReportMetric(float64(rtts[len(rtts)*99/100].Nanoseconds())/1e3, "p99-µs")

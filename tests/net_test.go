@@ -848,26 +848,12 @@ func TestNetTAP(t *testing.T) {
 func TestNetTAPCLI(t *testing.T) {
 	ns := newNetns(t)
 	tender := root + "/bin/tender"
-	ready := func(out *lockedBuffer, cmd *exec.Cmd) {
+	// pingThrough starts cmd (a tender run of net_ping), waits until the
+	// guest is configured, pings it from the namespace, and stops it with
+	// SIGINT, which tender reports as interrupted.
+	pingThrough := func(t *testing.T, cmd *exec.Cmd) {
 		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for !strings.Contains(out.String(), " ip 198.51.100.2/24") {
-			require.True(t, time.Now().Before(deadline), "tender did not start: %q", out.String())
-			time.Sleep(5 * time.Millisecond)
-		}
-	}
-	stop := func(cmd *exec.Cmd, out *lockedBuffer) {
-		t.Helper()
-		require.NoError(t, cmd.Process.Signal(os.Interrupt))
-		err := cmd.Wait()
-		var ee *exec.ExitError
-		require.True(t, errors.As(err, &ee), "tender: %v\n%s", err, out.String())
-		assert.Equal(t, monitor.ExitTimeout, ee.ExitCode(), "%s", out.String())
-	}
-
-	t.Run("tap", func(t *testing.T) {
 		var out lockedBuffer
-		cmd := ns.command(context.Background(), tender, "run", "-backend=process", "-net", "net0=tap0", guestPath("net_ping"), guestIPArg)
 		cmd.Stdout, cmd.Stderr = &out, &out
 		require.NoError(t, cmd.Start())
 		defer func() {
@@ -876,9 +862,21 @@ func TestNetTAPCLI(t *testing.T) {
 				cmd.Wait()
 			}
 		}()
-		ready(&out, cmd)
+		deadline := time.Now().Add(10 * time.Second)
+		for !strings.Contains(out.String(), " ip 198.51.100.2/24") {
+			require.True(t, time.Now().Before(deadline), "tender did not start: %q", out.String())
+			time.Sleep(5 * time.Millisecond)
+		}
 		pingFrom(t, ns, 3)
-		stop(cmd, &out)
+		require.NoError(t, cmd.Process.Signal(os.Interrupt))
+		err := cmd.Wait()
+		var ee *exec.ExitError
+		require.True(t, errors.As(err, &ee), "tender: %v\n%s", err, out.String())
+		assert.Equal(t, monitor.ExitTimeout, ee.ExitCode(), "%s", out.String())
+	}
+
+	t.Run("tap", func(t *testing.T) {
+		pingThrough(t, ns.command(context.Background(), tender, "run", "-backend=process", "-net", "net0=tap0", guestPath("net_ping"), guestIPArg))
 	})
 
 	t.Run("fd", func(t *testing.T) {
@@ -901,21 +899,10 @@ func TestNetTAPCLI(t *testing.T) {
 			return nil
 		}))
 		defer f.Close()
-		var out lockedBuffer
 		// Started outside the namespace: the descriptor carries the TAP.
 		cmd := exec.Command(tender, "run", "-backend=process", "-net", "net0=fd:3", guestPath("net_ping"), guestIPArg)
 		cmd.ExtraFiles = []*os.File{f}
-		cmd.Stdout, cmd.Stderr = &out, &out
-		require.NoError(t, cmd.Start())
-		defer func() {
-			if cmd.ProcessState == nil {
-				cmd.Process.Kill()
-				cmd.Wait()
-			}
-		}()
-		ready(&out, cmd)
-		pingFrom(t, ns, 3)
-		stop(cmd, &out)
+		pingThrough(t, cmd)
 	})
 
 	t.Run("errors", func(t *testing.T) {
