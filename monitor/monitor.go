@@ -317,6 +317,17 @@ func (vm *VM) writeBootInfo(bi hypercall.BootInfo) error {
 	return nil
 }
 
+// writeClock fills in the guest's TSC rate, its TSC at boot and the wall
+// clock at that moment.
+func (vm *VM) writeClock(tscHz, bootTSC uint64) error {
+	for i, v := range []uint64{tscHz, bootTSC, uint64(time.Now().UnixNano())} {
+		if err := vm.mem.PutUint64(bootTSCHzAddr+uint64(8*i), v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Result is the outcome of a run.
 type Result struct {
 	// Status is the guest's exit status; meaningful only when Run returned no
@@ -331,8 +342,8 @@ var ErrAlreadyRun = errors.New("monitor: VM already ran; create a new one")
 
 // Run boots the guest and serves its hypercalls until it exits, fails, or ctx
 // is done; a cancelled run stops within milliseconds and returns a
-// StoppedError. The guest runs on the calling goroutine, locked to its OS
-// thread for the duration.
+// StoppedError. The guest's vCPU is served on the calling goroutine (locked
+// to its OS thread for the duration under KVM).
 func (vm *VM) Run(ctx context.Context) (Result, error) {
 	vm.mu.Lock()
 	if vm.started || vm.closed {
@@ -342,29 +353,36 @@ func (vm *VM) Run(ctx context.Context) (Result, error) {
 	vm.started = true
 	vm.mu.Unlock()
 
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
+	process := vm.host.backend == BackendProcess
+	if !process {
+		// KVM kicks a vCPU with a signal to its thread.
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+	}
 
 	r := &run{vm: vm, start: time.Now()}
 	if err := ctx.Err(); err != nil {
 		return r.result(0), &StoppedError{Cause: err}
+	}
+	// Guest TSC and wall clock sampled together, so the guest can tell wall
+	// time without an exit. A guest process starts running at once, so its
+	// clock goes in first; a KVM vCPU says its TSC rate once it exists and
+	// runs only in the loop.
+	if process {
+		if err := vm.writeClock(vm.host.hostTSCHz(), tsc.Read()); err != nil {
+			return r.result(0), err
+		}
 	}
 	cpu, tscHz, err := vm.newVCPU()
 	if err != nil {
 		return r.result(0), err
 	}
 	defer cpu.Close()
-	if tscHz == 0 {
-		tscHz = vm.host.hostTSCHz()
-	}
-	// Guest TSC and wall clock sampled together, so the guest can tell wall
-	// time without an exit.
-	bootTSC := uint64(0)
-	if vm.host.backend == BackendProcess {
-		bootTSC = tsc.Read()
-	}
-	for i, v := range []uint64{tscHz, bootTSC, uint64(time.Now().UnixNano())} {
-		if err := vm.mem.PutUint64(bootTSCHzAddr+uint64(8*i), v); err != nil {
+	if !process {
+		if tscHz == 0 {
+			tscHz = vm.host.hostTSCHz()
+		}
+		if err := vm.writeClock(tscHz, 0); err != nil {
 			return r.result(0), err
 		}
 	}

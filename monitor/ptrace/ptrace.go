@@ -66,6 +66,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -123,35 +124,34 @@ const (
 // rflagsInit is the guest's initial RFLAGS: the reserved bit 1 and IF.
 const rflagsInit = 0x202
 
-// VCPU runs one guest in a traced process. It implements vcpu.VCPU.
+// VCPU runs one guest in a process of its own. It implements vcpu.VCPU.
 type VCPU struct {
 	mem     *guestmem.Memory
 	regions []vcpu.Region // the guest's regions, sorted
-	pid     int           // the tracee
-	tid     int           // the tracing thread
+	pid     int           // the guest process
 
 	mu     sync.Mutex // orders Kick against Close
-	pidfd  int        // the tracee's pidfd, or -1; guarded by mu
+	pidfd  int        // the guest process's pidfd, or -1; guarded by mu
 	closed bool       // guarded by mu
 
 	kicked atomic.Bool
 
-	// The fields below belong to the goroutine that calls New, Run and Close.
-	initRegs unix.PtraceRegs // the tracee's registers at execve, for its selectors
-	regs     unix.PtraceRegs // the tracee's registers at the current stop
-	skip     uint64          // bytes to advance RIP by before resuming (a served hypercall)
+	// The fields below belong to the goroutine calling New, Run or Close.
+	listener int             // the seccomp notification descriptor, or -1
+	initRegs unix.PtraceRegs // the process's registers at execve, for its selectors
+	notif    seccompNotif    // the notification being served
+	resp     seccompResp     // its answer
+	pending  bool            // notif awaits its answer
+	skip     uint64          // the answer: bytes to advance RIP by (a served hypercall)
 	ended    error           // why Run can no longer run the guest, or nil
-	reaped   bool            // the tracee has been waited for
-	siginfo  [16]uint64      // PTRACE_GETSIGINFO buffer (siginfo_t is 128 bytes)
+	reaped   bool            // the process has been waited for
 }
 
 var _ vcpu.VCPU = (*VCPU)(nil)
 
-// New starts a process that runs the guest described by boot in mem, stopped
-// before the guest's first instruction. mem must come from guestmem.NewShared:
-// the process maps its memfd. The calling goroutine must be locked to its OS
-// thread (runtime.LockOSThread) and must make every later Run and Close call
-// from that thread; see the package documentation.
+// New starts a process that runs the guest described by boot in mem. mem
+// must come from guestmem.NewShared: the process maps its memfd. The guest
+// starts at once and runs until its first exit, where it waits for Run.
 func New(mem *guestmem.Memory, boot vcpu.Boot) (*VCPU, error) {
 	if mem == nil || mem.FD() < 0 {
 		return nil, errors.New("ptrace: guest memory must come from guestmem.NewShared")
@@ -163,7 +163,12 @@ func New(mem *guestmem.Memory, boot vcpu.Boot) (*VCPU, error) {
 	if err != nil {
 		return nil, err
 	}
-	v := &VCPU{mem: mem, regions: slices.Clone(boot.Regions), tid: unix.Gettid(), pidfd: -1}
+	// Linux ties a tracee to the thread that traces it, and the parent-death
+	// signal to the thread that forked it: setup stays on one thread, which
+	// Go keeps alive because it is unlocked again.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	v := &VCPU{mem: mem, regions: slices.Clone(boot.Regions), pidfd: -1, listener: -1}
 	const closed = ^uintptr(0) // -1: the child closes this descriptor
 	attr := &syscall.ProcAttr{
 		Env:   []string{},
@@ -175,10 +180,10 @@ func New(mem *guestmem.Memory, boot vcpu.Boot) (*VCPU, error) {
 			PidFD:     &v.pidfd,
 		},
 	}
-	pid, err := syscall.ForkExec(fmt.Sprintf("/proc/self/fd/%d", stubFD), []string{"tender-ptrace"}, attr)
+	pid, err := syscall.ForkExec(fmt.Sprintf("/proc/self/fd/%d", stubFD), []string{"tender-guest"}, attr)
 	unix.Close(stub)
 	if err != nil {
-		return nil, fmt.Errorf("ptrace: start tracee: %w", err)
+		return nil, fmt.Errorf("ptrace: start the guest process: %w", err)
 	}
 	v.pid = pid
 	if err := v.setup(boot); err != nil {
@@ -277,26 +282,59 @@ func (v *VCPU) setup(boot vcpu.Boot) error {
 			return fmt.Errorf("ptrace: map guest region [%#x, +%#x) %v in the tracee: %w", r.Addr, r.Size, r.Perm, err)
 		}
 	}
+	// The signal stack, with unmapped pages around it.
+	if _, err := v.inject(unix.SYS_MMAP, altBase, altSize, unix.PROT_READ|unix.PROT_WRITE,
+		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_FIXED_NOREPLACE, ^uintptr(0), 0); err != nil {
+		return fmt.Errorf("ptrace: map the signal stack in the guest process: %w", err)
+	}
 	// Close every descriptor, including any a careless parent leaked without
 	// close-on-exec. Before Linux 5.9, close the two we passed.
 	if _, err := v.inject(unix.SYS_CLOSE_RANGE, 0, math.MaxUint32, 0); err == unix.ENOSYS {
 		for _, fd := range []uintptr{guestFD, stubFD} {
 			if _, err := v.inject(unix.SYS_CLOSE, fd); err != nil {
-				return fmt.Errorf("ptrace: close fd %d in the tracee: %w", fd, err)
+				return fmt.Errorf("ptrace: close fd %d in the guest process: %w", fd, err)
 			}
 		}
 	} else if err != nil {
-		return fmt.Errorf("ptrace: close_range in the tracee: %w", err)
+		return fmt.Errorf("ptrace: close_range in the guest process: %w", err)
+	}
+	if _, err := v.inject(unix.SYS_SIGALTSTACK, stubBase+stubAltstack, 0); err != nil {
+		return fmt.Errorf("ptrace: sigaltstack in the guest process: %w", err)
+	}
+	for _, sig := range faultSignals {
+		if _, err := v.inject(unix.SYS_RT_SIGACTION, uintptr(sig), stubBase+stubSigaction, 0, 8); err != nil {
+			return fmt.Errorf("ptrace: sigaction(%v) in the guest process: %w", sig, err)
+		}
+	}
+	// Signals from other processes stay pending for ever, and only SIGKILL
+	// and SIGSTOP get through.
+	if _, err := v.inject(unix.SYS_RT_SIGPROCMASK, unix.SIG_SETMASK, stubBase+stubSigmask, 0, 8); err != nil {
+		return fmt.Errorf("ptrace: sigprocmask in the guest process: %w", err)
 	}
 	if _, err := v.inject(unix.SYS_PRCTL, unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
-		return fmt.Errorf("ptrace: PR_SET_NO_NEW_PRIVS in the tracee: %w", err)
+		return fmt.Errorf("ptrace: PR_SET_NO_NEW_PRIVS in the guest process: %w", err)
 	}
-	// From here on every system call of the tracee raises SIGSYS.
-	if _, err := v.inject(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, 0, stubBase+stubFprog); err != nil {
-		return fmt.Errorf("ptrace: seccomp in the tracee: %w", err)
+	// From here on every system call of the process waits for the monitor,
+	// but for the two the filter lets through.
+	fd, err := v.inject(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, unix.SECCOMP_FILTER_FLAG_NEW_LISTENER, stubBase+stubFprog)
+	if err != nil {
+		return fmt.Errorf("ptrace: seccomp in the guest process: %w", err)
 	}
+	if v.listener, err = unix.PidfdGetfd(v.pidfd, int(fd), 0); err != nil {
+		v.listener = -1
+		return fmt.Errorf("ptrace: take the seccomp listener from the guest process (pidfd_getfd needs Linux 5.6): %w", err)
+	}
+	unix.CloseOnExec(v.listener)
+	if _, err := v.inject(unix.SYS_CLOSE, uintptr(fd)); err != nil {
+		return fmt.Errorf("ptrace: close the listener in the guest process: %w", err)
+	}
+	// Since Linux 6.6 the kernel can switch straight to the waiting side of
+	// a notification on the same CPU, like a synchronous call. Older
+	// kernels lack it: it only costs time.
+	_, _, _ = unix.Syscall(unix.SYS_IOCTL, uintptr(v.listener), unix.SECCOMP_IOCTL_NOTIF_SET_FLAGS,
+		unix.SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP)
 
-	v.regs = unix.PtraceRegs{
+	regs := unix.PtraceRegs{
 		Cs: v.initRegs.Cs, Ss: v.initRegs.Ss,
 		Ds: v.initRegs.Ds, Es: v.initRegs.Es,
 		Rip:      boot.Entry,
@@ -305,8 +343,13 @@ func (v *VCPU) setup(boot vcpu.Boot) error {
 		Eflags:   rflagsInit,
 		Orig_rax: math.MaxUint64, // not in a system call: no restart logic
 	}
-	if err := unix.PtraceSetRegs(v.pid, &v.regs); err != nil {
+	if err := unix.PtraceSetRegs(v.pid, &regs); err != nil {
 		return fmt.Errorf("ptrace: set the guest's registers: %w", err)
+	}
+	// Let go: the guest runs, its exceptions go to the handler, and the
+	// pending SIGTRAP of the last injected call is discarded.
+	if err := unix.PtraceDetach(v.pid); err != nil {
+		return fmt.Errorf("ptrace: PTRACE_DETACH: %w", err)
 	}
 	return nil
 }
@@ -362,10 +405,31 @@ func isFaultSignal(sig unix.Signal) bool {
 	return false
 }
 
-// Run resumes the guest and returns at its next exit. It must be called from
-// the thread that called New. After ExitHypercall the guest continues after
-// the out instruction. A non-nil error is a host failure, or a Run after the
-// guest ended (ExitSyscall, ExitUnknown) or after Close.
+// seccompNotif is struct seccomp_notif: one system call of the guest process
+// waiting for the monitor's answer.
+type seccompNotif struct {
+	ID    uint64
+	Pid   uint32
+	Flags uint32
+	// struct seccomp_data
+	Nr   int32
+	Arch uint32
+	IP   uint64
+	Args [6]uint64
+}
+
+// seccompResp is struct seccomp_notif_resp.
+type seccompResp struct {
+	ID    uint64
+	Val   int64
+	Error int32
+	Flags uint32
+}
+
+// Run resumes the guest and returns at its next exit. After ExitHypercall the
+// guest continues after the out instruction. A non-nil error is a host
+// failure, or a Run after the guest ended (ExitSyscall, ExitUnknown) or after
+// Close. Run may be called from any goroutine, one call at a time.
 func (v *VCPU) Run() (vcpu.Exit, error) {
 	if v.kicked.Load() {
 		return vcpu.Exit{Kind: vcpu.ExitKicked}, nil
@@ -373,145 +437,176 @@ func (v *VCPU) Run() (vcpu.Exit, error) {
 	if v.ended != nil {
 		return vcpu.Exit{}, v.ended
 	}
-	if tid := unix.Gettid(); tid != v.tid {
-		return vcpu.Exit{}, fmt.Errorf("ptrace: Run on thread %d, but the tracer is thread %d (use runtime.LockOSThread)", tid, v.tid)
-	}
-	if v.skip != 0 {
-		v.regs.Rip += v.skip
-		v.skip = 0
-		if err := v.setRegs(); err != nil {
-			return v.ptraceFailed("PTRACE_SETREGS", err)
-		}
-	}
 	for {
-		if err := v.cont(); err != nil {
-			return v.ptraceFailed("PTRACE_CONT", err)
+		if v.pending {
+			// ENOENT: the process died waiting; the next receive says so.
+			if err := v.answer(v.skip); err != nil && err != unix.ENOENT {
+				v.ended = fmt.Errorf("ptrace: answer the guest process: %w", err)
+				return vcpu.Exit{}, v.ended
+			}
+			v.pending, v.skip = false, 0
 		}
-		ws, err := v.wait()
-		if err != nil {
-			v.ended = err
-			return vcpu.Exit{}, err
-		}
-		if !ws.Stopped() {
+		if err := v.receive(); err != nil {
+			if err != unix.ENOENT {
+				v.ended = fmt.Errorf("ptrace: receive from the guest process: %w", err)
+				return vcpu.Exit{}, v.ended
+			}
+			dead, err := v.dead()
+			if err != nil {
+				v.ended = err
+				return vcpu.Exit{}, err
+			}
+			if !dead {
+				continue // a notification withdrawn by a stop signal
+			}
+			ws, err := v.wait()
+			if err != nil {
+				v.ended = err
+				return vcpu.Exit{}, err
+			}
 			return v.died(ws), nil
 		}
-		exit, done, err := v.stopped(ws.StopSignal())
-		if done || err != nil {
-			return exit, err
+		v.pending = true
+		if exit, ok := v.decode(); ok {
+			return exit, nil
 		}
 	}
 }
 
-// stopped examines a signal-delivery stop of the tracee. It returns the exit
-// to report and done, or done false to resume the guest discarding the signal.
-func (v *VCPU) stopped(sig unix.Signal) (exit vcpu.Exit, done bool, err error) {
-	if !isFaultSignal(sig) {
-		return vcpu.Exit{}, false, nil
-	}
-	if err := v.getRegs(); err != nil {
-		exit, err = v.ptraceFailed("PTRACE_GETREGS", err)
-		return exit, true, err
-	}
-	if sig == unix.SIGSEGV {
-		if exit, ok := v.fastHypercall(); ok {
-			return exit, true, nil
+// receive waits for the guest process's next notification. It is a system
+// call the Go scheduler knows about: it blocks for as long as the guest runs.
+func (v *VCPU) receive() error {
+	v.notif = seccompNotif{} // the kernel insists on a zeroed buffer
+	for {
+		_, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(v.listener), unix.SECCOMP_IOCTL_NOTIF_RECV,
+			uintptr(unsafe.Pointer(&v.notif)))
+		if e != unix.EINTR {
+			return errnoErr(e)
 		}
 	}
-	if err := v.getSiginfo(); err != nil {
-		exit, err = v.ptraceFailed("PTRACE_GETSIGINFO", err)
-		return exit, true, err
+}
+
+// answer completes the current notification with val, which the handler
+// adds to the guest's RIP. It never blocks, so it is a raw system call.
+func (v *VCPU) answer(val uint64) error {
+	v.resp = seccompResp{ID: v.notif.ID, Val: int64(val)}
+	_, _, e := unix.RawSyscall(unix.SYS_IOCTL, uintptr(v.listener), unix.SECCOMP_IOCTL_NOTIF_SEND,
+		uintptr(unsafe.Pointer(&v.resp)))
+	return errnoErr(e)
+}
+
+// dead tells, after a notification vanished, whether the guest process has
+// ended (true) or another notification is coming (false). A process that
+// ends makes its pidfd readable; a live one that was stopped and continued
+// restarts its system call, which makes the listener readable.
+func (v *VCPU) dead() (bool, error) {
+	fds := []unix.PollFd{{Fd: int32(v.pidfd), Events: unix.POLLIN}, {Fd: int32(v.listener), Events: unix.POLLIN}}
+	for {
+		_, err := unix.Poll(fds, -1)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err != nil:
+			return false, fmt.Errorf("ptrace: poll the guest process: %w", err)
+		}
+		return fds[0].Revents != 0 || fds[1].Revents&(unix.POLLHUP|unix.POLLERR) != 0, nil
 	}
-	// siginfo_t on x86-64: si_signo, si_errno, si_code (int32 each), then at
-	// offset 16 si_addr, or si_call_addr, si_syscall (int32), si_arch.
-	code := int32(v.siginfo[1])
-	addr := v.siginfo[2]
-	syscallNr := uint64(uint32(v.siginfo[3]))
+}
+
+// decode turns the current notification into an exit. It reports false for a
+// signal another process sent, which the guest never sees: the next Run
+// step answers it and waits for the next notification.
+func (v *VCPU) decode() (vcpu.Exit, bool) {
+	n := &v.notif
+	if n.Arch != unix.AUDIT_ARCH_X86_64 || n.Nr != handlerNr || n.IP != handlerSyscallRet {
+		// The guest's own system call (any syscall, int $0x80 or vsyscall
+		// instruction is two bytes long). It stays unanswered.
+		v.ended = errors.New("ptrace: the guest attempted a system call and cannot continue")
+		return vcpu.Exit{Kind: vcpu.ExitSyscall, Reason: uint64(uint32(n.Nr)), RIP: n.IP - 2}, true
+	}
+	signo := unix.Signal(uint32(n.Args[0]))
+	code := int32(n.Args[0] >> 32)
+	trapno, errCode := n.Args[1]>>32, uint64(uint32(n.Args[1]))
+	cr2, rip, rax, rdx := n.Args[2], n.Args[3], n.Args[4], n.Args[5]
 	if code <= 0 {
 		// SI_USER, SI_TKILL, SI_QUEUE...: another process sent it, the
 		// guest did not raise it.
-		return vcpu.Exit{}, false, nil
-	}
-	rip := v.regs.Rip
-	e := vcpu.Exit{Kind: vcpu.ExitFault, RIP: rip}
-	switch sig {
-	case unix.SIGSEGV:
-		switch code {
-		case siKernel: // #GP, which is what port I/O raises at CPL 3
-			e.Vector = vecGP
-			if io, ok := x86.DecodePortIO(v.code(rip), uint16(v.regs.Rdx)); ok {
-				if io.Hypercall(hypercall.PIOBase, hypercall.Count) {
-					return v.hypercall(io), true, nil
-				}
-				return vcpu.Exit{Kind: vcpu.ExitBadIO, Port: io.Port, Size: io.Size, Out: io.Out, RIP: rip}, true, nil
-			}
-		case segvBndErr:
-			e.Vector = vecBR
-		case segvCPErr:
-			e.Vector = vecCP
-		default: // SEGV_MAPERR, SEGV_ACCERR, SEGV_PKUERR
-			e.Vector, e.CR2 = vecPF, addr
-		}
-	case unix.SIGBUS:
-		switch code {
-		case busAdrAln:
-			e.Vector = vecAC
-		case siKernel:
-			e.Vector = vecSS
-		case busMCEErrAR, busMCEErrAO:
-			e.Vector = vecMC
-		default: // BUS_ADRERR, BUS_OBJERR: a page with no backing
-			e.Vector, e.CR2 = vecPF, addr
-		}
-	case unix.SIGILL:
-		e.Vector = vecUD
-	case unix.SIGFPE:
-		switch {
-		case code == fpeIntDiv || code == fpeIntOvf:
-			e.Vector = vecDE
-		case x86.IsX87(v.code(rip)):
-			e.Vector = vecMF
-		default:
-			e.Vector = vecXM
-		}
-	case unix.SIGTRAP:
-		e.Vector = vecBP
-		if code == trapTrace || code == trapHWBkpt {
-			e.Vector = vecDB
-		}
-	case unix.SIGSYS:
-		if code != sysSeccomp {
-			return vcpu.Exit{}, false, nil
-		}
-		// The filter skipped the call; RIP is after the two-byte syscall,
-		// int $0x80 or sysenter instruction.
-		v.ended = errors.New("ptrace: the guest attempted a system call and cannot continue")
-		return vcpu.Exit{Kind: vcpu.ExitSyscall, Reason: syscallNr, RIP: rip - 2}, true, nil
-	}
-	return e, true, nil
-}
-
-// fastHypercall recognizes a hypercall from registers and guest memory alone,
-// sparing PTRACE_GETSIGINFO on the hot path. If the instruction at RIP is
-// `outl %eax,%dx` to a hypercall port and lies wholly in executable guest
-// memory, its fetch cannot have faulted and it has no memory operand, so the
-// only SIGSEGV it can raise is its #GP. (A SIGSEGV sent by another process
-// while RIP is there is served as the hypercall the guest was about to make:
-// the guest cannot tell the difference.)
-func (v *VCPU) fastHypercall() (vcpu.Exit, bool) {
-	rip := v.regs.Rip
-	io, ok := x86.DecodePortIO(v.code(rip), uint16(v.regs.Rdx))
-	if !ok || !io.Hypercall(hypercall.PIOBase, hypercall.Count) || !v.executable(rip, uint64(io.Len)) {
 		return vcpu.Exit{}, false
 	}
-	return v.hypercall(io), true
+	vector, ok := faultVector(signo, code, trapno)
+	if !ok {
+		return vcpu.Exit{}, false
+	}
+	if vector == vecGP && code == siKernel {
+		// Port I/O at CPL 3 raises #GP; the guest has no I/O permission.
+		if io, ok := x86.DecodePortIO(v.code(rip), uint16(rdx)); ok {
+			if io.Hypercall(hypercall.PIOBase, hypercall.Count) && v.executable(rip, uint64(io.Len)) {
+				v.skip = uint64(io.Len)
+				return vcpu.Exit{Kind: vcpu.ExitHypercall, Nr: uint32(io.Port - hypercall.PIOBase),
+					Arg: uint64(uint32(rax)), RIP: rip}, true
+			}
+			return vcpu.Exit{Kind: vcpu.ExitBadIO, Port: io.Port, Size: io.Size, Out: io.Out, RIP: rip}, true
+		}
+	}
+	e := vcpu.Exit{Kind: vcpu.ExitFault, Vector: vector, RIP: rip}
+	if hasErrorCode(vector) {
+		e.ErrorCode, e.HasErrorCode = errCode, true
+	}
+	if vector == vecPF {
+		e.CR2 = cr2
+	}
+	return e, true
 }
 
-// hypercall returns the exit for the hypercall instruction io at RIP and
-// arranges for the next Run to resume after it.
-func (v *VCPU) hypercall(io x86.PortIO) vcpu.Exit {
-	v.skip = uint64(io.Len)
-	return vcpu.Exit{Kind: vcpu.ExitHypercall, Nr: uint32(io.Port - hypercall.PIOBase),
-		Arg: uint64(uint32(v.regs.Rax)), RIP: v.regs.Rip}
+// faultVector returns the exception behind a fault signal: the trap number
+// the kernel recorded, when it is one that raises this signal, or else the
+// vector si_code points to (a signal the kernel raised for no exception of
+// the guest's, which leaves a stale trap number).
+func faultVector(sig unix.Signal, code int32, trapno uint64) (uint8, bool) {
+	t := uint8(trapno)
+	switch sig {
+	case unix.SIGSEGV:
+		if trapno < 32 && (t == vecBR || t == vecGP || t == vecPF || t == vecCP) {
+			return t, true
+		}
+		return vecPF, true
+	case unix.SIGBUS:
+		if trapno < 32 && (t == vecSS || t == vecPF || t == vecAC || t == vecMC) {
+			return t, true
+		}
+		if code == busAdrAln {
+			return vecAC, true
+		}
+		return vecPF, true
+	case unix.SIGILL:
+		return vecUD, true
+	case unix.SIGFPE:
+		if trapno < 32 && (t == vecDE || t == vecMF || t == vecXM) {
+			return t, true
+		}
+		if code == fpeIntDiv || code == fpeIntOvf {
+			return vecDE, true
+		}
+		return vecXM, true
+	case unix.SIGTRAP:
+		if trapno < 32 && (t == vecDB || t == vecBP) {
+			return t, true
+		}
+		if code == trapTrace || code == trapHWBkpt {
+			return vecDB, true
+		}
+		return vecBP, true
+	}
+	return 0, false
+}
+
+// hasErrorCode reports whether the CPU pushes an error code for vector.
+func hasErrorCode(vector uint8) bool {
+	switch vector {
+	case 8, 10, 11, vecSS, vecGP, vecPF, vecAC, vecCP:
+		return true
+	}
+	return false
 }
 
 // executable reports whether [addr, addr+n) lies in executable guest regions.
@@ -546,30 +641,6 @@ func (v *VCPU) code(rip uint64) []byte {
 	return b
 }
 
-// ptraceFailed handles a failed ptrace request. ESRCH means the tracee was
-// killed while stopped (by Kick, or by another process): it waits for its
-// death and reports it. Anything else is a host error that ends the guest.
-func (v *VCPU) ptraceFailed(op string, err error) (vcpu.Exit, error) {
-	if err != unix.ESRCH {
-		v.ended = fmt.Errorf("ptrace: %s: %w", op, err)
-		return vcpu.Exit{}, v.ended
-	}
-	for !v.reaped {
-		ws, err := v.wait()
-		if err != nil {
-			v.ended = err
-			return vcpu.Exit{}, err
-		}
-		if !ws.Stopped() {
-			return v.died(ws), nil
-		}
-	}
-	if v.ended == nil {
-		v.ended = fmt.Errorf("ptrace: %s: %w", op, err)
-	}
-	return vcpu.Exit{}, v.ended
-}
-
 // died records the tracee's death, described by ws, and returns the exit to
 // report for it.
 func (v *VCPU) died(ws unix.WaitStatus) vcpu.Exit {
@@ -598,38 +669,6 @@ func (v *VCPU) wait() (unix.WaitStatus, error) {
 		}
 		return 0, fmt.Errorf("ptrace: wait4: %w", err)
 	}
-}
-
-// The ptrace requests of the hypercall path never block, so they are issued as
-// raw system calls: telling the Go scheduler about them costs more than they
-// do. Their buffers are fields of the heap-allocated VCPU.
-
-// getRegs reads the stopped tracee's registers into v.regs.
-func (v *VCPU) getRegs() error {
-	_, _, e := unix.RawSyscall6(unix.SYS_PTRACE, unix.PTRACE_GETREGS, uintptr(v.pid), 0,
-		uintptr(unsafe.Pointer(&v.regs)), 0, 0)
-	return errnoErr(e)
-}
-
-// setRegs writes v.regs into the stopped tracee.
-func (v *VCPU) setRegs() error {
-	_, _, e := unix.RawSyscall6(unix.SYS_PTRACE, unix.PTRACE_SETREGS, uintptr(v.pid), 0,
-		uintptr(unsafe.Pointer(&v.regs)), 0, 0)
-	return errnoErr(e)
-}
-
-// getSiginfo reads the siginfo of the tracee's signal-delivery stop into
-// v.siginfo.
-func (v *VCPU) getSiginfo() error {
-	_, _, e := unix.RawSyscall6(unix.SYS_PTRACE, unix.PTRACE_GETSIGINFO, uintptr(v.pid), 0,
-		uintptr(unsafe.Pointer(&v.siginfo[0])), 0, 0)
-	return errnoErr(e)
-}
-
-// cont resumes the stopped tracee without delivering its signal.
-func (v *VCPU) cont() error {
-	_, _, e := unix.RawSyscall6(unix.SYS_PTRACE, unix.PTRACE_CONT, uintptr(v.pid), 0, 0, 0, 0)
-	return errnoErr(e)
 }
 
 func errnoErr(e unix.Errno) error {
@@ -691,6 +730,12 @@ func (v *VCPU) Close() error {
 				break
 			}
 		}
+	}
+	if v.listener >= 0 {
+		if err := unix.Close(v.listener); err != nil {
+			errs = append(errs, fmt.Errorf("ptrace: close the seccomp listener: %w", err))
+		}
+		v.listener = -1
 	}
 	v.mu.Lock()
 	if v.pidfd >= 0 {

@@ -3,6 +3,7 @@ package ptrace
 import (
 	"bytes"
 	"debug/elf"
+	"encoding/binary"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 
 	"github.com/tendervm/tender/hypercall"
@@ -114,19 +116,20 @@ func TestFaults(t *testing.T) {
 		vector uint8
 		rip    uint64
 		cr2    uint64
+		err    int64 // the error code, or -1 for an exception without one
 	}{
 		// ud2
-		{"ud2", []byte{0x0f, 0x0b}, 6, codeAddr, 0},
+		{"ud2", []byte{0x0f, 0x0b}, 6, codeAddr, 0, -1},
 		// mov 0x0, %rax
-		{"null", []byte{0x48, 0x8b, 0x04, 0x25, 0x00, 0x00, 0x00, 0x00}, 14, codeAddr, 0},
+		{"null", []byte{0x48, 0x8b, 0x04, 0x25, 0x00, 0x00, 0x00, 0x00}, 14, codeAddr, 0, 4},
 		// movq $1, 0x100000: a write to the read-only code page
-		{"write code", []byte{0x48, 0xc7, 0x04, 0x25, 0x00, 0x00, 0x10, 0x00, 0x01, 0x00, 0x00, 0x00}, 14, codeAddr, codeAddr},
+		{"write code", []byte{0x48, 0xc7, 0x04, 0x25, 0x00, 0x00, 0x10, 0x00, 0x01, 0x00, 0x00, 0x00}, 14, codeAddr, codeAddr, 7},
 		// mov 0x200000, %rax: a read of memory outside every region
-		{"unmapped", []byte{0x48, 0x8b, 0x04, 0x25, 0x00, 0x00, 0x20, 0x00}, 14, codeAddr, 0x200000},
+		{"unmapped", []byte{0x48, 0x8b, 0x04, 0x25, 0x00, 0x00, 0x20, 0x00}, 14, codeAddr, 0x200000, 4},
 		// jmp *%rax with %rax = 0x101000: execution of the data page
-		{"exec data", []byte{0xb8, 0x00, 0x10, 0x10, 0x00, 0xff, 0xe0}, 14, dataAddr, dataAddr},
+		{"exec data", []byte{0xb8, 0x00, 0x10, 0x10, 0x00, 0xff, 0xe0}, 14, dataAddr, dataAddr, 0x15},
 		// xor %ecx, %ecx; div %ecx
-		{"divide", []byte{0x31, 0xc9, 0xf7, 0xf1}, 0, codeAddr + 2, 0},
+		{"divide", []byte{0x31, 0xc9, 0xf7, 0xf1}, 0, codeAddr + 2, 0, -1},
 		// movl $0x1d80, 0x101000 (MXCSR with divide-by-zero unmasked)
 		// ldmxcsr 0x101000; mov $0x3f800000, %eax (1.0f); movd %eax, %xmm0
 		// xorps %xmm1, %xmm1; divss %xmm1, %xmm0
@@ -137,7 +140,7 @@ func TestFaults(t *testing.T) {
 			0x66, 0x0f, 0x6e, 0xc0, // +0x18
 			0x0f, 0x57, 0xc9, // +0x1c
 			0xf3, 0x0f, 0x5e, 0xc1, // +0x1f
-		}, 19, codeAddr + 0x1f, 0},
+		}, 19, codeAddr + 0x1f, 0, -1},
 		// movw $0x37b, 0x101000 (x87 control word with zero-divide unmasked)
 		// fldcw 0x101000; fld1; fldz; fdivp (1/0); fwait, which raises it
 		{"x87", []byte{
@@ -147,7 +150,7 @@ func TestFaults(t *testing.T) {
 			0xd9, 0xee, // +0x13
 			0xde, 0xf9, // +0x15
 			0x9b, // +0x17
-		}, 16, codeAddr + 0x17, 0},
+		}, 16, codeAddr + 0x17, 0, -1},
 		// pushf; orl $0x40000, (%rsp); popf (set EFLAGS.AC)
 		// mov 0x101001, %eax: a misaligned load
 		{"alignment", []byte{
@@ -155,7 +158,7 @@ func TestFaults(t *testing.T) {
 			0x81, 0x0c, 0x24, 0x00, 0x00, 0x04, 0x00, // +0x01
 			0x9d,                                     // +0x08
 			0x8b, 0x04, 0x25, 0x01, 0x10, 0x10, 0x00, // +0x09
-		}, 17, codeAddr + 9, 0},
+		}, 17, codeAddr + 9, 0, 0},
 		// pushf; orl $0x100, (%rsp); popf (set EFLAGS.TF); nop; the trap
 		// comes after the nop
 		{"single step", []byte{
@@ -163,18 +166,22 @@ func TestFaults(t *testing.T) {
 			0x81, 0x0c, 0x24, 0x00, 0x01, 0x00, 0x00, // +0x01
 			0x9d, // +0x08
 			0x90, // +0x09
-		}, 1, codeAddr + 10, 0},
+		}, 1, codeAddr + 10, 0, -1},
 		// int3
-		{"int3", []byte{0xcc}, 3, codeAddr + 1, 0},
+		{"int3", []byte{0xcc}, 3, codeAddr + 1, 0, -1},
 		// hlt: privileged at CPL 3
-		{"hlt", []byte{0xf4}, 13, codeAddr, 0},
+		{"hlt", []byte{0xf4}, 13, codeAddr, 0, 0},
 		// mov (%rax), %rax with %rax = 0x8000000000000000: non-canonical
-		{"non-canonical", []byte{0x48, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0x80, 0x48, 0x8b, 0x00}, 13, codeAddr + 10, 0},
+		{"non-canonical", []byte{0x48, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0x80, 0x48, 0x8b, 0x00}, 13, codeAddr + 10, 0, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, v := start(t, tc.code)
 			exit := run(t, v)
-			assert.Equal(t, vcpu.Exit{Kind: vcpu.ExitFault, Vector: tc.vector, RIP: tc.rip, CR2: tc.cr2}, exit)
+			want := vcpu.Exit{Kind: vcpu.ExitFault, Vector: tc.vector, RIP: tc.rip, CR2: tc.cr2}
+			if tc.err >= 0 {
+				want.ErrorCode, want.HasErrorCode = uint64(tc.err), true
+			}
+			assert.Equal(t, want, exit)
 			if tc.vector != 1 && tc.vector != 3 {
 				// A fault, unlike a trap, runs the instruction again.
 				assert.Equal(t, exit, run(t, v))
@@ -375,19 +382,21 @@ func TestSandbox(t *testing.T) {
 	}
 }
 
-func TestWrongThread(t *testing.T) {
-	_, v := start(t, []byte{0xeb, 0xfe})
-	done := make(chan error)
-	go func() {
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		_, err := v.Run()
-		done <- err
-	}()
-	assert.ErrorContains(t, <-done, "LockOSThread")
-	go func() { done <- v.Close() }()
-	assert.NoError(t, <-done, "Close works from any thread")
-	assert.Empty(t, children(t))
+// TestAnyThread serves one guest from goroutines on different threads, as a
+// pool does when its callers drive their instance.
+func TestAnyThread(t *testing.T) {
+	_, v := start(t, loopCode)
+	for range 20 {
+		done := make(chan vcpu.Exit)
+		go func() {
+			runtime.LockOSThread() // a thread of its own, which then exits
+			exit, err := v.Run()
+			assert.NoError(t, err)
+			done <- exit
+		}()
+		assert.Equal(t, vcpu.ExitHypercall, (<-done).Kind)
+	}
+	assert.Equal(t, vcpu.ExitHypercall, run(t, v).Kind)
 }
 
 func TestNewErrors(t *testing.T) {
@@ -474,7 +483,7 @@ func TestStubELF(t *testing.T) {
 	assert.Equal(t, elf.PT_LOAD, load.Type)
 	assert.Equal(t, elf.PF_R|elf.PF_X, load.Flags)
 	assert.EqualValues(t, stubBase, load.Vaddr)
-	assert.EqualValues(t, stubEnd, load.Filesz)
+	assert.EqualValues(t, len(stubELF()), load.Filesz)
 	assert.Equal(t, elf.PT_GNU_STACK, f.Progs[1].Type)
 	assert.Equal(t, elf.PF_R|elf.PF_W, f.Progs[1].Flags)
 }
@@ -543,5 +552,48 @@ func TestExecutable(t *testing.T) {
 		{0x6000, 1, false},
 	} {
 		assert.Equal(t, tc.want, v.executable(tc.addr, tc.n), "[%#x, +%d)", tc.addr, tc.n)
+	}
+}
+
+// TestFilter runs the seccomp program on system calls from everywhere: only
+// rt_sigreturn from the restorer and close through the gadget pass.
+func TestFilter(t *testing.T) {
+	vm, err := bpf.NewVM(filter())
+	require.NoError(t, err)
+	// struct seccomp_data as the filter sees it: the kernel loads native
+	// 32-bit words, x/net/bpf big-endian ones, so each word is stored
+	// big-endian at its little-endian place (the low half of ip first).
+	data := func(nr int32, arch uint32, ip uint64) []byte {
+		b := make([]byte, 64)
+		binary.BigEndian.PutUint32(b[0:], uint32(nr))
+		binary.BigEndian.PutUint32(b[4:], arch)
+		binary.BigEndian.PutUint32(b[8:], uint32(ip))
+		binary.BigEndian.PutUint32(b[12:], uint32(ip>>32))
+		return b
+	}
+	const i386 = 0x40000003 // AUDIT_ARCH_I386
+	for _, tc := range []struct {
+		name string
+		nr   int32
+		arch uint32
+		ip   uint64
+		want uint32
+	}{
+		{"sigreturn from the restorer", unix.SYS_RT_SIGRETURN, unix.AUDIT_ARCH_X86_64, restorerRet, unix.SECCOMP_RET_ALLOW},
+		{"close through the gadget", unix.SYS_CLOSE, unix.AUDIT_ARCH_X86_64, gadgetRet, unix.SECCOMP_RET_ALLOW},
+		{"the handler's report", handlerNr, unix.AUDIT_ARCH_X86_64, handlerSyscallRet, unix.SECCOMP_RET_USER_NOTIF},
+		{"sigreturn from the guest", unix.SYS_RT_SIGRETURN, unix.AUDIT_ARCH_X86_64, codeAddr + 2, unix.SECCOMP_RET_USER_NOTIF},
+		{"sigreturn through the gadget", unix.SYS_RT_SIGRETURN, unix.AUDIT_ARCH_X86_64, gadgetRet, unix.SECCOMP_RET_USER_NOTIF},
+		{"close from the guest", unix.SYS_CLOSE, unix.AUDIT_ARCH_X86_64, codeAddr + 2, unix.SECCOMP_RET_USER_NOTIF},
+		{"close from the restorer", unix.SYS_CLOSE, unix.AUDIT_ARCH_X86_64, restorerRet, unix.SECCOMP_RET_USER_NOTIF},
+		{"mmap through the gadget", unix.SYS_MMAP, unix.AUDIT_ARCH_X86_64, gadgetRet, unix.SECCOMP_RET_USER_NOTIF},
+		{"same low half, other page", unix.SYS_RT_SIGRETURN, unix.AUDIT_ARCH_X86_64, restorerRet & 0xffffffff, unix.SECCOMP_RET_USER_NOTIF},
+		{"i386 close through the gadget", 6, i386, gadgetRet, unix.SECCOMP_RET_USER_NOTIF},
+		{"i386 number 15 from the restorer", unix.SYS_RT_SIGRETURN, i386, restorerRet, unix.SECCOMP_RET_USER_NOTIF},
+		{"x32 sigreturn", unix.SYS_RT_SIGRETURN | 0x40000000, unix.AUDIT_ARCH_X86_64, restorerRet, unix.SECCOMP_RET_USER_NOTIF},
+	} {
+		got, err := vm.Run(data(tc.nr, tc.arch, tc.ip))
+		require.NoError(t, err)
+		assert.Equal(t, tc.want, uint32(got), tc.name)
 	}
 }
