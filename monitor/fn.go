@@ -36,67 +36,46 @@ var ErrTooLarge = fmt.Errorf("monitor: request body over %d bytes", hypercall.Fn
 
 // call is one invocation on its way through an instance.
 type call struct {
+	ctx      context.Context
 	id       uint64 // numbered by the pool from 1
 	req      Request
 	deadline time.Time
-	done     chan callResult // buffered: the instance never blocks on it
+
+	// Set once, by the instance, before it hands control back.
+	finished bool
+	reply    Reply
+	err      error
 }
 
-type callResult struct {
-	reply Reply
-	err   error
+func (c *call) finish(rep Reply, err error) {
+	c.reply, c.err, c.finished = rep, err, true
 }
 
-func (c *call) finish(rep Reply, err error) { c.done <- callResult{rep, err} }
-
-// fnState is a VM's side of function serving: where its requests come from,
-// the one it is working on, and when to stop.
+// fnState is a VM's side of function serving: the call handed over, the one
+// the guest is working on, and its deadline.
 type fnState struct {
-	// first is the call the instance was started for, taken before calls.
-	first *call
-	// calls delivers further calls; nil for an instance that serves one.
-	calls <-chan *call
-	// stop retires an idle instance (pool closing); nil never fires.
-	stop <-chan struct{}
-	// idle retires an instance that waited this long for a request; 0: never.
-	idle time.Duration
+	// next is the call handed over by the pool and not yet taken by the
+	// guest.
+	next *call
 	// maxCalls ends the run after that many replies (1 for cold instances);
 	// 0: no limit.
 	maxCalls int
 
-	cur     *call
-	served  int
-	timer   *time.Timer
-	expired atomic.Bool // the current call's deadline kicked the vCPU
-	kick    func()
+	cur    *call
+	served int
+	// reqBuf and args are the request buffer and argument structure of the
+	// guest's pending fn_next, kept while it is parked.
+	reqBuf, args []byte
 
-	// waiting counts instances blocked for a request, shared by a pool.
-	waiting *atomic.Int64
-	// finishing counts instances that have replied and are on their way
-	// back to wait for the next request, shared by a pool; finished says
-	// this instance is one of them.
-	finishing *atomic.Int64
-	finished  bool
+	timer     *time.Timer
+	expired   atomic.Bool // the current call's deadline kicked the vCPU
+	cancelled atomic.Bool // the current call's context kicked the vCPU
+	stopCtx   func() bool // unhooks the current call's context
+	kick      func()
+
 	// onReply sees the run's statistics after each reply, for metrics.
 	onReply func(*fnState, *Stats)
 	counted [vcpu.NumExitKinds]uint64 // exits already reported by onReply
-	// ready, if not nil, is closed when the instance first waits for work.
-	ready chan struct{}
-}
-
-// back ends the instance's trip from its reply to the next wait.
-func (f *fnState) back() {
-	if f.finished {
-		f.finishing.Add(-1)
-		f.finished = false
-	}
-}
-
-func (f *fnState) markReady() {
-	if f.ready != nil {
-		close(f.ready)
-		f.ready = nil
-	}
 }
 
 // errNotFunction answers fn_next from a guest that is not run as a function.
@@ -107,7 +86,8 @@ var errNotFunction = &ProtocolError{Hypercall: "fn_next", Reason: "the guest is 
 const reqIDField = int(unsafe.Offsetof(hypercall.FnNext{}.ReqID) / 8)
 
 // fnNext returns the guest's reply to its current call, then hands it the
-// next request: one exit per warm invocation.
+// next request: one exit per warm invocation. With no request handed over
+// yet, the run parks until the pool brings one.
 func (r *run) fnNext(arg uint64) (outcome, error) {
 	f := r.vm.fn
 	if f == nil {
@@ -143,78 +123,74 @@ func (r *run) fnNext(arg uint64) (outcome, error) {
 	if err != nil {
 		return 0, &ProtocolError{Hypercall: "fn_next", Reason: "request buffer: " + err.Error()}
 	}
-	var c *call
-	for {
-		var ok bool
-		if c, ok = f.wait(); !ok {
-			return exited, nil
-		}
-		if time.Until(c.deadline) > 0 {
-			break
-		}
-		// It expired while queued: fail it here rather than kill the guest.
-		c.finish(Reply{}, &StoppedError{Cause: context.DeadlineExceeded})
-	}
-	copy(buf, c.req.Body)
-	putFields(a, reqIDField, c.id, uint64(len(c.req.Body)), uint64(c.deadline.UnixNano()))
-	f.cur = c
-	f.arm(time.Until(c.deadline))
-	return resume, nil
+	f.reqBuf, f.args = buf, a
+	return f.take(), nil
 }
 
-// wait blocks until the next call, or reports false when the instance should
-// retire (idle too long, or its pool is closing).
-func (f *fnState) wait() (*call, bool) {
-	if c := f.first; c != nil {
-		f.first = nil
-		return c, true
+// take gives the parked guest the call handed over, if any is left once
+// those already expired or cancelled are failed.
+func (f *fnState) take() outcome {
+	c := f.next
+	f.next = nil
+	if c == nil {
+		return parked
 	}
-	select { // a call already queued is taken without touching timers
-	case c := <-f.calls:
-		f.back()
-		return c, true
-	default:
+	if time.Until(c.deadline) <= 0 {
+		// It expired while queued: fail it here rather than kill the guest.
+		c.finish(Reply{}, &StoppedError{Cause: context.DeadlineExceeded})
+		return parked
 	}
-	var idle <-chan time.Time
-	if f.idle > 0 {
-		t := time.NewTimer(f.idle)
-		defer t.Stop()
-		idle = t.C
+	if err := c.ctx.Err(); err != nil {
+		c.finish(Reply{}, &StoppedError{Cause: err})
+		return parked
 	}
-	if f.waiting != nil {
-		f.waiting.Add(1)
-		defer f.waiting.Add(-1)
+	copy(f.reqBuf, c.req.Body)
+	putFields(f.args, reqIDField, c.id, uint64(len(c.req.Body)), uint64(c.deadline.UnixNano()))
+	f.cur = c
+	f.arm(time.Until(c.deadline))
+	if c.ctx.Done() != nil {
+		f.stopCtx = context.AfterFunc(c.ctx, func() {
+			f.cancelled.Store(true)
+			f.kick()
+		})
 	}
-	f.back()
-	f.markReady()
-	select {
-	case c := <-f.calls:
-		return c, true
-	case <-idle:
-	case <-f.stop:
-	}
-	return nil, false
+	return resume
 }
 
 // arm stops the guest when the current call's deadline passes.
 func (f *fnState) arm(d time.Duration) {
-	expire := func() {
-		f.expired.Store(true)
-		f.kick()
-	}
 	if f.timer == nil {
-		f.timer = time.AfterFunc(d, expire)
+		f.timer = time.AfterFunc(d, func() {
+			f.expired.Store(true)
+			f.kick()
+		})
 		return
 	}
 	f.timer.Reset(d)
 }
 
+// disarm unhooks the current call's deadline and context. It reports false
+// when either has already fired: the vCPU is being stopped.
+func (f *fnState) disarm() bool {
+	ok := true
+	if f.timer != nil && !f.timer.Stop() {
+		ok = false
+	}
+	if f.stopCtx != nil {
+		if !f.stopCtx() {
+			ok = false
+		}
+		f.stopCtx = nil
+	}
+	return ok && !f.expired.Load() && !f.cancelled.Load()
+}
+
 // reply completes the current call with the guest's reply.
 func (r *run) reply(f *fnState, status, data, n uint64) error {
-	if !f.timer.Stop() || f.expired.Load() {
-		// The deadline fired as the guest replied: the vCPU is being
-		// stopped; the call fails as late.
-		return &StoppedError{Cause: context.DeadlineExceeded}
+	if !f.disarm() {
+		// The deadline or the caller's context fired as the guest
+		// replied: the call fails as late.
+		return f.errStopped()
 	}
 	if n > hypercall.FnReplyMax {
 		return &ProtocolError{Hypercall: "fn_next", Reason: fmt.Sprintf("reply of %d bytes exceeds %d", n, hypercall.FnReplyMax)}
@@ -222,10 +198,6 @@ func (r *run) reply(f *fnState, status, data, n uint64) error {
 	body, err := r.vm.mem.Slice(data, n)
 	if err != nil {
 		return &ProtocolError{Hypercall: "fn_next", Reason: "reply body: " + err.Error()}
-	}
-	if f.finishing != nil {
-		f.finishing.Add(1)
-		f.finished = true
 	}
 	f.cur.finish(Reply{ID: f.cur.id, Status: status, Body: append([]byte(nil), body...)}, nil)
 	f.cur = nil
@@ -236,12 +208,17 @@ func (r *run) reply(f *fnState, status, data, n uint64) error {
 	return nil
 }
 
-// end fails the call in flight when the run stops: the guest faulted, broke
-// the protocol, exited, or overran the deadline.
+// end fails the calls left when the run stops: the guest faulted, broke the
+// protocol, exited, or overran the deadline.
 func (f *fnState) end(status int, err error) {
-	f.back()
-	if f.timer != nil {
-		f.timer.Stop()
+	f.disarm()
+	if c := f.next; c != nil { // it stopped before taking the call handed over
+		f.next = nil
+		cerr := err
+		if cerr == nil {
+			cerr = &ProtocolError{Hypercall: "fn_next", Reason: fmt.Sprintf("guest exited with status %d before taking a request", status)}
+		}
+		c.finish(Reply{}, cerr)
 	}
 	if f.cur == nil {
 		return
@@ -253,10 +230,20 @@ func (f *fnState) end(status int, err error) {
 	f.cur = nil
 }
 
-// errDeadline reports whether the run was stopped by a call's deadline.
-func (f *fnState) errDeadline() error {
-	if f != nil && f.expired.Load() {
+// errStopped reports why the current call's vCPU was kicked: its deadline
+// or its caller's context; nil if neither.
+func (f *fnState) errStopped() error {
+	switch {
+	case f == nil:
+		return nil
+	case f.expired.Load():
 		return &StoppedError{Cause: context.DeadlineExceeded}
+	case f.cancelled.Load():
+		cause := error(context.Canceled)
+		if f.cur != nil && f.cur.ctx.Err() != nil {
+			cause = f.cur.ctx.Err()
+		}
+		return &StoppedError{Cause: cause}
 	}
 	return nil
 }

@@ -345,45 +345,57 @@ var ErrAlreadyRun = errors.New("monitor: VM already ran; create a new one")
 // StoppedError. The guest's vCPU is served on the calling goroutine (locked
 // to its OS thread for the duration under KVM).
 func (vm *VM) Run(ctx context.Context) (Result, error) {
+	if vm.host.backend != BackendProcess {
+		// KVM kicks a vCPU with a signal to its thread, and a vCPU that
+		// changes threads costs the kernel an RCU grace period.
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+	}
+	r, err := vm.begin(ctx)
+	if err != nil {
+		return r.finish(0, err)
+	}
+	status, err := r.loop(ctx)
+	return r.finish(status, err)
+}
+
+// begin starts a run: it creates the vCPU, fills in the guest's clock and
+// wires ctx to stop it. On error the run must still be finished.
+func (vm *VM) begin(ctx context.Context) (*run, error) {
+	r := &run{vm: vm, start: time.Now()}
 	vm.mu.Lock()
 	if vm.started || vm.closed {
 		vm.mu.Unlock()
-		return Result{}, ErrAlreadyRun
+		return r, ErrAlreadyRun
 	}
 	vm.started = true
 	vm.mu.Unlock()
 
-	process := vm.host.backend == BackendProcess
-	if !process {
-		// KVM kicks a vCPU with a signal to its thread.
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-	}
-
-	r := &run{vm: vm, start: time.Now()}
 	if err := ctx.Err(); err != nil {
-		return r.result(0), &StoppedError{Cause: err}
+		return r, &StoppedError{Cause: err}
 	}
 	// Guest TSC and wall clock sampled together, so the guest can tell wall
 	// time without an exit. A guest process starts running at once, so its
 	// clock goes in first; a KVM vCPU says its TSC rate once it exists and
 	// runs only in the loop.
+	process := vm.host.backend == BackendProcess
 	if process {
 		if err := vm.writeClock(vm.host.hostTSCHz(), tsc.Read()); err != nil {
-			return r.result(0), err
+			return r, err
 		}
 	}
 	cpu, tscHz, err := vm.newVCPU()
 	if err != nil {
-		return r.result(0), err
+		return r, err
 	}
-	defer cpu.Close()
+	r.cpu = cpu
+	r.cleanups = append(r.cleanups, func() { cpu.Close() })
 	if !process {
 		if tscHz == 0 {
 			tscHz = vm.host.hostTSCHz()
 		}
 		if err := vm.writeClock(tscHz, 0); err != nil {
-			return r.result(0), err
+			return r, err
 		}
 	}
 	kick := cpu.Kick
@@ -391,21 +403,30 @@ func (vm *VM) Run(ctx context.Context) (Result, error) {
 		// A guest blocked in poll is woken too, so it stops at once.
 		w, err := vm.net.begin(r)
 		if err != nil {
-			return r.result(0), err
+			return r, err
 		}
-		defer w.Close()
+		r.cleanups = append(r.cleanups, func() { w.Close() })
 		kick = func() { cpu.Kick(); w.Wake() }
 	}
 	r.stats.Setup = time.Since(r.start)
 	stop := context.AfterFunc(ctx, kick)
-	defer stop()
+	r.cleanups = append(r.cleanups, func() { stop() })
 	if vm.fn != nil {
 		vm.fn.kick = kick
 	}
-	status, err := r.loop(ctx, cpu)
-	if vm.fn != nil {
-		vm.fn.end(status, err)
+	return r, nil
+}
+
+// finish ends a run that stopped with status and err: it fails the call in
+// flight, if any, and releases the vCPU.
+func (r *run) finish(status int, err error) (Result, error) {
+	if r.vm.fn != nil {
+		r.vm.fn.end(status, err)
 	}
+	for i := len(r.cleanups) - 1; i >= 0; i-- {
+		r.cleanups[i]()
+	}
+	r.cleanups = nil
 	return r.result(status), err
 }
 

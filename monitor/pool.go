@@ -1,10 +1,13 @@
 package monitor
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,10 +36,6 @@ const (
 	DefaultIdleTimeout  = 30 * time.Second
 	DefaultFnTimeout    = 10 * time.Second
 )
-
-// handoffWait bounds how long a call waits for an instance that has just
-// replied before the pool boots another; far below a boot.
-const handoffWait = 2 * time.Millisecond
 
 // Pool errors.
 var (
@@ -83,27 +82,30 @@ type PoolStats struct {
 
 // Pool runs invocations of one function on cold or warm instances. It is safe
 // for concurrent use.
+//
+// An invocation runs on its caller's goroutine: the caller takes an idle
+// instance (or boots one), hands it the request and serves its vCPU until the
+// guest replies, then puts it back. Nothing crosses to another thread on the
+// way, which on the process backend makes a warm invocation cost about one
+// hypercall. A KVM vCPU stays on a thread of its own (see instance.thread).
 type Pool struct {
 	host  *Host
 	cfg   PoolConfig
 	guest *guest // parsed once, loaded into every instance
 
-	calls   chan *call // warm: idle instances receive from it
-	stop    chan struct{}
-	slots   chan struct{} // one token per live instance
-	waiting atomic.Int64  // callers queued for an instance
-	idle    atomic.Int64
-	// finishing counts warm instances between a reply and their next wait.
-	finishing atomic.Int64
-	started   atomic.Uint64
-	ids       atomic.Uint64 // the last request id handed out
+	started atomic.Uint64
+	ids     atomic.Uint64 // the last request id handed out
 
-	mu     sync.Mutex
-	closed bool
-	exits  [vcpu.NumExitKinds]uint64
+	mu      sync.Mutex
+	closed  bool
+	live    int              // instances alive, idle or not
+	idle    []*instance      // parked instances, the most recently used last
+	waiters []chan *instance // callers queued for an instance, first come first; nil hands over a free slot
+	exits   [vcpu.NumExitKinds]uint64
 
-	inflight  sync.WaitGroup // Invoke calls in progress
-	instances sync.WaitGroup
+	inflight sync.WaitGroup // Invoke and Prewarm calls in progress
+	stop     chan struct{}  // closed by Close: stops the janitor
+	janitor  sync.WaitGroup
 }
 
 // NewPool checks the function's guest once (configuration and ELF) and
@@ -135,177 +137,238 @@ func (h *Host) NewPool(cfg PoolConfig) (*Pool, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Pool{
-		host:  h,
-		cfg:   cfg,
-		guest: g,
-		calls: make(chan *call),
-		stop:  make(chan struct{}),
-		slots: make(chan struct{}, cfg.MaxInstances),
-	}, nil
+	p := &Pool{host: h, cfg: cfg, guest: g, stop: make(chan struct{})}
+	if cfg.Mode == Warm && cfg.IdleTimeout > 0 {
+		p.janitor.Add(1)
+		go p.retireIdle()
+	}
+	return p, nil
 }
 
 // Invoke runs one invocation and returns the function's reply. A guest that
 // faults, overruns the deadline or breaks the protocol fails this invocation
 // with the typed error of VM.Run (FaultError, StoppedError, ProtocolError...);
-// its instance is discarded and no other invocation is affected.
+// its instance is discarded and no other invocation is affected. Cancelling
+// ctx while the guest works on the request stops that instance too.
 func (p *Pool) Invoke(ctx context.Context, req Request) (Reply, error) {
 	if len(req.Body) > hypercall.FnRequestMax {
 		return Reply{}, ErrTooLarge
 	}
-	p.mu.Lock()
-	if p.closed {
-		p.mu.Unlock()
+	if !p.enter() {
 		return Reply{}, ErrClosed
 	}
-	p.inflight.Add(1)
-	p.mu.Unlock()
 	defer p.inflight.Done()
 
-	c := &call{id: p.ids.Add(1), req: req, deadline: time.Now().Add(p.cfg.Timeout), done: make(chan callResult, 1)}
+	c := &call{ctx: ctx, id: p.ids.Add(1), req: req, deadline: time.Now().Add(p.cfg.Timeout)}
 	if d, ok := ctx.Deadline(); ok && d.Before(c.deadline) {
 		c.deadline = d
 	}
 	if !req.Deadline.IsZero() && req.Deadline.Before(c.deadline) {
 		c.deadline = req.Deadline
 	}
-	if err := p.dispatch(ctx, c); err != nil {
+	inst, err := p.acquire(ctx, c.deadline)
+	if err != nil {
 		return Reply{}, err
 	}
-	select {
-	case r := <-c.done:
-		return r.reply, r.err
-	case <-ctx.Done():
-		// The instance goes on until the call's deadline at the latest.
-		return Reply{}, &StoppedError{Cause: ctx.Err()}
+	if inst.serve(c) {
+		p.release(inst)
+	} else {
+		p.discard()
 	}
+	if !c.finished { // cannot happen: every path through serve finishes c
+		return Reply{}, fmt.Errorf("monitor: invocation %d left unanswered", c.id)
+	}
+	return c.reply, c.err
 }
 
-// dispatch hands c to an instance: an idle warm one, a new one if the pool
-// may grow, or the first to free up while the queue has room.
-func (p *Pool) dispatch(ctx context.Context, c *call) error {
+// enter registers an Invoke or Prewarm call, unless the pool is closed.
+func (p *Pool) enter() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return false
+	}
+	p.inflight.Add(1)
+	return true
+}
+
+// acquire returns an instance for one invocation: the most recently parked
+// one, a new one if the pool may grow, or the first to come free while the
+// queue has room.
+func (p *Pool) acquire(ctx context.Context, deadline time.Time) (*instance, error) {
+	p.mu.Lock()
 	if p.cfg.Mode == Warm {
-		select {
-		case p.calls <- c:
-			return nil
-		default:
-		}
-		// An instance that has just replied is microseconds from taking
-		// work again: a sequential caller's next request would otherwise
-		// boot a new instance every time it wins that race.
-		if p.finishing.Load() > 0 {
-			t := time.NewTimer(handoffWait)
-			select {
-			case p.calls <- c:
-				t.Stop()
-				return nil
-			case <-t.C:
-			}
+		if n := len(p.idle); n > 0 {
+			inst := p.idle[n-1]
+			p.idle[n-1] = nil
+			p.idle = p.idle[:n-1]
+			p.mu.Unlock()
+			return inst, nil
 		}
 	}
-	select {
-	case p.slots <- struct{}{}:
-		p.startInstance(c, nil)
-		return nil
-	default:
+	if p.live < p.cfg.MaxInstances {
+		p.live++
+		p.mu.Unlock()
+		return p.newInstance(), nil
 	}
-	if n := p.waiting.Add(1); p.cfg.QueueLimit < 0 || n > int64(p.cfg.QueueLimit) {
-		p.waiting.Add(-1)
-		return ErrSaturated
+	if p.cfg.QueueLimit < 0 || len(p.waiters) >= p.cfg.QueueLimit {
+		p.mu.Unlock()
+		return nil, ErrSaturated
 	}
-	defer p.waiting.Add(-1)
-	var calls chan *call // cold pools never hand calls to running instances
-	if p.cfg.Mode == Warm {
-		calls = p.calls
-	}
-	expire := time.NewTimer(time.Until(c.deadline))
+	w := make(chan *instance, 1)
+	p.waiters = append(p.waiters, w)
+	p.mu.Unlock()
+
+	expire := time.NewTimer(time.Until(deadline))
 	defer expire.Stop()
+	var cause error
 	select {
-	case calls <- c:
-		return nil
-	case p.slots <- struct{}{}:
-		p.startInstance(c, nil)
-		return nil
+	case inst := <-w:
+		if inst == nil { // a free slot
+			inst = p.newInstance()
+		}
+		return inst, nil
 	case <-ctx.Done():
-		return &StoppedError{Cause: ctx.Err()}
+		cause = ctx.Err()
 	case <-expire.C:
-		return &StoppedError{Cause: context.DeadlineExceeded}
+		cause = context.DeadlineExceeded
+	}
+	p.mu.Lock()
+	i := slices.Index(p.waiters, w)
+	if i >= 0 {
+		p.waiters = slices.Delete(p.waiters, i, i+1)
+	}
+	p.mu.Unlock()
+	if i < 0 { // handed something just now: pass it on
+		if inst := <-w; inst != nil {
+			p.release(inst)
+		} else {
+			p.discard()
+		}
+	}
+	return nil, &StoppedError{Cause: cause}
+}
+
+// release puts a parked instance back: to the first queued caller, or on
+// the idle stack.
+func (p *Pool) release(inst *instance) {
+	p.mu.Lock()
+	if len(p.waiters) > 0 {
+		w := p.waiters[0]
+		p.waiters = slices.Delete(p.waiters, 0, 1)
+		p.mu.Unlock()
+		w <- inst
+		return
+	}
+	inst.idleSince = time.Now()
+	p.idle = append(p.idle, inst)
+	p.mu.Unlock()
+}
+
+// discard frees the slot of an instance that has ended: the first queued
+// caller boots a new one in its place.
+func (p *Pool) discard() {
+	p.mu.Lock()
+	if len(p.waiters) > 0 {
+		w := p.waiters[0]
+		p.waiters = slices.Delete(p.waiters, 0, 1)
+		p.mu.Unlock()
+		w <- nil
+		return
+	}
+	p.live--
+	p.mu.Unlock()
+}
+
+// retireIdle retires warm instances that have been idle for IdleTimeout,
+// until the pool closes.
+func (p *Pool) retireIdle() {
+	defer p.janitor.Done()
+	t := time.NewTicker(max(p.cfg.IdleTimeout/4, time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-t.C:
+		}
+		old := time.Now().Add(-p.cfg.IdleTimeout)
+		var gone []*instance
+		p.mu.Lock()
+		// The stack's bottom waited longest.
+		n := 0
+		for n < len(p.idle) && !p.idle[n].idleSince.After(old) {
+			n++
+		}
+		gone = slices.Clone(p.idle[:n])
+		p.idle = slices.Delete(p.idle, 0, n)
+		p.live -= n
+		p.mu.Unlock()
+		for _, inst := range gone {
+			inst.retire()
+		}
 	}
 }
 
 // Prewarm boots warm instances until n are alive (or the pool's maximum is
-// reached) and waits until they are idle and ready, so that the first n
+// reached) and waits until they are parked and ready, so that the first n
 // concurrent invocations find a booted instance.
 func (p *Pool) Prewarm(ctx context.Context, n int) error {
 	if p.cfg.Mode != Warm {
 		return fmt.Errorf("monitor: only a warm pool can be prewarmed")
 	}
-	var ready []chan struct{}
-	for len(p.slots) < n {
+	if !p.enter() {
+		return ErrClosed
+	}
+	defer p.inflight.Done()
+	var (
+		wg    sync.WaitGroup
+		errMu sync.Mutex
+		first error
+		sem   = make(chan struct{}, runtime.GOMAXPROCS(0))
+	)
+	for ctx.Err() == nil {
 		p.mu.Lock()
-		closed := p.closed
+		if p.live >= min(n, p.cfg.MaxInstances) {
+			p.mu.Unlock()
+			break
+		}
+		p.live++
 		p.mu.Unlock()
-		if closed {
-			return ErrClosed
-		}
-		select {
-		case p.slots <- struct{}{}:
-			r := make(chan struct{})
-			ready = append(ready, r)
-			p.startInstance(nil, r)
-		default:
-			n = len(p.slots) // at the maximum
-		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			inst := p.newInstance()
+			if err := inst.boot(); err != nil {
+				p.discard()
+				errMu.Lock()
+				first = cmp.Or(first, err)
+				errMu.Unlock()
+				return
+			}
+			p.release(inst)
+		}()
 	}
-	for _, r := range ready {
-		select {
-		case <-r:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-	return nil
+	wg.Wait()
+	return cmp.Or(first, ctx.Err())
 }
 
-// startInstance boots an instance (its slot already taken) whose first call
-// is first, or which goes idle at once when first is nil; ready, if not nil,
-// is closed when the instance is ready for work or gone.
-func (p *Pool) startInstance(first *call, ready chan struct{}) {
-	p.instances.Add(1)
+// newInstance returns an instance of the pool's function, not yet booted;
+// its slot is already counted in live.
+func (p *Pool) newInstance() *instance {
 	p.started.Add(1)
-	go func() {
-		defer p.instances.Done()
-		defer func() { <-p.slots }()
-		f := &fnState{first: first, stop: p.stop, onReply: p.countExits, ready: ready}
-		if ready != nil {
-			defer f.markReady()
-		}
-		if p.cfg.Mode == Cold {
-			f.maxCalls = 1
-		} else {
-			f.calls, f.waiting, f.finishing = p.calls, &p.idle, &p.finishing
-			if p.cfg.IdleTimeout > 0 {
-				f.idle = p.cfg.IdleTimeout
-			}
-		}
-		vm, err := p.host.instantiate(p.guest)
-		if err != nil {
-			if first != nil {
-				first.finish(Reply{}, err)
-			}
-			return
-		}
-		defer vm.Close()
-		vm.fn = f
-		res, err := vm.Run(context.Background())
-		p.countExits(f, &res.Stats)
-		if f.first != nil { // it stopped before asking for its first call
-			if err == nil {
-				err = &ProtocolError{Hypercall: "fn_next", Reason: fmt.Sprintf("guest exited with status %d before taking a request", res.Status)}
-			}
-			f.first.finish(Reply{}, err)
-		}
-	}()
+	inst := &instance{p: p, fn: &fnState{onReply: p.countExits}}
+	if p.cfg.Mode == Cold {
+		inst.fn.maxCalls = 1
+	}
+	if p.host.backend != BackendProcess {
+		inst.work = make(chan *call)
+		inst.done = make(chan bool)
+		go inst.thread()
+	}
+	return inst
 }
 
 // countExits adds the exits a run made since they were last counted.
@@ -322,7 +385,7 @@ func (p *Pool) countExits(f *fnState, s *Stats) {
 func (p *Pool) Stats() PoolStats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return PoolStats{Live: int64(len(p.slots)), Idle: p.idle.Load(), Started: p.started.Load(), Exits: p.exits}
+	return PoolStats{Live: int64(p.live), Idle: int64(len(p.idle)), Started: p.started.Load(), Exits: p.exits}
 }
 
 // Close stops accepting invocations, waits for those in flight to finish,
@@ -337,6 +400,127 @@ func (p *Pool) Close() error {
 	p.mu.Unlock()
 	p.inflight.Wait()
 	close(p.stop)
-	p.instances.Wait()
+	p.janitor.Wait()
+	p.mu.Lock()
+	gone := p.idle
+	p.idle = nil
+	p.live -= len(gone)
+	p.mu.Unlock()
+	for _, inst := range gone {
+		inst.retire()
+	}
 	return nil
+}
+
+// instance is one VM serving a pool's function, parked in fn_next between
+// invocations. One goroutine at a time owns it: the pool's idle stack, or
+// the caller it hands it to.
+type instance struct {
+	p         *Pool
+	fn        *fnState
+	vm        *VM
+	r         *run // nil until booted
+	idleSince time.Time
+	err       error // why the instance ended
+
+	// A KVM instance's vCPU lives on its own thread, which serve and retire
+	// hand work to; nil on the process backend.
+	work chan *call // a call to serve, or nil to only boot; closed to retire
+	done chan bool  // serve's result
+}
+
+// serve hands c to the instance and runs it until the guest has answered.
+// It reports whether the instance lives on, parked for the next call; if not,
+// it has been released.
+func (inst *instance) serve(c *call) bool {
+	if inst.work != nil {
+		inst.work <- c
+		return <-inst.done
+	}
+	return inst.step(c)
+}
+
+// boot starts the instance and runs it until it parks for its first call.
+func (inst *instance) boot() error {
+	ok := inst.serve(nil)
+	if !ok {
+		return inst.err
+	}
+	return nil
+}
+
+// step is serve on the goroutine that runs the vCPU.
+func (inst *instance) step(c *call) bool {
+	if inst.r == nil {
+		vm, err := inst.p.host.instantiate(inst.p.guest)
+		if err != nil {
+			inst.err = err
+			if c != nil {
+				c.finish(Reply{}, err)
+			}
+			return false
+		}
+		vm.fn = inst.fn
+		inst.vm = vm
+		inst.fn.next = c
+		inst.r, err = vm.begin(context.Background())
+		if err != nil {
+			inst.end(0, err)
+			return false
+		}
+	} else {
+		inst.fn.next = c
+		if inst.fn.take() == parked {
+			return true // c expired in the queue, or was cancelled
+		}
+	}
+	inst.r.parked = false
+	status, err := inst.r.loop(context.Background())
+	if err == nil && inst.r.parked {
+		return true
+	}
+	inst.end(status, err)
+	return false
+}
+
+// end finishes the run (failing the calls it leaves) and frees the VM.
+func (inst *instance) end(status int, err error) {
+	if inst.r != nil {
+		res, _ := inst.r.finish(status, err)
+		inst.p.countExits(inst.fn, &res.Stats)
+	}
+	if err == nil {
+		err = fmt.Errorf("monitor: instance exited with status %d", status)
+	}
+	inst.err = err
+	inst.vm.Close()
+}
+
+// retire stops a parked instance.
+func (inst *instance) retire() {
+	if inst.work != nil {
+		close(inst.work)
+		<-inst.done
+		return
+	}
+	inst.end(0, nil)
+}
+
+// thread runs a KVM instance's vCPU: KVM kicks a vCPU with a signal to its
+// thread, and a vCPU that moves between threads costs an RCU grace period in
+// the kernel, so calls cross to this thread instead.
+func (inst *instance) thread() {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	for c := range inst.work {
+		ok := inst.step(c)
+		inst.done <- ok
+		if !ok {
+			return
+		}
+	}
+	if inst.r != nil { // retired
+		inst.end(0, nil)
+	}
+	inst.done <- false
 }

@@ -69,6 +69,7 @@ type outcome uint8
 const (
 	resume outcome = iota // continue the guest
 	exited                // the guest exited with r.status
+	parked                // the guest waits for a function call the pool has not handed over
 )
 
 // handler serves one hypercall whose argument structure is at arg. An error
@@ -93,10 +94,15 @@ func coreTable() table {
 
 // run is the state of one Run.
 type run struct {
-	vm     *VM
-	start  time.Time
-	stats  Stats
-	status int
+	vm       *VM
+	start    time.Time
+	stats    Stats
+	status   int
+	cpu      vcpu.VCPU
+	cleanups []func() // undo begin, last first
+	// parked says the loop returned because the guest waits for its next
+	// function call; handing one over and looping again resumes it.
+	parked bool
 }
 
 func (r *run) result(status int) Result {
@@ -104,8 +110,10 @@ func (r *run) result(status int) Result {
 	return Result{Status: status, Stats: r.stats}
 }
 
-// loop is the vCPU loop: enter the guest, dispatch its exit, repeat.
-func (r *run) loop(ctx context.Context, cpu vcpu.VCPU) (int, error) {
+// loop is the vCPU loop: enter the guest, dispatch its exit, repeat. It
+// returns when the guest has exited or failed, or has parked (r.parked).
+func (r *run) loop(ctx context.Context) (int, error) {
+	cpu := r.cpu
 	for {
 		t := time.Now()
 		x, err := cpu.Run()
@@ -134,9 +142,12 @@ func (r *run) loop(ctx context.Context, cpu vcpu.VCPU) (int, error) {
 				return 0, err
 			case o == exited:
 				return r.status, nil
+			case o == parked:
+				r.parked = true
+				return 0, nil
 			}
 		case vcpu.ExitKicked:
-			if err := r.vm.fn.errDeadline(); err != nil {
+			if err := r.vm.fn.errStopped(); err != nil {
 				return 0, err
 			}
 			if err := ctx.Err(); err != nil {
