@@ -67,6 +67,7 @@ type HostConfig struct {
 type Host struct {
 	backend Backend
 	kvm     *kvm.System
+	spawner *ptrace.Spawner // starts guest processes (BackendProcess)
 
 	// tscHz is the host TSC frequency, measured once (calibrate) for
 	// backends that cannot report the guest's; tscDone closes when it is set.
@@ -92,6 +93,11 @@ func NewHost(cfg HostConfig) (*Host, error) {
 		h.backend = BackendProcess
 		fallthrough
 	case BackendProcess:
+		sp, err := ptrace.NewSpawner()
+		if err != nil {
+			return nil, err
+		}
+		h.spawner = sp
 		// Every guest needs it: measure it while the first one loads.
 		h.tscOnce.Do(h.calibrate)
 	default:
@@ -104,8 +110,12 @@ func NewHost(cfg HostConfig) (*Host, error) {
 // BackendAuto).
 func (h *Host) Backend() Backend { return h.backend }
 
-// Close releases the hypervisor connection.
+// Close releases the hypervisor connection. Guests of the host's that are
+// still running are killed.
 func (h *Host) Close() error {
+	if h.spawner != nil {
+		h.spawner.Close()
+	}
 	if h.kvm != nil {
 		return h.kvm.Close()
 	}
@@ -432,7 +442,7 @@ func (r *run) finish(status int, err error) (Result, error) {
 
 func (vm *VM) newVCPU() (vcpu.VCPU, uint64, error) {
 	if vm.host.backend == BackendProcess {
-		p, err := ptrace.New(vm.mem, vm.boot)
+		p, err := ptrace.New(vm.host.spawner, vm.mem, vm.boot)
 		if err != nil {
 			return nil, 0, err
 		}

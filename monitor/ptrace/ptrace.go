@@ -130,6 +130,8 @@ type VCPU struct {
 	regions []vcpu.Region // the guest's regions, sorted
 	pid     int           // the guest process
 
+	spawner *Spawner // which started it
+
 	mu     sync.Mutex // orders Kick against Close
 	pidfd  int        // the guest process's pidfd, or -1; guarded by mu
 	closed bool       // guarded by mu
@@ -142,32 +144,137 @@ type VCPU struct {
 	notif    seccompNotif    // the notification being served
 	resp     seccompResp     // its answer
 	pending  bool            // notif awaits its answer
-	skip     uint64          // the answer: bytes to advance RIP by (a served hypercall)
-	ended    error           // why Run can no longer run the guest, or nil
-	reaped   bool            // the process has been waited for
+	// recvWakes says a blocked receive returns when the process dies
+	// (Linux 6.6); without it, receive polls first.
+	recvWakes bool
+	skip      uint64 // the answer: bytes to advance RIP by (a served hypercall)
+	ended     error  // why Run can no longer run the guest, or nil
+	reaped    bool   // the process has been waited for
 }
 
 var _ vcpu.VCPU = (*VCPU)(nil)
 
-// New starts a process that runs the guest described by boot in mem. mem
-// must come from guestmem.NewShared: the process maps its memfd. The guest
-// starts at once and runs until its first exit, where it waits for Run.
-func New(mem *guestmem.Memory, boot vcpu.Boot) (*VCPU, error) {
+// New starts a process that runs the guest described by boot in mem, from
+// the spawner's thread. mem must come from guestmem.NewShared: the process
+// maps its memfd. The guest starts at once and runs until its first exit,
+// where it waits for Run.
+func New(s *Spawner, mem *guestmem.Memory, boot vcpu.Boot) (*VCPU, error) {
+	return s.start(mem, boot, false)
+}
+
+// Spawner starts guest processes. Linux ties a tracee to the thread that
+// traces it, and the parent-death signal (which kills a guest whose monitor
+// dies) to the thread that forked it, not to the process. A Go thread ends
+// when a goroutine locked to it exits, which any code in the process may
+// do; so guests are started and set up on a thread that the Spawner keeps
+// locked until Close. Starts are serialized on that thread; once set up, a
+// guest is served from any goroutine.
+type Spawner struct {
+	mu     sync.Mutex // held while a request is sent: orders starts against Close
+	closed bool
+	reqs   chan spawnReq
+	done   chan struct{}
+	stub   int // the stub executable's memfd, closed when the thread ends
+
+	liveMu sync.Mutex
+	live   map[*VCPU]struct{} // guests started and not yet closed
+}
+
+type spawnReq struct {
+	mem       *guestmem.Memory
+	boot      vcpu.Boot
+	pollFirst bool
+	reply     chan spawned
+}
+
+type spawned struct {
+	v   *VCPU
+	err error
+}
+
+// NewSpawner starts a spawner's thread.
+func NewSpawner() (*Spawner, error) {
+	stub, err := stubFile()
+	if err != nil {
+		return nil, err
+	}
+	s := &Spawner{live: map[*VCPU]struct{}{}, reqs: make(chan spawnReq), done: make(chan struct{}), stub: stub}
+	go s.loop()
+	return s, nil
+}
+
+// loop serves start requests on a thread it never unlocks: the thread exits
+// with it.
+func (s *Spawner) loop() {
+	runtime.LockOSThread()
+	defer close(s.done)
+	defer unix.Close(s.stub)
+	for r := range s.reqs {
+		v, err := spawn(s.stub, r.mem, r.boot, r.pollFirst)
+		if err == nil {
+			v.spawner = s
+			s.liveMu.Lock()
+			s.live[v] = struct{}{}
+			s.liveMu.Unlock()
+		}
+		r.reply <- spawned{v, err}
+	}
+}
+
+// start is New; pollFirst serves the guest as on kernels before 6.6, for
+// tests of that path.
+func (s *Spawner) start(mem *guestmem.Memory, boot vcpu.Boot, pollFirst bool) (*VCPU, error) {
 	if mem == nil || mem.FD() < 0 {
 		return nil, errors.New("ptrace: guest memory must come from guestmem.NewShared")
 	}
 	if err := checkRegions(mem.Size(), boot.Regions); err != nil {
 		return nil, err
 	}
-	stub, err := stubFile()
-	if err != nil {
-		return nil, err
+	reply := make(chan spawned, 1)
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil, errors.New("ptrace: spawner closed")
 	}
-	// Linux ties a tracee to the thread that traces it, and the parent-death
-	// signal to the thread that forked it: setup stays on one thread, which
-	// Go keeps alive because it is unlocked again.
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
+	// Sent under mu so that Close cannot close reqs meanwhile; the loop
+	// takes requests as fast as it serves them.
+	s.reqs <- spawnReq{mem, boot, pollFirst, reply}
+	s.mu.Unlock()
+	r := <-reply
+	return r.v, r.err
+}
+
+// Close ends the spawner's thread and kicks every guest it started that is
+// not closed yet: their Run returns ExitKicked. Close them as usual.
+func (s *Spawner) Close() error {
+	s.mu.Lock()
+	if !s.closed {
+		s.closed = true
+		close(s.reqs)
+	}
+	s.mu.Unlock()
+	<-s.done
+	s.liveMu.Lock()
+	left := make([]*VCPU, 0, len(s.live))
+	for v := range s.live {
+		left = append(left, v)
+	}
+	s.liveMu.Unlock()
+	for _, v := range left {
+		v.Kick()
+	}
+	return nil
+}
+
+// forget drops a closed guest.
+func (s *Spawner) forget(v *VCPU) {
+	s.liveMu.Lock()
+	delete(s.live, v)
+	s.liveMu.Unlock()
+}
+
+// spawn starts the guest process and sets it up, on the spawner's thread.
+func spawn(stub int, mem *guestmem.Memory, boot vcpu.Boot, pollFirst bool) (*VCPU, error) {
 	v := &VCPU{mem: mem, regions: slices.Clone(boot.Regions), pidfd: -1, listener: -1}
 	const closed = ^uintptr(0) // -1: the child closes this descriptor
 	attr := &syscall.ProcAttr{
@@ -181,12 +288,11 @@ func New(mem *guestmem.Memory, boot vcpu.Boot) (*VCPU, error) {
 		},
 	}
 	pid, err := syscall.ForkExec(fmt.Sprintf("/proc/self/fd/%d", stubFD), []string{"tender-guest"}, attr)
-	unix.Close(stub)
 	if err != nil {
 		return nil, fmt.Errorf("ptrace: start the guest process: %w", err)
 	}
 	v.pid = pid
-	if err := v.setup(boot); err != nil {
+	if err := v.setup(boot, pollFirst); err != nil {
 		v.Close()
 		return nil, err
 	}
@@ -251,7 +357,7 @@ func prot(p vcpu.Perm) uintptr {
 // setup takes the tracee from its post-execve stop to the guest's first
 // instruction: it maps guest memory, closes descriptors, installs the seccomp
 // filter and loads the guest's initial registers.
-func (v *VCPU) setup(boot vcpu.Boot) error {
+func (v *VCPU) setup(boot vcpu.Boot, pollFirst bool) error {
 	if v.pidfd < 0 {
 		return errors.New("ptrace: the kernel returned no pidfd (Linux 5.3 or later is needed)")
 	}
@@ -329,10 +435,12 @@ func (v *VCPU) setup(boot vcpu.Boot) error {
 		return fmt.Errorf("ptrace: close the listener in the guest process: %w", err)
 	}
 	// Since Linux 6.6 the kernel can switch straight to the waiting side of
-	// a notification on the same CPU, like a synchronous call. Older
-	// kernels lack it: it only costs time.
-	_, _, _ = unix.Syscall(unix.SYS_IOCTL, uintptr(v.listener), unix.SECCOMP_IOCTL_NOTIF_SET_FLAGS,
+	// a notification on the same CPU, like a synchronous call, and a
+	// receive returns when the process dies. Older kernels lack both: it
+	// costs time, and a poll before every receive.
+	_, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(v.listener), unix.SECCOMP_IOCTL_NOTIF_SET_FLAGS,
 		unix.SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP)
+	v.recvWakes = e == 0 && !pollFirst
 
 	regs := unix.PtraceRegs{
 		Cs: v.initRegs.Cs, Ss: v.initRegs.Ss,
@@ -473,9 +581,28 @@ func (v *VCPU) Run() (vcpu.Exit, error) {
 	}
 }
 
-// receive waits for the guest process's next notification. It is a system
-// call the Go scheduler knows about: it blocks for as long as the guest runs.
+// receive waits for the guest process's next notification, or ENOENT when
+// the process has ended. It makes system calls the Go scheduler knows
+// about: they block for as long as the guest runs.
 func (v *VCPU) receive() error {
+	if !v.recvWakes {
+		// Before Linux 6.6 a receive sleeps on through the death of the
+		// process: wait for either first.
+		fds := []unix.PollFd{{Fd: int32(v.listener), Events: unix.POLLIN}, {Fd: int32(v.pidfd), Events: unix.POLLIN}}
+		for {
+			_, err := unix.Poll(fds, -1)
+			if err == unix.EINTR {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			break
+		}
+		if fds[0].Revents&unix.POLLIN == 0 {
+			return unix.ENOENT
+		}
+	}
 	v.notif = seccompNotif{} // the kernel insists on a zeroed buffer
 	for {
 		_, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(v.listener), unix.SECCOMP_IOCTL_NOTIF_RECV,
@@ -715,6 +842,9 @@ func (v *VCPU) Close() error {
 	}
 	v.closed = true
 	v.mu.Unlock()
+	if v.spawner != nil {
+		v.spawner.forget(v)
+	}
 
 	var errs []error
 	if v.pid > 0 && !v.reaped {
