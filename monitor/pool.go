@@ -507,7 +507,7 @@ func (inst *instance) retire() {
 }
 
 // thread runs a KVM instance's vCPU: KVM kicks a vCPU with a signal to its
-// thread, and a vCPU that moves between threads costs an RCU grace period in
+// thread, and a vCPU that moves between threads can cost an RCU grace period in
 // the kernel, so calls cross to this thread instead.
 func (inst *instance) thread() {
 	runtime.LockOSThread()

@@ -1,65 +1,76 @@
 // Package ptrace is the process backend of the monitor: it runs a guest as an
-// ordinary Linux process traced with ptrace(2), for hosts without /dev/kvm.
+// ordinary Linux process confined by seccomp, for hosts without /dev/kvm.
+// ptrace(2) only sets the process up; seccomp user notification serves it.
 //
 // # How it works
 //
-// New writes a tiny static executable (one read-only, executable page at
-// 0x7e0000000000, built in memory) to a memfd and starts it traced, with the
-// guest memfd as its only open file. Stopped right after execve, the tracee
-// is made to issue a handful of system calls through a `syscall; int3`
-// gadget in that page: it maps every boot region of the guest memfd at its
-// guest-physical address (so guest-virtual = guest-physical = offset in
-// guest memory, and the monitor's guestmem view shares the same pages),
-// closes every file descriptor, sets no_new_privs and installs a seccomp
-// filter that traps every system call. Its registers are then set to the
-// guest's initial state.
+// A Spawner writes a tiny static executable (one read-only, executable page
+// at 0x7e0000000000, built in memory; see stub.go) to a memfd and starts it
+// traced, with the guest memfd as its only open file. Stopped right after
+// execve, the process is made to issue a handful of system calls through a
+// `syscall; int3` gadget in that page: it maps every boot region of the guest
+// memfd at its guest-physical address (so guest-virtual = guest-physical =
+// offset in guest memory, and the monitor's guestmem view shares the same
+// pages), maps a signal stack, installs the stub's signal handler for the
+// fault signals, blocks every other signal, closes every file descriptor,
+// sets no_new_privs and installs a seccomp filter with a notification
+// listener, which the monitor takes with pidfd_getfd. Its registers are then
+// set to the guest's initial state and the tracer detaches: the guest runs.
 //
 // At CPL 3 without I/O permission, `outl %eax,%dx` raises #GP, which Linux
-// turns into SIGSEGV (si_code SI_KERNEL). Run resumes the tracee and waits
-// for its next signal-delivery stop; it decodes the instruction at RIP from
-// guest memory and reports a hypercall, other port I/O, or a CPU fault. The
-// signal is never delivered: the guest has no handlers, and every exit is
-// reported to the monitor instead. After a hypercall, the next Run resumes
-// the guest after the out instruction.
+// turns into SIGSEGV. Every exception of the guest enters the stub's handler,
+// which reports the signal, trap number, error code, fault address, RIP, RAX
+// and RDX in one system call; the filter turns it into a notification that
+// Run receives. Run decodes the instruction at RIP from guest memory and
+// reports a hypercall, other port I/O, or a CPU fault. The answer to the
+// notification tells the handler how far to advance RIP (past a served
+// hypercall, or not at all), and the guest resumes through rt_sigreturn. A
+// hypercall is thus one notification round trip, with no ptrace stop and no
+// thread of the monitor's tied to the guest.
 //
 // # Threading
 //
-// Linux ties a tracee to the thread that traces it. New, Run and Close must be
-// called from one goroutine that stays locked to its OS thread
-// (runtime.LockOSThread) for the vCPU's whole life; Run fails if called from
-// another thread. (Close also works from another goroutine, as long as no Run
-// is in progress.) Kick may be called from any goroutine. If the tracing
-// thread exits, the kernel kills the tracee (PR_SET_PDEATHSIG and
-// PTRACE_O_EXITKILL), so a guest never outlives its monitor.
+// Linux ties a tracee to the thread that traces it, and the parent-death
+// signal to the thread that forked it; a Go thread ends when a goroutine
+// locked to it exits. So guests are started and set up on the Spawner's own
+// thread, which stays locked until Spawner.Close. After New, Run may be
+// called from any goroutine, one call at a time, and Kick from any goroutine
+// at any time. If the monitor dies, the kernel kills its guests
+// (PR_SET_PDEATHSIG), so a guest never outlives its monitor.
 //
 // # Differences from the KVM backend
 //
+//   - The guest starts running in New, and waits at its first exit for Run.
 //   - ExitHypercall carries RIP (the address of the out instruction).
-//   - Page faults (vector 14) have CR2 but no error code: signals do not carry
-//     it. No fault has an error code (HasErrorCode is always false).
 //   - #BP (vector 3) and #DB (vector 1) report RIP after the instruction, as
-//     the CPU pushes it. Floating-point exceptions are #MF (16) when the
-//     faulting instruction is x87 and #XM (19) otherwise.
+//     the CPU pushes it. Vectors and error codes are those the kernel
+//     recorded for the signal.
 //   - Port I/O other than a hypercall is ExitBadIO and is not performed;
 //     running again re-executes the instruction. Likewise after ExitFault
 //     the faulting instruction runs again (trap-like ones continue after it).
 //   - ExitSyscall (the guest executed syscall, int $0x80 or a vsyscall) ends
 //     the guest: Reason is the system call number as seen by seccomp (an i386
 //     number for int $0x80) and RIP the address of the instruction.
-//   - Kick kills the tracee; Run then returns ExitKicked, now and on every
-//     later call. Any other death of the tracee is ExitUnknown with Reason
-//     the raw wait status; later Runs fail.
-//   - Signals sent to the tracee by other processes are discarded; only
-//     SIGKILL ends it.
-//   - The guest's address space also holds the stub page, the initial stack
-//     the kernel built for the stub (its argument and auxiliary vectors, no
-//     environment), the vDSO and the vsyscall page. The guest can read or
-//     execute them but gains nothing: no system call can succeed.
+//   - Kick kills the guest process; Run then returns ExitKicked, now and on
+//     every later call. Any other death of the process is ExitUnknown with
+//     Reason the raw wait status; later Runs fail.
+//   - Signals sent to the guest by other processes are discarded (fault
+//     signals) or stay blocked for ever (the others); only SIGKILL ends it,
+//     and SIGSTOP pauses it.
+//   - The guest's address space also holds the stub page, the signal stack,
+//     the initial stack the kernel built for the stub (its argument and
+//     auxiliary vectors, no environment), the vDSO and the vsyscall page.
+//     The guest can read them, write the signal stack and run the stub's
+//     code but gains nothing: the only system calls that pass the filter are
+//     rt_sigreturn from the stub's restorer and close from its gadget (there
+//     is nothing left to close), and whatever it makes the handler report
+//     is a hypercall or fault it could have made itself.
 //   - The guest sees the host's TSC, CPUID and FPU state as a process does;
 //     rdtsc does not exit.
-//   - The tracee needs Linux 5.3 or later (pidfd), /proc mounted, and guest
-//     regions not below vm.mmap_min_addr unless the monitor has
-//     CAP_SYS_RAWIO.
+//   - The process needs Linux 5.6 or later (pidfd_getfd; from 6.6 the kernel
+//     switches to the waiting side of a notification directly, which makes
+//     exits cheaper), /proc mounted, and guest regions not below
+//     vm.mmap_min_addr unless the monitor has CAP_SYS_RAWIO.
 package ptrace
 
 import (
