@@ -7,15 +7,16 @@
 // A Spawner writes a tiny static executable (one read-only, executable page
 // at 0x7e0000000000, built in memory; see stub.go) to a memfd and starts it
 // traced, with the guest memfd as its only open file. Stopped right after
-// execve, the process is made to issue a handful of system calls through a
-// `syscall; int3` gadget in that page: it maps every boot region of the guest
-// memfd at its guest-physical address (so guest-virtual = guest-physical =
-// offset in guest memory, and the monitor's guestmem view shares the same
-// pages), maps a signal stack, installs the stub's signal handler for the
-// fault signals, blocks every other signal, closes every file descriptor,
-// sets no_new_privs and installs a seccomp filter with a notification
-// listener, which the monitor takes with pidfd_getfd. Its registers are then
-// set to the guest's initial state and the tracer detaches: the guest runs.
+// execve, the process is made to map each boot region of the guest memfd at
+// its guest-physical address through a `syscall; int3` gadget (so
+// guest-virtual = guest-physical = offset in guest memory, and the monitor's
+// guestmem view shares the same pages), then to run the stub's set-up
+// routine, which in one stop maps a signal stack, closes every file
+// descriptor, installs the stub's signal handler for the fault signals,
+// blocks every other signal, sets no_new_privs and installs a seccomp filter
+// with a notification listener. The monitor takes the listener with
+// pidfd_getfd, sets the registers to the guest's initial state and detaches:
+// the guest runs.
 //
 // At CPL 3 without I/O permission, `outl %eax,%dx` raises #GP, which Linux
 // turns into SIGSEGV. Every exception of the guest enters the stub's handler,
@@ -67,7 +68,7 @@
 //     is a hypercall or fault it could have made itself.
 //   - The guest sees the host's TSC, CPUID and FPU state as a process does;
 //     rdtsc does not exit.
-//   - The process needs Linux 5.6 or later (pidfd_getfd; from 6.6 the kernel
+//   - The process needs Linux 5.9 or later (close_range; from 6.6 the kernel
 //     switches to the waiting side of a notification directly, which makes
 //     exits cheaper), /proc mounted, and guest regions not below
 //     vm.mmap_min_addr unless the monitor has CAP_SYS_RAWIO.
@@ -399,47 +400,25 @@ func (v *VCPU) setup(boot vcpu.Boot, pollFirst bool) error {
 			return fmt.Errorf("ptrace: map guest region [%#x, +%#x) %v in the tracee: %w", r.Addr, r.Size, r.Perm, err)
 		}
 	}
-	// The signal stack, with unmapped pages around it.
-	if _, err := v.inject(unix.SYS_MMAP, altBase, altSize, unix.PROT_READ|unix.PROT_WRITE,
-		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_FIXED_NOREPLACE, ^uintptr(0), 0); err != nil {
-		return fmt.Errorf("ptrace: map the signal stack in the guest process: %w", err)
-	}
-	// Close every descriptor, including any a careless parent leaked without
-	// close-on-exec. Before Linux 5.9, close the two we passed.
-	if _, err := v.inject(unix.SYS_CLOSE_RANGE, 0, math.MaxUint32, 0); err == unix.ENOSYS {
-		for _, fd := range []uintptr{guestFD, stubFD} {
-			if _, err := v.inject(unix.SYS_CLOSE, fd); err != nil {
-				return fmt.Errorf("ptrace: close fd %d in the guest process: %w", fd, err)
-			}
-		}
-	} else if err != nil {
-		return fmt.Errorf("ptrace: close_range in the guest process: %w", err)
-	}
-	if _, err := v.inject(unix.SYS_SIGALTSTACK, stubBase+stubAltstack, 0); err != nil {
-		return fmt.Errorf("ptrace: sigaltstack in the guest process: %w", err)
-	}
-	for _, sig := range faultSignals {
-		if _, err := v.inject(unix.SYS_RT_SIGACTION, uintptr(sig), stubBase+stubSigaction, 0, 8); err != nil {
-			return fmt.Errorf("ptrace: sigaction(%v) in the guest process: %w", sig, err)
-		}
-	}
-	// Signals from other processes stay pending for ever, and only SIGKILL
-	// and SIGSTOP get through.
-	if _, err := v.inject(unix.SYS_RT_SIGPROCMASK, unix.SIG_SETMASK, stubBase+stubSigmask, 0, 8); err != nil {
-		return fmt.Errorf("ptrace: sigprocmask in the guest process: %w", err)
-	}
-	if _, err := v.inject(unix.SYS_PRCTL, unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
-		return fmt.Errorf("ptrace: PR_SET_NO_NEW_PRIVS in the guest process: %w", err)
-	}
-	// From here on every system call of the process waits for the monitor,
-	// but for the two the filter lets through.
-	fd, err := v.inject(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, unix.SECCOMP_FILTER_FLAG_NEW_LISTENER, stubBase+stubFprog)
+	// The rest in one stop: signal stack, descriptors, handlers, mask,
+	// no_new_privs and the seccomp filter (see setupCode).
+	r := v.initRegs
+	r.Rip, r.Orig_rax = stubBase+stubSetup, math.MaxUint64
+	r, err = v.execute(r, setupTrapRIP)
 	if err != nil {
-		return fmt.Errorf("ptrace: seccomp in the guest process: %w", err)
+		return err
 	}
+	if step := r.R12; step != 0 {
+		name := fmt.Sprintf("step %d", step)
+		if step <= uint64(len(setupSteps)) {
+			name = setupSteps[step-1]
+		}
+		return fmt.Errorf("ptrace: %s in the guest process: %w", name, unix.Errno(-int64(r.Rax)))
+	}
+	fd := r.Rax
 	if v.listener, err = unix.PidfdGetfd(v.pidfd, int(fd), 0); err != nil {
 		v.listener = -1
-		return fmt.Errorf("ptrace: take the seccomp listener from the guest process (pidfd_getfd needs Linux 5.6): %w", err)
+		return fmt.Errorf("ptrace: take the seccomp listener from the guest process: %w", err)
 	}
 	unix.CloseOnExec(v.listener)
 	if _, err := v.inject(unix.SYS_CLOSE, uintptr(fd)); err != nil {
@@ -473,7 +452,7 @@ func (v *VCPU) setup(boot vcpu.Boot, pollFirst bool) error {
 	return nil
 }
 
-// inject makes the stopped tracee execute system call nr with args and
+// inject makes the stopped process execute system call nr with args and
 // returns its result.
 func (v *VCPU) inject(nr uintptr, args ...uintptr) (uint64, error) {
 	var a [6]uint64
@@ -484,31 +463,41 @@ func (v *VCPU) inject(nr uintptr, args ...uintptr) (uint64, error) {
 	r.Rip = stubBase + stubSyscall
 	r.Rax, r.Orig_rax = uint64(nr), math.MaxUint64
 	r.Rdi, r.Rsi, r.Rdx, r.R10, r.R8, r.R9 = a[0], a[1], a[2], a[3], a[4], a[5]
+	r, err := v.execute(r, stubTrapRIP)
+	if err != nil {
+		return 0, err
+	}
+	if ret := int64(r.Rax); ret < 0 && ret > -4096 {
+		return 0, unix.Errno(-ret)
+	}
+	return r.Rax, nil
+}
+
+// execute runs the stopped process from registers r until the int3 that
+// leaves it stopped at trapRIP, and returns its registers there.
+func (v *VCPU) execute(r unix.PtraceRegs, trapRIP uint64) (unix.PtraceRegs, error) {
 	if err := unix.PtraceSetRegs(v.pid, &r); err != nil {
-		return 0, fmt.Errorf("ptrace: set registers: %w", err)
+		return r, fmt.Errorf("ptrace: set registers: %w", err)
 	}
 	for {
 		if err := unix.PtraceCont(v.pid, 0); err != nil {
-			return 0, fmt.Errorf("ptrace: PTRACE_CONT: %w", err)
+			return r, fmt.Errorf("ptrace: PTRACE_CONT: %w", err)
 		}
 		ws, err := v.wait()
 		if err != nil {
-			return 0, err
+			return r, err
 		}
 		if !ws.Stopped() {
-			return 0, fmt.Errorf("ptrace: tracee ended during setup: %s", describe(ws))
+			return r, fmt.Errorf("ptrace: the guest process ended during setup: %s", describe(ws))
 		}
 		if err := unix.PtraceGetRegs(v.pid, &r); err != nil {
-			return 0, fmt.Errorf("ptrace: PTRACE_GETREGS: %w", err)
+			return r, fmt.Errorf("ptrace: PTRACE_GETREGS: %w", err)
 		}
 		switch sig := ws.StopSignal(); {
-		case sig == unix.SIGTRAP && r.Rip == stubTrapRIP:
-			if ret := int64(r.Rax); ret < 0 && ret > -4096 {
-				return 0, unix.Errno(-ret)
-			}
-			return r.Rax, nil
+		case sig == unix.SIGTRAP && r.Rip == trapRIP:
+			return r, nil
 		case isFaultSignal(sig):
-			return 0, fmt.Errorf("ptrace: tracee got %v at %#x during setup", sig, r.Rip)
+			return r, fmt.Errorf("ptrace: the guest process got %v at %#x during setup", sig, r.Rip)
 		}
 		// A signal from another process: discard it.
 	}

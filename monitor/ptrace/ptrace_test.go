@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -644,4 +645,28 @@ func TestSpawnerClose(t *testing.T) {
 	_, err = New(sp, mem, testBoot())
 	assert.ErrorContains(t, err, "spawner closed")
 	assert.NoError(t, sp.Close(), "Close is idempotent")
+}
+
+// TestStubCode assembles the stub's machine code from testdata and compares
+// it with the bytes in stub.go. It needs as and objcopy (binutils).
+func TestStubCode(t *testing.T) {
+	for _, tool := range []string{"as", "objcopy"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not found: cannot check the stub's code against its source", tool)
+		}
+	}
+	for src, code := range map[string][]byte{
+		"handler.S":  handlerCode,
+		"restorer.S": restorerCode,
+		"setup.S":    setupCode,
+	} {
+		obj, bin := filepath.Join(t.TempDir(), "o"), filepath.Join(t.TempDir(), "bin")
+		out, err := exec.Command("as", "-o", obj, filepath.Join("testdata", src)).CombinedOutput()
+		require.NoError(t, err, "%s", out)
+		out, err = exec.Command("objcopy", "-O", "binary", "-j", ".text", obj, bin).CombinedOutput()
+		require.NoError(t, err, "%s", out)
+		want, err := os.ReadFile(bin)
+		require.NoError(t, err)
+		assert.Equal(t, want, code, "%s: assemble it and copy the bytes into stub.go", src)
+	}
 }

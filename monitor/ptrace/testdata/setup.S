@@ -1,0 +1,85 @@
+# The stub's set-up routine (stubSetup in stub.go), which the tracer runs
+# once, with one stop at the int3 at its end: r12 is 0 and rax the seccomp
+# listener's descriptor, or r12 is the number of the step that failed and
+# rax its -errno. TestStubCode assembles this file and compares the bytes.
+	.equ STUB, 0x7e0000000000
+	.equ FPROG, STUB + 0xd0
+	.equ SIGACT, STUB + 0xe0
+	.equ ALTSTACK, STUB + 0x100
+	.equ SIGMASK, STUB + 0x118
+	.equ ALT, STUB + 0x10000
+	.equ ALTSIZE, 0x10000
+
+	.macro check
+	cmp $-4095, %rax
+	jae fail
+	.endm
+
+	.macro sigaction step, sig
+	mov $\step, %r12d
+	mov $\sig, %edi
+	movabs $SIGACT, %rsi
+	xor %edx, %edx
+	mov $8, %r10d
+	mov $13, %eax		# rt_sigaction
+	syscall
+	check
+	.endm
+
+	.text
+setup:
+	mov $1, %r12d		# mmap the signal stack
+	movabs $ALT, %rdi
+	mov $ALTSIZE, %esi
+	mov $3, %edx		# PROT_READ|PROT_WRITE
+	mov $0x100022, %r10d	# MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED_NOREPLACE
+	mov $-1, %r8
+	xor %r9d, %r9d
+	mov $9, %eax
+	syscall
+	check
+	mov $2, %r12d		# close_range(0, ~0U, 0): every descriptor
+	xor %edi, %edi
+	mov $0xffffffff, %esi
+	xor %edx, %edx
+	mov $436, %eax
+	syscall
+	check
+	mov $3, %r12d		# sigaltstack
+	movabs $ALTSTACK, %rdi
+	xor %esi, %esi
+	mov $131, %eax
+	syscall
+	check
+	sigaction 4, 11		# SIGSEGV
+	sigaction 5, 7		# SIGBUS
+	sigaction 6, 4		# SIGILL
+	sigaction 7, 8		# SIGFPE
+	sigaction 8, 5		# SIGTRAP
+	mov $9, %r12d		# rt_sigprocmask(SIG_SETMASK, every other signal)
+	mov $2, %edi
+	movabs $SIGMASK, %rsi
+	xor %edx, %edx
+	mov $8, %r10d
+	mov $14, %eax
+	syscall
+	check
+	mov $10, %r12d		# prctl(PR_SET_NO_NEW_PRIVS, 1)
+	mov $38, %edi
+	mov $1, %esi
+	xor %edx, %edx
+	xor %r10d, %r10d
+	xor %r8d, %r8d
+	mov $157, %eax
+	syscall
+	check
+	mov $11, %r12d		# seccomp(SET_MODE_FILTER, NEW_LISTENER, filter)
+	mov $1, %edi
+	mov $8, %esi
+	movabs $FPROG, %rdx
+	mov $317, %eax
+	syscall
+	check
+	xor %r12d, %r12d
+fail:
+	int3
