@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -308,5 +309,77 @@ func TestWarmSequentialReuse(t *testing.T) {
 			require.NoError(t, err)
 		}
 		assert.LessOrEqual(t, p.Stats().Started, uint64(5), b)
+	}
+}
+
+// TestInvokeCancel cancels an invocation while the guest works on it: the
+// caller gets a StoppedError soon, that instance is discarded, and the pool
+// serves the next call.
+func TestInvokeCancel(t *testing.T) {
+	for _, b := range backends(t) {
+		h := newHost(t, b)
+		p := newPool(t, h, "fn_spin", monitor.PoolConfig{MaxInstances: 1})
+		_, err := p.Invoke(context.Background(), monitor.Request{Body: []byte("warm")})
+		require.NoError(t, err)
+		ctx, cancel := context.WithCancel(context.Background())
+		time.AfterFunc(100*time.Millisecond, cancel)
+		start := time.Now()
+		_, err = p.Invoke(ctx, monitor.Request{Body: []byte("spin")})
+		assert.ErrorIs(t, err, context.Canceled, "%s", b)
+		_, ok := as[*monitor.StoppedError](err)
+		assert.True(t, ok, "%s: %v", b, err)
+		assert.Less(t, time.Since(start), 5*time.Second)
+		rep, err := p.Invoke(context.Background(), monitor.Request{Body: []byte("after")})
+		require.NoError(t, err, "%s", b)
+		assert.Equal(t, "after", string(rep.Body))
+		assert.EqualValues(t, 2, p.Stats().Started, "%s: the cancelled instance was replaced", b)
+	}
+}
+
+// TestQueueCancel gives up on a queued call: it fails with the caller's
+// error, and the instance it might have been handed goes to the next caller.
+func TestQueueCancel(t *testing.T) {
+	for _, b := range backends(t) {
+		h := newHost(t, b)
+		p := newPool(t, h, "fn_spin", monitor.PoolConfig{MaxInstances: 1})
+		busy := make(chan error, 1)
+		go func() {
+			_, err := p.Invoke(context.Background(), monitor.Request{Body: []byte("spin"), Deadline: time.Now().Add(300 * time.Millisecond)})
+			busy <- err
+		}()
+		require.Eventually(t, func() bool { return p.Stats().Live == 1 }, 5*time.Second, time.Millisecond)
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer cancel()
+		_, err := p.Invoke(ctx, monitor.Request{Body: []byte("queued")})
+		assert.ErrorIs(t, err, context.DeadlineExceeded, "%s", b)
+		assert.ErrorIs(t, <-busy, context.DeadlineExceeded, "%s", b)
+		rep, err := p.Invoke(context.Background(), monitor.Request{Body: []byte("next")})
+		require.NoError(t, err, "%s", b)
+		assert.Equal(t, "next", string(rep.Body))
+		assert.EqualValues(t, 1, p.Stats().Live, "%s", b)
+	}
+}
+
+// TestLockedCallers invokes from goroutines locked to their threads, which
+// then exit (ending those threads): instances booted or served on them go on
+// serving other callers.
+func TestLockedCallers(t *testing.T) {
+	for _, b := range backends(t) {
+		h := newHost(t, b)
+		p := newPool(t, h, "fn_echo", monitor.PoolConfig{MaxInstances: 2})
+		for i := range 8 {
+			done := make(chan error)
+			go func() {
+				runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+				body := []byte(fmt.Sprint(i))
+				rep, err := p.Invoke(context.Background(), monitor.Request{Body: body})
+				if err == nil && !bytes.Equal(rep.Body, body) {
+					err = fmt.Errorf("reply %q for %q", rep.Body, body)
+				}
+				done <- err
+			}()
+			require.NoError(t, <-done, "%s call %d", b, i)
+		}
+		assert.EqualValues(t, 1, p.Stats().Started, "%s: one instance served every call", b)
 	}
 }
