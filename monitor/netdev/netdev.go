@@ -25,8 +25,8 @@
 package netdev
 
 import (
-	"crypto/rand"
 	"errors"
+	"math/rand/v2"
 )
 
 // Frame geometry.
@@ -90,8 +90,14 @@ type Device interface {
 
 // RandomMAC returns a random locally administered, unicast MAC address.
 func RandomMAC() [6]byte {
+	// math/rand/v2's generator is seeded per process by the runtime; a MAC
+	// needs no more, and crypto/rand would link (and initialise) the whole
+	// FIPS module into every tender binary.
 	var m [6]byte
-	rand.Read(m[:])    // never fails (crypto/rand panics rather than return an error)
+	v := rand.Uint64()
+	for i := range m {
+		m[i] = byte(v >> (8 * i))
+	}
 	m[0] = m[0]&^1 | 2 // unicast, locally administered
 	return m
 }
