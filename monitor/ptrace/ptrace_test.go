@@ -5,6 +5,7 @@ import (
 	"debug/elf"
 	"encoding/binary"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -669,4 +670,53 @@ func TestStubCode(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, want, code, "%s: assemble it and copy the bytes into stub.go", src)
 	}
+}
+
+// FuzzDecode feeds decode notifications a hostile guest could forge (it can
+// jump to the handler's system call with any registers) or that no guest
+// could: decode must never panic, and must report a hypercall only for an
+// out instruction to a hypercall port in executable guest memory.
+func FuzzDecode(f *testing.F) {
+	mem := newMem(f)
+	require.NoError(f, mem.Write(codeAddr, []byte{0x66, 0xba, 0x02, 0x05, 0xef, 0xe6, 0x80, 0x0f, 0x0b}))
+	require.NoError(f, mem.Write(dataAddr, []byte{0xef}))
+	v := &VCPU{mem: mem, regions: testBoot().Regions}
+	args := func(signo uint32, code int32, trapno, errCode uint32) (uint64, uint64) {
+		return uint64(uint32(code))<<32 | uint64(signo), uint64(trapno)<<32 | uint64(errCode)
+	}
+	seed := func(nr int32, arch uint32, ip uint64, signo uint32, code int32, trapno, errCode uint32, addr, rip, rax, rdx uint64) {
+		a0, a1 := args(signo, code, trapno, errCode)
+		f.Add(nr, arch, ip, a0, a1, addr, rip, rax, rdx)
+	}
+	const arch = unix.AUDIT_ARCH_X86_64
+	seed(handlerNr, arch, handlerSyscallRet, 11, 0x80, 13, 0, 0, codeAddr+4, 0x101000, 0x502) // a hypercall
+	seed(handlerNr, arch, handlerSyscallRet, 11, 0x80, 13, 0, 0, dataAddr, 0x101000, 0x502)   // out in a data page
+	seed(handlerNr, arch, handlerSyscallRet, 11, 0x80, 13, 0, 0, codeAddr+5, 0, 0)            // out to port 0x80
+	seed(handlerNr, arch, handlerSyscallRet, 11, 1, 14, 4, 0, codeAddr, 0, 0)                 // page fault
+	seed(handlerNr, arch, handlerSyscallRet, 11, 0x80, 13, 0, 0, testMemSize-1, 0, 0x502)     // RIP at the end of memory
+	seed(handlerNr, arch, handlerSyscallRet, 11, 0x80, 13, 0, 0, ^uint64(0), 0, 0x502)        // RIP nowhere
+	seed(handlerNr, arch, handlerSyscallRet, 4, -6, 6, 0, 0, codeAddr, 0, 0)                  // tkill'd SIGILL
+	seed(handlerNr, arch, handlerSyscallRet, 99, 1, 200, 0, 0, codeAddr, 0, 0)                // no such signal
+	seed(unix.SYS_GETPID, arch, codeAddr+2, 0, 0, 0, 0, 0, 0, 0, 0)                           // the guest's own call
+	seed(handlerNr, 0x40000003, handlerSyscallRet, 11, 0x80, 13, 0, 0, codeAddr+4, 0, 0x502)  // i386
+	f.Fuzz(func(t *testing.T, nr int32, arch uint32, ip, a0, a1, addr, rip, rax, rdx uint64) {
+		v.ended, v.skip = nil, 0
+		v.notif = seccompNotif{Nr: nr, Arch: arch, IP: ip, Args: [6]uint64{a0, a1, addr, rip, rax, rdx}}
+		exit, ok := v.decode()
+		if !ok {
+			return
+		}
+		switch exit.Kind {
+		case vcpu.ExitHypercall:
+			require.True(t, v.executable(exit.RIP, v.skip), "hypercall at %#x", exit.RIP)
+			require.Less(t, exit.Nr, uint32(hypercall.Count))
+			require.LessOrEqual(t, exit.Arg, uint64(math.MaxUint32))
+		case vcpu.ExitSyscall:
+			require.Error(t, v.ended)
+		case vcpu.ExitFault, vcpu.ExitBadIO:
+			require.Less(t, exit.Vector, uint8(32))
+		default:
+			t.Fatalf("decode returned %v", exit.Kind)
+		}
+	})
 }
