@@ -75,6 +75,7 @@
 package ptrace
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -387,26 +388,41 @@ func (v *VCPU) setup(boot vcpu.Boot, pollFirst bool) error {
 		return fmt.Errorf("ptrace: PTRACE_GETREGS: %w", err)
 	}
 
-	for _, r := range boot.Regions {
-		addr, err := v.inject(unix.SYS_MMAP, uintptr(r.Addr), uintptr(r.Size), prot(r.Perm),
-			unix.MAP_SHARED|unix.MAP_FIXED_NOREPLACE, guestFD, uintptr(r.Addr))
-		if err == nil && addr != r.Addr { // a kernel before 4.17 took the address as a hint
-			err = fmt.Errorf("mapped at %#x instead", addr)
+	// The region table goes to the stub's writable page; the set-up
+	// routine maps every region from it.
+	regions := boot.Regions
+	if len(regions) > tableEntries {
+		return fmt.Errorf("ptrace: %d guest regions, at most %d", len(regions), tableEntries)
+	}
+	if len(regions) > 0 {
+		table := make([]byte, 24*len(regions))
+		for i, r := range regions {
+			binary.LittleEndian.PutUint64(table[24*i:], r.Addr)
+			binary.LittleEndian.PutUint64(table[24*i+8:], r.Size)
+			binary.LittleEndian.PutUint64(table[24*i+16:], uint64(prot(r.Perm)))
 		}
-		if err == unix.EPERM {
-			err = fmt.Errorf("%w (is the region below vm.mmap_min_addr?)", err)
-		}
-		if err != nil {
-			return fmt.Errorf("ptrace: map guest region [%#x, +%#x) %v in the tracee: %w", r.Addr, r.Size, r.Perm, err)
+		local := []unix.Iovec{{Base: &table[0], Len: uint64(len(table))}}
+		remote := []unix.RemoteIovec{{Base: stubTable, Len: len(table)}}
+		if n, err := unix.ProcessVMWritev(v.pid, local, remote, 0); err != nil || n != len(table) {
+			return fmt.Errorf("ptrace: write the region table into the guest process: %d bytes, %v", n, err)
 		}
 	}
-	// The rest in one stop: signal stack, descriptors, handlers, mask,
+	// Then in one stop: regions, signal stack, descriptors, handlers, mask,
 	// no_new_privs and the seccomp filter (see setupCode).
 	r := v.initRegs
 	r.Rip, r.Orig_rax = stubBase+stubSetup, math.MaxUint64
+	r.R13 = uint64(len(regions))
 	r, err = v.execute(r, setupTrapRIP)
 	if err != nil {
 		return err
+	}
+	if r.R12 == stepMapRegion && r.R13 > 0 && r.R13 <= uint64(len(regions)) {
+		reg := regions[uint64(len(regions))-r.R13]
+		err := error(unix.Errno(-int64(r.Rax)))
+		if err == unix.EPERM {
+			err = fmt.Errorf("%w (is the region below vm.mmap_min_addr?)", err)
+		}
+		return fmt.Errorf("ptrace: map guest region [%#x, +%#x) %v in the guest process: %w", reg.Addr, reg.Size, reg.Perm, err)
 	}
 	if step := r.R12; step != 0 {
 		name := fmt.Sprintf("step %d", step)

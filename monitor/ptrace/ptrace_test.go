@@ -388,6 +388,8 @@ func TestSandbox(t *testing.T) {
 		"00101000-00102000 rw-s 00101000 ",
 		"003f0000-00400000 rw-s 003f0000 ",
 		"7e0000000000-7e0000001000 r-xp 00000000 ",
+		"7e0000002000-7e0000004000 rw-p 00000000 ",
+		"7e0000010000-7e0000020000 rw-p 00000000 ",
 	} {
 		assert.Contains(t, string(maps), want)
 	}
@@ -491,14 +493,19 @@ func TestStubELF(t *testing.T) {
 	assert.Equal(t, elf.ET_EXEC, f.Type)
 	assert.Equal(t, elf.EM_X86_64, f.Machine)
 	assert.EqualValues(t, stubBase+stubEntry, f.Entry)
-	require.Len(t, f.Progs, 2)
+	require.Len(t, f.Progs, 3)
 	load := f.Progs[0]
 	assert.Equal(t, elf.PT_LOAD, load.Type)
 	assert.Equal(t, elf.PF_R|elf.PF_X, load.Flags)
 	assert.EqualValues(t, stubBase, load.Vaddr)
 	assert.EqualValues(t, len(stubELF()), load.Filesz)
-	assert.Equal(t, elf.PT_GNU_STACK, f.Progs[1].Type)
-	assert.Equal(t, elf.PF_R|elf.PF_W, f.Progs[1].Flags)
+	table := f.Progs[1]
+	assert.Equal(t, elf.PT_LOAD, table.Type)
+	assert.Equal(t, elf.PF_R|elf.PF_W, table.Flags)
+	assert.EqualValues(t, stubTable, table.Vaddr)
+	assert.Zero(t, table.Filesz)
+	assert.Equal(t, elf.PT_GNU_STACK, f.Progs[2].Type)
+	assert.Equal(t, elf.PF_R|elf.PF_W, f.Progs[2].Flags)
 }
 
 // loopCode issues hypercall 1 forever.

@@ -1,7 +1,10 @@
 # The stub's set-up routine (stubSetup in stub.go), which the tracer runs
-# once, with one stop at the int3 at its end: r12 is 0 and rax the seccomp
-# listener's descriptor, or r12 is the number of the step that failed and
-# rax its -errno. TestStubCode assembles this file and compares the bytes.
+# once, with one stop at the int3 at its end. On entry r13 is the number of
+# guest regions in the table at TABLE (address, size, prot: 8 bytes each).
+# At the int3 r12 is 0 and rax the seccomp listener's descriptor, or r12 is
+# the number of the step that failed (r13 the regions left to map, for step
+# 12) and rax its -errno. TestStubCode assembles this file and compares the
+# bytes.
 	.equ STUB, 0x7e0000000000
 	.equ FPROG, STUB + 0xd0
 	.equ SIGACT, STUB + 0xe0
@@ -9,6 +12,7 @@
 	.equ SIGMASK, STUB + 0x118
 	.equ ALT, STUB + 0x10000
 	.equ ALTSIZE, 0x10000
+	.equ TABLE, STUB + 0x2000
 
 	.macro check
 	cmp $-4095, %rax
@@ -28,6 +32,24 @@
 
 	.text
 setup:
+	movabs $TABLE, %rbx
+	mov $12, %r12d		# map each guest region from the guest memfd
+maps:
+	test %r13, %r13
+	jz mapped
+	mov (%rbx), %rdi
+	mov 8(%rbx), %rsi
+	mov 16(%rbx), %rdx
+	mov $0x100001, %r10d	# MAP_SHARED|MAP_FIXED_NOREPLACE
+	mov $3, %r8d		# the guest memfd
+	mov %rdi, %r9		# at its own offset
+	mov $9, %eax
+	syscall
+	check
+	add $24, %rbx
+	dec %r13
+	jmp maps
+mapped:
 	mov $1, %r12d		# mmap the signal stack
 	movabs $ALT, %rdi
 	mov $ALTSIZE, %esi
