@@ -7,16 +7,17 @@
 // A Spawner writes a tiny static executable (one read-only, executable page
 // at 0x7e0000000000, built in memory; see stub.go) to a memfd and starts it
 // traced, with the guest memfd as its only open file. Stopped right after
-// execve, the process is made to map each boot region of the guest memfd at
-// its guest-physical address through a `syscall; int3` gadget (so
+// execve, the process gets the guest's region table in a writable page of the
+// stub (process_vm_writev) and runs the stub's set-up routine, which in one
+// stop maps each region of the guest memfd at its guest-physical address (so
 // guest-virtual = guest-physical = offset in guest memory, and the monitor's
-// guestmem view shares the same pages), then to run the stub's set-up
-// routine, which in one stop maps a signal stack, closes every file
-// descriptor, installs the stub's signal handler for the fault signals,
+// guestmem view shares the same pages), maps a signal stack, closes every
+// file descriptor, installs the stub's signal handler for the fault signals,
 // blocks every other signal, sets no_new_privs and installs a seccomp filter
 // with a notification listener. The monitor takes the listener with
-// pidfd_getfd, sets the registers to the guest's initial state and detaches:
-// the guest runs.
+// pidfd_getfd, makes the process close its copy through a `syscall; int3`
+// gadget, sets the registers to the guest's initial state and detaches: the
+// guest runs.
 //
 // At CPL 3 without I/O permission, `outl %eax,%dx` raises #GP, which Linux
 // turns into SIGSEGV. Every exception of the guest enters the stub's handler,
