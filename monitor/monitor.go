@@ -288,6 +288,21 @@ func commandLine(name string, args []string) (string, error) {
 // permissions, everything above the image read-write for heap and stack.
 func (vm *VM) load(cmdline string) error {
 	regions := []vcpu.Region{{Addr: hypercall.BootInfoAddr, Size: hypercall.CmdlineAddr + hypercall.CmdlineMax - hypercall.BootInfoAddr, Perm: vcpu.Read}}
+	// Pages written here, and the top of the stack the guest starts on,
+	// are allocated in one go rather than fault by fault.
+	prefault := []struct{ addr, n uint64 }{
+		{hypercall.BootInfoAddr, hypercall.PageSize},
+		{hypercall.CmdlineAddr, uint64(len(cmdline)) + 1},
+		{vm.mem.Size() - 2*hypercall.PageSize, 2 * hypercall.PageSize},
+	}
+	for _, s := range vm.img.Segments {
+		prefault = append(prefault, struct{ addr, n uint64 }{s.Addr, uint64(len(s.Data))})
+	}
+	for _, p := range prefault {
+		if err := vm.mem.Populate(p.addr, p.n); err != nil {
+			return err
+		}
+	}
 	for _, s := range vm.img.Segments {
 		if err := vm.mem.Write(s.Addr, s.Data); err != nil {
 			return err

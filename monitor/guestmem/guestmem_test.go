@@ -89,3 +89,29 @@ func TestLazy(t *testing.T) {
 	assert.Less(t, grew, 8<<10, "touching 1 MiB of a 1 GiB guest grew RSS by %d KiB", grew)
 	assert.GreaterOrEqual(t, grew, 1<<10-64, "the touched pages are resident")
 }
+
+// TestPopulate checks that Populate allocates exactly the pages of its range,
+// refuses ranges outside memory, and leaves the memory usable.
+func TestPopulate(t *testing.T) {
+	for _, shared := range []bool{false, true} {
+		newMem := New
+		if shared {
+			newMem = NewShared
+		}
+		m, err := newMem(64 << 20)
+		require.NoError(t, err)
+		before := rssKiB(t)
+		require.NoError(t, m.Populate(4<<20+100, 2<<20)) // 2 MiB from mid-page: 513 pages
+		grew := rssKiB(t) - before
+		assert.GreaterOrEqual(t, grew, 2<<10, "shared=%v: the range is resident", shared)
+		assert.Less(t, grew, 3<<10, "shared=%v: only the range is resident", shared)
+		require.NoError(t, m.Populate(0, 0))
+		assert.Error(t, m.Populate(64<<20-10, 11))
+		assert.Error(t, m.Populate(^uint64(0), 2))
+		require.NoError(t, m.PutUint64(4<<20+100, 7))
+		v, err := m.Uint64(4<<20 + 100)
+		require.NoError(t, err)
+		assert.EqualValues(t, 7, v)
+		require.NoError(t, m.Close())
+	}
+}
