@@ -293,7 +293,7 @@ func (vm *VM) load(cmdline string) error {
 	prefault := []struct{ addr, n uint64 }{
 		{hypercall.BootInfoAddr, hypercall.PageSize},
 		{hypercall.CmdlineAddr, uint64(len(cmdline)) + 1},
-		{vm.mem.Size() - 2*hypercall.PageSize, 2 * hypercall.PageSize},
+		{vm.mem.Size() - hypercall.PageSize, hypercall.PageSize},
 	}
 	for _, s := range vm.img.Segments {
 		prefault = append(prefault, struct{ addr, n uint64 }{s.Addr, uint64(len(s.Data))})
