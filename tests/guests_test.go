@@ -115,9 +115,10 @@ func TestWriteCodeFaultAddress(t *testing.T) {
 		fe, ok := as[*monitor.FaultError](err)
 		require.True(t, ok, "%s: %v", b, err)
 		assert.GreaterOrEqual(t, fe.CR2, uint64(0x100000), b)
-		if fe.HasErrorCode { // KVM: present, write, user
-			assert.EqualValues(t, 0x7, fe.ErrorCode&0x7, b)
-		}
+		// Both backends report the hardware's error code: present, write,
+		// user.
+		require.True(t, fe.HasErrorCode, b)
+		assert.EqualValues(t, 0x7, fe.ErrorCode&0x7, b)
 	}
 }
 
