@@ -226,7 +226,18 @@ func ReadELF(path string) ([]byte, error) {
 	if !st.Mode().IsRegular() || st.Size() > hypercall.MemMax {
 		return nil, fmt.Errorf("%s: not a regular file of at most %d bytes", path, int64(hypercall.MemMax))
 	}
-	return io.ReadAll(io.LimitReader(f, hypercall.MemMax))
+	// One buffer of the file's size (plus a byte to notice growth), rather
+	// than io.ReadAll's doubling: fresh heap pages cost a page fault each,
+	// which is dear on paravirtual hosts.
+	b := make([]byte, st.Size()+1)
+	n, err := io.ReadFull(f, b)
+	switch {
+	case err == io.ErrUnexpectedEOF || err == io.EOF:
+		return b[:n], nil
+	case err != nil:
+		return nil, err
+	}
+	return nil, fmt.Errorf("%s: grew while being read", path)
 }
 
 // Report prints err (if any) and returns the process exit code for the

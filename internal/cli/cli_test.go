@@ -59,3 +59,24 @@ func TestConfigNetErrors(t *testing.T) {
 	assert.Nil(t, cfg.Net)
 	assert.NoError(t, g.Close())
 }
+
+// TestReadELF reads files whole, of any size, and refuses what is not a
+// regular file.
+func TestReadELF(t *testing.T) {
+	dir := t.TempDir()
+	for _, size := range []int{0, 1, 4095, 4096, 70000} {
+		data := make([]byte, size)
+		for i := range data {
+			data[i] = byte(i * 7)
+		}
+		path := filepath.Join(dir, strconv.Itoa(size))
+		require.NoError(t, os.WriteFile(path, data, 0o644))
+		got, err := ReadELF(path)
+		require.NoError(t, err, "size %d", size)
+		assert.Equal(t, data, got, "size %d", size)
+	}
+	_, err := ReadELF(dir)
+	assert.ErrorContains(t, err, "not a regular file")
+	_, err = ReadELF(filepath.Join(dir, "missing"))
+	assert.Error(t, err)
+}
