@@ -166,6 +166,9 @@ func (p *Pool) Invoke(ctx context.Context, req Request) (Reply, error) {
 	if !req.Deadline.IsZero() && req.Deadline.Before(c.deadline) {
 		c.deadline = req.Deadline
 	}
+	if !time.Now().Before(c.deadline) { // no time to boot or hand it over
+		return Reply{}, &StoppedError{Cause: context.DeadlineExceeded}
+	}
 	inst, err := p.acquire(ctx, c.deadline)
 	if err != nil {
 		return Reply{}, err
@@ -250,8 +253,14 @@ func (p *Pool) acquire(ctx context.Context, deadline time.Time) (*instance, erro
 }
 
 // release puts a parked instance back: to the first queued caller, or on
-// the idle stack.
+// the idle stack. A cold instance serves one call; one still parked had its
+// call fail before taking it (deadline or context), and is retired.
 func (p *Pool) release(inst *instance) {
+	if p.cfg.Mode == Cold {
+		inst.retire()
+		p.discard()
+		return
+	}
 	p.mu.Lock()
 	if len(p.waiters) > 0 {
 		w := p.waiters[0]

@@ -383,3 +383,32 @@ func TestLockedCallers(t *testing.T) {
 		assert.EqualValues(t, 1, p.Stats().Started, "%s: one instance served every call", b)
 	}
 }
+
+// TestExpiredBeforeStart sends calls whose deadline has passed by the time
+// an instance takes them: they fail as late without running, and the
+// instance they were given does not linger (a cold pool's would otherwise
+// hold its slot for ever).
+func TestExpiredBeforeStart(t *testing.T) {
+	for _, b := range backends(t) {
+		h := newHost(t, b)
+		for _, mode := range []monitor.Mode{monitor.Cold, monitor.Warm} {
+			p := newPool(t, h, "fn_echo", monitor.PoolConfig{Mode: mode, MaxInstances: 1})
+			_, err := p.Invoke(context.Background(), monitor.Request{Body: []byte("late"), Deadline: time.Now().Add(-time.Second)})
+			assert.ErrorIs(t, err, context.DeadlineExceeded, "%s %s: refused at once", b, mode)
+			for range 3 {
+				// Expires while the instance boots (about 2 ms), unless
+				// the machine boots faster than that.
+				_, err := p.Invoke(context.Background(), monitor.Request{Body: []byte("late"), Deadline: time.Now().Add(300 * time.Microsecond)})
+				if err != nil {
+					assert.ErrorIs(t, err, context.DeadlineExceeded, "%s %s", b, mode)
+				}
+			}
+			rep, err := p.Invoke(context.Background(), monitor.Request{Body: []byte("on time")})
+			require.NoError(t, err, "%s %s", b, mode)
+			assert.Equal(t, "on time", string(rep.Body))
+			if mode == monitor.Cold {
+				assert.EqualValues(t, 0, p.Stats().Live, "%s: no cold instance outlives its call", b)
+			}
+		}
+	}
+}
