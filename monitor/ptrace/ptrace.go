@@ -97,7 +97,7 @@ import (
 
 const pageSize = hypercall.PageSize
 
-// File descriptors of the tracee at execve.
+// File descriptors of the guest process at execve.
 const (
 	guestFD = 3 // the guest memfd
 	stubFD  = 4 // the stub executable, execed as /proc/self/fd/4
@@ -368,7 +368,7 @@ func prot(p vcpu.Perm) uintptr {
 	return pr
 }
 
-// setup takes the tracee from its post-execve stop to the guest's first
+// setup takes the guest process from its post-execve stop to the guest's first
 // instruction: it maps guest memory, closes descriptors, installs the seccomp
 // filter and loads the guest's initial registers.
 func (v *VCPU) setup(boot vcpu.Boot, pollFirst bool) error {
@@ -380,7 +380,7 @@ func (v *VCPU) setup(boot vcpu.Boot, pollFirst bool) error {
 		return err
 	}
 	if !ws.Stopped() || ws.StopSignal() != unix.SIGTRAP {
-		return fmt.Errorf("ptrace: tracee did not stop after execve: %s", describe(ws))
+		return fmt.Errorf("ptrace: the guest process did not stop after execve: %s", describe(ws))
 	}
 	if err := unix.PtraceSetOptions(v.pid, unix.PTRACE_O_EXITKILL); err != nil {
 		return fmt.Errorf("ptrace: PTRACE_SETOPTIONS: %w", err)
@@ -785,7 +785,7 @@ func (v *VCPU) code(rip uint64) []byte {
 	return b
 }
 
-// died records the tracee's death, described by ws, and returns the exit to
+// died records the guest process's death, described by ws, and returns the exit to
 // report for it.
 func (v *VCPU) died(ws unix.WaitStatus) vcpu.Exit {
 	v.ended = fmt.Errorf("ptrace: the guest process has ended: %s", describe(ws))
@@ -795,7 +795,7 @@ func (v *VCPU) died(ws unix.WaitStatus) vcpu.Exit {
 	return vcpu.Exit{Kind: vcpu.ExitUnknown, Reason: uint64(ws)}
 }
 
-// wait waits for the next stop or the death of the tracee.
+// wait waits for the next stop or the death of the guest process.
 func (v *VCPU) wait() (unix.WaitStatus, error) {
 	for {
 		var ws unix.WaitStatus
@@ -867,7 +867,7 @@ func (v *VCPU) Close() error {
 	if v.pid > 0 && !v.reaped {
 		// Not yet reaped, so the pid is still this process.
 		if err := unix.Kill(v.pid, unix.SIGKILL); err != nil && err != unix.ESRCH {
-			errs = append(errs, fmt.Errorf("ptrace: kill tracee: %w", err))
+			errs = append(errs, fmt.Errorf("ptrace: kill the guest process: %w", err))
 		}
 		for !v.reaped {
 			if _, err := v.wait(); err != nil {
