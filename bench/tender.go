@@ -80,7 +80,7 @@ func (r *poolRunner) once(ctx context.Context) error {
 
 // memory boots MemInstances warm instances in a pool of their own and
 // divides the growth of the proportional set size (PSS: shared pages split
-// between their users, so guest memory shared by monitor and tracee is
+// between their users, so guest memory shared by monitor and guest process is
 // counted once) of this process and its children by their number. A cold
 // instance is the same VM, alive only for its request: the figure is its
 // cost while it serves.
@@ -110,7 +110,7 @@ func (r *poolRunner) memory(ctx context.Context) (float64, string, error) {
 	}
 	what := "tender process"
 	if r.backend == monitor.BackendProcess {
-		what = "tender process plus the guests' tracee processes"
+		what = "tender process plus the guest processes"
 	}
 	method := fmt.Sprintf("PSS growth of the %s with %d idle warm instances booted, divided by %d", what, live, live)
 	if r.mode == monitor.Cold {
@@ -128,8 +128,8 @@ func (r *poolRunner) close() error {
 }
 
 // pssKiB returns the proportional set size of this process and of its
-// children (those of every thread: the process backend's tracees are
-// children of the vCPU threads), after returning free Go heap to the system.
+// children (those of every thread: the process backend's guest processes are
+// children of its spawner thread), after returning free Go heap to the system.
 func pssKiB() (int64, error) {
 	runtime.GC()
 	debug.FreeOSMemory()
@@ -161,7 +161,7 @@ func readPSS(pid int) (int64, error) {
 }
 
 // ChildPIDs lists the children of every thread of process pid: with the
-// process backend, the tracees of the vCPU threads.
+// process backend, the guest processes, children of the spawner thread.
 func ChildPIDs(pid int) []int {
 	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
 	var pids []int

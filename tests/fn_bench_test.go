@@ -186,7 +186,7 @@ func rssKiB(pids ...int) int64 {
 
 // BenchmarkIdleInstances prewarms 1,000 fn_echo instances, leaves them idle
 // and reports the host memory each costs (RSS of the monitor, plus the
-// tracees on the process backend, whose figure includes the guest pages).
+// guest processes on the process backend, whose figure includes the guest pages).
 func BenchmarkIdleInstances(b *testing.B) {
 	const n = 1000
 	for _, be := range benchBackends(b) {
