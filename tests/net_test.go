@@ -169,10 +169,29 @@ func ipFromGuest(f []byte, guestMAC [6]byte, proto uint8) ([]byte, error) {
 // --- A guest on a Pipe. ---
 
 type pipeGuest struct {
-	t      *testing.T
-	name   string
-	ep     *netdev.Endpoint
-	mac    [6]byte
+	*netGuest
+	t    *testing.T
+	name string
+	ep   *netdev.Endpoint
+	mac  [6]byte
+}
+
+// startPipeGuest boots guest name with a Pipe as its device "net0" and waits
+// until it has configured its address.
+func startPipeGuest(t *testing.T, b monitor.Backend, name string, args ...string) *pipeGuest {
+	t.Helper()
+	dev, ep, err := netdev.NewPipe()
+	require.NoError(t, err)
+	g := &pipeGuest{t: t, name: name, ep: ep, mac: ep.GuestMAC()}
+	g.netGuest = runNetGuest(t, b, dev, name, func() {
+		dev.Close() // the VM does not own its devices
+		ep.Close()
+	}, args...)
+	return g
+}
+
+// netGuest is a guest running in the background with a network device.
+type netGuest struct {
 	out    *lockedBuffer
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -180,14 +199,13 @@ type pipeGuest struct {
 	err    error
 }
 
-// startPipeGuest boots guest name with a Pipe as its device "net0" and waits
-// until it has configured its address.
-func startPipeGuest(t *testing.T, b monitor.Backend, name string, args ...string) *pipeGuest {
+// runNetGuest boots guest name with dev as its device "net0" and runs it in
+// the background until the test ends, when it is stopped and closed and
+// then after runs. It returns once the guest has configured its address.
+func runNetGuest(t testing.TB, b monitor.Backend, dev netdev.Device, name string, after func(), args ...string) *netGuest {
 	t.Helper()
 	h := newHost(t, b)
-	dev, ep, err := netdev.NewPipe()
-	require.NoError(t, err)
-	g := &pipeGuest{t: t, name: name, ep: ep, mac: ep.GuestMAC(), out: &lockedBuffer{}, done: make(chan struct{})}
+	g := &netGuest{out: &lockedBuffer{}, done: make(chan struct{})}
 	vm, err := h.New(monitor.Config{
 		ELF: readGuest(t, name), Name: name, Args: append([]string{guestIPArg}, args...),
 		Console: g.out, Net: map[string]netdev.Device{"net0": dev},
@@ -203,8 +221,9 @@ func startPipeGuest(t *testing.T, b monitor.Backend, name string, args ...string
 		cancel()
 		<-g.done
 		vm.Close()
-		dev.Close() // the VM does not own its devices
-		ep.Close()
+		if after != nil {
+			after()
+		}
 		if t.Failed() {
 			t.Logf("%s console:\n%s", name, g.out.String())
 		}
@@ -718,47 +737,12 @@ func (ns *netns) dialUDP(t testing.TB, addr string) *net.UDPConn {
 }
 
 // tapGuest is a guest running on a namespace's TAP.
-type tapGuest struct {
-	out    *lockedBuffer
-	cancel context.CancelFunc
-	done   chan struct{}
-	err    error
-	res    monitor.Result
-}
+type tapGuest struct{ *netGuest }
 
 // startTAPGuest boots guest name on dev as "net0" and waits until it is up.
 func startTAPGuest(t testing.TB, b monitor.Backend, dev netdev.Device, name string, args ...string) *tapGuest {
 	t.Helper()
-	h := newHost(t, b)
-	g := &tapGuest{out: &lockedBuffer{}, done: make(chan struct{})}
-	vm, err := h.New(monitor.Config{
-		ELF: readGuest(t, name), Name: name, Args: append([]string{guestIPArg}, args...),
-		Console: g.out, Net: map[string]netdev.Device{"net0": dev},
-	})
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	g.cancel = cancel
-	go func() {
-		defer close(g.done)
-		g.res, g.err = vm.Run(ctx)
-	}()
-	stop := func() {
-		cancel()
-		<-g.done
-		vm.Close()
-	}
-	t.Cleanup(stop)
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(g.out.String(), " ip 198.51.100.2/24") {
-		select {
-		case <-g.done:
-			t.Fatalf("%s ended before configuring: %v\n%s", name, g.err, g.out.String())
-		default:
-		}
-		require.True(t, time.Now().Before(deadline), "%s did not start: %q", name, g.out.String())
-		time.Sleep(time.Millisecond)
-	}
-	return g
+	return &tapGuest{runNetGuest(t, b, dev, name, nil, args...)}
 }
 
 func (g *tapGuest) stop(t testing.TB) {
