@@ -605,18 +605,11 @@ func (v *VCPU) receive() error {
 	if !v.recvWakes {
 		// Before Linux 6.6 a receive sleeps on through the death of the
 		// process: wait for either first.
-		fds := []unix.PollFd{{Fd: int32(v.listener), Events: unix.POLLIN}, {Fd: int32(v.pidfd), Events: unix.POLLIN}}
-		for {
-			_, err := unix.Poll(fds, -1)
-			if err == unix.EINTR {
-				continue
-			}
-			if err != nil {
-				return err
-			}
-			break
+		dead, err := v.dead()
+		if err != nil {
+			return err
 		}
-		if fds[0].Revents&unix.POLLIN == 0 {
+		if dead {
 			return unix.ENOENT
 		}
 	}
@@ -639,10 +632,10 @@ func (v *VCPU) answer(val uint64) error {
 	return errnoErr(e)
 }
 
-// dead tells, after a notification vanished, whether the guest process has
-// ended (true) or another notification is coming (false). A process that
-// ends makes its pidfd readable; a live one that was stopped and continued
-// restarts its system call, which makes the listener readable.
+// dead waits until the guest process has ended (true) or a notification is
+// ready (false). A process that ends makes its pidfd readable (and orphans
+// the listener); a notification makes the listener readable, also that of a
+// process that was stopped and continued, which restarts its system call.
 func (v *VCPU) dead() (bool, error) {
 	fds := []unix.PollFd{{Fd: int32(v.pidfd), Events: unix.POLLIN}, {Fd: int32(v.listener), Events: unix.POLLIN}}
 	for {
