@@ -103,6 +103,17 @@ func ArgSize(nr uint32) uint64 {
 	return 0
 }
 
+// ArgWritten reports whether the monitor writes results (the "out" fields)
+// into the argument structure of hypercall nr, which must then lie in memory
+// the guest may write as well as read.
+func ArgWritten(nr uint32) bool {
+	switch nr {
+	case NrConsoleWrite, NrExit, NrAbort:
+		return false
+	}
+	return ArgSize(nr) != 0
+}
+
 // Walltime is the argument of NrWalltime.
 type Walltime struct {
 	// Nsecs is set by the monitor to nanoseconds since the Unix epoch.

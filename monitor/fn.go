@@ -119,9 +119,9 @@ func (r *run) fnNext(arg uint64) (outcome, error) {
 	if reqCap < hypercall.FnRequestMax {
 		return 0, &ProtocolError{Hypercall: "fn_next", Reason: fmt.Sprintf("request buffer of %d bytes, want at least %d", reqCap, hypercall.FnRequestMax)}
 	}
-	buf, err := r.vm.mem.Slice(reqBuf, hypercall.FnRequestMax)
+	buf, err := r.buffer(hypercall.NrFnNext, "request buffer", reqBuf, hypercall.FnRequestMax, vcpu.Write)
 	if err != nil {
-		return 0, &ProtocolError{Hypercall: "fn_next", Reason: "request buffer: " + err.Error()}
+		return 0, err
 	}
 	f.reqBuf, f.args = buf, a
 	return f.take(), nil
@@ -195,9 +195,9 @@ func (r *run) reply(f *fnState, status, data, n uint64) error {
 	if n > hypercall.FnReplyMax {
 		return &ProtocolError{Hypercall: "fn_next", Reason: fmt.Sprintf("reply of %d bytes exceeds %d", n, hypercall.FnReplyMax)}
 	}
-	body, err := r.vm.mem.Slice(data, n)
+	body, err := r.buffer(hypercall.NrFnNext, "reply body", data, n, vcpu.Read)
 	if err != nil {
-		return &ProtocolError{Hypercall: "fn_next", Reason: "reply body: " + err.Error()}
+		return err
 	}
 	f.cur.finish(Reply{ID: f.cur.id, Status: status, Body: append([]byte(nil), body...)}, nil)
 	f.cur = nil

@@ -315,6 +315,11 @@ func (vm *VM) load(cmdline string) error {
 	if err := vm.mem.Write(hypercall.CmdlineAddr, append([]byte(cmdline), 0)); err != nil {
 		return err
 	}
+	// Hypercall buffers are checked against the very table the guest's
+	// mappings are built from.
+	if err := vm.mem.SetLayout(regions); err != nil {
+		return err
+	}
 	vm.boot = vcpu.Boot{Regions: regions, Entry: vm.img.Entry, StackTop: vm.mem.Size(), BootInfo: hypercall.BootInfoAddr}
 	return vm.writeBootInfo(hypercall.BootInfo{
 		Magic:      hypercall.BootInfoMagic,

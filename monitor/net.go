@@ -14,6 +14,7 @@ import (
 	"github.com/tendervm/tender/hypercall"
 	"github.com/tendervm/tender/monitor/loader"
 	"github.com/tendervm/tender/monitor/netdev"
+	"github.com/tendervm/tender/monitor/vcpu"
 )
 
 // NetStats counts one network device's traffic during a run.
@@ -167,9 +168,9 @@ func (r *run) netWrite(arg uint64) (outcome, error) {
 		putFields(a, 3, hypercall.ResultTooLarge)
 		return resume, nil
 	}
-	frame, err := r.vm.mem.Slice(data, n)
+	frame, err := r.buffer(hypercall.NrNetWrite, "frame", data, n, vcpu.Read)
 	if err != nil {
-		return 0, &ProtocolError{Hypercall: "net_write", Reason: "frame: " + err.Error()}
+		return 0, err
 	}
 	res := uint64(hypercall.ResultOK)
 	switch err := d.dev.WriteFrame(frame); {
@@ -204,9 +205,9 @@ func (r *run) netRead(arg uint64) (outcome, error) {
 		putFields(a, 3, 0, hypercall.ResultInvalid)
 		return resume, nil
 	}
-	buf, err := r.vm.mem.Slice(le64(a, 1), le64(a, 2))
+	buf, err := r.buffer(hypercall.NrNetRead, "buffer", le64(a, 1), le64(a, 2), vcpu.Write)
 	if err != nil {
-		return 0, &ProtocolError{Hypercall: "net_read", Reason: "buffer: " + err.Error()}
+		return 0, err
 	}
 	if d.dead {
 		putFields(a, 3, 0, hypercall.ResultIO)

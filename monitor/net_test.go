@@ -15,6 +15,7 @@ import (
 	"github.com/tendervm/tender/monitor/guestmem"
 	"github.com/tendervm/tender/monitor/loader"
 	"github.com/tendervm/tender/monitor/netdev"
+	"github.com/tendervm/tender/monitor/vcpu"
 )
 
 // These tests drive the network handlers directly, with argument structures
@@ -39,6 +40,8 @@ func newNetFixture(t *testing.T, names ...string) *netFixture {
 	mem, err := guestmem.New(netMem)
 	require.NoError(t, err)
 	t.Cleanup(func() { mem.Close() })
+	// The guest may read and write all but its first MiB.
+	require.NoError(t, mem.SetLayout([]vcpu.Region{{Addr: 1 << 20, Size: netMem - 1<<20, Perm: vcpu.Read | vcpu.Write}}))
 	var declared []loader.Device
 	attached := map[string]netdev.Device{}
 	f := &netFixture{t: t, mem: mem}

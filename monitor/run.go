@@ -163,11 +163,26 @@ func (r *run) loop(ctx context.Context) (int, error) {
 }
 
 // args returns the argument structure of hypercall nr at arg, checked to lie
-// in guest memory.
+// in memory the guest may read, and write too if the monitor answers in it.
 func (r *run) args(nr uint32, arg uint64) ([]byte, error) {
-	b, err := r.vm.mem.Slice(arg, hypercall.ArgSize(nr))
+	need := vcpu.Read
+	if hypercall.ArgWritten(nr) {
+		need |= vcpu.Write
+	}
+	b, err := r.vm.mem.Guest(arg, hypercall.ArgSize(nr), need)
 	if err != nil {
 		return nil, &ProtocolError{Hypercall: hypercallName(nr), Reason: "argument structure: " + err.Error()}
+	}
+	return b, nil
+}
+
+// buffer returns the guest buffer [addr, addr+n) that hypercall nr reads
+// (need vcpu.Read) or fills (vcpu.Write), checked against the guest's own
+// page permissions; what names it in an error.
+func (r *run) buffer(nr uint32, what string, addr, n uint64, need vcpu.Perm) ([]byte, error) {
+	b, err := r.vm.mem.Guest(addr, n, need)
+	if err != nil {
+		return nil, &ProtocolError{Hypercall: hypercallName(nr), Reason: what + ": " + err.Error()}
 	}
 	return b, nil
 }
@@ -200,9 +215,9 @@ func (r *run) consoleWrite(arg uint64) (outcome, error) {
 	if n > hypercall.ConsoleWriteMax {
 		return 0, &ProtocolError{Hypercall: "console_write", Reason: fmt.Sprintf("length %d exceeds %d", n, hypercall.ConsoleWriteMax)}
 	}
-	buf, err := r.vm.mem.Slice(data, n)
+	buf, err := r.buffer(hypercall.NrConsoleWrite, "buffer", data, n, vcpu.Read)
 	if err != nil {
-		return 0, &ProtocolError{Hypercall: "console_write", Reason: "buffer: " + err.Error()}
+		return 0, err
 	}
 	over := false
 	if lim := r.vm.limit; lim > 0 && r.stats.ConsoleBytes+int64(n) > lim {
@@ -237,9 +252,9 @@ func (r *run) abort(arg uint64) (outcome, error) {
 		return 0, err
 	}
 	msg, n := le64(a, 0), min(le64(a, 1), hypercall.AbortMsgMax)
-	b, err := r.vm.mem.Slice(msg, n)
+	b, err := r.buffer(hypercall.NrAbort, "message", msg, n, vcpu.Read)
 	if err != nil {
-		return 0, &ProtocolError{Hypercall: "abort", Reason: "message: " + err.Error()}
+		return 0, err
 	}
 	return 0, &AbortError{Message: string(b)}
 }

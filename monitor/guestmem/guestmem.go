@@ -1,7 +1,8 @@
 // Package guestmem owns a guest's physical memory and is the only code that
 // touches it: every access goes through Slice, which checks bounds and
 // overflow, so no guest-supplied address or length can reach host memory
-// outside the mapping.
+// outside the mapping. Buffers a guest names in hypercalls go through Guest,
+// which also checks them against the guest's own page permissions.
 package guestmem
 
 import (
@@ -10,6 +11,8 @@ import (
 	"fmt"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tendervm/tender/monitor/vcpu"
 )
 
 // RangeError reports a guest-physical range that is not wholly inside guest
@@ -31,6 +34,9 @@ func (e *RangeError) Error() string {
 type Memory struct {
 	buf []byte
 	fd  int // memfd backing the mapping, or -1 for anonymous memory
+	// layout is what the guest itself may access (SetLayout); Guest checks
+	// hypercall buffers against it.
+	layout []vcpu.Region
 }
 
 // New maps size bytes of anonymous, lazily allocated guest memory.
