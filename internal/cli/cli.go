@@ -21,6 +21,7 @@ import (
 	"github.com/tendervm/tender/hypercall"
 	"github.com/tendervm/tender/monitor"
 	"github.com/tendervm/tender/monitor/kvm"
+	"github.com/tendervm/tender/monitor/loader"
 	"github.com/tendervm/tender/monitor/netdev"
 )
 
@@ -211,8 +212,9 @@ func (g *GuestFlags) Close() error {
 	return errors.Join(errs...)
 }
 
-// ReadELF reads a guest executable, refusing before reading it a file that
-// could never fit in guest memory.
+// ReadELF reads a guest executable. It checks the file's size and its ELF
+// header before reading the rest, so a huge or foreign file is refused at
+// once (loader.MaxFileSize bounds it).
 func ReadELF(path string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -223,17 +225,30 @@ func ReadELF(path string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !st.Mode().IsRegular() || st.Size() > hypercall.MemMax {
-		return nil, fmt.Errorf("%s: not a regular file of at most %d bytes", path, int64(hypercall.MemMax))
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: not a regular file", path)
+	}
+	size := st.Size()
+	if size > loader.MaxFileSize {
+		return nil, fmt.Errorf("%s: %d bytes, over the %d MiB limit for a guest executable", path, size, loader.MaxFileSize>>20)
+	}
+	var hdr [64]byte
+	head := min(size, int64(len(hdr)))
+	if _, err := io.ReadFull(f, hdr[:head]); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if err := loader.CheckHeader(hdr[:head], uint64(size)); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	// One buffer of the file's size (plus a byte to notice growth), rather
 	// than io.ReadAll's doubling: fresh heap pages cost a page fault each,
 	// which is dear on paravirtual hosts.
-	b := make([]byte, st.Size()+1)
-	n, err := io.ReadFull(f, b)
+	b := make([]byte, size+1)
+	copy(b, hdr[:head])
+	n, err := io.ReadFull(f, b[head:])
 	switch {
 	case err == io.ErrUnexpectedEOF || err == io.EOF:
-		return b[:n], nil
+		return b[:head+int64(n)], nil
 	case err != nil:
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"encoding/binary"
 	"flag"
 	"io"
 	"os"
@@ -38,7 +39,8 @@ func TestNetFlags(t *testing.T) {
 
 func TestConfigNetErrors(t *testing.T) {
 	elf := filepath.Join(t.TempDir(), "g.elf")
-	require.NoError(t, os.WriteFile(elf, []byte("not an elf, but Config does not parse it"), 0o644))
+	// A valid header: Config checks it but does not parse the rest.
+	require.NoError(t, os.WriteFile(elf, append(elfHeader(), make([]byte, 56)...), 0o644))
 	g := GuestFlags{MemMiB: 64, Backend: string(monitor.BackendProcess)}
 	require.NoError(t, g.Net.Set("net0=fd:999"))
 	_, _, err := g.Config([]string{elf}, io.Discard)
@@ -60,15 +62,33 @@ func TestConfigNetErrors(t *testing.T) {
 	assert.NoError(t, g.Close())
 }
 
+// elfHeader is a valid guest ELF header whose one program header follows
+// it, for files of any size from 120 bytes.
+func elfHeader() []byte {
+	h := make([]byte, 64)
+	copy(h, "\x7fELF\x02\x01\x01")
+	le := binary.LittleEndian
+	le.PutUint16(h[16:], 2)  // ET_EXEC
+	le.PutUint16(h[18:], 62) // EM_X86_64
+	le.PutUint32(h[20:], 1)
+	le.PutUint64(h[32:], 64) // phoff
+	le.PutUint16(h[52:], 64)
+	le.PutUint16(h[54:], 56)
+	le.PutUint16(h[56:], 1)
+	return h
+}
+
 // TestReadELF reads files whole, of any size, and refuses what is not a
-// regular file.
+// regular file, a file over the size limit or one whose header is no guest
+// ELF header, before reading the rest.
 func TestReadELF(t *testing.T) {
 	dir := t.TempDir()
-	for _, size := range []int{0, 1, 4095, 4096, 70000} {
+	for _, size := range []int{120, 4095, 4096, 70000} {
 		data := make([]byte, size)
 		for i := range data {
 			data[i] = byte(i * 7)
 		}
+		copy(data, elfHeader())
 		path := filepath.Join(dir, strconv.Itoa(size))
 		require.NoError(t, os.WriteFile(path, data, 0o644))
 		got, err := ReadELF(path)
@@ -78,5 +98,22 @@ func TestReadELF(t *testing.T) {
 	_, err := ReadELF(dir)
 	assert.ErrorContains(t, err, "not a regular file")
 	_, err = ReadELF(filepath.Join(dir, "missing"))
-	assert.Error(t, err)
+	assert.ErrorIs(t, err, os.ErrNotExist)
+
+	// Sparse files: 3 GiB with a foreign header, 300 MiB with a valid one.
+	// Neither is read, so neither costs its size in memory or time.
+	sparse := func(name string, size int64, head []byte) string {
+		path := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(path, head, 0o644))
+		require.NoError(t, os.Truncate(path, size))
+		return path
+	}
+	_, err = ReadELF(sparse("huge-foreign", 3<<30, []byte("#!/bin/sh\n")))
+	assert.ErrorContains(t, err, "over the 256 MiB limit")
+	_, err = ReadELF(sparse("foreign", 100<<20, []byte("#!/bin/sh\n")))
+	assert.ErrorContains(t, err, "bad magic")
+	_, err = ReadELF(sparse("huge-elf", 300<<20, elfHeader()))
+	assert.ErrorContains(t, err, "over the 256 MiB limit")
+	_, err = ReadELF(sparse("short", 10, nil))
+	assert.ErrorContains(t, err, "shorter than the 64-byte ELF header")
 }

@@ -38,6 +38,10 @@ const (
 	MaxProgHeaders = 64
 	// MaxLoadSegments is the largest number of PT_LOAD segments accepted.
 	MaxLoadSegments = 16
+	// MaxFileSize is the largest guest executable accepted. Its loadable
+	// contents must fit in guest memory anyway; the rest is symbols and
+	// debug information, which the loader never reads.
+	MaxFileSize = 256 << 20
 	// MinStack is the guest memory that must remain above the image for the
 	// stack.
 	MinStack = 64 << 10
@@ -131,7 +135,10 @@ type loadSeg struct {
 // memory and returns its image. The returned segments alias file. Every error
 // is an *Error, so errors.Is(err, ErrInvalid) holds.
 func Parse(file []byte, memSize uint64) (*Image, error) {
-	hdr, err := parseHeader(file)
+	if len(file) > MaxFileSize {
+		return nil, invalid("file is %d bytes, over the %d MiB limit", len(file), MaxFileSize>>20)
+	}
+	hdr, err := parseHeader(file, uint64(len(file)))
 	if err != nil {
 		return nil, err
 	}
@@ -235,9 +242,20 @@ func Parse(file []byte, memSize uint64) (*Image, error) {
 	return img, nil
 }
 
-// parseHeader validates the ELF header, including that the program header
-// table lies inside the file.
-func parseHeader(file []byte) (*elf.Header64, error) {
+// CheckHeader validates the ELF header at the start of a file of size bytes,
+// of which head holds at least the header, before the rest is read: a file
+// that is too large or no guest executable is refused without reading it.
+func CheckHeader(head []byte, size uint64) error {
+	if size > MaxFileSize {
+		return invalid("file is %d bytes, over the %d MiB limit", size, MaxFileSize>>20)
+	}
+	_, err := parseHeader(head, size)
+	return err
+}
+
+// parseHeader validates the ELF header at the start of file, a file of size
+// bytes, including that the program header table lies inside the file.
+func parseHeader(file []byte, size uint64) (*elf.Header64, error) {
 	if len(file) < ehdrSize {
 		return nil, invalid("file is %d bytes, shorter than the %d-byte ELF header", len(file), ehdrSize)
 	}
@@ -302,8 +320,8 @@ func parseHeader(file []byte) (*elf.Header64, error) {
 		return nil, invalid("%d program headers, at most %d are supported", n, MaxProgHeaders)
 	}
 	tableSize := uint64(h.Phnum) * phdrSize // at most 64*56: no overflow
-	if end, ok := add(h.Phoff, tableSize); !ok || end > uint64(len(file)) {
-		return nil, invalid("program header table [%#x, +%#x) is outside the %#x-byte file", h.Phoff, tableSize, len(file))
+	if end, ok := add(h.Phoff, tableSize); !ok || end > size {
+		return nil, invalid("program header table [%#x, +%#x) is outside the %#x-byte file", h.Phoff, tableSize, size)
 	}
 	return &h, nil
 }
