@@ -4,6 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/tendervm/tender/monitor/vcpu"
 )
@@ -136,8 +140,29 @@ type AbortError struct {
 	Message string
 }
 
-// Error implements error.
-func (e *AbortError) Error() string { return "guest aborted: " + e.Message }
+// Error implements error. The message is escaped (EscapeGuestText), so
+// what a guest wrote cannot reach an operator's terminal or log raw.
+func (e *AbortError) Error() string { return "guest aborted: " + EscapeGuestText(e.Message) }
+
+// EscapeGuestText makes text that came from a guest safe to print in a
+// message or log line: printable characters stay as they are, backslashes
+// are doubled, and control characters (newlines and escape sequences
+// included) and invalid UTF-8 are written as Go escapes (\n, \x1b).
+func EscapeGuestText(s string) string {
+	clean := true
+	for _, r := range s {
+		if r == '\\' || r == utf8.RuneError || !unicode.IsPrint(r) {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	q := strconv.Quote(s)
+	// Quote also escapes the double quotes it adds: undo that for ours.
+	return strings.ReplaceAll(q[1:len(q)-1], `\"`, `"`)
+}
 
 // ProtocolError is a guest that broke the hypercall protocol: an unknown
 // hypercall or port, an argument outside guest memory, a length over a limit.

@@ -44,3 +44,21 @@ func TestErrorMessages(t *testing.T) {
 	assert.Contains(t, crash(vcpu.Exit{Kind: vcpu.ExitBadIO, Port: 0x80, Size: 1, Out: true}).Error(), "1-byte out on port 0x80")
 	assert.Contains(t, crash(vcpu.Exit{Kind: vcpu.ExitSyscall, Reason: 39}).Error(), "system call 39")
 }
+
+// TestEscapeGuestText: a guest's text never reaches a terminal or a log line
+// raw, and plain text stays readable.
+func TestEscapeGuestText(t *testing.T) {
+	for in, want := range map[string]string{
+		"deliberate abort from guest": "deliberate abort from guest",
+		`say "hi" — ünïcode`:          `say "hi" — ünïcode`,
+		"red\x1b[31m alert\x07":       `red\x1b[31m alert\a`,
+		"two\nlines\r\n":              `two\nlines\r\n`,
+		`back\slash`:                  `back\\slash`,
+		"bad \xff utf8":               `bad \xff utf8`,
+		`{"level":"info"}` + "\n":     `{"level":"info"}\n`,
+	} {
+		assert.Equal(t, want, EscapeGuestText(in), "%q", in)
+	}
+	msg := (&AbortError{Message: "boom\x1b]0;pwned\x07\nfake log line"}).Error()
+	assert.Equal(t, `guest aborted: boom\x1b]0;pwned\a\nfake log line`, msg)
+}
