@@ -186,19 +186,44 @@ func (e *ProtocolError) Error() string {
 // its deadline passed. errors.Is(err, context.DeadlineExceeded) tells a
 // timeout.
 type StoppedError struct {
+	// Cause is the context's error (context.Canceled or
+	// context.DeadlineExceeded).
 	Cause error
+	// Reason is the context's cause when it says more than Cause (a
+	// context cancelled with context.WithCancelCause), else nil.
+	Reason error
+}
+
+// stopped describes a run stopped because ctx is done.
+func stopped(ctx context.Context) *StoppedError {
+	e := &StoppedError{Cause: ctx.Err()}
+	if e.Cause == nil {
+		e.Cause = context.Canceled
+	}
+	if c := context.Cause(ctx); c != nil && c != e.Cause {
+		e.Reason = c
+	}
+	return e
 }
 
 // Error implements error.
 func (e *StoppedError) Error() string {
-	if errors.Is(e.Cause, context.DeadlineExceeded) {
+	switch {
+	case e.Reason != nil:
+		return "guest stopped: " + e.Reason.Error()
+	case errors.Is(e.Cause, context.DeadlineExceeded):
 		return "guest stopped: timeout"
 	}
 	return "guest stopped: " + e.Cause.Error()
 }
 
-// Unwrap returns the context's error.
-func (e *StoppedError) Unwrap() error { return e.Cause }
+// Unwrap returns the context's error and its cause.
+func (e *StoppedError) Unwrap() []error {
+	if e.Reason != nil {
+		return []error{e.Cause, e.Reason}
+	}
+	return []error{e.Cause}
+}
 
 // crash turns a non-hypercall, non-fault exit into a CrashError or
 // ProtocolError.

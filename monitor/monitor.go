@@ -401,8 +401,8 @@ func (vm *VM) begin(ctx context.Context) (*run, error) {
 	vm.started = true
 	vm.mu.Unlock()
 
-	if err := ctx.Err(); err != nil {
-		return r, &StoppedError{Cause: err}
+	if ctx.Err() != nil {
+		return r, stopped(ctx)
 	}
 	// Guest TSC and wall clock sampled together, so the guest can tell wall
 	// time without an exit. A guest process starts running at once, so its

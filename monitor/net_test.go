@@ -328,3 +328,24 @@ func TestWakerCloseRace(t *testing.T) {
 		w.Wake() // after Close: a no-op
 	}
 }
+
+// TestNetReadDropCap: one net_read discards at most 64 unusable frames, then
+// answers ResultAgain, so a flood of runts cannot hold the vCPU; the next
+// call goes on where it stopped.
+func TestNetReadDropCap(t *testing.T) {
+	f := newNetFixture(t, "net0")
+	h := f.host[0]
+	for range maxDrops + 36 {
+		require.NoError(t, h.WriteFrame(frame(5, 1)))
+	}
+	good := frame(60, 2)
+	require.NoError(t, h.WriteFrame(good))
+	out := f.mustCall(hypercall.NrNetRead, 0, bufAddr, 2048, 99, 99)
+	assert.Equal(t, []uint64{0, hypercall.ResultAgain}, out[3:])
+	assert.EqualValues(t, 64, f.r.stats.Net[0].DroppedIn, "the cap is 64")
+	out = f.mustCall(hypercall.NrNetRead, 0, bufAddr, 2048, 99, 99)
+	assert.Equal(t, []uint64{60, hypercall.ResultOK}, out[3:])
+	assert.EqualValues(t, 100, f.r.stats.Net[0].DroppedIn)
+	got, _ := f.mem.Slice(bufAddr, 60)
+	assert.Equal(t, good, got)
+}

@@ -74,6 +74,8 @@ type PoolStats struct {
 	Live int64
 	// Idle is the number of instances waiting for a request.
 	Idle int64
+	// Queued is the number of callers waiting for an instance.
+	Queued int64
 	// Started counts instances ever booted.
 	Started uint64
 	// Exits counts vCPU exits of all instances by kind (vcpu.ExitKind).
@@ -394,7 +396,7 @@ func (p *Pool) countExits(f *fnState, s *Stats) {
 func (p *Pool) Stats() PoolStats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return PoolStats{Live: int64(p.live), Idle: int64(len(p.idle)), Started: p.started.Load(), Exits: p.exits}
+	return PoolStats{Live: int64(p.live), Idle: int64(len(p.idle)), Queued: int64(len(p.waiters)), Started: p.started.Load(), Exits: p.exits}
 }
 
 // Close stops accepting invocations, waits for those in flight to finish,

@@ -150,10 +150,7 @@ func (r *run) loop(ctx context.Context) (int, error) {
 			if err := r.vm.fn.errStopped(); err != nil {
 				return 0, err
 			}
-			if err := ctx.Err(); err != nil {
-				return 0, &StoppedError{Cause: err}
-			}
-			return 0, &StoppedError{Cause: context.Canceled}
+			return 0, stopped(ctx)
 		case vcpu.ExitFault:
 			return 0, &FaultError{Vector: x.Vector, ErrorCode: x.ErrorCode, HasErrorCode: x.HasErrorCode, RIP: x.RIP, CR2: x.CR2}
 		default:

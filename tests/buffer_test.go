@@ -3,6 +3,7 @@ package tests
 import (
 	"bytes"
 	"sync"
+	"sync/atomic"
 )
 
 // lockedBuffer is a console that tests read while another goroutine writes.
@@ -27,4 +28,12 @@ func (l *lockedBuffer) Len() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.Len()
+}
+
+// countingWriter is a console that only counts what it is given.
+type countingWriter struct{ n atomic.Int64 }
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	c.n.Add(int64(len(p)))
+	return len(p), nil
 }

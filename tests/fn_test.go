@@ -202,41 +202,6 @@ func TestIdleRetire(t *testing.T) {
 	}
 }
 
-// TestPoolCloseDrains checks that Close lets invocations in flight finish and
-// refuses new ones.
-func TestPoolCloseDrains(t *testing.T) {
-	for _, b := range backends(t) {
-		h := newHost(t, b)
-		p := newPool(t, h, "fn_echo", monitor.PoolConfig{MaxInstances: 4})
-		var wg sync.WaitGroup
-		errs := make(chan error, 64)
-		for i := range 64 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				body := []byte(fmt.Sprint(i))
-				rep, err := p.Invoke(context.Background(), monitor.Request{Body: body})
-				if err == nil && !bytes.Equal(rep.Body, body) {
-					err = fmt.Errorf("reply %q for %q", rep.Body, body)
-				}
-				errs <- err
-			}()
-		}
-		time.Sleep(5 * time.Millisecond)
-		require.NoError(t, p.Close())
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			if err != nil {
-				assert.ErrorIs(t, err, monitor.ErrClosed, "only refused, never lost")
-			}
-		}
-		assert.EqualValues(t, 0, p.Stats().Live)
-		_, err := p.Invoke(context.Background(), monitor.Request{})
-		assert.ErrorIs(t, err, monitor.ErrClosed)
-	}
-}
-
 // TestConcurrentWarm hammers a warm pool from many goroutines with a mix of
 // good and faulting requests: every request gets its own correct answer.
 func TestConcurrentWarm(t *testing.T) {

@@ -1,10 +1,26 @@
-/* flood (hostile): writes numbered lines to the console forever, one
- * console write per line. Only the monitor's limits end the run. */
+/* flood (hostile): writes to the console forever. With no argument it
+ * writes numbered lines, one console write per line; with a size argument
+ * (at most TENDER_CONSOLE_WRITE_MAX) it writes blocks of that many bytes,
+ * one console write each. Only the monitor's limits end the run. */
 #include "tender.h"
 
-int main(void)
+static char block[TENDER_CONSOLE_WRITE_MAX];
+
+int main(int argc, char **argv)
 {
-	printf("flood: writing lines forever\n");
+	printf("flood: writing forever\n");
+	if (argc > 1) {
+		unsigned long n = strtoul(argv[1], NULL, 10);
+		if (n == 0 || n > sizeof(block)) {
+			printf("usage: flood [1..%d]\n", (int)sizeof(block));
+			return 2;
+		}
+		memset(block, 'f', n);
+		for (;;) {
+			struct tender_console_write a = {.data = (uint64_t)(uintptr_t)block, .len = n};
+			tender_hypercall(TENDER_HC_CONSOLE_WRITE, &a);
+		}
+	}
 	for (uint64_t n = 0;; n++)
 		printf("flood %llu\n", (unsigned long long)n);
 }

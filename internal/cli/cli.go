@@ -272,8 +272,34 @@ func Report(stderr io.Writer, status int, err error) int {
 	return monitor.ExitCode(status, err)
 }
 
-// SignalContext is cancelled by SIGINT and SIGTERM, so an interrupted guest
-// is stopped and reported like a timeout, and a server drains.
+// SignalContext is cancelled by SIGINT and SIGTERM, with the signal as its
+// cause, so an interrupted guest is stopped and reported like a timeout
+// ("guest stopped: interrupted by SIGINT"), and a server drains.
 func SignalContext() (context.Context, context.CancelFunc) {
-	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, cancel := context.WithCancelCause(context.Background())
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		select {
+		case s := <-sigs:
+			cancel(&Interrupted{Signal: s})
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, func() {
+		signal.Stop(sigs)
+		cancel(nil)
+	}
+}
+
+// Interrupted is the cause of a SignalContext cancelled by a signal.
+type Interrupted struct{ Signal os.Signal }
+
+// Error implements error.
+func (e *Interrupted) Error() string {
+	name := "SIGTERM"
+	if e.Signal == os.Interrupt {
+		name = "SIGINT"
+	}
+	return "interrupted by " + name
 }
