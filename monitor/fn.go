@@ -41,14 +41,43 @@ type call struct {
 	req      Request
 	deadline time.Time
 
+	// state decides, once handed to the guest, who ends the call: the
+	// first side to move it from callArmed wins (see fnState.stop and
+	// fnState.settle), so a reply and a deadline never both count.
+	state atomic.Uint32
+
 	// Set once, by the instance, before it hands control back.
 	finished bool
 	reply    Reply
 	err      error
 }
 
+// Call states.
+const (
+	callArmed     uint32 = iota // with the guest, its outcome still open
+	callSettled                 // the vCPU's side decided: the reply, or how the run ended
+	callExpired                 // its deadline passed first
+	callCancelled               // its caller's context was done first
+)
+
 func (c *call) finish(rep Reply, err error) {
 	c.reply, c.err, c.finished = rep, err, true
+}
+
+// stopped is the error of a call its deadline or caller stopped; nil if
+// neither did.
+func (c *call) stopped() error {
+	switch c.state.Load() {
+	case callExpired:
+		return &StoppedError{Cause: context.DeadlineExceeded}
+	case callCancelled:
+		cause := c.ctx.Err()
+		if cause == nil { // cannot happen: the context is done
+			cause = context.Canceled
+		}
+		return &StoppedError{Cause: cause}
+	}
+	return nil
 }
 
 // fnState is a VM's side of function serving: the call handed over, the one
@@ -67,11 +96,20 @@ type fnState struct {
 	// guest's pending fn_next, kept while it is parked.
 	reqBuf, args []byte
 
-	timer     *time.Timer
-	expired   atomic.Bool // the current call's deadline kicked the vCPU
-	cancelled atomic.Bool // the current call's context kicked the vCPU
-	stopCtx   func() bool // unhooks the current call's context
-	kick      func()
+	// timer stops the current call at its deadline. It is reused from call
+	// to call, and timed (which its function reads) names the call it is
+	// armed for; a timer whose function may still run is replaced by a new
+	// one with its own timed, so a late function only ever sees its own,
+	// already settled, call.
+	timer   *time.Timer
+	timed   *atomic.Pointer[call]
+	stopCtx func() bool // unhooks the current call's context
+	kick    func()
+	// stopHook, when set (by tests only), runs as a deadline or a context
+	// starts to stop a call, before it claims it; the function it returns
+	// runs when the stop is over. It lets a test hold a stop in the window
+	// where it has fired but not yet claimed its call.
+	stopHook func() func()
 
 	// onReply sees the run's statistics after each reply, for metrics.
 	onReply func(*fnState, *Stats)
@@ -147,51 +185,60 @@ func (f *fnState) take() outcome {
 	copy(f.reqBuf, c.req.Body)
 	putFields(f.args, reqIDField, c.id, uint64(len(c.req.Body)), uint64(c.deadline.UnixNano()))
 	f.cur = c
-	f.arm(time.Until(c.deadline))
+	f.arm(c)
 	if c.ctx.Done() != nil {
-		f.stopCtx = context.AfterFunc(c.ctx, func() {
-			f.cancelled.Store(true)
-			f.kick()
-		})
+		f.stopCtx = context.AfterFunc(c.ctx, func() { f.stop(c, callCancelled) })
 	}
 	return resume
 }
 
-// arm stops the guest when the current call's deadline passes.
-func (f *fnState) arm(d time.Duration) {
-	if f.timer == nil {
-		f.timer = time.AfterFunc(d, func() {
-			f.expired.Store(true)
-			f.kick()
-		})
+// arm stops the guest when c's deadline passes.
+func (f *fnState) arm(c *call) {
+	if f.timer != nil {
+		f.timed.Store(c)
+		f.timer.Reset(time.Until(c.deadline))
 		return
 	}
-	f.timer.Reset(d)
+	timed := new(atomic.Pointer[call])
+	timed.Store(c)
+	f.timed = timed
+	f.timer = time.AfterFunc(time.Until(c.deadline), func() { f.stop(timed.Load(), callExpired) })
 }
 
-// disarm unhooks the current call's deadline and context. It reports false
-// when either has already fired: the vCPU is being stopped.
-func (f *fnState) disarm() bool {
-	ok := true
+// stop ends c for its deadline or its caller (why), unless the guest's side
+// settled it first. Only the winner kicks the vCPU, so a kick always has a
+// reason in the call it stops: a backend's kick is final (the KVM vCPU
+// stays kicked, the guest process is killed), and a kick for a call already
+// answered would otherwise kill a healthy instance or fail its next call.
+func (f *fnState) stop(c *call, why uint32) {
+	if f.stopHook != nil {
+		defer f.stopHook()()
+	}
+	if c.state.CompareAndSwap(callArmed, why) {
+		f.kick()
+	}
+}
+
+// settle claims c for the vCPU's side and unhooks its deadline and context.
+// It reports false when the deadline or the context claimed c first: the
+// vCPU is being kicked, and c fails with c.stopped().
+func (f *fnState) settle(c *call) bool {
+	won := c.state.CompareAndSwap(callArmed, callSettled)
 	if f.timer != nil && !f.timer.Stop() {
-		ok = false
+		// Its function has started and may not have looked at c yet:
+		// leave this timer to it and arm a new one for the next call.
+		f.timer, f.timed = nil, nil
 	}
 	if f.stopCtx != nil {
-		if !f.stopCtx() {
-			ok = false
-		}
+		f.stopCtx()
 		f.stopCtx = nil
 	}
-	return ok && !f.expired.Load() && !f.cancelled.Load()
+	return won
 }
 
-// reply completes the current call with the guest's reply.
+// reply completes the current call with the guest's reply, unless its
+// deadline or its caller stopped it first.
 func (r *run) reply(f *fnState, status, data, n uint64) error {
-	if !f.disarm() {
-		// The deadline or the caller's context fired as the guest
-		// replied: the call fails as late.
-		return f.errStopped()
-	}
 	if n > hypercall.FnReplyMax {
 		return &ProtocolError{Hypercall: "fn_next", Reason: fmt.Sprintf("reply of %d bytes exceeds %d", n, hypercall.FnReplyMax)}
 	}
@@ -199,7 +246,13 @@ func (r *run) reply(f *fnState, status, data, n uint64) error {
 	if err != nil {
 		return err
 	}
-	f.cur.finish(Reply{ID: f.cur.id, Status: status, Body: append([]byte(nil), body...)}, nil)
+	c := f.cur
+	if !f.settle(c) {
+		// Too late: the call fails as stopped, and the kicked vCPU ends
+		// the run.
+		return c.stopped()
+	}
+	c.finish(Reply{ID: c.id, Status: status, Body: append([]byte(nil), body...)}, nil)
 	f.cur = nil
 	f.served++
 	if f.onReply != nil {
@@ -209,9 +262,10 @@ func (r *run) reply(f *fnState, status, data, n uint64) error {
 }
 
 // end fails the calls left when the run stops: the guest faulted, broke the
-// protocol, exited, or overran the deadline.
+// protocol, exited, or overran the deadline. A current call that its
+// deadline or its caller had already claimed fails as stopped, whatever else
+// ended the run.
 func (f *fnState) end(status int, err error) {
-	f.disarm()
 	if c := f.next; c != nil { // it stopped before taking the call handed over
 		f.next = nil
 		cerr := err
@@ -220,30 +274,25 @@ func (f *fnState) end(status int, err error) {
 		}
 		c.finish(Reply{}, cerr)
 	}
-	if f.cur == nil {
+	c := f.cur
+	if c == nil {
 		return
 	}
-	if err == nil {
-		err = &ProtocolError{Hypercall: "fn_next", Reason: fmt.Sprintf("guest exited with status %d during request %d", status, f.cur.id)}
-	}
-	f.cur.finish(Reply{}, err)
 	f.cur = nil
+	switch {
+	case !f.settle(c):
+		err = c.stopped()
+	case err == nil:
+		err = &ProtocolError{Hypercall: "fn_next", Reason: fmt.Sprintf("guest exited with status %d during request %d", status, c.id)}
+	}
+	c.finish(Reply{}, err)
 }
 
-// errStopped reports why the current call's vCPU was kicked: its deadline
-// or its caller's context; nil if neither.
+// errStopped reports why the vCPU was kicked: the current call's deadline or
+// its caller's context; nil if neither.
 func (f *fnState) errStopped() error {
-	switch {
-	case f == nil:
+	if f == nil || f.cur == nil {
 		return nil
-	case f.expired.Load():
-		return &StoppedError{Cause: context.DeadlineExceeded}
-	case f.cancelled.Load():
-		cause := error(context.Canceled)
-		if f.cur != nil && f.cur.ctx.Err() != nil {
-			cause = f.cur.ctx.Err()
-		}
-		return &StoppedError{Cause: cause}
 	}
-	return nil
+	return f.cur.stopped()
 }
