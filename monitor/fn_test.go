@@ -11,6 +11,7 @@ import (
 
 	"github.com/tendervm/tender/hypercall"
 	"github.com/tendervm/tender/monitor/guestmem"
+	"github.com/tendervm/tender/monitor/vcpu"
 )
 
 // These tests drive fn_next by hand, with its argument structure written
@@ -32,6 +33,7 @@ func newFnFixture(t *testing.T) *fnFixture {
 	mem, err := guestmem.New(netMem)
 	require.NoError(t, err)
 	t.Cleanup(func() { mem.Close() })
+	require.NoError(t, mem.SetLayout([]vcpu.Region{{Addr: 1 << 20, Size: netMem - 1<<20, Perm: vcpu.Read | vcpu.Write}}))
 	x := &fnFixture{t: t, mem: mem, kicks: make(chan struct{}, 10)}
 	x.f = &fnState{kick: func() { x.kicks <- struct{}{} }}
 	x.r = &run{vm: &VM{mem: mem, fn: x.f, table: coreTable()}}
