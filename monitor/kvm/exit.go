@@ -51,12 +51,15 @@ func (vm *VM) portIO(u []byte) (vcpu.Exit, error) {
 	if err != nil {
 		return vcpu.Exit{}, err
 	}
-	bad := vcpu.Exit{Kind: vcpu.ExitBadIO, Port: port, Size: size, Out: out, Str: count > 1, RIP: regs.RIP}
+	code := vm.code(regs.RIP)
+	// Str only informs the report; a string instruction already past RIP
+	// is told here only for a would-be hypercall (below).
+	io, isIO := x86.DecodePortIO(code, uint16(regs.RDX))
+	bad := vcpu.Exit{Kind: vcpu.ExitBadIO, Port: port, Size: size, Out: out, Str: count > 1 || isIO && io.Str, RIP: regs.RIP}
 	if !out || size != 4 || count != 1 || port < hypercall.PIOBase || port >= hypercall.PIOBase+hypercall.Count {
 		return bad, nil
 	}
-	e := x86.OutExit{Port: port, Data: binary.LittleEndian.Uint32(data), Code: vm.code(regs.RIP),
-		RAX: regs.RAX, RDX: regs.RDX}
+	e := x86.OutExit{Port: port, Data: binary.LittleEndian.Uint32(data), Code: code, RAX: regs.RAX, RDX: regs.RDX}
 	if regs.RIP > 0 {
 		if b, err := vm.mem.Slice(regs.RIP-1, 1); err == nil {
 			e.Prev, e.HasPrev = b[0], true
