@@ -4,7 +4,9 @@
 // still runs at native speed, and on any host it cannot change its own page
 // permissions.
 //
-// The KVM ioctls and structures come from github.com/bobuhiro11/gokvm/kvm.
+// The KVM structures and ioctl encoding come from
+// github.com/bobuhiro11/gokvm/kvm; the calls go through ioctl (ioctl.go),
+// which retries them when a signal interrupts them.
 package kvm
 
 import (
@@ -252,7 +254,7 @@ func (vm *VM) create(s *System, boot vcpu.Boot) error {
 	// EFER.SCE stays clear, so on hardware `syscall` is #UD. Some hosts
 	// (kvm_pvm) ignore SCE and fetch from LSTAR at CPL 3; pointing it at a
 	// page that is never mapped makes that a page fault the monitor
-	// recognises (see syscallExit).
+	// recognises (see fault).
 	if err := setMSR(vm.vcpufd, msrLSTAR, x86.SyscallSentinel); err != nil {
 		return err
 	}
