@@ -234,6 +234,9 @@ func crash(x vcpu.Exit) error {
 		if x.Out {
 			dir = "out"
 		}
+		if x.Str {
+			dir += "s" // ins, outs: string I/O is never a hypercall
+		}
 		return &ProtocolError{Reason: fmt.Sprintf("%d-byte %s on port %#x is not a hypercall", x.Size, dir, x.Port)}
 	case vcpu.ExitTripleFault:
 		return &CrashError{Kind: x.Kind, RIP: x.RIP, Detail: "triple fault (a fault while delivering a fault)"}

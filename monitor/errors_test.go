@@ -42,7 +42,11 @@ func TestErrorMessages(t *testing.T) {
 	assert.Contains(t, crash(vcpu.Exit{Kind: vcpu.ExitInternal, Reason: 1}).Error(), "emulator")
 	assert.Contains(t, crash(vcpu.Exit{Kind: vcpu.ExitMMIO, Addr: 0xfee00000, Write: true}).Error(), "write to guest-physical 0xfee00000")
 	assert.Contains(t, crash(vcpu.Exit{Kind: vcpu.ExitBadIO, Port: 0x80, Size: 1, Out: true}).Error(), "1-byte out on port 0x80")
-	assert.Contains(t, crash(vcpu.Exit{Kind: vcpu.ExitSyscall, Reason: 39}).Error(), "system call 39")
+	assert.Contains(t, crash(vcpu.Exit{Kind: vcpu.ExitBadIO, Port: 0x503, Size: 4, Out: true, Str: true}).Error(), "4-byte outs on port 0x503 is not a hypercall")
+	assert.Contains(t, crash(vcpu.Exit{Kind: vcpu.ExitBadIO, Port: 0x503, Size: 2, Str: true}).Error(), "2-byte ins on port 0x503")
+	var pe *ProtocolError
+	assert.ErrorAs(t, crash(vcpu.Exit{Kind: vcpu.ExitBadIO, Port: 0x503, Size: 4, Out: true, Str: true}), &pe)
+	assert.Contains(t, crash(vcpu.Exit{Kind: vcpu.ExitSyscall, Reason: 39, RIP: 0x100035}).Error(), "system call 39 at rip 0x100035")
 }
 
 // TestEscapeGuestText: a guest's text never reaches a terminal or a log line

@@ -55,6 +55,8 @@ func TestCLIExitContract(t *testing.T) {
 			{[]string{"run", be, guestPath("nullderef")}, monitor.ExitCrashed, "", "#PF page fault"},
 			{[]string{"run", be, guestPath("invalidop")}, monitor.ExitCrashed, "", "#UD invalid opcode"},
 			{[]string{"run", be, guestPath("wildptr")}, monitor.ExitProtocol, "", "outside guest memory"},
+			{[]string{"run", be, guestPath("portio"), "repoutsl4"}, monitor.ExitProtocol, "", "4-byte outs on port 0x503 is not a hypercall"},
+			{[]string{"run", be, guestPath("syscall")}, monitor.ExitCrashed, "", "guest attempted host system call 39"},
 			{[]string{"run", be, "--timeout=200ms", guestPath("spin")}, monitor.ExitTimeout, "", "timeout"},
 			{[]string{"run", be, "--console-limit=100", guestPath("flood")}, monitor.ExitProtocol, "", "console output limit of 100 bytes"},
 			{[]string{"run", be, "--mem=5", guestPath("hello")}, monitor.ExitUsage, "", "-mem 5: want an even number"},

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tendervm/tender/monitor"
+	"github.com/tendervm/tender/monitor/vcpu"
 )
 
 // expectedSHA computes what the sha256 guest must print for n MiB: the digest
@@ -87,6 +88,23 @@ func TestGuests(t *testing.T) {
 		{"overlong", nil, protocol("length 1099511627776 exceeds 65536")},
 		{"unknownhc", nil, protocol("unknown hypercall 31")},
 		{"badport", nil, protocol("out on port 0x80 is not a hypercall")},
+		// Port I/O to a hypercall port other than `outl %eax,%dx`; each
+		// would exit with status 0 if it were served as a hypercall.
+		{"portio", []string{"outsl"}, protocol("4-byte outs on port 0x503 is not a hypercall")},
+		{"portio", []string{"repoutsl1"}, protocol("4-byte outs on port 0x503 is not a hypercall")},
+		{"portio", []string{"repoutsl4"}, protocol("4-byte outs on port 0x503 is not a hypercall")},
+		{"portio", []string{"outb"}, protocol("1-byte out on port 0x503 is not a hypercall")},
+		{"portio", []string{"outw"}, protocol("2-byte out on port 0x503 is not a hypercall")},
+		{"portio", []string{"inl"}, protocol("4-byte in on port 0x503 is not a hypercall")},
+		{"syscall", nil, func(t *testing.T, res monitor.Result, err error, out string) {
+			ce, ok := as[*monitor.CrashError](err)
+			require.True(t, ok, "want a CrashError, got %v", err)
+			assert.Equal(t, vcpu.ExitSyscall, ce.Kind, "%v", err)
+			assert.Contains(t, ce.Error(), "system call 39")
+			assert.GreaterOrEqual(t, ce.RIP, uint64(0x100000), "syscall RIP inside the image")
+			assert.NotContains(t, out, "returned", "the guest went on after the syscall")
+			assert.Equal(t, monitor.ExitCrashed, monitor.ExitCode(res.Status, err))
+		}},
 		{"nullderef", nil, faults(14, &zero)},
 		{"writecode", nil, faults(14, nil)},
 		{"invalidop", nil, faults(6, nil)},
@@ -103,6 +121,24 @@ func TestGuests(t *testing.T) {
 				c.check(t, res, err, out)
 			})
 		}
+	}
+}
+
+// TestSyscallSameOnBothBackends checks that an attempted system call is
+// reported at the same instruction by every backend, however the host
+// raised it (#UD, or a fetch from LSTAR on kvm_pvm).
+func TestSyscallSameOnBothBackends(t *testing.T) {
+	var rips []uint64
+	for _, b := range backends(t) {
+		h := newHost(t, b)
+		_, _, err := runGuest(context.Background(), t, h, monitor.Config{ELF: readGuest(t, "syscall")})
+		ce, ok := as[*monitor.CrashError](err)
+		require.True(t, ok, "%s: want a CrashError, got %v", b, err)
+		require.Equal(t, vcpu.ExitSyscall, ce.Kind, "%s: %v", b, err)
+		rips = append(rips, ce.RIP)
+	}
+	for _, rip := range rips[1:] {
+		assert.Equal(t, rips[0], rip, "syscall RIP per backend: %#x", rips)
 	}
 }
 

@@ -4,7 +4,9 @@
 // still runs at native speed, and on any host it cannot change its own page
 // permissions.
 //
-// The KVM ioctls and structures come from github.com/bobuhiro11/gokvm/kvm.
+// The KVM structures and ioctl encoding come from
+// github.com/bobuhiro11/gokvm/kvm; the calls go through ioctl (ioctl.go),
+// which retries them when a signal interrupts them.
 package kvm
 
 import (
@@ -33,11 +35,12 @@ var ErrUnavailable = errors.New("KVM is not available")
 // System is an open KVM device with the facts every VM needs, read once.
 // It is safe for concurrent use; VMs created from it must be closed before it.
 type System struct {
-	fd      int
-	runSize int
-	cpuid   *gokvm.CPUID
-	xcr0    uint64 // 0 when the host has no XSAVE
-	trType  uint8  // the TSS type TR gets: see tssType
+	fd       int
+	runSize  int
+	cpuid    *cpuid2
+	xcr0     uint64 // 0 when the host has no XSAVE
+	trType   uint8  // the TSS type TR gets: see tssType
+	syncRegs bool   // KVM_CAP_SYNC_REGS covers the general registers
 }
 
 // Open opens the KVM device at path (DefaultDevice when empty).
@@ -45,7 +48,14 @@ func Open(path string) (*System, error) {
 	if path == "" {
 		path = DefaultDevice
 	}
-	fd, err := unix.Open(path, unix.O_RDWR|unix.O_CLOEXEC, 0)
+	var fd int
+	var err error
+	for {
+		fd, err = unix.Open(path, unix.O_RDWR|unix.O_CLOEXEC, 0)
+		if err != unix.EINTR {
+			break
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: open %s: %w", ErrUnavailable, path, err)
 	}
@@ -58,26 +68,33 @@ func Open(path string) (*System, error) {
 }
 
 func (s *System) init() error {
-	v, err := gokvm.GetAPIVersion(uintptr(s.fd))
+	v, err := ioctl(s.fd, reqGetAPIVersion, nil, 0)
 	if err != nil {
 		return fmt.Errorf("%w: KVM_GET_API_VERSION: %w", ErrUnavailable, err)
 	}
 	if v != 12 {
 		return fmt.Errorf("%w: KVM API version %d, want 12", ErrUnavailable, v)
 	}
-	size, err := gokvm.GetVCPUMMmapSize(uintptr(s.fd))
+	size, err := ioctl(s.fd, reqGetVCPUMmapSize, nil, 0)
 	if err != nil {
 		return fmt.Errorf("KVM_GET_VCPU_MMAP_SIZE: %w", err)
 	}
 	s.runSize = int(size)
-	const maxEntries = 256
-	s.cpuid = &gokvm.CPUID{Nent: maxEntries, Entries: make([]gokvm.CPUIDEntry2, maxEntries)}
-	if err := gokvm.GetSupportedCPUID(uintptr(s.fd), s.cpuid); err != nil {
+	if s.runSize < runSyncRegs+int(unsafe.Sizeof(gokvm.Regs{})) {
+		return fmt.Errorf("%w: kvm_run of %d bytes is too small", ErrUnavailable, s.runSize)
+	}
+	s.cpuid = &cpuid2{nent: maxCPUIDEntries}
+	if err := ioctlErr(s.fd, reqGetSupportedCPUID, unsafe.Pointer(s.cpuid)); err != nil {
 		return fmt.Errorf("KVM_GET_SUPPORTED_CPUID: %w", err)
 	}
-	s.cpuid.Entries = s.cpuid.Entries[:s.cpuid.Nent]
-	s.xcr0 = xcr0(s.cpuid.Entries)
-	s.trType = tssType(s.cpuid.Entries)
+	entries := s.cpuid.entries[:min(s.cpuid.nent, maxCPUIDEntries)]
+	s.xcr0 = xcr0(entries)
+	s.trType = tssType(entries)
+	// Sync regs let every exit bring the general registers in kvm_run, which
+	// saves a KVM_GET_REGS on each hypercall.
+	if c, err := ioctl(s.fd, reqCheckExtension, nil, capSyncRegs); err == nil && uint64(c)&syncX86Regs != 0 {
+		s.syncRegs = true
+	}
 	return nil
 }
 
@@ -143,6 +160,8 @@ const (
 	eferLME = 1 << 8
 	eferLMA = 1 << 10
 	eferNXE = 1 << 11
+
+	msrLSTAR = 0xC0000082
 )
 
 // kvm_run offsets (include/uapi/linux/kvm.h).
@@ -150,6 +169,8 @@ const (
 	runImmediateExit = 1
 	runExitReason    = 8
 	runUnion         = 32
+	runValidRegs     = 288
+	runSyncRegs      = 304 // struct kvm_regs in kvm_run.s.regs
 	exitSentinel     = 0xFFFFFFFF
 )
 
@@ -159,6 +180,8 @@ type VM struct {
 	vmfd   int
 	vcpufd int
 	run    []byte
+	// syncRegs: KVM stores the general registers in run at every exit.
+	syncRegs bool
 
 	mu     sync.Mutex // orders Kick against Close (Kick writes to run)
 	closed bool
@@ -185,7 +208,7 @@ func (s *System) NewVM(mem *guestmem.Memory, boot vcpu.Boot) (*VM, error) {
 }
 
 func (vm *VM) create(s *System, boot vcpu.Boot) error {
-	fd, err := gokvm.CreateVM(uintptr(s.fd))
+	fd, err := ioctl(s.fd, reqCreateVM, nil, 0)
 	if err != nil {
 		return fmt.Errorf("KVM_CREATE_VM: %w", err)
 	}
@@ -194,17 +217,17 @@ func (vm *VM) create(s *System, boot vcpu.Boot) error {
 	// Intel needs three pages for its real-mode TSS somewhere in the physical
 	// address space; hypercall.MemMax keeps this range free. Other hosts ignore
 	// it or do not implement it, which is harmless here.
-	_ = gokvm.SetTSSAddr(uintptr(vm.vmfd), 0xFFFBD000)
+	_, _ = ioctl(vm.vmfd, reqSetTSSAddr, nil, 0xFFFBD000)
 	region := gokvm.UserspaceMemoryRegion{
 		Slot:          0,
 		GuestPhysAddr: 0,
 		MemorySize:    vm.mem.Size(),
 		UserspaceAddr: uint64(vm.mem.HostAddr()),
 	}
-	if err := gokvm.SetUserMemoryRegion(uintptr(vm.vmfd), &region); err != nil {
+	if err := ioctlErr(vm.vmfd, reqSetUserMemRegion, unsafe.Pointer(&region)); err != nil {
 		return fmt.Errorf("KVM_SET_USER_MEMORY_REGION: %w", err)
 	}
-	cfd, err := gokvm.CreateVCPU(uintptr(vm.vmfd), 0)
+	cfd, err := ioctl(vm.vmfd, reqCreateVCPU, nil, 0)
 	if err != nil {
 		return fmt.Errorf("KVM_CREATE_VCPU: %w", err)
 	}
@@ -215,7 +238,7 @@ func (vm *VM) create(s *System, boot vcpu.Boot) error {
 		return fmt.Errorf("mmap kvm_run: %w", err)
 	}
 	// CPUID first: KVM checks CR4 bits such as OSXSAVE against it.
-	if err := gokvm.SetCPUID2(uintptr(vm.vcpufd), s.cpuid); err != nil {
+	if err := ioctlErr(vm.vcpufd, reqSetCPUID2, unsafe.Pointer(s.cpuid)); err != nil {
 		return fmt.Errorf("KVM_SET_CPUID2: %w", err)
 	}
 	if err := vm.setSregs(s.xcr0 != 0, s.trType); err != nil {
@@ -224,23 +247,34 @@ func (vm *VM) create(s *System, boot vcpu.Boot) error {
 	if s.xcr0 != 0 {
 		xcrs := gokvm.XCRS{NrXRCS: 1}
 		xcrs.Registers[0] = gokvm.XRC{XRC: 0, Value: s.xcr0}
-		if err := gokvm.SetXCRS(uintptr(vm.vcpufd), &xcrs); err != nil {
+		if err := ioctlErr(vm.vcpufd, reqSetXCRs, unsafe.Pointer(&xcrs)); err != nil {
 			return fmt.Errorf("KVM_SET_XCRS: %w", err)
 		}
 	}
+	// EFER.SCE stays clear, so on hardware `syscall` is #UD. Some hosts
+	// (kvm_pvm) ignore SCE and fetch from LSTAR at CPL 3; pointing it at a
+	// page that is never mapped makes that a page fault the monitor
+	// recognises (see fault).
+	if err := setMSR(vm.vcpufd, msrLSTAR, x86.SyscallSentinel); err != nil {
+		return err
+	}
 	regs := gokvm.Regs{RIP: boot.Entry, RSP: boot.StackTop, RDI: boot.BootInfo, RFLAGS: 0x2}
-	if err := gokvm.SetRegs(uintptr(vm.vcpufd), &regs); err != nil {
+	if err := ioctlErr(vm.vcpufd, reqSetRegs, unsafe.Pointer(&regs)); err != nil {
 		return fmt.Errorf("KVM_SET_REGS: %w", err)
 	}
-	if khz, err := gokvm.GetTSCKHz(uintptr(vm.vcpufd)); err == nil {
-		vm.tscHz = khz * 1000
+	if khz, err := ioctl(vm.vcpufd, reqGetTSCKHz, nil, 0); err == nil {
+		vm.tscHz = uint64(khz) * 1000
+	}
+	if s.syncRegs {
+		binary.LittleEndian.PutUint64(vm.run[runValidRegs:], syncX86Regs)
+		vm.syncRegs = true
 	}
 	return nil
 }
 
 func (vm *VM) setSregs(xsave bool, trType uint8) error {
-	sregs, err := gokvm.GetSregs(uintptr(vm.vcpufd))
-	if err != nil {
+	var sregs gokvm.Sregs
+	if err := ioctlErr(vm.vcpufd, reqGetSregs, unsafe.Pointer(&sregs)); err != nil {
 		return fmt.Errorf("KVM_GET_SREGS: %w", err)
 	}
 	code := gokvm.Segment{Base: 0, Limit: 0xFFFFFFFF, Selector: x86.UserCS, Typ: 0xB,
@@ -261,7 +295,7 @@ func (vm *VM) setSregs(xsave bool, trType uint8) error {
 		sregs.CR4 |= cr4OSXSAVE
 	}
 	sregs.EFER = eferLME | eferLMA | eferNXE
-	if err := gokvm.SetSregs(uintptr(vm.vcpufd), sregs); err != nil {
+	if err := ioctlErr(vm.vcpufd, reqSetSregs, unsafe.Pointer(&sregs)); err != nil {
 		return fmt.Errorf("KVM_SET_SREGS: %w", err)
 	}
 	return nil
@@ -282,93 +316,20 @@ func (vm *VM) Run() (vcpu.Exit, error) {
 			return vcpu.Exit{Kind: vcpu.ExitKicked}, nil
 		}
 		binary.LittleEndian.PutUint32(vm.run[runExitReason:], exitSentinel)
-		if err := gokvm.Run(uintptr(vm.vcpufd)); err != nil { // EINTR is returned as nil
-			return vcpu.Exit{}, fmt.Errorf("KVM_RUN: %w", err)
+		// Not ioctl: KVM_RUN's EINTR is an exit of its own, which the
+		// loop head turns into ExitKicked when Kick caused it.
+		_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(vm.vcpufd), reqRun, 0)
+		switch errno {
+		case 0, unix.EINTR, unix.EAGAIN:
+		default:
+			return vcpu.Exit{}, fmt.Errorf("KVM_RUN: %w", errno)
 		}
 		reason := binary.LittleEndian.Uint32(vm.run[runExitReason:])
-		if reason == exitSentinel || gokvm.ExitType(reason) == gokvm.EXITINTR {
+		if errno != 0 || reason == exitSentinel || gokvm.ExitType(reason) == gokvm.EXITINTR {
 			continue // a signal (a kick, or the Go runtime's own); the loop head decides
 		}
 		return vm.decode(gokvm.ExitType(reason))
 	}
-}
-
-func (vm *VM) decode(reason gokvm.ExitType) (vcpu.Exit, error) {
-	u := vm.run[runUnion:]
-	switch reason {
-	case gokvm.EXITIO:
-		out := u[0] == gokvm.EXITIOOUT
-		size, port := u[1], binary.LittleEndian.Uint16(u[2:])
-		count, off := binary.LittleEndian.Uint32(u[4:]), binary.LittleEndian.Uint64(u[8:])
-		if off > uint64(len(vm.run)) || uint64(size)*uint64(count) > uint64(len(vm.run))-off {
-			return vcpu.Exit{}, fmt.Errorf("kvm: I/O exit data [%d, +%d) outside kvm_run", off, size)
-		}
-		data := vm.run[off:]
-		switch {
-		case out && size == 4 && count == 1 && port >= hypercall.PIOBase && port < hypercall.PIOBase+hypercall.Count:
-			return vcpu.Exit{Kind: vcpu.ExitHypercall, Nr: uint32(port - hypercall.PIOBase),
-				Arg: uint64(binary.LittleEndian.Uint32(data))}, nil
-		case out && size == 1 && port == x86.FaultPort:
-			return vm.fault(data[0])
-		}
-		return vcpu.Exit{Kind: vcpu.ExitBadIO, Port: port, Size: size, Out: out, RIP: vm.rip()}, nil
-	case gokvm.EXITMMIO:
-		return vcpu.Exit{Kind: vcpu.ExitMMIO, Addr: binary.LittleEndian.Uint64(u[0:]),
-			Write: u[20] != 0, RIP: vm.rip()}, nil
-	case gokvm.EXITSHUTDOWN:
-		return vcpu.Exit{Kind: vcpu.ExitTripleFault, RIP: vm.rip()}, nil
-	case gokvm.EXITINTERNALERROR:
-		return vcpu.Exit{Kind: vcpu.ExitInternal, Reason: uint64(binary.LittleEndian.Uint32(u)), RIP: vm.rip()}, nil
-	case gokvm.EXITFAILENTRY:
-		return vcpu.Exit{Kind: vcpu.ExitFailEntry, Reason: binary.LittleEndian.Uint64(u)}, nil
-	case gokvm.EXITHLT:
-		return vcpu.Exit{Kind: vcpu.ExitHalt, RIP: vm.rip()}, nil
-	}
-	return vcpu.Exit{Kind: vcpu.ExitUnknown, Reason: uint64(reason), RIP: vm.rip()}, nil
-}
-
-// fault reads the exception frame the CPU pushed on the monitor's kernel
-// stack; the stub that reported vector never returns. A #GP on an in/out
-// instruction is reported as the port I/O it was, so that a guest touching a
-// port outside the hypercall range is told apart from other faults.
-func (vm *VM) fault(vector byte) (vcpu.Exit, error) {
-	e := vcpu.Exit{Kind: vcpu.ExitFault, Vector: vector, HasErrorCode: x86.HasErrorCode(vector)}
-	var err error
-	if e.RIP, err = vm.mem.Uint64(x86.RIPAddr); err != nil {
-		return vcpu.Exit{}, err
-	}
-	if e.HasErrorCode {
-		if e.ErrorCode, err = vm.mem.Uint64(x86.ErrorCodeAddr); err != nil {
-			return vcpu.Exit{}, err
-		}
-	}
-	switch vector {
-	case 13:
-		rdx, err := vm.mem.Uint64(x86.SavedRDXAddr(vector))
-		if err != nil {
-			return vcpu.Exit{}, err
-		}
-		if code, err := vm.mem.Slice(e.RIP, 4); err == nil {
-			if io, ok := x86.DecodePortIO(code, uint16(rdx)); ok {
-				return vcpu.Exit{Kind: vcpu.ExitBadIO, Port: io.Port, Size: io.Size, Out: io.Out, RIP: e.RIP}, nil
-			}
-		}
-	case 14:
-		sregs, err := gokvm.GetSregs(uintptr(vm.vcpufd))
-		if err != nil {
-			return vcpu.Exit{}, fmt.Errorf("KVM_GET_SREGS: %w", err)
-		}
-		e.CR2 = sregs.CR2
-	}
-	return e, nil
-}
-
-func (vm *VM) rip() uint64 {
-	regs, err := gokvm.GetRegs(uintptr(vm.vcpufd))
-	if err != nil {
-		return 0
-	}
-	return regs.RIP
 }
 
 // Kick makes the current or next Run return ExitKicked: it sets immediate_exit

@@ -50,9 +50,10 @@
 //   - Port I/O other than a hypercall is ExitBadIO and is not performed;
 //     running again re-executes the instruction. Likewise after ExitFault
 //     the faulting instruction runs again (trap-like ones continue after it).
-//   - ExitSyscall (the guest executed syscall, int $0x80 or a vsyscall) ends
-//     the guest: Reason is the system call number as seen by seccomp (an i386
-//     number for int $0x80) and RIP the address of the instruction.
+//   - ExitSyscall (the guest executed syscall, int $0x80, sysenter or a
+//     vsyscall) ends the guest: Reason is the system call number as seen by
+//     seccomp (an i386 number for int $0x80), or EAX for a sysenter the CPU
+//     refused, and RIP the address of the instruction.
 //   - Kick kills the guest process; Run then returns ExitKicked, now and on
 //     every later call. Any other death of the process is ExitUnknown with
 //     Reason the raw wait status; later Runs fail.
@@ -682,8 +683,15 @@ func (v *VCPU) decode() (vcpu.Exit, bool) {
 				return vcpu.Exit{Kind: vcpu.ExitHypercall, Nr: uint32(io.Port - hypercall.PIOBase),
 					Arg: uint64(uint32(rax)), RIP: rip}, true
 			}
-			return vcpu.Exit{Kind: vcpu.ExitBadIO, Port: io.Port, Size: io.Size, Out: io.Out, RIP: rip}, true
+			return vcpu.Exit{Kind: vcpu.ExitBadIO, Port: io.Port, Size: io.Size, Out: io.Out, Str: io.Str, RIP: rip}, true
 		}
+	}
+	if vector == vecUD && x86.IsSyscall(v.code(rip)) {
+		// sysenter in 64-bit mode is #UD on AMD (Intel hands it to
+		// the kernel as a system call): an attempted system call all
+		// the same, reported as the KVM backend does.
+		v.ended = errors.New("ptrace: the guest attempted a system call and cannot continue")
+		return vcpu.Exit{Kind: vcpu.ExitSyscall, Reason: uint64(uint32(rax)), RIP: rip}, true
 	}
 	e := vcpu.Exit{Kind: vcpu.ExitFault, Vector: vector, RIP: rip}
 	if hasErrorCode(vector) {

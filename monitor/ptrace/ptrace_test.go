@@ -209,6 +209,9 @@ func TestBadIO(t *testing.T) {
 
 func TestIOForms(t *testing.T) {
 	const mov502 = "\x66\xba\x02\x05" // mov $0x502, %dx
+	// mov $0x101000, %eax; mov %rax, %rsi; mov %eax, (%rax): outs would
+	// output the value EAX holds
+	const mov101000 = "\xb8\x00\x10\x10\x00\x48\x89\xc6\x89\x00"
 	for _, tc := range []struct {
 		name string
 		code string
@@ -221,6 +224,16 @@ func TestIOForms(t *testing.T) {
 		{"out ax dx", mov502 + "\x66\xef", // out %ax, (%dx): 16 bits is no hypercall
 			vcpu.Exit{Kind: vcpu.ExitBadIO, Port: 0x502, Size: 2, Out: true, RIP: codeAddr + 4}},
 		{"outsb", mov502 + "\x6e", // outsb: a string instruction is no hypercall
+			vcpu.Exit{Kind: vcpu.ExitBadIO, Port: 0x502, Size: 1, Out: true, Str: true, RIP: codeAddr + 4}},
+		{"outsl", mov502 + mov101000 + "\x6f", // outsl: not even with 4 bytes that equal EAX
+			vcpu.Exit{Kind: vcpu.ExitBadIO, Port: 0x502, Size: 4, Out: true, Str: true, RIP: codeAddr + 14}},
+		{"rep outsl, count 1", mov502 + mov101000 + "\xb9\x01\x00\x00\x00\xf3\x6f", // mov $1, %ecx; rep outsl
+			vcpu.Exit{Kind: vcpu.ExitBadIO, Port: 0x502, Size: 4, Out: true, Str: true, RIP: codeAddr + 19}},
+		{"rep outsl, count 4", mov502 + mov101000 + "\xb9\x04\x00\x00\x00\xf3\x6f", // mov $4, %ecx; rep outsl
+			vcpu.Exit{Kind: vcpu.ExitBadIO, Port: 0x502, Size: 4, Out: true, Str: true, RIP: codeAddr + 19}},
+		{"rep insl", mov502 + mov101000 + "\x48\x89\xf7\xb9\x04\x00\x00\x00\xf3\x6d", // mov %rsi, %rdi; mov $4, %ecx; rep insl
+			vcpu.Exit{Kind: vcpu.ExitBadIO, Port: 0x502, Size: 4, Str: true, RIP: codeAddr + 22}},
+		{"outb", mov502 + "\xee", // out %al, (%dx)
 			vcpu.Exit{Kind: vcpu.ExitBadIO, Port: 0x502, Size: 1, Out: true, RIP: codeAddr + 4}},
 		{"out imm8 eax", "\xe7\x05", // out %eax, $0x05: port below the range
 			vcpu.Exit{Kind: vcpu.ExitBadIO, Port: 0x05, Size: 4, Out: true, RIP: codeAddr}},
@@ -258,6 +271,20 @@ func TestSyscall(t *testing.T) {
 	assert.Equal(t, vcpu.Exit{Kind: vcpu.ExitSyscall, Reason: 39, RIP: codeAddr + 5}, run(t, v))
 	_, err := v.Run()
 	assert.Error(t, err, "the guest cannot continue after a system call")
+}
+
+// TestOtherSyscalls checks the other instructions that ask a kernel for a
+// system call; the KVM backend reports them the same way.
+func TestOtherSyscalls(t *testing.T) {
+	for name, code := range map[string][]byte{
+		"int 0x80": {0xb8, 0x01, 0x00, 0x00, 0x00, 0xcd, 0x80}, // mov $1, %eax; int $0x80
+		"sysenter": {0xb8, 0x01, 0x00, 0x00, 0x00, 0x0f, 0x34}, // mov $1, %eax; sysenter
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, v := start(t, code)
+			assert.Equal(t, vcpu.Exit{Kind: vcpu.ExitSyscall, Reason: 1, RIP: codeAddr + 5}, run(t, v))
+		})
+	}
 }
 
 // TestStubSyscall checks that jumping to the stub's own syscall gadget, the

@@ -78,7 +78,8 @@ const (
 	ExitHalt
 	// ExitKicked: Kick interrupted the run.
 	ExitKicked
-	// ExitSyscall: the guest attempted a host system call (process backend).
+	// ExitSyscall: the guest attempted a host system call (syscall,
+	// sysenter, int $0x80); Reason is the number in EAX.
 	ExitSyscall
 	// ExitUnknown: any other exit, described by Reason.
 	ExitUnknown
@@ -115,10 +116,12 @@ type Exit struct {
 	// Nr and Arg: the hypercall number and argument address (ExitHypercall).
 	Nr  uint32
 	Arg uint64
-	// Port, Size and Out describe port I/O (ExitBadIO).
+	// Port, Size and Out describe port I/O (ExitBadIO); Str is set for
+	// string I/O (ins, outs, with or without rep).
 	Port uint16
 	Size uint8
 	Out  bool
+	Str  bool
 	// Vector, ErrorCode and HasErrorCode describe a CPU exception
 	// (ExitFault).
 	Vector       uint8

@@ -87,3 +87,72 @@ func IsX87(code []byte) bool {
 	op, _, _, ok := opcode(code)
 	return ok && (op >= 0xd8 && op <= 0xdf || op == 0x9b)
 }
+
+// IsSyscall reports whether code starts with an instruction that asks a host
+// kernel for a system call: syscall (0F 05), sysenter (0F 34) or int $0x80
+// (CD 80). A guest has no kernel to call; the monitor reports the attempt as
+// one, whatever exception the host raised for it.
+func IsSyscall(code []byte) bool {
+	op, at, _, ok := opcode(code)
+	if !ok || at+1 >= len(code) {
+		return false
+	}
+	next := code[at+1]
+	return op == 0x0f && (next == 0x05 || next == 0x34) || op == 0xcd && next == 0x80
+}
+
+// SyscallLen is the length of the syscall instruction without prefixes, by
+// which the address after it (RCX, as the CPU saves it) exceeds its own.
+const SyscallLen = 2
+
+// OutExit is what a hypervisor reports for a 4-byte, single-element port
+// output that reached it (the port is open in the I/O bitmap), with the
+// registers and guest memory around it.
+type OutExit struct {
+	Port uint16
+	Data uint32 // the value output
+	// Code is the guest memory at RIP (up to MaxInsnLen bytes, fewer at the
+	// end of memory); Prev is the byte before RIP and HasPrev whether it
+	// exists.
+	Code    []byte
+	Prev    byte
+	HasPrev bool
+	RAX     uint64
+	RDX     uint64
+	// Beside is the 32-bit word next to RSI that a string output ending at
+	// RIP has read: at RSI-4 with RFLAGS.DF clear, RSI+4 with it set.
+	// HasBeside is false when that lies outside guest memory.
+	Beside    uint32
+	HasBeside bool
+}
+
+// Outl reports whether e came from `outl %eax, %dx`, the only hypercall
+// instruction, and str whether it may have come from a string output (ins
+// or outs, with or without rep), which is never a hypercall.
+//
+// The exit does not say which instruction caused it, and hosts leave RIP in
+// different places: on the instruction (bare-metal `out`; `rep outs` with
+// elements left on kvm_pvm) or after it (kvm_pvm's `out` and `outs`; KVM's
+// instruction emulator, which runs `outs` on bare metal, once it is done).
+// Each instruction is therefore looked for at both places: an `outl` at RIP
+// (opcode EF) or ending at RIP (EF before it), with the data equal to EAX
+// and the port to DX; a string instruction at RIP (opcodes 6C-6F), or an
+// `outsl` ending at RIP (6F before it) whose data is the word beside RSI. A
+// legitimate `outl` is never taken for a string output on a kvm_pvm host,
+// and on others only if the byte before it is 6F and the word beside RSI
+// equals its argument; an `outsl` followed by an `outl` that outputs the
+// same value may be taken for that `outl`, which does the same call.
+func (e OutExit) Outl() (hypercall, str bool) {
+	at, atOK := DecodePortIO(e.Code, uint16(e.RDX))
+	str = atOK && at.Str ||
+		e.HasPrev && e.Prev == 0x6f && e.HasBeside && e.Beside == e.Data
+	if str {
+		return false, true
+	}
+	if e.Data != uint32(e.RAX) || uint16(e.RDX) != e.Port {
+		return false, false
+	}
+	onRIP := atOK && at.Out && at.Size == 4 && at.Port == e.Port // EF: outl %eax,%dx
+	afterRIP := e.HasPrev && e.Prev == 0xef
+	return onRIP || afterRIP, false
+}

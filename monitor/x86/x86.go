@@ -37,6 +37,14 @@ const (
 	maxPageTables = (ptEnd - ptAddr) / hypercall.PageSize
 )
 
+// SyscallSentinel is the address MSR_LSTAR holds: a page below
+// hypercall.BootInfoAddr that no mapping ever covers. EFER.SCE is clear, so
+// on hardware `syscall` raises #UD; a host that runs it anyway (kvm_pvm
+// fetches from LSTAR at CPL 3) ends in an instruction-fetch page fault at
+// this address, with RCX holding the address after the `syscall`, which the
+// monitor reports as the system call it was.
+const SyscallSentinel = 0xF000
+
 // FaultPort is the port the exception stubs report on. It lies outside the
 // guest's I/O permission bitmap, so only CPL-0 code (the stubs) can use it.
 // The bitmap opens PIOBase .. PIOBase+Count+2 to the guest.

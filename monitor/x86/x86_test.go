@@ -81,6 +81,8 @@ func TestPermissions(t *testing.T) {
 		{"kstack kernel exec", KStackTop - 8, kx, false},
 		{"kstack user", KStackTop - 8, ur, false},
 		{"page tables unmapped", PML4Addr, kr, false},
+		{"syscall sentinel user exec", SyscallSentinel, ux, false},
+		{"syscall sentinel kernel exec", SyscallSentinel, kx, false},
 		{"boot info user read", hypercall.BootInfoAddr, ur, true},
 		{"boot info user write", hypercall.BootInfoAddr, uw, false},
 		{"cmdline user read", hypercall.CmdlineAddr + 0x1000, ur, true},
