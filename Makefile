@@ -3,7 +3,7 @@ GO      ?= go
 BIN     := bin
 GUESTBIN := $(BIN)/guest
 
-.PHONY: all tender guests run test test-kvm-emulated bench bench-deps lint generate clean
+.PHONY: all tender guests run test test-kvm-emulated bench bench-deps lint generate clean mutants
 
 all: tender guests
 
@@ -67,3 +67,8 @@ generate:
 
 clean:
 	rm -rf $(BIN)
+
+# The mutation check: every one-line breaker of a documented promise in
+# tests/mutants/mutants.txt must make its tests fail.
+mutants: all
+	$(GO) run ./tests/mutants
