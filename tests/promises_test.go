@@ -141,7 +141,10 @@ func TestConsoleLimits(t *testing.T) {
 		var n countingWriter
 		vm, err := h.New(monitor.Config{ELF: readGuest(t, "flood"), Args: []string{"65536"}, Console: &n})
 		require.NoError(t, err)
-		res, err := vm.Run(context.Background())
+		// 256 console writes reach the limit; the deadline is a hang check.
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		res, err := vm.Run(ctx)
+		cancel()
 		vm.Close()
 		requireProtocol(t, err, "console output limit of 16777216 bytes reached")
 		assert.EqualValues(t, monitor.DefaultConsoleLimit, res.Stats.ConsoleBytes, b)
@@ -151,7 +154,7 @@ func TestConsoleLimits(t *testing.T) {
 		n.n.Store(0)
 		vm, err = h.New(monitor.Config{ELF: readGuest(t, "flood"), Args: []string{"65536"}, Console: &n, ConsoleLimit: -1})
 		require.NoError(t, err)
-		ctx, cancel := context.WithCancel(context.Background())
+		ctx, cancel = context.WithCancel(context.Background())
 		go func() {
 			for n.n.Load() <= 2*monitor.DefaultConsoleLimit {
 				time.Sleep(time.Millisecond)

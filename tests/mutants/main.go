@@ -167,11 +167,11 @@ func run(dir string, m mutant) string {
 		cmd.Dir = dir
 		out, err := cmd.CombinedOutput()
 		if err != nil {
-			why := "test failed"
-			if strings.Contains(string(out), "build failed") || strings.Contains(string(out), "[setup failed]") {
-				why = "build failed"
+			if strings.Contains(string(out), "[build failed]") || strings.Contains(string(out), "[setup failed]") {
+				// A mutation that does not compile proves nothing.
+				return "not applied: the mutated tree does not build"
 			}
-			return fmt.Sprintf("caught by %s %s (%s, %.1fs)", t[0], t[1], why, time.Since(start).Seconds())
+			return fmt.Sprintf("caught by %s %s (%.1fs)", t[0], t[1], time.Since(start).Seconds())
 		}
 	}
 	return fmt.Sprintf("SURVIVED %d test runs (%.1fs)", len(m.tests), time.Since(start).Seconds())
