@@ -16,8 +16,11 @@
 //
 // Two backends run guests. BackendKVM (the default) runs each guest in its own
 // KVM virtual machine at CPL 3 under page tables and descriptor tables the
-// monitor owns. BackendProcess runs it as a ptrace'd Linux process with a
-// seccomp filter that allows no system call at all, for hosts without KVM.
+// monitor owns. BackendProcess, for hosts without KVM, runs it as a Linux
+// process set up under ptrace, whose seccomp filter hands every system call
+// to the monitor as a user notification (the stub's fault reports, which
+// carry the hypercalls, and any system call of the guest's own, which ends
+// the run), except rt_sigreturn and close issued from the stub's code page.
 package monitor
 
 import (

@@ -27,15 +27,20 @@ func benchBackends(b *testing.B) []monitor.Backend {
 	return bs
 }
 
-// BenchmarkBoot measures in-library create + boot + run + close of hello.
+// BenchmarkBoot measures in-library create + boot + run + close of hello and,
+// on KVM, its baseline in the same run: bin/bench/kvm_floor, the same cycle
+// in C for a one-instruction guest with as much memory (64 MiB). The process
+// backend has no C floor of its own mechanism, so it reports its time alone.
 func BenchmarkBoot(b *testing.B) {
 	image := readGuest(b, "hello")
 	for _, be := range benchBackends(b) {
 		b.Run(string(be), func(b *testing.B) {
 			h := newHost(b, be)
 			var first time.Duration
+			ts := make([]time.Duration, 0, b.N)
 			b.ResetTimer()
 			for range b.N {
+				t := time.Now()
 				vm, err := h.New(monitor.Config{ELF: image})
 				if err != nil {
 					b.Fatal(err)
@@ -46,33 +51,100 @@ func BenchmarkBoot(b *testing.B) {
 				}
 				first += res.Stats.FirstHypercall
 				vm.Close()
+				ts = append(ts, time.Since(t))
 			}
+			b.StopTimer()
+			boot := median(ts)
 			b.ReportMetric(float64(first.Microseconds())/float64(b.N), "µs-to-first-hypercall")
+			b.ReportMetric(float64(boot.Nanoseconds())/1e3, "µs-median")
+			if be != monitor.BackendKVM {
+				return
+			}
+			floor := kvmFloor(b, max(b.N, 20), monitor.DefaultMemSize>>20)
+			b.ReportMetric(floor, "µs-c-floor")
+			b.ReportMetric(float64(boot.Nanoseconds())/1e3/floor, "x-c-floor")
 		})
 	}
 }
 
+// kvmFloor runs bin/bench/kvm_floor for n cycles of a VM with mib MiB and
+// returns its median in microseconds.
+func kvmFloor(b *testing.B, n int, mib uint64) float64 {
+	b.Helper()
+	out, err := exec.Command(filepath.Join(root, "bin", "bench", "kvm_floor"), strconv.Itoa(n), strconv.FormatUint(mib, 10)).Output()
+	if err != nil {
+		b.Fatalf("kvm_floor: %v", err)
+	}
+	for _, f := range strings.Fields(string(out)) {
+		if v, ok := strings.CutPrefix(f, "median_us="); ok {
+			floor, err := strconv.ParseFloat(v, 64)
+			if err != nil || floor <= 0 {
+				b.Fatalf("kvm_floor: %q", out)
+			}
+			return floor
+		}
+	}
+	b.Fatalf("kvm_floor: no median in %q", out)
+	return 0
+}
+
+func median(ts []time.Duration) time.Duration {
+	s := append([]time.Duration(nil), ts...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[len(s)/2]
+}
+
+// hcTimer is hcloop's console: it notes when the monitor serves the first and
+// the last of its console writes (of length 0, each one Write), so the time
+// between them is n-1 hypercall round trips and nothing else: no boot, no
+// exit, no VM teardown.
+type hcTimer struct {
+	n           int
+	first, last time.Time
+}
+
+func (h *hcTimer) Write(p []byte) (int, error) {
+	now := time.Now()
+	if h.n == 0 {
+		h.first = now
+	}
+	h.last, h.n = now, h.n+1
+	return len(p), nil
+}
+
+// hypercallRoundTrip runs hcloop with n (at least 2) console writes and
+// returns the time of one round trip, from the monitor serving one write to
+// serving the next.
+func hypercallRoundTrip(b *testing.B, h *monitor.Host, n int) time.Duration {
+	b.Helper()
+	n = max(n, 2)
+	var hc hcTimer
+	vm, err := h.New(monitor.Config{ELF: readGuest(b, "hcloop"), Args: []string{strconv.Itoa(n)}, Console: &hc})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer vm.Close()
+	res, err := vm.Run(context.Background())
+	if err != nil || res.Status != 0 {
+		b.Fatalf("status %d: %v", res.Status, err)
+	}
+	if hc.n != n {
+		b.Fatalf("hcloop %d: the console saw %d writes", n, hc.n)
+	}
+	return hc.last.Sub(hc.first) / time.Duration(n-1)
+}
+
 // BenchmarkHypercall measures one console-write hypercall round trip (length
-// 0) inside a running guest: hcloop makes b.N of them.
+// 0) inside a running guest: hcloop makes b.N of them. ns/op includes boot
+// and teardown spread over b.N; µs/call times the hypercalls alone.
 func BenchmarkHypercall(b *testing.B) {
-	image := readGuest(b, "hcloop")
 	for _, be := range benchBackends(b) {
 		b.Run(string(be), func(b *testing.B) {
 			h := newHost(b, be)
-			vm, err := h.New(monitor.Config{ELF: image, Args: []string{strconv.Itoa(b.N)}})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer vm.Close()
 			b.ResetTimer()
-			res, err := vm.Run(context.Background())
+			per := hypercallRoundTrip(b, h, b.N)
 			b.StopTimer()
-			if err != nil || res.Status != 0 {
-				b.Fatalf("status %d: %v", res.Status, err)
-			}
-			// Boot and exit are amortised over b.N calls; report the calls alone too.
-			calls := res.Stats.Total - res.Stats.FirstHypercall
-			b.ReportMetric(float64(calls.Nanoseconds())/float64(b.N)/1e3, "µs/call-after-boot")
+			b.ReportMetric(float64(per.Nanoseconds())/1e3, "µs/call")
 		})
 	}
 }
@@ -164,14 +236,9 @@ func BenchmarkExec(b *testing.B) {
 	for _, r := range rows {
 		r.rss = peakRSS(b, r.argv)
 	}
-	med := func(ts []time.Duration) time.Duration {
-		s := append([]time.Duration(nil), ts...)
-		sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-		return s[len(s)/2]
-	}
-	base := med(rows[0].t)
+	base := median(rows[0].t)
 	for _, r := range rows {
-		m := med(r.t)
+		m := median(r.t)
 		b.ReportMetric(float64(m.Microseconds()), fmt.Sprintf("µs-median-%s", r.name))
 		if r != rows[0] {
 			b.ReportMetric(float64(m)/float64(base), fmt.Sprintf("x-c-%s", r.name))

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os/exec"
@@ -38,27 +39,35 @@ func tender(t *testing.T, args ...string) (int, string, string) {
 }
 
 // TestCLIExitContract checks `tender run` exit codes and messages for each
-// kind of outcome.
+// kind of outcome, and that the console output before a fault, an abort or
+// a stop reaches stdout whole (each guest's own first lines), and nothing
+// else does.
 func TestCLIExitContract(t *testing.T) {
+	// flood's output up to the 100-byte limit.
+	flood := "flood: writing lines forever\n"
+	for n := 0; len(flood) < 100; n++ {
+		flood += fmt.Sprintf("flood %d\n", n)
+	}
+	flood = flood[:100]
 	for _, b := range backends(t) {
 		be := "--backend=" + string(b)
 		cases := []struct {
 			args   []string
 			code   int
-			stdout string
-			stderr string
+			stdout string // exactly
+			stderr string // contained
 		}{
-			{[]string{"run", be, guestPath("hello")}, 0, "hello", ""},
+			{[]string{"run", be, guestPath("hello")}, 0, "hello from tender guest\n", ""},
 			{[]string{"run", be, guestPath("exit"), "42"}, 42, "", ""},
-			{[]string{"run", be, guestPath("exit"), "--not-a-flag"}, 2, "usage", ""},
+			{[]string{"run", be, guestPath("exit"), "--not-a-flag"}, 2, "usage: exit [STATUS]\n", ""},
 			{[]string{"run", be, guestPath("abort")}, monitor.ExitAborted, "", "guest aborted: deliberate abort from guest"},
-			{[]string{"run", be, guestPath("nullderef")}, monitor.ExitCrashed, "", "#PF page fault"},
-			{[]string{"run", be, guestPath("invalidop")}, monitor.ExitCrashed, "", "#UD invalid opcode"},
-			{[]string{"run", be, guestPath("wildptr")}, monitor.ExitProtocol, "", "outside guest memory"},
-			{[]string{"run", be, guestPath("portio"), "repoutsl4"}, monitor.ExitProtocol, "", "4-byte outs on port 0x503 is not a hypercall"},
-			{[]string{"run", be, guestPath("syscall")}, monitor.ExitCrashed, "", "guest attempted host system call 39"},
-			{[]string{"run", be, "--timeout=200ms", guestPath("spin")}, monitor.ExitTimeout, "", "timeout"},
-			{[]string{"run", be, "--console-limit=100", guestPath("flood")}, monitor.ExitProtocol, "", "console output limit of 100 bytes"},
+			{[]string{"run", be, guestPath("nullderef")}, monitor.ExitCrashed, "nullderef: reading address 0\n", "#PF page fault at rip 0x"},
+			{[]string{"run", be, guestPath("invalidop")}, monitor.ExitCrashed, "invalidop: executing ud2\n", "#UD invalid opcode"},
+			{[]string{"run", be, guestPath("wildptr")}, monitor.ExitProtocol, "wildptr: console write from 0xffff00000000\n", "outside guest memory"},
+			{[]string{"run", be, guestPath("portio"), "repoutsl4"}, monitor.ExitProtocol, "portio: repoutsl4 to port 0x503\n", "4-byte outs on port 0x503 is not a hypercall"},
+			{[]string{"run", be, guestPath("syscall")}, monitor.ExitCrashed, "syscall: getpid through syscall\n", "guest attempted host system call 39"},
+			{[]string{"run", be, "--timeout=200ms", guestPath("spin")}, monitor.ExitTimeout, "spin: looping forever\n", "guest stopped: timeout"},
+			{[]string{"run", be, "--console-limit=100", guestPath("flood")}, monitor.ExitProtocol, flood, "console output limit of 100 bytes"},
 			{[]string{"run", be, "--mem=5", guestPath("hello")}, monitor.ExitUsage, "", "-mem 5: want an even number"},
 			{[]string{"run", be, filepath.Join(root, "Makefile")}, monitor.ExitMonitor, "", "invalid guest ELF"},
 			{[]string{"run", be, "/nonexistent.elf"}, monitor.ExitMonitor, "", "no such file"},
@@ -67,7 +76,7 @@ func TestCLIExitContract(t *testing.T) {
 			t.Run(strings.Join(c.args[1:], " "), func(t *testing.T) {
 				code, stdout, stderr := tender(t, c.args...)
 				assert.Equal(t, c.code, code, "stderr: %s", stderr)
-				assert.Contains(t, stdout, c.stdout)
+				assert.Equal(t, c.stdout, stdout)
 				assert.Contains(t, stderr, c.stderr)
 			})
 		}
@@ -118,10 +127,13 @@ func TestCLIInvoke(t *testing.T) {
 }
 
 func TestCLIStats(t *testing.T) {
-	code, _, stderr := tender(t, "run", "--backend=process", "--stats", guestPath("hello"))
-	require.Equal(t, 0, code, stderr)
-	assert.Contains(t, stderr, `"first_hypercall_us"`)
-	assert.Contains(t, stderr, `"exit":1`)
+	for _, b := range backends(t) {
+		code, stdout, stderr := tender(t, "run", "--backend="+string(b), "--stats", guestPath("hello"))
+		require.Equal(t, 0, code, "%s: %s", b, stderr)
+		assert.Equal(t, "hello from tender guest\n", stdout, b)
+		assert.Contains(t, stderr, `"first_hypercall_us"`, b)
+		assert.Contains(t, stderr, `"exit":1`, b)
+	}
 }
 
 // TestCLIServe starts `tender serve` on a free loopback port, invokes the

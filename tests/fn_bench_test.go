@@ -28,21 +28,6 @@ func benchPool(b *testing.B, h *monitor.Host, fn string, cfg monitor.PoolConfig)
 	return p
 }
 
-// hypercallCost measures one console-write round trip of the same backend,
-// for side-by-side ratios: a guest making n hypercalls, boot excluded.
-func hypercallCost(b *testing.B, h *monitor.Host, n int) time.Duration {
-	vm, err := h.New(monitor.Config{ELF: readGuest(b, "hcloop"), Args: []string{strconv.Itoa(n)}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer vm.Close()
-	res, err := vm.Run(context.Background())
-	if err != nil {
-		b.Fatal(err)
-	}
-	return (res.Stats.Total - res.Stats.FirstHypercall) / time.Duration(n)
-}
-
 // BenchmarkWarmInvoke measures a warm invocation of fn_echo (64 bytes) through
 // the library, beside one raw hypercall round trip of the same backend.
 func BenchmarkWarmInvoke(b *testing.B) {
@@ -63,7 +48,7 @@ func BenchmarkWarmInvoke(b *testing.B) {
 			}
 			per := time.Since(start) / time.Duration(b.N)
 			b.StopTimer()
-			hc := hypercallCost(b, h, max(b.N, 200))
+			hc := hypercallRoundTrip(b, h, max(b.N, 200))
 			b.ReportMetric(float64(hc.Nanoseconds())/1e3, "µs-hypercall")
 			b.ReportMetric(float64(per)/float64(hc), "x-hypercall")
 		})
@@ -151,17 +136,9 @@ func BenchmarkColdInvoke(b *testing.B) {
 			if be != monitor.BackendKVM {
 				return
 			}
-			out, err := exec.Command(filepath.Join(root, "bin", "bench", "kvm_floor"), "200", "64").Output()
-			if err != nil {
-				b.Fatalf("kvm_floor: %v", err)
-			}
-			for _, f := range strings.Fields(string(out)) {
-				if v, ok := strings.CutPrefix(f, "median_us="); ok {
-					floor, _ := strconv.ParseFloat(v, 64)
-					b.ReportMetric(floor, "µs-c-floor")
-					b.ReportMetric(float64(per.Nanoseconds())/1e3/floor, "x-c-floor")
-				}
-			}
+			floor := kvmFloor(b, 200, monitor.DefaultMemSize>>20)
+			b.ReportMetric(floor, "µs-c-floor")
+			b.ReportMetric(float64(per.Nanoseconds())/1e3/floor, "x-c-floor")
 		})
 	}
 }

@@ -142,7 +142,9 @@ func TestFunctionFailures(t *testing.T) {
 			start := time.Now()
 			_, err = spin.Invoke(context.Background(), monitor.Request{Body: []byte("spin"), Deadline: time.Now().Add(50 * time.Millisecond)})
 			assert.ErrorIs(t, err, context.DeadlineExceeded)
-			assert.Less(t, time.Since(start), 5*time.Second)
+			// A hang check with room for a busy 2-core host, not a latency
+			// measurement.
+			assert.Less(t, time.Since(start), 1500*time.Millisecond)
 
 			_, err = faulty.Invoke(context.Background(), monitor.Request{Body: make([]byte, hypercall.FnRequestMax+1)})
 			assert.ErrorIs(t, err, monitor.ErrTooLarge)
@@ -259,7 +261,7 @@ func TestPrewarm(t *testing.T) {
 		assert.Equal(t, "warm", string(rep.Body))
 		assert.EqualValues(t, 3, p.Stats().Started, "served by a prewarmed instance")
 		cold := newPool(t, h, "fn_echo", monitor.PoolConfig{Mode: monitor.Cold})
-		assert.Error(t, cold.Prewarm(context.Background(), 1))
+		assert.ErrorContains(t, cold.Prewarm(context.Background(), 1), "only a warm pool can be prewarmed")
 	}
 }
 
@@ -293,7 +295,7 @@ func TestInvokeCancel(t *testing.T) {
 		assert.ErrorIs(t, err, context.Canceled, "%s", b)
 		_, ok := as[*monitor.StoppedError](err)
 		assert.True(t, ok, "%s: %v", b, err)
-		assert.Less(t, time.Since(start), 5*time.Second)
+		assert.Less(t, time.Since(start), 1500*time.Millisecond, "%s: cancelled after 100 ms", b)
 		rep, err := p.Invoke(context.Background(), monitor.Request{Body: []byte("after")})
 		require.NoError(t, err, "%s", b)
 		assert.Equal(t, "after", string(rep.Body))
@@ -315,8 +317,10 @@ func TestQueueCancel(t *testing.T) {
 		require.Eventually(t, func() bool { return p.Stats().Live == 1 }, 5*time.Second, time.Millisecond)
 		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 		defer cancel()
+		start := time.Now()
 		_, err := p.Invoke(ctx, monitor.Request{Body: []byte("queued")})
 		assert.ErrorIs(t, err, context.DeadlineExceeded, "%s", b)
+		assert.Less(t, time.Since(start), 1500*time.Millisecond, "%s: a 50 ms deadline in the queue", b)
 		assert.ErrorIs(t, <-busy, context.DeadlineExceeded, "%s", b)
 		rep, err := p.Invoke(context.Background(), monitor.Request{Body: []byte("next")})
 		require.NoError(t, err, "%s", b)

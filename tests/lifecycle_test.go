@@ -74,7 +74,13 @@ func TestRunOnce(t *testing.T) {
 // TestBadConfig checks that bad input is refused with a clear error before
 // anything runs.
 func TestBadConfig(t *testing.T) {
-	h := newHost(t, monitor.BackendProcess)
+	for _, b := range backends(t) {
+		t.Run(string(b), func(t *testing.T) { testBadConfig(t, b) })
+	}
+}
+
+func testBadConfig(t *testing.T, b monitor.Backend) {
+	h := newHost(t, b)
 	hello := readGuest(t, "hello")
 	cases := []struct {
 		name string

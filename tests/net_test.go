@@ -412,27 +412,35 @@ func TestNetPipeUDPFn(t *testing.T) {
 // TestNetManifest: the devices a guest declares and the ones attached must
 // match.
 func TestNetManifest(t *testing.T) {
-	h := newHost(t, monitor.BackendProcess)
-	dev, ep, err := netdev.NewPipe()
-	require.NoError(t, err)
-	defer dev.Close()
-	defer ep.Close()
-	ctx := context.Background()
+	for _, b := range backends(t) {
+		h := newHost(t, b)
+		dev, ep, err := netdev.NewPipe()
+		require.NoError(t, err)
+		defer dev.Close()
+		defer ep.Close()
+		ctx := context.Background()
 
-	_, _, err = runGuest(ctx, t, h, monitor.Config{ELF: readGuest(t, "net_ping"), Args: []string{guestIPArg}})
-	assert.EqualError(t, err, `monitor: guest declares network device "net0" but none was attached (-net net0=...)`)
+		_, _, err = runGuest(ctx, t, h, monitor.Config{ELF: readGuest(t, "net_ping"), Args: []string{guestIPArg}})
+		assert.EqualError(t, err, `monitor: guest declares network device "net0" but none was attached (-net net0=...)`, b)
 
-	_, _, err = runGuest(ctx, t, h, monitor.Config{ELF: readGuest(t, "hello"), Net: map[string]netdev.Device{"net0": dev}})
-	assert.EqualError(t, err, `monitor: network device "net0" was attached but the guest declares no network devices`)
+		_, _, err = runGuest(ctx, t, h, monitor.Config{ELF: readGuest(t, "hello"), Net: map[string]netdev.Device{"net0": dev}})
+		assert.EqualError(t, err, `monitor: network device "net0" was attached but the guest declares no network devices`, b)
 
-	_, _, err = runGuest(ctx, t, h, monitor.Config{ELF: readGuest(t, "net_ping"), Net: map[string]netdev.Device{"eth0": dev}})
-	assert.EqualError(t, err, `monitor: network device "eth0" was attached but the guest declares only "net0"`)
+		_, _, err = runGuest(ctx, t, h, monitor.Config{ELF: readGuest(t, "net_ping"), Net: map[string]netdev.Device{"eth0": dev}})
+		assert.EqualError(t, err, `monitor: network device "eth0" was attached but the guest declares only "net0"`, b)
+	}
 }
 
 // TestNetPipeFlood floods a guest with 100,000 frames as fast as the host can
 // send them: valid pings, ARP, UDP to closed ports and garbage.
 func TestNetPipeFlood(t *testing.T) {
-	g := startPipeGuest(t, monitor.BackendProcess, "net_ping")
+	for _, b := range backends(t) {
+		t.Run(string(b), func(t *testing.T) { testNetPipeFlood(t, b) })
+	}
+}
+
+func testNetPipeFlood(t *testing.T, b monitor.Backend) {
+	g := startPipeGuest(t, b, "net_ping")
 
 	// Drain the guest's answers meanwhile, as a host would.
 	var answered atomic.Int64
@@ -528,7 +536,7 @@ func TestNetPipeOddFrames(t *testing.T) {
 		t.Run(string(b), func(t *testing.T) {
 			g := startPipeGuest(t, b, "net_udpecho")
 			mtu := g.ep.MTU()
-			assert.Error(t, g.ep.WriteFrame(nil), "an empty frame is refused")
+			assert.ErrorContains(t, g.ep.WriteFrame(nil), "frame of 0 bytes: want 1 to", "an empty frame is refused")
 			rng := rand.New(rand.NewPCG(3, 4))
 			sizes := []int{1, 2, 6, 12, 13, 14, 15, 20, 27, 33, 34, 41, 42, 43, 59, 60, 61, 64,
 				mtu + 13, mtu + 14, mtu + 15, mtu + 16, 2048, 9014, 9015, netdev.MaxPipeFrame}
@@ -830,8 +838,15 @@ func TestNetTAP(t *testing.T) {
 // and with -net NAME=fd:N (a TAP descriptor opened by the test, as an
 // orchestrator would hand it over).
 func TestNetTAPCLI(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(string(b), func(t *testing.T) { testNetTAPCLI(t, b) })
+	}
+}
+
+func testNetTAPCLI(t *testing.T, b monitor.Backend) {
 	ns := newNetns(t)
 	tender := root + "/bin/tender"
+	be := "-backend=" + string(b)
 	// pingThrough starts cmd (a tender run of net_ping), waits until the
 	// guest is configured, pings it from the namespace, and stops it with
 	// SIGINT, which tender reports as interrupted.
@@ -860,7 +875,7 @@ func TestNetTAPCLI(t *testing.T) {
 	}
 
 	t.Run("tap", func(t *testing.T) {
-		pingThrough(t, ns.command(context.Background(), tender, "run", "-backend=process", "-net", "net0=tap0", guestPath("net_ping"), guestIPArg))
+		pingThrough(t, ns.command(context.Background(), tender, "run", be, "-net", "net0=tap0", guestPath("net_ping"), guestIPArg))
 	})
 
 	t.Run("fd", func(t *testing.T) {
@@ -884,24 +899,24 @@ func TestNetTAPCLI(t *testing.T) {
 		}))
 		defer f.Close()
 		// Started outside the namespace: the descriptor carries the TAP.
-		cmd := exec.Command(tender, "run", "-backend=process", "-net", "net0=fd:3", guestPath("net_ping"), guestIPArg)
+		cmd := exec.Command(tender, "run", be, "-net", "net0=fd:3", guestPath("net_ping"), guestIPArg)
 		cmd.ExtraFiles = []*os.File{f}
 		pingThrough(t, cmd)
 	})
 
 	t.Run("errors", func(t *testing.T) {
-		out, err := exec.Command(tender, "run", "-backend=process", guestPath("net_ping"), guestIPArg).CombinedOutput()
+		out, err := exec.Command(tender, "run", be, guestPath("net_ping"), guestIPArg).CombinedOutput()
 		assert.Contains(t, string(out), `guest declares network device "net0" but none was attached (-net net0=...)`)
 		var ee *exec.ExitError
 		require.True(t, errors.As(err, &ee))
 		assert.Equal(t, monitor.ExitMonitor, ee.ExitCode())
 
-		out, err = exec.Command(tender, "run", "-backend=process", "-net", "net0", guestPath("net_ping")).CombinedOutput()
+		out, err = exec.Command(tender, "run", be, "-net", "net0", guestPath("net_ping")).CombinedOutput()
 		assert.Contains(t, string(out), "want NAME=TAP")
 		require.True(t, errors.As(err, &ee))
 		assert.Equal(t, monitor.ExitUsage, ee.ExitCode())
 
-		out, err = exec.Command(tender, "run", "-backend=process", "-net", "net0=fd:0", guestPath("net_ping")).CombinedOutput()
+		out, err = exec.Command(tender, "run", be, "-net", "net0=fd:0", guestPath("net_ping")).CombinedOutput()
 		assert.Contains(t, string(out), "is not an attached TUN/TAP device")
 		require.True(t, errors.As(err, &ee))
 		assert.Equal(t, monitor.ExitMonitor, ee.ExitCode())

@@ -24,13 +24,17 @@ func TestNetFlags(t *testing.T) {
 	assert.Equal(t, NetFlags{{Name: "net0", TAP: "tap0", FD: -1}, {Name: "lan", FD: 3}}, g.Net)
 	assert.Equal(t, "net0=tap0,lan=fd:3", g.Net.String())
 
-	for _, bad := range []string{
-		"net0", "=tap0", "net0=", "net0=fd:", "net0=fd:x", "net0=fd:-1",
-		"net0=a/b", "net0=tap 0", "net0=0123456789abcdef",
-		"012345678901234567890123=tap0",
+	const want = "want NAME=TAP (a TAP interface) or NAME=fd:N"
+	for bad, reason := range map[string]string{
+		"net0": want, "=tap0": want, "net0=": want,
+		"net0=fd:": "is not a file descriptor number", "net0=fd:x": "is not a file descriptor number",
+		"net0=fd:-1": "is not a file descriptor number",
+		"net0=a/b":   "is not an interface name", "net0=tap 0": "is not an interface name",
+		"net0=0123456789abcdef":         "is not an interface name",
+		"012345678901234567890123=tap0": "device name longer than",
 	} {
 		var n NetFlags
-		assert.Error(t, n.Set(bad), bad)
+		assert.ErrorContains(t, n.Set(bad), reason, bad)
 	}
 	n := NetFlags{}
 	require.NoError(t, n.Set("net0=tap0"))

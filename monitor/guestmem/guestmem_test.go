@@ -42,10 +42,20 @@ func TestSliceBounds(t *testing.T) {
 		v, err := m.Uint64(size - 8)
 		require.NoError(t, err)
 		assert.EqualValues(t, 0x1122334455667788, v)
-		assert.Error(t, m.PutUint64(size-7, 1))
-		assert.Error(t, m.Write(size-1, []byte{1, 2}))
-		assert.Error(t, m.Read(size-1, make([]byte, 2)))
-		assert.Error(t, m.Zero(size-1, 2))
+		var re *RangeError
+		if assert.ErrorAs(t, m.PutUint64(size-7, 1), &re) {
+			assert.Equal(t, RangeError{Addr: size - 7, Len: 8, Size: size}, *re)
+		}
+		tail := RangeError{Addr: size - 1, Len: 2, Size: size}
+		for name, err := range map[string]error{
+			"Write": m.Write(size-1, []byte{1, 2}),
+			"Read":  m.Read(size-1, make([]byte, 2)),
+			"Zero":  m.Zero(size-1, 2),
+		} {
+			if assert.ErrorAs(t, err, &re, name) {
+				assert.Equal(t, tail, *re, name)
+			}
+		}
 		assert.Equal(t, shared, m.FD() >= 0)
 		require.NoError(t, m.Close())
 		require.NoError(t, m.Close(), "Close is idempotent")
@@ -54,11 +64,11 @@ func TestSliceBounds(t *testing.T) {
 
 func TestNewRejects(t *testing.T) {
 	_, err := New(0)
-	assert.Error(t, err)
+	assert.ErrorContains(t, err, "size 0x0 is not a positive multiple of the page size")
 	_, err = New(4097)
-	assert.Error(t, err)
+	assert.ErrorContains(t, err, "size 0x1001 is not a positive multiple of the page size")
 	_, err = NewShared(100)
-	assert.Error(t, err)
+	assert.ErrorContains(t, err, "size 0x64 is not a positive multiple of the page size")
 }
 
 func rssKiB(t *testing.T) int {
@@ -106,8 +116,11 @@ func TestPopulate(t *testing.T) {
 		assert.GreaterOrEqual(t, grew, 2<<10, "shared=%v: the range is resident", shared)
 		assert.Less(t, grew, 3<<10, "shared=%v: only the range is resident", shared)
 		require.NoError(t, m.Populate(0, 0))
-		assert.Error(t, m.Populate(64<<20-10, 11))
-		assert.Error(t, m.Populate(^uint64(0), 2))
+		var re *RangeError
+		assert.ErrorAs(t, m.Populate(64<<20-10, 11), &re, "past the end")
+		if assert.ErrorAs(t, m.Populate(^uint64(0), 2), &re, "wrapping") {
+			assert.Equal(t, RangeError{Addr: ^uint64(0), Len: 2, Size: 64 << 20}, *re)
+		}
 		require.NoError(t, m.PutUint64(4<<20+100, 7))
 		v, err := m.Uint64(4<<20 + 100)
 		require.NoError(t, err)

@@ -371,9 +371,8 @@ func TestParseMalformed(t *testing.T) {
 				mem = testMem
 			}
 			img, err := Parse(tt.file, mem)
-			require.Error(t, err)
+			require.ErrorIs(t, err, ErrInvalid)
 			assert.Nil(t, img)
-			assert.True(t, errors.Is(err, ErrInvalid), "errors.Is(%v, ErrInvalid)", err)
 			var e *Error
 			require.True(t, errors.As(err, &e))
 			assert.Equal(t, "invalid guest ELF: "+e.Reason, err.Error())

@@ -270,7 +270,7 @@ func TestSyscall(t *testing.T) {
 	})
 	assert.Equal(t, vcpu.Exit{Kind: vcpu.ExitSyscall, Reason: 39, RIP: codeAddr + 5}, run(t, v))
 	_, err := v.Run()
-	assert.Error(t, err, "the guest cannot continue after a system call")
+	assert.ErrorContains(t, err, "the guest attempted a system call and cannot continue")
 }
 
 // TestOtherSyscalls checks the other instructions that ask a kernel for a
@@ -308,7 +308,9 @@ func TestKick(t *testing.T) {
 	}()
 	begin := time.Now()
 	assert.Equal(t, vcpu.ExitKicked, run(t, v).Kind)
-	assert.Less(t, time.Since(begin), 5*time.Second)
+	// A hang check with room for a busy 2-core host, not a latency
+	// measurement.
+	assert.Less(t, time.Since(begin), 1500*time.Millisecond)
 	assert.Equal(t, vcpu.ExitKicked, run(t, v).Kind, "a kick is sticky")
 }
 
@@ -364,7 +366,7 @@ func TestForeignSignals(t *testing.T) {
 	assert.True(t, ws.Signaled())
 	assert.Equal(t, unix.SIGKILL, ws.Signal())
 	_, err := v.Run()
-	assert.Error(t, err)
+	assert.ErrorContains(t, err, "the guest process has ended")
 }
 
 func TestInitialRegisters(t *testing.T) {
@@ -449,15 +451,19 @@ func TestNewErrors(t *testing.T) {
 
 	mem := newMem(t)
 	sp := spawner(t)
-	for name, regions := range map[string][]vcpu.Region{
-		"unaligned":   {{Addr: 0x100800, Size: 0x1000, Perm: vcpu.Read}},
-		"empty":       {{Addr: 0x100000, Perm: vcpu.Read}},
-		"outside":     {{Addr: testMemSize - 0x1000, Size: 0x2000, Perm: vcpu.Read}},
-		"overlapping": {{Addr: 0x100000, Size: 0x2000, Perm: vcpu.Read}, {Addr: 0x101000, Size: 0x1000, Perm: vcpu.Read}},
-		"bad perm":    {{Addr: 0x100000, Size: 0x1000, Perm: 0x80}},
+	for _, c := range []struct {
+		name    string
+		regions []vcpu.Region
+		want    string
+	}{
+		{"unaligned", []vcpu.Region{{Addr: 0x100800, Size: 0x1000, Perm: vcpu.Read}}, "region 0 [0x100800, +0x1000) is empty or not page-aligned"},
+		{"empty", []vcpu.Region{{Addr: 0x100000, Perm: vcpu.Read}}, "region 0 [0x100000, +0x0) is empty or not page-aligned"},
+		{"outside", []vcpu.Region{{Addr: testMemSize - 0x1000, Size: 0x2000, Perm: vcpu.Read}}, "region 0 [0x3ff000, +0x2000) leaves guest memory of 0x400000 bytes"},
+		{"overlapping", []vcpu.Region{{Addr: 0x100000, Size: 0x2000, Perm: vcpu.Read}, {Addr: 0x101000, Size: 0x1000, Perm: vcpu.Read}}, "region 1 [0x101000, +0x1000) overlaps or precedes the one before"},
+		{"bad perm", []vcpu.Region{{Addr: 0x100000, Size: 0x1000, Perm: 0x80}}, "region 0 has unknown permissions 0x80"},
 	} {
-		_, err := New(sp, mem, vcpu.Boot{Regions: regions, Entry: codeAddr})
-		assert.Error(t, err, name)
+		_, err := New(sp, mem, vcpu.Boot{Regions: c.regions, Entry: codeAddr})
+		assert.ErrorContains(t, err, c.want, c.name)
 	}
 }
 
@@ -746,7 +752,7 @@ func FuzzDecode(f *testing.F) {
 			require.Less(t, exit.Nr, uint32(hypercall.Count))
 			require.LessOrEqual(t, exit.Arg, uint64(math.MaxUint32))
 		case vcpu.ExitSyscall:
-			require.Error(t, v.ended)
+			require.ErrorContains(t, v.ended, "attempted a system call")
 		case vcpu.ExitFault, vcpu.ExitBadIO:
 			require.Less(t, exit.Vector, uint8(32))
 		default:

@@ -130,15 +130,19 @@ func TestBuildRejects(t *testing.T) {
 	mem, err := guestmem.New(8 << 20)
 	require.NoError(t, err)
 	defer mem.Close()
-	for name, r := range map[string][]vcpu.Region{
-		"unaligned":     {{Addr: 0x100001, Size: 0x1000, Perm: vcpu.Read}},
-		"monitor pages": {{Addr: 0x1000, Size: 0x1000, Perm: vcpu.Read}},
-		"past memory":   {{Addr: 0x100000, Size: 8 << 20, Perm: vcpu.Read}},
-		"overlap": {{Addr: 0x100000, Size: 0x2000, Perm: vcpu.Read},
-			{Addr: 0x101000, Size: 0x1000, Perm: vcpu.Read}},
-		"wraps": {{Addr: 0x100000, Size: ^uint64(0) &^ 0xFFF, Perm: vcpu.Read}},
+	for _, c := range []struct {
+		name string
+		r    []vcpu.Region
+		want string
+	}{
+		{"unaligned", []vcpu.Region{{Addr: 0x100001, Size: 0x1000, Perm: vcpu.Read}}, "region 0 [0x100001, +0x1000) is not page-aligned"},
+		{"monitor pages", []vcpu.Region{{Addr: 0x1000, Size: 0x1000, Perm: vcpu.Read}}, "region 0 [0x1000, +0x1000) outside the guest's part of memory"},
+		{"past memory", []vcpu.Region{{Addr: 0x100000, Size: 8 << 20, Perm: vcpu.Read}}, "region 0 [0x100000, +0x800000) outside the guest's part of memory"},
+		{"overlap", []vcpu.Region{{Addr: 0x100000, Size: 0x2000, Perm: vcpu.Read},
+			{Addr: 0x101000, Size: 0x1000, Perm: vcpu.Read}}, "region 1 overlaps region 0"},
+		{"wraps", []vcpu.Region{{Addr: 0x100000, Size: ^uint64(0) &^ 0xFFF, Perm: vcpu.Read}}, "region 0 [0x100000, +0xfffffffffffff000) outside the guest's part of memory"},
 	} {
-		assert.Error(t, Build(mem, r), name)
+		assert.ErrorContains(t, Build(mem, c.r), c.want, c.name)
 	}
 	// An image scattered over more 2 MiB chunks than there are page tables.
 	var many []vcpu.Region
