@@ -132,9 +132,6 @@ func orDefault(d, def time.Duration) time.Duration {
 // idle connection closed under a request they are sending.
 func (g *Gateway) SetDraining() { g.draining.Store(true) }
 
-// errConnLimit refuses an invocation that came on a reserve connection.
-var errConnLimit = errors.New("gateway: connection limit reached")
-
 // ServeHTTP routes a request: POST /invoke, GET /healthz, GET /metrics.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if g.bodyTime > 0 && r.ContentLength != 0 {
@@ -145,18 +142,13 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	g.writeDeadline(w)
 	if g.draining.Load() || onReserve(r) {
+		// A reserve connection serves its one health check only.
 		w.Header().Set("Connection", "close")
 	}
 	switch r.URL.Path {
 	case "/invoke":
 		if r.Method != http.MethodPost {
 			methodNotAllowed(w, http.MethodPost)
-			return
-		}
-		if onReserve(r) {
-			// Reserve connections are for health checks; an invocation
-			// could hold one far longer than it may live.
-			g.fail(w, r, time.Now(), outcomeSaturated, http.StatusServiceUnavailable, 0, errConnLimit)
 			return
 		}
 		g.invoke(w, r)

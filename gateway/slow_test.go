@@ -118,8 +118,9 @@ func TestBodyTimeout(t *testing.T) {
 
 // TestListenerLimit fills a Listener's regular connections with silent
 // clients and checks that health checks are still answered on a reserve
-// connection, invocations there are refused cleanly, reserve connections
-// are cut after their timeout, and slots come back when clients leave.
+// connection, that anything else over the limit (a flood of slow bodies
+// included) is refused at once, that reserve connections are cut after
+// their timeout, and that slots come back when clients leave.
 func TestListenerLimit(t *testing.T) {
 	p := newPool(t, newHost(t), "fn_echo", monitor.PoolConfig{MaxInstances: 1})
 	g := gateway.New(gateway.Config{Pool: p, Logger: testLogger(t)})
@@ -127,7 +128,7 @@ func TestListenerLimit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln := gateway.NewListener(inner, gateway.ListenerConfig{MaxConns: 2, Reserve: 1, ReserveTimeout: 500 * time.Millisecond})
+	ln := gateway.NewListener(inner, gateway.ListenerConfig{MaxConns: 2, Reserve: 2, ReserveTimeout: 500 * time.Millisecond})
 	srv := &http.Server{Handler: g, ConnContext: gateway.ConnContext, ReadHeaderTimeout: time.Minute}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
@@ -155,29 +156,50 @@ func TestListenerLimit(t *testing.T) {
 	}
 	waitOpen(2, 0)
 
-	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: hangCheck}
-	get := func(method, path string) *http.Response {
-		t.Helper()
-		req, _ := http.NewRequest(method, "http://"+addr+path, strings.NewReader("x"))
-		resp, err := client.Do(req)
-		if err != nil {
-			t.Fatalf("%s %s: %v", method, path, err)
+	// More slow clients than the reserve: each is refused as soon as its
+	// request line is in, so the accept queue keeps moving.
+	stop := make(chan struct{})
+	defer close(stop)
+	var flood []net.Conn
+	for range 10 {
+		flood = append(flood, trickle(t, addr, "POST /invoke HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n", 50*time.Millisecond, stop))
+	}
+	for _, c := range flood {
+		c.SetReadDeadline(time.Now().Add(hangCheck))
+		// The 503, or a reset if the close overtook it; never a wait.
+		if resp, err := http.ReadResponse(bufio.NewReader(c), nil); err == nil && resp.StatusCode != http.StatusServiceUnavailable {
+			t.Errorf("slow client over the limit: %d, want 503", resp.StatusCode)
+		} else if err != nil && !errors.Is(err, syscall.ECONNRESET) && !errors.Is(err, io.EOF) {
+			t.Errorf("slow client over the limit: %v, want a 503 or a closed connection", err)
 		}
-		io.ReadAll(resp.Body)
-		resp.Body.Close()
-		return resp
 	}
-	if resp := get(http.MethodGet, "/healthz"); resp.StatusCode != http.StatusOK || !resp.Close {
-		t.Errorf("/healthz on the reserve: %d close=%v, want 200 and Connection: close", resp.StatusCode, resp.Close)
+
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: hangCheck}
+	resp, err := client.Get("http://" + addr + "/healthz")
+	if err != nil {
+		t.Fatalf("/healthz over the limit: %v", err)
 	}
-	resp := get(http.MethodPost, "/invoke")
-	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get(gateway.HeaderError) != "saturated" || resp.Header.Get("Retry-After") == "" {
-		t.Errorf("/invoke on the reserve: %d %s=%q Retry-After=%q, want 503 saturated with Retry-After",
-			resp.StatusCode, gateway.HeaderError, resp.Header.Get(gateway.HeaderError), resp.Header.Get("Retry-After"))
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !resp.Close {
+		t.Errorf("/healthz over the limit: %d close=%v, want 200 and Connection: close", resp.StatusCode, resp.Close)
+	}
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "POST /invoke HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+	resp = readAnswer(t, c)
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get(gateway.HeaderError) != "saturated" || resp.Header.Get("Retry-After") == "" || !resp.Close {
+		t.Errorf("/invoke over the limit: %d %s=%q Retry-After=%q close=%v, want 503 saturated with Retry-After and Connection: close",
+			resp.StatusCode, gateway.HeaderError, resp.Header.Get(gateway.HeaderError), resp.Header.Get("Retry-After"), resp.Close)
+	}
+	if n := ln.Refused(); n != 11 {
+		t.Errorf("%d connections refused, want 11", n)
 	}
 
 	// A silent reserve connection is closed after ReserveTimeout.
-	c, err := net.Dial("tcp", addr)
+	c, err = net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
