@@ -64,7 +64,7 @@ type Listener struct {
 	closeOnce sync.Once
 	mu        sync.Mutex
 	triaging  map[*reserveConn]struct{} // reserve connections whose request line is awaited
-	wg        sync.WaitGroup        // the accept loop and the triage goroutines
+	wg        sync.WaitGroup            // the accept loop and the triage goroutines
 
 	openRegular, openReserve atomic.Int64
 	refused                  atomic.Uint64

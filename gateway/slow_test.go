@@ -234,3 +234,59 @@ func TestAbortEscaped(t *testing.T) {
 		t.Errorf("body %q lacks the escaped message %q", a.body, want)
 	}
 }
+
+// TestWriteTimeout checks that a client that sends a large request and never
+// reads the reply loses its connection once WriteTimeout has passed, and
+// holds it while the timeout is off.
+func TestWriteTimeout(t *testing.T) {
+	p := newPool(t, newHost(t), "fn_echo", monitor.PoolConfig{MaxInstances: 1})
+	for _, wt := range []time.Duration{300 * time.Millisecond, -1} {
+		g := gateway.New(gateway.Config{Pool: p, Logger: testLogger(t), WriteTimeout: wt})
+		inner, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ln := gateway.NewListener(inner, gateway.ListenerConfig{MaxConns: 4})
+		srv := &http.Server{Handler: g, ConnContext: gateway.ConnContext}
+		go srv.Serve(ln)
+		defer srv.Close()
+
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.(*net.TCPConn).SetReadBuffer(4096)
+		// Pipelined requests whose replies (16 MiB) cannot all fit in the
+		// socket buffers: the server's write blocks until the deadline
+		// closes the connection.
+		req := "POST /invoke HTTP/1.1\r\nHost: x\r\nContent-Length: 1048576\r\n\r\n" + strings.Repeat("x", 1<<20)
+		go func() {
+			for range 16 {
+				if _, err := io.WriteString(c, req); err != nil {
+					return
+				}
+			}
+		}()
+		deadline := time.Now().Add(hangCheck)
+		if wt < 0 {
+			deadline = time.Now().Add(2 * time.Second)
+		}
+		for {
+			if r, _ := ln.Open(); r == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		r, _ := ln.Open()
+		switch {
+		case wt > 0 && r != 0:
+			t.Errorf("WriteTimeout %v: the connection of a client that does not read is still open", wt)
+		case wt < 0 && r != 1:
+			t.Errorf("no WriteTimeout: %d connections open, want the one still being written to", r)
+		}
+	}
+}

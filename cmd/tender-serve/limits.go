@@ -10,8 +10,8 @@ import (
 // File descriptors kept for the monitor when the connection limit is derived
 // from RLIMIT_NOFILE: a base for the process itself (standard streams, the
 // poller, the listener, /dev/kvm, the console file, transient opens) and an
-// allowance per instance (measured: a VM and a vCPU on KVM; the seccomp
-// listener and pidfd of a guest process, and its set-up files while it boots).
+// allowance per instance (measured: two on KVM, a VM and a vCPU; three on the
+// process backend, a guest process's seccomp listener, pidfd and memory file).
 const (
 	fdsBase        = 32
 	fdsPerInstance = 4
