@@ -3,9 +3,11 @@
 // load balancers and exposes Prometheus metrics on /metrics.
 //
 //	gw := gateway.New(gateway.Config{Pool: pool, Logger: logger})
-//	srv := &http.Server{Addr: ":8080", Handler: gw}
+//	ln = gateway.NewListener(ln, gateway.ListenerConfig{MaxConns: 1000})
+//	srv := &http.Server{Handler: gw, ConnContext: gateway.ConnContext, ...}
+//	go srv.Serve(ln)
 //	...
-//	gw.SetDraining() // at shutdown start, before srv.Shutdown
+//	gw.SetDraining() // at shutdown start, a while before srv.Shutdown
 //
 // A Gateway keeps its metrics in a registry of its own, so any number of
 // gateways can live in one process.
@@ -18,6 +20,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -40,7 +43,7 @@ const (
 	HeaderRequestID = "Tender-Request-Id"
 	// HeaderError (error reply) names the kind of failure: fault, crash,
 	// abort, protocol, timeout, saturated, too_large, closed, canceled,
-	// bad_request or internal.
+	// bad_request, body_timeout or internal.
 	HeaderError = "Tender-Error"
 )
 
@@ -60,16 +63,33 @@ type Config struct {
 	// invoking. hypercall.FnRequestMax when zero, negative or larger, since
 	// a guest cannot take more.
 	MaxBody int64
+	// BodyTimeout bounds reading a request body, from the moment the
+	// gateway gets the request: a slower body is answered 408 and its
+	// connection closed, so trickling clients cannot hold connections.
+	// DefaultBodyTimeout when zero, no bound when negative.
+	BodyTimeout time.Duration
+	// WriteTimeout bounds writing each reply once it is known, so a client
+	// that does not read cannot hold its connection. DefaultWriteTimeout
+	// when zero, no bound when negative.
+	WriteTimeout time.Duration
 }
+
+// Config defaults.
+const (
+	DefaultBodyTimeout  = 10 * time.Second
+	DefaultWriteTimeout = 10 * time.Second
+)
 
 // Gateway is an http.Handler serving POST /invoke, GET /healthz and GET
 // /metrics. It is safe for concurrent use.
 type Gateway struct {
-	pool     *monitor.Pool
-	log      *slog.Logger
-	maxBody  int64
-	draining atomic.Bool
-	m        *metrics
+	pool      *monitor.Pool
+	log       *slog.Logger
+	maxBody   int64
+	bodyTime  time.Duration // 0: none
+	replyTime time.Duration // 0: none
+	draining  atomic.Bool
+	m         *metrics
 }
 
 // New returns a gateway in front of cfg.Pool with a fresh metrics registry.
@@ -78,7 +98,8 @@ func New(cfg Config) *Gateway {
 	if cfg.Pool == nil {
 		panic("gateway: Config.Pool is nil")
 	}
-	g := &Gateway{pool: cfg.Pool, log: cfg.Logger, maxBody: cfg.MaxBody}
+	g := &Gateway{pool: cfg.Pool, log: cfg.Logger, maxBody: cfg.MaxBody,
+		bodyTime: orDefault(cfg.BodyTimeout, DefaultBodyTimeout), replyTime: orDefault(cfg.WriteTimeout, DefaultWriteTimeout)}
 	if g.log == nil {
 		g.log = slog.New(slog.DiscardHandler)
 	}
@@ -93,13 +114,37 @@ func New(cfg Config) *Gateway {
 // that serve or push them some other way.
 func (g *Gateway) Registry() *prometheus.Registry { return g.m.reg }
 
+// orDefault maps a zero timeout to def and a negative one to 0 (none).
+func orDefault(d, def time.Duration) time.Duration {
+	switch {
+	case d == 0:
+		return def
+	case d < 0:
+		return 0
+	}
+	return d
+}
+
 // SetDraining makes /healthz answer 503 from now on, so load balancers stop
 // sending work while in-flight invocations finish. Invocations are still
-// served.
+// served, but every reply from now on carries "Connection: close", so
+// keep-alive clients leave after their current request instead of having an
+// idle connection closed under a request they are sending.
 func (g *Gateway) SetDraining() { g.draining.Store(true) }
 
 // ServeHTTP routes a request: POST /invoke, GET /healthz, GET /metrics.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if g.bodyTime > 0 && r.ContentLength != 0 {
+		// Every route: net/http reads the body of a request the handler
+		// did not read, to reuse the connection, and would wait on a
+		// trickling client for ever.
+		http.NewResponseController(w).SetReadDeadline(time.Now().Add(g.bodyTime))
+	}
+	g.writeDeadline(w)
+	if g.draining.Load() || onReserve(r) {
+		// A reserve connection serves its one health check only.
+		w.Header().Set("Connection", "close")
+	}
 	switch r.URL.Path {
 	case "/invoke":
 		if r.Method != http.MethodPost {
@@ -130,6 +175,17 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// writeDeadline gives the reply WriteTimeout from now to be written. It is
+// called before each write phase: the server's own deadline, if any, runs
+// from the request's start and so also covers the invocation.
+func (g *Gateway) writeDeadline(w http.ResponseWriter) {
+	if g.replyTime > 0 {
+		// ErrNotSupported (a recorder in tests, a wrapping writer) leaves
+		// the server's own timeouts in charge.
+		http.NewResponseController(w).SetWriteDeadline(time.Now().Add(g.replyTime))
+	}
+}
+
 func methodNotAllowed(w http.ResponseWriter, allow string) {
 	w.Header().Set("Allow", allow)
 	http.Error(w, http.StatusText(http.StatusMethodNotAllowed), http.StatusMethodNotAllowed)
@@ -156,10 +212,15 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request) {
 		g.fail(w, r, start, outcomeTooLarge, http.StatusRequestEntityTooLarge, 0, monitor.ErrTooLarge)
 		return
 	}
-	body, err := readBody(http.MaxBytesReader(w, r.Body, g.maxBody), r.ContentLength)
+	body, err := g.readBody(w, r)
 	if err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
 			g.fail(w, r, start, outcomeTooLarge, http.StatusRequestEntityTooLarge, len(body), monitor.ErrTooLarge)
+		} else if errors.Is(err, os.ErrDeadlineExceeded) {
+			// Checked before the context: the failed read also cancels it.
+			w.Header().Set("Connection", "close")
+			g.fail(w, r, start, outcomeBodyTimeout, http.StatusRequestTimeout, len(body),
+				fmt.Errorf("gateway: request body not received within %v", g.bodyTime))
 		} else if r.Context().Err() != nil {
 			g.fail(w, r, start, outcomeCanceled, StatusClientClosedRequest, len(body), &monitor.StoppedError{Cause: r.Context().Err()})
 		} else {
@@ -180,6 +241,7 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request) {
 		o = outcomeFunctionError
 	}
 	d := g.m.record(o, start)
+	g.writeDeadline(w)
 	if g.log.Enabled(r.Context(), slog.LevelDebug) {
 		g.log.LogAttrs(r.Context(), slog.LevelDebug, "invocation",
 			slog.Uint64("id", rep.ID), slog.String("outcome", o.String()), slog.Duration("duration", d),
@@ -197,17 +259,21 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request) {
 // fail records and answers an invocation that produced no reply.
 func (g *Gateway) fail(w http.ResponseWriter, r *http.Request, start time.Time, o outcome, code, bytesIn int, err error) {
 	d := g.m.record(o, start)
+	g.writeDeadline(w)
 	ctx := r.Context()
+	// Errors carry guest text (an abort message): escaped, it cannot end
+	// the body's one line or reach a terminal as control sequences.
+	msg := Escape(err.Error())
 	switch {
 	case o.guestFailure():
 		g.log.LogAttrs(ctx, slog.LevelWarn, "invocation failed",
-			slog.String("outcome", o.String()), slog.Duration("duration", d), slog.Int("bytes_in", bytesIn), slog.String("err", err.Error()))
+			slog.String("outcome", o.String()), slog.Duration("duration", d), slog.Int("bytes_in", bytesIn), slog.String("err", msg))
 	case o == outcomeInternal:
 		g.log.LogAttrs(ctx, slog.LevelError, "invocation failed",
-			slog.String("outcome", o.String()), slog.Duration("duration", d), slog.Int("bytes_in", bytesIn), slog.String("err", err.Error()))
+			slog.String("outcome", o.String()), slog.Duration("duration", d), slog.Int("bytes_in", bytesIn), slog.String("err", msg))
 	case g.log.Enabled(ctx, slog.LevelDebug):
 		g.log.LogAttrs(ctx, slog.LevelDebug, "invocation",
-			slog.String("outcome", o.String()), slog.Duration("duration", d), slog.Int("bytes_in", bytesIn), slog.String("err", err.Error()))
+			slog.String("outcome", o.String()), slog.Duration("duration", d), slog.Int("bytes_in", bytesIn), slog.String("err", msg))
 	}
 	h := w.Header()
 	h.Set(HeaderError, o.String())
@@ -218,7 +284,7 @@ func (g *Gateway) fail(w http.ResponseWriter, r *http.Request, start time.Time, 
 		w.WriteHeader(code) // the client is gone: no body
 		return
 	}
-	http.Error(w, err.Error(), code)
+	http.Error(w, msg, code)
 }
 
 // classify maps an Invoke error to its outcome and HTTP status.
@@ -252,9 +318,22 @@ func classify(err error) (outcome, int) {
 	return outcomeInternal, http.StatusInternalServerError
 }
 
-// readBody reads r to the end into a buffer sized from the declared length,
+// readBody reads the request body within MaxBody. ServeHTTP has set its read
+// deadline; once the body is in, the deadline is lifted: the server reads on
+// in the background to notice a client leaving, and a read timing out there
+// would cancel the invocation. After a failed read it stays, so that the
+// server's attempt to drain the rest of the body fails at once too.
+func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	body, err := readAll(http.MaxBytesReader(w, r.Body, g.maxBody), r.ContentLength)
+	if err == nil && g.bodyTime > 0 && r.ContentLength != 0 {
+		http.NewResponseController(w).SetReadDeadline(time.Time{})
+	}
+	return body, err
+}
+
+// readAll reads r to the end into a buffer sized from the declared length,
 // so the usual request costs one allocation.
-func readBody(r io.Reader, size int64) ([]byte, error) {
+func readAll(r io.Reader, size int64) ([]byte, error) {
 	if size < 0 {
 		size = 512
 	}

@@ -80,6 +80,7 @@ type answer struct {
 	status int
 	header http.Header
 	body   []byte
+	close  bool // the reply said Connection: close (net/http takes the header out)
 }
 
 // do sends one request and reads the whole answer.
@@ -101,7 +102,7 @@ func do(t testing.TB, c *http.Client, method, url string, body io.Reader, hdr ..
 	if err != nil {
 		t.Fatal(err)
 	}
-	return answer{resp.StatusCode, resp.Header, b}
+	return answer{resp.StatusCode, resp.Header, b, resp.Close}
 }
 
 func post(t testing.TB, srv *httptest.Server, body string, hdr ...string) answer {
@@ -222,17 +223,18 @@ func TestEcho(t *testing.T) {
 	})
 	t.Run("Healthz", func(t *testing.T) {
 		a := do(t, srv.Client(), http.MethodGet, srv.URL+"/healthz", nil)
-		if a.status != http.StatusOK || string(a.body) != "ok\n" {
-			t.Errorf("before SetDraining: %d %q", a.status, a.body)
+		if a.status != http.StatusOK || string(a.body) != "ok\n" || a.close {
+			t.Errorf("before SetDraining: %d %q close=%v", a.status, a.body, a.close)
 		}
 		g.SetDraining()
 		a = do(t, srv.Client(), http.MethodGet, srv.URL+"/healthz", nil)
 		if a.status != http.StatusServiceUnavailable || string(a.body) != "draining\n" {
 			t.Errorf("after SetDraining: %d %q", a.status, a.body)
 		}
-		// Draining only tells load balancers; invocations still run.
-		if a := post(t, srv, "still here"); a.status != http.StatusOK {
-			t.Errorf("invoke while draining: %d", a.status)
+		// Draining tells load balancers; invocations still run, but each
+		// reply closes its connection so keep-alive clients leave.
+		if a := post(t, srv, "still here"); a.status != http.StatusOK || !a.close {
+			t.Errorf("invoke while draining: %d close=%v, want 200 and Connection: close", a.status, a.close)
 		}
 	})
 	t.Run("Closed", func(t *testing.T) {

@@ -29,6 +29,7 @@ const (
 	outcomeClosed
 	outcomeCanceled
 	outcomeBadRequest
+	outcomeBodyTimeout
 	outcomeInternal
 	numOutcomes
 )
@@ -46,6 +47,7 @@ var outcomeNames = [numOutcomes]string{
 	outcomeClosed:        "closed",
 	outcomeCanceled:      "canceled",
 	outcomeBadRequest:    "bad_request",
+	outcomeBodyTimeout:   "body_timeout",
 	outcomeInternal:      "internal",
 }
 

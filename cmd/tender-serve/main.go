@@ -3,6 +3,10 @@
 // command; it can also be run directly with the same flags.
 //
 //	tender-serve [flags] FN.elf [ARGS...]
+//
+// The server's JSON log goes to stderr; guest console output goes, escaped
+// and prefixed with the function's name, to stdout (-console), so that no
+// guest can write into the log.
 package main
 
 import (
@@ -14,7 +18,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"sync"
 	"time"
 
 	"github.com/tendervm/tender/gateway"
@@ -22,24 +25,11 @@ import (
 	"github.com/tendervm/tender/monitor"
 )
 
-// lockedWriter serialises console writes from concurrent instances, so lines
-// of different guests do not interleave within one write.
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
-}
-
 func main() {
-	os.Exit(serve(os.Args[1:], os.Stderr))
+	os.Exit(serve(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-func serve(args []string, stderr io.Writer) int {
+func serve(args []string, stdout, stderr io.Writer) int {
 	fs := cli.NewFlagSet("serve", "[flags] FN.elf [ARGS...]", "Serve a function over HTTP: POST /invoke, GET /healthz, GET /metrics.", stderr)
 	var g cli.GuestFlags
 	g.Register(fs)
@@ -50,7 +40,14 @@ func serve(args []string, stderr io.Writer) int {
 	idle := fs.Duration("idle-timeout", monitor.DefaultIdleTimeout, "retire a warm instance idle this long (negative: never)")
 	timeout := fs.Duration("timeout", monitor.DefaultFnTimeout, "deadline of each invocation (a request's Tender-Timeout header may shorten it)")
 	prewarm := fs.Int("prewarm", 0, "warm instances to boot before serving")
-	grace := fs.Duration("shutdown-timeout", 30*time.Second, "on SIGTERM, how long to let requests in flight finish")
+	maxConns := fs.Int("max-conns", 0, "HTTP connections open at once, plus a reserve of 8 for /healthz (0: derived from the open-file limit; negative: no limit)")
+	headerTimeout := fs.Duration("header-timeout", 10*time.Second, "a request's headers must arrive within this")
+	bodyTimeout := fs.Duration("body-timeout", gateway.DefaultBodyTimeout, "a request's body must arrive within this of its headers, else 408 (negative: no limit)")
+	writeTimeout := fs.Duration("write-timeout", gateway.DefaultWriteTimeout, "a reply must be written within this once known (negative: no limit)")
+	keepAlive := fs.Duration("keepalive-timeout", 60*time.Second, "close a keep-alive connection idle this long")
+	drainDelay := fs.Duration("drain-delay", 2*time.Second, "on SIGTERM, how long /healthz says draining (and replies close their connections) before the listener closes")
+	grace := fs.Duration("shutdown-timeout", 30*time.Second, "on SIGTERM, after -drain-delay, how long to let requests in flight finish")
+	consoleTo := fs.String("console", "-", "where guest console output goes, as escaped lines prefixed with the function's name: - (stdout), none, or a file to append to")
 	level := fs.String("log-level", "info", "debug (a line per request), info, warn or error")
 	args, code, ok := cli.Parse(fs, args)
 	if !ok {
@@ -67,11 +64,27 @@ func serve(args []string, stderr io.Writer) int {
 		// One device cannot be shared by the instances of a pool.
 		return cli.Report(stderr, 0, cli.Usagef("-net: functions take requests through fn_next, not network devices; run network guests with tender run"))
 	}
-	out := &lockedWriter{w: stderr}
-	log := slog.New(slog.NewJSONHandler(out, &slog.HandlerOptions{Level: lvl}))
-	hc, cfg, err := g.Config(args, out)
+	if *maxInstances <= 0 {
+		*maxInstances = monitor.DefaultMaxInstances
+	}
+	conns, err := connLimit(*maxConns, *maxInstances)
 	if err != nil {
 		return cli.Report(stderr, 0, err)
+	}
+	console, closeConsole, err := openConsole(*consoleTo, stdout)
+	if err != nil {
+		return cli.Report(stderr, 0, err)
+	}
+	defer closeConsole()
+	// slog's handler serialises its own writes; the console has its own
+	// writer, so a stalled console never holds the log.
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: lvl}))
+	hc, cfg, err := g.Config(args, nil)
+	if err != nil {
+		return cli.Report(stderr, 0, err)
+	}
+	if console != nil {
+		cfg.Console = gateway.NewConsoleWriter(console, cfg.Name+": ")
 	}
 	host, err := monitor.NewHost(hc)
 	if err != nil {
@@ -90,34 +103,76 @@ func serve(args []string, stderr io.Writer) int {
 	defer stop()
 	if *prewarm > 0 {
 		if err := pool.Prewarm(ctx, *prewarm); err != nil {
-			return cli.Report(stderr, 0, err)
+			return cli.Report(stderr, 0, escaped{err})
 		}
 	}
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return cli.Report(stderr, 0, err)
 	}
-	gw := gateway.New(gateway.Config{Pool: pool, Logger: log})
-	srv := &http.Server{Handler: gw, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	if conns > 0 {
+		ln = gateway.NewListener(ln, gateway.ListenerConfig{MaxConns: conns})
+	}
+	gw := gateway.New(gateway.Config{Pool: pool, Logger: log, BodyTimeout: *bodyTimeout, WriteTimeout: *writeTimeout})
+	srv := &http.Server{
+		Handler:           gw,
+		ConnContext:       gateway.ConnContext,
+		ReadHeaderTimeout: *headerTimeout,
+		IdleTimeout:       *keepAlive,
+		// A backstop for what net/http writes by itself; the gateway sets
+		// each reply's own deadline (-write-timeout) once it is known.
+		WriteTimeout: max(*bodyTimeout, 0) + *timeout + max(*writeTimeout, 0),
+		ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	log.Info("serving", "addr", ln.Addr().String(), "fn", args[0], "mode", *mode, "backend", string(host.Backend()),
-		"max_instances", *maxInstances, "timeout", timeout.String())
+		"max_instances", *maxInstances, "timeout", timeout.String(), "max_conns", conns)
 
 	select {
 	case err := <-served:
 		return cli.Report(stderr, 0, fmt.Errorf("serve: %w", err))
 	case <-ctx.Done():
 	}
-	log.Info("draining", "grace", grace.String())
+	// A second signal cuts the drain delay and the wait for requests short.
+	hurry, stopHurry := cli.SignalContext()
+	defer stopHurry()
+	log.Info("draining", "delay", drainDelay.String(), "grace", grace.String())
 	gw.SetDraining()
-	sctx, cancel := context.WithTimeout(context.Background(), *grace)
+	select {
+	case <-time.After(*drainDelay):
+	case <-hurry.Done():
+	}
+	sctx, cancel := context.WithTimeout(hurry, *grace)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		log.Warn("shutdown", "err", err.Error())
+		srv.Close()
 	}
 	pool.Close()
 	st := pool.Stats()
 	log.Info("stopped", "instances_started", st.Started)
 	return 0
+}
+
+// escaped is an error whose message may hold guest text (an abort message):
+// it is printed escaped, and still unwraps to its cause for the exit code.
+type escaped struct{ err error }
+
+func (e escaped) Error() string { return gateway.Escape(e.err.Error()) }
+func (e escaped) Unwrap() error { return e.err }
+
+// openConsole opens the -console destination: nil for none.
+func openConsole(to string, stdout io.Writer) (io.Writer, func() error, error) {
+	switch to {
+	case "-":
+		return stdout, func() error { return nil }, nil
+	case "none":
+		return nil, func() error { return nil }, nil
+	}
+	f, err := os.OpenFile(to, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, nil, fmt.Errorf("-console: %w", err)
+	}
+	return f, f.Close, nil
 }
