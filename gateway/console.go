@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"io"
 	"sync"
+
+	"github.com/tendervm/tender/monitor"
 )
 
 // ConsoleWriter is a console for the instances of a pool (monitor.Config's
 // Console) that keeps guest output recognisable and harmless: every line a
 // guest writes becomes one line of the form PREFIX TEXT, with TEXT escaped
-// as by Escape. A guest can thus neither forge lines that look like the
+// as by monitor.EscapeGuestText. A guest can thus neither forge lines that look like the
 // server's own (a JSON log line) nor send control sequences to a terminal.
 //
 // Each Write is one console write of one instance, and instances write
@@ -42,7 +44,7 @@ func (c *ConsoleWriter) Write(p []byte) (int, error) {
 	for rest := p; len(rest) > 0; {
 		line, tail, _ := bytes.Cut(rest, []byte{'\n'})
 		b = append(b, c.prefix...)
-		b = append(b, Escape(string(line))...)
+		b = append(b, monitor.EscapeGuestText(string(line))...)
 		b = append(b, '\n')
 		rest = tail
 	}

@@ -261,9 +261,10 @@ func (g *Gateway) fail(w http.ResponseWriter, r *http.Request, start time.Time, 
 	d := g.m.record(o, start)
 	g.writeDeadline(w)
 	ctx := r.Context()
-	// Errors carry guest text (an abort message): escaped, it cannot end
-	// the body's one line or reach a terminal as control sequences.
-	msg := Escape(err.Error())
+	// Guest text in an error (an abort message) is escaped by the monitor
+	// (monitor.EscapeGuestText): it cannot end the body's one line or reach
+	// a terminal as control sequences.
+	msg := err.Error()
 	switch {
 	case o.guestFailure():
 		g.log.LogAttrs(ctx, slog.LevelWarn, "invocation failed",

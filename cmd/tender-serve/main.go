@@ -103,7 +103,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	if *prewarm > 0 {
 		if err := pool.Prewarm(ctx, *prewarm); err != nil {
-			return cli.Report(stderr, 0, escaped{err})
+			return cli.Report(stderr, 0, err) // guest text in it is escaped by the monitor
 		}
 	}
 	ln, err := net.Listen("tcp", *listen)
@@ -154,13 +154,6 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	log.Info("stopped", "instances_started", st.Started)
 	return 0
 }
-
-// escaped is an error whose message may hold guest text (an abort message):
-// it is printed escaped, and still unwraps to its cause for the exit code.
-type escaped struct{ err error }
-
-func (e escaped) Error() string { return gateway.Escape(e.err.Error()) }
-func (e escaped) Unwrap() error { return e.err }
 
 // openConsole opens the -console destination: nil for none.
 func openConsole(to string, stdout io.Writer) (io.Writer, func() error, error) {
