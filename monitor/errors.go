@@ -22,6 +22,10 @@ const (
 	// ExitTimeout: the run was stopped by its deadline or cancelled
 	// (StoppedError).
 	ExitTimeout = 243
+	// ExitSeccomp: the monitor attempted a system call its seccomp filter
+	// forbids (package confine); the filter's SIGSYS handler ended the
+	// process, printing "tender: seccomp: forbidden system call N".
+	ExitSeccomp = 244
 	// ExitUsage: the command line was wrong; nothing ran.
 	ExitUsage = 254
 	// ExitMonitor: the monitor could not run the guest (bad ELF, no KVM,
