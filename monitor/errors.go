@@ -204,6 +204,9 @@ func crash(x vcpu.Exit) error {
 	case vcpu.ExitHalt:
 		return &CrashError{Kind: x.Kind, RIP: x.RIP, Detail: "guest halted"}
 	case vcpu.ExitSyscall:
+		if x.Reason == vcpu.SyscallUnknown {
+			return &CrashError{Kind: x.Kind, Detail: "guest attempted a host system call (one the monitor's seccomp filter forbids, which stopped it)"}
+		}
 		return &CrashError{Kind: x.Kind, RIP: x.RIP, Detail: fmt.Sprintf("guest attempted host system call %d", x.Reason)}
 	}
 	return &CrashError{Kind: x.Kind, RIP: x.RIP, Detail: fmt.Sprintf("unexpected exit %s, reason %d", x.Kind, x.Reason)}

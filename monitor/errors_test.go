@@ -43,4 +43,6 @@ func TestErrorMessages(t *testing.T) {
 	assert.Contains(t, crash(vcpu.Exit{Kind: vcpu.ExitMMIO, Addr: 0xfee00000, Write: true}).Error(), "write to guest-physical 0xfee00000")
 	assert.Contains(t, crash(vcpu.Exit{Kind: vcpu.ExitBadIO, Port: 0x80, Size: 1, Out: true}).Error(), "1-byte out on port 0x80")
 	assert.Contains(t, crash(vcpu.Exit{Kind: vcpu.ExitSyscall, Reason: 39}).Error(), "system call 39")
+	assert.Equal(t, "guest crashed: guest attempted a host system call (one the monitor's seccomp filter forbids, which stopped it)",
+		crash(vcpu.Exit{Kind: vcpu.ExitSyscall, Reason: vcpu.SyscallUnknown}).Error())
 }

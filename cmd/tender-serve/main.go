@@ -20,6 +20,7 @@ import (
 	"github.com/tendervm/tender/gateway"
 	"github.com/tendervm/tender/internal/cli"
 	"github.com/tendervm/tender/monitor"
+	"github.com/tendervm/tender/monitor/confine"
 )
 
 // lockedWriter serialises console writes from concurrent instances, so lines
@@ -99,6 +100,12 @@ func serve(args []string, stderr io.Writer) int {
 	}
 	gw := gateway.New(gateway.Config{Pool: pool, Logger: log})
 	srv := &http.Server{Handler: gw, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	// Set up: the listener, the pool and its prewarmed instances exist.
+	p := confine.ForHost(host)
+	p.NewGuests, p.Serve = true, true
+	if err := g.Confine(p); err != nil {
+		return cli.Report(stderr, 0, err)
+	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	log.Info("serving", "addr", ln.Addr().String(), "fn", args[0], "mode", *mode, "backend", string(host.Backend()),

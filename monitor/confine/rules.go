@@ -78,6 +78,8 @@ func (p Policy) Rules(pid int) []Rule {
 	b.add("nanosleep", unix.SYS_NANOSLEEP, "Go runtime: sysmon and spinning threads sleep", nil)
 	b.add("sched_yield", unix.SYS_SCHED_YIELD, "Go runtime: osyield", nil)
 	b.add("clock_gettime", unix.SYS_CLOCK_GETTIME, "time.Now where the vDSO cannot read the clock source", nil)
+	b.add("sched_getaffinity", unix.SYS_SCHED_GETAFFINITY, "Go runtime: sysmon re-reads the CPUs it may use to update GOMAXPROCS; its own only", only(arg(0, 0)))
+	b.add("pread64", unix.SYS_PREAD64, "Go runtime: sysmon re-reads the cgroup CPU limit from files it opened at start", nil)
 	b.add("gettid", unix.SYS_GETTID, "Go runtime; the KVM vCPU loop records its thread for kicks", nil)
 	b.add("getpid", unix.SYS_GETPID, "Go runtime and kicks signal their own process", nil)
 	b.add("tgkill", unix.SYS_TGKILL, "goroutine preemption and vCPU kicks (SIGURG), only to threads of this process", only(arg(0, self)))
@@ -161,8 +163,8 @@ func (p Policy) processRules(b *builder, self uint32) {
 	b.add("dup3", unix.SYS_DUP3, "the new guest process: its descriptors 3 and 4 before execve", nil)
 	b.add("prlimit64", unix.SYS_PRLIMIT64, "the new guest process: Go restores its own RLIMIT_NOFILE before execve",
 		only(arg(0, 0), arg(1, unix.RLIMIT_NOFILE)))
-	b.add("ptrace", unix.SYS_PTRACE, "setting a new guest process up: TRACEME in the child; SETOPTIONS, GETREGS, SETREGS, CONT, DETACH (no ATTACH or SEIZE)",
-		only(arg(0, unix.PTRACE_TRACEME, unix.PTRACE_SETOPTIONS, unix.PTRACE_GETREGS, unix.PTRACE_SETREGS, unix.PTRACE_CONT, unix.PTRACE_DETACH)))
+	b.add("ptrace", unix.SYS_PTRACE, "setting a new guest process up: TRACEME in the child; SETOPTIONS, GETREGSET, SETREGSET, CONT, DETACH (no ATTACH or SEIZE)",
+		only(arg(0, unix.PTRACE_TRACEME, unix.PTRACE_SETOPTIONS, unix.PTRACE_GETREGSET, unix.PTRACE_SETREGSET, unix.PTRACE_CONT, unix.PTRACE_DETACH)))
 	b.add("process_vm_writev", unix.SYS_PROCESS_VM_WRITEV, "writing the region table into a new guest process", nil)
 	b.add("pidfd_getfd", unix.SYS_PIDFD_GETFD, "taking a new guest process's notification descriptor", nil)
 	b.add("close_range", unix.SYS_CLOSE_RANGE, "the new guest process closes every descriptor", nil)
