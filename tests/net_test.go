@@ -859,9 +859,13 @@ func TestNetTAPCLI(t *testing.T) {
 		assert.Equal(t, monitor.ExitTimeout, ee.ExitCode(), "%s", out.String())
 	}
 
-	t.Run("tap", func(t *testing.T) {
-		pingThrough(t, ns.command(context.Background(), tender, "run", "-backend=process", "-net", "net0=tap0", guestPath("net_ping"), guestIPArg))
-	})
+	for _, b := range backends(t) {
+		// Both backends: tender run serves the device confined (package
+		// confine) on each.
+		t.Run("tap/"+string(b), func(t *testing.T) {
+			pingThrough(t, ns.command(context.Background(), tender, "run", "-backend="+string(b), "-net", "net0=tap0", guestPath("net_ping"), guestIPArg))
+		})
+	}
 
 	t.Run("fd", func(t *testing.T) {
 		var f *os.File
