@@ -11,11 +11,19 @@ import (
 
 // sigsysExit is the exit status of a process killed for a forbidden call
 // (read by sigsys_amd64.s through go_asm.h).
+//
+//lint:ignore U1000 used by sigsys_amd64.s
 const sigsysExit = monitor.ExitSeccomp
 
-// Implemented in sigsys_amd64.s.
+// Implemented in sigsys_amd64.s; handlerAddrs returns the other two's
+// addresses (the ABI0 entry points the kernel must call).
+//
+//lint:ignore U1000 its address is taken in sigsys_amd64.s
 func sigsys()
+
+//lint:ignore U1000 its address is taken in sigsys_amd64.s
 func sigreturn()
+
 func handlerAddrs() (handler, restorer uintptr)
 
 // kernelSigaction is the kernel's struct sigaction on x86-64.
