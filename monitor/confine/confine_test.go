@@ -2,6 +2,7 @@ package confine
 
 import (
 	"encoding/binary"
+	"os"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -224,4 +225,19 @@ func TestAllowListSize(t *testing.T) {
 func TestFilterUnknownBackend(t *testing.T) {
 	_, err := Policy{Backend: monitor.BackendAuto}.Filter(testPID)
 	assert.ErrorContains(t, err, `backend "auto"`)
+}
+
+// TestDocListsEveryCall keeps docs/security.md's tables in step with the
+// lists: every allowed call is named there.
+func TestDocListsEveryCall(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/security.md")
+	require.NoError(t, err)
+	for _, p := range []Policy{
+		{Backend: monitor.BackendKVM, NewGuests: true, Serve: true, Net: true},
+		{Backend: monitor.BackendProcess, NewGuests: true, Serve: true, Net: true},
+	} {
+		for _, r := range p.Rules(testPID) {
+			assert.Contains(t, string(doc), "`"+r.Name+"`", "docs/security.md does not name %s (%s)", r.Name, p.Backend)
+		}
+	}
 }
