@@ -73,6 +73,8 @@ func (p Policy) Rules(pid int) []Rule {
 	b.add("madvise", unix.SYS_MADVISE, "Go heap scavenger; guest pages populated at load", nil)
 	b.add("futex", unix.SYS_FUTEX, "Go runtime locks and sleeps (private wait and wake only)", only(arg(1, futexWaitPrivate, futexWakePrivate)))
 	b.add("clone", unix.SYS_CLONE, "Go runtime threads (exactly runtime.cloneFlags)", only(arg(0, threadFlags)))
+	b.add("prctl", unix.SYS_PRCTL, "Go runtime: names the memory it maps (PR_SET_VMA_ANON_NAME, where the kernel has it)",
+		only(arg(0, unix.PR_SET_VMA), arg(1, unix.PR_SET_VMA_ANON_NAME)))
 	b.add("exit", unix.SYS_EXIT, "a thread ends (a goroutine locked to it returned)", nil)
 	b.add("exit_group", unix.SYS_EXIT_GROUP, "the process exits", nil)
 	b.add("nanosleep", unix.SYS_NANOSLEEP, "Go runtime: sysmon and spinning threads sleep", nil)
