@@ -49,14 +49,14 @@ func invokeCmd(c command, args []string, stdin io.Reader, stdout, stderr io.Writ
 		return cli.Report(stderr, 0, err)
 	}
 	defer pool.Close()
+	ctx, cancel := cli.SignalContext()
+	defer cancel()
 	// Instances boot in Invoke, cold or warm: they start under the filter.
 	p := confine.ForHost(host)
 	p.NewGuests = true
 	if err := g.Confine(p); err != nil {
 		return cli.Report(stderr, 0, err)
 	}
-	ctx, cancel := cli.SignalContext()
-	defer cancel()
 	rep, err := pool.Invoke(ctx, monitor.Request{Body: body})
 	if err != nil {
 		return cli.Report(stderr, 0, err)

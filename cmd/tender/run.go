@@ -40,9 +40,9 @@ func runCmd(c command, args []string, _ io.Reader, stdout, stderr io.Writer) int
 	return cli.Report(stderr, res.Status, err)
 }
 
-// runConfined is monitor.Run, confining the process once the guest's VM and devices
-// exist and before the guest runs: what is left to do after that is running
-// it and releasing everything.
+// runConfined is monitor.Run, confining the process once the guest's VM and
+// devices exist and before the guest runs: what is left after that is
+// running it and releasing everything.
 func runConfined(ctx context.Context, hc monitor.HostConfig, cfg monitor.Config, g *cli.GuestFlags) (monitor.Result, error) {
 	host, err := monitor.NewHost(hc)
 	if err != nil {
