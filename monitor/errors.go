@@ -26,6 +26,10 @@ const (
 	// ExitTimeout: the run was stopped by its deadline or cancelled
 	// (StoppedError).
 	ExitTimeout = 243
+	// ExitSeccomp: the monitor attempted a system call its seccomp filter
+	// forbids (package confine); the filter's SIGSYS handler ended the
+	// process, printing "tender: seccomp: forbidden system call N".
+	ExitSeccomp = 244
 	// ExitUsage: the command line was wrong; nothing ran.
 	ExitUsage = 254
 	// ExitMonitor: the monitor could not run the guest (bad ELF, no KVM,
@@ -253,6 +257,9 @@ func crash(x vcpu.Exit) error {
 	case vcpu.ExitHalt:
 		return &CrashError{Kind: x.Kind, RIP: x.RIP, Detail: "guest halted"}
 	case vcpu.ExitSyscall:
+		if x.Reason == vcpu.SyscallUnknown {
+			return &CrashError{Kind: x.Kind, Detail: "guest attempted a host system call (one the monitor's seccomp filter forbids, which stopped it)"}
+		}
 		return &CrashError{Kind: x.Kind, RIP: x.RIP, Detail: fmt.Sprintf("guest attempted host system call %d", x.Reason)}
 	}
 	return &CrashError{Kind: x.Kind, RIP: x.RIP, Detail: fmt.Sprintf("unexpected exit %s, reason %d", x.Kind, x.Reason)}

@@ -47,6 +47,8 @@ func TestErrorMessages(t *testing.T) {
 	var pe *ProtocolError
 	assert.ErrorAs(t, crash(vcpu.Exit{Kind: vcpu.ExitBadIO, Port: 0x503, Size: 4, Out: true, Str: true}), &pe)
 	assert.Contains(t, crash(vcpu.Exit{Kind: vcpu.ExitSyscall, Reason: 39, RIP: 0x100035}).Error(), "system call 39 at rip 0x100035")
+	assert.Equal(t, "guest crashed: guest attempted a host system call (one the monitor's seccomp filter forbids, which stopped it)",
+		crash(vcpu.Exit{Kind: vcpu.ExitSyscall, Reason: vcpu.SyscallUnknown}).Error())
 }
 
 // TestEscapeGuestText: a guest's text never reaches a terminal or a log line

@@ -175,6 +175,13 @@ type Config struct {
 	// docs/network.md). The VM does not own them: close them after Run. A
 	// device serves one running VM at a time.
 	Net map[string]netdev.Device
+	// Ready, when set, is called by every run of a guest made from this
+	// configuration (Run, and each pool instance's boot) on the goroutine
+	// that serves the vCPU, once the VM, its vCPU and its devices exist,
+	// just before the guest is entered (KVM) or its first exit served
+	// (process). An error ends the run. tender run installs its seccomp
+	// filter here (package confine): all the run needs is open by then.
+	Ready func() error
 }
 
 // VM is one loaded guest. Run it once; then Close it.
@@ -446,6 +453,11 @@ func (vm *VM) begin(ctx context.Context) (*run, error) {
 	r.cleanups = append(r.cleanups, func() { stop() })
 	if vm.fn != nil {
 		vm.fn.kick = kick
+	}
+	if vm.cfg.Ready != nil {
+		if err := vm.cfg.Ready(); err != nil {
+			return r, err
+		}
 	}
 	return r, nil
 }

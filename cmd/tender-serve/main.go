@@ -23,6 +23,7 @@ import (
 	"github.com/tendervm/tender/gateway"
 	"github.com/tendervm/tender/internal/cli"
 	"github.com/tendervm/tender/monitor"
+	"github.com/tendervm/tender/monitor/confine"
 )
 
 func main() {
@@ -123,6 +124,12 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		// each reply's own deadline (-write-timeout) once it is known.
 		WriteTimeout: max(*bodyTimeout, 0) + *timeout + max(*writeTimeout, 0),
 		ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	// Set up: the listener, the pool and its prewarmed instances exist.
+	p := confine.ForHost(host)
+	p.NewGuests, p.Serve = true, true
+	if err := g.Confine(p); err != nil {
+		return cli.Report(stderr, 0, err)
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()

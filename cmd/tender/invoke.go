@@ -7,6 +7,7 @@ import (
 	"github.com/tendervm/tender/hypercall"
 	"github.com/tendervm/tender/internal/cli"
 	"github.com/tendervm/tender/monitor"
+	"github.com/tendervm/tender/monitor/confine"
 )
 
 func invokeCmd(c command, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
@@ -50,6 +51,12 @@ func invokeCmd(c command, args []string, stdin io.Reader, stdout, stderr io.Writ
 	defer pool.Close()
 	ctx, cancel := cli.SignalContext()
 	defer cancel()
+	// Instances boot in Invoke, cold or warm: they start under the filter.
+	p := confine.ForHost(host)
+	p.NewGuests = true
+	if err := g.Confine(p); err != nil {
+		return cli.Report(stderr, 0, err)
+	}
 	rep, err := pool.Invoke(ctx, monitor.Request{Body: body})
 	if err != nil {
 		return cli.Report(stderr, 0, err)

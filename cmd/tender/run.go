@@ -9,6 +9,7 @@ import (
 
 	"github.com/tendervm/tender/internal/cli"
 	"github.com/tendervm/tender/monitor"
+	"github.com/tendervm/tender/monitor/confine"
 )
 
 func runCmd(c command, args []string, _ io.Reader, stdout, stderr io.Writer) int {
@@ -32,11 +33,29 @@ func runCmd(c command, args []string, _ io.Reader, stdout, stderr io.Writer) int
 		ctx, cancel = context.WithTimeout(ctx, *timeout)
 		defer cancel()
 	}
-	res, err := monitor.Run(ctx, hc, cfg)
+	res, err := runConfined(ctx, hc, cfg, &g)
 	if *stats {
 		writeStats(stderr, res.Stats)
 	}
 	return cli.Report(stderr, res.Status, err)
+}
+
+// runConfined is monitor.Run, confining the process once the guest's VM and
+// devices exist and before the guest runs: what is left after that is
+// running it and releasing everything.
+func runConfined(ctx context.Context, hc monitor.HostConfig, cfg monitor.Config, g *cli.GuestFlags) (monitor.Result, error) {
+	host, err := monitor.NewHost(hc)
+	if err != nil {
+		return monitor.Result{}, err
+	}
+	defer host.Close()
+	cfg.Ready = func() error { return g.Confine(confine.ForHost(host)) }
+	vm, err := host.New(cfg)
+	if err != nil {
+		return monitor.Result{}, err
+	}
+	defer vm.Close()
+	return vm.Run(ctx)
 }
 
 func writeStats(w io.Writer, s monitor.Stats) {

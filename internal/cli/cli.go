@@ -20,6 +20,7 @@ import (
 
 	"github.com/tendervm/tender/hypercall"
 	"github.com/tendervm/tender/monitor"
+	"github.com/tendervm/tender/monitor/confine"
 	"github.com/tendervm/tender/monitor/kvm"
 	"github.com/tendervm/tender/monitor/loader"
 	"github.com/tendervm/tender/monitor/netdev"
@@ -74,6 +75,8 @@ type GuestFlags struct {
 	ConsoleLimit int64
 	// Net are the -net flags: network devices to attach.
 	Net NetFlags
+	// NoSeccomp is -no-seccomp: Confine does nothing.
+	NoSeccomp bool
 
 	opened []netdev.Device // by Config, closed by Close
 }
@@ -148,6 +151,17 @@ func (g *GuestFlags) Register(fs *flag.FlagSet) {
 	fs.StringVar(&g.Backend, "backend", string(monitor.BackendKVM), "how to run guests: kvm, process (seccomp-confined process, for hosts without KVM), or auto")
 	fs.Int64Var(&g.ConsoleLimit, "console-limit", monitor.DefaultConsoleLimit, "end a guest after this many bytes of console output (negative: no limit)")
 	fs.Var(&g.Net, "net", "attach network device `NAME=TAP` (a TAP interface) or NAME=fd:N (an open TAP descriptor); repeat for more devices")
+	fs.BoolVar(&g.NoSeccomp, "no-seccomp", false, "do not confine the monitor with its seccomp filter once set up (for debugging; see docs/security.md)")
+}
+
+// Confine installs the seccomp filter of p, widened for the -net devices,
+// unless -no-seccomp was given. Call it once set-up is done.
+func (g *GuestFlags) Confine(p confine.Policy) error {
+	if g.NoSeccomp {
+		return nil
+	}
+	p.Net = p.Net || len(g.Net) > 0
+	return confine.Install(p)
 }
 
 // Config reads the guest ELF named by args[0] and builds the configuration of
@@ -264,6 +278,9 @@ func Report(stderr io.Writer, status int, err error) int {
 		fmt.Fprintf(stderr, "tender: %v\n", err)
 		if errors.Is(err, kvm.ErrUnavailable) {
 			fmt.Fprintln(stderr, "tender: without KVM, -backend=process runs guests as confined processes")
+		}
+		if errors.Is(err, confine.ErrUnsupported) {
+			fmt.Fprintln(stderr, "tender: -no-seccomp runs the monitor without its seccomp filter")
 		}
 	}
 	return monitor.ExitCode(status, err)

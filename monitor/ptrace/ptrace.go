@@ -54,6 +54,10 @@
 //     vsyscall) ends the guest: Reason is the system call number as seen by
 //     seccomp (an i386 number for int $0x80), or EAX for a sysenter the CPU
 //     refused, and RIP the address of the instruction.
+//   - A guest process started after the monitor confined itself (package
+//     confine) inherits the monitor's filter: a system call that filter
+//     forbids kills the process, reported as ExitSyscall with Reason
+//     vcpu.SyscallUnknown.
 //   - Kick kills the guest process; Run then returns ExitKicked, now and on
 //     every later call. Any other death of the process is ExitUnknown with
 //     Reason the raw wait status; later Runs fail.
@@ -792,6 +796,13 @@ func (v *VCPU) died(ws unix.WaitStatus) vcpu.Exit {
 	v.ended = fmt.Errorf("ptrace: the guest process has ended: %s", describe(ws))
 	if v.kicked.Load() && ws.Signaled() && ws.Signal() == unix.SIGKILL {
 		return vcpu.Exit{Kind: vcpu.ExitKicked}
+	}
+	if ws.Signaled() && ws.Signal() == unix.SIGSYS {
+		// Only a seccomp filter raises SIGSYS in the guest (one sent by
+		// another process stays blocked): that of a confined monitor,
+		// which the process inherited, stopped a system call the monitor
+		// may not make either. The kernel tells no number.
+		return vcpu.Exit{Kind: vcpu.ExitSyscall, Reason: vcpu.SyscallUnknown}
 	}
 	return vcpu.Exit{Kind: vcpu.ExitUnknown, Reason: uint64(ws)}
 }

@@ -287,6 +287,15 @@ func TestOtherSyscalls(t *testing.T) {
 	}
 }
 
+// TestDiedOfSIGSYS: a guest process killed by SIGSYS met the seccomp filter
+// of a confined monitor, which it inherited; any other death stays unknown.
+func TestDiedOfSIGSYS(t *testing.T) {
+	v := &VCPU{}
+	assert.Equal(t, vcpu.Exit{Kind: vcpu.ExitSyscall, Reason: vcpu.SyscallUnknown}, v.died(unix.WaitStatus(unix.SIGSYS)))
+	assert.ErrorContains(t, v.ended, "killed by bad system call")
+	assert.Equal(t, vcpu.Exit{Kind: vcpu.ExitUnknown, Reason: uint64(unix.SIGSEGV)}, v.died(unix.WaitStatus(unix.SIGSEGV)))
+}
+
 // TestStubSyscall checks that jumping to the stub's own syscall gadget, the
 // one New used, is trapped as well.
 func TestStubSyscall(t *testing.T) {

@@ -140,6 +140,10 @@ type Exit struct {
 	Reason uint64
 }
 
+// SyscallUnknown is the Reason of an ExitSyscall whose system call number is
+// not known.
+const SyscallUnknown = ^uint64(0)
+
 // VCPU runs one guest. Run and Close are called from one goroutine; Kick may be
 // called from any goroutine at any time.
 type VCPU interface {

@@ -1,0 +1,214 @@
+package confine
+
+import (
+	"slices"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/tendervm/tender/monitor"
+	"github.com/tendervm/tender/monitor/kvm"
+)
+
+// Rule allows one system call, possibly only with certain arguments.
+type Rule struct {
+	// Name is the call's name, e.g. "ioctl".
+	Name string
+	// Nr is its x86-64 number.
+	Nr uint32
+	// Any lists alternatives: the call is allowed when every condition of
+	// one of them holds. Empty, the call is allowed with any arguments.
+	Any [][]Cond
+	// Why says what needs the call once set-up is done.
+	Why string
+}
+
+// Cond holds when argument Arg (0-5), its low 32 bits (or high ones with
+// High) masked with Mask (all bits when 0), equals one of In, or with Except
+// none of them.
+type Cond struct {
+	Arg    int
+	High   bool
+	Mask   uint32
+	In     []uint32
+	Except bool
+}
+
+// Linux constants x/sys/unix lacks.
+const (
+	futexWaitPrivate = 0 | 128 // FUTEX_WAIT | FUTEX_PRIVATE_FLAG
+	futexWakePrivate = 1 | 128 // FUTEX_WAKE | FUTEX_PRIVATE_FLAG
+
+	// threadFlags are the Go runtime's clone flags for a new thread
+	// (runtime.cloneFlags, and CLONE_SETTLS that runtime.clone adds on
+	// x86-64).
+	threadFlags = unix.CLONE_VM | unix.CLONE_FS | unix.CLONE_FILES | unix.CLONE_SIGHAND |
+		unix.CLONE_SYSVSEM | unix.CLONE_THREAD | unix.CLONE_SETTLS
+	// forkFlags are syscall.ForkExec's for a guest process
+	// (SysProcAttr.PidFD set): a vfork that shares memory until execve.
+	forkFlags = unix.CLONE_VM | unix.CLONE_VFORK | unix.CLONE_PIDFD | uint32(unix.SIGCHLD)
+)
+
+func arg(i int, in ...uint32) Cond { return Cond{Arg: i, In: in} }
+
+// only allows a call when all of conds hold.
+func only(conds ...Cond) [][]Cond { return [][]Cond{conds} }
+
+// Rules returns the allow-list of p, sorted by system call number, for a
+// process whose id is pid (tgkill and kill may only signal it, or its
+// guests).
+func (p Policy) Rules(pid int) []Rule {
+	var b builder
+	self := uint32(pid)
+	kvmBackend := p.Backend != monitor.BackendProcess
+
+	// The Go runtime: memory, threads, scheduling, signals, timers.
+	if kvmBackend {
+		// Nothing maps code once the program runs.
+		b.add("mmap", unix.SYS_MMAP, "Go heap, kvm_run and guest memory; never PROT_EXEC", only(Cond{Arg: 2, Mask: unix.PROT_EXEC, In: []uint32{0}}))
+	} else {
+		b.add("mmap", unix.SYS_MMAP, "Go heap and guest memory; a new guest process maps its code (PROT_EXEC) before its own filter is on", nil)
+	}
+	b.add("munmap", unix.SYS_MUNMAP, "Go heap, kvm_run and guest memory released", nil)
+	b.add("madvise", unix.SYS_MADVISE, "Go heap scavenger; guest pages populated at load", nil)
+	b.add("futex", unix.SYS_FUTEX, "Go runtime locks and sleeps (private wait and wake only)", only(arg(1, futexWaitPrivate, futexWakePrivate)))
+	b.add("clone", unix.SYS_CLONE, "Go runtime threads (exactly runtime.cloneFlags)", only(arg(0, threadFlags)))
+	b.add("prctl", unix.SYS_PRCTL, "Go runtime: names the memory it maps (PR_SET_VMA_ANON_NAME, where the kernel has it)",
+		only(arg(0, unix.PR_SET_VMA), arg(1, unix.PR_SET_VMA_ANON_NAME)))
+	b.add("exit", unix.SYS_EXIT, "a thread ends (a goroutine locked to it returned)", nil)
+	b.add("exit_group", unix.SYS_EXIT_GROUP, "the process exits", nil)
+	b.add("nanosleep", unix.SYS_NANOSLEEP, "Go runtime: sysmon and spinning threads sleep", nil)
+	b.add("sched_yield", unix.SYS_SCHED_YIELD, "Go runtime: osyield", nil)
+	b.add("clock_gettime", unix.SYS_CLOCK_GETTIME, "time.Now where the vDSO cannot read the clock source", nil)
+	b.add("sched_getaffinity", unix.SYS_SCHED_GETAFFINITY, "Go runtime: sysmon re-reads the CPUs it may use to update GOMAXPROCS; its own only", only(arg(0, 0)))
+	b.add("pread64", unix.SYS_PREAD64, "Go runtime: sysmon re-reads the cgroup CPU limit from files it opened at start", nil)
+	b.add("gettid", unix.SYS_GETTID, "Go runtime; the KVM vCPU loop records its thread for kicks", nil)
+	b.add("getpid", unix.SYS_GETPID, "Go runtime and kicks signal their own process", nil)
+	b.add("tgkill", unix.SYS_TGKILL, "goroutine preemption and vCPU kicks (SIGURG), only to threads of this process", only(arg(0, self)))
+	if kvmBackend {
+		// The SIGSYS handler reports violations; nothing may replace it.
+		b.add("rt_sigaction", unix.SYS_RT_SIGACTION, "Go runtime (os/signal), any signal but SIGSYS",
+			only(Cond{Arg: 0, In: []uint32{uint32(unix.SIGSYS)}, Except: true}))
+	} else {
+		b.add("rt_sigaction", unix.SYS_RT_SIGACTION, "Go runtime (os/signal); a new guest process resets every handler (SIGSYS too) before execve and installs its own after", nil)
+	}
+	b.add("rt_sigprocmask", unix.SYS_RT_SIGPROCMASK, "Go runtime: new threads, signal delivery", nil)
+	b.add("rt_sigreturn", unix.SYS_RT_SIGRETURN, "return from a signal handler (preemption, kicks)", nil)
+	b.add("sigaltstack", unix.SYS_SIGALTSTACK, "Go runtime: each new thread's signal stack", nil)
+	b.add("epoll_pwait", unix.SYS_EPOLL_PWAIT, "Go network poller", nil)
+	b.add("epoll_ctl", unix.SYS_EPOLL_CTL, "Go network poller: descriptors added and removed", nil)
+	b.add("fcntl", unix.SYS_FCNTL, "close-on-exec for new VM descriptors, non-blocking mode; descriptor flags only",
+		only(arg(1, unix.F_GETFD, unix.F_SETFD, unix.F_GETFL, unix.F_SETFL)))
+
+	// Descriptors the monitor already holds.
+	b.add("read", unix.SYS_READ, "console and request pipes, eventfds, sockets", nil)
+	b.add("write", unix.SYS_WRITE, "guest console, logs, replies, eventfd wake-ups", nil)
+	b.add("close", unix.SYS_CLOSE, "VM, vCPU, guest memory and connection descriptors released", nil)
+
+	if kvmBackend {
+		ioctls := kvm.RunIoctls()
+		if p.NewGuests {
+			ioctls = append(ioctls, kvm.NewVMIoctls()...)
+		}
+		reqs, names := ioctlSet(ioctls)
+		b.add("ioctl", unix.SYS_IOCTL, "KVM: "+names, only(Cond{Arg: 1, In: reqs}))
+	} else {
+		p.processRules(&b, self)
+	}
+	if p.Net {
+		b.add("readv", unix.SYS_READV, "network devices: a TAP frame read", nil)
+		b.add("ppoll", unix.SYS_PPOLL, "network devices: the poll hypercall waits on the devices", nil)
+		b.add("recvfrom", unix.SYS_RECVFROM, "network devices: a pipe frame read", nil)
+		b.add("sendto", unix.SYS_SENDTO, "network devices: a pipe frame written", nil)
+		if p.NewGuests {
+			b.add("eventfd2", unix.SYS_EVENTFD2, "network devices: each run's poll waker", nil)
+		}
+	}
+	if p.Serve {
+		b.add("accept4", unix.SYS_ACCEPT4, "HTTP: connections on the listener opened before", nil)
+		b.add("getsockname", unix.SYS_GETSOCKNAME, "HTTP: an accepted connection's local address", nil)
+		b.add("setsockopt", unix.SYS_SETSOCKOPT, "HTTP: keep-alive and TCP_NODELAY on accepted connections", nil)
+		b.add("shutdown", unix.SYS_SHUTDOWN, "HTTP: closing a connection's write side", nil)
+		b.add("openat", unix.SYS_OPENAT, "GET /metrics reads /proc/self (process collector) and slog the time zone; read-only, nothing created",
+			only(Cond{Arg: 2, Mask: unix.O_ACCMODE | unix.O_CREAT | unix.O_TRUNC | unix.O_APPEND | unix.O_TMPFILE, In: []uint32{0}}))
+		b.add("newfstatat", unix.SYS_NEWFSTATAT, "GET /metrics: stat of /proc entries", nil)
+		b.add("statfs", unix.SYS_STATFS, "GET /metrics: procfs checks it reads /proc", nil)
+	}
+	return b.rules()
+}
+
+// processRules adds what the process backend's monitor needs: serving and
+// killing guest processes, and, with NewGuests, starting them. A guest
+// process inherits this filter (seccomp filters pass to children and
+// through execve), so its calls until its own filter is on, and the ones
+// its own filter forwards, are listed too.
+func (p Policy) processRules(b *builder, self uint32) {
+	b.add("ioctl", unix.SYS_IOCTL, "seccomp notifications of guest processes: receive, answer, set flags",
+		only(Cond{Arg: 1, In: []uint32{unix.SECCOMP_IOCTL_NOTIF_RECV, unix.SECCOMP_IOCTL_NOTIF_SEND, unix.SECCOMP_IOCTL_NOTIF_SET_FLAGS}}))
+	b.add("ppoll", unix.SYS_PPOLL, "waiting for a guest process's notification or death", nil)
+	b.add("getppid", unix.SYS_GETPPID, "the guest process's exception report (its own filter forwards it to the monitor)", nil)
+	b.add("pidfd_send_signal", unix.SYS_PIDFD_SEND_SIGNAL, "a kick kills the guest process through its pidfd", nil)
+	b.add("kill", unix.SYS_KILL, "SIGKILL to a guest process on Close; any signal to this process (Go runtime)",
+		[][]Cond{{arg(0, self)}, {arg(1, uint32(unix.SIGKILL))}})
+	b.add("wait4", unix.SYS_WAIT4, "reaping a guest process", nil)
+	if !p.NewGuests {
+		return
+	}
+	b.add("memfd_create", unix.SYS_MEMFD_CREATE, "guest memory shared with a new guest process", nil)
+	b.add("ftruncate", unix.SYS_FTRUNCATE, "sizing the guest memory memfd", nil)
+	b.add("pipe2", unix.SYS_PIPE2, "syscall.ForkExec's error pipe", nil)
+	b.add("clone", unix.SYS_CLONE, "a guest process (syscall.ForkExec's vfork with a pidfd)", only(arg(0, forkFlags)))
+	b.add("execve", unix.SYS_EXECVE, "the new guest process runs the stub, from a memfd (seccomp cannot check the path)", nil)
+	b.add("setpgid", unix.SYS_SETPGID, "the new guest process leaves the terminal's process group", nil)
+	b.add("prctl", unix.SYS_PRCTL, "the new guest process: parent-death signal; no_new_privs before its filter",
+		only(arg(0, unix.PR_SET_PDEATHSIG, unix.PR_SET_NO_NEW_PRIVS)))
+	b.add("dup3", unix.SYS_DUP3, "the new guest process: its descriptors 3 and 4 before execve", nil)
+	b.add("prlimit64", unix.SYS_PRLIMIT64, "the new guest process: Go restores its own RLIMIT_NOFILE before execve",
+		only(arg(0, 0), arg(1, unix.RLIMIT_NOFILE)))
+	b.add("ptrace", unix.SYS_PTRACE, "setting a new guest process up: TRACEME in the child; SETOPTIONS, GETREGSET, SETREGSET, CONT, DETACH (no ATTACH or SEIZE)",
+		only(arg(0, unix.PTRACE_TRACEME, unix.PTRACE_SETOPTIONS, unix.PTRACE_GETREGSET, unix.PTRACE_SETREGSET, unix.PTRACE_CONT, unix.PTRACE_DETACH)))
+	b.add("process_vm_writev", unix.SYS_PROCESS_VM_WRITEV, "writing the region table into a new guest process", nil)
+	b.add("pidfd_getfd", unix.SYS_PIDFD_GETFD, "taking a new guest process's notification descriptor", nil)
+	b.add("close_range", unix.SYS_CLOSE_RANGE, "the new guest process closes every descriptor", nil)
+	b.add("seccomp", unix.SYS_SECCOMP, "the new guest process installs its own filter (which can only narrow this one)",
+		only(arg(0, unix.SECCOMP_SET_MODE_FILTER)))
+}
+
+func ioctlSet(ios []kvm.Ioctl) ([]uint32, string) {
+	reqs := make([]uint32, len(ios))
+	names := make([]string, len(ios))
+	for i, io := range ios {
+		reqs[i], names[i] = io.Req, io.Name
+	}
+	return reqs, strings.Join(names, ", ")
+}
+
+// builder collects rules; adding a call twice widens it to either
+// condition (a call without conditions stays without).
+type builder struct{ m map[uint32]*Rule }
+
+func (b *builder) add(name string, nr uint32, why string, any [][]Cond) {
+	if b.m == nil {
+		b.m = map[uint32]*Rule{}
+	}
+	r, ok := b.m[nr]
+	if !ok {
+		b.m[nr] = &Rule{Name: name, Nr: nr, Any: any, Why: why}
+		return
+	}
+	r.Why += "; " + why
+	if len(r.Any) == 0 || len(any) == 0 {
+		r.Any = nil
+		return
+	}
+	r.Any = append(r.Any, any...)
+}
+
+func (b *builder) rules() []Rule {
+	rs := make([]Rule, 0, len(b.m))
+	for _, r := range b.m {
+		rs = append(rs, *r)
+	}
+	slices.SortFunc(rs, func(a, b Rule) int { return int(a.Nr) - int(b.Nr) })
+	return rs
+}
