@@ -18,6 +18,7 @@ func TestIoctlNumbers(t *testing.T) {
 		"KVM_SET_USER_MEMORY_REGION": 0x4020AE46,
 		"KVM_CREATE_VCPU":            0xAE41,
 		"KVM_SET_CPUID2":             0x4008AE90,
+		"KVM_SET_MSRS":               0x4008AE89,
 		"KVM_SET_SREGS":              0x4138AE84,
 		"KVM_SET_XCRS":               0x4188AEA7,
 		"KVM_SET_REGS":               0x4090AE82,
