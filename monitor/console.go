@@ -3,6 +3,7 @@ package monitor
 import (
 	"io"
 	"sync"
+	"time"
 )
 
 // ConsoleBuffer is how far, in bytes, a guest's console output may run ahead
@@ -97,23 +98,41 @@ func (s *consoleSink) write(p []byte) {
 
 // flush waits until the console has taken everything written so far, a
 // Write has failed, or the run is kicked.
-func (s *consoleSink) flush() {
-	if !s.started {
+func (s *consoleSink) flush() { s.flushUntil(nil, nil) }
+
+// flushBy is flush that also gives up at deadline or when done is closed,
+// for a wait that no kick bounds.
+func (s *consoleSink) flushBy(deadline time.Time, done <-chan struct{}) {
+	if s.flushed() {
 		return
 	}
-	for {
-		s.mu.Lock()
-		done := s.failed || len(s.pending) == 0 && s.writing == 0
-		s.mu.Unlock()
-		if done {
-			return
-		}
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	s.flushUntil(t.C, done)
+}
+
+func (s *consoleSink) flushUntil(expired <-chan time.Time, done <-chan struct{}) {
+	for !s.flushed() {
 		select {
 		case <-s.space:
 		case <-s.kicked:
 			return
+		case <-expired:
+			return
+		case <-done:
+			return
 		}
 	}
+}
+
+// flushed reports whether nothing is left to deliver.
+func (s *consoleSink) flushed() bool {
+	if !s.started {
+		return true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.failed || len(s.pending) == 0 && s.writing == 0
 }
 
 // end stops the drain and returns how many bytes were not delivered: those

@@ -460,11 +460,15 @@ func (vm *VM) begin(ctx context.Context) (*run, error) {
 // vCPU.
 func (r *run) finish(status int, err error) (Result, error) {
 	if con := r.con; con != nil {
-		// The output goes out before Run returns, within the run's
-		// deadline: a kick ends the flush. A pool instance waits only
-		// while a call's deadline is armed, never when it is retired.
-		if f := r.vm.fn; f == nil || f.cur != nil {
+		// The output goes out before Run returns, within the run's or
+		// the call's deadline (a kick ends the flush). An instance that
+		// ends before taking the call handed over has no kick armed, so
+		// that call's deadline bounds the wait; one retired, none.
+		switch f := r.vm.fn; {
+		case f == nil || f.cur != nil:
 			con.flush()
+		case f.next != nil:
+			con.flushBy(f.next.deadline, f.next.ctx.Done())
 		}
 		r.stats.ConsoleDropped = con.end()
 	}

@@ -117,6 +117,32 @@ func TestConsoleDelivered(t *testing.T) {
 	}
 }
 
+// slowWriter is a console that takes 50 ms per Write.
+type slowWriter struct{ lockedBuffer }
+
+func (s *slowWriter) Write(p []byte) (int, error) {
+	time.Sleep(50 * time.Millisecond)
+	return s.lockedBuffer.Write(p)
+}
+
+// TestConsoleDeliveredBeforeFailure checks that what a function guest wrote
+// before it ended reaches a slow console before Invoke returns, also when
+// it ended before taking its first request.
+func TestConsoleDeliveredBeforeFailure(t *testing.T) {
+	for _, b := range backends(t) {
+		h := newHost(t, b)
+		for _, mode := range []monitor.Mode{monitor.Cold, monitor.Warm} {
+			var out slowWriter
+			p := newPool(t, h, "exit", monitor.PoolConfig{Mode: mode, Guest: monitor.Config{Args: []string{"x"}, Console: &out}})
+			_, err := p.Invoke(context.Background(), monitor.Request{Body: []byte("hi")})
+			pe, ok := as[*monitor.ProtocolError](err)
+			require.True(t, ok, "%s %s: want a ProtocolError, got %v", b, mode, err)
+			assert.Contains(t, pe.Error(), "exited with status 2 before taking a request")
+			assert.Equal(t, "usage: exit [STATUS]\n", out.String(), "%s %s", b, mode)
+		}
+	}
+}
+
 // stalledPipe returns the write end of a pipe whose read end stays open, and
 // unread, until the test ends.
 func stalledPipe(t *testing.T) *os.File {
