@@ -12,14 +12,12 @@ type gatedWriter struct {
 	gate chan struct{} // closed: writes go through
 	mu   sync.Mutex
 	buf  bytes.Buffer
-	n    int // writes
 }
 
 func (g *gatedWriter) Write(p []byte) (int, error) {
 	<-g.gate
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.n++
 	return g.buf.Write(p)
 }
 
