@@ -146,6 +146,11 @@ func (r *run) fnNext(arg uint64) (outcome, error) {
 		if flags&hypercall.FnHasReply == 0 {
 			return 0, &ProtocolError{Hypercall: "fn_next", Reason: fmt.Sprintf("asked for a new request without replying to request %d", f.cur.id)}
 		}
+		if r.con != nil {
+			// The call's output goes out before its reply, within its
+			// deadline: a kick ends the flush and reply fails the call.
+			r.con.flush()
+		}
 		if err := r.reply(f, le64(a, 1), le64(a, 2), le64(a, 3)); err != nil {
 			return 0, err
 		}

@@ -165,6 +165,13 @@ type Config struct {
 	// DefaultMemSize when zero. Memory is allocated as the guest touches it.
 	MemSize uint64
 	// Console receives the guest's console output; io.Discard when nil.
+	// The vCPU never calls Write: a goroutine of the run's does, while the
+	// guest runs on up to ConsoleBuffer bytes ahead, then waits. The run's
+	// deadline or cancellation ends that wait, and output not delivered by
+	// then is dropped (Stats.ConsoleDropped). Run returns once the output
+	// is delivered, except that a Write still blocked when the run is
+	// stopped is left to return on its goroutine. After a failed Write the
+	// rest of the output is discarded; the run goes on.
 	Console io.Writer
 	// ConsoleLimit ends the run with a ProtocolError once the guest has
 	// written more than this many bytes; DefaultConsoleLimit when zero,
@@ -448,6 +455,12 @@ func (vm *VM) begin(ctx context.Context) (*run, error) {
 		r.cleanups = append(r.cleanups, func() { w.Close() })
 		kick = func() { cpu.Kick(); w.Wake() }
 	}
+	if vm.console != io.Discard {
+		// So is a guest waiting for a stalled console.
+		con, k := newConsoleSink(vm.console), kick
+		r.con = con
+		kick = func() { k(); con.wake() }
+	}
 	r.stats.Setup = time.Since(r.start)
 	stop := context.AfterFunc(ctx, kick)
 	r.cleanups = append(r.cleanups, func() { stop() })
@@ -462,9 +475,23 @@ func (vm *VM) begin(ctx context.Context) (*run, error) {
 	return r, nil
 }
 
-// finish ends a run that stopped with status and err: it fails the call in
-// flight, if any, and releases the vCPU.
+// finish ends a run that stopped with status and err: it delivers the
+// console output left, fails the call in flight, if any, and releases the
+// vCPU.
 func (r *run) finish(status int, err error) (Result, error) {
+	if con := r.con; con != nil {
+		// The output goes out before Run returns, within the run's or
+		// the call's deadline (a kick ends the flush). An instance that
+		// ends before taking the call handed over has no kick armed, so
+		// that call's deadline bounds the wait; one retired, none.
+		switch f := r.vm.fn; {
+		case f == nil || f.cur != nil:
+			con.flush()
+		case f.next != nil:
+			con.flushBy(f.next.deadline, f.next.ctx.Done())
+		}
+		r.stats.ConsoleDropped = con.end()
+	}
 	if r.vm.fn != nil {
 		r.vm.fn.end(status, err)
 	}

@@ -29,6 +29,11 @@ type Stats struct {
 	Total time.Duration
 	// ConsoleBytes is how much console output the guest wrote.
 	ConsoleBytes int64
+	// ConsoleDropped is how many of ConsoleBytes were not delivered to
+	// Config.Console by the end of the run: output still buffered when the
+	// run was stopped with the console stalled, everything after a failed
+	// Write, and a Write still under way (which may yet complete).
+	ConsoleDropped int64
 	// Net counts each network device's traffic, by handle; nil when the
 	// guest declares no devices.
 	Net []NetStats
@@ -99,7 +104,8 @@ type run struct {
 	stats    Stats
 	status   int
 	cpu      vcpu.VCPU
-	cleanups []func() // undo begin, last first
+	con      *consoleSink // nil when the console is io.Discard
+	cleanups []func()     // undo begin, last first
 	// parked says the loop returned because the guest waits for its next
 	// function call; handing one over and looping again resumes it.
 	parked bool
@@ -221,8 +227,10 @@ func (r *run) consoleWrite(arg uint64) (outcome, error) {
 		buf, over = buf[:lim-r.stats.ConsoleBytes], true
 	}
 	r.stats.ConsoleBytes += int64(len(buf))
-	if _, err := r.vm.console.Write(buf); err != nil {
-		return 0, fmt.Errorf("monitor: console: %w", err)
+	if r.con != nil && len(buf) > 0 {
+		// If the run is kicked while this waits for the console, the
+		// vCPU stops at its next entry.
+		r.con.write(buf)
 	}
 	if over {
 		return 0, &ProtocolError{Hypercall: "console_write", Reason: fmt.Sprintf("console output limit of %d bytes reached", r.vm.limit)}

@@ -149,6 +149,36 @@ func BenchmarkHypercall(b *testing.B) {
 	}
 }
 
+// BenchmarkConsoleWrite measures one console write of a 64-byte line inside
+// a running guest, with the console on /dev/null: the hypercall round trip
+// plus what the monitor does to deliver the bytes to Config.Console.
+func BenchmarkConsoleWrite(b *testing.B) {
+	image := readGuest(b, "hcloop")
+	null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer null.Close()
+	for _, be := range benchBackends(b) {
+		b.Run(string(be), func(b *testing.B) {
+			h := newHost(b, be)
+			vm, err := h.New(monitor.Config{ELF: image, Args: []string{strconv.Itoa(b.N), "64"}, Console: null, ConsoleLimit: -1})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer vm.Close()
+			b.ResetTimer()
+			res, err := vm.Run(context.Background())
+			b.StopTimer()
+			if err != nil || res.Status != 0 {
+				b.Fatalf("status %d: %v", res.Status, err)
+			}
+			calls := res.Stats.Total - res.Stats.FirstHypercall
+			b.ReportMetric(float64(calls.Nanoseconds())/float64(b.N)/1e3, "µs/call-after-boot")
+		})
+	}
+}
+
 // BenchmarkSHA256 hashes 64 MiB inside the guest and, side by side, in the
 // same C code run as a host process; it reports the ratio.
 func BenchmarkSHA256(b *testing.B) {

@@ -55,6 +55,33 @@ func BenchmarkWarmInvoke(b *testing.B) {
 	}
 }
 
+// BenchmarkWarmInvokePrinting measures a warm invocation of a function that
+// prints one console line per request (fn_flood), with the console on
+// /dev/null: the line is delivered before the reply.
+func BenchmarkWarmInvokePrinting(b *testing.B) {
+	null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer null.Close()
+	body := bytes.Repeat([]byte("x"), 64)
+	for _, be := range benchBackends(b) {
+		b.Run(string(be), func(b *testing.B) {
+			h := newHost(b, be)
+			p := benchPool(b, h, "fn_flood", monitor.PoolConfig{Mode: monitor.Warm, MaxInstances: 1, Guest: monitor.Config{Console: null}})
+			if _, err := p.Invoke(context.Background(), monitor.Request{Body: body}); err != nil {
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			for range b.N {
+				if _, err := p.Invoke(context.Background(), monitor.Request{Body: body}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
 // forkExecRate runs the static C echo as a process per request from workers
 // goroutines for d, and returns requests per second.
 func forkExecRate(b *testing.B, workers int, d time.Duration) float64 {

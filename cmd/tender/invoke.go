@@ -11,6 +11,12 @@ import (
 )
 
 func invokeCmd(c command, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	// The guest's console, stderr, may be a pipe nobody reads: it never
+	// holds a stopped invocation (package monitor), nor do tender's own
+	// messages.
+	cli.IgnoreSIGPIPE()
+	console := stderr
+	stderr = cli.Bounded(stderr, cli.MessageWait)
 	fs := cli.NewFlagSet(c.name, c.args, c.summary, stderr)
 	var g cli.GuestFlags
 	g.Register(fs)
@@ -28,7 +34,7 @@ func invokeCmd(c command, args []string, stdin io.Reader, stdout, stderr io.Writ
 		return cli.Report(stderr, 0, cli.Usagef("-net: functions take requests through fn_next, not network devices; run network guests with tender run"))
 	}
 	// The guest's console is diagnostics; the reply owns stdout.
-	hc, cfg, err := g.Config(args, stderr)
+	hc, cfg, err := g.Config(args, console)
 	if err != nil {
 		return cli.Report(stderr, 0, err)
 	}
@@ -61,8 +67,13 @@ func invokeCmd(c command, args []string, stdin io.Reader, stdout, stderr io.Writ
 	if err != nil {
 		return cli.Report(stderr, 0, err)
 	}
-	if _, err := stdout.Write(rep.Body); err != nil {
-		return cli.Report(stderr, 0, err)
+	// A stdout nobody reads holds the reply until a signal.
+	if err := cli.WriteContext(ctx, stdout, rep.Body); err != nil {
+		if ctx.Err() != nil {
+			fmt.Fprintln(stderr, "tender: interrupted while writing the reply")
+			return monitor.ExitTimeout
+		}
+		return cli.Report(stderr, 0, fmt.Errorf("writing the reply: %w", err))
 	}
 	if rep.Status != 0 {
 		fmt.Fprintf(stderr, "tender: function status %d\n", rep.Status)

@@ -13,6 +13,10 @@ import (
 )
 
 func runCmd(c command, args []string, _ io.Reader, stdout, stderr io.Writer) int {
+	// The guest's console may be a pipe nobody reads: it never holds a
+	// stopped guest (package monitor), nor do tender's own messages.
+	cli.IgnoreSIGPIPE()
+	stderr = cli.Bounded(stderr, cli.MessageWait)
 	fs := cli.NewFlagSet(c.name, c.args, c.summary, stderr)
 	var g cli.GuestFlags
 	g.Register(fs)
@@ -75,6 +79,7 @@ func writeStats(w io.Writer, s monitor.Stats) {
 		"guest_us":           us(s.GuestTime),
 		"total_us":           us(s.Total),
 		"console_bytes":      s.ConsoleBytes,
+		"console_dropped":    s.ConsoleDropped,
 	})
 	fmt.Fprintf(w, "%s\n", b)
 }

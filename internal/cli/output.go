@@ -1,0 +1,72 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os/signal"
+	"syscall"
+	"time"
+)
+
+// IgnoreSIGPIPE makes a write to a pipe whose reader has gone fail with
+// EPIPE instead of killing the process, so that a guest whose console went
+// away still ends with its own outcome.
+func IgnoreSIGPIPE() { signal.Ignore(syscall.SIGPIPE) }
+
+// MessageWait bounds how long a command waits for one of its own messages
+// (the error report, -stats) to be written: a stderr nobody reads must not
+// hold the exit after a guest has been stopped.
+const MessageWait = 500 * time.Millisecond
+
+// ErrStalled is returned by a Bounded writer once a Write has overrun its
+// wait.
+var ErrStalled = errors.New("output stalled")
+
+// WriteContext writes b to w, giving up when ctx is done. A write to a pipe
+// nobody reads blocks in the kernel, where nothing cancels it, so it goes on
+// on a goroutine of its own until the process exits; b must not change.
+func WriteContext(ctx context.Context, w io.Writer, b []byte) error {
+	done := make(chan error, 1)
+	go func() {
+		_, err := w.Write(b)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Bounded returns a writer that gives each Write to w at most wait; after
+// one overruns, it writes nothing more and fails with ErrStalled. It is for
+// one goroutine's use.
+func Bounded(w io.Writer, wait time.Duration) io.Writer {
+	return &bounded{w: w, wait: wait}
+}
+
+type bounded struct {
+	w       io.Writer
+	wait    time.Duration
+	stalled bool
+}
+
+func (b *bounded) Write(p []byte) (int, error) {
+	if b.stalled {
+		return 0, ErrStalled
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), b.wait)
+	defer cancel()
+	// The write may outlive this call, and callers such as fmt reuse p.
+	if err := WriteContext(ctx, b.w, bytes.Clone(p)); err != nil {
+		if ctx.Err() != nil {
+			b.stalled = true
+			return 0, ErrStalled
+		}
+		return 0, err
+	}
+	return len(p), nil
+}

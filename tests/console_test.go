@@ -1,0 +1,270 @@
+package tests
+
+import (
+	"context"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tendervm/tender/monitor"
+)
+
+// hangCheck bounds how long a stopped guest may take to come back. It is a
+// check against hanging, not a performance bound: a stop takes milliseconds.
+const hangCheck = 10 * time.Second
+
+// stalledConsole is a console whose Write blocks until unblock breaks it: a
+// pipe nobody reads.
+func stalledConsole() (console io.Writer, unblock func()) {
+	pr, pw := io.Pipe()
+	return pw, func() { pr.CloseWithError(errors.New("test over")) }
+}
+
+// within runs f on a goroutine and fails the test if it has not returned
+// within hangCheck.
+func within(t *testing.T, what string, f func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f()
+	}()
+	select {
+	case <-done:
+	case <-time.After(hangCheck):
+		t.Fatalf("%s: still running after %v", what, hangCheck)
+	}
+}
+
+// TestConsoleStalledRun stops a guest that floods a console nobody reads: the
+// deadline and a cancellation stop it with a StoppedError, and what it wrote
+// but the console never took is counted as dropped.
+func TestConsoleStalledRun(t *testing.T) {
+	for _, b := range backends(t) {
+		h := newHost(t, b)
+		for _, cancelIt := range []bool{false, true} {
+			ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+			want := context.DeadlineExceeded
+			if cancelIt {
+				ctx, cancel = context.WithCancel(context.Background())
+				time.AfterFunc(200*time.Millisecond, cancel)
+				want = context.Canceled
+			}
+			console, unblock := stalledConsole()
+			t.Cleanup(unblock)
+			vm, err := h.New(monitor.Config{ELF: readGuest(t, "flood"), Console: console})
+			require.NoError(t, err)
+			var res monitor.Result
+			within(t, string(b)+" run", func() { res, err = vm.Run(ctx) })
+			cancel()
+			se, ok := as[*monitor.StoppedError](err)
+			require.True(t, ok, "%s: want a StoppedError, got %v", b, err)
+			assert.ErrorIs(t, se, want, b)
+			assert.Positive(t, res.Stats.ConsoleBytes, b)
+			assert.Positive(t, res.Stats.ConsoleDropped, b)
+			assert.LessOrEqual(t, res.Stats.ConsoleDropped, res.Stats.ConsoleBytes, b)
+			within(t, string(b)+" close", func() { vm.Close() })
+		}
+	}
+}
+
+// TestConsoleStalledPool invokes a function that floods a console nobody
+// reads, in both modes: the invocation fails at its deadline with a
+// StoppedError, and the pool still closes.
+func TestConsoleStalledPool(t *testing.T) {
+	for _, b := range backends(t) {
+		h := newHost(t, b)
+		for _, mode := range []monitor.Mode{monitor.Cold, monitor.Warm} {
+			console, unblock := stalledConsole()
+			p := newPool(t, h, "fn_flood", monitor.PoolConfig{Mode: mode, Guest: monitor.Config{Console: console}})
+			t.Cleanup(unblock) // before the pool's Close, which would wait for it
+			var err error
+			within(t, string(b)+" "+string(mode)+" invoke", func() {
+				_, err = p.Invoke(context.Background(), monitor.Request{Body: []byte("flood"), Deadline: time.Now().Add(200 * time.Millisecond)})
+			})
+			se, ok := as[*monitor.StoppedError](err)
+			require.True(t, ok, "%s %s: want a StoppedError, got %v", b, mode, err)
+			assert.ErrorIs(t, se, context.DeadlineExceeded)
+			within(t, string(b)+" "+string(mode)+" close", func() { p.Close() })
+		}
+	}
+}
+
+// TestConsoleDelivered checks that a function's console output reaches the
+// console before its reply does, in both modes.
+func TestConsoleDelivered(t *testing.T) {
+	for _, b := range backends(t) {
+		h := newHost(t, b)
+		for _, mode := range []monitor.Mode{monitor.Cold, monitor.Warm} {
+			var out lockedBuffer
+			p := newPool(t, h, "fn_flood", monitor.PoolConfig{Mode: mode, Guest: monitor.Config{Console: &out}})
+			for i := range 3 {
+				rep, err := p.Invoke(context.Background(), monitor.Request{Body: []byte("hi")})
+				require.NoError(t, err, "%s %s", b, mode)
+				assert.Equal(t, "hi", string(rep.Body))
+				assert.Equal(t, i+1, strings.Count(out.String(), "fn_flood: request"), "%s %s: %q", b, mode, out.String())
+			}
+		}
+	}
+}
+
+// slowWriter is a console that takes 50 ms per Write.
+type slowWriter struct{ lockedBuffer }
+
+func (s *slowWriter) Write(p []byte) (int, error) {
+	time.Sleep(50 * time.Millisecond)
+	return s.lockedBuffer.Write(p)
+}
+
+// TestConsoleDeliveredBeforeFailure checks that what a function guest wrote
+// before it ended reaches a slow console before Invoke returns, also when
+// it ended before taking its first request.
+func TestConsoleDeliveredBeforeFailure(t *testing.T) {
+	for _, b := range backends(t) {
+		h := newHost(t, b)
+		for _, mode := range []monitor.Mode{monitor.Cold, monitor.Warm} {
+			var out slowWriter
+			p := newPool(t, h, "exit", monitor.PoolConfig{Mode: mode, Guest: monitor.Config{Args: []string{"x"}, Console: &out}})
+			_, err := p.Invoke(context.Background(), monitor.Request{Body: []byte("hi")})
+			pe, ok := as[*monitor.ProtocolError](err)
+			require.True(t, ok, "%s %s: want a ProtocolError, got %v", b, mode, err)
+			assert.Contains(t, pe.Error(), "exited with status 2 before taking a request")
+			assert.Equal(t, "usage: exit [STATUS]\n", out.String(), "%s %s", b, mode)
+		}
+	}
+}
+
+// stalledPipe returns the write end of a pipe whose read end stays open, and
+// unread, until the test ends.
+func stalledPipe(t *testing.T) *os.File {
+	r, w, err := os.Pipe()
+	require.NoError(t, err)
+	t.Cleanup(func() { r.Close(); w.Close() })
+	return w
+}
+
+// startTender starts bin/tender with the given standard files.
+func startTender(t *testing.T, stdin io.Reader, stdout, stderr io.Writer, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(root, "bin", "tender"), args...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { cmd.Process.Kill() })
+	return cmd
+}
+
+// exitOf waits for cmd within hangCheck and returns its exit status, or -1
+// if it was killed by a signal.
+func exitOf(t *testing.T, cmd *exec.Cmd) int {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+				t.Errorf("%v: killed by %v", cmd.Args, ws.Signal())
+				return -1
+			}
+			return ee.ExitCode()
+		}
+		require.NoError(t, err)
+		return 0
+	case <-time.After(hangCheck):
+		cmd.Process.Kill()
+		t.Fatalf("%v: still running after %v", cmd.Args, hangCheck)
+		return -1
+	}
+}
+
+// TestCLIStalledStdout runs a flooding guest with stdout on a pipe nobody
+// reads: -timeout still ends it with 243, and so does SIGTERM.
+func TestCLIStalledStdout(t *testing.T) {
+	for _, b := range backends(t) {
+		var stderr lockedBuffer
+		cmd := startTender(t, nil, stalledPipe(t), &stderr, "run", "-backend="+string(b), "-timeout=1s", guestPath("flood"))
+		assert.Equal(t, monitor.ExitTimeout, exitOf(t, cmd), "%s: %s", b, stderr.String())
+		assert.Contains(t, stderr.String(), "timeout", b)
+
+		stderr = lockedBuffer{}
+		cmd = startTender(t, nil, stalledPipe(t), &stderr, "run", "-backend="+string(b), guestPath("flood"))
+		time.Sleep(300 * time.Millisecond)
+		require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+		assert.Equal(t, monitor.ExitTimeout, exitOf(t, cmd), "%s: %s", b, stderr.String())
+		assert.Contains(t, stderr.String(), "guest stopped", b)
+	}
+}
+
+// TestCLIInvokeStalled invokes functions with stderr, the console, on a pipe
+// nobody reads: the invocation's deadline ends a flooding one with 243; and
+// with stdout on such a pipe: SIGTERM ends the wait to write the reply.
+func TestCLIInvokeStalled(t *testing.T) {
+	for _, b := range backends(t) {
+		var stdout lockedBuffer
+		cmd := startTender(t, strings.NewReader("flood"), &stdout, stalledPipe(t), "invoke", "-backend="+string(b), "-timeout=1s", guestPath("fn_flood"))
+		assert.Equal(t, monitor.ExitTimeout, exitOf(t, cmd), b)
+		assert.Empty(t, stdout.String(), b)
+
+		// A reply larger than the pipe holds.
+		var stderr lockedBuffer
+		body := strings.Repeat("x", 512<<10)
+		cmd = startTender(t, strings.NewReader(body), stalledPipe(t), &stderr, "invoke", "-backend="+string(b), guestPath("fn_echo"))
+		time.Sleep(500 * time.Millisecond)
+		require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+		assert.Equal(t, monitor.ExitTimeout, exitOf(t, cmd), "%s: %s", b, stderr.String())
+		assert.Contains(t, stderr.String(), "interrupted while writing the reply", b)
+	}
+}
+
+// TestConsoleWriteFails gives a guest a console whose every Write fails: the
+// guest runs to its own outcome, and all its output counts as dropped.
+func TestConsoleWriteFails(t *testing.T) {
+	for _, b := range backends(t) {
+		h := newHost(t, b)
+		vm, err := h.New(monitor.Config{ELF: readGuest(t, "exit"), Args: []string{"x"}, Console: failingWriter{}})
+		require.NoError(t, err)
+		res, err := vm.Run(context.Background())
+		vm.Close()
+		require.NoError(t, err, b)
+		assert.Equal(t, 2, res.Status, b)
+		assert.Positive(t, res.Stats.ConsoleBytes, b)
+		assert.Equal(t, res.Stats.ConsoleBytes, res.Stats.ConsoleDropped, b)
+	}
+}
+
+type failingWriter struct{}
+
+func (failingWriter) Write([]byte) (int, error) { return 0, errors.New("console gone") }
+
+// TestCLIClosedStdout runs guests with stdout on a pipe whose reader has gone:
+// tender is not killed by SIGPIPE, and the guest's own outcome is reported.
+func TestCLIClosedStdout(t *testing.T) {
+	for _, b := range backends(t) {
+		r, w, err := os.Pipe()
+		require.NoError(t, err)
+		r.Close()
+		var stderr lockedBuffer
+		cmd := startTender(t, nil, w, &stderr, "run", "-backend="+string(b), guestPath("exit"), "x")
+		w.Close()
+		assert.Equal(t, 2, exitOf(t, cmd), "%s: %s", b, stderr.String())
+
+		r, w, err = os.Pipe()
+		require.NoError(t, err)
+		r.Close()
+		stderr = lockedBuffer{}
+		cmd = startTender(t, nil, w, &stderr, "run", "-backend="+string(b), "-console-limit=100000", guestPath("flood"))
+		w.Close()
+		assert.Equal(t, monitor.ExitProtocol, exitOf(t, cmd), "%s: %s", b, stderr.String())
+		assert.Contains(t, stderr.String(), "console output limit", b)
+	}
+}
