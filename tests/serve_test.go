@@ -21,8 +21,8 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// hangCheck bounds waits for things that must happen; it only catches hangs.
-const hangCheck = 30 * time.Second
+// serveHangCheck bounds waits for things that must happen; it only catches hangs.
+const serveHangCheck = 30 * time.Second
 
 // server is a running bin/tender-serve with its output collected.
 type server struct {
@@ -92,13 +92,13 @@ func (s *server) stop(t *testing.T) {
 	s.wait(t)
 }
 
-// wait checks that the server exits 0 within hangCheck.
+// wait checks that the server exits 0 within serveHangCheck.
 func (s *server) wait(t *testing.T) {
 	t.Helper()
 	select {
 	case <-s.exited:
 		assert.NoError(t, s.exitErr, "tender-serve exits 0 after SIGTERM; stderr:\n%s", s.logs())
-	case <-time.After(hangCheck):
+	case <-time.After(serveHangCheck):
 		t.Fatal("tender-serve did not stop after SIGTERM")
 	}
 }
@@ -155,7 +155,7 @@ func TestServeSlowClients(t *testing.T) {
 					}
 				}()
 				wg.Go(func() {
-					c.SetReadDeadline(time.Now().Add(hangCheck))
+					c.SetReadDeadline(time.Now().Add(serveHangCheck))
 					resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 					switch {
 					case err == nil && resp.StatusCode == http.StatusRequestTimeout && resp.Header.Get("Tender-Error") == "body_timeout":
@@ -172,7 +172,7 @@ func TestServeSlowClients(t *testing.T) {
 
 			// The health check is answered while the slow clients still
 			// hold the connections: none of them has had its 408 yet.
-			client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: hangCheck}
+			client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: serveHangCheck}
 			resp, err := client.Get(s.url + "/healthz")
 			require.NoError(t, err, "/healthz under the slow clients")
 			resp.Body.Close()
@@ -181,7 +181,7 @@ func TestServeSlowClients(t *testing.T) {
 
 			// An invocation: refused cleanly (503) while every connection is
 			// taken, served once the slow ones are cut off.
-			deadline := time.Now().Add(hangCheck)
+			deadline := time.Now().Add(serveHangCheck)
 			for {
 				resp, err := client.Post(s.url+"/invoke", "application/octet-stream", strings.NewReader("ping"))
 				require.NoError(t, err, "/invoke under the slow clients")
@@ -192,7 +192,7 @@ func TestServeSlowClients(t *testing.T) {
 					break
 				}
 				require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, "%s", body)
-				require.True(t, time.Now().Before(deadline), "/invoke still refused after %v", hangCheck)
+				require.True(t, time.Now().Before(deadline), "/invoke still refused after %v", serveHangCheck)
 				time.Sleep(100 * time.Millisecond)
 			}
 
@@ -229,7 +229,7 @@ func TestServeDrain(t *testing.T) {
 			defer routed.Store(false)
 			tr := &http.Transport{MaxIdleConnsPerHost: clients}
 			defer tr.CloseIdleConnections()
-			client := &http.Client{Transport: tr, Timeout: hangCheck}
+			client := &http.Client{Transport: tr, Timeout: serveHangCheck}
 			for i := range clients {
 				wg.Go(func() {
 					for n := 0; routed.Load(); n++ {
@@ -280,7 +280,7 @@ func TestServeDrain(t *testing.T) {
 					time.Sleep(20 * time.Millisecond)
 				}
 			})
-			for deadline := time.Now().Add(hangCheck); sent.Load() < 200; time.Sleep(10 * time.Millisecond) {
+			for deadline := time.Now().Add(serveHangCheck); sent.Load() < 200; time.Sleep(10 * time.Millisecond) {
 				require.True(t, time.Now().Before(deadline), "no load")
 			}
 			require.NoError(t, s.cmd.Process.Signal(syscall.SIGTERM))
