@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +16,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/tendervm/tender/monitor"
 )
@@ -266,5 +270,55 @@ func TestCLIClosedStdout(t *testing.T) {
 		w.Close()
 		assert.Equal(t, monitor.ExitProtocol, exitOf(t, cmd), "%s: %s", b, stderr.String())
 		assert.Contains(t, stderr.String(), "console output limit", b)
+	}
+}
+
+// TestServeStalledOutput runs `tender serve` with its stdout (guest console)
+// and stderr (its log, a line per request) on pipes nobody reads: requests
+// still get their answers, faults and deadlines included, and SIGTERM still
+// ends the server.
+func TestServeStalledOutput(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(string(b), func(t *testing.T) {
+			stdout, stderr := stalledPipe(t), stalledPipe(t)
+			for _, f := range []*os.File{stdout, stderr} {
+				_, err := unix.FcntlInt(f.Fd(), unix.F_SETPIPE_SZ, 4096)
+				require.NoError(t, err)
+			}
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			require.NoError(t, err)
+			addr := ln.Addr().String()
+			ln.Close()
+			cmd := startTender(t, nil, stdout, stderr, "serve", "-backend="+string(b), "-listen="+addr,
+				"-log-level=debug", "-timeout=1s", "-drain-delay=100ms", guestPath("fn_mixed"))
+			url := "http://" + addr
+			within(t, "serve start", func() {
+				for {
+					if resp, err := http.Get(url + "/healthz"); err == nil {
+						resp.Body.Close()
+						return
+					}
+					time.Sleep(10 * time.Millisecond)
+				}
+			})
+			post := func(body string) int {
+				resp, err := http.Post(url+"/invoke", "text/plain", strings.NewReader(body))
+				require.NoError(t, err)
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				return resp.StatusCode
+			}
+			line := "print " + strings.Repeat("x", 2000) + "\n"
+			within(t, "requests with stalled output", func() {
+				for range 40 { // far more than the pipes hold
+					assert.Equal(t, http.StatusOK, post(line))
+				}
+				assert.Equal(t, http.StatusBadGateway, post("fault"))
+				assert.Equal(t, http.StatusGatewayTimeout, post("spin"))
+				assert.Equal(t, http.StatusOK, post("still here"))
+			})
+			require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+			assert.Equal(t, 0, exitOf(t, cmd), "SIGTERM ends the server")
+		})
 	}
 }

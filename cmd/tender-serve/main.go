@@ -77,15 +77,20 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		return cli.Report(stderr, 0, err)
 	}
 	defer closeConsole()
-	// slog's handler serialises its own writes; the console has its own
-	// writer, so a stalled console never holds the log.
-	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: lvl}))
+	// The log and the console each go through a queue of their own that
+	// never blocks: a stderr or stdout nobody reads costs lines, never a
+	// request's deadline or the shutdown.
+	logOut := cli.NewQueue(stderr, outputQueue)
+	defer logOut.Close(cli.MessageWait)
+	log := slog.New(slog.NewJSONHandler(logOut, &slog.HandlerOptions{Level: lvl}))
 	hc, cfg, err := g.Config(args, nil)
 	if err != nil {
 		return cli.Report(stderr, 0, err)
 	}
 	if console != nil {
-		cfg.Console = gateway.NewConsoleWriter(console, cfg.Name+": ")
+		out := cli.NewQueue(console, outputQueue)
+		defer out.Close(cli.MessageWait)
+		cfg.Console = gateway.NewConsoleWriter(out, cfg.Name+": ")
 	}
 	host, err := monitor.NewHost(hc)
 	if err != nil {
@@ -161,6 +166,10 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	log.Info("stopped", "instances_started", st.Started)
 	return 0
 }
+
+// outputQueue bounds the log lines, and the guests' console writes, waiting
+// for a slow stderr or stdout.
+const outputQueue = 4096
 
 // openConsole opens the -console destination: nil for none.
 func openConsole(to string, stdout io.Writer) (io.Writer, func() error, error) {

@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os/signal"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -69,4 +72,58 @@ func (b *bounded) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	return len(p), nil
+}
+
+// Queue is a writer that never blocks its callers: each Write is copied into
+// a queue of at most a fixed number of writes, which a goroutine of its own
+// writes to the destination in order. While the queue is full, writes are
+// dropped and counted. It is for a server's log and its guests' console
+// output on a stderr or stdout that nobody may be reading: a stalled reader
+// then costs log lines, never a request's deadline or a shutdown.
+type Queue struct {
+	ch      chan []byte
+	dropped atomic.Int64
+	done    chan struct{}
+	once    sync.Once
+}
+
+// NewQueue starts a Queue of at most n writes in front of w.
+func NewQueue(w io.Writer, n int) *Queue {
+	q := &Queue{ch: make(chan []byte, n), done: make(chan struct{})}
+	go func() {
+		defer close(q.done)
+		reported := int64(0)
+		for b := range q.ch {
+			w.Write(b)
+			// Say what was lost once the destination moves again.
+			if d := q.dropped.Load(); d > reported {
+				fmt.Fprintf(w, "tender: %d output lines dropped: the reader did not keep up\n", d-reported)
+				reported = d
+			}
+		}
+	}()
+	return q
+}
+
+// Write queues a copy of p; it always reports success.
+func (q *Queue) Write(p []byte) (int, error) {
+	select {
+	case q.ch <- bytes.Clone(p):
+	default:
+		q.dropped.Add(1)
+	}
+	return len(p), nil
+}
+
+// Dropped is the number of writes dropped so far.
+func (q *Queue) Dropped() int64 { return q.dropped.Load() }
+
+// Close stops taking writes and waits at most wait for those queued to be
+// written. No Write may follow.
+func (q *Queue) Close(wait time.Duration) {
+	q.once.Do(func() { close(q.ch) })
+	select {
+	case <-q.done:
+	case <-time.After(wait):
+	}
 }
