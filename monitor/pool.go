@@ -352,7 +352,7 @@ func (p *Pool) Prewarm(ctx context.Context, n int) error {
 			defer wg.Done()
 			defer func() { <-sem }()
 			inst := p.newInstance()
-			if err := inst.boot(); err != nil {
+			if err := inst.boot(ctx); err != nil {
 				p.discard()
 				errMu.Lock()
 				first = cmp.Or(first, err)
@@ -432,7 +432,8 @@ type instance struct {
 	vm        *VM
 	r         *run // nil until booted
 	idleSince time.Time
-	err       error // why the instance ended
+	bootCtx   context.Context // binds a boot for no call (Prewarm)
+	err       error           // why the instance ended
 
 	// A KVM instance's vCPU lives on its own thread, which serve and retire
 	// hand work to; nil on the process backend.
@@ -451,8 +452,10 @@ func (inst *instance) serve(c *call) bool {
 	return inst.step(c)
 }
 
-// boot starts the instance and runs it until it parks for its first call.
-func (inst *instance) boot() error {
+// boot starts the instance and runs it until it parks for its first call,
+// or until ctx is done, which stops it.
+func (inst *instance) boot(ctx context.Context) error {
+	inst.bootCtx = ctx
 	ok := inst.serve(nil)
 	if !ok {
 		return inst.err
@@ -462,6 +465,7 @@ func (inst *instance) boot() error {
 
 // step is serve on the goroutine that runs the vCPU.
 func (inst *instance) step(c *call) bool {
+	var unwatch func() bool
 	if inst.r == nil {
 		vm, err := inst.p.host.instantiate(inst.p.guest)
 		if err != nil {
@@ -479,14 +483,29 @@ func (inst *instance) step(c *call) bool {
 			inst.end(0, err)
 			return false
 		}
+		if c != nil {
+			// The call's deadline and context bind the boot too.
+			c.state.Store(callBooting)
+			inst.fn.watch(c)
+		} else if inst.bootCtx != nil {
+			// Prewarm's context binds the boot.
+			unwatch = context.AfterFunc(inst.bootCtx, inst.fn.kick)
+		}
 	} else {
 		inst.fn.next = c
-		if inst.fn.take() == parked {
+		switch o, err := inst.fn.take(); {
+		case err != nil:
+			inst.end(0, err)
+			return false
+		case o == parked:
 			return true // c expired in the queue, or was cancelled
 		}
 	}
 	inst.r.parked = false
 	status, err := inst.r.loop(context.Background())
+	if unwatch != nil && !unwatch() {
+		err = stopped(inst.bootCtx) // it fired: the vCPU is kicked for good
+	}
 	if err == nil && inst.r.parked {
 		return true
 	}
