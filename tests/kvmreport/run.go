@@ -26,6 +26,8 @@ type runner struct {
 	say func(format string, args ...any)
 	// benchFailures are the benchmarks and benchmark runs that failed.
 	benchFailures []string
+	// binaries are the test binaries built, by package.
+	binaries map[string]string
 }
 
 // suiteRun is one run of the whole suite.
@@ -86,13 +88,20 @@ func (r *runner) suite(i int) suiteRun {
 	return run
 }
 
-// benchGroup is one run of a test binary: the benchmarks matching re, each
-// for benchtime.
-type benchGroup struct{ re, benchtime string }
+// benchStep is one run of a package's test binary: the benchmarks matching
+// re, each for benchtime; then, with floorMiB set, bin/bench/kvm_floor for a
+// VM of that size.
+type benchStep struct {
+	pkg, re, benchtime string
+	floorMiB           int
+}
 
 // testBinary builds the test binary of pkg (a directory relative to the
-// root) into the log directory.
+// root) into the log directory, once.
 func (r *runner) testBinary(pkg string) (string, error) {
+	if bin, ok := r.binaries[pkg]; ok {
+		return bin, nil
+	}
 	bin, err := filepath.Abs(filepath.Join(r.logs, strings.ReplaceAll(pkg, "/", "-")+".test"))
 	if err != nil {
 		return "", err
@@ -101,33 +110,35 @@ func (r *runner) testBinary(pkg string) (string, error) {
 	if out, err := r.command(log, ".", "go", "test", "-c", "-o", bin, "./"+pkg); err != nil {
 		return "", fmt.Errorf("go test -c ./%s: %v: %s", pkg, err, lastLine(out))
 	}
+	r.binaries[pkg] = bin
 	return bin, nil
 }
 
-// benchmarks runs the groups of package pkg's benchmarks and adds their
-// results to f. A failed benchmark is recorded in f and r.benchFailures.
-func (r *runner) benchmarks(f *figures, pkg string, groups []benchGroup) {
-	bin, err := r.testBinary(pkg)
+// benchmark runs one step and adds its results to f. A failed benchmark is
+// recorded in f and r.benchFailures.
+func (r *runner) benchmark(f *figures, i int, st benchStep) {
+	start := time.Now()
+	bin, err := r.testBinary(st.pkg)
 	if err != nil {
-		f.runError(pkg, err)
+		f.runError(st.pkg, err)
 		r.benchFailures = append(r.benchFailures, err.Error())
 		return
 	}
-	for i, g := range groups {
-		start := time.Now()
-		log := fmt.Sprintf("bench-%s-%d.txt", strings.ReplaceAll(pkg, "/", "-"), i+1)
-		out, err := r.command(log, pkg, bin, "-test.run", "^$", "-test.bench", g.re, "-test.benchtime", g.benchtime)
-		parsed := parseBench(out, runtime.GOMAXPROCS(0))
-		f.addBench(pkg, parsed)
-		for name, why := range parsed.Failed {
-			r.benchFailures = append(r.benchFailures, fmt.Sprintf("%s %s: %s", pkg, name, why))
-		}
-		if err != nil && len(parsed.Failed) == 0 {
-			err = fmt.Errorf("%s -test.bench %s: %v: %s (%s)", pkg, g.re, err, lastLine(out), filepath.Join(r.logs, log))
-			f.runError(pkg, err)
-			r.benchFailures = append(r.benchFailures, err.Error())
-		}
-		r.say("  %s %s -benchtime %s: %d results (%.1f s)", pkg, g.re, g.benchtime, len(parsed.Results), time.Since(start).Seconds())
+	log := fmt.Sprintf("bench-%d-%s.txt", i+1, strings.ReplaceAll(st.pkg, "/", "-"))
+	out, err := r.command(log, st.pkg, bin, "-test.run", "^$", "-test.bench", st.re, "-test.benchtime", st.benchtime)
+	parsed := parseBench(out, runtime.GOMAXPROCS(0))
+	f.addBench(st.pkg, parsed)
+	for name, why := range parsed.Failed {
+		r.benchFailures = append(r.benchFailures, fmt.Sprintf("%s %s: %s", st.pkg, name, why))
+	}
+	if err != nil && len(parsed.Failed) == 0 {
+		err = fmt.Errorf("%s -test.bench %s: %v: %s (%s)", st.pkg, st.re, err, lastLine(out), filepath.Join(r.logs, log))
+		f.runError(st.pkg, err)
+		r.benchFailures = append(r.benchFailures, err.Error())
+	}
+	r.say("  %s %s -benchtime %s: %d results (%.1f s)", st.pkg, st.re, st.benchtime, len(parsed.Results), time.Since(start).Seconds())
+	if st.floorMiB > 0 {
+		r.kvmFloor(f, 500, st.floorMiB)
 	}
 }
 
