@@ -93,7 +93,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		say("test run %d of %d: go test -count=1 -json ./... (TENDER_REQUIRE_KVM=1)", i+1, *runs)
 		s := r.suite(i + 1)
 		rep.runs = append(rep.runs, s)
-		say("  %s", s.summary())
+		verdict := "passed"
+		if !s.OK() {
+			verdict = "FAILED"
+		}
+		say("  %s: %s", verdict, s.summary())
 		phase(fmt.Sprintf("test run %d", i+1), time.Now().Add(-s.elapsed))
 		if ctx.Err() != nil {
 			break

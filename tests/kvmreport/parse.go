@@ -125,13 +125,15 @@ func parseBench(text string, procs int) benchOutput {
 
 // suiteResult is one `go test -json ./...` run.
 type suiteResult struct {
-	// Failed are the failed tests, innermost first-level names only
-	// ("tests TestFaults/syscall", not also "tests TestFaults").
+	// Failed are the failed tests, the innermost only ("tests
+	// TestFaults/syscall", not also "tests TestFaults").
 	Failed []string
 	// FailedPackages failed without a failing test: a build error, a panic
 	// outside a test, a timeout, TestMain.
-	FailedPackages  []string
-	Passed, Skipped int
+	FailedPackages []string
+	// Skipped are the tests that skipped ("tests TestSoak").
+	Skipped []string
+	Passed  int
 }
 
 // OK reports whether nothing failed.
@@ -168,7 +170,7 @@ func parseSuite(r io.Reader) (suiteResult, error) {
 		case ev.Action == "pass" && ev.Test != "":
 			res.Passed++
 		case ev.Action == "skip" && ev.Test != "":
-			res.Skipped++
+			res.Skipped = append(res.Skipped, pkg+" "+ev.Test)
 		}
 	}
 	if err := sc.Err(); err != nil {
@@ -189,6 +191,7 @@ func parseSuite(r io.Reader) (suiteResult, error) {
 	}
 	slices.Sort(res.Failed)
 	slices.Sort(res.FailedPackages)
+	slices.Sort(res.Skipped)
 	return res, nil
 }
 

@@ -73,7 +73,7 @@ func TestParseSuite(t *testing.T) {
 		"the failed leaves, not TestFaults for its subtest")
 	assert.Equal(t, []string{"broken"}, res.FailedPackages, "the build failure")
 	assert.Equal(t, 3, res.Passed)
-	assert.Equal(t, 1, res.Skipped)
+	assert.Equal(t, []string{"ok TestSkipped"}, res.Skipped)
 	assert.False(t, res.OK())
 
 	ok, err := parseSuite(strings.NewReader(`{"Action":"pass","Package":"github.com/tendervm/tender/x","Test":"TestA"}

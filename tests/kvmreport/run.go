@@ -53,7 +53,11 @@ func (s suiteRun) summary() string {
 		parts = append(parts, s.err.Error())
 	}
 	if len(parts) == 0 {
-		return fmt.Sprintf("passed: %d tests passed, %d skipped", s.Passed, s.Skipped)
+		sum := fmt.Sprintf("%d tests passed", s.Passed)
+		if len(s.Skipped) > 0 {
+			sum += fmt.Sprintf(", %d skipped (%s)", len(s.Skipped), strings.Join(s.Skipped, ", "))
+		}
+		return sum
 	}
 	return strings.Join(parts, "; ")
 }

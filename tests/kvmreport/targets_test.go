@@ -141,7 +141,9 @@ func TestMarkdown(t *testing.T) {
 	rep.rows = rows(f, rep.runs, 3)
 	md := rep.markdown()
 	assert.Contains(t, md, "| 11 | warm invocation / one hypercall round trip | ≤ 1.1x | kvm | 54.0 µs invocation vs 49.0 µs hypercall | 1.10x | **NOT met** |\n")
-	assert.Contains(t, md, "- run 1: passed in 0 s: passed: 3 tests passed, 0 skipped\n")
+	assert.Contains(t, md, "- run 1: passed in 0 s: 3 tests passed\n")
+	rep.runs[0].Skipped = []string{"tests TestSoak"}
+	assert.Contains(t, rep.markdown(), "- run 1: passed in 0 s: 3 tests passed, 1 skipped (tests TestSoak)\n")
 	assert.Contains(t, md, "### Benchmark failures\n\n- tests BenchmarkX: boom\n")
 	assert.Contains(t, md, "- tests BenchmarkWarmInvoke/kvm (n=2000): 54027 ns/op, 1.103 x-hypercall, 48.97 µs-hypercall\n")
 	assert.NotContains(t, md, "bare VM", "no kvm_floor to compare BenchmarkCreateRunClose with")
