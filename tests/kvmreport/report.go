@@ -23,7 +23,9 @@ type report struct {
 	figures  *figures
 	failures []string
 	phases   []string
-	elapsed  time.Duration
+	// loads are the load averages noted during the run.
+	loads   []string
+	elapsed time.Duration
 }
 
 // cell makes s safe inside a Markdown table cell.
@@ -36,7 +38,11 @@ func cell(s string) string {
 func (rep *report) markdown() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "## make kvm-report, %s\n\n", rep.date.UTC().Format("2006-01-02 15:04 MST"))
-	fmt.Fprintf(&b, "%s; commit %s; elapsed %s.\n\n", rep.machine, rep.commit, rep.elapsed.Round(time.Second))
+	fmt.Fprintf(&b, "%s; commit %s; elapsed %s.\n", rep.machine, rep.commit, rep.elapsed.Round(time.Second))
+	if len(rep.loads) > 0 {
+		fmt.Fprintf(&b, "Load average (1 min) %s: on a shared machine, compare ratios, and rerun before trusting one near its threshold.\n", strings.Join(rep.loads, ", "))
+	}
+	b.WriteString("\n")
 	b.WriteString("| issue | target | threshold | backend | measured | ratio | result |\n")
 	b.WriteString("|---|---|---|---|---|---:|---|\n")
 	for _, r := range rep.rows {
@@ -127,4 +133,13 @@ func number(v float64) string {
 		return strconv.FormatFloat(v, 'f', 0, 64)
 	}
 	return strconv.FormatFloat(v, 'g', 4, 64)
+}
+
+// loadAvg is the 1-minute load average, "?" where it cannot be read.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) > 0 {
+		return f[0]
+	}
+	return "?"
 }

@@ -142,6 +142,9 @@ func TestMarkdown(t *testing.T) {
 	md := rep.markdown()
 	assert.Contains(t, md, "| 11 | warm invocation / one hypercall round trip | ≤ 1.1x | kvm | 54.0 µs invocation vs 49.0 µs hypercall | 1.10x | **NOT met** |\n")
 	assert.Contains(t, md, "- run 1: passed in 0 s: 3 tests passed\n")
+	assert.NotContains(t, md, "Load average")
+	rep.loads = []string{"3.79 at the start", "5.10 at the end"}
+	assert.Contains(t, rep.markdown(), "test machine; commit abc; elapsed 0s.\nLoad average (1 min) 3.79 at the start, 5.10 at the end: on a shared machine")
 	rep.runs[0].Skipped = []string{"tests TestSoak"}
 	assert.Contains(t, rep.markdown(), "- run 1: passed in 0 s: 3 tests passed, 1 skipped (tests TestSoak)\n")
 	assert.Contains(t, md, "### Benchmark failures\n\n- tests BenchmarkX: boom\n")
