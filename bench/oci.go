@@ -84,8 +84,13 @@ const echoInBundle = "/echo"
 // runtime generates by default (six namespaces, the usual /proc, /dev and
 // /sys mounts, a capability set, masked and read-only paths, a device
 // cgroup denying everything), or minimal (pid and mount namespaces, /proc,
-// which runc needs to close inherited descriptors). Both run the echo as root
-// on a read-only rootfs, without a terminal.
+// which runc needs to close inherited descriptors, and a tmpfs on /dev).
+// Both run the echo as root on a read-only rootfs, without a terminal.
+//
+// /dev is a tmpfs in both: without one, the runtimes create their device
+// nodes and /dev/ptmx in the bundle's rootfs itself, which every run of the
+// row shares, and two runs doing so at once fail ("symlink pts/ptmx
+// .../rootfs/dev/ptmx: file exists").
 func ociConfig(full bool) ociSpec {
 	s := ociSpec{
 		OCIVersion: "1.0.2",
@@ -93,9 +98,12 @@ func ociConfig(full bool) ociSpec {
 			Args: []string{echoInBundle},
 			Cwd:  "/",
 		},
-		Root:   ociRoot{Path: "rootfs", Readonly: true},
-		Mounts: []ociMount{{Destination: "/proc", Type: "proc", Source: "proc"}},
-		Linux:  ociLinux{Namespaces: []ociNamespace{{Type: "pid"}, {Type: "mount"}}},
+		Root: ociRoot{Path: "rootfs", Readonly: true},
+		Mounts: []ociMount{
+			{Destination: "/proc", Type: "proc", Source: "proc"},
+			{"/dev", "tmpfs", "tmpfs", []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
+		},
+		Linux: ociLinux{Namespaces: []ociNamespace{{Type: "pid"}, {Type: "mount"}}},
 	}
 	if !full {
 		return s
@@ -107,7 +115,6 @@ func ociConfig(full bool) ociSpec {
 	s.Process.NoNewPrivileges = true
 	s.Hostname = "tender-bench"
 	s.Mounts = append(s.Mounts,
-		ociMount{"/dev", "tmpfs", "tmpfs", []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
 		ociMount{"/dev/pts", "devpts", "devpts", []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"}},
 		ociMount{"/dev/shm", "tmpfs", "shm", []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
 		ociMount{"/dev/mqueue", "mqueue", "mqueue", []string{"nosuid", "noexec", "nodev"}},

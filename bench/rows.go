@@ -91,13 +91,13 @@ func (e *env) rows() []row {
 			notes: "crun run, full default-style config, cgroupfs; private mount ns without /sys/fs/cgroup/unified",
 			setup: e.ociSetup("crun", true, true)},
 		{key: "crun-minimal", name: "crun, minimal config",
-			notes: "crun --cgroup-manager=disabled run, pid+mount ns, /proc only; private mount ns without /sys/fs/cgroup/unified",
+			notes: "crun --cgroup-manager=disabled run, pid+mount ns, /proc and a /dev tmpfs; private mount ns without /sys/fs/cgroup/unified",
 			setup: e.ociSetup("crun", false, true)},
 		{key: "runc-default", name: "runc, default config",
 			notes: "runc run, full default-style config, cgroupfs",
 			setup: e.ociSetup("runc", true, false)},
 		{key: "runc-minimal", name: "runc, minimal config",
-			notes: "runc run, pid+mount ns, /proc only (runc always uses cgroupfs)",
+			notes: "runc run, pid+mount ns, /proc and a /dev tmpfs (runc always uses cgroupfs)",
 			setup: e.ociSetup("runc", false, false)},
 	}
 	rows = append(rows, e.tenderRows()...)
