@@ -110,12 +110,12 @@ func (vm *VM) fault(vector byte) (vcpu.Exit, error) {
 		}
 	}
 	switch vector {
-	case 6, 13:
+	case x86.VecUD, x86.VecGP:
 		code := vm.code(e.RIP)
 		if x86.IsSyscall(code) {
 			return vm.syscallExit(vector, e.RIP)
 		}
-		if vector == 6 {
+		if vector == x86.VecUD {
 			break
 		}
 		rdx, err := vm.mem.Uint64(x86.SavedRDXAddr(vector))
@@ -125,7 +125,7 @@ func (vm *VM) fault(vector byte) (vcpu.Exit, error) {
 		if io, ok := x86.DecodePortIO(code, uint16(rdx)); ok {
 			return vcpu.Exit{Kind: vcpu.ExitBadIO, Port: io.Port, Size: io.Size, Out: io.Out, Str: io.Str, RIP: e.RIP}, nil
 		}
-	case 14:
+	case x86.VecPF:
 		var sregs gokvm.Sregs
 		if err := ioctlErr(vm.vcpufd, reqGetSregs, unsafe.Pointer(&sregs)); err != nil {
 			return vcpu.Exit{}, fmt.Errorf("KVM_GET_SREGS: %w", err)

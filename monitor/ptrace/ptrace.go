@@ -123,23 +123,6 @@ const (
 	sysSeccomp  = 1    // SYS_SECCOMP: a seccomp filter trapped a system call
 )
 
-// x86 exception vectors.
-const (
-	vecDE = 0  // divide error
-	vecDB = 1  // debug
-	vecBP = 3  // breakpoint
-	vecBR = 5  // bound range exceeded
-	vecUD = 6  // invalid opcode
-	vecSS = 12 // stack-segment fault
-	vecGP = 13 // general protection
-	vecPF = 14 // page fault
-	vecMF = 16 // x87 floating-point error
-	vecAC = 17 // alignment check
-	vecMC = 18 // machine check
-	vecXM = 19 // SIMD floating-point exception
-	vecCP = 21 // control protection
-)
-
 // rflagsInit is the guest's initial RFLAGS: the reserved bit 1 and IF.
 const rflagsInit = 0x202
 
@@ -679,7 +662,7 @@ func (v *VCPU) decode() (vcpu.Exit, bool) {
 	if !ok {
 		return vcpu.Exit{}, false
 	}
-	if vector == vecGP && code == siKernel {
+	if vector == x86.VecGP && code == siKernel {
 		// Port I/O at CPL 3 raises #GP; the guest has no I/O permission.
 		if io, ok := x86.DecodePortIO(v.code(rip), uint16(rdx)); ok {
 			if io.Hypercall(hypercall.PIOBase, hypercall.Count) && v.executable(rip, uint64(io.Len)) {
@@ -690,7 +673,7 @@ func (v *VCPU) decode() (vcpu.Exit, bool) {
 			return vcpu.Exit{Kind: vcpu.ExitBadIO, Port: io.Port, Size: io.Size, Out: io.Out, Str: io.Str, RIP: rip}, true
 		}
 	}
-	if vector == vecUD && x86.IsSyscall(v.code(rip)) {
+	if vector == x86.VecUD && x86.IsSyscall(v.code(rip)) {
 		// sysenter in 64-bit mode is #UD on AMD (Intel hands it to
 		// the kernel as a system call): an attempted system call all
 		// the same, reported as the KVM backend does.
@@ -698,10 +681,10 @@ func (v *VCPU) decode() (vcpu.Exit, bool) {
 		return vcpu.Exit{Kind: vcpu.ExitSyscall, Reason: uint64(uint32(rax)), RIP: rip}, true
 	}
 	e := vcpu.Exit{Kind: vcpu.ExitFault, Vector: vector, RIP: rip}
-	if hasErrorCode(vector) {
+	if x86.HasErrorCode(vector) {
 		e.ErrorCode, e.HasErrorCode = errCode, true
 	}
-	if vector == vecPF {
+	if vector == x86.VecPF {
 		e.CR2 = cr2
 	}
 	return e, true
@@ -715,47 +698,38 @@ func faultVector(sig unix.Signal, code int32, trapno uint64) (uint8, bool) {
 	t := uint8(trapno)
 	switch sig {
 	case unix.SIGSEGV:
-		if trapno < 32 && (t == vecBR || t == vecGP || t == vecPF || t == vecCP) {
+		if trapno < 32 && (t == x86.VecBR || t == x86.VecGP || t == x86.VecPF || t == x86.VecCP) {
 			return t, true
 		}
-		return vecPF, true
+		return x86.VecPF, true
 	case unix.SIGBUS:
-		if trapno < 32 && (t == vecSS || t == vecPF || t == vecAC || t == vecMC) {
+		if trapno < 32 && (t == x86.VecSS || t == x86.VecPF || t == x86.VecAC || t == x86.VecMC) {
 			return t, true
 		}
 		if code == busAdrAln {
-			return vecAC, true
+			return x86.VecAC, true
 		}
-		return vecPF, true
+		return x86.VecPF, true
 	case unix.SIGILL:
-		return vecUD, true
+		return x86.VecUD, true
 	case unix.SIGFPE:
-		if trapno < 32 && (t == vecDE || t == vecMF || t == vecXM) {
+		if trapno < 32 && (t == x86.VecDE || t == x86.VecMF || t == x86.VecXM) {
 			return t, true
 		}
 		if code == fpeIntDiv || code == fpeIntOvf {
-			return vecDE, true
+			return x86.VecDE, true
 		}
-		return vecXM, true
+		return x86.VecXM, true
 	case unix.SIGTRAP:
-		if trapno < 32 && (t == vecDB || t == vecBP) {
+		if trapno < 32 && (t == x86.VecDB || t == x86.VecBP) {
 			return t, true
 		}
 		if code == trapTrace || code == trapHWBkpt {
-			return vecDB, true
+			return x86.VecDB, true
 		}
-		return vecBP, true
+		return x86.VecBP, true
 	}
 	return 0, false
-}
-
-// hasErrorCode reports whether the CPU pushes an error code for vector.
-func hasErrorCode(vector uint8) bool {
-	switch vector {
-	case 8, 10, 11, vecSS, vecGP, vecPF, vecAC, vecCP:
-		return true
-	}
-	return false
 }
 
 // executable reports whether [addr, addr+n) lies in executable guest regions.
