@@ -39,7 +39,7 @@ import (
 	"github.com/tendervm/tender/monitor/kvm"
 	"github.com/tendervm/tender/monitor/loader"
 	"github.com/tendervm/tender/monitor/netdev"
-	"github.com/tendervm/tender/monitor/ptrace"
+	"github.com/tendervm/tender/monitor/process"
 	"github.com/tendervm/tender/monitor/tsc"
 	"github.com/tendervm/tender/monitor/vcpu"
 )
@@ -70,7 +70,7 @@ type HostConfig struct {
 type Host struct {
 	backend Backend
 	kvm     *kvm.System
-	spawner *ptrace.Spawner // starts guest processes (BackendProcess)
+	spawner *process.Spawner // starts guest processes (BackendProcess)
 
 	// tscHz is the host TSC frequency, measured once (calibrate) for
 	// backends that cannot report the guest's; tscDone closes when it is set.
@@ -96,7 +96,7 @@ func NewHost(cfg HostConfig) (*Host, error) {
 		h.backend = BackendProcess
 		fallthrough
 	case BackendProcess:
-		sp, err := ptrace.NewSpawner()
+		sp, err := process.NewSpawner()
 		if err != nil {
 			return nil, err
 		}
@@ -504,13 +504,13 @@ func (r *run) finish(status int, err error) (Result, error) {
 
 func (vm *VM) newVCPU() (vcpu.VCPU, uint64, error) {
 	if vm.host.backend == BackendProcess {
-		p, err := ptrace.New(vm.host.spawner, vm.mem, vm.boot)
+		p, err := process.New(vm.host.spawner, vm.mem, vm.boot)
 		if err != nil {
 			return nil, 0, err
 		}
 		return p, 0, nil
 	}
-	k, err := vm.host.kvm.NewVM(vm.mem, vm.boot)
+	k, err := vm.host.kvm.NewVCPU(vm.mem, vm.boot)
 	if err != nil {
 		return nil, 0, err
 	}

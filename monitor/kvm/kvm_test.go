@@ -47,13 +47,13 @@ const (
 
 // rawVM boots code (hand-assembled, shown beside each test) at codeAddr with
 // one read-execute code page and read-write memory from dataAddr up.
-func rawVM(t testing.TB, s *System, code []byte) (*VM, *guestmem.Memory) {
+func rawVM(t testing.TB, s *System, code []byte) (*VCPU, *guestmem.Memory) {
 	t.Helper()
 	mem, err := guestmem.New(4 << 20)
 	require.NoError(t, err)
 	t.Cleanup(func() { mem.Close() })
 	require.NoError(t, mem.Write(codeAddr, code))
-	vm, err := s.NewVM(mem, vcpu.Boot{
+	vm, err := s.NewVCPU(mem, vcpu.Boot{
 		Regions: []vcpu.Region{
 			{Addr: hypercall.BootInfoAddr, Size: 0x1000, Perm: vcpu.Read},
 			{Addr: codeAddr, Size: 0x1000, Perm: vcpu.Read | vcpu.Exec},
@@ -80,7 +80,7 @@ var (
 	codeOutLoop = []byte{0x66, 0xba, 0x02, 0x05, 0xef, 0xeb, 0xfd}
 )
 
-func run(t *testing.T, vm *VM) vcpu.Exit {
+func run(t *testing.T, vm *VCPU) vcpu.Exit {
 	t.Helper()
 	x, err := vm.Run()
 	require.NoError(t, err)
@@ -270,7 +270,7 @@ func TestNewVMRejects(t *testing.T) {
 	mem, err := guestmem.New(4 << 20)
 	require.NoError(t, err)
 	defer mem.Close()
-	_, err = s.NewVM(mem, vcpu.Boot{Regions: []vcpu.Region{{Addr: 0x1000, Size: 0x1000, Perm: vcpu.Read}}})
+	_, err = s.NewVCPU(mem, vcpu.Boot{Regions: []vcpu.Region{{Addr: 0x1000, Size: 0x1000, Perm: vcpu.Read}}})
 	assert.ErrorContains(t, err, "region 0 [0x1000, +0x1000) outside the guest's part of memory", "a region over the monitor's pages")
 	assert.False(t, errors.Is(err, ErrUnavailable))
 }
@@ -303,7 +303,7 @@ func BenchmarkCreateRunClose(b *testing.B) {
 		if err := mem.Write(codeAddr, codeTwoHypercalls); err != nil {
 			b.Fatal(err)
 		}
-		vm, err := s.NewVM(mem, vcpu.Boot{
+		vm, err := s.NewVCPU(mem, vcpu.Boot{
 			Regions: []vcpu.Region{
 				{Addr: codeAddr, Size: 0x1000, Perm: vcpu.Read | vcpu.Exec},
 				{Addr: dataAddr, Size: mem.Size() - dataAddr, Perm: vcpu.Read | vcpu.Write},
