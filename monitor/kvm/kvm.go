@@ -185,6 +185,10 @@ type VCPU struct {
 
 	mu     sync.Mutex // orders Kick against Close (Kick writes to run)
 	closed bool
+	// tid is the thread that entered the vCPU last, which Kick signals.
+	// Run stores it before it looks at kicked, and Kick sets kicked
+	// before it loads tid: a kick either stops Run at its loop head or
+	// reaches the thread in (or about to enter) KVM_RUN.
 	tid    atomic.Int32
 	kicked atomic.Bool
 	tscHz  uint64
@@ -304,13 +308,12 @@ func (v *VCPU) setSregs(xsave bool, trType uint8) error {
 // TSCHz is the guest's TSC frequency as KVM reports it, or 0 if unknown.
 func (v *VCPU) TSCHz() uint64 { return v.tscHz }
 
-// Run enters the guest until the next exit the monitor must handle. It must
-// always be called from the same OS thread (runtime.LockOSThread), which Kick
-// signals.
+// Run enters the guest until the next exit the monitor must handle. The
+// calling goroutine must stay on its OS thread until Run returns
+// (runtime.LockOSThread), as Kick signals that thread; successive Runs may
+// come from different threads.
 func (v *VCPU) Run() (vcpu.Exit, error) {
-	if v.tid.Load() == 0 {
-		v.tid.Store(int32(unix.Gettid()))
-	}
+	v.tid.Store(int32(unix.Gettid()))
 	for {
 		if v.kicked.Load() {
 			return vcpu.Exit{Kind: vcpu.ExitKicked}, nil
@@ -333,8 +336,8 @@ func (v *VCPU) Run() (vcpu.Exit, error) {
 }
 
 // Kick makes the current or next Run return ExitKicked: it sets immediate_exit
-// (for a vCPU about to enter the guest) and signals the vCPU thread (for one
-// inside it). SIGURG is the Go runtime's own preemption signal, which every Go
+// (for a vCPU about to enter the guest) and signals the thread that entered
+// the vCPU last (for one inside it). SIGURG is the Go runtime's own preemption signal, which every Go
 // thread already tolerates at any time.
 func (v *VCPU) Kick() {
 	v.mu.Lock()
