@@ -3,7 +3,7 @@ GO      ?= go
 BIN     := bin
 GUESTBIN := $(BIN)/guest
 
-.PHONY: all tender guests run test test-kvm-emulated bench bench-deps lint generate clean mutants soak
+.PHONY: all tender guests run test test-kvm-emulated kvm-report bench bench-deps lint generate clean mutants soak
 
 all: tender guests
 
@@ -47,15 +47,22 @@ test: all
 test-kvm-emulated: all
 	bash tests/kvm-in-qemu/run.sh
 
+# On a machine with /dev/kvm: the suite with TENDER_REQUIRE_KVM=1 three times,
+# then every benchmark beside its baseline, and one Markdown table of the
+# performance targets (also in bin/kvm-report.md; see docs/performance.md).
+kvm-report: all
+	$(GO) run ./tests/kvmreport
+
 bench: all
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./...
 
 # The container runtimes `tender bench` compares with (its crun and runc rows
-# are reported unavailable without them). Debian packages; needs root.
+# are reported unavailable without them), and wrk for make kvm-report's
+# `tender serve` rows. Debian packages; needs root.
 bench-deps:
-	@command -v crun >/dev/null && command -v runc >/dev/null || { \
+	@command -v crun >/dev/null && command -v runc >/dev/null && command -v wrk >/dev/null || { \
 		apt-get update -q && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -q crun runc; }
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q crun runc wrk; }
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }

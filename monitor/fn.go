@@ -58,6 +58,9 @@ const (
 	callSettled                 // the vCPU's side decided: the reply, or how the run ended
 	callExpired                 // its deadline passed first
 	callCancelled               // its caller's context was done first
+	// callBooting: handed to an instance that is still booting, watched
+	// (fnState.watch) until the guest takes it, which arms it.
+	callBooting
 )
 
 func (c *call) finish(rep Reply, err error) {
@@ -167,34 +170,56 @@ func (r *run) fnNext(arg uint64) (outcome, error) {
 		return 0, err
 	}
 	f.reqBuf, f.args = buf, a
-	return f.take(), nil
+	return f.take()
 }
 
 // take gives the parked guest the call handed over, if any is left once
 // those already expired or cancelled are failed.
-func (f *fnState) take() outcome {
+func (f *fnState) take() (outcome, error) {
 	c := f.next
 	f.next = nil
 	if c == nil {
-		return parked
+		return parked, nil
 	}
-	if time.Until(c.deadline) <= 0 {
-		// It expired while queued: fail it here rather than kill the guest.
-		c.finish(Reply{}, &StoppedError{Cause: context.DeadlineExceeded})
-		return parked
+	watched := c.state.Load() != callArmed
+	if watched && !c.state.CompareAndSwap(callBooting, callArmed) {
+		// Its deadline or caller stopped it while the instance booted,
+		// and kicked the vCPU: the run ends and the call with it.
+		f.cur = c
+		return 0, c.stopped()
 	}
-	if err := c.ctx.Err(); err != nil {
-		c.finish(Reply{}, &StoppedError{Cause: err})
-		return parked
+	if time.Until(c.deadline) <= 0 || c.ctx.Err() != nil {
+		// It expired or was cancelled while queued: fail it here rather
+		// than kill the guest.
+		err := error(&StoppedError{Cause: context.DeadlineExceeded})
+		if cerr := c.ctx.Err(); cerr != nil && time.Until(c.deadline) > 0 {
+			err = &StoppedError{Cause: cerr}
+		}
+		if watched && !f.settle(c) {
+			f.cur = c // its watch fired meanwhile and kicked the vCPU
+			return 0, c.stopped()
+		}
+		c.finish(Reply{}, err)
+		return parked, nil
 	}
 	copy(f.reqBuf, c.req.Body)
 	putFields(f.args, reqIDField, c.id, uint64(len(c.req.Body)), uint64(c.deadline.UnixNano()))
 	f.cur = c
+	if !watched {
+		f.watch(c)
+	}
+	return resume, nil
+}
+
+// watch stops c at its deadline or when its caller's context is done, by
+// kicking the vCPU: from the moment the guest takes it, or, for a call handed
+// to an instance that boots for it (state callBooting), from then on, so a
+// guest that never reaches fn_next cannot hold its caller.
+func (f *fnState) watch(c *call) {
 	f.arm(c)
 	if c.ctx.Done() != nil {
 		f.stopCtx = context.AfterFunc(c.ctx, func() { f.stop(c, callCancelled) })
 	}
-	return resume
 }
 
 // arm stops the guest when c's deadline passes.
@@ -219,7 +244,7 @@ func (f *fnState) stop(c *call, why uint32) {
 	if f.stopHook != nil {
 		defer f.stopHook()()
 	}
-	if c.state.CompareAndSwap(callArmed, why) {
+	if c.state.CompareAndSwap(callArmed, why) || c.state.CompareAndSwap(callBooting, why) {
 		f.kick()
 	}
 }
@@ -228,7 +253,7 @@ func (f *fnState) stop(c *call, why uint32) {
 // It reports false when the deadline or the context claimed c first: the
 // vCPU is being kicked, and c fails with c.stopped().
 func (f *fnState) settle(c *call) bool {
-	won := c.state.CompareAndSwap(callArmed, callSettled)
+	won := c.state.CompareAndSwap(callArmed, callSettled) || c.state.CompareAndSwap(callBooting, callSettled)
 	if f.timer != nil && !f.timer.Stop() {
 		// Its function has started and may not have looked at c yet:
 		// leave this timer to it and arm a new one for the next call.
@@ -274,7 +299,9 @@ func (f *fnState) end(status int, err error) {
 	if c := f.next; c != nil { // it stopped before taking the call handed over
 		f.next = nil
 		cerr := err
-		if cerr == nil {
+		if c.state.Load() != callArmed && !f.settle(c) {
+			cerr = c.stopped() // its deadline or caller stopped the boot
+		} else if cerr == nil {
 			cerr = &ProtocolError{Hypercall: "fn_next", Reason: fmt.Sprintf("guest exited with status %d before taking a request", status)}
 		}
 		c.finish(Reply{}, cerr)
@@ -296,8 +323,13 @@ func (f *fnState) end(status int, err error) {
 // errStopped reports why the vCPU was kicked: the current call's deadline or
 // its caller's context; nil if neither.
 func (f *fnState) errStopped() error {
-	if f == nil || f.cur == nil {
+	switch {
+	case f == nil:
 		return nil
+	case f.cur != nil:
+		return f.cur.stopped()
+	case f.next != nil:
+		return f.next.stopped() // it stopped the boot
 	}
-	return f.cur.stopped()
+	return nil
 }

@@ -11,11 +11,13 @@ import (
 // real backend; the pool's unit tests fake it.
 type lifecycle interface {
 	// start boots the instance and runs it until it parks for its first
-	// call. On error the instance has ended and released everything.
-	start() error
+	// call, or until ctx is done, which stops it. On error the instance has
+	// ended and released everything.
+	start(ctx context.Context) error
 	// resume hands c over and runs the instance until the guest has
 	// answered it and parks for the next call (true), booting it first if
-	// start was not called. c is finished either way. false: the instance
+	// start was not called (c's deadline and context bind that boot too).
+	// c is finished either way. false: the instance
 	// has ended and released everything.
 	resume(c *call) bool
 	// stop ends a parked instance and releases it.
@@ -31,13 +33,16 @@ type fnVM struct {
 	vm   *VM
 	r    *run // nil until booted
 	err  error
+	// bootCtx binds a boot for no call (start).
+	bootCtx context.Context
 }
 
 func (h *Host) newFnVM(g *guest, fn *fnState) *fnVM {
 	return &fnVM{host: h, g: g, fn: fn}
 }
 
-func (f *fnVM) start() error {
+func (f *fnVM) start(ctx context.Context) error {
+	f.bootCtx = ctx
 	if f.step(nil) {
 		return nil
 	}
@@ -55,6 +60,7 @@ func (f *fnVM) step(c *call) bool {
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
 	}
+	var unwatch func() bool
 	if f.r == nil {
 		vm, err := f.host.instantiate(f.g)
 		if err != nil {
@@ -72,14 +78,29 @@ func (f *fnVM) step(c *call) bool {
 			f.end(0, err)
 			return false
 		}
+		if c != nil {
+			// The call's deadline and context bind the boot too.
+			c.state.Store(callBooting)
+			f.fn.watch(c)
+		} else if f.bootCtx != nil {
+			// start's context binds the boot.
+			unwatch = context.AfterFunc(f.bootCtx, f.fn.kick)
+		}
 	} else {
 		f.fn.next = c
-		if f.fn.take() == parked {
+		switch o, err := f.fn.take(); {
+		case err != nil:
+			f.end(0, err)
+			return false
+		case o == parked:
 			return true // c expired in the queue, or was cancelled
 		}
 	}
 	f.r.parked = false
 	status, err := f.r.loop(context.Background())
+	if unwatch != nil && !unwatch() {
+		err = stopped(f.bootCtx) // it fired: the vCPU is kicked for good
+	}
 	if err == nil && f.r.parked {
 		return true
 	}

@@ -367,7 +367,7 @@ func (p *Pool) Prewarm(ctx context.Context, n int) error {
 			defer wg.Done()
 			defer func() { <-sem }()
 			inst := p.newInstance()
-			if err := inst.vm.start(); err != nil {
+			if err := inst.vm.start(ctx); err != nil {
 				p.discard()
 				errMu.Lock()
 				first = cmp.Or(first, err)

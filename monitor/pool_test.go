@@ -28,7 +28,7 @@ type fakeVM struct {
 	done bool
 }
 
-func (v *fakeVM) start() error { return nil }
+func (v *fakeVM) start(context.Context) error { return nil }
 
 func (v *fakeVM) resume(c *call) bool {
 	if v.done {

@@ -19,6 +19,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/tendervm/tender/internal/proctest"
+
 	"github.com/tendervm/tender/monitor"
 )
 
@@ -29,22 +31,8 @@ import (
 // threadField returns the named field of /proc/PID/task/*/status, by thread.
 func threadField(t *testing.T, pid int, field string) map[string]string {
 	t.Helper()
-	dirs, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*", pid))
+	got, err := proctest.ThreadField(pid, field)
 	require.NoError(t, err)
-	got := map[string]string{}
-	for _, d := range dirs {
-		b, err := os.ReadFile(filepath.Join(d, "status"))
-		if errors.Is(err, os.ErrNotExist) {
-			continue // the thread ended meanwhile
-		}
-		require.NoError(t, err)
-		for _, line := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(line, field+":"); ok {
-				got[filepath.Base(d)] = strings.TrimSpace(v)
-			}
-		}
-	}
-	require.NotEmpty(t, got, "no threads of %d", pid)
 	return got
 }
 

@@ -231,3 +231,42 @@ func TestCLIKVMMissing(t *testing.T) {
 	assert.Contains(t, string(out), "KVM")
 	assert.Contains(t, string(out), "-backend=process runs guests as confined processes")
 }
+
+// TestBootBound: a function whose guest never reaches fn_next (it spins from
+// the start) cannot hold its caller: the invocation's deadline and context
+// bind the boot of the instance started for it, and Prewarm's context binds
+// a prewarm.
+func TestBootBound(t *testing.T) {
+	for _, b := range backends(t) {
+		h := newHost(t, b)
+		for _, mode := range []monitor.Mode{monitor.Cold, monitor.Warm} {
+			p := newPool(t, h, "spin", monitor.PoolConfig{Mode: mode})
+			within(t, fmt.Sprintf("%s %s deadline", b, mode), func() {
+				_, err := p.Invoke(context.Background(), monitor.Request{Body: []byte("x"), Deadline: time.Now().Add(100 * time.Millisecond)})
+				assert.ErrorIs(t, err, context.DeadlineExceeded)
+				_, ok := as[*monitor.StoppedError](err)
+				assert.True(t, ok, "%v", err)
+			})
+			within(t, fmt.Sprintf("%s %s cancel", b, mode), func() {
+				ctx, cancel := context.WithCancel(context.Background())
+				time.AfterFunc(100*time.Millisecond, cancel)
+				_, err := p.Invoke(ctx, monitor.Request{Body: []byte("x")})
+				assert.ErrorIs(t, err, context.Canceled)
+			})
+			require.Eventually(t, func() bool { return p.Stats().Live == 0 }, 5*time.Second, time.Millisecond, "the stopped instances are gone")
+		}
+		p := newPool(t, h, "spin", monitor.PoolConfig{Mode: monitor.Warm})
+		within(t, fmt.Sprintf("%s prewarm", b), func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+			defer cancel()
+			assert.ErrorIs(t, p.Prewarm(ctx, 2), context.DeadlineExceeded)
+		})
+		require.Eventually(t, func() bool { return p.Stats().Live == 0 }, 5*time.Second, time.Millisecond)
+		// A function that boots normally still works on the same host.
+		echo := newPool(t, h, "fn_echo", monitor.PoolConfig{})
+		require.NoError(t, echo.Prewarm(context.Background(), 2))
+		rep, err := echo.Invoke(context.Background(), monitor.Request{Body: []byte("ok"), Deadline: time.Now().Add(5 * time.Second)})
+		require.NoError(t, err)
+		assert.Equal(t, "ok", string(rep.Body))
+	}
+}

@@ -24,6 +24,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/tendervm/tender/internal/proctest"
+
 	"github.com/tendervm/tender/monitor"
 )
 
@@ -81,8 +83,12 @@ func soak(t *testing.T, b monitor.Backend, d time.Duration) {
 		cmd.Process.Kill()
 		t.Fatalf("no serving line: %v", cmd.Wait())
 	}
+	var tail lockedBuffer // the server's log after start, for a failure
 	go func() {
 		for lines.Scan() {
+			if tail.Len() < 1<<20 {
+				tail.Write(append(lines.Bytes(), '\n'))
+			}
 		}
 		exited <- cmd.Wait()
 	}()
@@ -150,7 +156,7 @@ func soak(t *testing.T, b monitor.Backend, d time.Duration) {
 		samples = append(samples, sample{time.Since(start).Round(time.Second), fds, threads, rss, sc, c.answered.Load(), c.lost.Load() + c.wrong.Load()})
 	}
 	// SIGTERM under load: the workers keep going until refused.
-	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM), "the server ended early; its log:\n%s", tail.String())
 	var exitErr error
 	select {
 	case exitErr = <-exited:
@@ -264,27 +270,15 @@ func soakOne(client *http.Client, url string, rng *rand.Rand, w, n int, c *soakC
 // procFigures reads a process's open descriptors, threads, resident memory
 // and the seccomp modes of its threads.
 func procFigures(pid int) (fds, threads, rssKiB int, seccomp string) {
-	ents, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
-	fds = len(ents)
-	status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	for _, l := range strings.Split(string(status), "\n") {
-		f := strings.Fields(l)
-		if len(f) >= 2 && f[0] == "Threads:" {
-			threads, _ = strconv.Atoi(f[1])
-		}
-		if len(f) >= 2 && f[0] == "VmRSS:" {
-			rssKiB, _ = strconv.Atoi(f[1])
-		}
-	}
+	fds, _ = proctest.FDs(pid)
+	v, _ := proctest.Field(pid, "Threads")
+	threads, _ = strconv.Atoi(v)
+	v, _ = proctest.Field(pid, "VmRSS")
+	rssKiB, _ = strconv.Atoi(strings.TrimSuffix(v, " kB"))
 	modes := map[string]int{}
-	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
-	for _, task := range tasks {
-		st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/status", pid, task.Name()))
-		for _, l := range strings.Split(string(st), "\n") {
-			if f := strings.Fields(l); len(f) == 2 && f[0] == "Seccomp:" {
-				modes[f[1]]++
-			}
-		}
+	fields, _ := proctest.ThreadField(pid, "Seccomp")
+	for _, m := range fields {
+		modes[m]++
 	}
 	var parts []string
 	for m, n := range modes {

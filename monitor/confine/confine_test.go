@@ -110,6 +110,8 @@ func TestFilterVerdicts(t *testing.T) {
 		{"an ioctl the backend never issues (KVM_SET_GUEST_DEBUG)", kvmPool, sys(unix.SYS_IOCTL, 9, 0x4048AE9B), trap},
 		{"TIOCSTI", kvmServe, sys(unix.SYS_IOCTL, 0, unix.TIOCSTI), trap},
 		{"a seccomp notification ioctl under KVM", kvmPool, sys(unix.SYS_IOCTL, 7, unix.SECCOMP_IOCTL_NOTIF_RECV), trap},
+		{"restart_syscall after a signal interrupted a timed sleep (seen in tender serve under load)", kvmServe, sys(unix.SYS_RESTART_SYSCALL), allow},
+		{"restart_syscall in tender run on the process backend", procRun, sys(unix.SYS_RESTART_SYSCALL), allow},
 		{"futex wait", kvmRun, sys(unix.SYS_FUTEX, 0xc000, futexWaitPrivate), allow},
 		{"futex requeue-PI", kvmRun, sys(unix.SYS_FUTEX, 0xc000, 12|128), trap},
 		{"a Go thread", kvmRun, sys(unix.SYS_CLONE, threadFlags), allow},

@@ -2,7 +2,6 @@ package confine
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -14,6 +13,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/tendervm/tender/internal/proctest"
 	"golang.org/x/sys/unix"
 
 	"github.com/tendervm/tender/monitor"
@@ -64,21 +65,8 @@ func startChild(t *testing.T, mode string) (*exec.Cmd, *bufio.Reader, io.WriteCl
 // thread of pid.
 func threadStatus(t *testing.T, pid int, field string) map[string]string {
 	t.Helper()
-	dirs, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*", pid))
+	got, err := proctest.ThreadField(pid, field)
 	require.NoError(t, err)
-	got := map[string]string{}
-	for _, d := range dirs {
-		b, err := os.ReadFile(filepath.Join(d, "status"))
-		if errors.Is(err, os.ErrNotExist) {
-			continue // the thread ended meanwhile
-		}
-		require.NoError(t, err)
-		for _, line := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(line, field+":"); ok {
-				got[filepath.Base(d)] = strings.TrimSpace(v)
-			}
-		}
-	}
 	return got
 }
 

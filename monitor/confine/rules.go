@@ -94,6 +94,7 @@ func (p Policy) Rules(pid int) []Rule {
 	}
 	b.add("rt_sigprocmask", unix.SYS_RT_SIGPROCMASK, "Go runtime: new threads, signal delivery", nil)
 	b.add("rt_sigreturn", unix.SYS_RT_SIGRETURN, "return from a signal handler (preemption, kicks)", nil)
+	b.add("restart_syscall", unix.SYS_RESTART_SYSCALL, "the kernel resumes a sleep a signal interrupted (a timed futex, nanosleep, poll)", nil)
 	b.add("sigaltstack", unix.SYS_SIGALTSTACK, "Go runtime: each new thread's signal stack", nil)
 	b.add("epoll_pwait", unix.SYS_EPOLL_PWAIT, "Go network poller", nil)
 	b.add("epoll_ctl", unix.SYS_EPOLL_CTL, "Go network poller: descriptors added and removed", nil)

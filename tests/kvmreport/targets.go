@@ -1,0 +1,274 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// target is one performance target of an issue, checked on each of its
+// backends. Its figure is a metric (a ratio a benchmark reports, or an
+// absolute figure), or the ratio of two figures (over set).
+type target struct {
+	issue, name, threshold string
+	backends               []string
+	// shown are the figures printed in the "measured" column.
+	shown []fig
+	// value is compared with limit; divided by over when over is set.
+	value fig
+	over  *fig
+	// ratio says the value is a ratio (printed in the ratio column).
+	ratio bool
+	// op is "<=", "<" or ">="; empty for a figure reported without a
+	// threshold.
+	op    string
+	limit float64
+	// pending, when set, is why the target has no figure (no benchmark
+	// measures it yet).
+	pending string
+	// whenAbsent replaces the "not in the output" reason when the source of
+	// value printed nothing at all.
+	whenAbsent string
+}
+
+// verdict of one target on one backend.
+type verdict int
+
+const (
+	met verdict = iota
+	notMet
+	notMeasured
+	reported
+)
+
+// row is one line of the report's table.
+type row struct {
+	issue, name, threshold, backend string
+	measured, ratio                 string
+	verdict                         verdict
+	why                             string
+}
+
+func (r row) result() string {
+	switch r.verdict {
+	case met:
+		return "met"
+	case notMet:
+		return "**NOT met**"
+	case reported:
+		return "reported (no threshold)"
+	}
+	return "not measured: " + r.why
+}
+
+// Formats of figures; a baseline's starts with vs, and the measured column
+// is the figures' texts one after the other.
+const (
+	vs = " vs "
+	us = "%.1f µs"
+	ms = "%.2f ms"
+	x  = "%.2fx"
+)
+
+// Figures the targets read, in the units the benchmarks report today. A
+// renamed metric shows up as "metric X not found in Y output".
+var (
+	warmInvoke   = fig{src: "tests BenchmarkWarmInvoke/{be}", unit: "ns/op", scale: 1e-3, format: us + " invocation"}
+	warmHC       = fig{src: "tests BenchmarkWarmInvoke/{be}", unit: "µs-hypercall", format: vs + us + " hypercall"}
+	warmRatio    = fig{src: "tests BenchmarkWarmInvoke/{be}", unit: "x-hypercall", format: x}
+	thrRate      = fig{src: "tests BenchmarkWarmThroughput/{be}", unit: "invocations/s", format: "%.0f invocations/s"}
+	thrProcs     = fig{src: "tests BenchmarkWarmThroughput/{be}", unit: "fork+exec/s", format: vs + "%.0f fork+exec/s"}
+	thrRatio     = fig{src: "tests BenchmarkWarmThroughput/{be}", unit: "x-process", format: x}
+	coldInvoke   = fig{src: "tests BenchmarkColdInvoke/{be}", unit: "ns/op", scale: 1e-3, format: us}
+	coldFloor    = fig{src: "tests BenchmarkColdInvoke/{be}", unit: "µs-c-floor", format: vs + us + " kvm_floor"}
+	coldRatio    = fig{src: "tests BenchmarkColdInvoke/{be}", unit: "x-c-floor", format: x}
+	execTender   = fig{src: "tests BenchmarkExec", unit: "µs-median-tender-{be}", scale: 1e-3, format: ms}
+	execC        = fig{src: "tests BenchmarkExec", unit: "µs-median-static-c", scale: 1e-3, format: vs + ms + " static C"}
+	execRatio    = fig{src: "tests BenchmarkExec", unit: "x-c-tender-{be}", format: x}
+	execRSS      = fig{src: "tests BenchmarkExec", unit: "KiB-peak-rss-tender-{be}", scale: 1.0 / 1024, format: "%.1f MiB"}
+	bootMedian   = fig{src: "tests BenchmarkBoot/{be}", unit: "µs-median", format: us}
+	bootFloor    = fig{src: "tests BenchmarkBoot/{be}", unit: "µs-c-floor", format: vs + us + " kvm_floor"}
+	bootRatio    = fig{src: "tests BenchmarkBoot/{be}", unit: "x-c-floor", format: x}
+	console      = fig{src: "tests BenchmarkHypercall/{be}", unit: "µs/call", format: us}
+	rawExitKVM   = fig{src: "monitor/kvm BenchmarkExitOut", unit: "ns/op", scale: 1e-3, format: vs + us + " raw exit"}
+	rawExitProc  = fig{src: "monitor/process BenchmarkHypercall", unit: "ns/op", scale: 1e-3, format: vs + us + " raw exit"}
+	shaGuest     = fig{src: "tests BenchmarkSHA256/{be}", unit: "ms-guest", format: "%.0f ms"}
+	shaProc      = fig{src: "tests BenchmarkSHA256/{be}", unit: "ms-process", format: vs + "%.0f ms host process"}
+	shaRatio     = fig{src: "tests BenchmarkSHA256/{be}", unit: "guest/process", format: x}
+	idleKiB      = fig{src: "tests BenchmarkIdleInstances/{be}", unit: "KiB/instance", format: "%.0f KiB each"}
+	idleN        = fig{src: "tests BenchmarkIdleInstances/{be}", unit: "instances", format: ", %.0f instances"}
+	wrkRate      = fig{src: "wrk {be}", unit: "req/s", format: "%.0f req/s"}
+	wrkP99       = fig{src: "wrk {be}", unit: "p99-ms", format: ", p99 %.2f ms"}
+	plainRate    = fig{src: "wrk net/http", unit: "req/s", format: vs + "net/http %.0f req/s"}
+	plainP99     = fig{src: "wrk net/http", unit: "p99-ms", format: ", p99 %.2f ms"}
+	benchCold    = fig{src: "tender bench {be}/tender-cold", unit: "median-µs", scale: 1e-3, format: ms}
+	benchFresh   = fig{src: "tender bench {be}/tender-fresh", unit: "median-µs", scale: 1e-3, format: ms}
+	benchCrun    = fig{src: "tender bench {be}/crun-default", unit: "median-µs", scale: 1e-3, format: vs + ms + " crun"}
+	both         = []string{"kvm", "process"}
+	kvmOnly      = []string{"kvm"}
+	noFreshBench = "no benchmark yet (the fresh-instance issue)"
+)
+
+// suiteTarget is the table's first row; its figures come from the test runs.
+const suiteTarget = "full suite with TENDER_REQUIRE_KVM=1"
+
+// targets are the performance targets of the real-KVM issue (11), the core
+// monitor (2), function invocations (3) and fresh instances (12).
+var targets = []target{
+	{issue: "11", name: "warm invocation / one hypercall round trip", threshold: "≤ 1.1x", backends: both,
+		shown: []fig{warmInvoke, warmHC}, value: warmRatio, ratio: true, op: "<=", limit: 1.1},
+	{issue: "11", name: "warm throughput, 2 callers, vs fork+exec of the static C echo", threshold: "≥ 12x", backends: kvmOnly,
+		shown: []fig{thrRate, thrProcs}, value: thrRatio, ratio: true, op: ">=", limit: 12},
+	{issue: "11", name: "cold invocation in the library vs kvm_floor", threshold: "≤ 1.3x", backends: kvmOnly,
+		shown: []fig{coldInvoke, coldFloor}, value: coldRatio, ratio: true, op: "<=", limit: 1.3},
+	{issue: "11", name: "`tender run hello.elf` exec to exit vs static C", threshold: "≤ 3.5x", backends: both,
+		shown: []fig{execTender, execC}, value: execRatio, ratio: true, op: "<=", limit: 3.5},
+	{issue: "11", name: "`tender bench`: cold (library) vs crun default, times faster", threshold: "≥ 6x", backends: kvmOnly,
+		shown: []fig{benchCold, benchCrun}, value: benchCrun, over: &benchCold, ratio: true, op: ">=", limit: 6},
+	{issue: "11", name: "idle warm instance, 1,000 in one process", threshold: "≤ 256 KiB", backends: kvmOnly,
+		shown: []fig{idleKiB, idleN}, value: idleKiB, op: "<=", limit: 256},
+	{issue: "11", name: "`tender serve` vs `net/http` echo, wrk -t2 -c64", threshold: "≥ 0.25x", backends: kvmOnly,
+		shown: []fig{wrkRate, plainRate}, value: wrkRate, over: &plainRate, ratio: true, op: ">=", limit: 0.25},
+	{issue: "11", name: "`tender serve` vs `net/http` echo, wrk -t2 -c64", threshold: "≥ 0.6x", backends: []string{"process"},
+		shown: []fig{wrkRate, plainRate}, value: wrkRate, over: &plainRate, ratio: true, op: ">=", limit: 0.6},
+
+	{issue: "2", name: "`tender run hello.elf` exec to exit, median", threshold: "≤ 2 ms", backends: both,
+		shown: []fig{execTender}, value: execTender, op: "<=", limit: 2},
+	{issue: "2", name: "`tender run hello.elf` exec to exit vs static C", threshold: "≤ 4x", backends: both,
+		shown: []fig{execTender, execC}, value: execRatio, ratio: true, op: "<=", limit: 4},
+	{issue: "2", name: "in-library create + boot + run + close of hello vs kvm_floor", threshold: "≤ 1.25x", backends: kvmOnly,
+		shown: []fig{bootMedian, bootFloor}, value: bootRatio, ratio: true, op: "<=", limit: 1.25},
+	{issue: "2", name: "console-write round trip vs the raw exit", threshold: "≤ 1.2x", backends: kvmOnly,
+		shown: []fig{console, rawExitKVM}, value: console, over: &rawExitKVM, ratio: true, op: "<=", limit: 1.2},
+	{issue: "2", name: "console-write round trip vs the raw exit", threshold: "≤ 1.2x", backends: []string{"process"},
+		shown: []fig{console, rawExitProc}, value: console, over: &rawExitProc, ratio: true, op: "<=", limit: 1.2},
+	{issue: "2", name: "console-write round trip below Solo5's", threshold: "< 26.5 µs", backends: both,
+		shown: []fig{console}, value: console, op: "<", limit: 26.5},
+	{issue: "2", name: "sha256 of 64 MiB in the guest vs the same C as a host process", threshold: "≤ 1.1x", backends: both,
+		shown: []fig{shaGuest, shaProc}, value: shaRatio, ratio: true, op: "<=", limit: 1.1},
+	{issue: "2", name: "peak RSS of `tender run hello.elf`", threshold: "≤ 8 MiB", backends: both,
+		shown: []fig{execRSS}, value: execRSS, op: "<=", limit: 8},
+	{issue: "2", name: "512 MiB guest touching 1 MiB costs about 1 MiB", threshold: "≈ 1 MiB", backends: both,
+		pending: "no benchmark: TestLazy (monitor/guestmem) checks it in the test runs"},
+
+	{issue: "3", name: "warm invocation of echo / one hypercall round trip", threshold: "≤ 1.2x", backends: both,
+		shown: []fig{warmInvoke, warmHC}, value: warmRatio, ratio: true, op: "<=", limit: 1.2},
+	{issue: "3", name: "warm throughput, 2 callers, vs fork+exec of the static C echo", threshold: "≥ 10x", backends: both,
+		shown: []fig{thrRate, thrProcs}, value: thrRatio, ratio: true, op: ">=", limit: 10},
+	{issue: "3", name: "cold invocation vs kvm_floor", threshold: "≤ 1.3x", backends: kvmOnly,
+		shown: []fig{coldInvoke, coldFloor}, value: coldRatio, ratio: true, op: "<=", limit: 1.3},
+	{issue: "3", name: "idle warm instance of echo", threshold: "≤ 256 KiB", backends: both,
+		shown: []fig{idleKiB}, value: idleKiB, op: "<=", limit: 256},
+	{issue: "3", name: "1,000 idle warm instances in one process", threshold: "1,000", backends: both,
+		shown: []fig{idleN}, value: idleN, op: ">=", limit: 1000},
+	{issue: "3", name: "`serve` under wrk vs a plain `net/http` echo: req/s and p99", threshold: "report", backends: both,
+		shown: []fig{wrkRate, wrkP99, plainRate, plainP99}, value: wrkRate, over: &plainRate, ratio: true},
+
+	{issue: "12", name: "fresh invocation vs warm invocation (echo)", threshold: "≤ 2x", backends: both, pending: noFreshBench},
+	{issue: "12", name: "fresh invocation vs cold invocation, times faster", threshold: "≥ 15x", backends: both, pending: noFreshBench},
+	{issue: "12", name: "fresh throughput, 2 callers, vs fork+exec of the static C echo", threshold: "≥ 10x", backends: both, pending: noFreshBench},
+	{issue: "12", name: "memory per extra fresh instance of fn_echo", threshold: "≤ 64 KiB + dirtied pages", backends: both, pending: noFreshBench},
+	{issue: "12", name: "`tender bench`: fresh vs crun default, times faster", threshold: "≥ 100x", backends: kvmOnly,
+		shown: []fig{benchFresh, benchCrun}, value: benchCrun, over: &benchFresh, ratio: true, op: ">=", limit: 100,
+		whenAbsent: "no benchmark yet (no tender-fresh row in `tender bench`)"},
+}
+
+// evaluate makes the target's row for one backend.
+func (t target) evaluate(f *figures, be string) row {
+	r := row{issue: t.issue, name: t.name, threshold: t.threshold, backend: be, measured: "–", ratio: "–"}
+	if t.pending != "" {
+		r.verdict, r.why = notMeasured, t.pending
+		if t.issue == "12" {
+			if found := f.sources("Fresh"); len(found) > 0 {
+				r.why = fmt.Sprintf("%s exists but make kvm-report does not read it yet (tests/kvmreport/targets.go)", strings.Join(found, ", "))
+			}
+		}
+		return r
+	}
+	var parts []string
+	for _, g := range t.shown {
+		g = g.at(be)
+		if v, err := g.get(f); err == nil {
+			parts = append(parts, fmt.Sprintf(g.format, v))
+		}
+	}
+	if len(parts) > 0 {
+		r.measured = strings.TrimPrefix(strings.TrimPrefix(strings.Join(parts, ""), vs), ", ")
+	}
+	v, err := t.value.at(be).get(f)
+	if err == nil && t.over != nil {
+		var d float64
+		d, err = t.over.at(be).get(f)
+		if err == nil && d <= 0 {
+			err = fmt.Errorf("%s is %g, not a baseline to divide by", t.over.at(be).src, d)
+		}
+		v /= d
+	}
+	if err != nil {
+		r.verdict, r.why = notMeasured, err.Error()
+		var m *missingError
+		if errors.As(err, &m) && m.absent && t.whenAbsent != "" {
+			r.why = t.whenAbsent
+		}
+		return r
+	}
+	if t.ratio {
+		r.ratio = fmt.Sprintf("%.2fx", v)
+	}
+	ok := false
+	switch t.op {
+	case "":
+		r.verdict = reported
+		return r
+	case "<=":
+		ok = v <= t.limit
+	case "<":
+		ok = v < t.limit
+	case ">=":
+		ok = v >= t.limit
+	}
+	r.verdict = notMet
+	if ok {
+		r.verdict = met
+	}
+	return r
+}
+
+// suiteRow is the table's row for the test runs: met when there were at
+// least need runs and all of them passed.
+func suiteRow(runs []suiteRun, need int) row {
+	r := row{issue: "11", name: suiteTarget, threshold: fmt.Sprintf("0 failures in %d runs in a row", need), backend: "both", ratio: "–"}
+	passed := 0
+	var failed []string
+	for i, s := range runs {
+		if s.OK() {
+			passed++
+		} else {
+			failed = append(failed, fmt.Sprintf("run %d: %s", i+1, s.summary()))
+		}
+	}
+	r.measured = fmt.Sprintf("%d of %d runs passed", passed, len(runs))
+	if len(failed) > 0 {
+		r.measured += " (" + strings.Join(failed, "; ") + ")"
+	}
+	switch {
+	case len(failed) > 0:
+		r.verdict = notMet
+	case len(runs) < need:
+		r.verdict, r.why = notMeasured, fmt.Sprintf("%d runs made (-runs), %d needed", len(runs), need)
+	default:
+		r.verdict = met
+	}
+	return r
+}
+
+// rows evaluates every target on each of its backends.
+func rows(f *figures, runs []suiteRun, need int) []row {
+	out := []row{suiteRow(runs, need)}
+	for _, t := range targets {
+		for _, be := range t.backends {
+			out = append(out, t.evaluate(f, be))
+		}
+	}
+	return out
+}

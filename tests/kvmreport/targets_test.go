@@ -1,0 +1,166 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tendervm/tender/bench"
+)
+
+// sampleFigures are the figures of the captured outputs in testdata.
+func sampleFigures(t *testing.T) *figures {
+	t.Helper()
+	f := newFigures()
+	f.addBench("monitor/kvm", parseBench(readTestdata(t, "bench-kvm.txt"), 2))
+	f.addBench("monitor/process", parseBench(readTestdata(t, "bench-process.txt"), 2))
+	f.addBench("tests", parseBench(readTestdata(t, "bench-tests.txt"), 2))
+	rep, err := bench.ReadJSON(filepath.Join("testdata", "tender-bench.json"))
+	require.NoError(t, err)
+	addTenderBench(f, "kvm", rep)
+	w, err := parseWrk(readTestdata(t, "wrk.txt"))
+	require.NoError(t, err)
+	f.put("wrk kvm", w)
+	return f
+}
+
+// find returns the row of the target named name (prefix) of issue on
+// backend be.
+func find(t *testing.T, rs []row, issue, name, be string) row {
+	t.Helper()
+	for _, r := range rs {
+		if r.issue == issue && strings.HasPrefix(r.name, name) && r.backend == be {
+			return r
+		}
+	}
+	t.Fatalf("no row %s %q %s", issue, name, be)
+	return row{}
+}
+
+func TestTargetsFromSamples(t *testing.T) {
+	rs := rows(sampleFigures(t), nil, 3)
+
+	warm := find(t, rs, "11", "warm invocation", "kvm")
+	assert.Equal(t, "54.0 µs invocation vs 49.0 µs hypercall", warm.measured)
+	assert.Equal(t, "1.10x", warm.ratio)
+	assert.Equal(t, notMet, warm.verdict, "1.103 is above 1.1")
+	assert.Equal(t, met, find(t, rs, "3", "warm invocation", "kvm").verdict, "1.103 is within 1.2")
+	assert.Equal(t, met, find(t, rs, "11", "warm invocation", "process").verdict, "0.878")
+
+	// A ratio of two benchmarks: tests' console write over monitor/kvm's raw exit.
+	cw := find(t, rs, "2", "console-write round trip vs", "kvm")
+	assert.Equal(t, "37.6 µs vs 49.7 µs raw exit", cw.measured)
+	assert.Equal(t, "0.76x", cw.ratio)
+	assert.Equal(t, met, cw.verdict)
+	assert.Equal(t, notMet, find(t, rs, "2", "console-write round trip below", "kvm").verdict, "37.6 µs is not below 26.5 µs")
+
+	// tender bench: crun's median over tender cold's, times faster.
+	tb := find(t, rs, "11", "`tender bench`", "kvm")
+	assert.Equal(t, "1.45 ms vs 8.59 ms crun", tb.measured)
+	assert.Equal(t, "5.94x", tb.ratio)
+	assert.Equal(t, notMet, tb.verdict)
+
+	idle := find(t, rs, "3", "idle warm instance", "process")
+	assert.Equal(t, "55 KiB each", idle.measured)
+	assert.Equal(t, "–", idle.ratio, "an absolute figure")
+	assert.Equal(t, met, idle.verdict)
+	assert.Equal(t, notMet, find(t, rs, "11", "idle warm instance", "kvm").verdict, "592 KiB")
+
+	// wrk ran against kvm only here: the plain baseline is missing.
+	serve := find(t, rs, "11", "`tender serve`", "kvm")
+	assert.Equal(t, notMeasured, serve.verdict)
+	assert.Equal(t, "wrk net/http not in the output", serve.why)
+
+	assert.Equal(t, "not measured: no benchmark yet (the fresh-instance issue)", find(t, rs, "12", "fresh invocation vs warm", "process").result())
+	assert.Equal(t, "not measured: no benchmark yet (no tender-fresh row in `tender bench`)", find(t, rs, "12", "`tender bench`", "kvm").result())
+}
+
+func TestMissingMetric(t *testing.T) {
+	// A benchmark renamed its metric: the row says which and what it has.
+	f := newFigures()
+	f.addBench("tests", parseBench("BenchmarkWarmInvoke/kvm-2 \t 100 \t 5000 ns/op \t 1.0 x-hyper\n", 2))
+	r := find(t, rows(f, nil, 3), "11", "warm invocation", "kvm")
+	assert.Equal(t, notMeasured, r.verdict)
+	assert.Equal(t, `metric "x-hypercall" not found in tests BenchmarkWarmInvoke/kvm output (it reports ns/op, x-hyper)`, r.why)
+	assert.Equal(t, "5.0 µs invocation", r.measured, "the figures that are there are shown")
+	_, err := f.metric("tests BenchmarkWarmInvoke/kvm", "x-hypercall")
+	var m *missingError
+	require.True(t, errors.As(err, &m))
+	assert.False(t, m.absent)
+}
+
+func TestFailedBenchmark(t *testing.T) {
+	f := newFigures()
+	f.addBench("tests", parseBench(readTestdata(t, "bench-fail.txt"), 2))
+	r := find(t, rows(f, nil, 3), "11", "cold invocation", "kvm")
+	assert.Equal(t, notMeasured, r.verdict)
+	assert.Equal(t, "tests BenchmarkColdInvoke/kvm: benchmark failed: b_test.go:20: kvm_floor: exit status 1", r.why)
+
+	// A whole run that failed is named for the benchmarks it should have
+	// produced.
+	f.runError("wrk", errNoWrk)
+	r = find(t, rows(f, nil, 3), "11", "`tender serve`", "process")
+	assert.Equal(t, "wrk process not in the output (wrk not in PATH (Debian: apt-get install wrk, or make bench-deps))", r.why)
+}
+
+func TestFreshBenchmarkNotRead(t *testing.T) {
+	// Once the fresh-instance benchmarks exist, the rows say this report
+	// does not read them yet instead of "no benchmark yet".
+	f := newFigures()
+	f.put("tests BenchmarkFreshInvoke/kvm", result{N: 1, Metrics: map[string]float64{"ns/op": 1}, Units: []string{"ns/op"}})
+	r := find(t, rows(f, nil, 3), "12", "fresh invocation vs warm", "kvm")
+	assert.Equal(t, "tests BenchmarkFreshInvoke/kvm exists but make kvm-report does not read it yet (tests/kvmreport/targets.go)", r.why)
+}
+
+func TestSuiteRow(t *testing.T) {
+	pass := suiteRun{suiteResult: suiteResult{Passed: 10}}
+	fail := suiteRun{suiteResult: suiteResult{Failed: []string{"tests TestNoLeaks"}}}
+	broken := suiteRun{err: errors.New("go test: exit status 2")}
+
+	r := suiteRow([]suiteRun{pass, pass, pass}, 3)
+	assert.Equal(t, met, r.verdict)
+	assert.Equal(t, "3 of 3 runs passed", r.measured)
+
+	r = suiteRow([]suiteRun{pass, fail, broken}, 3)
+	assert.Equal(t, notMet, r.verdict)
+	assert.Equal(t, "1 of 3 runs passed (run 2: failed tests TestNoLeaks; run 3: go test: exit status 2)", r.measured)
+
+	r = suiteRow([]suiteRun{pass}, 3)
+	assert.Equal(t, "not measured: 1 runs made (-runs), 3 needed", r.result())
+}
+
+func TestMarkdown(t *testing.T) {
+	f := sampleFigures(t)
+	rep := &report{machine: "test machine", commit: "abc", figures: f, need: 3,
+		runs: []suiteRun{{suiteResult: suiteResult{Passed: 3}}}, failures: []string{"tests BenchmarkX: boom"}}
+	rep.rows = rows(f, rep.runs, 3)
+	md := rep.markdown()
+	assert.Contains(t, md, "| 11 | warm invocation / one hypercall round trip | ≤ 1.1x | kvm | 54.0 µs invocation vs 49.0 µs hypercall | 1.10x | **NOT met** |\n")
+	assert.Contains(t, md, "- run 1: passed in 0 s: 3 tests passed\n")
+	assert.NotContains(t, md, "Load average")
+	rep.loads = []string{"3.79 at the start", "5.10 at the end"}
+	assert.Contains(t, rep.markdown(), "test machine; commit abc; elapsed 0s.\nLoad average (1 min) 3.79 at the start, 5.10 at the end: on a shared machine")
+	rep.runs[0].Skipped = []string{"tests TestSoak"}
+	assert.Contains(t, rep.markdown(), "- run 1: passed in 0 s: 3 tests passed, 1 skipped (tests TestSoak)\n")
+	assert.Contains(t, md, "### Benchmark failures\n\n- tests BenchmarkX: boom\n")
+	assert.Contains(t, md, "- tests BenchmarkWarmInvoke/kvm (n=2000): 54027 ns/op, 1.103 x-hypercall, 48.97 µs-hypercall\n")
+	assert.NotContains(t, md, "bare VM", "no kvm_floor to compare BenchmarkCreateRunClose with")
+	floor, err := parseKVMFloor("kvm_floor n=500 mem=4MiB median_us=816.5 mean_us=1424.9")
+	require.NoError(t, err)
+	f.put("kvm_floor 4MiB", floor)
+	assert.Contains(t, rep.markdown(), "- bare VM of `monitor/kvm` (4 MiB) create + first exit + close vs kvm_floor 4 MiB, means: 2973 µs vs 1425 µs: 2.09x\n")
+}
+
+func TestNoKVM(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"-kvm", filepath.Join(t.TempDir(), "kvm")}, &stdout, &stderr)
+	assert.Equal(t, 2, code)
+	assert.Contains(t, stderr.String(), "make kvm-report needs /dev/kvm; without it CI runs make test-kvm-emulated")
+	assert.Contains(t, stderr.String(), "no such file or directory")
+	assert.Empty(t, stdout.String())
+}
