@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/tendervm/tender/monitor/vcpu"
+	"github.com/tendervm/tender/monitor/x86"
 )
 
 // Process exit codes of `tender run` for outcomes other than a guest exit.
@@ -62,22 +63,8 @@ func ExitCode(status int, err error) int {
 	return ExitMonitor
 }
 
-var vectorNames = [32]string{
-	0: "#DE divide error", 1: "#DB debug", 2: "NMI", 3: "#BP breakpoint", 4: "#OF overflow",
-	5: "#BR bound range", 6: "#UD invalid opcode", 7: "#NM device not available",
-	8: "#DF double fault", 10: "#TS invalid TSS", 11: "#NP segment not present",
-	12: "#SS stack fault", 13: "#GP general protection", 14: "#PF page fault",
-	16: "#MF x87 error", 17: "#AC alignment check", 18: "#MC machine check",
-	19: "#XM SIMD error", 20: "#VE virtualization", 21: "#CP control protection",
-}
-
 // VectorName names an x86 exception vector, e.g. "#PF page fault".
-func VectorName(v uint8) string {
-	if int(v) < len(vectorNames) && vectorNames[v] != "" {
-		return vectorNames[v]
-	}
-	return fmt.Sprintf("vector %d", v)
-}
+func VectorName(v uint8) string { return x86.VectorName(v) }
 
 // FaultError is a CPU exception raised by the guest.
 type FaultError struct {
@@ -93,7 +80,7 @@ type FaultError struct {
 // Error implements error.
 func (e *FaultError) Error() string {
 	s := fmt.Sprintf("guest fault: %s at rip %#x", VectorName(e.Vector), e.RIP)
-	if e.Vector == 14 {
+	if e.Vector == x86.VecPF {
 		s += fmt.Sprintf(", address %#x", e.CR2)
 		if e.HasErrorCode {
 			s += " (" + pageFaultCause(e.ErrorCode) + ")"

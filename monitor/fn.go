@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"github.com/tendervm/tender/hypercall"
 	"github.com/tendervm/tender/monitor/vcpu"
@@ -96,8 +95,10 @@ type fnState struct {
 	cur    *call
 	served int
 	// reqBuf and args are the request buffer and argument structure of the
-	// guest's pending fn_next, kept while it is parked.
+	// guest's pending fn_next, kept while it is parked; argv is what args
+	// held when the guest made that call.
 	reqBuf, args []byte
+	argv         hypercall.FnNext
 
 	// timer stops the current call at its deadline. It is reused from call
 	// to call, and timed (which its function reads) names the call it is
@@ -122,10 +123,6 @@ type fnState struct {
 // errNotFunction answers fn_next from a guest that is not run as a function.
 var errNotFunction = &ProtocolError{Hypercall: "fn_next", Reason: "the guest is not being run as a function (use tender invoke or tender serve)"}
 
-// reqIDField is the field index of FnNext.ReqID, followed by ReqLen and
-// ReqDeadline.
-const reqIDField = int(unsafe.Offsetof(hypercall.FnNext{}.ReqID) / 8)
-
 // fnNext returns the guest's reply to its current call, then hands it the
 // next request: one exit per warm invocation. With no request handed over
 // yet, the run parks until the pool brings one.
@@ -134,11 +131,11 @@ func (r *run) fnNext(arg uint64) (outcome, error) {
 	if f == nil {
 		return 0, errNotFunction
 	}
-	a, err := r.args(hypercall.NrFnNext, arg)
+	a, err := readArgs(r, hypercall.NrFnNext, arg, &f.argv)
 	if err != nil {
 		return 0, err
 	}
-	flags := le64(a, 0)
+	flags := f.argv.Flags
 	if flags&^hypercall.FnHasReply != 0 {
 		return 0, &ProtocolError{Hypercall: "fn_next", Reason: fmt.Sprintf("unknown flags %#x", flags)}
 	}
@@ -154,14 +151,14 @@ func (r *run) fnNext(arg uint64) (outcome, error) {
 			// deadline: a kick ends the flush and reply fails the call.
 			r.con.flush()
 		}
-		if err := r.reply(f, le64(a, 1), le64(a, 2), le64(a, 3)); err != nil {
+		if err := r.reply(f, f.argv.ReplyStatus, f.argv.ReplyData, f.argv.ReplyLen); err != nil {
 			return 0, err
 		}
 		if f.maxCalls > 0 && f.served >= f.maxCalls {
 			return exited, nil
 		}
 	}
-	reqBuf, reqCap := le64(a, 4), le64(a, 5)
+	reqBuf, reqCap := f.argv.ReqBuf, f.argv.ReqCap
 	if reqCap < hypercall.FnRequestMax {
 		return 0, &ProtocolError{Hypercall: "fn_next", Reason: fmt.Sprintf("request buffer of %d bytes, want at least %d", reqCap, hypercall.FnRequestMax)}
 	}
@@ -203,7 +200,8 @@ func (f *fnState) take() (outcome, error) {
 		return parked, nil
 	}
 	copy(f.reqBuf, c.req.Body)
-	putFields(f.args, reqIDField, c.id, uint64(len(c.req.Body)), uint64(c.deadline.UnixNano()))
+	f.argv.ReqID, f.argv.ReqLen, f.argv.ReqDeadline = c.id, uint64(len(c.req.Body)), uint64(c.deadline.UnixNano())
+	writeArgs(f.args, &f.argv)
 	f.cur = c
 	if !watched {
 		f.watch(c)

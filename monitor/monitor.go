@@ -36,10 +36,8 @@ import (
 
 	"github.com/tendervm/tender/hypercall"
 	"github.com/tendervm/tender/monitor/guestmem"
-	"github.com/tendervm/tender/monitor/kvm"
 	"github.com/tendervm/tender/monitor/loader"
 	"github.com/tendervm/tender/monitor/netdev"
-	"github.com/tendervm/tender/monitor/ptrace"
 	"github.com/tendervm/tender/monitor/tsc"
 	"github.com/tendervm/tender/monitor/vcpu"
 )
@@ -69,8 +67,7 @@ type HostConfig struct {
 // concurrent use. Close it after every VM created from it.
 type Host struct {
 	backend Backend
-	kvm     *kvm.System
-	spawner *ptrace.Spawner // starts guest processes (BackendProcess)
+	be      backend // what running a guest takes (backend.go)
 
 	// tscHz is the host TSC frequency, measured once (calibrate) for
 	// backends that cannot report the guest's; tscDone closes when it is set.
@@ -83,28 +80,30 @@ type Host struct {
 // kvm.ErrUnavailable, where KVM cannot be used.
 func NewHost(cfg HostConfig) (*Host, error) {
 	h := &Host{backend: cfg.Backend}
+	var err error
 	switch cfg.Backend {
 	case "", BackendKVM, BackendAuto:
-		sys, err := kvm.Open(cfg.Device)
+		h.be, err = openKVM(cfg.Device)
 		if err == nil || cfg.Backend != BackendAuto {
 			if err != nil {
 				return nil, err
 			}
-			h.backend, h.kvm = BackendKVM, sys
+			h.backend = BackendKVM
 			break
 		}
 		h.backend = BackendProcess
 		fallthrough
 	case BackendProcess:
-		sp, err := ptrace.NewSpawner()
-		if err != nil {
+		if h.be, err = openProcess(); err != nil {
 			return nil, err
 		}
-		h.spawner = sp
-		// Every guest needs it: measure it while the first one loads.
-		h.tscOnce.Do(h.calibrate)
 	default:
 		return nil, fmt.Errorf("monitor: unknown backend %q (want %q, %q or %q)", cfg.Backend, BackendKVM, BackendProcess, BackendAuto)
+	}
+	if h.be.clockFirst() {
+		// Every guest needs the host's rate: measure it while the first
+		// one loads.
+		h.tscOnce.Do(h.calibrate)
 	}
 	return h, nil
 }
@@ -115,15 +114,7 @@ func (h *Host) Backend() Backend { return h.backend }
 
 // Close releases the hypervisor connection. Guests of the host's that are
 // still running are killed.
-func (h *Host) Close() error {
-	if h.spawner != nil {
-		h.spawner.Close()
-	}
-	if h.kvm != nil {
-		return h.kvm.Close()
-	}
-	return nil
-}
+func (h *Host) Close() error { return h.be.close() }
 
 // calibrate measures the host TSC in the background (500 µs against the
 // monotonic clock: about 0.02%).
@@ -257,12 +248,7 @@ func (h *Host) instantiate(g *guest) (*VM, error) {
 	if err != nil {
 		return nil, err
 	}
-	var mem *guestmem.Memory
-	if h.backend == BackendProcess {
-		mem, err = guestmem.NewShared(cfg.MemSize)
-	} else {
-		mem, err = guestmem.New(cfg.MemSize)
-	}
+	mem, err := h.be.newMemory(cfg.MemSize)
 	if err != nil {
 		return nil, err
 	}
@@ -392,9 +378,7 @@ var ErrAlreadyRun = errors.New("monitor: VM already ran; create a new one")
 // StoppedError. The guest's vCPU is served on the calling goroutine (locked
 // to its OS thread for the duration under KVM).
 func (vm *VM) Run(ctx context.Context) (Result, error) {
-	if vm.host.backend != BackendProcess {
-		// KVM kicks a vCPU with a signal to its thread, and a vCPU that
-		// changes threads costs the kernel an RCU grace period.
+	if vm.host.be.lockThread() {
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
 	}
@@ -425,19 +409,19 @@ func (vm *VM) begin(ctx context.Context) (*run, error) {
 	// time without an exit. A guest process starts running at once, so its
 	// clock goes in first; a KVM vCPU says its TSC rate once it exists and
 	// runs only in the loop.
-	process := vm.host.backend == BackendProcess
-	if process {
+	first := vm.host.be.clockFirst()
+	if first {
 		if err := vm.writeClock(vm.host.hostTSCHz(), tsc.Read()); err != nil {
 			return r, err
 		}
 	}
-	cpu, tscHz, err := vm.newVCPU()
+	cpu, tscHz, err := vm.host.be.newVCPU(vm.mem, vm.boot)
 	if err != nil {
 		return r, err
 	}
 	r.cpu = cpu
 	r.cleanups = append(r.cleanups, func() { cpu.Close() })
-	if !process {
+	if !first {
 		if tscHz == 0 {
 			tscHz = vm.host.hostTSCHz()
 		}
@@ -500,21 +484,6 @@ func (r *run) finish(status int, err error) (Result, error) {
 	}
 	r.cleanups = nil
 	return r.result(status), err
-}
-
-func (vm *VM) newVCPU() (vcpu.VCPU, uint64, error) {
-	if vm.host.backend == BackendProcess {
-		p, err := ptrace.New(vm.host.spawner, vm.mem, vm.boot)
-		if err != nil {
-			return nil, 0, err
-		}
-		return p, 0, nil
-	}
-	k, err := vm.host.kvm.NewVM(vm.mem, vm.boot)
-	if err != nil {
-		return nil, 0, err
-	}
-	return k, k.TSCHz(), nil
 }
 
 // Close releases the guest's memory. It must not be called while Run is

@@ -140,32 +140,37 @@ func (r *run) device(h uint64) (*netDevice, *NetStats) {
 }
 
 func (r *run) netInfo(arg uint64) (outcome, error) {
-	a, err := r.args(hypercall.NrNetInfo, arg)
+	var ni hypercall.NetInfo
+	a, err := readArgs(r, hypercall.NrNetInfo, arg, &ni)
 	if err != nil {
 		return 0, err
 	}
-	d, _ := r.device(le64(a, 0))
+	defer writeArgs(a, &ni)
+	d, _ := r.device(ni.Handle)
 	if d == nil {
-		putFields(a, 1, hypercall.ResultInvalid, 0, 0)
+		ni.Result, ni.MAC, ni.MTU = hypercall.ResultInvalid, 0, 0
 		return resume, nil
 	}
-	putFields(a, 1, hypercall.ResultOK, d.mac, uint64(d.mtu))
+	ni.Result, ni.MAC, ni.MTU = hypercall.ResultOK, d.mac, uint64(d.mtu)
 	return resume, nil
 }
 
 func (r *run) netWrite(arg uint64) (outcome, error) {
-	a, err := r.args(hypercall.NrNetWrite, arg)
+	var nw hypercall.NetWrite
+	a, err := readArgs(r, hypercall.NrNetWrite, arg, &nw)
 	if err != nil {
 		return 0, err
 	}
-	d, st := r.device(le64(a, 0))
-	data, n := le64(a, 1), le64(a, 2)
+	d, st := r.device(nw.Handle)
+	data, n := nw.Data, nw.Len
 	switch {
 	case d == nil, n < netdev.HeaderLen:
-		putFields(a, 3, hypercall.ResultInvalid)
+		nw.Result = hypercall.ResultInvalid
+		writeArgs(a, &nw)
 		return resume, nil
 	case n > uint64(d.max):
-		putFields(a, 3, hypercall.ResultTooLarge)
+		nw.Result = hypercall.ResultTooLarge
+		writeArgs(a, &nw)
 		return resume, nil
 	}
 	frame, err := r.buffer(hypercall.NrNetWrite, "frame", data, n, vcpu.Read)
@@ -187,7 +192,8 @@ func (r *run) netWrite(arg uint64) (outcome, error) {
 		st.FramesOut++
 		st.BytesOut += n
 	}
-	putFields(a, 3, res)
+	nw.Result = res
+	writeArgs(a, &nw)
 	return resume, nil
 }
 
@@ -196,34 +202,39 @@ func (r *run) netWrite(arg uint64) (outcome, error) {
 const maxDrops = 64
 
 func (r *run) netRead(arg uint64) (outcome, error) {
-	a, err := r.args(hypercall.NrNetRead, arg)
+	var nr hypercall.NetRead
+	a, err := readArgs(r, hypercall.NrNetRead, arg, &nr)
 	if err != nil {
 		return 0, err
 	}
-	d, st := r.device(le64(a, 0))
+	d, st := r.device(nr.Handle)
 	if d == nil {
-		putFields(a, 3, 0, hypercall.ResultInvalid)
+		nr.Len, nr.Result = 0, hypercall.ResultInvalid
+		writeArgs(a, &nr)
 		return resume, nil
 	}
-	buf, err := r.buffer(hypercall.NrNetRead, "buffer", le64(a, 1), le64(a, 2), vcpu.Write)
+	buf, err := r.buffer(hypercall.NrNetRead, "buffer", nr.Data, nr.Cap, vcpu.Write)
 	if err != nil {
 		return 0, err
 	}
 	if d.dead {
-		putFields(a, 3, 0, hypercall.ResultIO)
+		nr.Len, nr.Result = 0, hypercall.ResultIO
+		writeArgs(a, &nr)
 		return resume, nil
 	}
 	for range maxDrops {
 		n, err := d.dev.ReadFrame(buf)
 		switch {
 		case errors.Is(err, netdev.ErrNoFrame):
-			putFields(a, 3, 0, hypercall.ResultAgain)
+			nr.Len, nr.Result = 0, hypercall.ResultAgain
+			writeArgs(a, &nr)
 			return resume, nil
 		case err != nil && !errors.Is(err, netdev.ErrTruncated):
 			if errors.Is(err, netdev.ErrClosed) {
 				d.dead = true
 			}
-			putFields(a, 3, 0, hypercall.ResultIO)
+			nr.Len, nr.Result = 0, hypercall.ResultIO
+			writeArgs(a, &nr)
 			return resume, nil
 		case n < netdev.HeaderLen || n > d.max:
 			// Runts and giants are dropped as a NIC would: the guest
@@ -232,27 +243,31 @@ func (r *run) netRead(arg uint64) (outcome, error) {
 			continue
 		case err != nil: // truncated: a valid frame, but the buffer is short
 			st.DroppedIn++
-			putFields(a, 3, uint64(n), hypercall.ResultTruncated)
+			nr.Len, nr.Result = uint64(n), hypercall.ResultTruncated
+			writeArgs(a, &nr)
 			return resume, nil
 		}
 		st.FramesIn++
 		st.BytesIn += uint64(n)
-		putFields(a, 3, uint64(n), hypercall.ResultOK)
+		nr.Len, nr.Result = uint64(n), hypercall.ResultOK
+		writeArgs(a, &nr)
 		return resume, nil
 	}
-	putFields(a, 3, 0, hypercall.ResultAgain)
+	nr.Len, nr.Result = 0, hypercall.ResultAgain
+	writeArgs(a, &nr)
 	return resume, nil
 }
 
 // poll waits until a device has input, the timeout passes (at most
 // hypercall.PollMax) or the run is stopped.
 func (r *run) poll(arg uint64) (outcome, error) {
-	a, err := r.args(hypercall.NrPoll, arg)
+	var pa hypercall.Poll
+	a, err := readArgs(r, hypercall.NrPoll, arg, &pa)
 	if err != nil {
 		return 0, err
 	}
 	ns := r.vm.net
-	wait := time.Duration(min(le64(a, 0), hypercall.PollMax))
+	wait := time.Duration(min(pa.Timeout, hypercall.PollMax))
 	deadline := time.Now().Add(wait)
 	for i := range ns.devs {
 		fd := int32(ns.devs[i].dev.FD())
@@ -283,12 +298,10 @@ func (r *run) poll(arg uint64) (outcome, error) {
 			ready |= 1 << i
 		}
 	}
-	putFields(a, 1, ready, hypercall.ResultOK)
+	pa.Ready, pa.Result = ready, hypercall.ResultOK
+	writeArgs(a, &pa)
 	return resume, nil
 }
-
-// putResults stores vs into the 64-bit fields of an argument structure from
-// field i on.
 
 // waker is an eventfd that a stopped run writes to, waking a poll. Close
 // and Wake may race (a context ends as the run returns), so they are

@@ -88,12 +88,13 @@ type PoolStats struct {
 // An invocation runs on its caller's goroutine: the caller takes an idle
 // instance (or boots one), hands it the request and serves its vCPU until the
 // guest replies, then puts it back. Nothing crosses to another thread on the
-// way, which on the process backend makes a warm invocation cost about one
-// hypercall. A KVM vCPU stays on a thread of its own (see instance.thread).
+// way, which makes a warm invocation cost about one hypercall. On KVM the
+// caller's goroutine stays on its thread for the call (see lifecycle.go).
 type Pool struct {
-	host  *Host
-	cfg   PoolConfig
-	guest *guest // parsed once, loaded into every instance
+	cfg PoolConfig
+	// spawn returns a new, unstarted instance: a VM of the function's
+	// (fnVM), or a fake in the pool's tests.
+	spawn func(*fnState) lifecycle
 
 	started atomic.Uint64
 	ids     atomic.Uint64 // the last request id handed out
@@ -113,12 +114,25 @@ type Pool struct {
 // NewPool checks the function's guest once (configuration and ELF) and
 // returns a pool that boots instances of it on demand.
 func (h *Host) NewPool(cfg PoolConfig) (*Pool, error) {
+	cfg, err := poolDefaults(cfg)
+	if err != nil {
+		return nil, err
+	}
+	g, err := prepare(cfg.Guest) // fail now, not at the first invocation
+	if err != nil {
+		return nil, err
+	}
+	return newPool(cfg, func(f *fnState) lifecycle { return h.newFnVM(g, f) }), nil
+}
+
+// poolDefaults checks cfg and fills in its defaults.
+func poolDefaults(cfg PoolConfig) (PoolConfig, error) {
 	switch cfg.Mode {
 	case "":
 		cfg.Mode = Warm
 	case Cold, Warm:
 	default:
-		return nil, fmt.Errorf("monitor: unknown mode %q (want %q or %q)", cfg.Mode, Cold, Warm)
+		return cfg, fmt.Errorf("monitor: unknown mode %q (want %q or %q)", cfg.Mode, Cold, Warm)
 	}
 	if cfg.MaxInstances <= 0 {
 		cfg.MaxInstances = DefaultMaxInstances
@@ -135,16 +149,17 @@ func (h *Host) NewPool(cfg PoolConfig) (*Pool, error) {
 	if cfg.Guest.Console == nil {
 		cfg.Guest.Console = io.Discard
 	}
-	g, err := prepare(cfg.Guest) // fail now, not at the first invocation
-	if err != nil {
-		return nil, err
-	}
-	p := &Pool{host: h, cfg: cfg, guest: g, stop: make(chan struct{})}
+	return cfg, nil
+}
+
+// newPool returns a pool of instances that spawn makes, for a checked cfg.
+func newPool(cfg PoolConfig, spawn func(*fnState) lifecycle) *Pool {
+	p := &Pool{cfg: cfg, spawn: spawn, stop: make(chan struct{})}
 	if cfg.Mode == Warm && cfg.IdleTimeout > 0 {
 		p.janitor.Add(1)
 		go p.retireIdle()
 	}
-	return p, nil
+	return p
 }
 
 // Invoke runs one invocation and returns the function's reply. A guest that
@@ -175,7 +190,7 @@ func (p *Pool) Invoke(ctx context.Context, req Request) (Reply, error) {
 	if err != nil {
 		return Reply{}, err
 	}
-	if inst.serve(c) {
+	if inst.vm.resume(c) {
 		p.release(inst)
 	} else {
 		p.discard()
@@ -352,7 +367,7 @@ func (p *Pool) Prewarm(ctx context.Context, n int) error {
 			defer wg.Done()
 			defer func() { <-sem }()
 			inst := p.newInstance()
-			if err := inst.boot(ctx); err != nil {
+			if err := inst.vm.start(ctx); err != nil {
 				p.discard()
 				errMu.Lock()
 				first = cmp.Or(first, err)
@@ -370,16 +385,11 @@ func (p *Pool) Prewarm(ctx context.Context, n int) error {
 // its slot is already counted in live.
 func (p *Pool) newInstance() *instance {
 	p.started.Add(1)
-	inst := &instance{p: p, fn: &fnState{onReply: p.countExits}}
+	f := &fnState{onReply: p.countExits}
 	if p.cfg.Mode == Cold {
-		inst.fn.maxCalls = 1
+		f.maxCalls = 1
 	}
-	if p.host.backend != BackendProcess {
-		inst.work = make(chan *call)
-		inst.done = make(chan bool)
-		go inst.thread()
-	}
-	return inst
+	return &instance{vm: p.spawn(f)}
 }
 
 // countExits adds the exits a run made since they were last counted.
@@ -427,130 +437,9 @@ func (p *Pool) Close() error {
 // invocations. One goroutine at a time owns it: the pool's idle stack, or
 // the caller it hands it to.
 type instance struct {
-	p         *Pool
-	fn        *fnState
-	vm        *VM
-	r         *run // nil until booted
+	vm        lifecycle
 	idleSince time.Time
-	bootCtx   context.Context // binds a boot for no call (Prewarm)
-	err       error           // why the instance ended
-
-	// A KVM instance's vCPU lives on its own thread, which serve and retire
-	// hand work to; nil on the process backend.
-	work chan *call // a call to serve, or nil to only boot; closed to retire
-	done chan bool  // serve's result
-}
-
-// serve hands c to the instance and runs it until the guest has answered.
-// It reports whether the instance lives on, parked for the next call; if not,
-// it has been released.
-func (inst *instance) serve(c *call) bool {
-	if inst.work != nil {
-		inst.work <- c
-		return <-inst.done
-	}
-	return inst.step(c)
-}
-
-// boot starts the instance and runs it until it parks for its first call,
-// or until ctx is done, which stops it.
-func (inst *instance) boot(ctx context.Context) error {
-	inst.bootCtx = ctx
-	ok := inst.serve(nil)
-	if !ok {
-		return inst.err
-	}
-	return nil
-}
-
-// step is serve on the goroutine that runs the vCPU.
-func (inst *instance) step(c *call) bool {
-	var unwatch func() bool
-	if inst.r == nil {
-		vm, err := inst.p.host.instantiate(inst.p.guest)
-		if err != nil {
-			inst.err = err
-			if c != nil {
-				c.finish(Reply{}, err)
-			}
-			return false
-		}
-		vm.fn = inst.fn
-		inst.vm = vm
-		inst.fn.next = c
-		inst.r, err = vm.begin(context.Background())
-		if err != nil {
-			inst.end(0, err)
-			return false
-		}
-		if c != nil {
-			// The call's deadline and context bind the boot too.
-			c.state.Store(callBooting)
-			inst.fn.watch(c)
-		} else if inst.bootCtx != nil {
-			// Prewarm's context binds the boot.
-			unwatch = context.AfterFunc(inst.bootCtx, inst.fn.kick)
-		}
-	} else {
-		inst.fn.next = c
-		switch o, err := inst.fn.take(); {
-		case err != nil:
-			inst.end(0, err)
-			return false
-		case o == parked:
-			return true // c expired in the queue, or was cancelled
-		}
-	}
-	inst.r.parked = false
-	status, err := inst.r.loop(context.Background())
-	if unwatch != nil && !unwatch() {
-		err = stopped(inst.bootCtx) // it fired: the vCPU is kicked for good
-	}
-	if err == nil && inst.r.parked {
-		return true
-	}
-	inst.end(status, err)
-	return false
-}
-
-// end finishes the run (failing the calls it leaves) and frees the VM.
-func (inst *instance) end(status int, err error) {
-	if inst.r != nil {
-		res, _ := inst.r.finish(status, err)
-		inst.p.countExits(inst.fn, &res.Stats)
-	}
-	if err == nil {
-		err = fmt.Errorf("monitor: instance exited with status %d", status)
-	}
-	inst.err = err
-	inst.vm.Close()
 }
 
 // retire stops a parked instance.
-func (inst *instance) retire() {
-	if inst.work != nil {
-		close(inst.work)
-		<-inst.done
-		return
-	}
-	inst.end(0, nil)
-}
-
-// thread runs a KVM instance's vCPU: KVM kicks a vCPU with a signal to its
-// thread, and a vCPU that moves between threads can cost an RCU grace period in
-// the kernel, so calls cross to this thread instead.
-func (inst *instance) thread() {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	for c := range inst.work {
-		ok := inst.step(c)
-		inst.done <- ok
-		if !ok {
-			return
-		}
-	}
-	if inst.r != nil { // retired
-		inst.end(0, nil)
-	}
-	inst.done <- false
-}
+func (inst *instance) retire() { inst.vm.stop() }

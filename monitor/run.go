@@ -2,7 +2,6 @@ package monitor
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
 	"time"
 
@@ -190,31 +189,23 @@ func (r *run) buffer(nr uint32, what string, addr, n uint64, need vcpu.Perm) ([]
 	return b, nil
 }
 
-// le64 reads field i of an argument structure of 64-bit fields.
-func le64(b []byte, i int) uint64 { return binary.LittleEndian.Uint64(b[i*8:]) }
-
-// putFields writes vs into the 64-bit fields of a from field i on.
-func putFields(a []byte, i int, vs ...uint64) {
-	for k, v := range vs {
-		binary.LittleEndian.PutUint64(a[(i+k)*8:], v)
-	}
-}
-
 func (r *run) walltime(arg uint64) (outcome, error) {
-	a, err := r.args(hypercall.NrWalltime, arg)
+	var w hypercall.Walltime
+	a, err := readArgs(r, hypercall.NrWalltime, arg, &w)
 	if err != nil {
 		return 0, err
 	}
-	putFields(a, 0, uint64(time.Now().UnixNano()))
+	w.Nsecs = uint64(time.Now().UnixNano())
+	writeArgs(a, &w)
 	return resume, nil
 }
 
 func (r *run) consoleWrite(arg uint64) (outcome, error) {
-	a, err := r.args(hypercall.NrConsoleWrite, arg)
-	if err != nil {
+	var w hypercall.ConsoleWrite
+	if _, err := readArgs(r, hypercall.NrConsoleWrite, arg, &w); err != nil {
 		return 0, err
 	}
-	data, n := le64(a, 0), le64(a, 1)
+	data, n := w.Data, w.Len
 	if n > hypercall.ConsoleWriteMax {
 		return 0, &ProtocolError{Hypercall: "console_write", Reason: fmt.Sprintf("length %d exceeds %d", n, hypercall.ConsoleWriteMax)}
 	}
@@ -239,11 +230,11 @@ func (r *run) consoleWrite(arg uint64) (outcome, error) {
 }
 
 func (r *run) exit(arg uint64) (outcome, error) {
-	a, err := r.args(hypercall.NrExit, arg)
-	if err != nil {
+	var e hypercall.Exit
+	if _, err := readArgs(r, hypercall.NrExit, arg, &e); err != nil {
 		return 0, err
 	}
-	st := le64(a, 0)
+	st := e.Status
 	if st > hypercall.ExitStatusMax {
 		return 0, &ProtocolError{Hypercall: "exit", Reason: fmt.Sprintf("status %d above %d (statuses above are reserved for the monitor)", st, hypercall.ExitStatusMax)}
 	}
@@ -252,11 +243,11 @@ func (r *run) exit(arg uint64) (outcome, error) {
 }
 
 func (r *run) abort(arg uint64) (outcome, error) {
-	a, err := r.args(hypercall.NrAbort, arg)
-	if err != nil {
+	var ab hypercall.Abort
+	if _, err := readArgs(r, hypercall.NrAbort, arg, &ab); err != nil {
 		return 0, err
 	}
-	msg, n := le64(a, 0), min(le64(a, 1), hypercall.AbortMsgMax)
+	msg, n := ab.Msg, min(ab.Len, hypercall.AbortMsgMax)
 	b, err := r.buffer(hypercall.NrAbort, "message", msg, n, vcpu.Read)
 	if err != nil {
 		return 0, err

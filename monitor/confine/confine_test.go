@@ -76,7 +76,7 @@ var (
 )
 
 func ioctlReq(name string) uint64 {
-	for _, io := range append(kvm.RunIoctls(), kvm.NewVMIoctls()...) {
+	for _, io := range append(kvm.RunIoctls(), kvm.NewVCPUIoctls()...) {
 		if io.Name == name {
 			return uint64(io.Req)
 		}

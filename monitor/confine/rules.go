@@ -109,7 +109,7 @@ func (p Policy) Rules(pid int) []Rule {
 	if kvmBackend {
 		ioctls := kvm.RunIoctls()
 		if p.NewGuests {
-			ioctls = append(ioctls, kvm.NewVMIoctls()...)
+			ioctls = append(ioctls, kvm.NewVCPUIoctls()...)
 		}
 		reqs, names := ioctlSet(ioctls)
 		b.add("ioctl", unix.SYS_IOCTL, "KVM: "+names, only(Cond{Arg: 1, In: reqs}))

@@ -61,7 +61,7 @@ func TestSignalStorm(t *testing.T) {
 		mem, err := guestmem.New(4 << 20)
 		require.NoError(t, err)
 		require.NoError(t, mem.Write(codeAddr, codeTwoHypercalls))
-		vm, err := s.NewVM(mem, vcpu.Boot{
+		vm, err := s.NewVCPU(mem, vcpu.Boot{
 			Regions: []vcpu.Region{
 				{Addr: codeAddr, Size: 0x1000, Perm: vcpu.Read | vcpu.Exec},
 				{Addr: dataAddr, Size: mem.Size() - dataAddr, Perm: vcpu.Read | vcpu.Write},

@@ -12,46 +12,46 @@ import (
 	"github.com/tendervm/tender/monitor/x86"
 )
 
-func (vm *VM) decode(reason gokvm.ExitType) (vcpu.Exit, error) {
-	u := vm.run[runUnion:]
+func (v *VCPU) decode(reason gokvm.ExitType) (vcpu.Exit, error) {
+	u := v.run[runUnion:]
 	switch reason {
 	case gokvm.EXITIO:
-		return vm.portIO(u)
+		return v.portIO(u)
 	case gokvm.EXITMMIO:
 		return vcpu.Exit{Kind: vcpu.ExitMMIO, Addr: binary.LittleEndian.Uint64(u[0:]),
-			Write: u[20] != 0, RIP: vm.rip()}, nil
+			Write: u[20] != 0, RIP: v.rip()}, nil
 	case gokvm.EXITSHUTDOWN:
-		return vcpu.Exit{Kind: vcpu.ExitTripleFault, RIP: vm.rip()}, nil
+		return vcpu.Exit{Kind: vcpu.ExitTripleFault, RIP: v.rip()}, nil
 	case gokvm.EXITINTERNALERROR:
-		return vcpu.Exit{Kind: vcpu.ExitInternal, Reason: uint64(binary.LittleEndian.Uint32(u)), RIP: vm.rip()}, nil
+		return vcpu.Exit{Kind: vcpu.ExitInternal, Reason: uint64(binary.LittleEndian.Uint32(u)), RIP: v.rip()}, nil
 	case gokvm.EXITFAILENTRY:
 		return vcpu.Exit{Kind: vcpu.ExitFailEntry, Reason: binary.LittleEndian.Uint64(u)}, nil
 	case gokvm.EXITHLT:
-		return vcpu.Exit{Kind: vcpu.ExitHalt, RIP: vm.rip()}, nil
+		return vcpu.Exit{Kind: vcpu.ExitHalt, RIP: v.rip()}, nil
 	}
-	return vcpu.Exit{Kind: vcpu.ExitUnknown, Reason: uint64(reason), RIP: vm.rip()}, nil
+	return vcpu.Exit{Kind: vcpu.ExitUnknown, Reason: uint64(reason), RIP: v.rip()}, nil
 }
 
 // portIO decodes KVM_EXIT_IO (struct kvm_run's io member in u). Only a
 // 4-byte, single output to a hypercall port can be a hypercall, and then
 // only if it came from `outl %eax, %dx`: KVM reports `outsl` and each
 // element of `rep outsl` the same way, so the instruction is checked too.
-func (vm *VM) portIO(u []byte) (vcpu.Exit, error) {
+func (v *VCPU) portIO(u []byte) (vcpu.Exit, error) {
 	out := u[0] == gokvm.EXITIOOUT
 	size, port := u[1], binary.LittleEndian.Uint16(u[2:])
 	count, off := binary.LittleEndian.Uint32(u[4:]), binary.LittleEndian.Uint64(u[8:])
-	if off > uint64(len(vm.run)) || uint64(size)*uint64(count) > uint64(len(vm.run))-off || size == 0 {
+	if off > uint64(len(v.run)) || uint64(size)*uint64(count) > uint64(len(v.run))-off || size == 0 {
 		return vcpu.Exit{}, fmt.Errorf("kvm: I/O exit data [%d, +%d*%d) outside kvm_run", off, size, count)
 	}
-	data := vm.run[off:]
+	data := v.run[off:]
 	if out && size == 1 && count == 1 && port == x86.FaultPort {
-		return vm.fault(data[0])
+		return v.fault(data[0])
 	}
-	regs, err := vm.regs()
+	regs, err := v.regs()
 	if err != nil {
 		return vcpu.Exit{}, err
 	}
-	code := vm.code(regs.RIP)
+	code := v.code(regs.RIP)
 	// Str only informs the report; a string instruction already past RIP
 	// is told here only for a would-be hypercall (below).
 	io, isIO := x86.DecodePortIO(code, uint16(regs.RDX))
@@ -61,7 +61,7 @@ func (vm *VM) portIO(u []byte) (vcpu.Exit, error) {
 	}
 	e := x86.OutExit{Port: port, Data: binary.LittleEndian.Uint32(data), Code: code, RAX: regs.RAX, RDX: regs.RDX}
 	if regs.RIP > 0 {
-		if b, err := vm.mem.Slice(regs.RIP-1, 1); err == nil {
+		if b, err := v.mem.Slice(regs.RIP-1, 1); err == nil {
 			e.Prev, e.HasPrev = b[0], true
 		}
 	}
@@ -70,7 +70,7 @@ func (vm *VM) portIO(u []byte) (vcpu.Exit, error) {
 	if regs.RFLAGS&rflagsDF != 0 {
 		beside = regs.RSI + 4
 	}
-	if b, err := vm.mem.Slice(beside, 4); err == nil {
+	if b, err := v.mem.Slice(beside, 4); err == nil {
 		e.Beside, e.HasBeside = binary.LittleEndian.Uint32(b), true
 	}
 	ok, str := e.Outl()
@@ -82,11 +82,11 @@ func (vm *VM) portIO(u []byte) (vcpu.Exit, error) {
 }
 
 // code returns guest memory at addr, up to the longest instruction.
-func (vm *VM) code(addr uint64) []byte {
-	if addr >= vm.mem.Size() {
+func (v *VCPU) code(addr uint64) []byte {
+	if addr >= v.mem.Size() {
 		return nil
 	}
-	b, err := vm.mem.Slice(addr, min(x86.MaxInsnLen, vm.mem.Size()-addr))
+	b, err := v.mem.Slice(addr, min(x86.MaxInsnLen, v.mem.Size()-addr))
 	if err != nil {
 		return nil
 	}
@@ -98,36 +98,36 @@ func (vm *VM) code(addr uint64) []byte {
 // instruction is reported as the port I/O it was, so that a guest touching a
 // port outside the hypercall range is told apart from other faults; an
 // attempted system call is reported as one (see syscallExit).
-func (vm *VM) fault(vector byte) (vcpu.Exit, error) {
+func (v *VCPU) fault(vector byte) (vcpu.Exit, error) {
 	e := vcpu.Exit{Kind: vcpu.ExitFault, Vector: vector, HasErrorCode: x86.HasErrorCode(vector)}
 	var err error
-	if e.RIP, err = vm.mem.Uint64(x86.RIPAddr); err != nil {
+	if e.RIP, err = v.mem.Uint64(x86.RIPAddr); err != nil {
 		return vcpu.Exit{}, err
 	}
 	if e.HasErrorCode {
-		if e.ErrorCode, err = vm.mem.Uint64(x86.ErrorCodeAddr); err != nil {
+		if e.ErrorCode, err = v.mem.Uint64(x86.ErrorCodeAddr); err != nil {
 			return vcpu.Exit{}, err
 		}
 	}
 	switch vector {
-	case 6, 13:
-		code := vm.code(e.RIP)
+	case x86.VecUD, x86.VecGP:
+		code := v.code(e.RIP)
 		if x86.IsSyscall(code) {
-			return vm.syscallExit(vector, e.RIP)
+			return v.syscallExit(vector, e.RIP)
 		}
-		if vector == 6 {
+		if vector == x86.VecUD {
 			break
 		}
-		rdx, err := vm.mem.Uint64(x86.SavedRDXAddr(vector))
+		rdx, err := v.mem.Uint64(x86.SavedRDXAddr(vector))
 		if err != nil {
 			return vcpu.Exit{}, err
 		}
 		if io, ok := x86.DecodePortIO(code, uint16(rdx)); ok {
 			return vcpu.Exit{Kind: vcpu.ExitBadIO, Port: io.Port, Size: io.Size, Out: io.Out, Str: io.Str, RIP: e.RIP}, nil
 		}
-	case 14:
+	case x86.VecPF:
 		var sregs gokvm.Sregs
-		if err := ioctlErr(vm.vcpufd, reqGetSregs, unsafe.Pointer(&sregs)); err != nil {
+		if err := ioctlErr(v.vcpufd, reqGetSregs, unsafe.Pointer(&sregs)); err != nil {
 			return vcpu.Exit{}, fmt.Errorf("KVM_GET_SREGS: %w", err)
 		}
 		e.CR2 = sregs.CR2
@@ -135,13 +135,13 @@ func (vm *VM) fault(vector byte) (vcpu.Exit, error) {
 			// A host that ignores EFER.SCE ran the syscall and fetched
 			// from LSTAR; RCX holds the address after the instruction.
 			// The stubs never touch RCX.
-			regs, err := vm.regs()
+			regs, err := v.regs()
 			if err != nil {
 				return vcpu.Exit{}, err
 			}
 			at := regs.RCX - x86.SyscallLen
-			if code := vm.code(at); regs.RCX >= x86.SyscallLen && len(code) >= 2 && code[0] == 0x0f && code[1] == 0x05 {
-				return vm.syscallExit(vector, at)
+			if code := v.code(at); regs.RCX >= x86.SyscallLen && len(code) >= 2 && code[0] == 0x0f && code[1] == 0x05 {
+				return v.syscallExit(vector, at)
 			}
 		}
 	}
@@ -151,8 +151,8 @@ func (vm *VM) fault(vector byte) (vcpu.Exit, error) {
 // syscallExit reports a system call attempted at rip, with the number the
 // guest put in EAX (as the process backend does). The stub for vector saved
 // RAX before it overwrote AL.
-func (vm *VM) syscallExit(vector byte, rip uint64) (vcpu.Exit, error) {
-	rax, err := vm.mem.Uint64(x86.SavedRAXAddr(vector))
+func (v *VCPU) syscallExit(vector byte, rip uint64) (vcpu.Exit, error) {
+	rax, err := v.mem.Uint64(x86.SavedRAXAddr(vector))
 	if err != nil {
 		return vcpu.Exit{}, err
 	}
@@ -161,21 +161,21 @@ func (vm *VM) syscallExit(vector byte, rip uint64) (vcpu.Exit, error) {
 
 // regs returns the vCPU's general registers: from kvm_run when KVM stores
 // them there at every exit, else through KVM_GET_REGS.
-func (vm *VM) regs() (gokvm.Regs, error) {
+func (v *VCPU) regs() (gokvm.Regs, error) {
 	var r gokvm.Regs
-	if vm.syncRegs {
-		r = *(*gokvm.Regs)(unsafe.Pointer(&vm.run[runSyncRegs]))
+	if v.syncRegs {
+		r = *(*gokvm.Regs)(unsafe.Pointer(&v.run[runSyncRegs]))
 		return r, nil
 	}
-	if err := ioctlErr(vm.vcpufd, reqGetRegs, unsafe.Pointer(&r)); err != nil {
+	if err := ioctlErr(v.vcpufd, reqGetRegs, unsafe.Pointer(&r)); err != nil {
 		return gokvm.Regs{}, fmt.Errorf("KVM_GET_REGS: %w", err)
 	}
 	return r, nil
 }
 
 // rip returns the guest's RIP, or 0 when it cannot be read.
-func (vm *VM) rip() uint64 {
-	r, err := vm.regs()
+func (v *VCPU) rip() uint64 {
+	r, err := v.regs()
 	if err != nil {
 		return 0
 	}

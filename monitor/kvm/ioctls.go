@@ -7,7 +7,7 @@ type Ioctl struct {
 	Req  uint32
 }
 
-// RunIoctls are the requests VM.Run and VM.Close issue on a VM that exists:
+// RunIoctls are the requests VCPU.Run and VCPU.Close issue on a VM that exists:
 // entering the guest and reading its registers for a hypercall (where the
 // kernel does not sync them into kvm_run) or a fault report.
 func RunIoctls() []Ioctl {
@@ -18,11 +18,11 @@ func RunIoctls() []Ioctl {
 	}
 }
 
-// NewVMIoctls are the requests System.NewVM issues once the System is open:
+// NewVCPUIoctls are the requests System.NewVCPU issues once the System is open:
 // the VM, its memory slot, its vCPU and the vCPU's initial state. The
 // requests Open issues (API version, CPUID, kvm_run size, capabilities) are
 // not among them.
-func NewVMIoctls() []Ioctl {
+func NewVCPUIoctls() []Ioctl {
 	return []Ioctl{
 		{"KVM_CREATE_VM", uint32(reqCreateVM)},
 		{"KVM_SET_TSS_ADDR", uint32(reqSetTSSAddr)},

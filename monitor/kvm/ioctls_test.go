@@ -25,7 +25,7 @@ func TestIoctlNumbers(t *testing.T) {
 		"KVM_GET_TSC_KHZ":            0xAEA3,
 	}
 	got := map[string]uint32{}
-	for _, io := range append(RunIoctls(), NewVMIoctls()...) {
+	for _, io := range append(RunIoctls(), NewVCPUIoctls()...) {
 		got[io.Name] = io.Req
 	}
 	assert.Equal(t, want, got)

@@ -174,8 +174,8 @@ const (
 	exitSentinel     = 0xFFFFFFFF
 )
 
-// VM is a KVM virtual machine with one vCPU, ready to run a loaded guest.
-type VM struct {
+// VCPU is a KVM virtual machine with its one vCPU, ready to run a loaded guest.
+type VCPU struct {
 	mem    *guestmem.Memory
 	vmfd   int
 	vcpufd int
@@ -185,69 +185,73 @@ type VM struct {
 
 	mu     sync.Mutex // orders Kick against Close (Kick writes to run)
 	closed bool
+	// tid is the thread that entered the vCPU last, which Kick signals.
+	// Run stores it before it looks at kicked, and Kick sets kicked
+	// before it loads tid: a kick either stops Run at its loop head or
+	// reaches the thread in (or about to enter) KVM_RUN.
 	tid    atomic.Int32
 	kicked atomic.Bool
 	tscHz  uint64
 }
 
-// NewVM builds the CPU structures for boot into mem, creates a VM over mem and
+// NewVCPU builds the CPU structures for boot into mem, creates a VM over mem and
 // sets its vCPU to start the guest at CPL 3.
-func (s *System) NewVM(mem *guestmem.Memory, boot vcpu.Boot) (*VM, error) {
+func (s *System) NewVCPU(mem *guestmem.Memory, boot vcpu.Boot) (*VCPU, error) {
 	if mem.Size() > hypercall.MemMax {
 		return nil, fmt.Errorf("kvm: guest memory of %d bytes exceeds %d", mem.Size(), hypercall.MemMax)
 	}
 	if err := x86.Build(mem, boot.Regions); err != nil {
 		return nil, err
 	}
-	vm := &VM{mem: mem, vmfd: -1, vcpufd: -1}
-	if err := vm.create(s, boot); err != nil {
-		vm.Close()
+	v := &VCPU{mem: mem, vmfd: -1, vcpufd: -1}
+	if err := v.create(s, boot); err != nil {
+		v.Close()
 		return nil, err
 	}
-	return vm, nil
+	return v, nil
 }
 
-func (vm *VM) create(s *System, boot vcpu.Boot) error {
+func (v *VCPU) create(s *System, boot vcpu.Boot) error {
 	fd, err := ioctl(s.fd, reqCreateVM, nil, 0)
 	if err != nil {
 		return fmt.Errorf("KVM_CREATE_VM: %w", err)
 	}
-	vm.vmfd = int(fd)
-	unix.CloseOnExec(vm.vmfd)
+	v.vmfd = int(fd)
+	unix.CloseOnExec(v.vmfd)
 	// Intel needs three pages for its real-mode TSS somewhere in the physical
 	// address space; hypercall.MemMax keeps this range free. Other hosts ignore
 	// it or do not implement it, which is harmless here.
-	_, _ = ioctl(vm.vmfd, reqSetTSSAddr, nil, 0xFFFBD000)
+	_, _ = ioctl(v.vmfd, reqSetTSSAddr, nil, 0xFFFBD000)
 	region := gokvm.UserspaceMemoryRegion{
 		Slot:          0,
 		GuestPhysAddr: 0,
-		MemorySize:    vm.mem.Size(),
-		UserspaceAddr: uint64(vm.mem.HostAddr()),
+		MemorySize:    v.mem.Size(),
+		UserspaceAddr: uint64(v.mem.HostAddr()),
 	}
-	if err := ioctlErr(vm.vmfd, reqSetUserMemRegion, unsafe.Pointer(&region)); err != nil {
+	if err := ioctlErr(v.vmfd, reqSetUserMemRegion, unsafe.Pointer(&region)); err != nil {
 		return fmt.Errorf("KVM_SET_USER_MEMORY_REGION: %w", err)
 	}
-	cfd, err := ioctl(vm.vmfd, reqCreateVCPU, nil, 0)
+	cfd, err := ioctl(v.vmfd, reqCreateVCPU, nil, 0)
 	if err != nil {
 		return fmt.Errorf("KVM_CREATE_VCPU: %w", err)
 	}
-	vm.vcpufd = int(cfd)
-	unix.CloseOnExec(vm.vcpufd)
-	vm.run, err = unix.Mmap(vm.vcpufd, 0, s.runSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	v.vcpufd = int(cfd)
+	unix.CloseOnExec(v.vcpufd)
+	v.run, err = unix.Mmap(v.vcpufd, 0, s.runSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
 	if err != nil {
 		return fmt.Errorf("mmap kvm_run: %w", err)
 	}
 	// CPUID first: KVM checks CR4 bits such as OSXSAVE against it.
-	if err := ioctlErr(vm.vcpufd, reqSetCPUID2, unsafe.Pointer(s.cpuid)); err != nil {
+	if err := ioctlErr(v.vcpufd, reqSetCPUID2, unsafe.Pointer(s.cpuid)); err != nil {
 		return fmt.Errorf("KVM_SET_CPUID2: %w", err)
 	}
-	if err := vm.setSregs(s.xcr0 != 0, s.trType); err != nil {
+	if err := v.setSregs(s.xcr0 != 0, s.trType); err != nil {
 		return err
 	}
 	if s.xcr0 != 0 {
 		xcrs := gokvm.XCRS{NrXRCS: 1}
 		xcrs.Registers[0] = gokvm.XRC{XRC: 0, Value: s.xcr0}
-		if err := ioctlErr(vm.vcpufd, reqSetXCRs, unsafe.Pointer(&xcrs)); err != nil {
+		if err := ioctlErr(v.vcpufd, reqSetXCRs, unsafe.Pointer(&xcrs)); err != nil {
 			return fmt.Errorf("KVM_SET_XCRS: %w", err)
 		}
 	}
@@ -255,26 +259,26 @@ func (vm *VM) create(s *System, boot vcpu.Boot) error {
 	// (kvm_pvm) ignore SCE and fetch from LSTAR at CPL 3; pointing it at a
 	// page that is never mapped makes that a page fault the monitor
 	// recognises (see fault).
-	if err := setMSR(vm.vcpufd, msrLSTAR, x86.SyscallSentinel); err != nil {
+	if err := setMSR(v.vcpufd, msrLSTAR, x86.SyscallSentinel); err != nil {
 		return err
 	}
 	regs := gokvm.Regs{RIP: boot.Entry, RSP: boot.StackTop, RDI: boot.BootInfo, RFLAGS: 0x2}
-	if err := ioctlErr(vm.vcpufd, reqSetRegs, unsafe.Pointer(&regs)); err != nil {
+	if err := ioctlErr(v.vcpufd, reqSetRegs, unsafe.Pointer(&regs)); err != nil {
 		return fmt.Errorf("KVM_SET_REGS: %w", err)
 	}
-	if khz, err := ioctl(vm.vcpufd, reqGetTSCKHz, nil, 0); err == nil {
-		vm.tscHz = uint64(khz) * 1000
+	if khz, err := ioctl(v.vcpufd, reqGetTSCKHz, nil, 0); err == nil {
+		v.tscHz = uint64(khz) * 1000
 	}
 	if s.syncRegs {
-		binary.LittleEndian.PutUint64(vm.run[runValidRegs:], syncX86Regs)
-		vm.syncRegs = true
+		binary.LittleEndian.PutUint64(v.run[runValidRegs:], syncX86Regs)
+		v.syncRegs = true
 	}
 	return nil
 }
 
-func (vm *VM) setSregs(xsave bool, trType uint8) error {
+func (v *VCPU) setSregs(xsave bool, trType uint8) error {
 	var sregs gokvm.Sregs
-	if err := ioctlErr(vm.vcpufd, reqGetSregs, unsafe.Pointer(&sregs)); err != nil {
+	if err := ioctlErr(v.vcpufd, reqGetSregs, unsafe.Pointer(&sregs)); err != nil {
 		return fmt.Errorf("KVM_GET_SREGS: %w", err)
 	}
 	code := gokvm.Segment{Base: 0, Limit: 0xFFFFFFFF, Selector: x86.UserCS, Typ: 0xB,
@@ -295,56 +299,55 @@ func (vm *VM) setSregs(xsave bool, trType uint8) error {
 		sregs.CR4 |= cr4OSXSAVE
 	}
 	sregs.EFER = eferLME | eferLMA | eferNXE
-	if err := ioctlErr(vm.vcpufd, reqSetSregs, unsafe.Pointer(&sregs)); err != nil {
+	if err := ioctlErr(v.vcpufd, reqSetSregs, unsafe.Pointer(&sregs)); err != nil {
 		return fmt.Errorf("KVM_SET_SREGS: %w", err)
 	}
 	return nil
 }
 
 // TSCHz is the guest's TSC frequency as KVM reports it, or 0 if unknown.
-func (vm *VM) TSCHz() uint64 { return vm.tscHz }
+func (v *VCPU) TSCHz() uint64 { return v.tscHz }
 
-// Run enters the guest until the next exit the monitor must handle. It must
-// always be called from the same OS thread (runtime.LockOSThread), which Kick
-// signals.
-func (vm *VM) Run() (vcpu.Exit, error) {
-	if vm.tid.Load() == 0 {
-		vm.tid.Store(int32(unix.Gettid()))
-	}
+// Run enters the guest until the next exit the monitor must handle. The
+// calling goroutine must stay on its OS thread until Run returns
+// (runtime.LockOSThread), as Kick signals that thread; successive Runs may
+// come from different threads.
+func (v *VCPU) Run() (vcpu.Exit, error) {
+	v.tid.Store(int32(unix.Gettid()))
 	for {
-		if vm.kicked.Load() {
+		if v.kicked.Load() {
 			return vcpu.Exit{Kind: vcpu.ExitKicked}, nil
 		}
-		binary.LittleEndian.PutUint32(vm.run[runExitReason:], exitSentinel)
+		binary.LittleEndian.PutUint32(v.run[runExitReason:], exitSentinel)
 		// Not ioctl: KVM_RUN's EINTR is an exit of its own, which the
 		// loop head turns into ExitKicked when Kick caused it.
-		_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(vm.vcpufd), reqRun, 0)
+		_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(v.vcpufd), reqRun, 0)
 		switch errno {
 		case 0, unix.EINTR, unix.EAGAIN:
 		default:
 			return vcpu.Exit{}, fmt.Errorf("KVM_RUN: %w", errno)
 		}
-		reason := binary.LittleEndian.Uint32(vm.run[runExitReason:])
+		reason := binary.LittleEndian.Uint32(v.run[runExitReason:])
 		if errno != 0 || reason == exitSentinel || gokvm.ExitType(reason) == gokvm.EXITINTR {
 			continue // a signal (a kick, or the Go runtime's own); the loop head decides
 		}
-		return vm.decode(gokvm.ExitType(reason))
+		return v.decode(gokvm.ExitType(reason))
 	}
 }
 
 // Kick makes the current or next Run return ExitKicked: it sets immediate_exit
-// (for a vCPU about to enter the guest) and signals the vCPU thread (for one
-// inside it). SIGURG is the Go runtime's own preemption signal, which every Go
+// (for a vCPU about to enter the guest) and signals the thread that entered
+// the vCPU last (for one inside it). SIGURG is the Go runtime's own preemption signal, which every Go
 // thread already tolerates at any time.
-func (vm *VM) Kick() {
-	vm.mu.Lock()
-	defer vm.mu.Unlock()
-	vm.kicked.Store(true)
-	if vm.closed || vm.run == nil {
+func (v *VCPU) Kick() {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.kicked.Store(true)
+	if v.closed || v.run == nil {
 		return
 	}
-	atomicStoreByte(&vm.run[runImmediateExit], 1)
-	if tid := vm.tid.Load(); tid != 0 {
+	atomicStoreByte(&v.run[runImmediateExit], 1)
+	if tid := v.tid.Load(); tid != 0 {
 		_ = unix.Tgkill(unix.Getpid(), int(tid), unix.SIGURG)
 	}
 }
@@ -363,23 +366,23 @@ func atomicStoreByte(b *byte, v byte) {
 }
 
 // Close releases the vCPU and the VM. The guest memory stays with its owner.
-func (vm *VM) Close() error {
-	vm.mu.Lock()
-	defer vm.mu.Unlock()
-	if vm.closed {
+func (v *VCPU) Close() error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.closed {
 		return nil
 	}
-	vm.closed = true
+	v.closed = true
 	var errs []error
-	if vm.run != nil {
-		errs = append(errs, unix.Munmap(vm.run))
-		vm.run = nil
+	if v.run != nil {
+		errs = append(errs, unix.Munmap(v.run))
+		v.run = nil
 	}
-	if vm.vcpufd >= 0 {
-		errs = append(errs, unix.Close(vm.vcpufd))
+	if v.vcpufd >= 0 {
+		errs = append(errs, unix.Close(v.vcpufd))
 	}
-	if vm.vmfd >= 0 {
-		errs = append(errs, unix.Close(vm.vmfd))
+	if v.vmfd >= 0 {
+		errs = append(errs, unix.Close(v.vmfd))
 	}
 	return errors.Join(errs...)
 }

@@ -47,13 +47,13 @@ const (
 
 // rawVM boots code (hand-assembled, shown beside each test) at codeAddr with
 // one read-execute code page and read-write memory from dataAddr up.
-func rawVM(t testing.TB, s *System, code []byte) (*VM, *guestmem.Memory) {
+func rawVM(t testing.TB, s *System, code []byte) (*VCPU, *guestmem.Memory) {
 	t.Helper()
 	mem, err := guestmem.New(4 << 20)
 	require.NoError(t, err)
 	t.Cleanup(func() { mem.Close() })
 	require.NoError(t, mem.Write(codeAddr, code))
-	vm, err := s.NewVM(mem, vcpu.Boot{
+	vm, err := s.NewVCPU(mem, vcpu.Boot{
 		Regions: []vcpu.Region{
 			{Addr: hypercall.BootInfoAddr, Size: 0x1000, Perm: vcpu.Read},
 			{Addr: codeAddr, Size: 0x1000, Perm: vcpu.Read | vcpu.Exec},
@@ -80,7 +80,7 @@ var (
 	codeOutLoop = []byte{0x66, 0xba, 0x02, 0x05, 0xef, 0xeb, 0xfd}
 )
 
-func run(t *testing.T, vm *VM) vcpu.Exit {
+func run(t *testing.T, vm *VCPU) vcpu.Exit {
 	t.Helper()
 	x, err := vm.Run()
 	require.NoError(t, err)
@@ -257,6 +257,33 @@ func TestKick(t *testing.T) {
 	vm.Kick() // after Close: must not touch the unmapped kvm_run
 }
 
+// TestKickFollowsThread enters the vCPU from one thread, then from another,
+// where the guest spins: the kick must reach the thread that entered last.
+func TestKickFollowsThread(t *testing.T) {
+	// mov $0x502,%dx; out %eax,%dx; 1: jmp 1b
+	vm, _ := rawVM(t, system(t), []byte{0x66, 0xba, 0x02, 0x05, 0xef, 0xeb, 0xfe})
+	on := func(f func()) {
+		done := make(chan struct{})
+		go func() {
+			runtime.LockOSThread() // a new thread: this one exits with it
+			defer close(done)
+			f()
+		}()
+		<-done
+	}
+	on(func() { assert.Equal(t, vcpu.ExitHypercall, run(t, vm).Kind) })
+	kicked := make(chan vcpu.ExitKind, 1)
+	go on(func() { kicked <- run(t, vm).Kind })
+	time.Sleep(20 * time.Millisecond) // let it enter the guest
+	vm.Kick()
+	select {
+	case k := <-kicked:
+		assert.Equal(t, vcpu.ExitKicked, k)
+	case <-time.After(10 * time.Second): // a hang check, not a measurement
+		t.Fatal("the kick went to the thread that entered before")
+	}
+}
+
 func TestKickBeforeRun(t *testing.T) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
@@ -270,7 +297,7 @@ func TestNewVMRejects(t *testing.T) {
 	mem, err := guestmem.New(4 << 20)
 	require.NoError(t, err)
 	defer mem.Close()
-	_, err = s.NewVM(mem, vcpu.Boot{Regions: []vcpu.Region{{Addr: 0x1000, Size: 0x1000, Perm: vcpu.Read}}})
+	_, err = s.NewVCPU(mem, vcpu.Boot{Regions: []vcpu.Region{{Addr: 0x1000, Size: 0x1000, Perm: vcpu.Read}}})
 	assert.ErrorContains(t, err, "region 0 [0x1000, +0x1000) outside the guest's part of memory", "a region over the monitor's pages")
 	assert.False(t, errors.Is(err, ErrUnavailable))
 }
@@ -303,7 +330,7 @@ func BenchmarkCreateRunClose(b *testing.B) {
 		if err := mem.Write(codeAddr, codeTwoHypercalls); err != nil {
 			b.Fatal(err)
 		}
-		vm, err := s.NewVM(mem, vcpu.Boot{
+		vm, err := s.NewVCPU(mem, vcpu.Boot{
 			Regions: []vcpu.Region{
 				{Addr: codeAddr, Size: 0x1000, Perm: vcpu.Read | vcpu.Exec},
 				{Addr: dataAddr, Size: mem.Size() - dataAddr, Perm: vcpu.Read | vcpu.Write},
@@ -318,5 +345,48 @@ func BenchmarkCreateRunClose(b *testing.B) {
 		}
 		vm.Close()
 		mem.Close()
+	}
+}
+
+// BenchmarkRunThread measures one `out` exit and its re-entry (one KVM_RUN)
+// entered from the same thread as the one before, beside one entered from a
+// different thread each time. Both pay the same hand-offs: two goroutines
+// locked to their threads take turns, and in same-thread the first makes
+// both KVM_RUNs of a turn, in thread-change one each. A pool runs a KVM
+// instance on whichever thread calls it; this shows what a thread change
+// costs on the host at hand (an RCU grace period on kernels that wait for
+// one when a vCPU's thread changes).
+func BenchmarkRunThread(b *testing.B) {
+	for _, change := range []bool{false, true} {
+		name := "same-thread"
+		if change {
+			name = "thread-change"
+		}
+		b.Run(name, func(b *testing.B) {
+			v, _ := rawVM(b, system(b), codeOutLoop)
+			enter := func() bool {
+				x, err := v.Run()
+				return err == nil && x.Kind == vcpu.ExitHypercall
+			}
+			ping, pong := make(chan struct{}), make(chan bool)
+			go func() { // the second thread
+				runtime.LockOSThread()
+				defer runtime.UnlockOSThread()
+				for range ping {
+					pong <- !change || enter()
+				}
+			}()
+			defer close(ping)
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			b.ResetTimer()
+			for i := 0; i < b.N; i += 2 {
+				ok := enter() && (change || enter())
+				ping <- struct{}{}
+				if !<-pong || !ok {
+					b.Fatal("the guest did not exit with its hypercall")
+				}
+			}
+		})
 	}
 }

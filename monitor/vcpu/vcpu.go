@@ -1,7 +1,7 @@
 // Package vcpu defines what every execution backend of the monitor provides: a
 // virtual CPU that runs a loaded guest until the next exit the monitor must
 // handle, and the typed description of that exit. The KVM backend
-// (monitor/kvm) and the process backend (monitor/ptrace) implement it; the
+// (monitor/kvm) and the process backend (monitor/process) implement it; the
 // hypercall handlers in package monitor never see which one runs the guest.
 package vcpu
 

@@ -98,15 +98,6 @@ func SavedRAXAddr(v uint8) uint64 {
 // SavedRAXAddr).
 func SavedRDXAddr(v uint8) uint64 { return SavedRAXAddr(v) - 8 }
 
-// HasErrorCode reports whether the CPU pushes an error code for vector v.
-func HasErrorCode(v uint8) bool {
-	switch v {
-	case 8, 10, 11, 12, 13, 14, 17, 21, 29, 30:
-		return true
-	}
-	return false
-}
-
 // Page-table entry bits.
 const (
 	ptePresent  = 1 << 0

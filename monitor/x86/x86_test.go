@@ -187,3 +187,19 @@ func TestTables(t *testing.T) {
 	assert.Equal(t, []byte{0x50, 0x52, 0xB0, 14}, stub[:4])
 	assert.EqualValues(t, KernelCS, binary.LittleEndian.Uint16(gate[2:]))
 }
+
+// TestExceptionFacts pins the vectors with an error code (Intel SDM vol. 3
+// table 6-1, AMD APM vol. 2 table 8-1) and their names: both backends and
+// the monitor's messages read them from here.
+func TestExceptionFacts(t *testing.T) {
+	var with []uint8
+	for v := range uint8(NumVectors) {
+		if HasErrorCode(v) {
+			with = append(with, v)
+		}
+	}
+	assert.Equal(t, []uint8{8, 10, 11, 12, 13, 14, 17, 21, 29, 30}, with)
+	assert.Equal(t, "#PF page fault", VectorName(VecPF))
+	assert.Equal(t, "#VC VMM communication", VectorName(29))
+	assert.Equal(t, "vector 31", VectorName(31))
+}

@@ -1,6 +1,6 @@
 // Command kvmreport is `make kvm-report`: on a machine with /dev/kvm it runs
 // the whole test suite with TENDER_REQUIRE_KVM=1 several times in a row, then
-// every benchmark beside its baseline (monitor/kvm, monitor/ptrace, the tests
+// every benchmark beside its baseline (monitor/kvm, monitor/process, the tests
 // benchmarks on both backends, bin/bench/kvm_floor, `tender bench -quick`,
 // `tender serve` under wrk), and prints one Markdown table of the performance
 // targets of the project's issues: the figure measured, its ratio, met or not.
@@ -37,11 +37,11 @@ func main() {
 // report under 5 minutes on a 2-core machine.
 var benchPlan = []benchStep{
 	{pkg: "monitor/kvm", re: "^BenchmarkExitOut$", benchtime: "3000x"},
-	{pkg: "monitor/ptrace", re: "^BenchmarkHypercall$", benchtime: "3000x"},
+	{pkg: "monitor/process", re: "^BenchmarkHypercall$", benchtime: "3000x"},
 	{pkg: "tests", re: "^Benchmark(Hypercall|WarmInvoke)$", benchtime: "2000x"},
 	// kvm_floor of the same 4 MiB VM, which the benchmark does not run itself.
 	{pkg: "monitor/kvm", re: "^BenchmarkCreateRunClose$", benchtime: "500x", floorMiB: 4},
-	{pkg: "monitor/ptrace", re: "^BenchmarkStartStop$", benchtime: "500x"},
+	{pkg: "monitor/process", re: "^BenchmarkStartStop$", benchtime: "500x"},
 	{pkg: "tests", re: "^Benchmark(Boot|ColdInvoke|Fresh.*)$", benchtime: "200x"},
 	{pkg: "tests", re: "^BenchmarkWarmThroughput$", benchtime: "5000x"},
 	{pkg: "tests", re: "^BenchmarkExec$", benchtime: "100x"},

@@ -91,7 +91,7 @@ var (
 	bootRatio    = fig{src: "tests BenchmarkBoot/{be}", unit: "x-c-floor", format: x}
 	console      = fig{src: "tests BenchmarkHypercall/{be}", unit: "µs/call", format: us}
 	rawExitKVM   = fig{src: "monitor/kvm BenchmarkExitOut", unit: "ns/op", scale: 1e-3, format: vs + us + " raw exit"}
-	rawExitProc  = fig{src: "monitor/ptrace BenchmarkHypercall", unit: "ns/op", scale: 1e-3, format: vs + us + " raw exit"}
+	rawExitProc  = fig{src: "monitor/process BenchmarkHypercall", unit: "ns/op", scale: 1e-3, format: vs + us + " raw exit"}
 	shaGuest     = fig{src: "tests BenchmarkSHA256/{be}", unit: "ms-guest", format: "%.0f ms"}
 	shaProc      = fig{src: "tests BenchmarkSHA256/{be}", unit: "ms-process", format: vs + "%.0f ms host process"}
 	shaRatio     = fig{src: "tests BenchmarkSHA256/{be}", unit: "guest/process", format: x}

@@ -18,7 +18,7 @@ func sampleFigures(t *testing.T) *figures {
 	t.Helper()
 	f := newFigures()
 	f.addBench("monitor/kvm", parseBench(readTestdata(t, "bench-kvm.txt"), 2))
-	f.addBench("monitor/ptrace", parseBench(readTestdata(t, "bench-ptrace.txt"), 2))
+	f.addBench("monitor/process", parseBench(readTestdata(t, "bench-process.txt"), 2))
 	f.addBench("tests", parseBench(readTestdata(t, "bench-tests.txt"), 2))
 	rep, err := bench.ReadJSON(filepath.Join("testdata", "tender-bench.json"))
 	require.NoError(t, err)

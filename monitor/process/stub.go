@@ -1,4 +1,4 @@
-package ptrace
+package process
 
 import (
 	"bytes"
@@ -225,10 +225,10 @@ func filter() []bpf.Instruction {
 func stubELF() []byte {
 	prog, err := bpf.Assemble(filter())
 	if err != nil {
-		panic("ptrace: the seccomp filter does not assemble: " + err.Error()) // a bug in filter
+		panic("process: the seccomp filter does not assemble: " + err.Error()) // a bug in filter
 	}
 	if stubFilter+8*len(prog) > stubSetup {
-		panic("ptrace: the seccomp filter overlaps the set-up routine") // a bug in filter
+		panic("process: the seccomp filter overlaps the set-up routine") // a bug in filter
 	}
 	end := stubSetup + len(setupCode)
 	const (

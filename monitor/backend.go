@@ -1,0 +1,28 @@
+package monitor
+
+import (
+	"github.com/tendervm/tender/monitor/guestmem"
+	"github.com/tendervm/tender/monitor/vcpu"
+)
+
+// backend is what differs between the ways of running a guest, stated as
+// capabilities the rest of the package asks for rather than a kind it
+// switches on. backend_kvm.go and backend_process.go implement it.
+type backend interface {
+	// newMemory maps fresh guest memory of size bytes that the backend's
+	// vCPUs can run a guest in.
+	newMemory(size uint64) (*guestmem.Memory, error)
+	// newVCPU creates the vCPU of the guest loaded into mem. tscHz is the
+	// guest's TSC rate where the backend knows it, else 0.
+	newVCPU(mem *guestmem.Memory, boot vcpu.Boot) (cpu vcpu.VCPU, tscHz uint64, err error)
+	// lockThread says the goroutine that runs the vCPU must stay on its OS
+	// thread while it does (for one Run, or one call of a pool instance):
+	// the backend's Kick signals the thread that entered the vCPU last.
+	lockThread() bool
+	// clockFirst says the guest starts running on the host's TSC as soon as
+	// its vCPU exists, so its clock is written before, from the host's TSC;
+	// otherwise after, from the vCPU's TSC rate, its TSC counting from 0.
+	clockFirst() bool
+	// close releases the backend; guests still running are killed.
+	close() error
+}

@@ -1,0 +1,42 @@
+package monitor
+
+import (
+	"github.com/tendervm/tender/monitor/guestmem"
+	"github.com/tendervm/tender/monitor/process"
+	"github.com/tendervm/tender/monitor/vcpu"
+)
+
+// processBackend runs each guest as a seccomp-confined process
+// (BackendProcess).
+type processBackend struct{ spawner *process.Spawner }
+
+func openProcess() (backend, error) {
+	sp, err := process.NewSpawner()
+	if err != nil {
+		return nil, err
+	}
+	return processBackend{sp}, nil
+}
+
+// newMemory maps shared memory: the guest process maps the same memfd.
+func (b processBackend) newMemory(size uint64) (*guestmem.Memory, error) {
+	return guestmem.NewShared(size)
+}
+
+// newVCPU starts the guest process; its TSC rate is the host's.
+func (b processBackend) newVCPU(mem *guestmem.Memory, boot vcpu.Boot) (vcpu.VCPU, uint64, error) {
+	v, err := process.New(b.spawner, mem, boot)
+	if err != nil {
+		return nil, 0, err
+	}
+	return v, 0, nil
+}
+
+// lockThread: the guest is served through a notification descriptor,
+// from any thread; its Kick kills the process.
+func (b processBackend) lockThread() bool { return false }
+
+// clockFirst: the process runs from its creation, on the host's TSC.
+func (b processBackend) clockFirst() bool { return true }
+
+func (b processBackend) close() error { return b.spawner.Close() }

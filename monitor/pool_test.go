@@ -1,0 +1,223 @@
+package monitor
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// fakeVMs stands in for a backend's instances (lifecycle), so that the pool's
+// own logic is tested without booting a guest. An instance echoes the
+// request body; with hold set, each call waits for a token on it first.
+type fakeVMs struct {
+	hold    chan struct{}
+	entered chan *call // every call an instance starts to serve
+	fail    func(c *call) error
+
+	started, stopped, ended atomic.Int64
+}
+
+type fakeVM struct {
+	vms  *fakeVMs
+	fn   *fnState
+	done bool
+}
+
+func (v *fakeVM) start(context.Context) error { return nil }
+
+func (v *fakeVM) resume(c *call) bool {
+	if v.done {
+		panic("resume after the instance ended")
+	}
+	v.vms.entered <- c
+	if v.vms.hold != nil {
+		<-v.vms.hold
+	}
+	if v.vms.fail != nil {
+		if err := v.vms.fail(c); err != nil {
+			c.finish(Reply{}, err)
+			v.done = true
+			v.vms.ended.Add(1)
+			return false
+		}
+	}
+	c.finish(Reply{ID: c.id, Body: c.req.Body}, nil)
+	if v.fn.maxCalls == 1 { // a cold instance exits after its call
+		v.done = true
+		v.vms.ended.Add(1)
+		return false
+	}
+	return true
+}
+
+func (v *fakeVM) stop() {
+	if v.done {
+		panic("stop after the instance ended")
+	}
+	v.done = true
+	v.vms.stopped.Add(1)
+}
+
+// fakePool returns a pool of cfg over fake instances, closed at the end of
+// the test.
+func fakePool(t *testing.T, cfg PoolConfig, vms *fakeVMs) *Pool {
+	t.Helper()
+	cfg, err := poolDefaults(cfg)
+	require.NoError(t, err)
+	if vms.entered == nil {
+		vms.entered = make(chan *call, 100)
+	}
+	p := newPool(cfg, func(f *fnState) lifecycle {
+		vms.started.Add(1)
+		return &fakeVM{vms: vms, fn: f}
+	})
+	t.Cleanup(func() { p.Close() })
+	return p
+}
+
+// busy starts an invocation that holds an instance until a token is sent on
+// vms.hold; the returned channel gets its error.
+func busy(t *testing.T, p *Pool, vms *fakeVMs) <-chan error {
+	t.Helper()
+	errc := make(chan error, 1)
+	go func() {
+		_, err := p.Invoke(context.Background(), Request{Body: []byte("busy")})
+		errc <- err
+	}()
+	<-vms.entered
+	return errc
+}
+
+// queued waits until n callers wait for an instance.
+func queued(t *testing.T, p *Pool, n int64) {
+	t.Helper()
+	require.Eventually(t, func() bool { return p.Stats().Queued == n }, 5*time.Second, time.Millisecond)
+}
+
+func TestPoolSaturated(t *testing.T) {
+	vms := &fakeVMs{hold: make(chan struct{})}
+	p := fakePool(t, PoolConfig{MaxInstances: 1, QueueLimit: -1}, vms)
+	errc := busy(t, p, vms)
+	_, err := p.Invoke(context.Background(), Request{})
+	require.ErrorIs(t, err, ErrSaturated, "no queue: the second caller is refused at once")
+	vms.hold <- struct{}{}
+	require.NoError(t, <-errc)
+	assert.Equal(t, PoolStats{Live: 1, Idle: 1, Started: 1}, p.Stats())
+}
+
+func TestPoolQueue(t *testing.T) {
+	vms := &fakeVMs{hold: make(chan struct{})}
+	p := fakePool(t, PoolConfig{MaxInstances: 1, QueueLimit: 1}, vms)
+	first := busy(t, p, vms)
+	second := make(chan Reply, 1)
+	go func() {
+		rep, err := p.Invoke(context.Background(), Request{Body: []byte("second")})
+		assert.NoError(t, err)
+		second <- rep
+	}()
+	queued(t, p, 1)
+	_, err := p.Invoke(context.Background(), Request{})
+	require.ErrorIs(t, err, ErrSaturated, "the queue is full")
+
+	vms.hold <- struct{}{}
+	require.NoError(t, <-first)
+	<-vms.entered // the queued caller got the instance handed over
+	vms.hold <- struct{}{}
+	rep := <-second
+	assert.Equal(t, "second", string(rep.Body))
+	assert.EqualValues(t, 1, vms.started.Load(), "the instance served both calls")
+}
+
+func TestPoolQueuedCallerStops(t *testing.T) {
+	vms := &fakeVMs{hold: make(chan struct{})}
+	p := fakePool(t, PoolConfig{MaxInstances: 1, QueueLimit: 4}, vms)
+	first := busy(t, p, vms)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancelled := make(chan error, 1)
+	go func() {
+		_, err := p.Invoke(ctx, Request{})
+		cancelled <- err
+	}()
+	expired := make(chan error, 1)
+	go func() {
+		_, err := p.Invoke(context.Background(), Request{Deadline: time.Now().Add(50 * time.Millisecond)})
+		expired <- err
+	}()
+	queued(t, p, 2)
+	cancel()
+
+	var se *StoppedError
+	err := <-cancelled
+	require.ErrorAs(t, err, &se)
+	assert.ErrorIs(t, err, context.Canceled)
+	err = <-expired
+	require.ErrorAs(t, err, &se)
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.EqualValues(t, 0, p.Stats().Queued)
+
+	vms.hold <- struct{}{}
+	require.NoError(t, <-first)
+	assert.Equal(t, PoolStats{Live: 1, Idle: 1, Started: 1}, p.Stats(), "the callers that gave up took nothing with them")
+}
+
+func TestPoolRetiresIdle(t *testing.T) {
+	vms := &fakeVMs{}
+	p := fakePool(t, PoolConfig{IdleTimeout: 20 * time.Millisecond}, vms)
+	_, err := p.Invoke(context.Background(), Request{})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return p.Stats().Live == 0 }, 5*time.Second, time.Millisecond)
+	assert.EqualValues(t, 1, vms.stopped.Load(), "the idle instance was stopped")
+	_, err = p.Invoke(context.Background(), Request{})
+	require.NoError(t, err)
+	assert.EqualValues(t, 2, vms.started.Load(), "a new instance took its place")
+}
+
+func TestPoolReplacesFailedInstance(t *testing.T) {
+	boom := errors.New("boom")
+	var n atomic.Int64
+	vms := &fakeVMs{fail: func(*call) error {
+		if n.Add(1) == 1 {
+			return boom
+		}
+		return nil
+	}}
+	p := fakePool(t, PoolConfig{MaxInstances: 1}, vms)
+	_, err := p.Invoke(context.Background(), Request{})
+	require.ErrorIs(t, err, boom)
+	assert.EqualValues(t, 0, p.Stats().Live, "the failed instance's slot is free")
+	rep, err := p.Invoke(context.Background(), Request{Body: []byte("ok")})
+	require.NoError(t, err)
+	assert.Equal(t, "ok", string(rep.Body))
+	assert.EqualValues(t, 2, vms.started.Load())
+	assert.EqualValues(t, 0, vms.stopped.Load(), "an instance that ended is never stopped again")
+}
+
+func TestPoolColdInstanceServesOneCall(t *testing.T) {
+	vms := &fakeVMs{}
+	p := fakePool(t, PoolConfig{Mode: Cold}, vms)
+	for i := range 3 {
+		rep, err := p.Invoke(context.Background(), Request{})
+		require.NoError(t, err)
+		assert.EqualValues(t, i+1, rep.ID, "the pool numbers calls from 1")
+	}
+	assert.EqualValues(t, 3, vms.started.Load())
+	assert.EqualValues(t, 3, vms.ended.Load())
+	assert.Equal(t, PoolStats{Started: 3}, p.Stats())
+}
+
+func TestPoolCloseStopsInstances(t *testing.T) {
+	vms := &fakeVMs{}
+	p := fakePool(t, PoolConfig{}, vms)
+	require.NoError(t, p.Prewarm(context.Background(), 3))
+	assert.Equal(t, PoolStats{Live: 3, Idle: 3, Started: 3}, p.Stats())
+	require.NoError(t, p.Close())
+	assert.EqualValues(t, 3, vms.stopped.Load())
+	_, err := p.Invoke(context.Background(), Request{})
+	require.ErrorIs(t, err, ErrClosed)
+}

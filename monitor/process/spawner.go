@@ -1,0 +1,172 @@
+package process
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"slices"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/tendervm/tender/monitor/guestmem"
+	"github.com/tendervm/tender/monitor/vcpu"
+)
+
+// Spawner starts guest processes. Linux ties a tracee to the thread that
+// traces it, and the parent-death signal (which kills a guest whose monitor
+// dies) to the thread that forked it, not to the process. A Go thread ends
+// when a goroutine locked to it exits, which any code in the process may
+// do; so guests are started and set up on a thread that the Spawner keeps
+// locked until Close. Starts are serialized on that thread; once set up, a
+// guest is served from any goroutine.
+type Spawner struct {
+	mu     sync.Mutex // held while a request is sent: orders starts against Close
+	closed bool
+	reqs   chan spawnReq
+	done   chan struct{}
+	stub   int // the stub executable's memfd, closed when the thread ends
+
+	liveMu sync.Mutex
+	live   map[*VCPU]struct{} // guests started and not yet closed
+}
+
+type spawnReq struct {
+	mem       *guestmem.Memory
+	boot      vcpu.Boot
+	pollFirst bool
+	reply     chan spawned
+}
+
+type spawned struct {
+	v   *VCPU
+	err error
+}
+
+// NewSpawner starts a spawner's thread.
+func NewSpawner() (*Spawner, error) {
+	stub, err := stubFile()
+	if err != nil {
+		return nil, err
+	}
+	s := &Spawner{live: map[*VCPU]struct{}{}, reqs: make(chan spawnReq), done: make(chan struct{}), stub: stub}
+	go s.loop()
+	return s, nil
+}
+
+// loop serves start requests on a thread it never unlocks: the thread exits
+// with it.
+func (s *Spawner) loop() {
+	runtime.LockOSThread()
+	defer close(s.done)
+	defer unix.Close(s.stub)
+	for r := range s.reqs {
+		v, err := spawn(s.stub, r.mem, r.boot, r.pollFirst)
+		if err == nil {
+			v.spawner = s
+			s.liveMu.Lock()
+			s.live[v] = struct{}{}
+			s.liveMu.Unlock()
+		}
+		r.reply <- spawned{v, err}
+	}
+}
+
+// start is New; pollFirst serves the guest as on kernels before 6.6, for
+// tests of that path.
+func (s *Spawner) start(mem *guestmem.Memory, boot vcpu.Boot, pollFirst bool) (*VCPU, error) {
+	if mem == nil || mem.FD() < 0 {
+		return nil, errors.New("process: guest memory must come from guestmem.NewShared")
+	}
+	if err := checkRegions(mem.Size(), boot.Regions); err != nil {
+		return nil, err
+	}
+	reply := make(chan spawned, 1)
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil, errors.New("process: spawner closed")
+	}
+	// Sent under mu so that Close cannot close reqs meanwhile; the loop
+	// takes requests as fast as it serves them.
+	s.reqs <- spawnReq{mem, boot, pollFirst, reply}
+	s.mu.Unlock()
+	r := <-reply
+	return r.v, r.err
+}
+
+// Close ends the spawner's thread and kicks every guest it started that is
+// not closed yet: their Run returns ExitKicked. Close them as usual.
+func (s *Spawner) Close() error {
+	s.mu.Lock()
+	if !s.closed {
+		s.closed = true
+		close(s.reqs)
+	}
+	s.mu.Unlock()
+	<-s.done
+	s.liveMu.Lock()
+	left := make([]*VCPU, 0, len(s.live))
+	for v := range s.live {
+		left = append(left, v)
+	}
+	s.liveMu.Unlock()
+	for _, v := range left {
+		v.Kick()
+	}
+	return nil
+}
+
+// forget drops a closed guest.
+func (s *Spawner) forget(v *VCPU) {
+	s.liveMu.Lock()
+	delete(s.live, v)
+	s.liveMu.Unlock()
+}
+
+// spawn starts the guest process and sets it up, on the spawner's thread.
+func spawn(stub int, mem *guestmem.Memory, boot vcpu.Boot, pollFirst bool) (*VCPU, error) {
+	v := &VCPU{mem: mem, regions: slices.Clone(boot.Regions), pidfd: -1, listener: -1}
+	const closed = ^uintptr(0) // -1: the child closes this descriptor
+	attr := &syscall.ProcAttr{
+		Env:   []string{},
+		Files: []uintptr{closed, closed, closed, uintptr(mem.FD()), uintptr(stub)},
+		Sys: &syscall.SysProcAttr{
+			Ptrace:    true,
+			Pdeathsig: syscall.SIGKILL,
+			Setpgid:   true, // keep terminal signals (^C) away from the guest
+			PidFD:     &v.pidfd,
+		},
+	}
+	pid, err := syscall.ForkExec(fmt.Sprintf("/proc/self/fd/%d", stubFD), []string{"tender-guest"}, attr)
+	if err != nil {
+		return nil, fmt.Errorf("process: start the guest process: %w", err)
+	}
+	v.pid = pid
+	if err := v.setup(boot, pollFirst); err != nil {
+		v.Close()
+		return nil, err
+	}
+	return v, nil
+}
+
+// stubFile returns a close-on-exec memfd holding the stub executable.
+func stubFile() (int, error) {
+	fd, err := unix.MemfdCreate("tender-process-stub", unix.MFD_CLOEXEC|unix.MFD_EXEC)
+	if err == unix.EINVAL { // before Linux 6.3, which introduced MFD_EXEC
+		fd, err = unix.MemfdCreate("tender-process-stub", unix.MFD_CLOEXEC)
+	}
+	if err != nil {
+		return -1, fmt.Errorf("process: memfd_create: %w", err)
+	}
+	img := stubELF()
+	if n, err := unix.Write(fd, img); err != nil || n != len(img) {
+		unix.Close(fd)
+		if err == nil {
+			err = fmt.Errorf("short write (%d of %d bytes)", n, len(img))
+		}
+		return -1, fmt.Errorf("process: write stub: %w", err)
+	}
+	return fd, nil
+}
