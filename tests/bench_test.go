@@ -94,32 +94,15 @@ func median(ts []time.Duration) time.Duration {
 	return s[len(s)/2]
 }
 
-// hcTimer is hcloop's console: it notes when the monitor serves the first and
-// the last of its console writes (of length 0, each one Write), so the time
-// between them is n-1 hypercall round trips and nothing else: no boot, no
+// hypercallRoundTrip runs hcloop with n (at least 2) console writes of
+// length 0 and returns the time of one round trip as the guest measured it,
+// from the return of its first write to the return of its last: no boot, no
 // exit, no VM teardown.
-type hcTimer struct {
-	n           int
-	first, last time.Time
-}
-
-func (h *hcTimer) Write(p []byte) (int, error) {
-	now := time.Now()
-	if h.n == 0 {
-		h.first = now
-	}
-	h.last, h.n = now, h.n+1
-	return len(p), nil
-}
-
-// hypercallRoundTrip runs hcloop with n (at least 2) console writes and
-// returns the time of one round trip, from the monitor serving one write to
-// serving the next.
 func hypercallRoundTrip(b *testing.B, h *monitor.Host, n int) time.Duration {
 	b.Helper()
 	n = max(n, 2)
-	var hc hcTimer
-	vm, err := h.New(monitor.Config{ELF: readGuest(b, "hcloop"), Args: []string{strconv.Itoa(n)}, Console: &hc})
+	var out lockedBuffer
+	vm, err := h.New(monitor.Config{ELF: readGuest(b, "hcloop"), Args: []string{strconv.Itoa(n)}, Console: &out})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -128,10 +111,14 @@ func hypercallRoundTrip(b *testing.B, h *monitor.Host, n int) time.Duration {
 	if err != nil || res.Status != 0 {
 		b.Fatalf("status %d: %v", res.Status, err)
 	}
-	if hc.n != n {
-		b.Fatalf("hcloop %d: the console saw %d writes", n, hc.n)
+	if got := res.Stats.HypercallCounts()["console_write"]; got != uint64(n)+1 {
+		b.Fatalf("hcloop %d: %d console writes served", n, got)
 	}
-	return hc.last.Sub(hc.first) / time.Duration(n-1)
+	var calls, ns int64
+	if _, err := fmt.Sscanf(out.String(), "hcloop: %d calls, %d ns first to last", &calls, &ns); err != nil || calls != int64(n) {
+		b.Fatalf("hcloop %d: %q: %v", n, out.String(), err)
+	}
+	return time.Duration(ns) / time.Duration(n-1)
 }
 
 // BenchmarkHypercall measures one console-write hypercall round trip (length
