@@ -128,3 +128,37 @@ func TestPopulate(t *testing.T) {
 		require.NoError(t, m.Close())
 	}
 }
+
+// TestZero checks that Zero clears its range, partial pages included, and
+// leaves the whole pages of anonymous memory unallocated.
+func TestZero(t *testing.T) {
+	for _, shared := range []bool{false, true} {
+		newMem := New
+		if shared {
+			newMem = NewShared
+		}
+		m, err := newMem(4 << 20)
+		require.NoError(t, err)
+		require.NoError(t, m.Populate(0, 1<<20))
+		for off := uint64(0); off < 1<<20; off += 8 {
+			require.NoError(t, m.PutUint64(off, ^uint64(0)))
+		}
+		require.NoError(t, m.Zero(100, 64<<10))
+		if !shared { // before any read, which maps the zero page
+			n, err := m.Resident(4096, 60<<10)
+			require.NoError(t, err)
+			assert.Zero(t, n, "whole pages zeroed are not allocated")
+		}
+		for _, c := range []struct {
+			addr uint64
+			want uint64
+		}{{92, ^uint64(0)}, {100, 0}, {4096, 0}, {100 + 64<<10 - 8, 0}, {100 + 64<<10, ^uint64(0)}} {
+			v, err := m.Uint64(c.addr)
+			require.NoError(t, err)
+			assert.Equal(t, c.want, v, "shared=%v: word at %#x", shared, c.addr)
+		}
+		var re *RangeError
+		assert.ErrorAs(t, m.Zero(4<<20-8, 9), &re, "past the end")
+		require.NoError(t, m.Close())
+	}
+}

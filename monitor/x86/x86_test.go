@@ -126,6 +126,23 @@ func TestLargePagesKeepTablesSmall(t *testing.T) {
 	assert.True(t, ok)
 }
 
+// TestBuildTouchesOnlyItsTables checks that Build allocates only the pages
+// it writes on fresh memory: the descriptor tables, stubs and the page tables
+// in use, not the whole page-table area (512 KiB, most of an idle
+// instance's host memory once).
+func TestBuildTouchesOnlyItsTables(t *testing.T) {
+	const size = 64 << 20
+	mem := build(t, size, []vcpu.Region{
+		{Addr: hypercall.BootInfoAddr, Size: 0x3000, Perm: vcpu.Read},
+		{Addr: 0x100000, Size: 0x3000, Perm: vcpu.Read | vcpu.Exec},
+		{Addr: 0x103000, Size: size - 0x103000, Perm: vcpu.Read | vcpu.Write},
+	})
+	n, err := mem.Resident(0, ptEnd)
+	require.NoError(t, err)
+	// GDT, IDT, TSS, stubs, PML4, PDPT, one page directory, one page table.
+	assert.LessOrEqual(t, n, 8, "pages allocated below %#x", ptEnd)
+}
+
 func TestBuildRejects(t *testing.T) {
 	mem, err := guestmem.New(8 << 20)
 	require.NoError(t, err)
