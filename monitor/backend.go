@@ -13,8 +13,9 @@ type backend interface {
 	// vCPUs can run a guest in.
 	newMemory(size uint64) (*guestmem.Memory, error)
 	// newVCPU creates the vCPU of the guest loaded into mem. tscHz is the
-	// guest's TSC rate where the backend knows it, else 0.
-	newVCPU(mem *guestmem.Memory, boot vcpu.Boot) (cpu vcpu.VCPU, tscHz uint64, err error)
+	// guest's TSC rate where the backend knows it, else 0. It records the
+	// time of its phases in ph.
+	newVCPU(mem *guestmem.Memory, boot vcpu.Boot, ph *Phases) (cpu vcpu.VCPU, tscHz uint64, err error)
 	// lockThread says the goroutine that runs the vCPU must stay on its OS
 	// thread while it does (for one Run, or one call of a pool instance):
 	// the backend's Kick signals the thread that entered the vCPU last.

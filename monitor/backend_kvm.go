@@ -22,11 +22,13 @@ func openKVM(device string) (backend, error) {
 // newMemory maps private memory: KVM maps it into the VM itself.
 func (b kvmBackend) newMemory(size uint64) (*guestmem.Memory, error) { return guestmem.New(size) }
 
-func (b kvmBackend) newVCPU(mem *guestmem.Memory, boot vcpu.Boot) (vcpu.VCPU, uint64, error) {
+func (b kvmBackend) newVCPU(mem *guestmem.Memory, boot vcpu.Boot, ph *Phases) (vcpu.VCPU, uint64, error) {
 	v, err := b.sys.NewVCPU(mem, boot)
 	if err != nil {
 		return nil, 0, err
 	}
+	t := v.Timing()
+	ph.Tables, ph.VM, ph.VCPU, ph.State = t.Tables, t.VM, t.VCPU, t.State
 	return v, v.TSCHz(), nil
 }
 

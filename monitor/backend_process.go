@@ -1,6 +1,8 @@
 package monitor
 
 import (
+	"time"
+
 	"github.com/tendervm/tender/monitor/guestmem"
 	"github.com/tendervm/tender/monitor/process"
 	"github.com/tendervm/tender/monitor/vcpu"
@@ -23,12 +25,14 @@ func (b processBackend) newMemory(size uint64) (*guestmem.Memory, error) {
 	return guestmem.NewShared(size)
 }
 
-// newVCPU starts the guest process; its TSC rate is the host's.
-func (b processBackend) newVCPU(mem *guestmem.Memory, boot vcpu.Boot) (vcpu.VCPU, uint64, error) {
+// newVCPU starts the guest process (Phases.VM); its TSC rate is the host's.
+func (b processBackend) newVCPU(mem *guestmem.Memory, boot vcpu.Boot, ph *Phases) (vcpu.VCPU, uint64, error) {
+	t := time.Now()
 	v, err := process.New(b.spawner, mem, boot)
 	if err != nil {
 		return nil, 0, err
 	}
+	ph.VM = time.Since(t)
 	return v, 0, nil
 }
 

@@ -194,6 +194,9 @@ type VM struct {
 	table   table
 	fn      *fnState  // set when the VM serves function invocations
 	net     *netState // set when the guest declares devices
+	// loadTime is how long New took to map and load the guest
+	// (Phases.Load).
+	loadTime time.Duration
 
 	mu      sync.Mutex
 	started bool
@@ -248,6 +251,7 @@ func (h *Host) instantiate(g *guest) (*VM, error) {
 	if err != nil {
 		return nil, err
 	}
+	t := time.Now()
 	mem, err := h.be.newMemory(cfg.MemSize)
 	if err != nil {
 		return nil, err
@@ -266,6 +270,7 @@ func (h *Host) instantiate(g *guest) (*VM, error) {
 		mem.Close()
 		return nil, err
 	}
+	vm.loadTime = time.Since(t)
 	return vm, nil
 }
 
@@ -394,6 +399,8 @@ func (vm *VM) Run(ctx context.Context) (Result, error) {
 // wires ctx to stop it. On error the run must still be finished.
 func (vm *VM) begin(ctx context.Context) (*run, error) {
 	r := &run{vm: vm, start: time.Now()}
+	ph := &r.stats.Phases
+	ph.Load = vm.loadTime
 	vm.mu.Lock()
 	if vm.started || vm.closed {
 		vm.mu.Unlock()
@@ -411,23 +418,27 @@ func (vm *VM) begin(ctx context.Context) (*run, error) {
 	// runs only in the loop.
 	first := vm.host.be.clockFirst()
 	if first {
+		t := time.Now()
 		if err := vm.writeClock(vm.host.hostTSCHz(), tsc.Read()); err != nil {
 			return r, err
 		}
+		ph.Clock = time.Since(t)
 	}
-	cpu, tscHz, err := vm.host.be.newVCPU(vm.mem, vm.boot)
+	cpu, tscHz, err := vm.host.be.newVCPU(vm.mem, vm.boot, ph)
 	if err != nil {
 		return r, err
 	}
 	r.cpu = cpu
 	r.cleanups = append(r.cleanups, func() { cpu.Close() })
 	if !first {
+		t := time.Now()
 		if tscHz == 0 {
 			tscHz = vm.host.hostTSCHz()
 		}
 		if err := vm.writeClock(tscHz, 0); err != nil {
 			return r, err
 		}
+		ph.Clock = time.Since(t)
 	}
 	kick := cpu.Kick
 	if vm.net != nil {
@@ -452,9 +463,11 @@ func (vm *VM) begin(ctx context.Context) (*run, error) {
 		vm.fn.kick = kick
 	}
 	if vm.cfg.Ready != nil {
+		t := time.Now()
 		if err := vm.cfg.Ready(); err != nil {
 			return r, err
 		}
+		ph.Ready = time.Since(t)
 	}
 	return r, nil
 }

@@ -21,6 +21,8 @@ type Stats struct {
 	// FirstHypercall is the time from Run's start to the guest's first
 	// hypercall; zero if it made none.
 	FirstHypercall time.Duration
+	// Phases is where the start of the run went, phase by phase.
+	Phases Phases
 	// GuestTime is the time spent inside the guest (between entering it and
 	// its exits), including the hypervisor's own exit handling.
 	GuestTime time.Duration
@@ -36,6 +38,35 @@ type Stats struct {
 	// Net counts each network device's traffic, by handle; nil when the
 	// guest declares no devices.
 	Net []NetStats
+}
+
+// Phases is where the start of a run went, phase by phase, each timed with
+// the monotonic clock around its step. A phase a backend does not have is
+// zero. Load happens in Host.New, the rest in Run (Setup covers Tables to
+// Clock).
+type Phases struct {
+	// Load is mapping guest memory and copying the image, command line
+	// and boot information into it.
+	Load time.Duration
+	// Tables is building the guest's page tables, GDT, IDT, TSS and
+	// exception stubs (KVM).
+	Tables time.Duration
+	// VM is creating the VM and its memory slot (KVM), or starting the
+	// guest process (process).
+	VM time.Duration
+	// VCPU is creating the vCPU and mapping its kvm_run (KVM).
+	VCPU time.Duration
+	// State is setting the vCPU's state: CPUID, special and general
+	// registers, XCRs, MSRs, and reading its TSC rate (KVM).
+	State time.Duration
+	// Clock is writing the guest's clock into its boot information,
+	// including any wait for the host's TSC calibration.
+	Clock time.Duration
+	// Ready is Config.Ready (tender run installs its seccomp filter there).
+	Ready time.Duration
+	// FirstExit is the first entry into the guest until its first exit
+	// (process: from the first wait for an exit).
+	FirstExit time.Duration
 }
 
 // ExitCounts returns the non-zero exit counters by kind name.
@@ -105,6 +136,8 @@ type run struct {
 	cpu      vcpu.VCPU
 	con      *consoleSink // nil when the console is io.Discard
 	cleanups []func()     // undo begin, last first
+	// entered says the vCPU has run (Phases.FirstExit is set).
+	entered bool
 	// parked says the loop returned because the guest waits for its next
 	// function call; handing one over and looping again resumes it.
 	parked bool
@@ -122,7 +155,12 @@ func (r *run) loop(ctx context.Context) (int, error) {
 	for {
 		t := time.Now()
 		x, err := cpu.Run()
-		r.stats.GuestTime += time.Since(t)
+		d := time.Since(t)
+		r.stats.GuestTime += d
+		if !r.entered {
+			r.entered = true
+			r.stats.Phases.FirstExit = d
+		}
 		if err != nil {
 			return 0, err
 		}

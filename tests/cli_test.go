@@ -133,6 +133,13 @@ func TestCLIStats(t *testing.T) {
 		assert.Equal(t, "hello from tender guest\n", stdout, b)
 		assert.Contains(t, stderr, `"first_hypercall_us"`, b)
 		assert.Contains(t, stderr, `"exit":1`, b)
+		var st struct {
+			Phases map[string]float64 `json:"phases_us"`
+		}
+		require.NoError(t, json.Unmarshal([]byte(stderr), &st), stderr)
+		for _, k := range []string{"load", "vm", "clock", "ready", "first_exit"} {
+			assert.Positive(t, st.Phases[k], "%s: phases_us.%s", b, k)
+		}
 	}
 }
 

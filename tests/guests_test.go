@@ -223,6 +223,32 @@ func TestStats(t *testing.T) {
 	}
 }
 
+// TestStatsPhases checks that a run times the phases of its start that its
+// backend has, and that Setup covers those timed inside it.
+func TestStatsPhases(t *testing.T) {
+	for _, b := range backends(t) {
+		h := newHost(t, b)
+		ready := false
+		res, _, err := runGuest(context.Background(), t, h, monitor.Config{ELF: readGuest(t, "hello"),
+			Ready: func() error { ready = true; return nil }})
+		require.NoError(t, err)
+		require.True(t, ready)
+		s, p := res.Stats, res.Stats.Phases
+		for name, d := range map[string]time.Duration{"Load": p.Load, "VM": p.VM, "Clock": p.Clock, "Ready": p.Ready, "FirstExit": p.FirstExit} {
+			assert.Positive(t, d, "%s: %s", b, name)
+		}
+		if b == monitor.BackendKVM {
+			assert.Positive(t, p.Tables, "Tables")
+			assert.Positive(t, p.VCPU, "VCPU")
+			assert.Positive(t, p.State, "State")
+		} else {
+			assert.Zero(t, p.Tables+p.VCPU+p.State, "%s has no page tables or vCPU state of its own", b)
+		}
+		assert.GreaterOrEqual(t, s.Setup, p.Tables+p.VM+p.VCPU+p.State+p.Clock, b)
+		assert.LessOrEqual(t, p.FirstExit, s.GuestTime, b)
+	}
+}
+
 // TestMisbehavingNeighbours runs hostile guests concurrently with good ones
 // in one process: every good guest still succeeds.
 func TestMisbehavingNeighbours(t *testing.T) {

@@ -75,6 +75,7 @@ func writeStats(w io.Writer, s monitor.Stats) {
 		"exits":              s.ExitCounts(),
 		"hypercalls":         s.HypercallCounts(),
 		"setup_us":           us(s.Setup),
+		"phases_us":          phases(s.Phases),
 		"first_hypercall_us": us(s.FirstHypercall),
 		"guest_us":           us(s.GuestTime),
 		"total_us":           us(s.Total),
@@ -82,6 +83,14 @@ func writeStats(w io.Writer, s monitor.Stats) {
 		"console_dropped":    s.ConsoleDropped,
 	})
 	fmt.Fprintf(w, "%s\n", b)
+}
+
+// phases names Stats.Phases for -stats, in microseconds.
+func phases(p monitor.Phases) map[string]float64 {
+	return map[string]float64{
+		"load": us(p.Load), "tables": us(p.Tables), "vm": us(p.VM), "vcpu": us(p.VCPU),
+		"state": us(p.State), "clock": us(p.Clock), "ready": us(p.Ready), "first_exit": us(p.FirstExit),
+	}
 }
 
 func us(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 }

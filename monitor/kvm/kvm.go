@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unsafe"
 
 	gokvm "github.com/bobuhiro11/gokvm/kvm"
@@ -192,6 +193,20 @@ type VCPU struct {
 	tid    atomic.Int32
 	kicked atomic.Bool
 	tscHz  uint64
+	timing Timing
+}
+
+// Timing is where NewVCPU's time went, phase by phase.
+type Timing struct {
+	// Tables is building the page tables, GDT, IDT, TSS and stubs.
+	Tables time.Duration
+	// VM is KVM_CREATE_VM and the memory slot.
+	VM time.Duration
+	// VCPU is KVM_CREATE_VCPU and the mapping of its kvm_run.
+	VCPU time.Duration
+	// State is the vCPU's CPUID, special and general registers, XCRs,
+	// MSRs and the reading of its TSC rate.
+	State time.Duration
 }
 
 // NewVCPU builds the CPU structures for boot into mem, creates a VM over mem and
@@ -200,10 +215,12 @@ func (s *System) NewVCPU(mem *guestmem.Memory, boot vcpu.Boot) (*VCPU, error) {
 	if mem.Size() > hypercall.MemMax {
 		return nil, fmt.Errorf("kvm: guest memory of %d bytes exceeds %d", mem.Size(), hypercall.MemMax)
 	}
+	t := time.Now()
 	if err := x86.Build(mem, boot.Regions); err != nil {
 		return nil, err
 	}
 	v := &VCPU{mem: mem, vmfd: -1, vcpufd: -1}
+	v.timing.Tables = time.Since(t)
 	if err := v.create(s, boot); err != nil {
 		v.Close()
 		return nil, err
@@ -212,6 +229,7 @@ func (s *System) NewVCPU(mem *guestmem.Memory, boot vcpu.Boot) (*VCPU, error) {
 }
 
 func (v *VCPU) create(s *System, boot vcpu.Boot) error {
+	t := time.Now()
 	fd, err := ioctl(s.fd, reqCreateVM, nil, 0)
 	if err != nil {
 		return fmt.Errorf("KVM_CREATE_VM: %w", err)
@@ -231,6 +249,7 @@ func (v *VCPU) create(s *System, boot vcpu.Boot) error {
 	if err := ioctlErr(v.vmfd, reqSetUserMemRegion, unsafe.Pointer(&region)); err != nil {
 		return fmt.Errorf("KVM_SET_USER_MEMORY_REGION: %w", err)
 	}
+	t = lap(&v.timing.VM, t)
 	cfd, err := ioctl(v.vmfd, reqCreateVCPU, nil, 0)
 	if err != nil {
 		return fmt.Errorf("KVM_CREATE_VCPU: %w", err)
@@ -241,6 +260,7 @@ func (v *VCPU) create(s *System, boot vcpu.Boot) error {
 	if err != nil {
 		return fmt.Errorf("mmap kvm_run: %w", err)
 	}
+	t = lap(&v.timing.VCPU, t)
 	// CPUID first: KVM checks CR4 bits such as OSXSAVE against it.
 	if err := ioctlErr(v.vcpufd, reqSetCPUID2, unsafe.Pointer(s.cpuid)); err != nil {
 		return fmt.Errorf("KVM_SET_CPUID2: %w", err)
@@ -273,8 +293,19 @@ func (v *VCPU) create(s *System, boot vcpu.Boot) error {
 		binary.LittleEndian.PutUint64(v.run[runValidRegs:], syncX86Regs)
 		v.syncRegs = true
 	}
+	lap(&v.timing.State, t)
 	return nil
 }
+
+// lap stores the time since t in d and returns now, the next phase's start.
+func lap(d *time.Duration, t time.Time) time.Time {
+	now := time.Now()
+	*d = now.Sub(t)
+	return now
+}
+
+// Timing reports where NewVCPU's time went.
+func (v *VCPU) Timing() Timing { return v.timing }
 
 func (v *VCPU) setSregs(xsave bool, trType uint8) error {
 	var sregs gokvm.Sregs
