@@ -42,6 +42,14 @@ type System struct {
 	xcr0     uint64 // 0 when the host has no XSAVE
 	trType   uint8  // the TSS type TR gets: see tssType
 	syncRegs bool   // KVM_CAP_SYNC_REGS covers the general registers
+
+	// sregs is the special-register state every vCPU starts with, built
+	// from the first vCPU's and reused, which saves each later vCPU a
+	// KVM_GET_SREGS; tscKHz is the TSC rate KVM gave the first vCPU, which
+	// every vCPU of the process gets (tender never sets it). Both are set
+	// once, by the first vCPU that gets them.
+	sregs  atomic.Pointer[gokvm.Sregs]
+	tscKHz atomic.Uint64
 }
 
 // Open opens the KVM device at path (DefaultDevice when empty).
@@ -171,6 +179,7 @@ const (
 	runExitReason    = 8
 	runUnion         = 32
 	runValidRegs     = 288
+	runDirtyRegs     = 296
 	runSyncRegs      = 304 // struct kvm_regs in kvm_run.s.regs
 	exitSentinel     = 0xFFFFFFFF
 )
@@ -265,7 +274,7 @@ func (v *VCPU) create(s *System, boot vcpu.Boot) error {
 	if err := ioctlErr(v.vcpufd, reqSetCPUID2, unsafe.Pointer(s.cpuid)); err != nil {
 		return fmt.Errorf("KVM_SET_CPUID2: %w", err)
 	}
-	if err := v.setSregs(s.xcr0 != 0, s.trType); err != nil {
+	if err := v.setSregs(s); err != nil {
 		return err
 	}
 	if s.xcr0 != 0 {
@@ -283,16 +292,24 @@ func (v *VCPU) create(s *System, boot vcpu.Boot) error {
 		return err
 	}
 	regs := gokvm.Regs{RIP: boot.Entry, RSP: boot.StackTop, RDI: boot.BootInfo, RFLAGS: 0x2}
-	if err := ioctlErr(v.vcpufd, reqSetRegs, unsafe.Pointer(&regs)); err != nil {
-		return fmt.Errorf("KVM_SET_REGS: %w", err)
-	}
-	if khz, err := ioctl(v.vcpufd, reqGetTSCKHz, nil, 0); err == nil {
-		v.tscHz = uint64(khz) * 1000
-	}
 	if s.syncRegs {
+		// The registers go in with the first KVM_RUN (kvm_dirty_regs),
+		// which saves a KVM_SET_REGS.
+		*(*gokvm.Regs)(unsafe.Pointer(&v.run[runSyncRegs])) = regs
+		binary.LittleEndian.PutUint64(v.run[runDirtyRegs:], syncX86Regs)
 		binary.LittleEndian.PutUint64(v.run[runValidRegs:], syncX86Regs)
 		v.syncRegs = true
+	} else if err := ioctlErr(v.vcpufd, reqSetRegs, unsafe.Pointer(&regs)); err != nil {
+		return fmt.Errorf("KVM_SET_REGS: %w", err)
 	}
+	khz := s.tscKHz.Load()
+	if khz == 0 {
+		if k, err := ioctl(v.vcpufd, reqGetTSCKHz, nil, 0); err == nil {
+			khz = uint64(k)
+			s.tscKHz.Store(khz)
+		}
+	}
+	v.tscHz = khz * 1000
 	lap(&v.timing.State, t)
 	return nil
 }
@@ -307,11 +324,22 @@ func lap(d *time.Duration, t time.Time) time.Time {
 // Timing reports where NewVCPU's time went.
 func (v *VCPU) Timing() Timing { return v.timing }
 
-func (v *VCPU) setSregs(xsave bool, trType uint8) error {
+// setSregs sets the vCPU's special registers for long mode at CPL 3: the
+// host's starting state (s.sregs once the first vCPU has read it) with
+// tender's segments, descriptor tables and control registers.
+func (v *VCPU) setSregs(s *System) error {
+	if p := s.sregs.Load(); p != nil {
+		sregs := *p
+		if err := ioctlErr(v.vcpufd, reqSetSregs, unsafe.Pointer(&sregs)); err != nil {
+			return fmt.Errorf("KVM_SET_SREGS: %w", err)
+		}
+		return nil
+	}
 	var sregs gokvm.Sregs
 	if err := ioctlErr(v.vcpufd, reqGetSregs, unsafe.Pointer(&sregs)); err != nil {
 		return fmt.Errorf("KVM_GET_SREGS: %w", err)
 	}
+	trType := s.trType
 	code := gokvm.Segment{Base: 0, Limit: 0xFFFFFFFF, Selector: x86.UserCS, Typ: 0xB,
 		Present: 1, DPL: 3, DB: 0, S: 1, L: 1, G: 1}
 	data := gokvm.Segment{Base: 0, Limit: 0xFFFFFFFF, Selector: x86.UserDS, Typ: 0x3,
@@ -326,13 +354,15 @@ func (v *VCPU) setSregs(xsave bool, trType uint8) error {
 	sregs.CR0 = cr0PE | cr0MP | cr0ET | cr0NE | cr0WP | cr0PG
 	sregs.CR3 = x86.PML4Addr
 	sregs.CR4 = cr4PAE | cr4OSFXSR | cr4OSXMMEXCPT
-	if xsave {
+	if s.xcr0 != 0 {
 		sregs.CR4 |= cr4OSXSAVE
 	}
 	sregs.EFER = eferLME | eferLMA | eferNXE
+	tmpl := sregs
 	if err := ioctlErr(v.vcpufd, reqSetSregs, unsafe.Pointer(&sregs)); err != nil {
 		return fmt.Errorf("KVM_SET_SREGS: %w", err)
 	}
+	s.sregs.CompareAndSwap(nil, &tmpl)
 	return nil
 }
 
