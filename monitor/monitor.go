@@ -69,11 +69,12 @@ type Host struct {
 	backend Backend
 	be      backend // what running a guest takes (backend.go)
 
-	// tscHz is the host TSC frequency, measured once (calibrate) for
-	// backends that cannot report the guest's; tscDone closes when it is set.
-	tscOnce sync.Once
+	// tscHz is the host TSC frequency, measured once for backends that
+	// cannot report the guest's, from tscMark (taken by NewHost, or on
+	// first use) to its first use.
+	tscMu   sync.Mutex
+	tscMark tsc.Mark
 	tscHz   uint64
-	tscDone chan struct{}
 }
 
 // NewHost opens the hypervisor. With BackendKVM it fails, wrapping
@@ -101,9 +102,9 @@ func NewHost(cfg HostConfig) (*Host, error) {
 		return nil, fmt.Errorf("monitor: unknown backend %q (want %q, %q or %q)", cfg.Backend, BackendKVM, BackendProcess, BackendAuto)
 	}
 	if h.be.clockFirst() {
-		// Every guest needs the host's rate: measure it while the first
-		// one loads.
-		h.tscOnce.Do(h.calibrate)
+		// Every guest needs the host's rate: measure it over the time
+		// the first one takes to load and start.
+		h.tscMark = tsc.Now()
 	}
 	return h, nil
 }
@@ -116,22 +117,23 @@ func (h *Host) Backend() Backend { return h.backend }
 // still running are killed.
 func (h *Host) Close() error { return h.be.close() }
 
-// calibrate measures the host TSC in the background (500 µs against the
-// monotonic clock: about 0.02%).
-func (h *Host) calibrate() {
-	h.tscDone = make(chan struct{})
-	go func() {
-		h.tscHz = tsc.Calibrate(500 * time.Microsecond)
-		close(h.tscDone)
-	}()
-}
+// tscWindow is the shortest time the host TSC is measured over: about 0.02%
+// against the monotonic clock.
+const tscWindow = 500 * time.Microsecond
 
 // hostTSCHz returns the host TSC frequency, for a backend that could not
-// report the guest's (the process backend; KVM without KVM_GET_TSC_KHZ),
-// measuring it on first use and waiting for a measurement under way.
+// report the guest's (the process backend; KVM without KVM_GET_TSC_KHZ):
+// measured on first use from the mark NewHost took, after waiting out what
+// is left of tscWindow (asleep, not spinning).
 func (h *Host) hostTSCHz() uint64 {
-	h.tscOnce.Do(h.calibrate)
-	<-h.tscDone
+	h.tscMu.Lock()
+	defer h.tscMu.Unlock()
+	if h.tscHz == 0 {
+		if h.tscMark == (tsc.Mark{}) {
+			h.tscMark = tsc.Now()
+		}
+		h.tscHz = h.tscMark.Hz(tscWindow)
+	}
 	return h.tscHz
 }
 
@@ -414,17 +416,22 @@ func (vm *VM) begin(ctx context.Context) (*run, error) {
 	}
 	// Guest TSC and wall clock sampled together, so the guest can tell wall
 	// time without an exit. A guest process starts running at once, so its
-	// clock goes in first; a KVM vCPU says its TSC rate once it exists and
-	// runs only in the loop.
+	// clock goes in just before (Boot.Start); a KVM vCPU says its TSC rate
+	// once it exists and runs only in the loop.
 	first := vm.host.be.clockFirst()
+	boot := vm.boot
 	if first {
-		t := time.Now()
-		if err := vm.writeClock(vm.host.hostTSCHz(), tsc.Read()); err != nil {
-			return r, err
+		// Written once the guest process is set up, just before it
+		// runs, so that the host's TSC calibration (started by NewHost)
+		// overlaps the process's start rather than delaying it.
+		boot.Start = func() error {
+			t := time.Now()
+			err := vm.writeClock(vm.host.hostTSCHz(), tsc.Read())
+			ph.Clock = time.Since(t)
+			return err
 		}
-		ph.Clock = time.Since(t)
 	}
-	cpu, tscHz, err := vm.host.be.newVCPU(vm.mem, vm.boot, ph)
+	cpu, tscHz, err := vm.host.be.newVCPU(vm.mem, boot, ph)
 	if err != nil {
 		return r, err
 	}

@@ -60,7 +60,8 @@ type Phases struct {
 	// registers, XCRs, MSRs, and reading its TSC rate (KVM).
 	State time.Duration
 	// Clock is writing the guest's clock into its boot information,
-	// including any wait for the host's TSC calibration.
+	// including any wait for the host's TSC calibration (process: part
+	// of VM, just before the guest runs).
 	Clock time.Duration
 	// Ready is Config.Ready (tender run installs its seccomp filter there).
 	Ready time.Duration

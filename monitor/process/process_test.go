@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"debug/elf"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -117,6 +118,30 @@ func TestHypercall(t *testing.T) {
 	assert.Equal(t, vcpu.ExitFault, exit.Kind)
 	assert.EqualValues(t, 6, exit.Vector)
 	assert.EqualValues(t, codeAddr+0x1f, exit.RIP)
+}
+
+// TestBootStart checks that Boot.Start runs before the guest's first
+// instruction: the guest runs the code Start writes over a ud2.
+func TestBootStart(t *testing.T) {
+	lockThread(t)
+	mem := newMem(t)
+	require.NoError(t, mem.Write(codeAddr, []byte{0x0f, 0x0b})) // ud2
+	boot := testBoot()
+	boot.Start = func() error {
+		return mem.Write(codeAddr, []byte{
+			0x66, 0xba, 0x02, 0x05, // mov $0x502, %dx
+			0xb8, 0x00, 0x10, 0x10, 0x00, // mov $0x101000, %eax
+			0xef, // out %eax, %dx
+		})
+	}
+	v, err := spawner(t).start(mem, boot, pollFirst)
+	require.NoError(t, err)
+	t.Cleanup(func() { assert.NoError(t, v.Close()) })
+	assert.Equal(t, vcpu.Exit{Kind: vcpu.ExitHypercall, Nr: 2, Arg: 0x101000, RIP: codeAddr + 0x09}, run(t, v))
+
+	boot.Start = func() error { return errors.New("no clock") }
+	_, err = spawner(t).start(newMem(t), boot, pollFirst)
+	assert.ErrorContains(t, err, "no clock")
 }
 
 func TestFaults(t *testing.T) {

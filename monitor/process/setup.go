@@ -139,6 +139,11 @@ func (v *VCPU) setup(boot vcpu.Boot, pollFirst bool) error {
 	if err := unix.PtraceSetRegs(v.pid, &regs); err != nil {
 		return fmt.Errorf("process: set the guest's registers: %w", err)
 	}
+	if boot.Start != nil {
+		if err := boot.Start(); err != nil {
+			return err
+		}
+	}
 	// Let go: the guest runs, its exceptions go to the handler, and the
 	// pending SIGTRAP of the last injected call is discarded.
 	if err := unix.PtraceDetach(v.pid); err != nil {

@@ -20,3 +20,29 @@ func Calibrate(d time.Duration) uint64 {
 	}
 	return uint64(float64(c1-c0) * 1e9 / float64(ns))
 }
+
+// Mark is a reading of the TSC and the monotonic clock together, the start of
+// a measurement that Since completes: whatever the process does meanwhile
+// is the measurement window, so no CPU time is spent waiting it out.
+type Mark struct {
+	t time.Time
+	c uint64
+}
+
+// Now marks the start of a measurement.
+func Now() Mark { return Mark{time.Now(), Read()} }
+
+// Hz returns the TSC frequency measured from m to now, first sleeping until
+// at least d has passed since m, as the precision needs (500 µs: about
+// 0.02%). It returns 0 if the TSC did not advance.
+func (m Mark) Hz(d time.Duration) uint64 {
+	if left := d - time.Since(m.t); left > 0 {
+		time.Sleep(left)
+	}
+	t1, c1 := time.Now(), Read()
+	ns := t1.Sub(m.t).Nanoseconds()
+	if ns <= 0 || c1 <= m.c {
+		return 0
+	}
+	return uint64(float64(c1-m.c) * 1e9 / float64(ns))
+}

@@ -23,3 +23,13 @@ func TestCalibrateShortWindow(t *testing.T) {
 	short := float64(Calibrate(500 * time.Microsecond))
 	assert.InEpsilon(t, long, short, 0.01, "500 µs: %.0f Hz, 20 ms: %.0f Hz", short, long)
 }
+
+// TestMark checks that a measurement over time the process spends otherwise
+// (here asleep) agrees with a busy one.
+func TestMark(t *testing.T) {
+	long := float64(Calibrate(20 * time.Millisecond))
+	m := Now()
+	time.Sleep(time.Millisecond)
+	assert.InEpsilon(t, long, float64(m.Hz(500*time.Microsecond)), 0.01, "window already past")
+	assert.InEpsilon(t, long, float64(Now().Hz(500*time.Microsecond)), 0.01, "window waited for")
+}

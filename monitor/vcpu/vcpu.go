@@ -51,6 +51,11 @@ type Boot struct {
 	StackTop uint64
 	// BootInfo is the address passed in RDI.
 	BootInfo uint64
+	// Start, when set, is called by a backend whose guest runs as soon as
+	// it exists (the process backend) once the guest is set up, just
+	// before its first instruction can run: the last moment to write what
+	// the guest reads at boot. An error fails the start.
+	Start func() error
 }
 
 // ExitKind says why the guest stopped.
