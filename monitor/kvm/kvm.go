@@ -243,8 +243,8 @@ func (v *VCPU) create(s *System, boot vcpu.Boot) error {
 	if err != nil {
 		return fmt.Errorf("KVM_CREATE_VM: %w", err)
 	}
+	// KVM creates VM and vCPU descriptors close-on-exec already.
 	v.vmfd = int(fd)
-	unix.CloseOnExec(v.vmfd)
 	// Intel needs three pages for its real-mode TSS somewhere in the physical
 	// address space; hypercall.MemMax keeps this range free. Other hosts ignore
 	// it or do not implement it, which is harmless here.
@@ -264,7 +264,6 @@ func (v *VCPU) create(s *System, boot vcpu.Boot) error {
 		return fmt.Errorf("KVM_CREATE_VCPU: %w", err)
 	}
 	v.vcpufd = int(cfd)
-	unix.CloseOnExec(v.vcpufd)
 	v.run, err = unix.Mmap(v.vcpufd, 0, s.runSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
 	if err != nil {
 		return fmt.Errorf("mmap kvm_run: %w", err)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 
 	"github.com/tendervm/tender/hypercall"
 	"github.com/tendervm/tender/monitor/guestmem"
@@ -108,6 +109,29 @@ func TestLastHypercallPort(t *testing.T) {
 	x := run(t, vm)
 	assert.Equal(t, vcpu.ExitHypercall, x.Kind, "%+v", x)
 	assert.EqualValues(t, hypercall.Count-1, x.Nr)
+}
+
+// TestSecondVCPU checks that a second vCPU of one System, which reuses the
+// first one's special registers and TSC rate and gets its general registers
+// with its first KVM_RUN, boots like the first; and that the descriptors of
+// both are close-on-exec, as KVM creates them.
+func TestSecondVCPU(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	s := system(t)
+	for i := range 2 {
+		vm, mem := rawVM(t, s, codeStoreCS)
+		assert.Equal(t, vcpu.Exit{Kind: vcpu.ExitHypercall, Nr: 2, Arg: dataAddr}, run(t, vm), "vCPU %d", i)
+		cs, err := mem.Uint64(dataAddr + 8)
+		require.NoError(t, err)
+		assert.EqualValues(t, 3, cs&3, "vCPU %d: CPL (CS.RPL)", i)
+		assert.NotZero(t, vm.TSCHz(), "vCPU %d", i)
+		for _, fd := range []int{vm.vmfd, vm.vcpufd} {
+			flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0)
+			require.NoError(t, err)
+			assert.NotZero(t, flags&unix.FD_CLOEXEC, "vCPU %d: fd %d", i, fd)
+		}
+	}
 }
 
 func TestGuestRunsAtCPL3(t *testing.T) {
