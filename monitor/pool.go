@@ -27,6 +27,11 @@ const (
 	// Warm keeps instances that serve one invocation after another; each
 	// costs one exit.
 	Warm Mode = "warm"
+	// Fresh keeps instances like Warm, but puts each back into the state
+	// its guest had at its first fn_next after every invocation, so that
+	// nothing one invocation leaves in memory or registers reaches the
+	// next. KVM only (ErrFreshUnsupported).
+	Fresh Mode = "fresh"
 )
 
 // Pool defaults.
@@ -122,6 +127,14 @@ func (h *Host) NewPool(cfg PoolConfig) (*Pool, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Mode == Fresh {
+		if !h.be.resets() {
+			return nil, fmt.Errorf("%w: not the %s backend", ErrFreshUnsupported, BackendProcess)
+		}
+		if len(g.img.Devices) > 0 {
+			return nil, fmt.Errorf("%w: the guest declares %d network devices", ErrFreshUnsupported, len(g.img.Devices))
+		}
+	}
 	return newPool(cfg, func(f *fnState) lifecycle { return h.newFnVM(g, f) }), nil
 }
 
@@ -130,9 +143,9 @@ func poolDefaults(cfg PoolConfig) (PoolConfig, error) {
 	switch cfg.Mode {
 	case "":
 		cfg.Mode = Warm
-	case Cold, Warm:
+	case Cold, Warm, Fresh:
 	default:
-		return cfg, fmt.Errorf("monitor: unknown mode %q (want %q or %q)", cfg.Mode, Cold, Warm)
+		return cfg, fmt.Errorf("monitor: unknown mode %q (want %q, %q or %q)", cfg.Mode, Cold, Warm, Fresh)
 	}
 	if cfg.MaxInstances <= 0 {
 		cfg.MaxInstances = DefaultMaxInstances
@@ -155,7 +168,7 @@ func poolDefaults(cfg PoolConfig) (PoolConfig, error) {
 // newPool returns a pool of instances that spawn makes, for a checked cfg.
 func newPool(cfg PoolConfig, spawn func(*fnState) lifecycle) *Pool {
 	p := &Pool{cfg: cfg, spawn: spawn, stop: make(chan struct{})}
-	if cfg.Mode == Warm && cfg.IdleTimeout > 0 {
+	if cfg.Mode != Cold && cfg.IdleTimeout > 0 {
 		p.janitor.Add(1)
 		go p.retireIdle()
 	}
@@ -217,7 +230,7 @@ func (p *Pool) enter() bool {
 // queue has room.
 func (p *Pool) acquire(ctx context.Context, deadline time.Time) (*instance, error) {
 	p.mu.Lock()
-	if p.cfg.Mode == Warm {
+	if p.cfg.Mode != Cold {
 		if n := len(p.idle); n > 0 {
 			inst := p.idle[n-1]
 			p.idle[n-1] = nil
@@ -340,8 +353,8 @@ func (p *Pool) retireIdle() {
 // reached) and waits until they are parked and ready, so that the first n
 // concurrent invocations find a booted instance.
 func (p *Pool) Prewarm(ctx context.Context, n int) error {
-	if p.cfg.Mode != Warm {
-		return fmt.Errorf("monitor: only a warm pool can be prewarmed")
+	if p.cfg.Mode == Cold {
+		return fmt.Errorf("monitor: only a warm or fresh pool can be prewarmed")
 	}
 	if !p.enter() {
 		return ErrClosed
@@ -386,8 +399,11 @@ func (p *Pool) Prewarm(ctx context.Context, n int) error {
 func (p *Pool) newInstance() *instance {
 	p.started.Add(1)
 	f := &fnState{onReply: p.countExits}
-	if p.cfg.Mode == Cold {
+	switch p.cfg.Mode {
+	case Cold:
 		f.maxCalls = 1
+	case Fresh:
+		f.fresh = new(freshState)
 	}
 	return &instance{vm: p.spawn(f)}
 }
