@@ -58,14 +58,14 @@ type PoolConfig struct {
 	Guest Config
 	// Mode is Warm when empty.
 	Mode Mode
-	// MaxInstances bounds the instances alive at once (cold or warm);
+	// MaxInstances bounds the instances alive at once (of any mode);
 	// DefaultMaxInstances when zero.
 	MaxInstances int
 	// QueueLimit bounds the callers waiting for an instance; beyond it
 	// Invoke fails fast with ErrSaturated. DefaultQueueLimit when zero,
 	// no waiting at all when negative.
 	QueueLimit int
-	// IdleTimeout retires a warm instance that waited this long for work;
+	// IdleTimeout retires a warm or fresh instance that waited this long for work;
 	// DefaultIdleTimeout when zero, never when negative.
 	IdleTimeout time.Duration
 	// Timeout bounds every invocation that has no earlier deadline;
@@ -87,7 +87,7 @@ type PoolStats struct {
 	Exits [vcpu.NumExitKinds]uint64
 }
 
-// Pool runs invocations of one function on cold or warm instances. It is safe
+// Pool runs invocations of one function on cold, warm or fresh instances. It is safe
 // for concurrent use.
 //
 // An invocation runs on its caller's goroutine: the caller takes an idle
@@ -349,7 +349,7 @@ func (p *Pool) retireIdle() {
 	}
 }
 
-// Prewarm boots warm instances until n are alive (or the pool's maximum is
+// Prewarm boots warm or fresh instances until n are alive (or the pool's maximum is
 // reached) and waits until they are parked and ready, so that the first n
 // concurrent invocations find a booted instance.
 func (p *Pool) Prewarm(ctx context.Context, n int) error {
