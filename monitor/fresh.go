@@ -2,6 +2,7 @@ package monitor
 
 import (
 	"errors"
+	"time"
 
 	"github.com/tendervm/tender/hypercall"
 )
@@ -24,6 +25,8 @@ type freshState struct {
 	// resetAt is fnState.served when the instance was last reset (or
 	// snapshot): a reset is due when a call was served since.
 	resetAt int
+	// onReset, when set, sees the time of each reset, for metrics.
+	onReset func(time.Duration)
 }
 
 // snapshot records the instance at its first fn_next, before it takes a
@@ -46,10 +49,14 @@ func (f *fnState) reset() error {
 	if s == nil || s.restore == nil || s.resetAt == f.served {
 		return nil
 	}
+	t := time.Now()
 	if err := s.restore(); err != nil {
 		return err
 	}
 	f.reqBuf, f.args, f.argv = s.reqBuf, s.args, s.argv
 	s.resetAt = f.served
+	if s.onReset != nil {
+		s.onReset(time.Since(t))
+	}
 	return nil
 }

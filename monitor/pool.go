@@ -85,6 +85,10 @@ type PoolStats struct {
 	Started uint64
 	// Exits counts vCPU exits of all instances by kind (vcpu.ExitKind).
 	Exits [vcpu.NumExitKinds]uint64
+	// Resets counts fresh instances put back into their snapshot, and
+	// ResetTime is the time those resets took in all.
+	Resets    uint64
+	ResetTime time.Duration
 }
 
 // Pool runs invocations of one function on cold, warm or fresh instances. It is safe
@@ -103,6 +107,8 @@ type Pool struct {
 
 	started atomic.Uint64
 	ids     atomic.Uint64 // the last request id handed out
+	resets  atomic.Uint64
+	resetNs atomic.Int64 // the time of those resets
 
 	mu      sync.Mutex
 	closed  bool
@@ -403,7 +409,7 @@ func (p *Pool) newInstance() *instance {
 	case Cold:
 		f.maxCalls = 1
 	case Fresh:
-		f.fresh = new(freshState)
+		f.fresh = &freshState{onReset: p.countReset}
 	}
 	return &instance{vm: p.spawn(f)}
 }
@@ -418,11 +424,18 @@ func (p *Pool) countExits(f *fnState, s *Stats) {
 	}
 }
 
+// countReset counts one reset of a fresh instance that took d.
+func (p *Pool) countReset(d time.Duration) {
+	p.resets.Add(1)
+	p.resetNs.Add(int64(d))
+}
+
 // Stats returns a snapshot of the pool's counters.
 func (p *Pool) Stats() PoolStats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return PoolStats{Live: int64(p.live), Idle: int64(len(p.idle)), Queued: int64(len(p.waiters)), Started: p.started.Load(), Exits: p.exits}
+	return PoolStats{Live: int64(p.live), Idle: int64(len(p.idle)), Queued: int64(len(p.waiters)), Started: p.started.Load(), Exits: p.exits,
+		Resets: p.resets.Load(), ResetTime: time.Duration(p.resetNs.Load())}
 }
 
 // Close stops accepting invocations, waits for those in flight to finish,

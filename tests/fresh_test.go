@@ -50,7 +50,14 @@ func TestFreshCounter(t *testing.T) {
 			got = append(got, out)
 		}
 		assert.Equal(t, c.want, got, c.mode)
-		assert.EqualValues(t, 1, p.Stats().Started, "%s: one instance serves every call", c.mode)
+		st := p.Stats()
+		assert.EqualValues(t, 1, st.Started, "%s: one instance serves every call", c.mode)
+		if c.mode == monitor.Fresh {
+			assert.EqualValues(t, len(c.want), st.Resets, "a reset after every call")
+			assert.Positive(t, st.ResetTime)
+		} else {
+			assert.Zero(t, st.Resets)
+		}
 	}
 }
 
