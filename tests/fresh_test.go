@@ -173,3 +173,21 @@ func TestFreshProcessRefused(t *testing.T) {
 	assert.ErrorIs(t, err, monitor.ErrFreshUnsupported)
 	assert.True(t, strings.Contains(err.Error(), "process"), err)
 }
+
+// TestFreshPrewarm: a prewarmed fresh instance is snapshot at its first
+// fn_next by Prewarm, and serves from it without booting again.
+func TestFreshPrewarm(t *testing.T) {
+	h := kvmHost(t)
+	p := newPool(t, h, "fn_state", monitor.PoolConfig{Mode: monitor.Fresh, MaxInstances: 2})
+	require.NoError(t, p.Prewarm(context.Background(), 2))
+	assert.EqualValues(t, 2, p.Stats().Idle)
+	assert.Zero(t, p.Stats().Resets, "nothing to reset before a call")
+	for range 4 {
+		out, err := invoke(t, p, "count")
+		require.NoError(t, err)
+		assert.Equal(t, "1", out)
+	}
+	st := p.Stats()
+	assert.EqualValues(t, 2, st.Started)
+	assert.EqualValues(t, 4, st.Resets)
+}
