@@ -107,6 +107,14 @@ func newMetrics(pool *monitor.Pool) *metrics {
 			Name: "tender_instances_started_total",
 			Help: "Instances ever booted.",
 		}, func() float64 { return float64(pool.Stats().Started) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "tender_resets_total",
+			Help: "Fresh instances put back into their snapshot after a request.",
+		}, func() float64 { return float64(pool.Stats().Resets) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "tender_reset_seconds_total",
+			Help: "Time spent putting fresh instances back into their snapshot.",
+		}, func() float64 { return pool.Stats().ResetTime.Seconds() }),
 		&exitCollector{pool: pool, desc: prometheus.NewDesc(
 			"tender_exits_total",
 			"vCPU exits of all instances by kind.",

@@ -10,8 +10,9 @@ import (
 // switches on. backend_kvm.go and backend_process.go implement it.
 type backend interface {
 	// newMemory maps fresh guest memory of size bytes that the backend's
-	// vCPUs can run a guest in.
-	newMemory(size uint64) (*guestmem.Memory, error)
+	// vCPUs can run a guest in; snap asks for memory that snapshot can
+	// freeze (Fresh instances).
+	newMemory(size uint64, snap bool) (*guestmem.Memory, error)
 	// newVCPU creates the vCPU of the guest loaded into mem. tscHz is the
 	// guest's TSC rate where the backend knows it, else 0. It records the
 	// time of its phases in ph.
@@ -24,6 +25,12 @@ type backend interface {
 	// its vCPU exists, so its clock is written before, from the host's TSC;
 	// otherwise after, from the vCPU's TSC rate, its TSC counting from 0.
 	clockFirst() bool
+	// snapshot records the state of a guest parked at a hypercall exit,
+	// its memory and vCPU, and returns what puts them back into that state;
+	// an error wrapping ErrFreshUnsupported where the backend cannot.
+	snapshot(mem *guestmem.Memory, cpu vcpu.VCPU) (restore func() error, err error)
+	// resets says snapshot works.
+	resets() bool
 	// close releases the backend; guests still running are killed.
 	close() error
 }

@@ -1,6 +1,8 @@
 package monitor
 
 import (
+	"fmt"
+
 	"github.com/tendervm/tender/monitor/guestmem"
 	"github.com/tendervm/tender/monitor/kvm"
 	"github.com/tendervm/tender/monitor/vcpu"
@@ -19,8 +21,37 @@ func openKVM(device string) (backend, error) {
 	return kvmBackend{sys}, nil
 }
 
-// newMemory maps private memory: KVM maps it into the VM itself.
-func (b kvmBackend) newMemory(size uint64) (*guestmem.Memory, error) { return guestmem.New(size) }
+// newMemory maps private memory: KVM maps it into the VM itself. Memory to
+// be snapshot is a memfd's, which keeps the snapshot (guestmem.Freeze).
+func (b kvmBackend) newMemory(size uint64, snap bool) (*guestmem.Memory, error) {
+	if snap {
+		return guestmem.NewShared(size)
+	}
+	return guestmem.New(size)
+}
+
+// snapshot freezes the memory (a private view of the memfd from now on)
+// and records the vCPU's registers; restore drops the pages written since
+// and sets the registers back.
+func (b kvmBackend) snapshot(mem *guestmem.Memory, cpu vcpu.VCPU) (func() error, error) {
+	v, ok := cpu.(*kvm.VCPU)
+	if !ok {
+		return nil, fmt.Errorf("%w: not a KVM vCPU", ErrFreshUnsupported)
+	}
+	st := new(kvm.State)
+	if err := v.Snapshot(st); err != nil {
+		return nil, err
+	}
+	if err := mem.Freeze(); err != nil {
+		return nil, err
+	}
+	return func() error {
+		if err := mem.Revert(); err != nil {
+			return err
+		}
+		return v.Restore(st)
+	}, nil
+}
 
 func (b kvmBackend) newVCPU(mem *guestmem.Memory, boot vcpu.Boot, ph *Phases) (vcpu.VCPU, uint64, error) {
 	v, err := b.sys.NewVCPU(mem, boot)
@@ -39,5 +70,7 @@ func (b kvmBackend) lockThread() bool { return true }
 
 // clockFirst: a KVM vCPU runs only when entered, with its own TSC.
 func (b kvmBackend) clockFirst() bool { return false }
+
+func (b kvmBackend) resets() bool { return true }
 
 func (b kvmBackend) close() error { return b.sys.Close() }

@@ -21,7 +21,7 @@ func openProcess() (backend, error) {
 }
 
 // newMemory maps shared memory: the guest process maps the same memfd.
-func (b processBackend) newMemory(size uint64) (*guestmem.Memory, error) {
+func (b processBackend) newMemory(size uint64, _ bool) (*guestmem.Memory, error) {
 	return guestmem.NewShared(size)
 }
 
@@ -42,5 +42,13 @@ func (b processBackend) lockThread() bool { return false }
 
 // clockFirst: the process runs from its creation, on the host's TSC.
 func (b processBackend) clockFirst() bool { return true }
+
+// snapshot: resetting a guest process (its registers through ptrace, its
+// memory) is not implemented.
+func (b processBackend) snapshot(*guestmem.Memory, vcpu.VCPU) (func() error, error) {
+	return nil, ErrFreshUnsupported
+}
+
+func (b processBackend) resets() bool { return false }
 
 func (b processBackend) close() error { return b.spawner.Close() }

@@ -91,6 +91,8 @@ type fnState struct {
 	// maxCalls ends the run after that many replies (1 for cold instances);
 	// 0: no limit.
 	maxCalls int
+	// fresh, for a Fresh instance, holds its snapshot; nil otherwise.
+	fresh *freshState
 
 	cur    *call
 	served int
@@ -167,6 +169,11 @@ func (r *run) fnNext(arg uint64) (outcome, error) {
 		return 0, err
 	}
 	f.reqBuf, f.args = buf, a
+	if f.fresh != nil && f.fresh.restore == nil {
+		if err := r.snapshot(f); err != nil {
+			return 0, err
+		}
+	}
 	return f.take()
 }
 

@@ -62,7 +62,7 @@ func (f *fnVM) step(c *call) bool {
 	}
 	var unwatch func() bool
 	if f.r == nil {
-		vm, err := f.host.instantiate(f.g)
+		vm, err := f.host.instantiate(f.g, f.fn.fresh != nil)
 		if err != nil {
 			f.err = err
 			if c != nil {
@@ -102,6 +102,10 @@ func (f *fnVM) step(c *call) bool {
 		err = stopped(f.bootCtx) // it fired: the vCPU is kicked for good
 	}
 	if err == nil && f.r.parked {
+		if err := f.fn.reset(); err != nil {
+			f.end(0, err)
+			return false
+		}
 		return true
 	}
 	f.end(status, err)

@@ -212,7 +212,7 @@ func (h *Host) New(cfg Config) (*VM, error) {
 	if err != nil {
 		return nil, err
 	}
-	return h.instantiate(g)
+	return h.instantiate(g, false)
 }
 
 // guest is a validated configuration with its parsed image: what every
@@ -247,14 +247,14 @@ func prepare(cfg Config) (*guest, error) {
 }
 
 // instantiate maps fresh guest memory and loads a prepared guest into it.
-func (h *Host) instantiate(g *guest) (*VM, error) {
+func (h *Host) instantiate(g *guest, snap bool) (*VM, error) {
 	cfg := g.cfg
 	net, err := netDevices(g.img.Devices, cfg.Net)
 	if err != nil {
 		return nil, err
 	}
 	t := time.Now()
-	mem, err := h.be.newMemory(cfg.MemSize)
+	mem, err := h.be.newMemory(cfg.MemSize, snap)
 	if err != nil {
 		return nil, err
 	}

@@ -27,6 +27,11 @@ const (
 	// Warm keeps instances that serve one invocation after another; each
 	// costs one exit.
 	Warm Mode = "warm"
+	// Fresh keeps instances like Warm, but puts each back into the state
+	// its guest had at its first fn_next after every invocation, so that
+	// nothing one invocation leaves in memory or registers reaches the
+	// next. KVM only (ErrFreshUnsupported).
+	Fresh Mode = "fresh"
 )
 
 // Pool defaults.
@@ -53,14 +58,14 @@ type PoolConfig struct {
 	Guest Config
 	// Mode is Warm when empty.
 	Mode Mode
-	// MaxInstances bounds the instances alive at once (cold or warm);
+	// MaxInstances bounds the instances alive at once (of any mode);
 	// DefaultMaxInstances when zero.
 	MaxInstances int
 	// QueueLimit bounds the callers waiting for an instance; beyond it
 	// Invoke fails fast with ErrSaturated. DefaultQueueLimit when zero,
 	// no waiting at all when negative.
 	QueueLimit int
-	// IdleTimeout retires a warm instance that waited this long for work;
+	// IdleTimeout retires a warm or fresh instance that waited this long for work;
 	// DefaultIdleTimeout when zero, never when negative.
 	IdleTimeout time.Duration
 	// Timeout bounds every invocation that has no earlier deadline;
@@ -80,9 +85,13 @@ type PoolStats struct {
 	Started uint64
 	// Exits counts vCPU exits of all instances by kind (vcpu.ExitKind).
 	Exits [vcpu.NumExitKinds]uint64
+	// Resets counts fresh instances put back into their snapshot, and
+	// ResetTime is the time those resets took in all.
+	Resets    uint64
+	ResetTime time.Duration
 }
 
-// Pool runs invocations of one function on cold or warm instances. It is safe
+// Pool runs invocations of one function on cold, warm or fresh instances. It is safe
 // for concurrent use.
 //
 // An invocation runs on its caller's goroutine: the caller takes an idle
@@ -98,6 +107,8 @@ type Pool struct {
 
 	started atomic.Uint64
 	ids     atomic.Uint64 // the last request id handed out
+	resets  atomic.Uint64
+	resetNs atomic.Int64 // the time of those resets
 
 	mu      sync.Mutex
 	closed  bool
@@ -122,6 +133,14 @@ func (h *Host) NewPool(cfg PoolConfig) (*Pool, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Mode == Fresh {
+		if !h.be.resets() {
+			return nil, fmt.Errorf("%w: not the %s backend", ErrFreshUnsupported, BackendProcess)
+		}
+		if len(g.img.Devices) > 0 {
+			return nil, fmt.Errorf("%w: the guest declares %d network devices", ErrFreshUnsupported, len(g.img.Devices))
+		}
+	}
 	return newPool(cfg, func(f *fnState) lifecycle { return h.newFnVM(g, f) }), nil
 }
 
@@ -130,9 +149,9 @@ func poolDefaults(cfg PoolConfig) (PoolConfig, error) {
 	switch cfg.Mode {
 	case "":
 		cfg.Mode = Warm
-	case Cold, Warm:
+	case Cold, Warm, Fresh:
 	default:
-		return cfg, fmt.Errorf("monitor: unknown mode %q (want %q or %q)", cfg.Mode, Cold, Warm)
+		return cfg, fmt.Errorf("monitor: unknown mode %q (want %q, %q or %q)", cfg.Mode, Cold, Warm, Fresh)
 	}
 	if cfg.MaxInstances <= 0 {
 		cfg.MaxInstances = DefaultMaxInstances
@@ -155,7 +174,7 @@ func poolDefaults(cfg PoolConfig) (PoolConfig, error) {
 // newPool returns a pool of instances that spawn makes, for a checked cfg.
 func newPool(cfg PoolConfig, spawn func(*fnState) lifecycle) *Pool {
 	p := &Pool{cfg: cfg, spawn: spawn, stop: make(chan struct{})}
-	if cfg.Mode == Warm && cfg.IdleTimeout > 0 {
+	if cfg.Mode != Cold && cfg.IdleTimeout > 0 {
 		p.janitor.Add(1)
 		go p.retireIdle()
 	}
@@ -217,7 +236,7 @@ func (p *Pool) enter() bool {
 // queue has room.
 func (p *Pool) acquire(ctx context.Context, deadline time.Time) (*instance, error) {
 	p.mu.Lock()
-	if p.cfg.Mode == Warm {
+	if p.cfg.Mode != Cold {
 		if n := len(p.idle); n > 0 {
 			inst := p.idle[n-1]
 			p.idle[n-1] = nil
@@ -336,12 +355,12 @@ func (p *Pool) retireIdle() {
 	}
 }
 
-// Prewarm boots warm instances until n are alive (or the pool's maximum is
+// Prewarm boots warm or fresh instances until n are alive (or the pool's maximum is
 // reached) and waits until they are parked and ready, so that the first n
 // concurrent invocations find a booted instance.
 func (p *Pool) Prewarm(ctx context.Context, n int) error {
-	if p.cfg.Mode != Warm {
-		return fmt.Errorf("monitor: only a warm pool can be prewarmed")
+	if p.cfg.Mode == Cold {
+		return fmt.Errorf("monitor: only a warm or fresh pool can be prewarmed")
 	}
 	if !p.enter() {
 		return ErrClosed
@@ -386,8 +405,11 @@ func (p *Pool) Prewarm(ctx context.Context, n int) error {
 func (p *Pool) newInstance() *instance {
 	p.started.Add(1)
 	f := &fnState{onReply: p.countExits}
-	if p.cfg.Mode == Cold {
+	switch p.cfg.Mode {
+	case Cold:
 		f.maxCalls = 1
+	case Fresh:
+		f.fresh = &freshState{onReset: p.countReset}
 	}
 	return &instance{vm: p.spawn(f)}
 }
@@ -402,11 +424,18 @@ func (p *Pool) countExits(f *fnState, s *Stats) {
 	}
 }
 
+// countReset counts one reset of a fresh instance that took d.
+func (p *Pool) countReset(d time.Duration) {
+	p.resets.Add(1)
+	p.resetNs.Add(int64(d))
+}
+
 // Stats returns a snapshot of the pool's counters.
 func (p *Pool) Stats() PoolStats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return PoolStats{Live: int64(p.live), Idle: int64(len(p.idle)), Queued: int64(len(p.waiters)), Started: p.started.Load(), Exits: p.exits}
+	return PoolStats{Live: int64(p.live), Idle: int64(len(p.idle)), Queued: int64(len(p.waiters)), Started: p.started.Load(), Exits: p.exits,
+		Resets: p.resets.Load(), ResetTime: time.Duration(p.resetNs.Load())}
 }
 
 // Close stops accepting invocations, waits for those in flight to finish,

@@ -92,11 +92,14 @@ func TestCLIRunConfined(t *testing.T) {
 }
 
 // TestCLIServeConfined checks every thread of `tender serve` once it serves,
-// with invocations (cold instances start under the filter) and a metrics
+// with invocations (cold and fresh instances start under the filter) and a metrics
 // scrape, and that it drains and exits 0 on SIGTERM.
 func TestCLIServeConfined(t *testing.T) {
 	for _, b := range backends(t) {
-		for _, mode := range []string{"cold", "warm"} {
+		for _, mode := range []string{"cold", "warm", "fresh"} {
+			if mode == "fresh" && b != monitor.BackendKVM {
+				continue // the process backend refuses fresh instances
+			}
 			for _, confined := range []bool{true, false} {
 				t.Run(fmt.Sprintf("%s/%s/confined=%v", b, mode, confined), func(t *testing.T) {
 					args := []string{"serve", "-backend=" + string(b), "-mode=" + mode, "-listen=127.0.0.1:0"}

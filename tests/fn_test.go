@@ -261,7 +261,7 @@ func TestPrewarm(t *testing.T) {
 		assert.Equal(t, "warm", string(rep.Body))
 		assert.EqualValues(t, 3, p.Stats().Started, "served by a prewarmed instance")
 		cold := newPool(t, h, "fn_echo", monitor.PoolConfig{Mode: monitor.Cold})
-		assert.ErrorContains(t, cold.Prewarm(context.Background(), 1), "only a warm pool can be prewarmed")
+		assert.ErrorContains(t, cold.Prewarm(context.Background(), 1), "only a warm or fresh pool can be prewarmed")
 	}
 }
 

@@ -20,14 +20,16 @@ func invokeCmd(c command, args []string, stdin io.Reader, stdout, stderr io.Writ
 	fs := cli.NewFlagSet(c.name, c.args, c.summary, stderr)
 	var g cli.GuestFlags
 	g.Register(fs)
-	mode := fs.String("mode", string(monitor.Cold), "cold (a fresh VM for the invocation) or warm (through a warm pool)")
+	mode := fs.String("mode", string(monitor.Cold), "cold (a new VM for the invocation), warm (through a warm pool) or fresh (through a pool of instances reset after each call; KVM only)")
 	timeout := fs.Duration("timeout", monitor.DefaultFnTimeout, "deadline of the invocation")
 	args, code, ok := cli.Parse(fs, args)
 	if !ok {
 		return code
 	}
-	if *mode != string(monitor.Cold) && *mode != string(monitor.Warm) {
-		return cli.Report(stderr, 0, cli.Usagef("-mode %q: want cold or warm", *mode))
+	switch monitor.Mode(*mode) {
+	case monitor.Cold, monitor.Warm, monitor.Fresh:
+	default:
+		return cli.Report(stderr, 0, cli.Usagef("-mode %q: want cold, warm or fresh", *mode))
 	}
 	if len(g.Net) > 0 {
 		// One device cannot be shared by the instances of a pool.

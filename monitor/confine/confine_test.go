@@ -76,7 +76,7 @@ var (
 )
 
 func ioctlReq(name string) uint64 {
-	for _, io := range append(kvm.RunIoctls(), kvm.NewVCPUIoctls()...) {
+	for _, io := range append(append(kvm.RunIoctls(), kvm.NewVCPUIoctls()...), kvm.ResetIoctls()...) {
 		if io.Name == name {
 			return uint64(io.Req)
 		}
@@ -106,6 +106,10 @@ func TestFilterVerdicts(t *testing.T) {
 		{"KVM_SET_USER_MEMORY_REGION after tender run's set-up", kvmRun, sys(unix.SYS_IOCTL, 8, ioctlReq("KVM_SET_USER_MEMORY_REGION")), trap},
 		{"KVM_CREATE_VM in a pool", kvmPool, sys(unix.SYS_IOCTL, 5, ioctlReq("KVM_CREATE_VM")), allow},
 		{"KVM_SET_USER_MEMORY_REGION in a pool", kvmPool, sys(unix.SYS_IOCTL, 8, ioctlReq("KVM_SET_USER_MEMORY_REGION")), allow},
+		{"KVM_SET_XSAVE resetting a fresh instance", kvmPool, sys(unix.SYS_IOCTL, 9, ioctlReq("KVM_SET_XSAVE")), allow},
+		{"KVM_SET_XSAVE after tender run's set-up", kvmRun, sys(unix.SYS_IOCTL, 9, ioctlReq("KVM_SET_XSAVE")), trap},
+		{"memfd_create for a fresh instance", kvmPool, sys(unix.SYS_MEMFD_CREATE, 0, 0), allow},
+		{"memfd_create after tender run's set-up", kvmRun, sys(unix.SYS_MEMFD_CREATE, 0, 0), trap},
 		{"an ioctl the backend never issues (KVM_GET_API_VERSION)", kvmPool, sys(unix.SYS_IOCTL, 5, 0xAE00), trap},
 		{"an ioctl the backend never issues (KVM_SET_GUEST_DEBUG)", kvmPool, sys(unix.SYS_IOCTL, 9, 0x4048AE9B), trap},
 		{"TIOCSTI", kvmServe, sys(unix.SYS_IOCTL, 0, unix.TIOCSTI), trap},

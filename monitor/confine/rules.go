@@ -70,7 +70,7 @@ func (p Policy) Rules(pid int) []Rule {
 		b.add("mmap", unix.SYS_MMAP, "Go heap and guest memory; a new guest process maps its code (PROT_EXEC) before its own filter is on", nil)
 	}
 	b.add("munmap", unix.SYS_MUNMAP, "Go heap, kvm_run and guest memory released", nil)
-	b.add("madvise", unix.SYS_MADVISE, "Go heap scavenger; guest pages populated at load", nil)
+	b.add("madvise", unix.SYS_MADVISE, "Go heap scavenger; guest pages populated at load; a fresh instance's pages dropped back to its snapshot (MADV_DONTNEED)", nil)
 	b.add("futex", unix.SYS_FUTEX, "Go runtime locks and sleeps (private wait and wake only)", only(arg(1, futexWaitPrivate, futexWakePrivate)))
 	b.add("clone", unix.SYS_CLONE, "Go runtime threads (exactly runtime.cloneFlags)", only(arg(0, threadFlags)))
 	b.add("prctl", unix.SYS_PRCTL, "Go runtime: names the memory it maps (PR_SET_VMA_ANON_NAME, where the kernel has it)",
@@ -109,7 +109,11 @@ func (p Policy) Rules(pid int) []Rule {
 	if kvmBackend {
 		ioctls := kvm.RunIoctls()
 		if p.NewGuests {
+			// A fresh pool also resets its instances (kvm.ResetIoctls).
 			ioctls = append(ioctls, kvm.NewVCPUIoctls()...)
+			ioctls = append(ioctls, kvm.ResetIoctls()...)
+			b.add("memfd_create", unix.SYS_MEMFD_CREATE, "guest memory of a fresh instance, whose memfd keeps its snapshot", nil)
+			b.add("ftruncate", unix.SYS_FTRUNCATE, "sizing a fresh instance's guest memory memfd", nil)
 		}
 		reqs, names := ioctlSet(ioctls)
 		b.add("ioctl", unix.SYS_IOCTL, "KVM: "+names, only(Cond{Arg: 1, In: reqs}))
@@ -176,10 +180,13 @@ func (p Policy) processRules(b *builder, self uint32) {
 }
 
 func ioctlSet(ios []kvm.Ioctl) ([]uint32, string) {
-	reqs := make([]uint32, len(ios))
-	names := make([]string, len(ios))
-	for i, io := range ios {
-		reqs[i], names[i] = io.Req, io.Name
+	var reqs []uint32
+	var names []string
+	for _, io := range ios {
+		if slices.Contains(reqs, io.Req) { // listed by two callers
+			continue
+		}
+		reqs, names = append(reqs, io.Req), append(names, io.Name)
 	}
 	return reqs, strings.Join(names, ", ")
 }

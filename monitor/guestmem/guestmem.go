@@ -34,6 +34,9 @@ func (e *RangeError) Error() string {
 type Memory struct {
 	buf []byte
 	fd  int // memfd backing the mapping, or -1 for anonymous memory
+	// frozen: the mapping is a private view of the memfd, which holds the
+	// snapshot (Freeze).
+	frozen bool
 	// layout is what the guest itself may access (SetLayout); Guest checks
 	// hypercall buffers against it.
 	layout []vcpu.Region

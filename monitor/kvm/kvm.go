@@ -192,6 +192,8 @@ type VCPU struct {
 	run    []byte
 	// syncRegs: KVM stores the general registers in run at every exit.
 	syncRegs bool
+	// xsave: the host has XSAVE, and Snapshot uses KVM_GET_XSAVE.
+	xsave bool
 
 	mu     sync.Mutex // orders Kick against Close (Kick writes to run)
 	closed bool
@@ -276,6 +278,7 @@ func (v *VCPU) create(s *System, boot vcpu.Boot) error {
 	if err := v.setSregs(s); err != nil {
 		return err
 	}
+	v.xsave = s.xcr0 != 0
 	if s.xcr0 != 0 {
 		xcrs := gokvm.XCRS{NrXRCS: 1}
 		xcrs.Registers[0] = gokvm.XRC{XRC: 0, Value: s.xcr0}

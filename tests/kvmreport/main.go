@@ -38,7 +38,7 @@ func main() {
 var benchPlan = []benchStep{
 	{pkg: "monitor/kvm", re: "^BenchmarkExitOut$", benchtime: "3000x"},
 	{pkg: "monitor/process", re: "^BenchmarkHypercall$", benchtime: "3000x"},
-	{pkg: "tests", re: "^Benchmark(Hypercall|WarmInvoke)$", benchtime: "2000x"},
+	{pkg: "tests", re: "^Benchmark(Hypercall|WarmInvoke|FreshInvoke)$", benchtime: "2000x"},
 	// kvm_floor of the same 4 MiB VM, which the benchmark does not run itself.
 	{pkg: "monitor/kvm", re: "^BenchmarkCreateRunClose$", benchtime: "500x", floorMiB: 4},
 	{pkg: "monitor/process", re: "^BenchmarkStartStop$", benchtime: "500x"},

@@ -107,6 +107,12 @@ var (
 	both         = []string{"kvm", "process"}
 	kvmOnly      = []string{"kvm"}
 	noFreshBench = "no benchmark yet (the fresh-instance issue)"
+	// The process backend refuses Fresh (monitor.ErrFreshUnsupported).
+	noFreshProcess = "the process backend has no fresh instances yet"
+	freshInvoke    = fig{src: "tests BenchmarkFreshInvoke/{be}", unit: "µs-fresh", format: us + " fresh"}
+	freshWarm      = fig{src: "tests BenchmarkFreshInvoke/{be}", unit: "µs-warm", format: vs + us + " warm"}
+	freshCold      = fig{src: "tests BenchmarkFreshInvoke/{be}", unit: "µs-cold", format: vs + us + " cold"}
+	freshRatio     = fig{src: "tests BenchmarkFreshInvoke/{be}", unit: "x-warm", format: x}
 )
 
 // suiteTarget is the table's first row; its figures come from the test runs.
@@ -164,8 +170,11 @@ var targets = []target{
 	{issue: "3", name: "`serve` under wrk vs a plain `net/http` echo: req/s and p99", threshold: "report", backends: both,
 		shown: []fig{wrkRate, wrkP99, plainRate, plainP99}, value: wrkRate, over: &plainRate, ratio: true},
 
-	{issue: "12", name: "fresh invocation vs warm invocation (echo)", threshold: "≤ 2x", backends: both, pending: noFreshBench},
-	{issue: "12", name: "fresh invocation vs cold invocation, times faster", threshold: "≥ 15x", backends: both, pending: noFreshBench},
+	{issue: "12", name: "fresh invocation vs warm invocation (echo)", threshold: "≤ 2x", backends: kvmOnly,
+		shown: []fig{freshInvoke, freshWarm}, value: freshRatio, ratio: true, op: "<=", limit: 2},
+	{issue: "12", name: "fresh invocation vs cold invocation, times faster", threshold: "≥ 15x", backends: kvmOnly,
+		shown: []fig{freshInvoke, freshCold}, value: freshCold, over: &freshInvoke, ratio: true, op: ">=", limit: 15},
+	{issue: "12", name: "fresh invocation vs warm and cold", threshold: "≤ 2x, ≥ 15x", backends: []string{"process"}, pending: noFreshProcess},
 	{issue: "12", name: "fresh throughput, 2 callers, vs fork+exec of the static C echo", threshold: "≥ 10x", backends: both, pending: noFreshBench},
 	{issue: "12", name: "memory per extra fresh instance of fn_echo", threshold: "≤ 64 KiB + dirtied pages", backends: both, pending: noFreshBench},
 	{issue: "12", name: "`tender bench`: fresh vs crun default, times faster", threshold: "≥ 100x", backends: kvmOnly,

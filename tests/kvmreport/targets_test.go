@@ -76,7 +76,8 @@ func TestTargetsFromSamples(t *testing.T) {
 	assert.Equal(t, notMeasured, serve.verdict)
 	assert.Equal(t, "wrk net/http not in the output", serve.why)
 
-	assert.Equal(t, "not measured: no benchmark yet (the fresh-instance issue)", find(t, rs, "12", "fresh invocation vs warm", "process").result())
+	assert.Equal(t, "not measured: the process backend has no fresh instances yet", find(t, rs, "12", "fresh invocation vs warm", "process").result())
+	assert.Equal(t, "not measured: no benchmark yet (the fresh-instance issue)", find(t, rs, "12", "fresh throughput", "process").result())
 	assert.Equal(t, "not measured: no benchmark yet (no tender-fresh row in `tender bench`)", find(t, rs, "12", "`tender bench`", "kvm").result())
 }
 
@@ -109,12 +110,26 @@ func TestFailedBenchmark(t *testing.T) {
 }
 
 func TestFreshBenchmarkNotRead(t *testing.T) {
-	// Once the fresh-instance benchmarks exist, the rows say this report
-	// does not read them yet instead of "no benchmark yet".
+	// A fresh-instance benchmark this report does not read yet is named
+	// instead of "no benchmark yet".
 	f := newFigures()
-	f.put("tests BenchmarkFreshInvoke/kvm", result{N: 1, Metrics: map[string]float64{"ns/op": 1}, Units: []string{"ns/op"}})
-	r := find(t, rows(f, nil, 3), "12", "fresh invocation vs warm", "kvm")
-	assert.Equal(t, "tests BenchmarkFreshInvoke/kvm exists but make kvm-report does not read it yet (tests/kvmreport/targets.go)", r.why)
+	f.put("tests BenchmarkFreshThroughput/kvm", result{N: 1, Metrics: map[string]float64{"ns/op": 1}, Units: []string{"ns/op"}})
+	r := find(t, rows(f, nil, 3), "12", "fresh throughput", "kvm")
+	assert.Equal(t, "tests BenchmarkFreshThroughput/kvm exists but make kvm-report does not read it yet (tests/kvmreport/targets.go)", r.why)
+}
+
+func TestFreshRows(t *testing.T) {
+	f := newFigures()
+	f.addBench("tests", parseBench("BenchmarkFreshInvoke/kvm-2 \t 2000 \t 130725 ns/op \t 9.934 cold-x \t 3.283 x-warm \t 1287 µs-cold \t 129.5 µs-fresh \t 39.45 µs-warm\n", 2))
+	rs := rows(f, nil, 3)
+	w := find(t, rs, "12", "fresh invocation vs warm", "kvm")
+	assert.Equal(t, "129.5 µs fresh vs 39.5 µs warm", w.measured)
+	assert.Equal(t, "3.28x", w.ratio)
+	assert.Equal(t, notMet, w.verdict)
+	c := find(t, rs, "12", "fresh invocation vs cold", "kvm")
+	assert.Equal(t, "129.5 µs fresh vs 1287.0 µs cold", c.measured)
+	assert.Equal(t, "9.94x", c.ratio)
+	assert.Equal(t, notMet, c.verdict)
 }
 
 func TestSuiteRow(t *testing.T) {

@@ -1,0 +1,92 @@
+package kvm
+
+import (
+	"encoding/binary"
+	"fmt"
+	"unsafe"
+
+	gokvm "github.com/bobuhiro11/gokvm/kvm"
+)
+
+// State is a vCPU's architectural state as a guest at CPL 3 can change it:
+// general registers, segment and control registers, and the x87/SSE/AVX
+// state. MSRs and debug registers are left out: a guest at CPL 3 cannot
+// write them, and tender sets only LSTAR, once.
+type State struct {
+	regs  gokvm.Regs
+	sregs gokvm.Sregs
+	// xsave is struct kvm_xsave, or struct kvm_fpu on a host without XSAVE.
+	xsave [4096]byte
+}
+
+// struct kvm_fpu's size, for KVM_GET_FPU and KVM_SET_FPU.
+const fpuSize = 416
+
+var (
+	reqGetFPU   = gokvm.IIOR(0x8C, fpuSize)
+	reqSetFPU   = gokvm.IIOW(0x8D, fpuSize)
+	reqGetXSAVE = gokvm.IIOR(0xA4, unsafe.Sizeof(State{}.xsave))
+	reqSetXSAVE = gokvm.IIOW(0xA5, unsafe.Sizeof(State{}.xsave))
+)
+
+// Snapshot records the vCPU's state into s, for Restore. It is called
+// between exits: at a hypercall exit, the state is that of the `out`
+// instruction, which KVM completes (skips) at the next entry.
+func (v *VCPU) Snapshot(s *State) error {
+	var err error
+	if s.regs, err = v.regs(); err != nil {
+		return err
+	}
+	if err := ioctlErr(v.vcpufd, reqGetSregs, unsafe.Pointer(&s.sregs)); err != nil {
+		return fmt.Errorf("KVM_GET_SREGS: %w", err)
+	}
+	req, name := reqGetXSAVE, "KVM_GET_XSAVE"
+	if !v.xsave {
+		req, name = reqGetFPU, "KVM_GET_FPU"
+	}
+	if err := ioctlErr(v.vcpufd, req, unsafe.Pointer(&s.xsave)); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	return nil
+}
+
+// Restore puts the vCPU back into the state s recorded. The general
+// registers go in with the next KVM_RUN where KVM syncs them through
+// kvm_run. Restored at a hypercall exit taken at the same instruction as the
+// snapshot's, the next entry skips that instruction as it would have then.
+func (v *VCPU) Restore(s *State) error {
+	sregs := s.sregs
+	if err := ioctlErr(v.vcpufd, reqSetSregs, unsafe.Pointer(&sregs)); err != nil {
+		return fmt.Errorf("KVM_SET_SREGS: %w", err)
+	}
+	req, name := reqSetXSAVE, "KVM_SET_XSAVE"
+	if !v.xsave {
+		req, name = reqSetFPU, "KVM_SET_FPU"
+	}
+	if err := ioctlErr(v.vcpufd, req, unsafe.Pointer(&s.xsave)); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	if v.syncRegs {
+		*(*gokvm.Regs)(unsafe.Pointer(&v.run[runSyncRegs])) = s.regs
+		binary.LittleEndian.PutUint64(v.run[runDirtyRegs:], syncX86Regs)
+		return nil
+	}
+	regs := s.regs
+	if err := ioctlErr(v.vcpufd, reqSetRegs, unsafe.Pointer(&regs)); err != nil {
+		return fmt.Errorf("KVM_SET_REGS: %w", err)
+	}
+	return nil
+}
+
+// ResetIoctls are the requests Snapshot and Restore issue, for a seccomp
+// filter that allows them (package confine).
+func ResetIoctls() []Ioctl {
+	return []Ioctl{
+		{"KVM_GET_XSAVE", uint32(reqGetXSAVE)},
+		{"KVM_SET_XSAVE", uint32(reqSetXSAVE)},
+		{"KVM_GET_FPU", uint32(reqGetFPU)},
+		{"KVM_SET_FPU", uint32(reqSetFPU)},
+		{"KVM_SET_SREGS", uint32(reqSetSregs)},
+		{"KVM_SET_REGS", uint32(reqSetRegs)},
+	}
+}

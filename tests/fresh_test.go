@@ -1,0 +1,193 @@
+package tests
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tendervm/tender/monitor"
+)
+
+// kvmHost returns a KVM host, skipping the test where KVM is unusable (and
+// failing it where TENDER_REQUIRE_KVM=1 asks for KVM).
+func kvmHost(t *testing.T) *monitor.Host {
+	t.Helper()
+	if bs := backends(t); bs[0] != monitor.BackendKVM {
+		t.Skip("fresh instances need KVM")
+	}
+	return newHost(t, monitor.BackendKVM)
+}
+
+func invoke(t *testing.T, p *monitor.Pool, body string) (string, error) {
+	t.Helper()
+	rep, err := p.Invoke(context.Background(), monitor.Request{Body: []byte(body)})
+	return string(rep.Body), err
+}
+
+// TestFreshCounter: a static counter starts from its value at the first
+// fn_next on every fresh request, and keeps counting under warm.
+func TestFreshCounter(t *testing.T) {
+	h := kvmHost(t)
+	for _, c := range []struct {
+		mode monitor.Mode
+		want []string
+	}{
+		{monitor.Fresh, []string{"1", "1", "1", "1", "1"}},
+		{monitor.Warm, []string{"1", "2", "3", "4", "5"}},
+	} {
+		p := newPool(t, h, "fn_state", monitor.PoolConfig{Mode: c.mode, MaxInstances: 1})
+		var got []string
+		for range c.want {
+			out, err := invoke(t, p, "count")
+			require.NoError(t, err, c.mode)
+			got = append(got, out)
+		}
+		assert.Equal(t, c.want, got, c.mode)
+		st := p.Stats()
+		assert.EqualValues(t, 1, st.Started, "%s: one instance serves every call", c.mode)
+		if c.mode == monitor.Fresh {
+			assert.EqualValues(t, len(c.want), st.Resets, "a reset after every call")
+			assert.Positive(t, st.ResetTime)
+		} else {
+			assert.Zero(t, st.Resets)
+		}
+	}
+}
+
+// TestFreshNoLeak: a function that returns the body of the previous request
+// it saw never returns another request's data under fresh, with concurrent
+// callers on several instances.
+func TestFreshNoLeak(t *testing.T) {
+	h := kvmHost(t)
+	p := newPool(t, h, "fn_state", monitor.PoolConfig{Mode: monitor.Fresh, MaxInstances: 4})
+	const callers, each = 8, 250
+	var leaks, done atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, callers)
+	for w := range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				rep, err := p.Invoke(context.Background(), monitor.Request{Body: []byte(fmt.Sprintf("stash:caller %d request %d", w, i))})
+				if err != nil {
+					errs <- err
+					return
+				}
+				if len(rep.Body) != 0 {
+					leaks.Add(1)
+				}
+				done.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	assert.EqualValues(t, callers*each, done.Load())
+	assert.Zero(t, leaks.Load(), "requests that saw another request's body")
+
+	// The same function under warm does pass data on: the test can fail.
+	w := newPool(t, h, "fn_state", monitor.PoolConfig{Mode: monitor.Warm, MaxInstances: 1})
+	_, err := invoke(t, w, "stash:secret")
+	require.NoError(t, err)
+	out, err := invoke(t, w, "stash:next")
+	require.NoError(t, err)
+	assert.Equal(t, "secret", out)
+}
+
+// TestFreshRegisters: an SSE register one request leaves set is back to its
+// snapshot value for the next under fresh (and still set under warm).
+func TestFreshRegisters(t *testing.T) {
+	h := kvmHost(t)
+	const pattern = "74656e6465722d7373652d6c65616b21" // "tender-sse-leak!"
+	for _, mode := range []monitor.Mode{monitor.Fresh, monitor.Warm} {
+		p := newPool(t, h, "fn_state", monitor.PoolConfig{Mode: mode, MaxInstances: 1})
+		before, err := invoke(t, p, "sse-get")
+		require.NoError(t, err)
+		out, err := invoke(t, p, "sse-set")
+		require.NoError(t, err)
+		require.Equal(t, "set", out)
+		after, err := invoke(t, p, "sse-get")
+		require.NoError(t, err)
+		if mode == monitor.Fresh {
+			assert.Equal(t, before, after, "fresh: XMM15 after another request set it")
+			assert.NotEqual(t, pattern, after)
+		} else {
+			assert.Equal(t, pattern, after, "warm: XMM15 keeps what the previous request left")
+		}
+	}
+}
+
+// TestFreshFailures: after a request that faults, one that spins past its
+// deadline and one that breaks the protocol, each failing with its own
+// error, the next request on the same pool is answered from a pristine
+// instance.
+func TestFreshFailures(t *testing.T) {
+	h := kvmHost(t)
+	p := newPool(t, h, "fn_state", monitor.PoolConfig{Mode: monitor.Fresh, MaxInstances: 1})
+	check := func(what string) {
+		t.Helper()
+		_, err := invoke(t, p, "stash:"+what)
+		require.NoError(t, err, what)
+		out, err := invoke(t, p, "count")
+		require.NoError(t, err, what)
+		assert.Equal(t, "1", out, "after %s", what)
+	}
+	check("start")
+
+	_, err := invoke(t, p, "fault")
+	fe, ok := as[*monitor.FaultError](err)
+	require.True(t, ok, "fault: %v", err)
+	assert.EqualValues(t, 14, fe.Vector)
+	check("fault")
+
+	rep, err := p.Invoke(context.Background(), monitor.Request{Body: []byte("spin"), Deadline: time.Now().Add(50 * time.Millisecond)})
+	assert.Empty(t, rep.Body)
+	se, ok := as[*monitor.StoppedError](err)
+	require.True(t, ok, "spin: %v", err)
+	assert.ErrorIs(t, se, context.DeadlineExceeded)
+	check("spin")
+
+	_, err = invoke(t, p, "violate")
+	pe, ok := as[*monitor.ProtocolError](err)
+	require.True(t, ok, "violate: %v", err)
+	assert.Equal(t, "fn_next", pe.Hypercall)
+	check("violate")
+}
+
+// TestFreshProcessRefused: the process backend cannot reset an instance,
+// and says so when the pool is made.
+func TestFreshProcessRefused(t *testing.T) {
+	h := newHost(t, monitor.BackendProcess)
+	_, err := h.NewPool(monitor.PoolConfig{Mode: monitor.Fresh, Guest: monitor.Config{ELF: readGuest(t, "fn_echo")}})
+	assert.ErrorIs(t, err, monitor.ErrFreshUnsupported)
+	assert.True(t, strings.Contains(err.Error(), "process"), err)
+}
+
+// TestFreshPrewarm: a prewarmed fresh instance is snapshot at its first
+// fn_next by Prewarm, and serves from it without booting again.
+func TestFreshPrewarm(t *testing.T) {
+	h := kvmHost(t)
+	p := newPool(t, h, "fn_state", monitor.PoolConfig{Mode: monitor.Fresh, MaxInstances: 2})
+	require.NoError(t, p.Prewarm(context.Background(), 2))
+	assert.EqualValues(t, 2, p.Stats().Idle)
+	assert.Zero(t, p.Stats().Resets, "nothing to reset before a call")
+	for range 4 {
+		out, err := invoke(t, p, "count")
+		require.NoError(t, err)
+		assert.Equal(t, "1", out)
+	}
+	st := p.Stats()
+	assert.EqualValues(t, 2, st.Started)
+	assert.EqualValues(t, 4, st.Resets)
+}
