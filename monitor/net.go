@@ -162,22 +162,24 @@ func (r *run) netWrite(arg uint64) (outcome, error) {
 		return 0, err
 	}
 	d, st := r.device(nw.Handle)
-	data, n := nw.Data, nw.Len
 	switch {
-	case d == nil, n < netdev.HeaderLen:
+	case d == nil, nw.Len < netdev.HeaderLen:
 		nw.Result = hypercall.ResultInvalid
-		writeArgs(a, &nw)
-		return resume, nil
-	case n > uint64(d.max):
+	case nw.Len > uint64(d.max):
 		nw.Result = hypercall.ResultTooLarge
-		writeArgs(a, &nw)
-		return resume, nil
+	default:
+		frame, err := r.buffer(hypercall.NrNetWrite, "frame", nw.Data, nw.Len, vcpu.Read)
+		if err != nil {
+			return 0, err
+		}
+		nw.Result = d.send(frame, st)
 	}
-	frame, err := r.buffer(hypercall.NrNetWrite, "frame", data, n, vcpu.Read)
-	if err != nil {
-		return 0, err
-	}
-	res := uint64(hypercall.ResultOK)
+	writeArgs(a, &nw)
+	return resume, nil
+}
+
+// send writes one frame to the device and returns the guest's result.
+func (d *netDevice) send(frame []byte, st *NetStats) uint64 {
 	switch err := d.dev.WriteFrame(frame); {
 	case err == nil:
 	case errors.Is(err, netdev.ErrDropped):
@@ -186,15 +188,11 @@ func (r *run) netWrite(arg uint64) (outcome, error) {
 		if errors.Is(err, netdev.ErrClosed) {
 			d.dead = true
 		}
-		res = hypercall.ResultIO
+		return hypercall.ResultIO
 	}
-	if res == hypercall.ResultOK {
-		st.FramesOut++
-		st.BytesOut += n
-	}
-	nw.Result = res
-	writeArgs(a, &nw)
-	return resume, nil
+	st.FramesOut++
+	st.BytesOut += uint64(len(frame))
+	return hypercall.ResultOK
 }
 
 // maxDrops bounds how many unusable frames one net_read discards before it
@@ -210,32 +208,33 @@ func (r *run) netRead(arg uint64) (outcome, error) {
 	d, st := r.device(nr.Handle)
 	if d == nil {
 		nr.Len, nr.Result = 0, hypercall.ResultInvalid
-		writeArgs(a, &nr)
-		return resume, nil
+	} else {
+		buf, err := r.buffer(hypercall.NrNetRead, "buffer", nr.Data, nr.Cap, vcpu.Write)
+		if err != nil {
+			return 0, err
+		}
+		nr.Len, nr.Result = d.receive(buf, st)
 	}
-	buf, err := r.buffer(hypercall.NrNetRead, "buffer", nr.Data, nr.Cap, vcpu.Write)
-	if err != nil {
-		return 0, err
-	}
+	writeArgs(a, &nr)
+	return resume, nil
+}
+
+// receive takes the next usable frame into buf and returns its length and
+// the guest's result.
+func (d *netDevice) receive(buf []byte, st *NetStats) (n, result uint64) {
 	if d.dead {
-		nr.Len, nr.Result = 0, hypercall.ResultIO
-		writeArgs(a, &nr)
-		return resume, nil
+		return 0, hypercall.ResultIO
 	}
 	for range maxDrops {
 		n, err := d.dev.ReadFrame(buf)
 		switch {
 		case errors.Is(err, netdev.ErrNoFrame):
-			nr.Len, nr.Result = 0, hypercall.ResultAgain
-			writeArgs(a, &nr)
-			return resume, nil
+			return 0, hypercall.ResultAgain
 		case err != nil && !errors.Is(err, netdev.ErrTruncated):
 			if errors.Is(err, netdev.ErrClosed) {
 				d.dead = true
 			}
-			nr.Len, nr.Result = 0, hypercall.ResultIO
-			writeArgs(a, &nr)
-			return resume, nil
+			return 0, hypercall.ResultIO
 		case n < netdev.HeaderLen || n > d.max:
 			// Runts and giants are dropped as a NIC would: the guest
 			// sees only frames of HeaderLen to MTU+HeaderLen bytes.
@@ -243,19 +242,13 @@ func (r *run) netRead(arg uint64) (outcome, error) {
 			continue
 		case err != nil: // truncated: a valid frame, but the buffer is short
 			st.DroppedIn++
-			nr.Len, nr.Result = uint64(n), hypercall.ResultTruncated
-			writeArgs(a, &nr)
-			return resume, nil
+			return uint64(n), hypercall.ResultTruncated
 		}
 		st.FramesIn++
 		st.BytesIn += uint64(n)
-		nr.Len, nr.Result = uint64(n), hypercall.ResultOK
-		writeArgs(a, &nr)
-		return resume, nil
+		return uint64(n), hypercall.ResultOK
 	}
-	nr.Len, nr.Result = 0, hypercall.ResultAgain
-	writeArgs(a, &nr)
-	return resume, nil
+	return 0, hypercall.ResultAgain
 }
 
 // poll waits until a device has input, the timeout passes (at most
