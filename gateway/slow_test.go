@@ -268,6 +268,16 @@ func TestWriteTimeout(t *testing.T) {
 				}
 			}
 		}()
+		// The server has the connection first; only then can its closing
+		// (or not) tell anything.
+		for accepted := time.Now().Add(hangCheck); ; time.Sleep(time.Millisecond) {
+			if r, _ := ln.Open(); r == 1 {
+				break
+			}
+			if time.Now().After(accepted) {
+				t.Fatalf("WriteTimeout %v: the connection was never accepted", wt)
+			}
+		}
 		deadline := time.Now().Add(hangCheck)
 		if wt < 0 {
 			deadline = time.Now().Add(2 * time.Second)
