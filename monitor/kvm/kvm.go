@@ -50,6 +50,9 @@ type System struct {
 	// once, by the first vCPU that gets them.
 	sregs  atomic.Pointer[gokvm.Sregs]
 	tscKHz atomic.Uint64
+
+	// teardown destroys closed VMs in the background (teardown.go).
+	teardown teardown
 }
 
 // Open opens the KVM device at path (DefaultDevice when empty).
@@ -69,6 +72,7 @@ func Open(path string) (*System, error) {
 		return nil, fmt.Errorf("%w: open %s: %w", ErrUnavailable, path, err)
 	}
 	s := &System{fd: fd}
+	s.teardown.init()
 	if err := s.init(); err != nil {
 		unix.Close(fd)
 		return nil, err
@@ -147,7 +151,8 @@ func (s *System) Close() error {
 	if s.fd < 0 {
 		return nil
 	}
-	err := unix.Close(s.fd)
+	terr := s.teardown.wait()
+	err := errors.Join(unix.Close(s.fd), terr)
 	s.fd = -1
 	return err
 }
@@ -186,6 +191,7 @@ const (
 
 // VCPU is a KVM virtual machine with its one vCPU, ready to run a loaded guest.
 type VCPU struct {
+	sys    *System
 	mem    *guestmem.Memory
 	vmfd   int
 	vcpufd int
@@ -230,7 +236,7 @@ func (s *System) NewVCPU(mem *guestmem.Memory, boot vcpu.Boot) (*VCPU, error) {
 	if err := x86.Build(mem, boot.Regions); err != nil {
 		return nil, err
 	}
-	v := &VCPU{mem: mem, vmfd: -1, vcpufd: -1}
+	v := &VCPU{sys: s, mem: mem, vmfd: -1, vcpufd: -1}
 	v.timing.Tables = time.Since(t)
 	if err := v.create(s, boot); err != nil {
 		v.Close()
@@ -429,6 +435,8 @@ func atomicStoreByte(b *byte, v byte) {
 }
 
 // Close releases the vCPU and the VM. The guest memory stays with its owner.
+// The kernel's destruction of the VM may finish in the background (see
+// teardown); System.Close waits for it.
 func (v *VCPU) Close() error {
 	v.mu.Lock()
 	defer v.mu.Unlock()
@@ -441,11 +449,6 @@ func (v *VCPU) Close() error {
 		errs = append(errs, unix.Munmap(v.run))
 		v.run = nil
 	}
-	if v.vcpufd >= 0 {
-		errs = append(errs, unix.Close(v.vcpufd))
-	}
-	if v.vmfd >= 0 {
-		errs = append(errs, unix.Close(v.vmfd))
-	}
+	v.sys.teardown.close(v.vcpufd, v.vmfd)
 	return errors.Join(errs...)
 }
