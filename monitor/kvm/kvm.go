@@ -38,10 +38,14 @@ var ErrUnavailable = errors.New("KVM is not available")
 type System struct {
 	fd       int
 	runSize  int
-	cpuid    *cpuid2
-	xcr0     uint64 // 0 when the host has no XSAVE
-	trType   uint8  // the TSS type TR gets: see tssType
-	syncRegs bool   // KVM_CAP_SYNC_REGS covers the general registers
+	syncRegs bool // KVM_CAP_SYNC_REGS covers the general registers
+
+	// cpu is what KVM_GET_SUPPORTED_CPUID says, read in the background by
+	// Open (it costs 0.45-0.65 ms on kvm_pvm hosts, which execute each
+	// cpuid nested) while the first VM is loaded and created: cpuReady is
+	// closed once it is set.
+	cpu      cpuFeatures
+	cpuReady chan struct{}
 
 	// sregs is the special-register state every vCPU starts with, built
 	// from the first vCPU's and reused, which saves each later vCPU a
@@ -96,19 +100,40 @@ func (s *System) init() error {
 	if s.runSize < runSyncRegs+int(unsafe.Sizeof(gokvm.Regs{})) {
 		return fmt.Errorf("%w: kvm_run of %d bytes is too small", ErrUnavailable, s.runSize)
 	}
-	s.cpuid = &cpuid2{nent: maxCPUIDEntries}
-	if err := ioctlErr(s.fd, reqGetSupportedCPUID, unsafe.Pointer(s.cpuid)); err != nil {
-		return fmt.Errorf("KVM_GET_SUPPORTED_CPUID: %w", err)
-	}
-	entries := s.cpuid.entries[:min(s.cpuid.nent, maxCPUIDEntries)]
-	s.xcr0 = xcr0(entries)
-	s.trType = tssType(entries)
+	s.cpuReady = make(chan struct{})
+	go func() {
+		defer close(s.cpuReady)
+		s.cpu = supportedCPUID(s.fd)
+	}()
 	// Sync regs let every exit bring the general registers in kvm_run, which
 	// saves a KVM_GET_REGS on each hypercall.
 	if c, err := ioctl(s.fd, reqCheckExtension, nil, capSyncRegs); err == nil && uint64(c)&syncX86Regs != 0 {
 		s.syncRegs = true
 	}
 	return nil
+}
+
+// cpuFeatures is the CPUID every vCPU gets and what tender derives from it.
+type cpuFeatures struct {
+	cpuid  *cpuid2
+	xcr0   uint64 // 0 when the host has no XSAVE
+	trType uint8  // the TSS type TR gets: see tssType
+	err    error
+}
+
+func supportedCPUID(kvmfd int) cpuFeatures {
+	c := &cpuid2{nent: maxCPUIDEntries}
+	if err := ioctlErr(kvmfd, reqGetSupportedCPUID, unsafe.Pointer(c)); err != nil {
+		return cpuFeatures{err: fmt.Errorf("KVM_GET_SUPPORTED_CPUID: %w", err)}
+	}
+	entries := c.entries[:min(c.nent, maxCPUIDEntries)]
+	return cpuFeatures{cpuid: c, xcr0: xcr0(entries), trType: tssType(entries)}
+}
+
+// features waits for Open's KVM_GET_SUPPORTED_CPUID.
+func (s *System) features() (*cpuFeatures, error) {
+	<-s.cpuReady
+	return &s.cpu, s.cpu.err
 }
 
 // tssType picks the type of the 64-bit TSS loaded in TR. VMX requires the
@@ -151,6 +176,7 @@ func (s *System) Close() error {
 	if s.fd < 0 {
 		return nil
 	}
+	<-s.cpuReady // it uses s.fd
 	terr := s.teardown.wait()
 	err := errors.Join(unix.Close(s.fd), terr)
 	s.fd = -1
@@ -277,17 +303,21 @@ func (v *VCPU) create(s *System, boot vcpu.Boot) error {
 		return fmt.Errorf("mmap kvm_run: %w", err)
 	}
 	t = lap(&v.timing.VCPU, t)
-	// CPUID first: KVM checks CR4 bits such as OSXSAVE against it.
-	if err := ioctlErr(v.vcpufd, reqSetCPUID2, unsafe.Pointer(s.cpuid)); err != nil {
-		return fmt.Errorf("KVM_SET_CPUID2: %w", err)
-	}
-	if err := v.setSregs(s); err != nil {
+	cpu, err := s.features()
+	if err != nil {
 		return err
 	}
-	v.xsave = s.xcr0 != 0
-	if s.xcr0 != 0 {
+	// CPUID first: KVM checks CR4 bits such as OSXSAVE against it.
+	if err := ioctlErr(v.vcpufd, reqSetCPUID2, unsafe.Pointer(cpu.cpuid)); err != nil {
+		return fmt.Errorf("KVM_SET_CPUID2: %w", err)
+	}
+	if err := v.setSregs(s, cpu); err != nil {
+		return err
+	}
+	v.xsave = cpu.xcr0 != 0
+	if cpu.xcr0 != 0 {
 		xcrs := gokvm.XCRS{NrXRCS: 1}
-		xcrs.Registers[0] = gokvm.XRC{XRC: 0, Value: s.xcr0}
+		xcrs.Registers[0] = gokvm.XRC{XRC: 0, Value: cpu.xcr0}
 		if err := ioctlErr(v.vcpufd, reqSetXCRs, unsafe.Pointer(&xcrs)); err != nil {
 			return fmt.Errorf("KVM_SET_XCRS: %w", err)
 		}
@@ -335,7 +365,7 @@ func (v *VCPU) Timing() Timing { return v.timing }
 // setSregs sets the vCPU's special registers for long mode at CPL 3: the
 // host's starting state (s.sregs once the first vCPU has read it) with
 // tender's segments, descriptor tables and control registers.
-func (v *VCPU) setSregs(s *System) error {
+func (v *VCPU) setSregs(s *System, cpu *cpuFeatures) error {
 	if p := s.sregs.Load(); p != nil {
 		sregs := *p
 		if err := ioctlErr(v.vcpufd, reqSetSregs, unsafe.Pointer(&sregs)); err != nil {
@@ -347,7 +377,7 @@ func (v *VCPU) setSregs(s *System) error {
 	if err := ioctlErr(v.vcpufd, reqGetSregs, unsafe.Pointer(&sregs)); err != nil {
 		return fmt.Errorf("KVM_GET_SREGS: %w", err)
 	}
-	trType := s.trType
+	trType := cpu.trType
 	code := gokvm.Segment{Base: 0, Limit: 0xFFFFFFFF, Selector: x86.UserCS, Typ: 0xB,
 		Present: 1, DPL: 3, DB: 0, S: 1, L: 1, G: 1}
 	data := gokvm.Segment{Base: 0, Limit: 0xFFFFFFFF, Selector: x86.UserDS, Typ: 0x3,
@@ -362,7 +392,7 @@ func (v *VCPU) setSregs(s *System) error {
 	sregs.CR0 = cr0PE | cr0MP | cr0ET | cr0NE | cr0WP | cr0PG
 	sregs.CR3 = x86.PML4Addr
 	sregs.CR4 = cr4PAE | cr4OSFXSR | cr4OSXMMEXCPT
-	if s.xcr0 != 0 {
+	if cpu.xcr0 != 0 {
 		sregs.CR4 |= cr4OSXSAVE
 	}
 	sregs.EFER = eferLME | eferLMA | eferNXE
