@@ -239,6 +239,11 @@ func TestBlockCLI(t *testing.T) {
 			assert.Equal(t, monitor.ExitMonitor, code)
 			assert.Contains(t, errOut, `guest declares block device "disk" but none was attached`)
 
+			code, _, errOut = tender(t, "run", be, "-block", "disk="+path, guestPath("permblock"), "read-text")
+			assert.Equal(t, monitor.ExitProtocol, code)
+			assert.Contains(t, errOut, "block_read: buffer")
+			assert.NotContains(t, errOut, "seccomp")
+
 			code, _, errOut = tender(t, "invoke", be, "-block", "disk="+path, guestPath("fn_echo"))
 			assert.Equal(t, monitor.ExitUsage, code)
 			assert.Contains(t, errOut, "-block: the instances of a pool would share the device")

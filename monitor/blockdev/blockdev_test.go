@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"math"
+	"math/bits"
 	"os"
 	"path/filepath"
 	"testing"
@@ -132,4 +133,47 @@ func TestClosedDeviceFails(t *testing.T) {
 	err := d.WriteAt(make([]byte, 512), 0)
 	assert.ErrorIs(t, err, ErrIO)
 	assert.ErrorIs(t, err, os.ErrClosed)
+}
+
+// FuzzCheck compares Check with a plain statement of the rule, the end
+// computed with its carry so that no overflow can hide in the model.
+func FuzzCheck(f *testing.F) {
+	f.Add(uint64(0), uint64(512), false)
+	f.Add(uint64(3584), uint64(512), true)
+	f.Add(uint64(math.MaxUint64-511), uint64(1024), false)
+	f.Add(uint64(512), uint64(math.MaxUint64-511), true)
+	f.Add(uint64(4096), uint64(0), false)
+	f.Add(uint64(1), uint64(511), true)
+	p := filepath.Join(f.TempDir(), "disk.img")
+	require.NoError(f, os.WriteFile(p, make([]byte, 4096), 0o600))
+	rw, err := Open("rw", p, Options{})
+	require.NoError(f, err)
+	defer rw.Close()
+	ro, err := Open("ro", p, Options{ReadOnly: true})
+	require.NoError(f, err)
+	defer ro.Close()
+	f.Fuzz(func(t *testing.T, off, n uint64, write bool) {
+		for _, d := range []*Device{rw, ro} {
+			sum, carry := bits.Add64(off, n, 0)
+			var want error
+			switch {
+			case n == 0 || n%512 != 0 || off%512 != 0:
+				want = ErrAlign
+			case carry != 0 || sum > 4096:
+				want = ErrRange
+			case write && d.ReadOnly():
+				want = ErrReadOnly
+			}
+			err := d.Check(write, off, n)
+			if want == nil {
+				require.NoError(t, err)
+				continue
+			}
+			var e *Error
+			require.True(t, errors.As(err, &e), "%v", err)
+			require.ErrorIs(t, err, want)
+			require.Equal(t, off, e.Offset)
+			require.Equal(t, n, e.Len)
+		}
+	})
 }
