@@ -61,6 +61,12 @@ const (
 	NrNetRead = 8
 	// NrPoll waits until a device has input or a timeout passes: Poll.
 	NrPoll = 9
+	// NrBlockInfo describes a declared block device: BlockInfo.
+	NrBlockInfo = 10
+	// NrBlockRead reads whole blocks from a block device: BlockIO.
+	NrBlockRead = 11
+	// NrBlockWrite writes whole blocks to a block device: BlockIO.
+	NrBlockWrite = 12
 )
 
 // Names maps each defined hypercall number to a short name used in errors and
@@ -75,6 +81,9 @@ var Names = [Count]string{
 	NrNetWrite:     "net_write",
 	NrNetRead:      "net_read",
 	NrPoll:         "poll",
+	NrBlockInfo:    "block_info",
+	NrBlockRead:    "block_read",
+	NrBlockWrite:   "block_write",
 }
 
 // ArgSize is the size of the argument structure of hypercall nr, derived from
@@ -99,6 +108,10 @@ func ArgSize(nr uint32) uint64 {
 		return uint64(unsafe.Sizeof(NetRead{}))
 	case NrPoll:
 		return uint64(unsafe.Sizeof(Poll{}))
+	case NrBlockInfo:
+		return uint64(unsafe.Sizeof(BlockInfo{}))
+	case NrBlockRead, NrBlockWrite:
+		return uint64(unsafe.Sizeof(BlockIO{}))
 	}
 	return 0
 }
@@ -200,17 +213,24 @@ const (
 	ResultOK = 0
 	// ResultAgain: nothing to read now (NrNetRead).
 	ResultAgain = 1
-	// ResultInvalid: the handle names no declared device, or an argument is
-	// out of range (for example a frame shorter than an Ethernet header).
+	// ResultInvalid: the handle names no declared device of the call's
+	// kind, or an argument is out of range (for example a frame shorter
+	// than an Ethernet header, or a block offset that is not a multiple of
+	// the block size).
 	ResultInvalid = 2
 	// ResultTooLarge: a frame longer than the device's MTU plus the
-	// Ethernet header (NrNetWrite).
+	// Ethernet header (NrNetWrite), or a block transfer longer than
+	// BlockIOMax.
 	ResultTooLarge = 3
 	// ResultTruncated: the received frame was longer than the guest's
 	// buffer; it was dropped and Len says how long it was (NrNetRead).
 	ResultTruncated = 4
-	// ResultIO: the host device failed; the frame was not sent.
+	// ResultIO: the host device failed: the frame was not sent, or the
+	// block read or write did not complete (its blocks may be partly
+	// written).
 	ResultIO = 5
+	// ResultReadOnly: a block write to a device attached read-only.
+	ResultReadOnly = 6
 )
 
 // NetInfo is the argument of NrNetInfo.
@@ -270,6 +290,54 @@ type Poll struct {
 // still returns to its loop (and the monitor to its checks) regularly.
 const PollMax = 1_000_000_000
 
+// BlockInfo is the argument of NrBlockInfo.
+type BlockInfo struct {
+	// Handle (in) is the device's index in the guest's device manifest.
+	Handle uint64 `c:"handle"`
+	// Result (out) is ResultOK or ResultInvalid.
+	Result uint64 `c:"result"`
+	// Capacity (out) is the device's size in bytes, a multiple of
+	// BlockSize.
+	Capacity uint64 `c:"capacity"`
+	// BlockSize (out) is the size of a block: a power of two from
+	// BlockSizeMin to BlockSizeMax.
+	BlockSize uint64 `c:"block_size"`
+	// Flags (out) is BlockReadOnly when writes fail with ResultReadOnly.
+	Flags uint64 `c:"flags"`
+}
+
+// BlockReadOnly is the BlockInfo flag of a device attached read-only.
+const BlockReadOnly = 1
+
+// BlockIO is the argument of NrBlockRead and NrBlockWrite: Len bytes at
+// byte Offset of the device, from or into the guest's buffer at Data.
+// Offset and Len are multiples of the block size, Len is 1 to BlockIOMax
+// bytes, and the blocks lie wholly inside the device; otherwise nothing is
+// transferred and Result says why.
+type BlockIO struct {
+	// Handle (in) selects the device.
+	Handle uint64 `c:"handle"`
+	// Offset (in) is the byte offset on the device.
+	Offset uint64 `c:"offset"`
+	// Data (in) is the address of the guest's buffer.
+	Data uint64 `c:"data"`
+	// Len (in) is the number of bytes.
+	Len uint64 `c:"len"`
+	// Result (out): ResultOK, ResultInvalid, ResultTooLarge, ResultIO or
+	// (writes) ResultReadOnly.
+	Result uint64 `c:"result"`
+}
+
+// Block device limits.
+const (
+	// BlockIOMax is the most bytes one NrBlockRead or NrBlockWrite
+	// transfers, so that one hypercall holds the vCPU for a bounded time.
+	BlockIOMax = 1 << 20
+	// BlockSizeMin and BlockSizeMax bound a device's block size.
+	BlockSizeMin = 512
+	BlockSizeMax = 64 << 10
+)
+
 // Device manifest: an ELF note of type NoteTypeDevices whose descriptor is a
 // sequence of DeviceEntry. A device's handle is its index in it.
 const (
@@ -277,6 +345,8 @@ const (
 	NoteTypeDevices = 2
 	// DeviceNet is a network device.
 	DeviceNet = 1
+	// DeviceBlock is a block device.
+	DeviceBlock = 2
 	// DeviceNameMax is the longest device name, without the NUL.
 	DeviceNameMax = 23
 	// DevicesMax is the largest number of devices a guest may declare.
@@ -285,12 +355,12 @@ const (
 
 // DeviceEntry is one device of the manifest.
 type DeviceEntry struct {
-	// Type is DeviceNet.
+	// Type is DeviceNet or DeviceBlock.
 	Type uint32 `c:"type"`
 	// Reserved must be zero.
 	Reserved uint32 `c:"reserved"`
 	// Name is the NUL-padded device name, unique within the manifest: the
-	// NAME of `tender run --net NAME=...`.
+	// NAME of `tender run -net NAME=...` or `-block NAME=...`.
 	Name [DeviceNameMax + 1]byte `c:"name"`
 }
 

@@ -31,6 +31,9 @@ func TestLayout(t *testing.T) {
 	assert.EqualValues(t, 40, unsafe.Sizeof(NetRead{}))
 	assert.EqualValues(t, 32, unsafe.Offsetof(NetRead{}.Result))
 	assert.EqualValues(t, 24, unsafe.Sizeof(Poll{}))
+	assert.EqualValues(t, 40, unsafe.Sizeof(BlockInfo{}))
+	assert.EqualValues(t, 40, unsafe.Sizeof(BlockIO{}))
+	assert.EqualValues(t, 32, unsafe.Offsetof(BlockIO{}.Result))
 	assert.EqualValues(t, 32, unsafe.Sizeof(DeviceEntry{}))
 	assert.EqualValues(t, 8, unsafe.Offsetof(DeviceEntry{}.Name))
 	assert.EqualValues(t, 32, unsafe.Offsetof(FnNext{}.ReqBuf))
@@ -56,7 +59,8 @@ func TestStructRules(t *testing.T) {
 
 func TestNumbers(t *testing.T) {
 	seen := map[int]bool{}
-	for _, nr := range []int{NrWalltime, NrConsoleWrite, NrExit, NrAbort, NrFnNext, NrNetInfo, NrNetWrite, NrNetRead, NrPoll} {
+	for _, nr := range []int{NrWalltime, NrConsoleWrite, NrExit, NrAbort, NrFnNext, NrNetInfo, NrNetWrite, NrNetRead, NrPoll,
+		NrBlockInfo, NrBlockRead, NrBlockWrite} {
 		assert.Greater(t, nr, 0)
 		assert.Less(t, nr, Count)
 		assert.False(t, seen[nr], "hypercall %d defined twice", nr)
@@ -79,7 +83,8 @@ func TestHeaderFresh(t *testing.T) {
 // TestArgSize checks ArgSize against the argument structures.
 func TestArgSize(t *testing.T) {
 	want := map[uint32]uint64{NrWalltime: 8, NrConsoleWrite: 16, NrExit: 8, NrAbort: 16,
-		NrFnNext: 72, NrNetInfo: 32, NrNetWrite: 32, NrNetRead: 40, NrPoll: 24}
+		NrFnNext: 72, NrNetInfo: 32, NrNetWrite: 32, NrNetRead: 40, NrPoll: 24,
+		NrBlockInfo: 40, NrBlockRead: 40, NrBlockWrite: 40}
 	for nr := range uint32(Count) {
 		assert.Equal(t, want[nr], ArgSize(nr), "hypercall %d", nr)
 	}

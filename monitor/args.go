@@ -11,7 +11,8 @@ import (
 // fields (hypercall.TestStructRules), little-endian in guest memory.
 type argStruct interface {
 	hypercall.Walltime | hypercall.ConsoleWrite | hypercall.Exit | hypercall.Abort |
-		hypercall.FnNext | hypercall.NetInfo | hypercall.NetWrite | hypercall.NetRead | hypercall.Poll
+		hypercall.FnNext | hypercall.NetInfo | hypercall.NetWrite | hypercall.NetRead | hypercall.Poll |
+		hypercall.BlockInfo | hypercall.BlockIO
 }
 
 // readArgs copies the argument structure of hypercall nr at arg into v, once,

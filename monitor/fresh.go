@@ -9,8 +9,9 @@ import (
 
 // ErrFreshUnsupported is returned (wrapped) by NewPool for a Fresh pool the
 // host's backend or the guest cannot reset: the process backend, and guests
-// that declare network devices, whose state lives outside guest memory.
-var ErrFreshUnsupported = errors.New("monitor: fresh instances need the KVM backend and a guest without network devices")
+// that declare network or block devices, whose state lives outside guest
+// memory.
+var ErrFreshUnsupported = errors.New("monitor: fresh instances need the KVM backend and a guest without devices")
 
 // freshState is what a Fresh instance keeps to go back to the state its
 // guest had at its first fn_next.

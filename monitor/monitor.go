@@ -35,6 +35,7 @@ import (
 	"unsafe"
 
 	"github.com/tendervm/tender/hypercall"
+	"github.com/tendervm/tender/monitor/blockdev"
 	"github.com/tendervm/tender/monitor/guestmem"
 	"github.com/tendervm/tender/monitor/loader"
 	"github.com/tendervm/tender/monitor/netdev"
@@ -175,6 +176,11 @@ type Config struct {
 	// docs/network.md). The VM does not own them: close them after Run. A
 	// device serves one running VM at a time.
 	Net map[string]netdev.Device
+	// Block attaches block devices by name, under the same rule as Net:
+	// every block device the guest declares, and only those. The VM does
+	// not own them: close them after Run. Guests running at the same time
+	// may share one, but nothing orders their writes.
+	Block map[string]*blockdev.Device
 	// Ready, when set, is called by every run of a guest made from this
 	// configuration (Run, and each pool instance's boot) on the goroutine
 	// that serves the vCPU, once the VM, its vCPU and its devices exist,
@@ -194,8 +200,9 @@ type VM struct {
 	console io.Writer
 	limit   int64
 	table   table
-	fn      *fnState  // set when the VM serves function invocations
-	net     *netState // set when the guest declares devices
+	fn      *fnState    // set when the VM serves function invocations
+	net     *netState   // set when the guest declares network devices
+	block   *blockState // set when the guest declares block devices
 	// loadTime is how long New took to map and load the guest
 	// (Phases.Load).
 	loadTime time.Duration
@@ -243,6 +250,9 @@ func prepare(cfg Config) (*guest, error) {
 	if _, err := netDevices(img.Devices, cfg.Net); err != nil {
 		return nil, err
 	}
+	if _, err := blockDevices(img.Devices, cfg.Block); err != nil {
+		return nil, err
+	}
 	return &guest{cfg: cfg, cmdline: cmdline, img: img}, nil
 }
 
@@ -253,14 +263,21 @@ func (h *Host) instantiate(g *guest, snap bool) (*VM, error) {
 	if err != nil {
 		return nil, err
 	}
+	block, err := blockDevices(g.img.Devices, cfg.Block)
+	if err != nil {
+		return nil, err
+	}
 	t := time.Now()
 	mem, err := h.be.newMemory(cfg.MemSize, snap)
 	if err != nil {
 		return nil, err
 	}
-	vm := &VM{host: h, cfg: cfg, mem: mem, img: g.img, console: cfg.Console, limit: cfg.ConsoleLimit, table: coreTable(), net: net}
+	vm := &VM{host: h, cfg: cfg, mem: mem, img: g.img, console: cfg.Console, limit: cfg.ConsoleLimit, table: coreTable(), net: net, block: block}
 	if net != nil {
 		net.register(&vm.table)
+	}
+	if block != nil {
+		block.register(&vm.table)
 	}
 	if vm.console == nil {
 		vm.console = io.Discard
@@ -456,6 +473,9 @@ func (vm *VM) begin(ctx context.Context) (*run, error) {
 		}
 		r.cleanups = append(r.cleanups, func() { w.Close() })
 		kick = func() { cpu.Kick(); w.Wake() }
+	}
+	if vm.block != nil {
+		vm.block.begin(r)
 	}
 	if vm.console != io.Discard {
 		// So is a guest waiting for a stalled console.

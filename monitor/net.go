@@ -37,18 +37,22 @@ type NetStats struct {
 // netState is the network side of a VM that declares devices. A VM runs
 // once, so the per-run state lives here too.
 type netState struct {
-	devs []netDevice // by handle: the manifest's order
+	devs []netDevice // the network devices, in the manifest's order
+	// index maps a handle (a manifest index) to its entry in devs, -1
+	// for a device of another kind.
+	index []int
 	// pfds is the poll set: one entry per device, then the wake-up eventfd.
 	pfds []unix.PollFd
 	wake *waker
 }
 
 type netDevice struct {
-	name string
-	dev  netdev.Device
-	mac  uint64 // the MAC as NetInfo reports it
-	mtu  int
-	max  int // the longest frame, mtu+HeaderLen
+	handle int
+	name   string
+	dev    netdev.Device
+	mac    uint64 // the MAC as NetInfo reports it
+	mtu    int
+	max    int // the longest frame, mtu+HeaderLen
 	// dead is set once the device failed for good (its host end closed);
 	// it is left out of polls from then on.
 	dead bool
@@ -57,9 +61,11 @@ type netDevice struct {
 // netDevices matches the guest's device manifest with the attached devices:
 // every declared device must be attached and every attached one declared.
 func netDevices(declared []loader.Device, attached map[string]netdev.Device) (*netState, error) {
-	names := make([]string, len(declared))
-	for i, d := range declared {
-		names[i] = d.Name
+	var names []string
+	for _, d := range declared {
+		if d.Type == hypercall.DeviceNet {
+			names = append(names, d.Name)
+		}
 	}
 	var extra []string
 	for name := range attached {
@@ -75,11 +81,15 @@ func netDevices(declared []loader.Device, attached map[string]netdev.Device) (*n
 		}
 		return nil, fmt.Errorf("monitor: network device %q was attached but the guest %s", extra[0], decl)
 	}
-	if len(declared) == 0 {
+	if len(names) == 0 {
 		return nil, nil
 	}
-	ns := &netState{devs: make([]netDevice, len(declared))}
+	ns := &netState{index: make([]int, len(declared))}
 	for i, d := range declared {
+		ns.index[i] = -1
+		if d.Type != hypercall.DeviceNet {
+			continue
+		}
 		dev := attached[d.Name]
 		if dev == nil {
 			return nil, fmt.Errorf("monitor: guest declares network device %q but none was attached (-net %s=...)", d.Name, d.Name)
@@ -92,7 +102,8 @@ func netDevices(declared []loader.Device, attached map[string]netdev.Device) (*n
 		for k, b := range dev.MAC() {
 			mac |= uint64(b) << (8 * k)
 		}
-		ns.devs[i] = netDevice{name: d.Name, dev: dev, mac: mac, mtu: mtu, max: mtu + netdev.HeaderLen}
+		ns.index[i] = len(ns.devs)
+		ns.devs = append(ns.devs, netDevice{handle: i, name: d.Name, dev: dev, mac: mac, mtu: mtu, max: mtu + netdev.HeaderLen})
 	}
 	return ns, nil
 }
@@ -133,10 +144,11 @@ func (ns *netState) begin(r *run) (*waker, error) {
 // device returns the device with handle h, or nil.
 func (r *run) device(h uint64) (*netDevice, *NetStats) {
 	ns := r.vm.net
-	if h >= uint64(len(ns.devs)) {
+	if h >= uint64(len(ns.index)) || ns.index[h] < 0 {
 		return nil, nil
 	}
-	return &ns.devs[h], &r.stats.Net[h]
+	i := ns.index[h]
+	return &ns.devs[i], &r.stats.Net[i]
 }
 
 func (r *run) netInfo(arg uint64) (outcome, error) {
@@ -288,7 +300,7 @@ func (r *run) poll(arg uint64) (outcome, error) {
 	for i := range ns.devs {
 		// An error or hang-up also counts: the guest's read reports it.
 		if ns.pfds[i].Revents&(unix.POLLIN|unix.POLLERR|unix.POLLHUP|unix.POLLNVAL) != 0 {
-			ready |= 1 << i
+			ready |= 1 << ns.devs[i].handle
 		}
 	}
 	pa.Ready, pa.Result = ready, hypercall.ResultOK

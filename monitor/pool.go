@@ -138,7 +138,7 @@ func (h *Host) NewPool(cfg PoolConfig) (*Pool, error) {
 			return nil, fmt.Errorf("%w: not the %s backend", ErrFreshUnsupported, BackendProcess)
 		}
 		if len(g.img.Devices) > 0 {
-			return nil, fmt.Errorf("%w: the guest declares %d network devices", ErrFreshUnsupported, len(g.img.Devices))
+			return nil, fmt.Errorf("%w: the guest declares %d devices (network or block)", ErrFreshUnsupported, len(g.img.Devices))
 		}
 	}
 	return newPool(cfg, func(f *fnState) lifecycle { return h.newFnVM(g, f) }), nil

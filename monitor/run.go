@@ -35,9 +35,13 @@ type Stats struct {
 	// run was stopped with the console stalled, everything after a failed
 	// Write, and a Write still under way (which may yet complete).
 	ConsoleDropped int64
-	// Net counts each network device's traffic, by handle; nil when the
-	// guest declares no devices.
+	// Net counts each network device's traffic, in manifest order (by
+	// handle, when the guest declares no other devices); nil when the
+	// guest declares no network devices.
 	Net []NetStats
+	// Block counts each block device's traffic, in manifest order; nil
+	// when the guest declares no block devices.
+	Block []BlockStats
 }
 
 // Phases is where the start of a run went, phase by phase, each timed with

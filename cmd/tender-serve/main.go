@@ -67,6 +67,10 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		// One device cannot be shared by the instances of a pool.
 		return cli.Report(stderr, 0, cli.Usagef("-net: functions take requests through fn_next, not network devices; run network guests with tender run"))
 	}
+	if len(g.Block) > 0 {
+		// Nothing would order the writes of a pool's instances to one file.
+		return cli.Report(stderr, 0, cli.Usagef("-block: the instances of a pool would share the device; run block-device guests with tender run"))
+	}
 	if *maxInstances <= 0 {
 		*maxInstances = monitor.DefaultMaxInstances
 	}

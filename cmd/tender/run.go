@@ -70,8 +70,16 @@ func writeStats(w io.Writer, s monitor.Stats) {
 			"frames_out": n.FramesOut, "bytes_out": n.BytesOut, "dropped_out": n.DroppedOut,
 		})
 	}
+	block := make([]map[string]any, 0, len(s.Block))
+	for _, d := range s.Block {
+		block = append(block, map[string]any{
+			"name": d.Name, "reads": d.Reads, "bytes_read": d.BytesRead,
+			"writes": d.Writes, "bytes_written": d.BytesWritten, "errors": d.Errors,
+		})
+	}
 	b, _ := json.Marshal(map[string]any{
 		"net":                net,
+		"block":              block,
 		"exits":              s.ExitCounts(),
 		"hypercalls":         s.HypercallCounts(),
 		"setup_us":           us(s.Setup),

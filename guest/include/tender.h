@@ -125,10 +125,11 @@ __attribute__((noreturn)) void tender_fn_serve(tender_fn_handler handler);
 /*
  * Devices.
  *
- * A guest declares every device it uses in its image, with one ELF note
+ * A guest declares every device it uses (network or block) in its image, with one ELF note
  * (owner "Tender", type TENDER_NOTE_TYPE_DEVICES) per device whose
  * descriptor is a struct tender_device_entry. The monitor attaches a host
- * device to each declared name (`tender run -net NAME=...`) and refuses to
+ * device to each declared name (`tender run -net NAME=...`, `-block
+ * NAME=...`) and refuses to
  * start the guest when a declared device is missing or an undeclared one is
  * given. A device's handle is the index of its note among all device notes,
  * in file order. The notes keep their declaration order within a source
@@ -158,7 +159,9 @@ struct tender_device_note {
 };
 _Static_assert(sizeof(struct tender_device_note) == 52, "device note layout");
 
-#define TENDER_NET_DEVICE(var, devname)                                       \
+/* TENDER_DEVICE_NOTE emits one device note of device type devtype (see
+ * TENDER_NET_DEVICE and TENDER_BLOCK_DEVICE). */
+#define TENDER_DEVICE_NOTE(var, devname, devtype)                             \
 	_Static_assert(sizeof(devname) >= 2 &&                                \
 			       sizeof(devname) <= TENDER_DEVICE_NAME_MAX + 1, \
 		       "device name must have 1 to 23 characters");           \
@@ -170,12 +173,25 @@ _Static_assert(sizeof(struct tender_device_note) == 52, "device note layout");
 		.type = TENDER_NOTE_TYPE_DEVICES,                             \
 		.name = TENDER_NOTE_NAME,                                     \
 		.desc = {                                                     \
-			.type = TENDER_DEVICE_NET,                            \
+			.type = devtype,                                      \
 			.reserved = 0,                                        \
 			.name = devname,                                      \
 		},                                                            \
 	};                                                                    \
 	__attribute__((unused)) static const char var[] = devname
+
+#define TENDER_NET_DEVICE(var, devname) \
+	TENDER_DEVICE_NOTE(var, devname, TENDER_DEVICE_NET)
+
+/* TENDER_BLOCK_DEVICE(var, "name") declares a block device, attached with
+ * `tender run -block name=PATH`. */
+#define TENDER_BLOCK_DEVICE(var, devname) \
+	TENDER_DEVICE_NOTE(var, devname, TENDER_DEVICE_BLOCK)
+
+/* tender_device_handle returns the handle of the device of type devtype
+ * (TENDER_DEVICE_NET or TENDER_DEVICE_BLOCK) declared with the given name,
+ * or -1. It only reads the image's device notes (no exit). */
+int tender_device_handle(uint32_t devtype, const char *name);
 
 /* tender_net_handle returns the handle of the network device declared with
  * the given name, or -1 when the image declares no such network device. It
@@ -199,6 +215,23 @@ uint64_t tender_net_read(int handle, void *buf, size_t cap, size_t *len);
  * monitor waits at most TENDER_POLL_MAX per call) and returns the ready
  * mask: bit i set when device i has input. 0 returns at once. */
 uint64_t tender_poll(uint64_t timeout_ns);
+
+/* tender_block_handle returns the handle of the block device declared with
+ * the given name, or -1. */
+int tender_block_handle(const char *name);
+
+/* The block hypercalls. Each returns the hypercall's result
+ * (TENDER_RESULT_OK, _INVALID, _TOO_LARGE, _IO or _READ_ONLY).
+ *
+ * tender_block_info fills *info (capacity in bytes, block_size, flags
+ * TENDER_BLOCK_READ_ONLY). tender_block_read and tender_block_write move
+ * len bytes between buf and the device at byte offset off: both multiples
+ * of the block size, len at most TENDER_BLOCK_IO_MAX, inside the device.
+ * A failed write (IO) may have written part of its blocks. */
+uint64_t tender_block_info(int handle, struct tender_block_info *info);
+uint64_t tender_block_read(int handle, uint64_t off, void *buf, size_t len);
+uint64_t tender_block_write(int handle, uint64_t off, const void *buf,
+			    size_t len);
 
 /*
  * The program defines main, as int main(void) or int main(int argc,

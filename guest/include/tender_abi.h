@@ -21,15 +21,24 @@
 #define TENDER_HC_NET_WRITE 7ULL
 #define TENDER_HC_NET_READ 8ULL
 #define TENDER_HC_POLL 9ULL
+#define TENDER_HC_BLOCK_INFO 10ULL
+#define TENDER_HC_BLOCK_READ 11ULL
+#define TENDER_HC_BLOCK_WRITE 12ULL
 #define TENDER_RESULT_OK 0ULL
 #define TENDER_RESULT_AGAIN 1ULL
 #define TENDER_RESULT_INVALID 2ULL
 #define TENDER_RESULT_TOO_LARGE 3ULL
 #define TENDER_RESULT_TRUNCATED 4ULL
 #define TENDER_RESULT_IO 5ULL
+#define TENDER_RESULT_READ_ONLY 6ULL
+#define TENDER_BLOCK_READ_ONLY 1ULL
+#define TENDER_BLOCK_IO_MAX 1048576ULL
+#define TENDER_BLOCK_SIZE_MIN 512ULL
+#define TENDER_BLOCK_SIZE_MAX 65536ULL
 #define TENDER_POLL_MAX 1000000000ULL
 #define TENDER_NOTE_TYPE_DEVICES 2ULL
 #define TENDER_DEVICE_NET 1ULL
+#define TENDER_DEVICE_BLOCK 2ULL
 #define TENDER_DEVICE_NAME_MAX 23ULL
 #define TENDER_DEVICES_MAX 8ULL
 #define TENDER_CONSOLE_WRITE_MAX 65536ULL
@@ -141,6 +150,34 @@ _Static_assert(sizeof(struct tender_poll) == 24, "tender_poll size");
 _Static_assert(offsetof(struct tender_poll, timeout) == 0, "tender_poll.timeout offset");
 _Static_assert(offsetof(struct tender_poll, ready) == 8, "tender_poll.ready offset");
 _Static_assert(offsetof(struct tender_poll, result) == 16, "tender_poll.result offset");
+
+struct tender_block_info {
+	uint64_t handle;
+	uint64_t result;
+	uint64_t capacity;
+	uint64_t block_size;
+	uint64_t flags;
+};
+_Static_assert(sizeof(struct tender_block_info) == 40, "tender_block_info size");
+_Static_assert(offsetof(struct tender_block_info, handle) == 0, "tender_block_info.handle offset");
+_Static_assert(offsetof(struct tender_block_info, result) == 8, "tender_block_info.result offset");
+_Static_assert(offsetof(struct tender_block_info, capacity) == 16, "tender_block_info.capacity offset");
+_Static_assert(offsetof(struct tender_block_info, block_size) == 24, "tender_block_info.block_size offset");
+_Static_assert(offsetof(struct tender_block_info, flags) == 32, "tender_block_info.flags offset");
+
+struct tender_block_io {
+	uint64_t handle;
+	uint64_t offset;
+	uint64_t data;
+	uint64_t len;
+	uint64_t result;
+};
+_Static_assert(sizeof(struct tender_block_io) == 40, "tender_block_io size");
+_Static_assert(offsetof(struct tender_block_io, handle) == 0, "tender_block_io.handle offset");
+_Static_assert(offsetof(struct tender_block_io, offset) == 8, "tender_block_io.offset offset");
+_Static_assert(offsetof(struct tender_block_io, data) == 16, "tender_block_io.data offset");
+_Static_assert(offsetof(struct tender_block_io, len) == 24, "tender_block_io.len offset");
+_Static_assert(offsetof(struct tender_block_io, result) == 32, "tender_block_io.result offset");
 
 struct tender_device_entry {
 	uint32_t type;

@@ -1,7 +1,8 @@
 /*
  * device.c: device handles and the network hypercalls.
  *
- * The device notes a program declares with TENDER_NET_DEVICE all land in the
+ * The device notes a program declares with TENDER_NET_DEVICE and
+ * TENDER_BLOCK_DEVICE all land in the
  * input section .note.tender.device, which tender.ld places (after the ABI
  * note, inside the PT_NOTE segment) between __tender_devices_start and
  * __tender_devices_end. A device's handle is its index among the device
@@ -13,7 +14,7 @@
 extern const struct tender_device_note __tender_devices_start[];
 extern const struct tender_device_note __tender_devices_end[];
 
-int tender_net_handle(const char *name)
+int tender_device_handle(uint32_t devtype, const char *name)
 {
 	uintptr_t p = (uintptr_t)__tender_devices_start;
 	uintptr_t end = (uintptr_t)__tender_devices_end;
@@ -24,7 +25,7 @@ int tender_net_handle(const char *name)
 	size_t len = strlen(name);
 	if (len == 0 || len > TENDER_DEVICE_NAME_MAX)
 		return -1;
-	/* Every note in the section was made by TENDER_NET_DEVICE, so each is
+	/* Every note in the section was made by TENDER_DEVICE_NOTE, so each is
 	 * exactly one struct tender_device_note; anything else stops the walk
 	 * rather than being misread. */
 	for (; end - p >= sizeof(struct tender_device_note);
@@ -36,13 +37,18 @@ int tender_net_handle(const char *name)
 		    n->descsz != sizeof(struct tender_device_entry) ||
 		    n->type != TENDER_NOTE_TYPE_DEVICES)
 			return -1;
-		if (n->desc.type != TENDER_DEVICE_NET)
+		if (n->desc.type != devtype)
 			continue;
 		if (memcmp(n->desc.name, name, len) == 0 &&
 		    n->desc.name[len] == '\0')
 			return index;
 	}
 	return -1;
+}
+
+int tender_net_handle(const char *name)
+{
+	return tender_device_handle(TENDER_DEVICE_NET, name);
 }
 
 uint64_t tender_net_info(int handle, struct tender_net_info *info)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/tendervm/tender/hypercall"
 	"github.com/tendervm/tender/monitor"
+	"github.com/tendervm/tender/monitor/blockdev"
 	"github.com/tendervm/tender/monitor/confine"
 	"github.com/tendervm/tender/monitor/kvm"
 	"github.com/tendervm/tender/monitor/loader"
@@ -75,10 +76,13 @@ type GuestFlags struct {
 	ConsoleLimit int64
 	// Net are the -net flags: network devices to attach.
 	Net NetFlags
+	// Block are the -block flags: block devices to attach.
+	Block BlockFlags
 	// NoSeccomp is -no-seccomp: Confine does nothing.
 	NoSeccomp bool
 
-	opened []netdev.Device // by Config, closed by Close
+	opened []netdev.Device    // by Config, closed by Close
+	blocks []*blockdev.Device // by Config, closed by Close
 }
 
 // NetSpec is one -net flag: NAME=TAP attaches the TAP interface TAP,
@@ -151,22 +155,24 @@ func (g *GuestFlags) Register(fs *flag.FlagSet) {
 	fs.StringVar(&g.Backend, "backend", string(monitor.BackendKVM), "how to run guests: kvm, process (seccomp-confined process, for hosts without KVM), or auto")
 	fs.Int64Var(&g.ConsoleLimit, "console-limit", monitor.DefaultConsoleLimit, "end a guest after this many bytes of console output (negative: no limit)")
 	fs.Var(&g.Net, "net", "attach network device `NAME=TAP` (a TAP interface) or NAME=fd:N (an open TAP descriptor); repeat for more devices")
+	fs.Var(&g.Block, "block", "attach block device `NAME=PATH[,bs=N][,ro]`: the regular file PATH, its size a multiple of the block size N (512 unless given; a power of two up to 65536), read-only with ro; repeat for more devices")
 	fs.BoolVar(&g.NoSeccomp, "no-seccomp", false, "do not confine the monitor with its seccomp filter once set up (for debugging; see docs/security.md)")
 }
 
-// Confine installs the seccomp filter of p, widened for the -net devices,
-// unless -no-seccomp was given. Call it once set-up is done.
+// Confine installs the seccomp filter of p, widened for the -net and -block
+// devices, unless -no-seccomp was given. Call it once set-up is done.
 func (g *GuestFlags) Confine(p confine.Policy) error {
 	if g.NoSeccomp {
 		return nil
 	}
 	p.Net = p.Net || len(g.Net) > 0
+	p.Block = p.Block || len(g.Block) > 0
 	return confine.Install(p)
 }
 
 // Config reads the guest ELF named by args[0] and builds the configuration of
 // a guest with arguments args[1:] and the given console. It opens the -net
-// devices; Close closes them once the guest has run.
+// and -block devices; Close closes them once the guest has run.
 func (g *GuestFlags) Config(args []string, console io.Writer) (monitor.HostConfig, monitor.Config, error) {
 	if g.MemMiB < hypercall.MemMin>>20 || g.MemMiB > hypercall.MemMax>>20 || g.MemMiB%2 != 0 {
 		return monitor.HostConfig{}, monitor.Config{}, Usagef("-mem %d: want an even number of MiB from %d to %d", g.MemMiB, hypercall.MemMin>>20, hypercall.MemMax>>20)
@@ -179,6 +185,10 @@ func (g *GuestFlags) Config(args []string, console io.Writer) (monitor.HostConfi
 	if err != nil {
 		return monitor.HostConfig{}, monitor.Config{}, err
 	}
+	block, err := g.openBlock()
+	if err != nil {
+		return monitor.HostConfig{}, monitor.Config{}, err
+	}
 	return monitor.HostConfig{Backend: monitor.Backend(g.Backend)}, monitor.Config{
 		ELF:          image,
 		Name:         strings.TrimSuffix(filepath.Base(args[0]), ".elf"),
@@ -187,6 +197,7 @@ func (g *GuestFlags) Config(args []string, console io.Writer) (monitor.HostConfi
 		Console:      console,
 		ConsoleLimit: g.ConsoleLimit,
 		Net:          net,
+		Block:        block,
 	}, nil
 }
 
@@ -216,13 +227,16 @@ func (g *GuestFlags) openNet() (map[string]netdev.Device, error) {
 	return m, nil
 }
 
-// Close closes the network devices Config opened.
+// Close closes the network and block devices Config opened.
 func (g *GuestFlags) Close() error {
 	var errs []error
 	for _, d := range g.opened {
 		errs = append(errs, d.Close())
 	}
-	g.opened = nil
+	for _, d := range g.blocks {
+		errs = append(errs, d.Close())
+	}
+	g.opened, g.blocks = nil, nil
 	return errors.Join(errs...)
 }
 

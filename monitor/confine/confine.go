@@ -49,6 +49,8 @@ type Policy struct {
 	NewGuests bool
 	// Net: guests use network devices opened before Install.
 	Net bool
+	// Block: guests use block devices opened before Install.
+	Block bool
 	// Serve: the process serves HTTP on a listener opened before Install.
 	Serve bool
 }

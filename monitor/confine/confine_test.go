@@ -71,6 +71,8 @@ var (
 	kvmPool  = Policy{Backend: monitor.BackendKVM, NewGuests: true}
 	kvmServe = Policy{Backend: monitor.BackendKVM, NewGuests: true, Serve: true}
 	kvmNet   = Policy{Backend: monitor.BackendKVM, Net: true}
+	kvmBlock = Policy{Backend: monitor.BackendKVM, Block: true}
+	procBlk  = Policy{Backend: monitor.BackendProcess, Block: true}
 	procRun  = Policy{Backend: monitor.BackendProcess}
 	procPool = Policy{Backend: monitor.BackendProcess, NewGuests: true}
 )
@@ -154,6 +156,11 @@ func TestFilterVerdicts(t *testing.T) {
 		{"fcntl(F_SETOWN)", kvmServe, sys(unix.SYS_FCNTL, 9, unix.F_SETOWN, 1), trap},
 		{"readv of a TAP device", kvmNet, sys(unix.SYS_READV, 7, 0x1000, 2), allow},
 		{"readv without devices", kvmRun, sys(unix.SYS_READV, 7, 0x1000, 2), trap},
+		{"pwrite64 to a block device", kvmBlock, sys(unix.SYS_PWRITE64, 7, 0x1000, 512, 0), allow},
+		{"pwrite64 to a block device, process backend", procBlk, sys(unix.SYS_PWRITE64, 7, 0x1000, 512, 0), allow},
+		{"pread64 from a block device", kvmBlock, sys(unix.SYS_PREAD64, 7, 0x1000, 512, 0), allow},
+		{"pwrite64 without block devices", kvmRun, sys(unix.SYS_PWRITE64, 7, 0x1000, 512, 0), trap},
+		{"pwrite64 without block devices, process backend", procPool, sys(unix.SYS_PWRITE64, 7, 0x1000, 512, 0), trap},
 		{"eventfd2 after tender run's set-up", kvmNet, sys(unix.SYS_EVENTFD2, 0, 0), trap},
 		{"the guest process's report", procRun, sys(unix.SYS_GETPPID), allow},
 		{"getppid under KVM", kvmRun, sys(unix.SYS_GETPPID), trap},
@@ -193,8 +200,8 @@ func TestFilterVerdicts(t *testing.T) {
 // every listed call passes with the argument values its conditions name,
 // and every other number up to 1023 traps.
 func TestFilterMatchesRules(t *testing.T) {
-	for _, p := range []Policy{kvmRun, kvmPool, kvmServe, kvmNet, procRun, procPool,
-		{Backend: monitor.BackendProcess, NewGuests: true, Serve: true, Net: true}} {
+	for _, p := range []Policy{kvmRun, kvmPool, kvmServe, kvmNet, kvmBlock, procRun, procPool, procBlk,
+		{Backend: monitor.BackendProcess, NewGuests: true, Serve: true, Net: true, Block: true}} {
 		rules := p.Rules(testPID)
 		listed := map[uint32]bool{}
 		for _, r := range rules {
@@ -230,6 +237,7 @@ func TestFilterMatchesRules(t *testing.T) {
 func TestAllowListSize(t *testing.T) {
 	assert.LessOrEqual(t, len(kvmRun.Rules(testPID)), 40)
 	assert.LessOrEqual(t, len(kvmNet.Rules(testPID)), 40)
+	assert.LessOrEqual(t, len(kvmBlock.Rules(testPID)), 40)
 }
 
 func TestFilterUnknownBackend(t *testing.T) {
@@ -243,8 +251,8 @@ func TestDocListsEveryCall(t *testing.T) {
 	doc, err := os.ReadFile("../../docs/security.md")
 	require.NoError(t, err)
 	for _, p := range []Policy{
-		{Backend: monitor.BackendKVM, NewGuests: true, Serve: true, Net: true},
-		{Backend: monitor.BackendProcess, NewGuests: true, Serve: true, Net: true},
+		{Backend: monitor.BackendKVM, NewGuests: true, Serve: true, Net: true, Block: true},
+		{Backend: monitor.BackendProcess, NewGuests: true, Serve: true, Net: true, Block: true},
 	} {
 		for _, r := range p.Rules(testPID) {
 			assert.Contains(t, string(doc), "`"+r.Name+"`", "docs/security.md does not name %s (%s)", r.Name, p.Backend)

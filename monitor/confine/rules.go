@@ -129,6 +129,10 @@ func (p Policy) Rules(pid int) []Rule {
 			b.add("eventfd2", unix.SYS_EVENTFD2, "network devices: each run's poll waker", nil)
 		}
 	}
+	if p.Block {
+		b.add("pread64", unix.SYS_PREAD64, "block devices: block_read reads the device's file", nil)
+		b.add("pwrite64", unix.SYS_PWRITE64, "block devices: block_write writes the device's file (opened before, read-write unless ro)", nil)
+	}
 	if p.Serve {
 		b.add("accept4", unix.SYS_ACCEPT4, "HTTP: connections on the listener opened before", nil)
 		b.add("getsockname", unix.SYS_GETSOCKNAME, "HTTP: an accepted connection's local address", nil)

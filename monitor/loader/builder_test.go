@@ -162,6 +162,16 @@ func devNote(names ...string) []byte {
 	return noteBytes(hypercall.NoteName, hypercall.NoteTypeDevices, d, 4)
 }
 
+// blockNote encodes a Tender device note with one block device entry per
+// name.
+func blockNote(names ...string) []byte {
+	var d []byte
+	for _, n := range names {
+		d = append(d, deviceEntry(hypercall.DeviceBlock, 0, n)...)
+	}
+	return noteBytes(hypercall.NoteName, hypercall.NoteTypeDevices, d, 4)
+}
+
 // gnuBuildID is a foreign note that Parse must skip.
 var gnuBuildID = noteBytes("GNU", 3, []byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20}, 4)
 

@@ -39,6 +39,13 @@ func fuzzSeeds() map[string]fuzzSeed {
 		"devices": {with(func(im *image) {
 			im.segs[phNote].data = append(append(im.segs[phNote].data, devNote("net0")...), devNote("net1", "lan")...)
 		}), testMem},
+		"block_devices": {with(func(im *image) {
+			im.segs[phNote].data = append(append(im.segs[phNote].data, blockNote("disk", "log")...), devNote("net0")...)
+		}), testMem},
+		"block_device_with_reserved_bits": {with(func(im *image) {
+			im.segs[phNote].data = append(im.segs[phNote].data, noteBytes(hypercall.NoteName, hypercall.NoteTypeDevices,
+				deviceEntry(hypercall.DeviceBlock, 1, "disk"), 4)...)
+		}), testMem},
 		"bss_only": {with(func(im *image) {
 			im.segs = append(im.segs, seg{typ: elf.PT_LOAD, flags: elf.PF_R | elf.PF_W, vaddr: 0x200000, memsz: 0x1000, align: pageSize})
 		}), testMem},

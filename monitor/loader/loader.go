@@ -118,7 +118,8 @@ type Image struct {
 // and a name of 1 to hypercall.DeviceNameMax printable ASCII characters (no
 // space or '=') that no other device of the guest has.
 type Device struct {
-	// Type is the device type, hypercall.DeviceNet.
+	// Type is the device type, hypercall.DeviceNet or
+	// hypercall.DeviceBlock.
 	Type uint32
 	// Name is the device's name, without its NUL padding.
 	Name string
@@ -560,7 +561,7 @@ func (a *abiNotes) checkDevices() ([]Device, error) {
 			if err != nil {
 				return nil, invalid("device %d: %v", idx, err)
 			}
-			if typ != hypercall.DeviceNet {
+			if typ != hypercall.DeviceNet && typ != hypercall.DeviceBlock {
 				return nil, invalid("device %d (%q): unknown device type %d", idx, name, typ)
 			}
 			if reserved != 0 {
@@ -579,7 +580,7 @@ func (a *abiNotes) checkDevices() ([]Device, error) {
 
 // deviceName validates a NUL-padded name field: 1 to DeviceNameMax
 // printable ASCII characters other than space and '=' (it appears in
-// `-net NAME=...`), then NULs only.
+// `-net NAME=...` and `-block NAME=...`), then NULs only.
 func deviceName(field []byte) (string, error) {
 	n := bytes.IndexByte(field, 0)
 	switch {

@@ -131,6 +131,11 @@ func TestParseAccepts(t *testing.T) {
 			assert.Equal(t, "a", img.Devices[1].Name)
 			assert.Equal(t, "c", img.Devices[2].Name)
 		}},
+		{name: "block and network devices share the handle space", file: with(func(im *image) {
+			im.segs[phNote].data = append(append(im.segs[phNote].data, blockNote("disk")...), devNote("net0")...)
+		}), check: func(t *testing.T, img *Image) {
+			assert.Equal(t, []Device{{hypercall.DeviceBlock, "disk"}, {hypercall.DeviceNet, "net0"}}, img.Devices)
+		}},
 		{name: "several entries in one device note", file: with(func(im *image) {
 			im.segs[phNote].data = append(im.segs[phNote].data, devNote("net0", "net1")...)
 		}), check: func(t *testing.T, img *Image) {
@@ -496,7 +501,7 @@ func checkImage(t testing.TB, img *Image, file []byte, memSize uint64) {
 	}
 	names := map[string]bool{}
 	for k, d := range img.Devices {
-		if d.Type != hypercall.DeviceNet {
+		if d.Type != hypercall.DeviceNet && d.Type != hypercall.DeviceBlock {
 			fail("device %d has type %d", k, d.Type)
 		}
 		if d.Name == "" || len(d.Name) > hypercall.DeviceNameMax || strings.ContainsAny(d.Name, " =\x00") || names[d.Name] {
