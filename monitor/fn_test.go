@@ -74,15 +74,21 @@ type stopKind struct {
 	call func(id uint64) *call
 }
 
+// stopSoon is how soon a stop kind stops its call: long enough that the
+// fixture has handed the call over before, even on a loaded or emulated
+// machine (with 1 ms, a stall before the hand-over found the call already
+// expired), since every test waits for the stop itself.
+const stopSoon = 50 * time.Millisecond
+
 func stopKinds(t *testing.T) []stopKind {
 	return []stopKind{
 		{"deadline", context.DeadlineExceeded, func(id uint64) *call {
-			return &call{ctx: context.Background(), id: id, deadline: time.Now().Add(time.Millisecond)}
+			return &call{ctx: context.Background(), id: id, deadline: time.Now().Add(stopSoon)}
 		}},
 		{"cancel", context.Canceled, func(id uint64) *call {
 			ctx, cancel := context.WithCancel(context.Background())
 			t.Cleanup(cancel)
-			time.AfterFunc(time.Millisecond, cancel)
+			time.AfterFunc(stopSoon, cancel)
 			return &call{ctx: ctx, id: id, deadline: time.Now().Add(time.Minute)}
 		}},
 	}
