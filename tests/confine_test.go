@@ -131,16 +131,25 @@ func TestCLIServeConfined(t *testing.T) {
 						b, _ := io.ReadAll(logs)
 						rest <- string(b)
 					}()
+					// A server that dies (its seccomp filter killed it) says
+					// why in its log.
+					alive := func(err error) {
+						t.Helper()
+						if err != nil {
+							cmd.Process.Kill()
+							t.Fatalf("%v; the server's log:\n%s", err, <-rest)
+						}
+					}
 					for i := range 3 {
 						resp, err := http.Post("http://"+addr+"/invoke", "text/plain", strings.NewReader(fmt.Sprintf("call %d", i)))
-						require.NoError(t, err)
+						alive(err)
 						body, _ := io.ReadAll(resp.Body)
 						resp.Body.Close()
 						assert.Equal(t, http.StatusOK, resp.StatusCode)
 						assert.Equal(t, fmt.Sprintf("CALL %d", i), string(body))
 					}
 					resp, err := http.Get("http://" + addr + "/metrics")
-					require.NoError(t, err)
+					alive(err)
 					metrics, _ := io.ReadAll(resp.Body)
 					resp.Body.Close()
 					assert.Equal(t, http.StatusOK, resp.StatusCode)
