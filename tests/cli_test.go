@@ -66,7 +66,7 @@ func TestCLIExitContract(t *testing.T) {
 			{[]string{"run", be, guestPath("wildptr")}, monitor.ExitProtocol, "wildptr: console write from 0xffff00000000\n", "outside guest memory"},
 			{[]string{"run", be, guestPath("portio"), "repoutsl4"}, monitor.ExitProtocol, "portio: repoutsl4 to port 0x503\n", "4-byte outs on port 0x503 is not a hypercall"},
 			{[]string{"run", be, guestPath("syscall")}, monitor.ExitCrashed, "syscall: getpid through syscall\n", "guest attempted host system call 39"},
-			{[]string{"run", be, "--timeout=200ms", guestPath("spin")}, monitor.ExitTimeout, "spin: looping forever\n", "guest stopped: timeout"},
+			{[]string{"run", be, "--timeout=1s", guestPath("spin")}, monitor.ExitTimeout, "spin: looping forever\n", "guest stopped: timeout"},
 			{[]string{"run", be, "--console-limit=100", guestPath("flood")}, monitor.ExitProtocol, flood, "console output limit of 100 bytes"},
 			{[]string{"run", be, "--mem=5", guestPath("hello")}, monitor.ExitUsage, "", "-mem 5: want an even number"},
 			{[]string{"run", be, filepath.Join(root, "Makefile")}, monitor.ExitMonitor, "", "invalid guest ELF"},
