@@ -142,6 +142,7 @@ func (p Policy) Rules(pid int) []Rule {
 			only(Cond{Arg: 2, Mask: unix.O_ACCMODE | unix.O_CREAT | unix.O_TRUNC | unix.O_APPEND | unix.O_TMPFILE, In: []uint32{0}}))
 		b.add("newfstatat", unix.SYS_NEWFSTATAT, "GET /metrics: stat of /proc entries", nil)
 		b.add("statfs", unix.SYS_STATFS, "GET /metrics: procfs checks it reads /proc", nil)
+		b.add("getdents64", unix.SYS_GETDENTS64, "GET /metrics: counting open descriptors lists /proc/self/fd before Linux 6.2 (later kernels stat it)", nil)
 	}
 	return b.rules()
 }
