@@ -252,6 +252,13 @@ func (r *run) consoleWrite(arg uint64) (outcome, error) {
 	if err != nil {
 		return 0, err
 	}
+	return r.console("console_write", buf)
+}
+
+// console delivers buf, which hypercall name passed, to the console, up to
+// the run's output limit.
+func (r *run) console(name string, buf []byte) (outcome, error) {
+	n := uint64(len(buf))
 	over := false
 	if lim := r.vm.limit; lim > 0 && r.stats.ConsoleBytes+int64(n) > lim {
 		buf, over = buf[:lim-r.stats.ConsoleBytes], true
@@ -263,7 +270,7 @@ func (r *run) consoleWrite(arg uint64) (outcome, error) {
 		r.con.write(buf)
 	}
 	if over {
-		return 0, &ProtocolError{Hypercall: "console_write", Reason: fmt.Sprintf("console output limit of %d bytes reached", r.vm.limit)}
+		return 0, &ProtocolError{Hypercall: name, Reason: fmt.Sprintf("console output limit of %d bytes reached", r.vm.limit)}
 	}
 	return resume, nil
 }

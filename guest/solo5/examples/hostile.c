@@ -14,7 +14,7 @@
  *   execdata      jumps into a data buffer
  *   wrmsr         wrmsr to an MSR other than FS_BASE
  *   cr3           writes CR3
- *   lret          far return to a selector other than 0x8
+ *   lret          far return to selector 0x10, not 0x8
  *   hlt           executes hlt
  *   devices       block and network calls on handles with no device:
  *                 each must answer invalid; prints SUCCESS
@@ -59,7 +59,7 @@ int main(const char *cmdline)
 	} else if (s5_streq(cmdline, "cr3")) {
 		__asm__ volatile("movq %0, %%cr3" : : "r"(0x1000ull));
 	} else if (s5_streq(cmdline, "lret")) {
-		__asm__ volatile("pushq $0x23; leaq 1f(%%rip), %%rax; pushq %%rax; lretq; 1:" : : : "rax", "memory");
+		__asm__ volatile("pushq $0x10; leaq 1f(%%rip), %%rax; pushq %%rax; lretq; 1:" : : : "rax", "memory");
 	} else if (s5_streq(cmdline, "hlt")) {
 		__asm__ volatile("hlt");
 	} else if (s5_streq(cmdline, "devices")) {

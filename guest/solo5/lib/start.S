@@ -11,6 +11,9 @@
 	.type	_start, @function
 _start:
 	movq	%rdi, %r12		/* boot info, kept across the set-up */
+	/* The CPU reads four words for a far return to another privilege
+	 * level before it refuses it: keep them inside memory. */
+	subq	$64, %rsp
 	lgdt	s5_gdt_ptr(%rip)
 	pushq	$0x8
 	leaq	1f(%rip), %rax
