@@ -1,0 +1,145 @@
+package tests
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tendervm/tender/monitor"
+	"github.com/tendervm/tender/monitor/netdev"
+	"github.com/tendervm/tender/monitor/vcpu"
+)
+
+func solo5Guest(t testing.TB, name string) []byte {
+	t.Helper()
+	return readGuest(t, filepath.Join("solo5", name))
+}
+
+// TestSolo5Guests boots the clean-room Solo5-ABI guests (guest/solo5) under
+// KVM, at CPL 3 with their privileged set-up emulated, and checks their
+// output, status and typed errors, hostile cases included.
+func TestSolo5Guests(t *testing.T) {
+	if !kvmOnly(t) {
+		return
+	}
+	h := newHost(t, monitor.BackendKVM)
+	type check func(t *testing.T, res monitor.Result, err error, out string)
+	exitsWith := func(status int, output string) check {
+		return func(t *testing.T, res monitor.Result, err error, out string) {
+			require.NoError(t, err)
+			assert.Equal(t, status, res.Status)
+			assert.Contains(t, out, output)
+		}
+	}
+	faults := func(vector uint8, code uint64) check {
+		return func(t *testing.T, res monitor.Result, err error, out string) {
+			fe, ok := as[*monitor.FaultError](err)
+			require.True(t, ok, "want a FaultError, got %v", err)
+			assert.Equal(t, vector, fe.Vector, "vector: %v", err)
+			assert.Equal(t, code, fe.ErrorCode, "error code: %v", err)
+			assert.GreaterOrEqual(t, fe.RIP, uint64(0x100000), "fault RIP inside the image")
+			assert.Equal(t, monitor.ExitCrashed, monitor.ExitCode(res.Status, err))
+		}
+	}
+	protocol := func(reason string) check {
+		return func(t *testing.T, res monitor.Result, err error, out string) {
+			pe, ok := as[*monitor.ProtocolError](err)
+			require.True(t, ok, "want a ProtocolError, got %v", err)
+			assert.Contains(t, pe.Error(), reason)
+			assert.Equal(t, monitor.ExitProtocol, monitor.ExitCode(res.Status, err))
+		}
+	}
+	cases := []struct {
+		guest string
+		args  []string
+		check check
+	}{
+		{"hello", []string{"a", "b"}, exitsWith(0, "cmdline: a b\nSUCCESS\n")},
+		{"exit", []string{"7"}, exitsWith(7, "")},
+		{"exit", []string{"239"}, exitsWith(239, "")},
+		{"exit", []string{"240"}, protocol("exit status 240: want 0 to 239, or 255 to abort")},
+		{"abort", nil, func(t *testing.T, res monitor.Result, err error, out string) {
+			ae, ok := as[*monitor.AbortError](err)
+			require.True(t, ok, "want an AbortError, got %v", err)
+			assert.Contains(t, ae.Message, "abort status (255)")
+			assert.Equal(t, "about to abort\n", out)
+			assert.Equal(t, monitor.ExitAborted, monitor.ExitCode(res.Status, err))
+		}},
+		{"time", nil, exitsWith(0, "SUCCESS")},
+		{"tls", nil, exitsWith(0, "SUCCESS")},
+		{"fpu", nil, exitsWith(0, "SUCCESS")},
+		{"hostile", []string{"devices"}, exitsWith(0, "SUCCESS")},
+		{"hostile", []string{"puts-ptr"}, protocol("solo5_puts: buffer: guest range [0x4001000, +0x4) outside guest memory")},
+		{"hostile", []string{"puts-len"}, protocol("solo5_puts: length 1099511627776 exceeds 65536")},
+		{"hostile", []string{"puts-monitor"}, protocol("solo5_puts: buffer: guest range [0x1000, +0x10) is not mapped for the guest")},
+		{"hostile", []string{"arg-ptr"}, protocol("solo5_walltime: argument structure: guest range [0xfffff000, +0x8) outside guest memory")},
+		{"hostile", []string{"arg-ro"}, protocol("needs rw-, but the guest's page")},
+		{"hostile", []string{"halt-ptr"}, protocol("solo5_halt: argument structure")},
+		{"hostile", []string{"halt-status"}, protocol("exit status 300")},
+		{"hostile", []string{"unknown"}, protocol("unknown hypercall 20")},
+		{"hostile", []string{"badport"}, protocol("4-byte out on port 0x5ff is not a hypercall")},
+		{"hostile", []string{"execdata"}, faults(14, 0x15)},
+		{"hostile", []string{"wrmsr"}, faults(13, 0)},
+		{"hostile", []string{"cr3"}, faults(13, 0)},
+		{"hostile", []string{"lret"}, faults(13, 0x10)},
+		{"hostile", []string{"hlt"}, func(t *testing.T, res monitor.Result, err error, out string) {
+			ce, ok := as[*monitor.CrashError](err)
+			require.True(t, ok, "want a CrashError, got %v", err)
+			assert.Equal(t, vcpu.ExitHalt, ce.Kind)
+			assert.Equal(t, monitor.ExitCrashed, monitor.ExitCode(res.Status, err))
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.guest+"/"+firstArg(c.args), func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			res, out, err := runGuest(ctx, t, h, monitor.Config{ELF: solo5Guest(t, c.guest), Args: c.args})
+			c.check(t, res, err, out)
+		})
+	}
+}
+
+func firstArg(args []string) string {
+	if len(args) == 0 {
+		return "-"
+	}
+	return args[0]
+}
+
+// kvmOnly reports whether KVM can be used, failing the test where it must.
+func kvmOnly(t *testing.T) bool {
+	for _, b := range backends(t) {
+		if b == monitor.BackendKVM {
+			return true
+		}
+	}
+	t.Skip("Solo5 guests run on the KVM backend only")
+	return false
+}
+
+// TestSolo5ProcessBackend: the process backend refuses a Solo5 guest with
+// the typed error, before anything runs.
+func TestSolo5ProcessBackend(t *testing.T) {
+	h := newHost(t, monitor.BackendProcess)
+	_, err := h.New(monitor.Config{ELF: solo5Guest(t, "hello")})
+	require.ErrorIs(t, err, monitor.ErrSolo5Backend)
+	assert.ErrorContains(t, err, "the process backend cannot emulate")
+}
+
+// TestSolo5Config: a Solo5 guest's arguments follow tender's rules, and a
+// device it does not declare cannot be attached.
+func TestSolo5Config(t *testing.T) {
+	h := newHost(t, monitor.BackendProcess)
+	_, err := h.New(monitor.Config{ELF: solo5Guest(t, "hello"), Args: []string{"has space"}})
+	assert.ErrorContains(t, err, "guest argument 0 (\"has space\") is empty or contains white space")
+	dev, ep, err := netdev.NewPipe()
+	require.NoError(t, err)
+	defer dev.Close()
+	defer ep.Close()
+	_, err = h.New(monitor.Config{ELF: solo5Guest(t, "hello"), Net: map[string]netdev.Device{"service0": dev}})
+	assert.ErrorContains(t, err, `network device "service0" was attached but the guest declares no network devices`)
+}
