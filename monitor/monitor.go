@@ -258,9 +258,6 @@ func prepare(cfg Config) (*guest, error) {
 // instantiate maps fresh guest memory and loads a prepared guest into it.
 func (h *Host) instantiate(g *guest, snap bool) (*VM, error) {
 	cfg := g.cfg
-	if g.img.Solo5 != nil && h.backend != BackendKVM {
-		return nil, fmt.Errorf("monitor: %w: the %s backend cannot emulate the privileged instructions of a Solo5 guest's runtime", ErrSolo5Backend, h.backend)
-	}
 	net, err := netDevices(g.img.Devices, cfg.Net)
 	if err != nil {
 		return nil, err

@@ -2,7 +2,6 @@ package monitor
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -11,11 +10,6 @@ import (
 	"github.com/tendervm/tender/hypercall/solo5"
 	"github.com/tendervm/tender/monitor/vcpu"
 )
-
-// ErrSolo5Backend is returned (wrapped) when a Solo5 guest is given to a
-// backend that cannot run it: the process backend does not emulate the
-// privileged instructions a Solo5 guest's runtime executes.
-var ErrSolo5Backend = errors.New("Solo5 guests run on the KVM backend only")
 
 // Solo5 reports whether the guest is a Solo5 hvt executable.
 func (vm *VM) Solo5() bool { return vm.img.Solo5 != nil }

@@ -19,14 +19,10 @@ func solo5Guest(t testing.TB, name string) []byte {
 	return readGuest(t, filepath.Join("solo5", name))
 }
 
-// TestSolo5Guests boots the clean-room Solo5-ABI guests (guest/solo5) under
-// KVM, at CPL 3 with their privileged set-up emulated, and checks their
-// output, status and typed errors, hostile cases included.
+// TestSolo5Guests boots the clean-room Solo5-ABI guests (guest/solo5) on
+// each backend, at CPL 3 with their privileged set-up emulated, and checks
+// their output, status and typed errors, hostile cases included.
 func TestSolo5Guests(t *testing.T) {
-	if !kvmOnly(t) {
-		return
-	}
-	h := newHost(t, monitor.BackendKVM)
 	type check func(t *testing.T, res monitor.Result, err error, out string)
 	exitsWith := func(status int, output string) check {
 		return func(t *testing.T, res monitor.Result, err error, out string) {
@@ -93,13 +89,16 @@ func TestSolo5Guests(t *testing.T) {
 			assert.Equal(t, monitor.ExitCrashed, monitor.ExitCode(res.Status, err))
 		}},
 	}
-	for _, c := range cases {
-		t.Run(c.guest+"/"+firstArg(c.args), func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-			defer cancel()
-			res, out, err := runGuest(ctx, t, h, monitor.Config{ELF: solo5Guest(t, c.guest), Args: c.args})
-			c.check(t, res, err, out)
-		})
+	for _, b := range backends(t) {
+		h := newHost(t, b)
+		for _, c := range cases {
+			t.Run(string(b)+"/"+c.guest+"/"+firstArg(c.args), func(t *testing.T) {
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+				defer cancel()
+				res, out, err := runGuest(ctx, t, h, monitor.Config{ELF: solo5Guest(t, c.guest), Args: c.args})
+				c.check(t, res, err, out)
+			})
+		}
 	}
 }
 
@@ -108,26 +107,6 @@ func firstArg(args []string) string {
 		return "-"
 	}
 	return args[0]
-}
-
-// kvmOnly reports whether KVM can be used, failing the test where it must.
-func kvmOnly(t *testing.T) bool {
-	for _, b := range backends(t) {
-		if b == monitor.BackendKVM {
-			return true
-		}
-	}
-	t.Skip("Solo5 guests run on the KVM backend only")
-	return false
-}
-
-// TestSolo5ProcessBackend: the process backend refuses a Solo5 guest with
-// the typed error, before anything runs.
-func TestSolo5ProcessBackend(t *testing.T) {
-	h := newHost(t, monitor.BackendProcess)
-	_, err := h.New(monitor.Config{ELF: solo5Guest(t, "hello")})
-	require.ErrorIs(t, err, monitor.ErrSolo5Backend)
-	assert.ErrorContains(t, err, "the process backend cannot emulate")
 }
 
 // TestSolo5Config: a Solo5 guest's arguments follow tender's rules, and a
