@@ -258,14 +258,17 @@ func prepare(cfg Config) (*guest, error) {
 // instantiate maps fresh guest memory and loads a prepared guest into it.
 func (h *Host) instantiate(g *guest, snap bool) (*VM, error) {
 	cfg := g.cfg
-	net, err := netDevices(g.img.Devices, cfg.Net)
+	tbl := coreTable()
+	var net *netState
+	var err error
+	if g.img.Solo5 != nil {
+		tbl = solo5Table()
+		net, err = solo5Net(g)
+	} else {
+		net, err = netDevices(g.img.Devices, cfg.Net)
+	}
 	if err != nil {
 		return nil, err
-	}
-	tbl := coreTable()
-	if g.img.Solo5 != nil {
-		// Poll waits on the run's wake-up eventfd, which netState holds.
-		tbl, net = solo5Table(), &netState{}
 	}
 	t := time.Now()
 	mem, err := h.be.newMemory(cfg.MemSize, snap)

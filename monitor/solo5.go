@@ -8,6 +8,8 @@ import (
 
 	"github.com/tendervm/tender/hypercall"
 	"github.com/tendervm/tender/hypercall/solo5"
+	"github.com/tendervm/tender/monitor/loader"
+	"github.com/tendervm/tender/monitor/netdev"
 	"github.com/tendervm/tender/monitor/vcpu"
 )
 
@@ -23,8 +25,8 @@ func solo5Table() table {
 		solo5.NrPoll:       (*run).s5Poll,
 		solo5.NrBlockWrite: (*run).s5Block,
 		solo5.NrBlockRead:  (*run).s5Block,
-		solo5.NrNetWrite:   (*run).s5Net,
-		solo5.NrNetRead:    (*run).s5Net,
+		solo5.NrNetWrite:   (*run).s5NetWrite,
+		solo5.NrNetRead:    (*run).s5NetRead,
 		solo5.NrHalt:       (*run).s5Halt,
 	}
 }
@@ -44,27 +46,49 @@ func solo5CommandLine(args []string) (string, error) {
 	return s, nil
 }
 
-// checkSolo5 refuses what tender cannot give a Solo5 guest yet: devices.
-func checkSolo5(g *guest) error {
-	for h, e := range g.img.Solo5.Devices() {
-		kind := "network"
+// solo5NetDevices returns a Solo5 guest's network devices in manifest order,
+// or an error for a device tender cannot attach yet. A network device's
+// handle is its manifest index, its index in netState one less: entry 0 is
+// the reserved one, and no block device can come between (they are refused).
+func solo5NetDevices(g *guest) ([]loader.Device, error) {
+	var devs []loader.Device
+	for i, e := range g.img.Solo5.Devices() {
 		if e.Type == solo5.TypeBlock {
-			kind = "block"
+			// TODO(solo5): serve block devices once the block device type
+			// of the -block work is merged; until then they are refused.
+			return nil, fmt.Errorf("monitor: Solo5 guest declares block device %q (handle %d): block devices are not supported yet", e.Name, i+1)
 		}
-		// TODO(solo5): attach network devices through netState, and block
-		// devices once the block device type lands (merge with the
-		// -block work).
-		return fmt.Errorf("monitor: Solo5 guest declares %s device %q (handle %d): Solo5 devices are not supported yet", kind, e.Name, h+1)
+		devs = append(devs, loader.Device{Type: hypercall.DeviceNet, Name: e.Name})
 	}
-	if len(g.cfg.Net) > 0 {
-		for name := range g.cfg.Net {
-			return fmt.Errorf("monitor: network device %q was attached but the guest declares no network devices", name)
-		}
-	}
+	return devs, nil
+}
+
+// checkSolo5 checks a Solo5 guest's configuration: its memory, and that
+// every device its manifest declares is attached, and only those.
+func checkSolo5(g *guest) error {
 	if g.cfg.MemSize%solo5.MemAlign != 0 {
 		return fmt.Errorf("monitor: Solo5 guest memory of %d bytes: want a multiple of %d MiB", g.cfg.MemSize, solo5.MemAlign>>20)
 	}
-	return nil
+	devs, err := solo5NetDevices(g)
+	if err != nil {
+		return err
+	}
+	_, err = netDevices(devs, g.cfg.Net)
+	return err
+}
+
+// solo5Net returns the network state of a Solo5 guest: its devices, or none
+// (poll still waits on the run's wake-up eventfd, which netState holds).
+func solo5Net(g *guest) (*netState, error) {
+	devs, err := solo5NetDevices(g)
+	if err != nil {
+		return nil, err
+	}
+	ns, err := netDevices(devs, g.cfg.Net)
+	if ns == nil && err == nil {
+		ns = &netState{}
+	}
+	return ns, err
 }
 
 // loadSolo5 lays out a Solo5 guest: the boot information, the completed
@@ -111,8 +135,15 @@ func solo5Manifest(vm *VM) []byte {
 		d := b[solo5.ManifestHeader+i*solo5.EntrySize:]
 		copy(d[solo5.EntryName:], e.Name)
 		binary.LittleEndian.PutUint32(d[solo5.EntryType:], e.Type)
-		if i > 0 {
-			d[solo5.EntryAttached] = 1
+		if i == 0 {
+			continue
+		}
+		d[solo5.EntryAttached] = 1
+		if e.Type == solo5.TypeNet && i-1 < len(vm.net.devs) {
+			nd := &vm.net.devs[i-1]
+			mac := nd.dev.MAC()
+			copy(d[solo5.EntryMAC:], mac[:])
+			binary.LittleEndian.PutUint16(d[solo5.EntryMTU:], uint16(nd.mtu))
 		}
 	}
 	return b
@@ -160,8 +191,9 @@ func (r *run) s5Puts(arg uint64) (outcome, error) {
 	return r.console(solo5.Names[solo5.NrPuts], buf)
 }
 
-// s5Poll waits for the timeout (at most hypercall.PollMax) or until the run
-// is stopped; no device can have input yet.
+// s5Poll waits until a network device has input, the timeout passes (at
+// most hypercall.PollMax) or the run is stopped; the ready set has bit h for
+// handle h.
 func (r *run) s5Poll(arg uint64) (outcome, error) {
 	a, err := r.s5Args(solo5.NrPoll, arg)
 	if err != nil {
@@ -171,32 +203,87 @@ func (r *run) s5Poll(arg uint64) (outcome, error) {
 	if err != nil {
 		return 0, err
 	}
-	binary.LittleEndian.PutUint64(a[8:], ready)
+	binary.LittleEndian.PutUint64(a[8:], ready<<1) // handles count from 1
 	binary.LittleEndian.PutUint32(a[16:], solo5.ResultOK)
 	return resume, nil
 }
 
 // s5Block answers block_read and block_write "invalid": no Solo5 guest has
-// a block device yet (checkSolo5 refuses them).
+// a block device yet (solo5NetDevices refuses them).
 // TODO(solo5): serve them from the block device type of the -block merge.
 func (r *run) s5Block(arg uint64) (outcome, error) {
-	return r.s5Invalid(solo5.NrBlockRead, arg, 32)
-}
-
-// s5Net answers net_write and net_read "invalid": no Solo5 guest has a
-// network device yet.
-func (r *run) s5Net(arg uint64) (outcome, error) {
-	return r.s5Invalid(solo5.NrNetRead, arg, 24)
-}
-
-// s5Invalid writes ResultInvalid at offset ret of hypercall nr's checked
-// argument structure.
-func (r *run) s5Invalid(nr uint32, arg uint64, ret int) (outcome, error) {
-	a, err := r.s5Args(nr, arg)
+	a, err := r.s5Args(solo5.NrBlockRead, arg)
 	if err != nil {
 		return 0, err
 	}
-	binary.LittleEndian.PutUint32(a[ret:], solo5.ResultInvalid)
+	binary.LittleEndian.PutUint32(a[32:], solo5.ResultInvalid)
+	return resume, nil
+}
+
+// s5Device returns the network device with Solo5 handle h, or nil.
+func (r *run) s5Device(h uint64) (*netDevice, *NetStats) {
+	if h == 0 {
+		return nil, nil // the reserved entry
+	}
+	return r.device(h - 1)
+}
+
+// s5Result maps a tender device result to Solo5's.
+func s5Result(res uint64) uint32 {
+	switch res {
+	case hypercall.ResultOK:
+		return solo5.ResultOK
+	case hypercall.ResultAgain:
+		return solo5.ResultAgain
+	case hypercall.ResultIO:
+		return solo5.ResultUnspecified
+	}
+	// ResultInvalid, ResultTooLarge, ResultTruncated.
+	return solo5.ResultInvalid
+}
+
+// s5NetWrite sends one frame {handle, data, len, ret}, as net_write does.
+func (r *run) s5NetWrite(arg uint64) (outcome, error) {
+	a, err := r.s5Args(solo5.NrNetWrite, arg)
+	if err != nil {
+		return 0, err
+	}
+	le := binary.LittleEndian
+	h, data, n := le.Uint64(a), le.Uint64(a[8:]), le.Uint64(a[16:])
+	res := uint64(hypercall.ResultInvalid)
+	if d, st := r.s5Device(h); d != nil && n >= netdev.HeaderLen && n <= uint64(d.max) {
+		frame, err := r.vm.mem.Guest(data, n, vcpu.Read)
+		if err != nil {
+			return 0, &ProtocolError{Hypercall: solo5.Names[solo5.NrNetWrite], Reason: "frame: " + err.Error()}
+		}
+		res = d.send(frame, st)
+	}
+	le.PutUint32(a[24:], s5Result(res))
+	return resume, nil
+}
+
+// s5NetRead takes one frame {handle, data, len (in: the buffer's size, out:
+// the frame's length), ret}, as net_read does.
+func (r *run) s5NetRead(arg uint64) (outcome, error) {
+	a, err := r.s5Args(solo5.NrNetRead, arg)
+	if err != nil {
+		return 0, err
+	}
+	le := binary.LittleEndian
+	h, data, size := le.Uint64(a), le.Uint64(a[8:]), le.Uint64(a[16:])
+	n, res := uint64(0), uint64(hypercall.ResultInvalid)
+	if d, st := r.s5Device(h); d != nil {
+		buf, err := r.vm.mem.Guest(data, size, vcpu.Write)
+		if err != nil {
+			return 0, &ProtocolError{Hypercall: solo5.Names[solo5.NrNetRead], Reason: "buffer: " + err.Error()}
+		}
+		n, res = d.receive(buf, st)
+		if res != hypercall.ResultOK {
+			n = 0
+		}
+	}
+	le.PutUint64(a[16:], n)
+	le.PutUint32(a[24:], s5Result(res))
 	return resume, nil
 }
 

@@ -122,3 +122,63 @@ func TestSolo5Config(t *testing.T) {
 	_, err = h.New(monitor.Config{ELF: solo5Guest(t, "hello"), Net: map[string]netdev.Device{"service0": dev}})
 	assert.ErrorContains(t, err, `network device "service0" was attached but the guest declares no network devices`)
 }
+
+// TestSolo5NetEcho: a Solo5 guest's network device, through the in-process
+// pipe device: the manifest copy says it is attached with its MAC and MTU,
+// poll's ready set has its handle's bit, and frames go both ways.
+func TestSolo5NetEcho(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(string(b), func(t *testing.T) {
+			h := newHost(t, b)
+			dev, ep, err := netdev.NewPipe()
+			require.NoError(t, err)
+			defer dev.Close()
+			defer ep.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			const n = 3
+			type result struct {
+				res monitor.Result
+				out string
+				err error
+			}
+			done := make(chan result, 1)
+			go func() {
+				res, out, err := runGuest(ctx, t, h, monitor.Config{ELF: solo5Guest(t, "netecho"), Args: []string{"3"},
+					Net: map[string]netdev.Device{"service0": dev}})
+				done <- result{res, out, err}
+			}()
+			mac := ep.GuestMAC()
+			peer := [6]byte{0x02, 0, 0, 0, 0, 0x99}
+			for i := range n {
+				frame := append(append(append([]byte{}, mac[:]...), peer[:]...), 0x88, 0xb5, byte(i), 'x', 'y')
+				require.NoError(t, ep.WriteFrame(frame))
+				echo, err := ep.ReadFrame(ctx)
+				require.NoError(t, err)
+				want := append(append(append([]byte{}, peer[:]...), mac[:]...), 0x88, 0xb5, byte(i), 'x', 'y')
+				assert.Equal(t, want, echo)
+			}
+			r := <-done
+			require.NoError(t, r.err)
+			assert.Equal(t, 0, r.res.Status)
+			assert.Equal(t, "ready\nSUCCESS\n", r.out)
+			require.Len(t, r.res.Stats.Net, 1)
+			assert.EqualValues(t, n, r.res.Stats.Net[0].FramesIn)
+			assert.EqualValues(t, n, r.res.Stats.Net[0].FramesOut)
+		})
+	}
+}
+
+// TestSolo5Manifest: every device a Solo5 guest declares must be attached,
+// and only those.
+func TestSolo5Manifest(t *testing.T) {
+	h := newHost(t, monitor.BackendProcess)
+	dev, ep, err := netdev.NewPipe()
+	require.NoError(t, err)
+	defer dev.Close()
+	defer ep.Close()
+	_, err = h.New(monitor.Config{ELF: solo5Guest(t, "netecho")})
+	assert.EqualError(t, err, `monitor: guest declares network device "service0" but none was attached (-net service0=...)`)
+	_, err = h.New(monitor.Config{ELF: solo5Guest(t, "netecho"), Net: map[string]netdev.Device{"eth0": dev}})
+	assert.EqualError(t, err, `monitor: network device "eth0" was attached but the guest declares only "service0"`)
+}
