@@ -2,9 +2,12 @@ package tests
 
 import (
 	"context"
+	"net"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -161,7 +164,7 @@ func TestSolo5NetEcho(t *testing.T) {
 			r := <-done
 			require.NoError(t, r.err)
 			assert.Equal(t, 0, r.res.Status)
-			assert.Equal(t, "ready\nSUCCESS\n", r.out)
+			assert.Equal(t, "mac "+net.HardwareAddr(mac[:]).String()+"\nready\nSUCCESS\n", r.out)
 			require.Len(t, r.res.Stats.Net, 1)
 			assert.EqualValues(t, n, r.res.Stats.Net[0].FramesIn)
 			assert.EqualValues(t, n, r.res.Stats.Net[0].FramesOut)
@@ -182,3 +185,74 @@ func TestSolo5Manifest(t *testing.T) {
 	_, err = h.New(monitor.Config{ELF: solo5Guest(t, "netecho"), Net: map[string]netdev.Device{"eth0": dev}})
 	assert.EqualError(t, err, `monitor: network device "eth0" was attached but the guest declares only "service0"`)
 }
+
+// TestSolo5TAP runs the Solo5 echo guest on a TAP with solo5-hvt's
+// spellings of the device flags (`--net:NAME=TAP`, `--net-mac:NAME=MAC`)
+// and exchanges a raw Ethernet frame with it from the host's side.
+func TestSolo5TAP(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(string(b), func(t *testing.T) {
+			ns := newNetns(t)
+			// The frame's exchange goes through a packet socket on the
+			// namespace's side of the TAP.
+			var fd int
+			var hostMAC net.HardwareAddr
+			require.NoError(t, ns.do(func() error {
+				ifi, err := net.InterfaceByName("tap0")
+				if err != nil {
+					return err
+				}
+				hostMAC = ifi.HardwareAddr
+				fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, int(htons(0x88b5)))
+				if err != nil {
+					return err
+				}
+				return unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(0x88b5), Ifindex: ifi.Index})
+			}))
+			defer unix.Close(fd)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			var out lockedBuffer
+			cmd := ns.command(ctx, filepath.Join(root, "bin", "tender"), "run", "-backend", string(b),
+				"--net:service0=tap0", "--net-mac:service0=02:00:00:00:00:07", "--mem=32",
+				solo5GuestPath("netecho"), "1")
+			cmd.Stdout, cmd.Stderr = &out, &out
+			require.NoError(t, cmd.Start())
+			guest := [6]byte{2, 0, 0, 0, 0, 7}
+			frame := append(append(append([]byte{}, guest[:]...), hostMAC...), 0x88, 0xb5, 's', 'o', 'l', 'o', '5')
+			buf := make([]byte, 2048)
+			// Until the guest is up its TAP drops frames: resend.
+			var echo []byte
+			for echo == nil && ctx.Err() == nil {
+				_, err := unix.Write(fd, frame)
+				require.NoError(t, err)
+				tv := unix.NsecToTimeval(int64(200 * time.Millisecond))
+				require.NoError(t, unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv))
+				for {
+					n, err := unix.Read(fd, buf)
+					if err == unix.EINTR {
+						continue
+					}
+					if err != nil {
+						break
+					}
+					// The socket also sees the frames the host sends.
+					if n >= 14 && [6]byte(buf[6:12]) == guest {
+						echo = buf[:n]
+						break
+					}
+				}
+			}
+			require.NoError(t, cmd.Wait(), "%s", out.String())
+			require.NotNil(t, echo, "no echo: %s", out.String())
+			assert.Equal(t, []byte(hostMAC), echo[:6])
+			assert.Equal(t, []byte("solo5"), echo[14:19])
+			assert.Contains(t, out.String(), "mac 02:00:00:00:00:07\nready\n")
+			assert.Contains(t, out.String(), "SUCCESS")
+		})
+	}
+}
+
+func solo5GuestPath(name string) string { return guestPath(filepath.Join("solo5", name)) }
+
+func htons(v uint16) uint16 { return v<<8 | v>>8 }

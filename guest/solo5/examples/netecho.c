@@ -1,7 +1,8 @@
 /*
  * netecho: declares network device "service0", checks the manifest the
- * monitor completed (attached, MAC, MTU), prints "ready", then sends back
- * each Ethernet frame it receives with the addresses swapped, until it has
+ * monitor completed (attached, MAC, MTU), prints its MAC and "ready", then
+ * sends back each Ethernet frame of type 0x88b5 (local experimental) it
+ * receives with the addresses swapped, until it has
  * echoed as many as its command line says (decimal). Exercises poll's
  * ready set, net_read and net_write.
  */
@@ -24,6 +25,15 @@ int main(const char *cmdline)
 		s5_puts("bad manifest\n");
 		return 1;
 	}
+	static const char hex[] = "0123456789abcdef";
+	char mac[18];
+	for (int i = 0; i < 6; i++) {
+		mac[3 * i] = hex[e->u.net.mac[i] >> 4];
+		mac[3 * i + 1] = hex[e->u.net.mac[i] & 15];
+		mac[3 * i + 2] = i < 5 ? ':' : '\n';
+	}
+	s5_puts("mac ");
+	s5_putn(mac, sizeof mac);
 	s5_puts("ready\n");
 	for (int done = 0; done < want;) {
 		uint64_t ready = 0;
@@ -39,6 +49,8 @@ int main(const char *cmdline)
 			s5_puts("net_read failed\n");
 			return 3;
 		}
+		if (frame[12] != 0x88 || frame[13] != 0xb5)
+			continue; /* not the test's (a host's IPv6 chatter) */
 		uint8_t tmp[6];
 		for (int i = 0; i < 6; i++) {
 			tmp[i] = frame[i];
