@@ -112,6 +112,21 @@ func firstArg(args []string) string {
 	return args[0]
 }
 
+// TestSolo5EmulationLoop: a guest that traps for emulation for ever is still
+// stopped by its context, on each backend.
+func TestSolo5EmulationLoop(t *testing.T) {
+	for _, b := range backends(t) {
+		h := newHost(t, b)
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		res, _, err := runGuest(ctx, t, h, monitor.Config{ELF: solo5Guest(t, "hostile"), Args: []string{"cli-loop"}})
+		cancel()
+		_, ok := as[*monitor.StoppedError](err)
+		require.True(t, ok, "%s: want a StoppedError, got %v", b, err)
+		assert.Equal(t, monitor.ExitTimeout, monitor.ExitCode(res.Status, err), b)
+		assert.EqualValues(t, 1, res.Stats.Exits[vcpu.ExitKicked], b)
+	}
+}
+
 // TestSolo5Config: a Solo5 guest's arguments follow tender's rules, and a
 // device it does not declare cannot be attached.
 func TestSolo5Config(t *testing.T) {

@@ -16,6 +16,7 @@
  *   cr3           writes CR3
  *   lret          far return to selector 0x10, not 0x8
  *   hlt           executes hlt
+ *   cli-loop      executes cli for ever (each one emulated)
  *   devices       block and network calls on handles with no device:
  *                 each must answer invalid; prints SUCCESS
  */
@@ -60,6 +61,9 @@ int main(const char *cmdline)
 		__asm__ volatile("movq %0, %%cr3" : : "r"(0x1000ull));
 	} else if (s5_streq(cmdline, "lret")) {
 		__asm__ volatile("pushq $0x10; leaq 1f(%%rip), %%rax; pushq %%rax; lretq; 1:" : : : "rax", "memory");
+	} else if (s5_streq(cmdline, "cli-loop")) {
+		for (;;)
+			__asm__ volatile("cli");
 	} else if (s5_streq(cmdline, "hlt")) {
 		__asm__ volatile("hlt");
 	} else if (s5_streq(cmdline, "devices")) {
