@@ -160,12 +160,21 @@ func Parse(file []byte, memSize uint64) (*Image, error) {
 	// PT_INTERP and PT_TLS are allowed for Solo5 executables only, which
 	// the notes (possibly later in the table) tell.
 	interp, tls := -1, -1
+	// Solo5's linker scripts leave an empty PT_LOAD (p_memsz 0), which
+	// loads nothing; tender's own guests may have none.
+	emptyLoad, emptyAddr := -1, uint64(0)
 	var interpData []byte
 	var tlsHdr elf.Prog64
 	for i := 0; i < phnum; i++ {
 		ph := decodeProg(file[phoff+i*phdrSize:])
 		switch elf.ProgType(ph.Type) {
 		case elf.PT_LOAD:
+			if ph.Memsz == 0 && ph.Filesz == 0 {
+				if emptyLoad < 0 {
+					emptyLoad, emptyAddr = i, ph.Vaddr
+				}
+				continue
+			}
 			if len(loads) == MaxLoadSegments {
 				return nil, invalid("more than %d PT_LOAD segments", MaxLoadSegments)
 			}
@@ -216,11 +225,17 @@ func Parse(file []byte, memSize uint64) (*Image, error) {
 			// PT_GNU_EH_FRAME and vendor types do not affect loading.
 		}
 	}
+	if err := notes.check(); err != nil {
+		if len(loads) == 0 && emptyLoad < 0 {
+			return nil, invalid("no PT_LOAD segment")
+		}
+		return nil, err
+	}
+	if notes.solo5 == nil && emptyLoad >= 0 {
+		return nil, invalid("segment %d at %#x is empty (p_memsz 0)", emptyLoad, emptyAddr)
+	}
 	if len(loads) == 0 {
 		return nil, invalid("no PT_LOAD segment")
-	}
-	if err := notes.check(); err != nil {
-		return nil, err
 	}
 	if notes.solo5 == nil {
 		if interp >= 0 {

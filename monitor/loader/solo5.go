@@ -206,9 +206,11 @@ func allZero(b []byte) bool {
 
 // checkSolo5Segments validates the PT_INTERP (program header interp, or -1)
 // and PT_TLS (tls, or -1) of a Solo5 executable: the interpreter is the
-// fixed Solo5 path, and the TLS template lies inside a loaded segment.
+// fixed Solo5 path (NUL-terminated, NUL-padded), and the TLS template lies
+// inside a loaded segment.
 func checkSolo5Segments(interp int, interpData []byte, tls int, ph *elf.Prog64, loads []loadSeg) error {
-	if interp >= 0 && string(interpData) != solo5.Interp+"\x00" {
+	// The linker pads the path with NULs.
+	if path, pad, _ := bytes.Cut(interpData, []byte{0}); interp >= 0 && (string(path) != solo5.Interp || len(interpData) == len(path) || !allZero(pad)) {
 		return invalid("segment %d (PT_INTERP) names %q, want %q", interp, interpData, solo5.Interp)
 	}
 	if tls < 0 || ph.Memsz == 0 {

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tendervm/tender/hypercall/solo5"
+	"github.com/tendervm/tender/monitor/vcpu"
 )
 
 // s5Entry encodes one manifest entry as a linker leaves it.
@@ -78,6 +79,28 @@ func TestParseSolo5(t *testing.T) {
 	assert.Zero(t, img.ABIVersion)
 }
 
+// TestParseSolo5LinkerShapes: what Solo5's own linker scripts produce is
+// accepted: a PT_INTERP padded with NULs, an empty PT_LOAD and an empty
+// PT_TLS at address 0, execute-only text.
+func TestParseSolo5LinkerShapes(t *testing.T) {
+	file := s5Image(s5Manifest(), func(im *image) {
+		im.segs[len(im.segs)-2].data = []byte(solo5.Interp + "\x00\x00\x00\x00\x00")
+		im.segs[len(im.segs)-1] = seg{typ: elf.PT_TLS, align: 8}
+		im.segs = append(im.segs, seg{typ: elf.PT_LOAD, flags: elf.PF_R, align: pageSize})
+		im.segs[phText].flags = elf.PF_X
+	})
+	img, err := Parse(file, testMem)
+	require.NoError(t, err)
+	assert.Len(t, img.Segments, 3)
+	assert.Equal(t, vcpu.Read|vcpu.Exec, img.Segments[0].Perm)
+
+	// The empty PT_LOAD stays refused for tender's own guests.
+	_, err = Parse(with(func(im *image) {
+		im.segs = append(im.segs, seg{typ: elf.PT_LOAD, flags: elf.PF_R, align: pageSize})
+	}), testMem)
+	assert.ErrorContains(t, err, "segment 7 at 0x0 is empty (p_memsz 0)")
+}
+
 func TestParseSolo5Interp(t *testing.T) {
 	// PT_INTERP and PT_TLS stay refused for tender's own guests.
 	_, err := Parse(with(func(im *image) {
@@ -114,6 +137,12 @@ func solo5Cases() []malformed {
 		}), want: "both Tender and Solo5"},
 		{name: "solo5 bad interp", file: s5Image(s5Manifest(), func(im *image) {
 			im.segs[len(im.segs)-2].data = []byte("/lib/ld.so\x00")
+		}), want: "(PT_INTERP) names"},
+		{name: "solo5 interp without NUL", file: s5Image(s5Manifest(), func(im *image) {
+			im.segs[len(im.segs)-2].data = []byte(solo5.Interp)
+		}), want: "(PT_INTERP) names"},
+		{name: "solo5 interp with garbage", file: s5Image(s5Manifest(), func(im *image) {
+			im.segs[len(im.segs)-2].data = []byte(solo5.Interp + "\x00x")
 		}), want: "(PT_INTERP) names"},
 		{name: "solo5 tls outside", file: s5Image(s5Manifest(), func(im *image) {
 			im.segs[len(im.segs)-1].vaddr = 0x800000
