@@ -440,6 +440,7 @@ func (vm *VM) Run(ctx context.Context) (Result, error) {
 // wires ctx to stop it. On error the run must still be finished.
 func (vm *VM) begin(ctx context.Context) (*run, error) {
 	r := &run{vm: vm, start: time.Now()}
+	r.stats.solo5 = vm.img.Solo5 != nil
 	ph := &r.stats.Phases
 	ph.Load = vm.loadTime
 	vm.mu.Lock()

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/tendervm/tender/hypercall"
+	"github.com/tendervm/tender/hypercall/solo5"
 	"github.com/tendervm/tender/monitor/vcpu"
 )
 
@@ -38,6 +39,9 @@ type Stats struct {
 	// Net counts each network device's traffic, by handle; nil when the
 	// guest declares no devices.
 	Net []NetStats
+	// solo5 says the guest is a Solo5 guest, whose hypercall numbers
+	// HypercallCounts names with Solo5's names.
+	solo5 bool
 }
 
 // Phases is where the start of a run went, phase by phase, each timed with
@@ -85,7 +89,11 @@ func (s *Stats) ExitCounts() map[string]uint64 {
 func (s *Stats) HypercallCounts() map[string]uint64 {
 	m := map[string]uint64{}
 	for nr, n := range s.Hypercalls {
-		if n != 0 {
+		switch {
+		case n == 0:
+		case s.solo5 && nr < solo5.Count:
+			m[solo5.Names[nr]] = n
+		default:
 			m[hypercallName(uint32(nr))] = n
 		}
 	}

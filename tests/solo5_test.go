@@ -183,6 +183,9 @@ func TestSolo5NetEcho(t *testing.T) {
 			require.Len(t, r.res.Stats.Net, 1)
 			assert.EqualValues(t, n, r.res.Stats.Net[0].FramesIn)
 			assert.EqualValues(t, n, r.res.Stats.Net[0].FramesOut)
+			hc := r.res.Stats.HypercallCounts()
+			assert.EqualValues(t, n, hc["solo5_net_write"], "%v", hc)
+			assert.EqualValues(t, 1, hc["solo5_halt"], "%v", hc)
 		})
 	}
 }
