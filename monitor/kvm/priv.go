@@ -71,7 +71,11 @@ func (v *VCPU) emulatePriv(code []byte, rip uint64) (x vcpu.Exit, done bool, err
 	default:
 		// lgdt, lidt, ltr, segment loads: the guest keeps running under
 		// the monitor's own tables and selectors. cli, sti: the guest
-		// takes no interrupts anyway.
+		// takes no interrupts anyway. Those that follow go too.
+		next = x86.SkipNoEffect(next, v.code, func(addr, n uint64) bool {
+			_, err := v.mem.Guest(addr, n, vcpu.Exec)
+			return err == nil
+		})
 	}
 	if err := v.mem.PutUint64(x86.RIPAddr, next); err != nil {
 		return vcpu.Exit{}, false, err

@@ -49,8 +49,9 @@ func (v *VCPU) emulatePriv(rip, rsp, rax, rdx uint64, ecx uint32) (vcpu.Exit, bo
 		v.skip = answerFSBase | uint64(n)<<48 | base
 	default:
 		// lgdt, lidt, ltr, segment loads: accepted without effect.
-		// cli, sti: the guest takes no interrupts anyway.
-		v.skip = uint64(n)
+		// cli, sti: the guest takes no interrupts anyway. Those that
+		// follow go too.
+		v.skip = x86.SkipNoEffect(rip+uint64(n), v.code, v.executable) - rip
 	}
 	return vcpu.Exit{}, true
 }

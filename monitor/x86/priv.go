@@ -137,3 +137,33 @@ func modrm(code []byte, i int) (reg byte, end int, ok bool) {
 	}
 	return reg, end, true
 }
+
+// MaxMerged bounds how many further privileged instructions SkipNoEffect
+// passes over after an emulated one.
+const MaxMerged = 16
+
+// SkipNoEffect returns the address after the privileged instructions
+// without effect under emulation (lgdt, lidt, ltr, segment loads, cli, sti)
+// that follow one another from next, at most MaxMerged of them, so that a
+// run of them (a Solo5 guest's segment reloads) costs one trap instead of
+// one each. fetch returns the code at an address (see DecodePriv); exec
+// reports whether the guest may execute [addr, addr+n).
+func SkipNoEffect(next uint64, fetch func(addr uint64) []byte, exec func(addr, n uint64) bool) uint64 {
+	for range MaxMerged {
+		p, n, ok := DecodePriv(fetch(next))
+		if !ok || !p.noEffect() || !exec(next, uint64(n)) {
+			break
+		}
+		next += uint64(n)
+	}
+	return next
+}
+
+// noEffect reports whether p is emulated by passing over it.
+func (p Priv) noEffect() bool {
+	switch p {
+	case PrivLGDT, PrivLIDT, PrivLTR, PrivMovSS, PrivCLI, PrivSTI:
+		return true
+	}
+	return false
+}

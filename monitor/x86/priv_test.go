@@ -44,3 +44,27 @@ func TestDecodePriv(t *testing.T) {
 		assert.Equal(t, c.want != PrivNone, ok, c.name)
 	}
 }
+
+func TestSkipNoEffect(t *testing.T) {
+	// mov %eax,%ss; mov %eax,%ds; mov %eax,%es; cli; ltr %ax; then mov
+	// $0x10,%eax, which ends the run of them.
+	code := []byte{0x8e, 0xd0, 0x8e, 0xd8, 0x8e, 0xc0, 0xfa, 0x0f, 0x00, 0xd8, 0xb8, 0x10, 0, 0, 0}
+	const base = 0x1000
+	fetch := func(addr uint64) []byte { return code[addr-base:] }
+	all := func(addr, n uint64) bool { return true }
+	assert.EqualValues(t, base+10, SkipNoEffect(base, fetch, all))
+	// Not past code the guest may not execute.
+	upTo := func(end uint64) func(addr, n uint64) bool {
+		return func(addr, n uint64) bool { return addr+n <= end }
+	}
+	assert.EqualValues(t, base+4, SkipNoEffect(base, fetch, upTo(base+5)))
+	// Nor past hlt, wrmsr or a far return, which have effects.
+	hlt := []byte{0x8e, 0xd0, 0xf4}
+	assert.EqualValues(t, 2, SkipNoEffect(0, func(a uint64) []byte { return hlt[a:] }, all))
+	// At most MaxMerged.
+	clis := make([]byte, 2*MaxMerged)
+	for i := range clis {
+		clis[i] = 0xfa
+	}
+	assert.EqualValues(t, MaxMerged, SkipNoEffect(0, func(a uint64) []byte { return clis[a:] }, all))
+}
