@@ -107,3 +107,32 @@ $(GUEST_HOSTDIR)/fn_echo_host_nolibc: $(GUEST_DIR)/host/fn_echo_host_nolibc.c \
 .SECONDARY: $(GUEST_LIB_OBJS) $(patsubst %,$(GUEST_OBJDIR)/examples/%.c.o,$(GUEST_NAMES))
 
 -include $(wildcard $(GUEST_OBJDIR)/*/*.d)
+
+# Solo5-ABI test guests: guest/solo5/examples/NAME.c with the runtime in
+# guest/solo5/lib, linked by guest/solo5/solo5.ld into
+# $(GUESTBIN)/solo5/NAME.elf (SOLO5_ELFS, built by `guests`).
+SOLO5_DIR      := $(GUEST_DIR)/solo5
+SOLO5_NAMES    := $(sort $(basename $(notdir $(wildcard $(SOLO5_DIR)/examples/*.c))))
+SOLO5_ELFS     := $(patsubst %,$(GUESTBIN)/solo5/%.elf,$(SOLO5_NAMES))
+SOLO5_LIB_SRCS := $(sort $(wildcard $(SOLO5_DIR)/lib/*.c $(SOLO5_DIR)/lib/*.S))
+SOLO5_LIB_OBJS := $(patsubst $(SOLO5_DIR)/lib/%,$(GUEST_OBJDIR)/solo5/lib/%.o,$(SOLO5_LIB_SRCS))
+SOLO5_CFLAGS   := $(filter-out -I $(GUEST_DIR)/include,$(GUEST_CFLAGS)) -I $(SOLO5_DIR)/include -ftls-model=local-exec -malign-data=abi
+SOLO5_LDFLAGS  := $(subst $(GUEST_LDSCRIPT),$(SOLO5_DIR)/solo5.ld,$(GUEST_LDFLAGS))
+
+guests: $(SOLO5_ELFS)
+
+$(GUESTBIN)/solo5/%.elf: $(GUEST_OBJDIR)/solo5/examples/%.c.o $(SOLO5_LIB_OBJS) $(SOLO5_DIR)/solo5.ld
+	@mkdir -p $(@D)
+	$(GUEST_CC) $(SOLO5_LDFLAGS) -o $@ $< $(SOLO5_LIB_OBJS) $(GUEST_LDLIBS)
+
+$(GUEST_OBJDIR)/solo5/%.c.o: $(SOLO5_DIR)/%.c $(GUEST_DIR)/guest.mk
+	@mkdir -p $(@D)
+	$(GUEST_CC) $(SOLO5_CFLAGS) -c -o $@ $<
+
+$(GUEST_OBJDIR)/solo5/%.S.o: $(SOLO5_DIR)/%.S $(GUEST_DIR)/guest.mk
+	@mkdir -p $(@D)
+	$(GUEST_CC) $(GUEST_ASFLAGS) -c -o $@ $<
+
+.SECONDARY: $(SOLO5_LIB_OBJS) $(patsubst %,$(GUEST_OBJDIR)/solo5/examples/%.c.o,$(SOLO5_NAMES))
+
+-include $(wildcard $(GUEST_OBJDIR)/solo5/*/*.d)

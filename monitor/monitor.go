@@ -36,6 +36,7 @@ import (
 
 	"github.com/tendervm/tender/hypercall"
 	"github.com/tendervm/tender/monitor/blockdev"
+	"github.com/tendervm/tender/hypercall/solo5"
 	"github.com/tendervm/tender/monitor/guestmem"
 	"github.com/tendervm/tender/monitor/loader"
 	"github.com/tendervm/tender/monitor/netdev"
@@ -239,11 +240,19 @@ func prepare(cfg Config) (*guest, error) {
 		return nil, fmt.Errorf("monitor: guest memory of %d bytes: want a multiple of %d MiB from %d MiB to %d MiB",
 			cfg.MemSize, hypercall.MemAlign>>20, hypercall.MemMin>>20, hypercall.MemMax>>20)
 	}
-	cmdline, err := commandLine(cfg.Name, cfg.Args)
+	img, err := loader.Parse(cfg.ELF, cfg.MemSize)
 	if err != nil {
 		return nil, err
 	}
-	img, err := loader.Parse(cfg.ELF, cfg.MemSize)
+	if img.Solo5 != nil {
+		cmdline, err := solo5CommandLine(cfg.Args)
+		if err != nil {
+			return nil, err
+		}
+		g := &guest{cfg: cfg, cmdline: cmdline, img: img}
+		return g, checkSolo5(g)
+	}
+	cmdline, err := commandLine(cfg.Name, cfg.Args)
 	if err != nil {
 		return nil, err
 	}
@@ -259,7 +268,15 @@ func prepare(cfg Config) (*guest, error) {
 // instantiate maps fresh guest memory and loads a prepared guest into it.
 func (h *Host) instantiate(g *guest, snap bool) (*VM, error) {
 	cfg := g.cfg
-	net, err := netDevices(g.img.Devices, cfg.Net)
+	tbl := coreTable()
+	var net *netState
+	var err error
+	if g.img.Solo5 != nil {
+		tbl = solo5Table()
+		net, err = solo5Net(g)
+	} else {
+		net, err = netDevices(g.img.Devices, cfg.Net)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -272,8 +289,8 @@ func (h *Host) instantiate(g *guest, snap bool) (*VM, error) {
 	if err != nil {
 		return nil, err
 	}
-	vm := &VM{host: h, cfg: cfg, mem: mem, img: g.img, console: cfg.Console, limit: cfg.ConsoleLimit, table: coreTable(), net: net, block: block}
-	if net != nil {
+	vm := &VM{host: h, cfg: cfg, mem: mem, img: g.img, console: cfg.Console, limit: cfg.ConsoleLimit, table: tbl, net: net, block: block}
+	if net != nil && g.img.Solo5 == nil {
 		net.register(&vm.table)
 	}
 	if block != nil {
@@ -314,31 +331,25 @@ func commandLine(name string, args []string) (string, error) {
 // guest's mappings: boot info read-only, each segment with its own
 // permissions, everything above the image read-write for heap and stack.
 func (vm *VM) load(cmdline string) error {
+	if vm.img.Solo5 != nil {
+		return vm.loadSolo5(cmdline)
+	}
 	regions := []vcpu.Region{{Addr: hypercall.BootInfoAddr, Size: hypercall.CmdlineAddr + hypercall.CmdlineMax - hypercall.BootInfoAddr, Perm: vcpu.Read}}
 	// Pages written here, and the top of the stack the guest starts on,
 	// are allocated in one go rather than fault by fault.
 	prefault := []struct{ addr, n uint64 }{
 		{hypercall.BootInfoAddr, hypercall.PageSize},
 		{hypercall.CmdlineAddr, uint64(len(cmdline)) + 1},
-		{vm.mem.Size() - hypercall.PageSize, hypercall.PageSize},
-	}
-	for _, s := range vm.img.Segments {
-		prefault = append(prefault, struct{ addr, n uint64 }{s.Addr, uint64(len(s.Data))})
 	}
 	for _, p := range prefault {
 		if err := vm.mem.Populate(p.addr, p.n); err != nil {
 			return err
 		}
 	}
-	for _, s := range vm.img.Segments {
-		if err := vm.mem.Write(s.Addr, s.Data); err != nil {
-			return err
-		}
-		lo := s.Addr &^ (hypercall.PageSize - 1)
-		hi := (s.Addr + s.MemSize + hypercall.PageSize - 1) &^ (hypercall.PageSize - 1)
-		regions = append(regions, vcpu.Region{Addr: lo, Size: hi - lo, Perm: s.Perm | vcpu.Read})
+	regions, err := vm.loadSegments(regions)
+	if err != nil {
+		return err
 	}
-	regions = append(regions, vcpu.Region{Addr: vm.img.End, Size: vm.mem.Size() - vm.img.End, Perm: vcpu.Read | vcpu.Write})
 	if err := vm.mem.Write(hypercall.CmdlineAddr, append([]byte(cmdline), 0)); err != nil {
 		return err
 	}
@@ -359,6 +370,30 @@ func (vm *VM) load(cmdline string) error {
 	})
 }
 
+// loadSegments copies the image into guest memory and returns regions with
+// the image's mappings appended: each segment with its own permissions,
+// everything above the image read-write for heap and stack.
+func (vm *VM) loadSegments(regions []vcpu.Region) ([]vcpu.Region, error) {
+	for _, s := range vm.img.Segments {
+		if err := vm.mem.Populate(s.Addr, uint64(len(s.Data))); err != nil {
+			return nil, err
+		}
+	}
+	// The top of the stack the guest starts on.
+	if err := vm.mem.Populate(vm.mem.Size()-hypercall.PageSize, hypercall.PageSize); err != nil {
+		return nil, err
+	}
+	for _, s := range vm.img.Segments {
+		if err := vm.mem.Write(s.Addr, s.Data); err != nil {
+			return nil, err
+		}
+		lo := s.Addr &^ (hypercall.PageSize - 1)
+		hi := (s.Addr + s.MemSize + hypercall.PageSize - 1) &^ (hypercall.PageSize - 1)
+		regions = append(regions, vcpu.Region{Addr: lo, Size: hi - lo, Perm: s.Perm | vcpu.Read})
+	}
+	return append(regions, vcpu.Region{Addr: vm.img.End, Size: vm.mem.Size() - vm.img.End, Perm: vcpu.Read | vcpu.Write}), nil
+}
+
 // bootTSCHzAddr is where BootInfo.TSCHz lies, followed by BootTSC and
 // BootWalltime: the fields Run fills in once the vCPU exists.
 const bootTSCHzAddr = hypercall.BootInfoAddr + uint64(unsafe.Offsetof(hypercall.BootInfo{}.TSCHz))
@@ -377,6 +412,10 @@ func (vm *VM) writeBootInfo(bi hypercall.BootInfo) error {
 // writeClock fills in the guest's TSC rate, its TSC at boot and the wall
 // clock at that moment.
 func (vm *VM) writeClock(tscHz, bootTSC uint64) error {
+	if vm.img.Solo5 != nil {
+		// A Solo5 guest reads only the TSC rate; wall time is a hypercall.
+		return vm.mem.PutUint64(solo5.BootInfoAddr+solo5.BootCPUCycleFreq, tscHz)
+	}
 	for i, v := range []uint64{tscHz, bootTSC, uint64(time.Now().UnixNano())} {
 		if err := vm.mem.PutUint64(bootTSCHzAddr+uint64(8*i), v); err != nil {
 			return err
@@ -418,6 +457,7 @@ func (vm *VM) Run(ctx context.Context) (Result, error) {
 // wires ctx to stop it. On error the run must still be finished.
 func (vm *VM) begin(ctx context.Context) (*run, error) {
 	r := &run{vm: vm, start: time.Now()}
+	r.stats.solo5 = vm.img.Solo5 != nil
 	ph := &r.stats.Phases
 	ph.Load = vm.loadTime
 	vm.mu.Lock()

@@ -271,8 +271,21 @@ func (r *run) poll(arg uint64) (outcome, error) {
 	if err != nil {
 		return 0, err
 	}
+	ready, err := r.pollWait(pa.Timeout)
+	if err != nil {
+		return 0, err
+	}
+	pa.Ready, pa.Result = ready, hypercall.ResultOK
+	writeArgs(a, &pa)
+	return resume, nil
+}
+
+// pollWait waits until a device has input, timeout ns pass (at most
+// hypercall.PollMax) or the run is stopped, and returns the ready set: bit i
+// for device i.
+func (r *run) pollWait(timeout uint64) (uint64, error) {
 	ns := r.vm.net
-	wait := time.Duration(min(pa.Timeout, hypercall.PollMax))
+	wait := time.Duration(min(timeout, hypercall.PollMax))
 	deadline := time.Now().Add(wait)
 	for i := range ns.devs {
 		fd := int32(ns.devs[i].dev.FD())
@@ -303,9 +316,7 @@ func (r *run) poll(arg uint64) (outcome, error) {
 			ready |= 1 << ns.devs[i].handle
 		}
 	}
-	pa.Ready, pa.Result = ready, hypercall.ResultOK
-	writeArgs(a, &pa)
-	return resume, nil
+	return ready, nil
 }
 
 // waker is an eventfd that a stopped run writes to, waking a poll. Close

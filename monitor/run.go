@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/tendervm/tender/hypercall"
+	"github.com/tendervm/tender/hypercall/solo5"
 	"github.com/tendervm/tender/monitor/vcpu"
 )
 
@@ -42,6 +43,9 @@ type Stats struct {
 	// Block counts each block device's traffic, in manifest order; nil
 	// when the guest declares no block devices.
 	Block []BlockStats
+	// solo5 says the guest is a Solo5 guest, whose hypercall numbers
+	// HypercallCounts names with Solo5's names.
+	solo5 bool
 }
 
 // Phases is where the start of a run went, phase by phase, each timed with
@@ -89,7 +93,11 @@ func (s *Stats) ExitCounts() map[string]uint64 {
 func (s *Stats) HypercallCounts() map[string]uint64 {
 	m := map[string]uint64{}
 	for nr, n := range s.Hypercalls {
-		if n != 0 {
+		switch {
+		case n == 0:
+		case s.solo5 && nr < solo5.Count:
+			m[solo5.Names[nr]] = n
+		default:
 			m[hypercallName(uint32(nr))] = n
 		}
 	}
@@ -256,6 +264,13 @@ func (r *run) consoleWrite(arg uint64) (outcome, error) {
 	if err != nil {
 		return 0, err
 	}
+	return r.console("console_write", buf)
+}
+
+// console delivers buf, which hypercall name passed, to the console, up to
+// the run's output limit.
+func (r *run) console(name string, buf []byte) (outcome, error) {
+	n := uint64(len(buf))
 	over := false
 	if lim := r.vm.limit; lim > 0 && r.stats.ConsoleBytes+int64(n) > lim {
 		buf, over = buf[:lim-r.stats.ConsoleBytes], true
@@ -267,7 +282,7 @@ func (r *run) consoleWrite(arg uint64) (outcome, error) {
 		r.con.write(buf)
 	}
 	if over {
-		return 0, &ProtocolError{Hypercall: "console_write", Reason: fmt.Sprintf("console output limit of %d bytes reached", r.vm.limit)}
+		return 0, &ProtocolError{Hypercall: name, Reason: fmt.Sprintf("console output limit of %d bytes reached", r.vm.limit)}
 	}
 	return resume, nil
 }

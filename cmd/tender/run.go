@@ -53,8 +53,14 @@ func runConfined(ctx context.Context, hc monitor.HostConfig, cfg monitor.Config,
 		return monitor.Result{}, err
 	}
 	defer host.Close()
-	cfg.Ready = func() error { return g.Confine(confine.ForHost(host)) }
-	vm, err := host.New(cfg)
+	var vm *monitor.VM
+	cfg.Ready = func() error {
+		p := confine.ForHost(host)
+		// A Solo5 guest's poll waits with ppoll, as a network guest's.
+		p.Net = p.Net || vm.Solo5()
+		return g.Confine(p)
+	}
+	vm, err = host.New(cfg)
 	if err != nil {
 		return monitor.Result{}, err
 	}

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -19,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tendervm/tender/hypercall"
+	"github.com/tendervm/tender/hypercall/solo5"
 	"github.com/tendervm/tender/monitor"
 	"github.com/tendervm/tender/monitor/blockdev"
 	"github.com/tendervm/tender/monitor/confine"
@@ -51,10 +53,17 @@ func NewFlagSet(name, args, summary string, stderr io.Writer) *flag.FlagSet {
 	return fs
 }
 
-// Parse parses a command's flags and requires the guest ELF argument. When
+// Parse parses a command's flags, solo5-hvt's spellings of them included
+// (`--net:NAME=TAP`, `--net-mac:NAME=MAC`, `--block:NAME=PATH`), and
+// requires the guest ELF argument. When
 // parsing ends the command (-h, a mistake) it returns ok false and the exit
 // code to use.
 func Parse(fs *flag.FlagSet, args []string) (rest []string, code int, ok bool) {
+	args, err := rewriteSolo5(fs, args)
+	if err != nil {
+		fmt.Fprintf(fs.Output(), "%s: %v\n", fs.Name(), err)
+		return nil, monitor.ExitUsage, false
+	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, 0, false
@@ -78,6 +87,8 @@ type GuestFlags struct {
 	Net NetFlags
 	// Block are the -block flags: block devices to attach.
 	Block BlockFlags
+	// NetMAC are the -net-mac flags: MAC addresses for -net devices.
+	NetMAC MACFlags
 	// NoSeccomp is -no-seccomp: Confine does nothing.
 	NoSeccomp bool
 
@@ -124,8 +135,8 @@ func (n *NetFlags) Set(v string) error {
 	if !ok || name == "" || dev == "" {
 		return fmt.Errorf("%q: want NAME=TAP (a TAP interface) or NAME=fd:N (an open TAP descriptor)", v)
 	}
-	if len(name) > hypercall.DeviceNameMax {
-		return fmt.Errorf("%q: device name longer than %d characters", v, hypercall.DeviceNameMax)
+	if len(name) > solo5.NameSize-1 {
+		return fmt.Errorf("%q: device name longer than %d characters", v, solo5.NameSize-1)
 	}
 	for _, spec := range *n {
 		if spec.Name == name {
@@ -156,6 +167,7 @@ func (g *GuestFlags) Register(fs *flag.FlagSet) {
 	fs.Int64Var(&g.ConsoleLimit, "console-limit", monitor.DefaultConsoleLimit, "end a guest after this many bytes of console output (negative: no limit)")
 	fs.Var(&g.Net, "net", "attach network device `NAME=TAP` (a TAP interface) or NAME=fd:N (an open TAP descriptor); repeat for more devices")
 	fs.Var(&g.Block, "block", "attach block device `NAME=PATH[,bs=N][,ro]`: the regular file PATH, its size a multiple of the block size N (512 unless given; a power of two up to 65536), read-only with ro; repeat for more devices")
+	fs.Var(&g.NetMAC, "net-mac", "give network device `NAME=MAC` that MAC address instead of a random one")
 	fs.BoolVar(&g.NoSeccomp, "no-seccomp", false, "do not confine the monitor with its seccomp filter once set up (for debugging; see docs/security.md)")
 }
 
@@ -203,6 +215,11 @@ func (g *GuestFlags) Config(args []string, console io.Writer) (monitor.HostConfi
 
 // openNet opens the -net devices, or none of them.
 func (g *GuestFlags) openNet() (map[string]netdev.Device, error) {
+	for name := range g.NetMAC {
+		if !slices.ContainsFunc(g.Net, func(s NetSpec) bool { return s.Name == name }) {
+			return nil, Usagef("-net-mac %s: no -net device %q", name, name)
+		}
+	}
 	if len(g.Net) == 0 {
 		return nil, nil
 	}
@@ -222,6 +239,9 @@ func (g *GuestFlags) openNet() (map[string]netdev.Device, error) {
 			return nil, fmt.Errorf("-net %s: %w", spec, err)
 		}
 		g.opened = append(g.opened, dev)
+		if mac, ok := g.NetMAC[spec.Name]; ok {
+			dev = macDevice{dev, mac}
+		}
 		m[spec.Name] = dev
 	}
 	return m, nil

@@ -118,6 +118,11 @@ func (v *VCPU) fault(vector byte) (vcpu.Exit, error) {
 		if vector == x86.VecUD {
 			break
 		}
+		if v.emulate {
+			if x, done, err := v.emulatePriv(code, e.RIP); done || err != nil {
+				return x, err
+			}
+		}
 		rdx, err := v.mem.Uint64(x86.SavedRDXAddr(vector))
 		if err != nil {
 			return vcpu.Exit{}, err

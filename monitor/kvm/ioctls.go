@@ -9,12 +9,14 @@ type Ioctl struct {
 
 // RunIoctls are the requests VCPU.Run and VCPU.Close issue on a VM that exists:
 // entering the guest and reading its registers for a hypercall (where the
-// kernel does not sync them into kvm_run) or a fault report.
+// kernel does not sync them into kvm_run) or a fault report, and setting the
+// FS base a Solo5 guest writes with wrmsr (priv.go).
 func RunIoctls() []Ioctl {
 	return []Ioctl{
 		{"KVM_RUN", uint32(reqRun)},
 		{"KVM_GET_REGS", uint32(reqGetRegs)},
 		{"KVM_GET_SREGS", uint32(reqGetSregs)},
+		{"KVM_SET_MSRS", uint32(reqSetMSRs)},
 	}
 }
 

@@ -226,6 +226,9 @@ type VCPU struct {
 	syncRegs bool
 	// xsave: the host has XSAVE, and Snapshot uses KVM_GET_XSAVE.
 	xsave bool
+	// emulate: the guest's privileged set-up instructions are emulated
+	// (vcpu.Boot.EmulatePriv; priv.go).
+	emulate bool
 
 	mu     sync.Mutex // orders Kick against Close (Kick writes to run)
 	closed bool
@@ -262,7 +265,7 @@ func (s *System) NewVCPU(mem *guestmem.Memory, boot vcpu.Boot) (*VCPU, error) {
 	if err := x86.Build(mem, boot.Regions); err != nil {
 		return nil, err
 	}
-	v := &VCPU{sys: s, mem: mem, vmfd: -1, vcpufd: -1}
+	v := &VCPU{sys: s, mem: mem, vmfd: -1, vcpufd: -1, emulate: boot.EmulatePriv}
 	v.timing.Tables = time.Since(t)
 	if err := v.create(s, boot); err != nil {
 		v.Close()
@@ -430,7 +433,11 @@ func (v *VCPU) Run() (vcpu.Exit, error) {
 		if errno != 0 || reason == exitSentinel || gokvm.ExitType(reason) == gokvm.EXITINTR {
 			continue // a signal (a kick, or the Go runtime's own); the loop head decides
 		}
-		return v.decode(gokvm.ExitType(reason))
+		x, err := v.decode(gokvm.ExitType(reason))
+		if err == nil && x.Kind == 0 {
+			continue // an emulated instruction: the guest goes on
+		}
+		return x, err
 	}
 }
 

@@ -46,6 +46,7 @@ func fuzzSeeds() map[string]fuzzSeed {
 			im.segs[phNote].data = append(im.segs[phNote].data, noteBytes(hypercall.NoteName, hypercall.NoteTypeDevices,
 				deviceEntry(hypercall.DeviceBlock, 1, "disk"), 4)...)
 		}), testMem},
+		"solo5": {s5Image(s5Manifest("service0", "blk0"), nil), testMem},
 		"bss_only": {with(func(im *image) {
 			im.segs = append(im.segs, seg{typ: elf.PT_LOAD, flags: elf.PF_R | elf.PF_W, vaddr: 0x200000, memsz: 0x1000, align: pageSize})
 		}), testMem},
@@ -53,8 +54,9 @@ func fuzzSeeds() map[string]fuzzSeed {
 	for _, name := range []string{"page shared with different perms", "W+X", "entry in a non-exec segment",
 		"wrong note version", "duplicate note", "truncated note", "phoff overflow", "vaddr+memsz overflow",
 		"short device note", "unknown device type", "unterminated device name", "device name with a control character",
-		"device name with garbage after the NUL", "duplicate device names", "too many devices"} {
-		for _, c := range malformedCases() {
+		"device name with garbage after the NUL", "duplicate device names", "too many devices",
+		"solo5 wrong version", "solo5 duplicate names", "solo5 attached", "solo5 bad interp"} {
+		for _, c := range append(malformedCases(), solo5Cases()...) {
 			if c.name == name {
 				seeds[name] = fuzzSeed{c.file, testMem}
 			}

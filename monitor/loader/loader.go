@@ -14,6 +14,12 @@
 // hypercall.NoteTypeDevices): together, in file order, they form its device
 // manifest, returned as Image.Devices. Any other Tender note type is refused.
 //
+// A Solo5 hvt executable (one carrying Solo5's ABI1 note for target hvt,
+// version 2) is accepted too, with its MFT1 manifest returned as
+// Image.Solo5 (solo5.go). Such an executable may, and only it may, have a
+// PT_INTERP naming solo5.Interp and a PT_TLS segment; every other rule holds
+// for it unchanged.
+//
 // In error messages "segment N" is the program header at index N.
 package loader
 
@@ -112,6 +118,9 @@ type Image struct {
 	// Devices is the guest's device manifest, in file order: a device's
 	// handle is its index. Empty when the guest declares no devices.
 	Devices []Device
+	// Solo5 is set for a Solo5 hvt executable: its validated manifest.
+	// ABIVersion and Devices are then zero.
+	Solo5 *Solo5Manifest
 }
 
 // Device is one entry of a guest's device manifest, validated: a known type,
@@ -149,10 +158,24 @@ func Parse(file []byte, memSize uint64) (*Image, error) {
 
 	loads := make([]loadSeg, 0, MaxLoadSegments)
 	var notes abiNotes
+	// PT_INTERP and PT_TLS are allowed for Solo5 executables only, which
+	// the notes (possibly later in the table) tell.
+	interp, tls := -1, -1
+	// Solo5's linker scripts leave an empty PT_LOAD (p_memsz 0), which
+	// loads nothing; tender's own guests may have none.
+	emptyLoad, emptyAddr := -1, uint64(0)
+	var interpData []byte
+	var tlsHdr elf.Prog64
 	for i := 0; i < phnum; i++ {
 		ph := decodeProg(file[phoff+i*phdrSize:])
 		switch elf.ProgType(ph.Type) {
 		case elf.PT_LOAD:
+			if ph.Memsz == 0 && ph.Filesz == 0 {
+				if emptyLoad < 0 {
+					emptyLoad, emptyAddr = i, ph.Vaddr
+				}
+				continue
+			}
 			if len(loads) == MaxLoadSegments {
 				return nil, invalid("more than %d PT_LOAD segments", MaxLoadSegments)
 			}
@@ -174,11 +197,24 @@ func Parse(file []byte, memSize uint64) (*Image, error) {
 				return nil, invalid("segment %d (PT_NOTE): %v", i, err)
 			}
 		case elf.PT_INTERP:
-			return nil, invalid("dynamically linked (PT_INTERP): only static executables are supported")
+			if interp >= 0 {
+				return nil, invalid("segment %d: second PT_INTERP", i)
+			}
+			data, err := fileRange(file, i, ph.Off, ph.Filesz)
+			if err != nil {
+				return nil, err
+			}
+			interp, interpData = i, data
 		case elf.PT_DYNAMIC:
 			return nil, invalid("dynamic section (PT_DYNAMIC): only static executables without relocations are supported")
 		case elf.PT_TLS:
-			return nil, invalid("thread-local storage (PT_TLS) is not supported")
+			if tls >= 0 {
+				return nil, invalid("segment %d: second PT_TLS", i)
+			}
+			if _, err := fileRange(file, i, ph.Off, ph.Filesz); err != nil {
+				return nil, err
+			}
+			tls, tlsHdr = i, ph
 		case elf.PT_SHLIB:
 			return nil, invalid("segment %d has the reserved type PT_SHLIB", i)
 		case elf.PT_GNU_STACK:
@@ -190,10 +226,26 @@ func Parse(file []byte, memSize uint64) (*Image, error) {
 			// PT_GNU_EH_FRAME and vendor types do not affect loading.
 		}
 	}
+	if err := notes.check(); err != nil {
+		if len(loads) == 0 && emptyLoad < 0 {
+			return nil, invalid("no PT_LOAD segment")
+		}
+		return nil, err
+	}
+	if notes.solo5 == nil && emptyLoad >= 0 {
+		return nil, invalid("segment %d at %#x is empty (p_memsz 0)", emptyLoad, emptyAddr)
+	}
 	if len(loads) == 0 {
 		return nil, invalid("no PT_LOAD segment")
 	}
-	if err := notes.check(); err != nil {
+	if notes.solo5 == nil {
+		if interp >= 0 {
+			return nil, invalid("dynamically linked (PT_INTERP): only static executables are supported")
+		}
+		if tls >= 0 {
+			return nil, invalid("thread-local storage (PT_TLS) is not supported")
+		}
+	} else if err := checkSolo5Segments(interp, interpData, tls, &tlsHdr, loads); err != nil {
 		return nil, err
 	}
 
@@ -236,6 +288,7 @@ func Parse(file []byte, memSize uint64) (*Image, error) {
 		End:        end,
 		ABIVersion: notes.version,
 		Devices:    notes.devices,
+		Solo5:      notes.solo5,
 	}
 	for k := range loads {
 		img.Segments[k] = loads[k].Segment
@@ -470,7 +523,13 @@ func walkNotes(data []byte, align uint64, visit func(note) error) error {
 		// cannot overflow; they are checked anyway to keep the rule simple.
 		nameOff := off + 12
 		nameEnd, ok1 := add(nameOff, namesz)
-		descOff, ok2 := alignUp(nameEnd, align)
+		// Solo5's notes are laid out as 4-byte notes even in a segment
+		// aligned to 8 (its manifest carries its own padding).
+		descAlign := align
+		if nameEnd <= size && string(data[nameOff:nameEnd]) == solo5Name {
+			descAlign = 4
+		}
+		descOff, ok2 := alignUp(nameEnd, descAlign)
 		descEnd, ok3 := add(descOff, descsz)
 		next, ok4 := alignUp(descEnd, align)
 		if !(ok1 && ok2 && ok3 && ok4) || next > size {
@@ -505,10 +564,15 @@ type abiNotes struct {
 	// validated by checkDevices. Collecting stops past DevicesMax notes,
 	// which is already an error.
 	devNotes [][]byte
+	s5       solo5Notes     // Solo5's notes
+	solo5    *Solo5Manifest // set by check for a Solo5 executable
 }
 
-// visit records one note; foreign notes (GNU, Go, ...) are ignored.
+// visit records one note; foreign notes (GNU, Go, OpenBSD...) are ignored.
 func (a *abiNotes) visit(n note) error {
+	if string(n.name) == solo5Name {
+		return a.s5.visit(n)
+	}
 	if string(n.name) != tenderName {
 		return nil
 	}
@@ -607,6 +671,14 @@ func deviceName(field []byte) (string, error) {
 // The version is checked before anything else in the note, so a guest for
 // another ABI gets the message that tells its builder what to fix.
 func (a *abiNotes) check() error {
+	if a.s5.found || a.s5.mft != nil {
+		if a.found || len(a.devNotes) > 0 || a.hasUnk {
+			return invalid("both Tender and Solo5 ABI notes: a guest is built for one ABI")
+		}
+		m, err := a.s5.check()
+		a.solo5 = m
+		return err
+	}
 	if !a.found {
 		return invalid("no Tender ABI note: build the guest with the tender runtime")
 	}

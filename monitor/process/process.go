@@ -117,6 +117,9 @@ type VCPU struct {
 	closed bool       // guarded by mu
 
 	kicked atomic.Bool
+	// emulate: the guest's privileged set-up instructions are emulated
+	// (vcpu.Boot.EmulatePriv; priv.go).
+	emulate bool
 
 	// The fields below belong to the goroutine calling New, Run or Close.
 	listener int             // the seccomp notification descriptor, or -1

@@ -756,7 +756,7 @@ func FuzzDecode(f *testing.F) {
 	require.NoError(f, mem.Write(dataAddr, []byte{0xef}))
 	v := &VCPU{mem: mem, regions: testBoot().Regions}
 	args := func(signo uint32, code int32, trapno, errCode uint32) (uint64, uint64) {
-		return uint64(uint32(code))<<32 | uint64(signo), uint64(trapno)<<32 | uint64(errCode)
+		return uint64(uint32(code))<<32 | uint64(signo), uint64(trapno)<<48 | uint64(errCode&0xffff)
 	}
 	seed := func(nr int32, arch uint32, ip uint64, signo uint32, code int32, trapno, errCode uint32, addr, rip, rax, rdx uint64) {
 		a0, a1 := args(signo, code, trapno, errCode)

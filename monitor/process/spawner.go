@@ -30,6 +30,10 @@ type Spawner struct {
 
 	liveMu sync.Mutex
 	live   map[*VCPU]struct{} // guests started and not yet closed
+
+	// fsgsbase: the kernel lets processes use wrfsbase, with which the
+	// handler sets a Solo5 guest's FS base (priv.go).
+	fsgsbase bool
 }
 
 type spawnReq struct {
@@ -50,7 +54,7 @@ func NewSpawner() (*Spawner, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Spawner{live: map[*VCPU]struct{}{}, reqs: make(chan spawnReq), done: make(chan struct{}), stub: stub}
+	s := &Spawner{live: map[*VCPU]struct{}{}, reqs: make(chan spawnReq), done: make(chan struct{}), stub: stub, fsgsbase: hasFSGSBase()}
 	go s.loop()
 	return s, nil
 }
@@ -127,7 +131,7 @@ func (s *Spawner) forget(v *VCPU) {
 
 // spawn starts the guest process and sets it up, on the spawner's thread.
 func spawn(stub int, mem *guestmem.Memory, boot vcpu.Boot, pollFirst bool) (*VCPU, error) {
-	v := &VCPU{mem: mem, regions: slices.Clone(boot.Regions), pidfd: -1, listener: -1}
+	v := &VCPU{mem: mem, regions: slices.Clone(boot.Regions), pidfd: -1, listener: -1, emulate: boot.EmulatePriv}
 	const closed = ^uintptr(0) // -1: the child closes this descriptor
 	attr := &syscall.ProcAttr{
 		Env:   []string{},

@@ -51,6 +51,11 @@ type Boot struct {
 	StackTop uint64
 	// BootInfo is the address passed in RDI.
 	BootInfo uint64
+	// EmulatePriv says the guest is a Solo5 guest: the privileged
+	// instructions of its runtime (x86.DecodePriv) are emulated where they
+	// trap, hlt ends the run with ExitHalt, and any other privileged
+	// instruction is a fault as for every guest.
+	EmulatePriv bool
 	// Start, when set, is called by a backend whose guest runs as soon as
 	// it exists (the process backend) once the guest is set up, just
 	// before its first instruction can run: the last moment to write what

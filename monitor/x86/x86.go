@@ -303,20 +303,44 @@ func tss() []byte {
 
 const stubSize = 16
 
-// stubs returns one 16-byte stub per vector:
+// ResumeAddr is the routine the #GP stub jumps to once the monitor has seen
+// its report: it restores RDX and RAX, drops the error code and returns to
+// the guest with iretq, at the RIP and RSP the frame then holds. The
+// monitor re-enters the vCPU after a #GP only when it has emulated the
+// instruction (a Solo5 guest's privileged set-up) and rewritten the frame;
+// any other fault ends the run, and every other stub ends in hlt.
+const ResumeAddr = StubAddr + NumVectors*stubSize
+
+// FrameRSPAddr is where the guest's RSP lies in the exception frame.
+const FrameRSPAddr = KStackTop - 2*8
+
+// stubs returns one 16-byte stub per vector, then the resume routine:
 //
 //	50           push %rax
 //	52           push %rdx
 //	b0 VV        mov  $vector, %al
 //	66 ba PP PP  mov  $FaultPort, %dx
 //	ee           out  %al, %dx
-//	f4           hlt
+//	f4           hlt                 (#GP: e9 rel32, jmp ResumeAddr)
 //	cc ...       int3 padding
+//
+//	5a 58        pop %rdx; pop %rax  (ResumeAddr)
+//	48 83 c4 08  add $8, %rsp        the error code
+//	48 cf        iretq
 func stubs() []byte {
-	b := make([]byte, 0, NumVectors*stubSize)
+	b := make([]byte, 0, NumVectors*stubSize+8)
 	for v := range NumVectors {
-		b = append(b, 0x50, 0x52, 0xB0, byte(v), 0x66, 0xBA, byte(FaultPort&0xFF), byte(FaultPort>>8), 0xEE, 0xF4,
-			0xCC, 0xCC, 0xCC, 0xCC, 0xCC, 0xCC)
+		s := []byte{0x50, 0x52, 0xB0, byte(v), 0x66, 0xBA, byte(FaultPort & 0xFF), byte(FaultPort >> 8), 0xEE}
+		if v == VecGP {
+			rel := uint32(ResumeAddr - (StubAddr + v*stubSize + len(s) + 5))
+			s = append(s, 0xE9, byte(rel), byte(rel>>8), byte(rel>>16), byte(rel>>24))
+		} else {
+			s = append(s, 0xF4)
+		}
+		for len(s) < stubSize {
+			s = append(s, 0xCC)
+		}
+		b = append(b, s...)
 	}
-	return b
+	return append(b, 0x5A, 0x58, 0x48, 0x83, 0xC4, 0x08, 0x48, 0xCF)
 }

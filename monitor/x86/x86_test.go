@@ -203,6 +203,17 @@ func TestTables(t *testing.T) {
 	require.NoError(t, mem.Read(off, stub))
 	assert.Equal(t, []byte{0x50, 0x52, 0xB0, 14}, stub[:4])
 	assert.EqualValues(t, KernelCS, binary.LittleEndian.Uint16(gate[2:]))
+	assert.EqualValues(t, 0xF4, stub[9], "a #PF stub ends in hlt")
+	// The #GP stub alone jumps to the resume routine, which pops RDX, RAX
+	// and the error code and returns with iretq.
+	gp := make([]byte, stubSize)
+	require.NoError(t, mem.Read(StubAddr+VecGP*stubSize, gp))
+	require.EqualValues(t, 0xE9, gp[9])
+	target := int64(StubAddr+VecGP*stubSize+14) + int64(int32(binary.LittleEndian.Uint32(gp[10:])))
+	assert.EqualValues(t, ResumeAddr, target)
+	resume := make([]byte, 8)
+	require.NoError(t, mem.Read(ResumeAddr, resume))
+	assert.Equal(t, []byte{0x5A, 0x58, 0x48, 0x83, 0xC4, 0x08, 0x48, 0xCF}, resume)
 }
 
 // TestExceptionFacts pins the vectors with an error code (Intel SDM vol. 3

@@ -1,0 +1,84 @@
+package kvm
+
+import (
+	"encoding/binary"
+
+	"github.com/tendervm/tender/monitor/vcpu"
+	"github.com/tendervm/tender/monitor/x86"
+)
+
+// solo5CodeSel is the code selector a Solo5 guest far-returns to.
+const solo5CodeSel = 0x8
+
+// emulatePriv emulates the privileged instruction code at rip that raised
+// #GP, for a guest with vcpu.Boot.EmulatePriv. done is false when it is not
+// one the guest may use (the #GP is then reported as the fault it is). An
+// emulated instruction returns the zero Exit: the #GP stub's report has been
+// answered by rewriting the exception frame (RIP, RSP) and, for wrmsr, the
+// FS base, and the stub returns to the guest when the vCPU is entered again.
+func (v *VCPU) emulatePriv(code []byte, rip uint64) (x vcpu.Exit, done bool, err error) {
+	p, n, ok := x86.DecodePriv(code)
+	if !ok {
+		return vcpu.Exit{}, false, nil
+	}
+	next := rip + uint64(n)
+	switch p {
+	case x86.PrivHLT:
+		return vcpu.Exit{Kind: vcpu.ExitHalt, RIP: rip}, true, nil
+	case x86.PrivLRET:
+		rsp, err := v.mem.Uint64(x86.FrameRSPAddr)
+		if err != nil {
+			return vcpu.Exit{}, false, err
+		}
+		// What the guest could not read itself, it cannot return through.
+		b, err := v.mem.Guest(rsp, 16, vcpu.Read)
+		if err != nil {
+			return vcpu.Exit{}, false, nil
+		}
+		target, sel := binary.LittleEndian.Uint64(b), binary.LittleEndian.Uint64(b[8:])
+		// iretq to an address outside guest memory could fault in the
+		// stub itself; the far return is refused instead.
+		if uint16(sel) != solo5CodeSel || target >= v.mem.Size() {
+			return vcpu.Exit{}, false, nil
+		}
+		if err := v.mem.PutUint64(x86.FrameRSPAddr, rsp+16); err != nil {
+			return vcpu.Exit{}, false, err
+		}
+		next = target
+	case x86.PrivWRMSR:
+		regs, err := v.regs()
+		if err != nil {
+			return vcpu.Exit{}, false, err
+		}
+		if uint32(regs.RCX) != x86.MSRFSBase {
+			return vcpu.Exit{}, false, nil
+		}
+		rax, err := v.mem.Uint64(x86.SavedRAXAddr(x86.VecGP))
+		if err != nil {
+			return vcpu.Exit{}, false, err
+		}
+		rdx, err := v.mem.Uint64(x86.SavedRDXAddr(x86.VecGP))
+		if err != nil {
+			return vcpu.Exit{}, false, err
+		}
+		base := uint64(uint32(rdx))<<32 | uint64(uint32(rax))
+		if base >= 1<<47 && base < 0xFFFF800000000000 {
+			return vcpu.Exit{}, false, nil // not canonical: #GP on hardware too
+		}
+		if err := setMSR(v.vcpufd, x86.MSRFSBase, base); err != nil {
+			return vcpu.Exit{}, false, err
+		}
+	default:
+		// lgdt, lidt, ltr, segment loads: the guest keeps running under
+		// the monitor's own tables and selectors. cli, sti: the guest
+		// takes no interrupts anyway. Those that follow go too.
+		next = x86.SkipNoEffect(next, v.code, func(addr, n uint64) bool {
+			_, err := v.mem.Guest(addr, n, vcpu.Exec)
+			return err == nil
+		})
+	}
+	if err := v.mem.PutUint64(x86.RIPAddr, next); err != nil {
+		return vcpu.Exit{}, false, err
+	}
+	return vcpu.Exit{}, true, nil
+}

@@ -1,0 +1,33 @@
+package loader
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tendervm/tender/hypercall/solo5"
+)
+
+// TestParseSolo5Guests parses the clean-room Solo5-ABI guests the build
+// links (guest/solo5): real linker output, not the test builder's.
+func TestParseSolo5Guests(t *testing.T) {
+	paths, _ := filepath.Glob(filepath.Join("..", "..", "bin", "guest", "solo5", "*.elf"))
+	if len(paths) == 0 {
+		t.Skip("guests not built (make guests)")
+	}
+	for _, p := range paths {
+		file, err := os.ReadFile(p)
+		require.NoError(t, err)
+		img, err := Parse(file, testMem)
+		require.NoError(t, err, p)
+		require.NotNil(t, img.Solo5, p)
+		want := []Solo5Entry{{Type: solo5.TypeReservedFirst}}
+		if filepath.Base(p) == "netecho.elf" {
+			want = append(want, Solo5Entry{Type: solo5.TypeNet, Name: "service0"})
+		}
+		assert.Equal(t, want, img.Solo5.Entries, p)
+	}
+}

@@ -1,0 +1,70 @@
+package x86
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+)
+
+func TestDecodePriv(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		code []byte
+		want Priv
+		n    int
+	}{
+		{"lgdt rip-relative", []byte{0x0f, 0x01, 0x15, 1, 2, 3, 4}, PrivLGDT, 7},
+		{"lidt rip-relative", []byte{0x0f, 0x01, 0x1d, 1, 2, 3, 4}, PrivLIDT, 7},
+		{"lgdt (rax)", []byte{0x0f, 0x01, 0x10}, PrivLGDT, 3},
+		{"lidt disp8(rsp) via SIB", []byte{0x0f, 0x01, 0x5c, 0x24, 0x08}, PrivLIDT, 5},
+		{"ltr ax", []byte{0x0f, 0x00, 0xd8}, PrivLTR, 3},
+		{"mov eax to ds", []byte{0x8e, 0xd8}, PrivMovSS, 2},
+		{"mov eax to ss", []byte{0x8e, 0xd0}, PrivMovSS, 2},
+		{"mov eax to es", []byte{0x8e, 0xc0}, PrivMovSS, 2},
+		{"lretq", []byte{0x48, 0xcb}, PrivLRET, 2},
+		{"wrmsr", []byte{0x0f, 0x30}, PrivWRMSR, 2},
+		{"cli", []byte{0xfa}, PrivCLI, 1},
+		{"sti", []byte{0xfb}, PrivSTI, 1},
+		{"hlt", []byte{0xf4}, PrivHLT, 1},
+		// Not emulated.
+		{"mov to fs", []byte{0x8e, 0xe0}, PrivNone, 0},
+		{"lret without REX.W", []byte{0xcb}, PrivNone, 0},
+		{"lgdt register form", []byte{0x0f, 0x01, 0xd0}, PrivNone, 0},
+		{"sgdt", []byte{0x0f, 0x01, 0x05, 1, 2, 3, 4}, PrivNone, 0},
+		{"lldt", []byte{0x0f, 0x00, 0xd0}, PrivNone, 0},
+		{"mov to cr3", []byte{0x0f, 0x22, 0xd8}, PrivNone, 0},
+		{"rdmsr", []byte{0x0f, 0x32}, PrivNone, 0},
+		{"truncated lgdt", []byte{0x0f, 0x01, 0x15, 1, 2}, PrivNone, 0},
+		{"lock cli", []byte{0xf0, 0xfa}, PrivNone, 0},
+		{"empty", nil, PrivNone, 0},
+	} {
+		p, n, ok := DecodePriv(c.code)
+		assert.Equal(t, c.want, p, c.name)
+		assert.Equal(t, c.n, n, c.name)
+		assert.Equal(t, c.want != PrivNone, ok, c.name)
+	}
+}
+
+func TestSkipNoEffect(t *testing.T) {
+	// mov %eax,%ss; mov %eax,%ds; mov %eax,%es; cli; ltr %ax; then mov
+	// $0x10,%eax, which ends the run of them.
+	code := []byte{0x8e, 0xd0, 0x8e, 0xd8, 0x8e, 0xc0, 0xfa, 0x0f, 0x00, 0xd8, 0xb8, 0x10, 0, 0, 0}
+	const base = 0x1000
+	fetch := func(addr uint64) []byte { return code[addr-base:] }
+	all := func(addr, n uint64) bool { return true }
+	assert.EqualValues(t, base+10, SkipNoEffect(base, fetch, all))
+	// Not past code the guest may not execute.
+	upTo := func(end uint64) func(addr, n uint64) bool {
+		return func(addr, n uint64) bool { return addr+n <= end }
+	}
+	assert.EqualValues(t, base+4, SkipNoEffect(base, fetch, upTo(base+5)))
+	// Nor past hlt, wrmsr or a far return, which have effects.
+	hlt := []byte{0x8e, 0xd0, 0xf4}
+	assert.EqualValues(t, 2, SkipNoEffect(0, func(a uint64) []byte { return hlt[a:] }, all))
+	// At most MaxMerged.
+	clis := make([]byte, 2*MaxMerged)
+	for i := range clis {
+		clis[i] = 0xfa
+	}
+	assert.EqualValues(t, MaxMerged, SkipNoEffect(0, func(a uint64) []byte { return clis[a:] }, all))
+}
