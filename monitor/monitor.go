@@ -35,8 +35,8 @@ import (
 	"unsafe"
 
 	"github.com/tendervm/tender/hypercall"
-	"github.com/tendervm/tender/monitor/blockdev"
 	"github.com/tendervm/tender/hypercall/solo5"
+	"github.com/tendervm/tender/monitor/blockdev"
 	"github.com/tendervm/tender/monitor/guestmem"
 	"github.com/tendervm/tender/monitor/loader"
 	"github.com/tendervm/tender/monitor/netdev"
