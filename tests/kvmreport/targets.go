@@ -83,7 +83,7 @@ var (
 	thrRate      = fig{src: "tests BenchmarkWarmThroughput/{be}", unit: "invocations/s", format: "%.0f invocations/s"}
 	thrProcs     = fig{src: "tests BenchmarkWarmThroughput/{be}", unit: "fork+exec/s", format: vs + "%.0f fork+exec/s"}
 	thrRatio     = fig{src: "tests BenchmarkWarmThroughput/{be}", unit: "x-process", format: x}
-	coldInvoke   = fig{src: "tests BenchmarkColdInvoke/{be}", unit: "ns/op", scale: 1e-3, format: us}
+	coldInvoke   = fig{src: "tests BenchmarkColdInvoke/{be}", unit: "µs-median", format: us}
 	coldFloor    = fig{src: "tests BenchmarkColdInvoke/{be}", unit: "µs-c-floor", format: vs + us + " kvm_floor"}
 	coldRatio    = fig{src: "tests BenchmarkColdInvoke/{be}", unit: "x-c-floor", format: x}
 	execTender   = fig{src: "tests BenchmarkExec", unit: "µs-median-tender-{be}", scale: 1e-3, format: ms}
