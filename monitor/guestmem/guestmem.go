@@ -37,6 +37,9 @@ type Memory struct {
 	// frozen: the mapping is a private view of the memfd, which holds the
 	// snapshot (Freeze).
 	frozen bool
+	// pagemap, when set, finds the pages Revert drops, into regions.
+	pagemap *Pagemap
+	regions []pageRegion
 	// layout is what the guest itself may access (SetLayout); Guest checks
 	// hypercall buffers against it.
 	layout []vcpu.Region

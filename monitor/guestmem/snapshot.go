@@ -13,7 +13,9 @@ import (
 // so slices and a hypervisor's registration of HostAddr stay valid (KVM
 // follows the change through its MMU notifier). Writes after Freeze reach
 // only private copies of the pages written. Freezing twice fails.
-func (m *Memory) Freeze() error {
+//
+// With pm (nil for none), Revert drops only the pages written since.
+func (m *Memory) Freeze(pm *Pagemap) error {
 	if m.fd < 0 {
 		return errors.New("guestmem: only shared memory can be frozen")
 	}
@@ -28,18 +30,49 @@ func (m *Memory) Freeze() error {
 		return fmt.Errorf("guestmem: map the snapshot privately: %w", errno)
 	}
 	m.frozen = true
+	if pm != nil {
+		m.pagemap, m.regions = pm, make([]pageRegion, 32)
+	}
 	return nil
 }
 
 // Revert drops every page written since Freeze, so that the whole memory
 // reads as the snapshot again: MADV_DONTNEED on a private file mapping frees
-// the private copies, and the next access maps the memfd's page. Its cost
+// the private copies, and the next access maps the memfd's page. With a
+// Pagemap it finds the private copies and drops only those, so pages only
+// read stay mapped; without, it drops the whole mapping. Either way its cost
 // grows with the pages mapped since, not with the memory's size.
 func (m *Memory) Revert() error {
 	if !m.frozen {
 		return errors.New("guestmem: memory not frozen")
 	}
-	if err := unix.Madvise(m.buf, unix.MADV_DONTNEED); err != nil {
+	if m.pagemap == nil {
+		return m.drop(m.HostAddr(), m.HostAddr()+uintptr(len(m.buf)))
+	}
+	start, end := m.HostAddr(), m.HostAddr()+uintptr(len(m.buf))
+	for start < end {
+		n, walked, err := m.pagemap.scan(start, end, m.regions)
+		if err != nil {
+			return err
+		}
+		for _, r := range m.regions[:n] {
+			if err := m.drop(uintptr(r.start), uintptr(r.end)); err != nil {
+				return err
+			}
+		}
+		if n < len(m.regions) || walked <= start {
+			return nil
+		}
+		start = walked
+	}
+	return nil
+}
+
+// drop frees the private copies in the host range [start, end) of the
+// mapping.
+func (m *Memory) drop(start, end uintptr) error {
+	lo := start - m.HostAddr()
+	if err := unix.Madvise(m.buf[lo:lo+(end-start)], unix.MADV_DONTNEED); err != nil {
 		return fmt.Errorf("guestmem: drop the pages written since the snapshot: %w", err)
 	}
 	return nil

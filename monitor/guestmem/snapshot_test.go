@@ -1,6 +1,8 @@
 package guestmem
 
 import (
+	"encoding/binary"
+	"os"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -14,8 +16,8 @@ func TestFreezeRevert(t *testing.T) {
 	require.NoError(t, err)
 	defer m.Close()
 	require.NoError(t, m.Write(0x1000, []byte("snapshot")))
-	require.NoError(t, m.Freeze())
-	require.ErrorContains(t, m.Freeze(), "already frozen")
+	require.NoError(t, m.Freeze(nil))
+	require.ErrorContains(t, m.Freeze(nil), "already frozen")
 
 	for range 2 {
 		require.NoError(t, m.Write(0x1000, []byte("request!")))
@@ -33,6 +35,55 @@ func TestFreezeNeedsShared(t *testing.T) {
 	m, err := New(4 * pageSize)
 	require.NoError(t, err)
 	defer m.Close()
-	require.ErrorContains(t, m.Freeze(), "only shared memory")
+	require.ErrorContains(t, m.Freeze(nil), "only shared memory")
 	require.ErrorContains(t, m.Revert(), "not frozen")
+}
+
+// mapped reads /proc/self/pagemap: whether the page at host address addr is
+// present in the mapping.
+func mapped(t *testing.T, addr uintptr) bool {
+	t.Helper()
+	f, err := os.Open("/proc/self/pagemap")
+	require.NoError(t, err)
+	defer f.Close()
+	var e [8]byte
+	_, err = f.ReadAt(e[:], int64(addr/pageSize*8))
+	require.NoError(t, err)
+	return binary.LittleEndian.Uint64(e[:])>>63 == 1
+}
+
+// TestRevertWritten: with a Pagemap, Revert drops the pages written since
+// Freeze, more of them than one scan returns, and leaves a page only read
+// mapped.
+func TestRevertWritten(t *testing.T) {
+	pm, err := OpenPagemap()
+	if err != nil {
+		t.Skipf("no PAGEMAP_SCAN on this kernel: %v", err)
+	}
+	defer pm.Close()
+	const pages = 256
+	m, err := NewShared(pages * pageSize)
+	require.NoError(t, err)
+	defer m.Close()
+	for i := uint64(0); i < pages; i++ {
+		require.NoError(t, m.PutUint64(i*pageSize, i))
+	}
+	require.NoError(t, m.Freeze(pm))
+	read := m.HostAddr() + pageSize
+	for range 2 {
+		v, err := m.Uint64(pageSize)
+		require.NoError(t, err)
+		require.EqualValues(t, 1, v)
+		for i := uint64(2); i < pages; i += 2 { // not adjacent: one region each
+			require.NoError(t, m.PutUint64(i*pageSize, 1000+i))
+		}
+		require.NoError(t, m.Revert())
+		assert.True(t, mapped(t, read), "a page only read stays mapped")
+		assert.False(t, mapped(t, m.HostAddr()+2*pageSize), "a page written is dropped")
+		for i := uint64(0); i < pages; i++ {
+			v, err := m.Uint64(i * pageSize)
+			require.NoError(t, err)
+			require.Equal(t, i, v, "page %d", i)
+		}
+	}
 }
