@@ -128,6 +128,28 @@ func TestFreshRegisters(t *testing.T) {
 	}
 }
 
+// TestFreshSegments: a data segment selector one request loads is back to
+// its snapshot value for the next, also where KVM cannot see or set it
+// (kvm_pvm runs CPL 3 with the selectors the guest loads and reports
+// others): the guest library reloads the first fn_next's selectors after
+// each one, in every mode.
+func TestFreshSegments(t *testing.T) {
+	h := kvmHost(t)
+	for _, mode := range []monitor.Mode{monitor.Fresh, monitor.Warm} {
+		p := newPool(t, h, "fn_state", monitor.PoolConfig{Mode: mode, MaxInstances: 1})
+		before, err := invoke(t, p, "seg-get")
+		require.NoError(t, err)
+		for range 2 {
+			out, err := invoke(t, p, "seg-set")
+			require.NoError(t, err)
+			require.Equal(t, "set", out)
+			after, err := invoke(t, p, "seg-get")
+			require.NoError(t, err)
+			assert.Equal(t, before, after, "%s: GS after another request loaded it", mode)
+		}
+	}
+}
+
 // TestFreshFailures: after a request that faults, one that spins past its
 // deadline and one that breaks the protocol, each failing with its own
 // error, the next request on the same pool is answered from a pristine

@@ -7,6 +7,9 @@
  *                "stash:" request stored (empty at first);
  *   "sse-set"    leaves a pattern in XMM15 and returns "set";
  *   "sse-get"    returns XMM15's 16 bytes in hex;
+ *   "seg-set"    loads another selector into GS (the null one, or SS's
+ *                when GS is null) and returns "set";
+ *   "seg-get"    returns GS's selector in decimal;
  *   "fault"      writes to address 0;
  *   "spin"       loops forever;
  *   "violate"    asks for a request without replying (a protocol error).
@@ -69,6 +72,19 @@ static void handle(const struct tender_fn_request *req,
 			out[2 * i + 1] = (uint8_t)hex[v[i] & 15];
 		}
 		rep->len = 32;
+	} else if (is(req, "seg-set", 7)) {
+		uint16_t gs, ss;
+
+		__asm__ __volatile__("mov %%gs, %0; mov %%ss, %1" : "=r"(gs), "=r"(ss));
+		gs = gs ? 0 : ss;
+		__asm__ __volatile__("mov %0, %%gs" : : "r"(gs));
+		memcpy(out, "set", 3);
+		rep->len = 3;
+	} else if (is(req, "seg-get", 7)) {
+		uint16_t gs;
+
+		__asm__ __volatile__("mov %%gs, %0" : "=r"(gs));
+		rep->len = put_uint(out, gs);
 	} else if (is(req, "fault", 5)) {
 		*(volatile uint64_t *)0 = 1;
 	} else if (is(req, "spin", 4)) {
