@@ -42,6 +42,8 @@ type System struct {
 	xcr0     uint64 // 0 when the host has no XSAVE
 	trType   uint8  // the TSS type TR gets: see tssType
 	syncRegs bool   // KVM_CAP_SYNC_REGS covers the general registers
+	// syncSregs: it covers the special registers too (see Snapshot).
+	syncSregs bool
 
 	// sregs is the special-register state every vCPU starts with, built
 	// from the first vCPU's and reused, which saves each later vCPU a
@@ -103,6 +105,7 @@ func (s *System) init() error {
 	// saves a KVM_GET_REGS on each hypercall.
 	if c, err := ioctl(s.fd, reqCheckExtension, nil, capSyncRegs); err == nil && uint64(c)&syncX86Regs != 0 {
 		s.syncRegs = true
+		s.syncSregs = uint64(c)&syncX86Sregs != 0 && s.runSize >= runSyncSregs+int(unsafe.Sizeof(gokvm.Sregs{}))
 	}
 	return nil
 }
@@ -180,7 +183,8 @@ const (
 	runUnion         = 32
 	runValidRegs     = 288
 	runDirtyRegs     = 296
-	runSyncRegs      = 304 // struct kvm_regs in kvm_run.s.regs
+	runSyncRegs      = 304               // struct kvm_regs in kvm_run.s.regs
+	runSyncSregs     = runSyncRegs + 144 // struct kvm_sregs after it
 	exitSentinel     = 0xFFFFFFFF
 )
 
@@ -192,6 +196,9 @@ type VCPU struct {
 	run    []byte
 	// syncRegs: KVM stores the general registers in run at every exit.
 	syncRegs bool
+	// canSyncSregs: KVM can store the special registers in run too;
+	// syncSregs: Snapshot asked it to, at every exit.
+	canSyncSregs, syncSregs bool
 	// xsave: the host has XSAVE, and Snapshot uses KVM_GET_XSAVE.
 	xsave bool
 
@@ -300,7 +307,7 @@ func (v *VCPU) create(s *System, boot vcpu.Boot) error {
 		*(*gokvm.Regs)(unsafe.Pointer(&v.run[runSyncRegs])) = regs
 		binary.LittleEndian.PutUint64(v.run[runDirtyRegs:], syncX86Regs)
 		binary.LittleEndian.PutUint64(v.run[runValidRegs:], syncX86Regs)
-		v.syncRegs = true
+		v.syncRegs, v.canSyncSregs = true, s.syncSregs
 	} else if err := ioctlErr(v.vcpufd, reqSetRegs, unsafe.Pointer(&regs)); err != nil {
 		return fmt.Errorf("KVM_SET_REGS: %w", err)
 	}
