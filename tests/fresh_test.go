@@ -105,6 +105,29 @@ func TestFreshNoLeak(t *testing.T) {
 	assert.Equal(t, "secret", out)
 }
 
+// TestFreshManyPages: a request that writes more pages than a reset copies
+// back (guestmem.CopyBackPages), which the reset drops instead, leaves them
+// as the snapshot had them for the next.
+func TestFreshManyPages(t *testing.T) {
+	h := kvmHost(t)
+	for _, c := range []struct {
+		mode monitor.Mode
+		want []string
+	}{
+		{monitor.Fresh, []string{"clean", "clean", "clean"}},
+		{monitor.Warm, []string{"clean", "dirty", "dirty"}},
+	} {
+		p := newPool(t, h, "fn_state", monitor.PoolConfig{Mode: c.mode, MaxInstances: 1})
+		var got []string
+		for range c.want {
+			out, err := invoke(t, p, "scribble")
+			require.NoError(t, err)
+			got = append(got, out)
+		}
+		assert.Equal(t, c.want, got, c.mode)
+	}
+}
+
 // TestFreshRegisters: an SSE register one request leaves set is back to its
 // snapshot value for the next under fresh (and still set under warm).
 func TestFreshRegisters(t *testing.T) {

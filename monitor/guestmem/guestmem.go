@@ -37,9 +37,11 @@ type Memory struct {
 	// frozen: the mapping is a private view of the memfd, which holds the
 	// snapshot (Freeze).
 	frozen bool
-	// pagemap, when set, finds the pages Revert drops, into regions.
+	// pagemap, when set, finds the pages Revert puts back, into regions;
+	// snap is a read-only view of the snapshot it copies them from.
 	pagemap *Pagemap
 	regions []pageRegion
+	snap    []byte
 	// layout is what the guest itself may access (SetLayout); Guest checks
 	// hypercall buffers against it.
 	layout []vcpu.Region
@@ -219,6 +221,10 @@ func (m *Memory) Close() error {
 	if m.buf != nil {
 		errs = append(errs, unix.Munmap(m.buf))
 		m.buf = nil
+	}
+	if m.snap != nil {
+		errs = append(errs, unix.Munmap(m.snap))
+		m.snap = nil
 	}
 	if m.fd >= 0 {
 		errs = append(errs, unix.Close(m.fd))

@@ -31,17 +31,30 @@ func (m *Memory) Freeze(pm *Pagemap) error {
 	}
 	m.frozen = true
 	if pm != nil {
-		m.pagemap, m.regions = pm, make([]pageRegion, 32)
+		// A read-only view of the snapshot, to copy pages back from.
+		snap, err := unix.Mmap(m.fd, 0, len(m.buf), unix.PROT_READ, unix.MAP_SHARED)
+		if err != nil {
+			return fmt.Errorf("guestmem: map the snapshot: %w", err)
+		}
+		m.pagemap, m.regions, m.snap = pm, make([]pageRegion, 32), snap
 	}
 	return nil
 }
 
-// Revert drops every page written since Freeze, so that the whole memory
-// reads as the snapshot again: MADV_DONTNEED on a private file mapping frees
-// the private copies, and the next access maps the memfd's page. With a
-// Pagemap it finds the private copies and drops only those, so pages only
-// read stay mapped; without, it drops the whole mapping. Either way its cost
-// grows with the pages mapped since, not with the memory's size.
+// CopyBackPages is the most private pages Revert copies the snapshot back
+// into rather than drops: copying a few pages is cheaper than dropping them
+// (which unmaps them from every CPU and KVM, and makes the next request
+// fault them in again), and costs as much each time as the pages kept.
+const CopyBackPages = 16
+
+// Revert puts every page written since Freeze back to the snapshot, so that
+// the whole memory reads as the snapshot again. Without a Pagemap it drops
+// the whole mapping: MADV_DONTNEED on a private file mapping frees the
+// private copies, and the next access maps the memfd's page. With one, it
+// finds the private copies and, if they are no more than CopyBackPages,
+// copies the snapshot over them and keeps them; else it drops only them.
+// Pages only read stay mapped either way. Its cost grows with the pages
+// written since Freeze, not with the memory's size.
 func (m *Memory) Revert() error {
 	if !m.frozen {
 		return errors.New("guestmem: memory not frozen")
@@ -50,11 +63,24 @@ func (m *Memory) Revert() error {
 		return m.drop(m.HostAddr(), m.HostAddr()+uintptr(len(m.buf)))
 	}
 	start, end := m.HostAddr(), m.HostAddr()+uintptr(len(m.buf))
-	for start < end {
-		n, walked, err := m.pagemap.scan(start, end, m.regions)
-		if err != nil {
-			return err
+	n, walked, err := m.pagemap.scan(start, end, m.regions)
+	if err != nil {
+		return err
+	}
+	if n < len(m.regions) || walked >= end {
+		pages := uintptr(0)
+		for _, r := range m.regions[:n] {
+			pages += uintptr(r.end-r.start) / pageSize
 		}
+		if pages <= CopyBackPages {
+			for _, r := range m.regions[:n] {
+				lo, hi := uintptr(r.start)-m.HostAddr(), uintptr(r.end)-m.HostAddr()
+				copy(m.buf[lo:hi], m.snap[lo:hi])
+			}
+			return nil
+		}
+	}
+	for start < end {
 		for _, r := range m.regions[:n] {
 			if err := m.drop(uintptr(r.start), uintptr(r.end)); err != nil {
 				return err
@@ -64,6 +90,9 @@ func (m *Memory) Revert() error {
 			return nil
 		}
 		start = walked
+		if n, walked, err = m.pagemap.scan(start, end, m.regions); err != nil {
+			return err
+		}
 	}
 	return nil
 }

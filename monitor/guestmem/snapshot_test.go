@@ -87,3 +87,33 @@ func TestRevertWritten(t *testing.T) {
 		}
 	}
 }
+
+// TestRevertCopiesBack: up to CopyBackPages private pages get the snapshot
+// copied back and stay mapped; a page written again after that is put back
+// the same way.
+func TestRevertCopiesBack(t *testing.T) {
+	pm, err := OpenPagemap()
+	if err != nil {
+		t.Skipf("no PAGEMAP_SCAN on this kernel: %v", err)
+	}
+	defer pm.Close()
+	m, err := NewShared(64 * pageSize)
+	require.NoError(t, err)
+	defer m.Close()
+	require.NoError(t, m.Write(3*pageSize, []byte("snapshot")))
+	require.NoError(t, m.Freeze(pm))
+	for i := range 3 {
+		require.NoError(t, m.Write(3*pageSize, []byte("request!")))
+		require.NoError(t, m.PutUint64(uint64(10+i)*pageSize, 7))
+		require.NoError(t, m.Revert())
+		assert.True(t, mapped(t, m.HostAddr()+3*pageSize), "round %d: a page copied back stays mapped", i)
+		b, err := m.Slice(3*pageSize, 8)
+		require.NoError(t, err)
+		assert.Equal(t, "snapshot", string(b), "round %d", i)
+		for j := range 3 {
+			v, err := m.Uint64(uint64(10+j) * pageSize)
+			require.NoError(t, err)
+			assert.Zero(t, v, "round %d: page %d", i, 10+j)
+		}
+	}
+}
