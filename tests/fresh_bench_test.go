@@ -3,6 +3,7 @@ package tests
 import (
 	"bytes"
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -50,4 +51,62 @@ func benchFresh(b *testing.B) {
 	b.ReportMetric(float64(cold.Nanoseconds())/1e3, "µs-cold")
 	b.ReportMetric(float64(fresh)/float64(warm), "x-warm")
 	b.ReportMetric(float64(cold)/float64(fresh), "cold-x")
+}
+
+// BenchmarkFreshThroughput measures fresh invocations per second of fn_echo
+// with two concurrent callers on two instances, beside fork+exec of the
+// static C echo with two workers (as BenchmarkWarmThroughput does for warm).
+func BenchmarkFreshThroughput(b *testing.B) {
+	if ok, _ := kvmAvailable(); !ok {
+		b.Skip("fresh instances need KVM")
+	}
+	b.Run(string(monitor.BackendKVM), func(b *testing.B) {
+		h := newHost(b, monitor.BackendKVM)
+		p := benchPool(b, h, "fn_echo", monitor.PoolConfig{Mode: monitor.Fresh, MaxInstances: 2})
+		if err := p.Prewarm(context.Background(), 2); err != nil {
+			b.Fatal(err)
+		}
+		benchThroughput(b, p)
+	})
+}
+
+// BenchmarkFreshMemory prewarms 200 fresh instances of fn_echo (each booted
+// to its snapshot), serves one request on every one of them, and reports the
+// growth of the process's RSS per instance: what an extra fresh instance
+// costs, the pages its request dirtied included (KVM's own memory for the VM
+// is kernel memory, outside RSS).
+func BenchmarkFreshMemory(b *testing.B) {
+	if ok, _ := kvmAvailable(); !ok {
+		b.Skip("fresh instances need KVM")
+	}
+	const n = 200
+	b.Run(string(monitor.BackendKVM), func(b *testing.B) {
+		for range b.N {
+			h := newHost(b, monitor.BackendKVM)
+			p := benchPool(b, h, "fn_echo", monitor.PoolConfig{Mode: monitor.Fresh, MaxInstances: n, IdleTimeout: -1})
+			before := rssKiB()
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+			if err := p.Prewarm(ctx, n); err != nil {
+				b.Fatal(err)
+			}
+			cancel()
+			// n callers at once: each takes an instance of its own.
+			var wg sync.WaitGroup
+			for range n {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					if _, err := p.Invoke(context.Background(), monitor.Request{Body: []byte("hello")}); err != nil {
+						b.Error(err)
+					}
+				}()
+			}
+			wg.Wait()
+			st := p.Stats()
+			after := rssKiB()
+			b.ReportMetric(float64(st.Live), "instances")
+			b.ReportMetric(float64(after-before)/float64(st.Live), "KiB/instance")
+			p.Close()
+		}
+	})
 }
