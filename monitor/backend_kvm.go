@@ -38,27 +38,45 @@ func (b kvmBackend) newMemory(size uint64, snap bool) (*guestmem.Memory, error) 
 	return guestmem.New(size)
 }
 
-// snapshot freezes the memory (a private view of the memfd from now on)
-// and records the vCPU's registers; restore drops the pages written since
-// and sets the registers back.
-func (b kvmBackend) snapshot(mem *guestmem.Memory, cpu vcpu.VCPU) (func() error, error) {
+// snapshot freezes the memory (a private view of the memfd from now on;
+// a view already is) and records the vCPU's registers; restore puts the
+// pages written since back and sets the registers back.
+func (b kvmBackend) snapshot(mem *guestmem.Memory, cpu vcpu.VCPU) (func() error, any, error) {
 	v, ok := cpu.(*kvm.VCPU)
 	if !ok {
-		return nil, fmt.Errorf("%w: not a KVM vCPU", ErrFreshUnsupported)
+		return nil, nil, fmt.Errorf("%w: not a KVM vCPU", ErrFreshUnsupported)
 	}
 	st := new(kvm.State)
 	if err := v.Snapshot(st); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	if err := mem.Freeze(b.pm); err != nil {
-		return nil, err
+	if !mem.Frozen() {
+		if err := mem.Freeze(b.pm); err != nil {
+			return nil, nil, err
+		}
 	}
 	return func() error {
 		if err := mem.Revert(); err != nil {
 			return err
 		}
 		return v.Restore(st)
-	}, nil
+	}, st, nil
+}
+
+func (b kvmBackend) viewMemory(fd int, size uint64) (*guestmem.Memory, error) {
+	return guestmem.NewView(fd, size, b.pm)
+}
+
+func (b kvmBackend) restoreVCPU(cpu vcpu.VCPU, state any, tsc uint64) error {
+	v, ok := cpu.(*kvm.VCPU)
+	st, ok2 := state.(*kvm.State)
+	if !ok || !ok2 {
+		return fmt.Errorf("%w: not a KVM vCPU and state", ErrFreshUnsupported)
+	}
+	if err := v.SetTSC(tsc); err != nil {
+		return err
+	}
+	return v.Restore(st)
 }
 
 func (b kvmBackend) newVCPU(mem *guestmem.Memory, boot vcpu.Boot, ph *Phases) (vcpu.VCPU, uint64, error) {

@@ -2,9 +2,13 @@ package monitor
 
 import (
 	"errors"
+	"sync"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/tendervm/tender/hypercall"
+	"github.com/tendervm/tender/monitor/guestmem"
 )
 
 // ErrFreshUnsupported is returned (wrapped) by NewPool for a Fresh pool the
@@ -27,14 +31,68 @@ type freshState struct {
 	resetAt int
 	// onReset, when set, sees the time of each reset, for metrics.
 	onReset func(time.Duration)
+	// image is the pool's shared snapshot, nil for none.
+	image *freshImage
 }
 
-// snapshot records the instance at its first fn_next, before it takes a
-// call: the state every call of a Fresh instance starts from.
-func (r *run) snapshot(f *fnState) error {
-	restore, err := r.vm.host.be.snapshot(r.vm.mem, r.cpu)
+// freshImage is the snapshot a Fresh pool's instances share: the memfd of
+// the first instance that took its snapshot, and its vCPU state. Instances
+// started after that map the memfd privately (sharing its pages) and start
+// from that state instead of booting.
+type freshImage struct {
+	mu    sync.Mutex
+	fd    int // -1 until an instance offers its snapshot
+	start imageStart
+}
+
+// imageStart is how an instance starts from a Fresh pool's image: its vCPU
+// in state, parked at the fn_next hypercall whose argument is at arg (the
+// first exit, which its run takes without entering the guest).
+type imageStart struct {
+	state any
+	arg   uint64
+}
+
+func newFreshImage() *freshImage { return &freshImage{fd: -1} }
+
+// get returns the image's memfd and how to start from it, or -1 while it
+// has none.
+func (im *freshImage) get() (int, imageStart) {
+	im.mu.Lock()
+	defer im.mu.Unlock()
+	return im.fd, im.start
+}
+
+// offer makes the snapshot of mem (just frozen) and start the image, if it
+// has none yet: it takes mem's memfd.
+func (im *freshImage) offer(mem *guestmem.Memory, start imageStart) {
+	im.mu.Lock()
+	defer im.mu.Unlock()
+	if im.fd < 0 {
+		im.fd, im.start = mem.TakeFD(), start
+	}
+}
+
+// close releases the memfd; views mapped from it keep their pages.
+func (im *freshImage) close() {
+	im.mu.Lock()
+	defer im.mu.Unlock()
+	if im.fd >= 0 {
+		unix.Close(im.fd)
+		im.fd = -1
+	}
+}
+
+// snapshot records the instance at its first fn_next (its argument at arg),
+// before it takes a call: the state every call of a Fresh instance starts
+// from, and, for the first instance of its pool, the pool's image.
+func (r *run) snapshot(f *fnState, arg uint64) error {
+	restore, state, err := r.vm.host.be.snapshot(r.vm.mem, r.cpu)
 	if err != nil {
 		return err
+	}
+	if im := f.fresh.image; im != nil && r.vm.mem.FD() >= 0 {
+		im.offer(r.vm.mem, imageStart{state: state, arg: arg})
 	}
 	f.fresh.restore = restore
 	f.fresh.reqBuf, f.fresh.args, f.fresh.argv = f.reqBuf, f.args, f.argv

@@ -28,6 +28,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/bits"
 	"runtime"
 	"strings"
 	"sync"
@@ -196,6 +197,9 @@ type VM struct {
 	table   table
 	fn      *fnState  // set when the VM serves function invocations
 	net     *netState // set when the guest declares devices
+	// from, for a Fresh instance started from its pool's image, says how
+	// (see instantiate); nil otherwise.
+	from *imageStart
 	// loadTime is how long New took to map and load the guest
 	// (Phases.Load).
 	loadTime time.Duration
@@ -212,7 +216,7 @@ func (h *Host) New(cfg Config) (*VM, error) {
 	if err != nil {
 		return nil, err
 	}
-	return h.instantiate(g, false)
+	return h.instantiate(g, nil)
 }
 
 // guest is a validated configuration with its parsed image: what every
@@ -247,18 +251,34 @@ func prepare(cfg Config) (*guest, error) {
 }
 
 // instantiate maps fresh guest memory and loads a prepared guest into it.
-func (h *Host) instantiate(g *guest, snap bool) (*VM, error) {
+// For a Fresh instance (fresh not nil) whose pool has an image, the memory
+// is a view of the image instead, already loaded, and the vCPU starts from
+// the image's state (VM.from).
+func (h *Host) instantiate(g *guest, fresh *freshState) (*VM, error) {
 	cfg := g.cfg
 	net, err := netDevices(g.img.Devices, cfg.Net)
 	if err != nil {
 		return nil, err
 	}
 	t := time.Now()
-	mem, err := h.be.newMemory(cfg.MemSize, snap)
-	if err != nil {
-		return nil, err
+	var (
+		mem  *guestmem.Memory
+		from *imageStart
+	)
+	if fresh != nil && fresh.image != nil {
+		if fd, start := fresh.image.get(); fd >= 0 {
+			if mem, err = h.be.viewMemory(fd, cfg.MemSize); err != nil {
+				return nil, err
+			}
+			from = &start
+		}
 	}
-	vm := &VM{host: h, cfg: cfg, mem: mem, img: g.img, console: cfg.Console, limit: cfg.ConsoleLimit, table: coreTable(), net: net}
+	if mem == nil {
+		if mem, err = h.be.newMemory(cfg.MemSize, fresh != nil); err != nil {
+			return nil, err
+		}
+	}
+	vm := &VM{host: h, cfg: cfg, mem: mem, img: g.img, console: cfg.Console, limit: cfg.ConsoleLimit, table: coreTable(), net: net, from: from}
 	if net != nil {
 		net.register(&vm.table)
 	}
@@ -268,7 +288,11 @@ func (h *Host) instantiate(g *guest, snap bool) (*VM, error) {
 	if vm.limit == 0 {
 		vm.limit = DefaultConsoleLimit
 	}
-	if err := vm.load(g.cmdline); err != nil {
+	load := vm.load
+	if from != nil {
+		load = vm.layout // the image holds the loaded guest
+	}
+	if err := load(g.cmdline); err != nil {
 		mem.Close()
 		return nil, err
 	}
@@ -297,7 +321,6 @@ func commandLine(name string, args []string) (string, error) {
 // guest's mappings: boot info read-only, each segment with its own
 // permissions, everything above the image read-write for heap and stack.
 func (vm *VM) load(cmdline string) error {
-	regions := []vcpu.Region{{Addr: hypercall.BootInfoAddr, Size: hypercall.CmdlineAddr + hypercall.CmdlineMax - hypercall.BootInfoAddr, Perm: vcpu.Read}}
 	// Pages written here, and the top of the stack the guest starts on,
 	// are allocated in one go rather than fault by fault.
 	prefault := []struct{ addr, n uint64 }{
@@ -317,20 +340,13 @@ func (vm *VM) load(cmdline string) error {
 		if err := vm.mem.Write(s.Addr, s.Data); err != nil {
 			return err
 		}
-		lo := s.Addr &^ (hypercall.PageSize - 1)
-		hi := (s.Addr + s.MemSize + hypercall.PageSize - 1) &^ (hypercall.PageSize - 1)
-		regions = append(regions, vcpu.Region{Addr: lo, Size: hi - lo, Perm: s.Perm | vcpu.Read})
 	}
-	regions = append(regions, vcpu.Region{Addr: vm.img.End, Size: vm.mem.Size() - vm.img.End, Perm: vcpu.Read | vcpu.Write})
 	if err := vm.mem.Write(hypercall.CmdlineAddr, append([]byte(cmdline), 0)); err != nil {
 		return err
 	}
-	// Hypercall buffers are checked against the very table the guest's
-	// mappings are built from.
-	if err := vm.mem.SetLayout(regions); err != nil {
+	if err := vm.layout(cmdline); err != nil {
 		return err
 	}
-	vm.boot = vcpu.Boot{Regions: regions, Entry: vm.img.Entry, StackTop: vm.mem.Size(), BootInfo: hypercall.BootInfoAddr}
 	return vm.writeBootInfo(hypercall.BootInfo{
 		Magic:      hypercall.BootInfoMagic,
 		Version:    hypercall.ABIVersion,
@@ -340,6 +356,47 @@ func (vm *VM) load(cmdline string) error {
 		Cmdline:    hypercall.CmdlineAddr,
 		CmdlineLen: uint64(len(cmdline)),
 	})
+}
+
+// layout derives the guest's mappings and boot state from its image,
+// writing nothing: load does it for a new guest, and it is all a view of a
+// Fresh pool's image needs.
+func (vm *VM) layout(string) error {
+	regions := []vcpu.Region{{Addr: hypercall.BootInfoAddr, Size: hypercall.CmdlineAddr + hypercall.CmdlineMax - hypercall.BootInfoAddr, Perm: vcpu.Read}}
+	for _, s := range vm.img.Segments {
+		lo := s.Addr &^ (hypercall.PageSize - 1)
+		hi := (s.Addr + s.MemSize + hypercall.PageSize - 1) &^ (hypercall.PageSize - 1)
+		regions = append(regions, vcpu.Region{Addr: lo, Size: hi - lo, Perm: s.Perm | vcpu.Read})
+	}
+	regions = append(regions, vcpu.Region{Addr: vm.img.End, Size: vm.mem.Size() - vm.img.End, Perm: vcpu.Read | vcpu.Write})
+	// Hypercall buffers are checked against the very table the guest's
+	// mappings are built from.
+	if err := vm.mem.SetLayout(regions); err != nil {
+		return err
+	}
+	vm.boot = vcpu.Boot{Regions: regions, Entry: vm.img.Entry, StackTop: vm.mem.Size(), BootInfo: hypercall.BootInfoAddr}
+	return nil
+}
+
+// imageTSC is the TSC a vCPU started from a Fresh pool's image (in vm.mem)
+// takes, for the guest's clock to go on: the image's TSC rate times the
+// time since the wall-clock time its boot info gives for TSC 0.
+func (vm *VM) imageTSC() (uint64, error) {
+	hz, err := vm.mem.Uint64(bootTSCHzAddr)
+	if err != nil {
+		return 0, err
+	}
+	wall, err := vm.mem.Uint64(bootTSCHzAddr + 16)
+	if err != nil {
+		return 0, err
+	}
+	ns := uint64(max(time.Now().UnixNano()-int64(wall), 0))
+	hi, lo := bits.Mul64(ns, hz)
+	if hi >= 1e9 {
+		return 0, fmt.Errorf("monitor: a TSC of %d Hz over %d ns overflows", hz, ns)
+	}
+	tsc, _ := bits.Div64(hi, lo, 1e9)
+	return tsc, nil
 }
 
 // bootTSCHzAddr is where BootInfo.TSCHz lies, followed by BootTSC and
@@ -437,7 +494,20 @@ func (vm *VM) begin(ctx context.Context) (*run, error) {
 	}
 	r.cpu = cpu
 	r.cleanups = append(r.cleanups, func() { cpu.Close() })
-	if !first {
+	if !first && vm.from != nil {
+		// A view of a Fresh pool's image: the guest booted there, and
+		// its clock goes on from the image's.
+		t := time.Now()
+		tsc, err := vm.imageTSC()
+		if err != nil {
+			return r, err
+		}
+		if err := vm.host.be.restoreVCPU(cpu, vm.from.state, tsc); err != nil {
+			return r, err
+		}
+		ph.Clock = time.Since(t)
+		r.first = &vcpu.Exit{Kind: vcpu.ExitHypercall, Nr: hypercall.NrFnNext, Arg: vm.from.arg}
+	} else if !first {
 		t := time.Now()
 		if tscHz == 0 {
 			tscHz = vm.host.hostTSCHz()

@@ -3,6 +3,8 @@ package tests
 import (
 	"context"
 	"fmt"
+	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -235,4 +237,65 @@ func TestFreshPrewarm(t *testing.T) {
 	st := p.Stats()
 	assert.EqualValues(t, 2, st.Started)
 	assert.EqualValues(t, 4, st.Resets)
+}
+
+// guestMemfds counts the guest memory memfds this process holds open.
+func guestMemfds(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	require.NoError(t, err)
+	n := 0
+	for _, e := range ents {
+		if l, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && strings.HasPrefix(l, "/memfd:tender-guest") {
+			n++
+		}
+	}
+	return n
+}
+
+// TestFreshShared: instances a fresh pool starts after its first one took
+// its snapshot start from that snapshot (one memfd for all, whose pages
+// they share) instead of booting; each serves from the snapshot's state,
+// isolated from the others, with the guest's clock going on.
+func TestFreshShared(t *testing.T) {
+	h := kvmHost(t)
+	before := guestMemfds(t)
+	p := newPool(t, h, "fn_state", monitor.PoolConfig{Mode: monitor.Fresh, MaxInstances: 3, IdleTimeout: -1})
+	time.Sleep(20 * time.Millisecond) // the image's clock is older than the instances'
+	require.NoError(t, p.Prewarm(context.Background(), 3))
+	require.EqualValues(t, 3, p.Stats().Live)
+	assert.Equal(t, before+1, guestMemfds(t), "one snapshot memfd for three instances")
+
+	// Three callers at once hold the three instances.
+	var wg sync.WaitGroup
+	outs := make([][]string, 3)
+	for i := range outs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for _, body := range []string{"count", "stash:" + strconv.Itoa(i), "stash:again", "clock"} {
+				out, err := invoke(t, p, body)
+				if !assert.NoError(t, err) {
+					return
+				}
+				outs[i] = append(outs[i], out)
+			}
+		}()
+	}
+	wg.Wait()
+	var clocks []int64
+	for i, o := range outs {
+		require.Len(t, o, 4)
+		assert.Equal(t, []string{"1", "", ""}, o[:3], "caller %d", i)
+		ns, err := strconv.ParseInt(o[3], 10, 64)
+		require.NoError(t, err)
+		clocks = append(clocks, ns)
+	}
+	// The instance that booted and those started from its snapshot tell
+	// the same time. (Not the host's: on kvm_pvm a guest's TSC does not
+	// start from 0, which the boot info assumes.)
+	for i, ns := range clocks[1:] {
+		assert.InDelta(t, clocks[0], ns, float64(2*time.Second), "caller %d's guest clock against caller 0's", i+1)
+	}
+	assert.EqualValues(t, 3, p.Stats().Started)
 }

@@ -13,6 +13,8 @@
  *   "scribble"   returns "clean" if no page of a 128 KiB static array holds
  *                a mark yet, else "dirty", then marks every page (more
  *                pages than a reset copies back: it drops them instead);
+ *   "clock"      returns the wall-clock time in ns, in decimal, as the
+ *                guest reads it from its TSC (no exit);
  *   "fault"      writes to address 0;
  *   "spin"       loops forever;
  *   "violate"    asks for a request without replying (a protocol error).
@@ -98,6 +100,8 @@ static void handle(const struct tender_fn_request *req,
 		}
 		memcpy(out, dirty ? "dirty" : "clean", 5);
 		rep->len = 5;
+	} else if (is(req, "clock", 5)) {
+		rep->len = put_uint(out, tender_walltime_tsc_ns());
 	} else if (is(req, "fault", 5)) {
 		*(volatile uint64_t *)0 = 1;
 	} else if (is(req, "spin", 4)) {

@@ -30,16 +30,57 @@ func (m *Memory) Freeze(pm *Pagemap) error {
 		return fmt.Errorf("guestmem: map the snapshot privately: %w", errno)
 	}
 	m.frozen = true
-	if pm != nil {
-		// A read-only view of the snapshot, to copy pages back from.
-		snap, err := unix.Mmap(m.fd, 0, len(m.buf), unix.PROT_READ, unix.MAP_SHARED)
-		if err != nil {
-			return fmt.Errorf("guestmem: map the snapshot: %w", err)
-		}
-		m.pagemap, m.regions, m.snap = pm, make([]pageRegion, 32), snap
+	return m.track(pm)
+}
+
+// track lets Revert find the pages written (pm, when not nil) and copy the
+// snapshot back into them.
+func (m *Memory) track(pm *Pagemap) error {
+	if pm == nil {
+		return nil
 	}
+	// A read-only view of the snapshot, to copy pages back from.
+	snap, err := unix.Mmap(m.fd, 0, len(m.buf), unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		return fmt.Errorf("guestmem: map the snapshot: %w", err)
+	}
+	m.pagemap, m.regions, m.snap = pm, make([]pageRegion, 32), snap
 	return nil
 }
+
+// NewView maps size bytes of guest memory as a private copy-on-write view of
+// the memfd fd, which holds a snapshot another Memory took (Freeze, FD): the
+// memory starts frozen, reads as that snapshot, and shares its pages with
+// every other view until it writes them. It needs fd only while it maps
+// (its mappings keep the memfd alive), and FD is -1. pm is as for Freeze.
+func NewView(fd int, size uint64, pm *Pagemap) (*Memory, error) {
+	buf, err := unix.Mmap(fd, 0, int(size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_NORESERVE)
+	if err != nil {
+		return nil, fmt.Errorf("guestmem: map the snapshot privately: %w", err)
+	}
+	m := &Memory{buf: buf, fd: fd, frozen: true}
+	err = m.track(pm)
+	m.fd = -1
+	if err != nil {
+		m.Close()
+		return nil, err
+	}
+	return m, nil
+}
+
+// TakeFD hands the memfd of frozen memory over to the caller, who closes it
+// (for views of the snapshot, NewView); the memory goes on without it.
+func (m *Memory) TakeFD() int {
+	fd := m.fd
+	if !m.frozen {
+		return -1
+	}
+	m.fd = -1
+	return fd
+}
+
+// Frozen says the memory is a private view of its snapshot (Freeze, NewView).
+func (m *Memory) Frozen() bool { return m.frozen }
 
 // CopyBackPages is the most private pages Revert copies the snapshot back
 // into rather than drops: copying a few pages is cheaper than dropping them

@@ -117,3 +117,40 @@ func TestRevertCopiesBack(t *testing.T) {
 		}
 	}
 }
+
+// TestNewView: views of a frozen memory read its snapshot, keep their
+// writes to themselves, and revert to the snapshot.
+func TestNewView(t *testing.T) {
+	pm, err := OpenPagemap()
+	if err != nil {
+		t.Skipf("no PAGEMAP_SCAN on this kernel: %v", err)
+	}
+	defer pm.Close()
+	m, err := NewShared(16 * pageSize)
+	require.NoError(t, err)
+	defer m.Close()
+	require.NoError(t, m.Write(pageSize, []byte("snapshot")))
+	require.NoError(t, m.Freeze(pm))
+	var views []*Memory
+	for range 2 {
+		v, err := NewView(m.FD(), m.Size(), pm)
+		require.NoError(t, err)
+		defer v.Close()
+		assert.True(t, v.Frozen())
+		assert.Equal(t, -1, v.FD())
+		views = append(views, v)
+	}
+	require.NoError(t, views[0].Write(pageSize, []byte("view 0!!")))
+	require.NoError(t, views[0].Zero(2*pageSize, pageSize))
+	for i, mm := range []*Memory{m, views[1], views[0]} {
+		b, _ := mm.Slice(pageSize, 8)
+		want := "snapshot"
+		if i == 2 {
+			want = "view 0!!"
+		}
+		assert.Equal(t, want, string(b), "memory %d", i)
+	}
+	require.NoError(t, views[0].Revert())
+	b, _ := views[0].Slice(pageSize, 8)
+	assert.Equal(t, "snapshot", string(b))
+}

@@ -174,6 +174,7 @@ const (
 	eferNXE = 1 << 11
 
 	msrLSTAR = 0xC0000082
+	msrTSC   = 0x10
 )
 
 // kvm_run offsets (include/uapi/linux/kvm.h).
@@ -228,14 +229,19 @@ type Timing struct {
 }
 
 // NewVCPU builds the CPU structures for boot into mem, creates a VM over mem and
-// sets its vCPU to start the guest at CPL 3.
+// sets its vCPU to start the guest at CPL 3. Frozen memory (a snapshot's
+// view, guestmem.NewView) holds them already, built for the same boot by
+// the vCPU whose guest the snapshot is: rebuilt, they would only copy the
+// pages they lie in.
 func (s *System) NewVCPU(mem *guestmem.Memory, boot vcpu.Boot) (*VCPU, error) {
 	if mem.Size() > hypercall.MemMax {
 		return nil, fmt.Errorf("kvm: guest memory of %d bytes exceeds %d", mem.Size(), hypercall.MemMax)
 	}
 	t := time.Now()
-	if err := x86.Build(mem, boot.Regions); err != nil {
-		return nil, err
+	if !mem.Frozen() {
+		if err := x86.Build(mem, boot.Regions); err != nil {
+			return nil, err
+		}
 	}
 	v := &VCPU{mem: mem, vmfd: -1, vcpufd: -1}
 	v.timing.Tables = time.Since(t)

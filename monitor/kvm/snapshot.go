@@ -96,6 +96,10 @@ func (v *VCPU) Restore(s *State) error {
 	return nil
 }
 
+// SetTSC sets the guest's time-stamp counter (MSR IA32_TSC) to tsc: a vCPU
+// started from another's snapshot goes on with that guest's clock.
+func (v *VCPU) SetTSC(tsc uint64) error { return setMSR(v.vcpufd, msrTSC, tsc) }
+
 // ResetIoctls are the requests Snapshot and Restore issue, for a seccomp
 // filter that allows them (package confine).
 func ResetIoctls() []Ioctl {
