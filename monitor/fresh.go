@@ -2,6 +2,8 @@ package monitor
 
 import (
 	"errors"
+	"fmt"
+	"math/bits"
 	"sync"
 	"time"
 
@@ -117,4 +119,27 @@ func (f *fnState) reset() error {
 		s.onReset(time.Since(t))
 	}
 	return nil
+}
+
+// imageTSC is the TSC a vCPU started from a Fresh pool's image (in vm.mem)
+// takes, for the guest's clock to go on: the TSC its boot info gives for
+// the boot's wall-clock time, plus the image's TSC rate times the time
+// since.
+func (vm *VM) imageTSC() (uint64, error) {
+	var clock [3]uint64 // TSCHz, BootTSC, BootWalltime
+	for i := range clock {
+		v, err := vm.mem.Uint64(bootTSCHzAddr + uint64(8*i))
+		if err != nil {
+			return 0, err
+		}
+		clock[i] = v
+	}
+	hz, boot, wall := clock[0], clock[1], clock[2]
+	ns := uint64(max(time.Now().UnixNano()-int64(wall), 0))
+	hi, lo := bits.Mul64(ns, hz)
+	if hi >= 1e9 {
+		return 0, fmt.Errorf("monitor: a TSC of %d Hz over %d ns overflows", hz, ns)
+	}
+	tsc, _ := bits.Div64(hi, lo, 1e9)
+	return boot + tsc, nil
 }

@@ -28,7 +28,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/bits"
 	"runtime"
 	"strings"
 	"sync"
@@ -376,27 +375,6 @@ func (vm *VM) layout(string) error {
 	}
 	vm.boot = vcpu.Boot{Regions: regions, Entry: vm.img.Entry, StackTop: vm.mem.Size(), BootInfo: hypercall.BootInfoAddr}
 	return nil
-}
-
-// imageTSC is the TSC a vCPU started from a Fresh pool's image (in vm.mem)
-// takes, for the guest's clock to go on: the image's TSC rate times the
-// time since the wall-clock time its boot info gives for TSC 0.
-func (vm *VM) imageTSC() (uint64, error) {
-	hz, err := vm.mem.Uint64(bootTSCHzAddr)
-	if err != nil {
-		return 0, err
-	}
-	wall, err := vm.mem.Uint64(bootTSCHzAddr + 16)
-	if err != nil {
-		return 0, err
-	}
-	ns := uint64(max(time.Now().UnixNano()-int64(wall), 0))
-	hi, lo := bits.Mul64(ns, hz)
-	if hi >= 1e9 {
-		return 0, fmt.Errorf("monitor: a TSC of %d Hz over %d ns overflows", hz, ns)
-	}
-	tsc, _ := bits.Div64(hi, lo, 1e9)
-	return tsc, nil
 }
 
 // bootTSCHzAddr is where BootInfo.TSCHz lies, followed by BootTSC and
