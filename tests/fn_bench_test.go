@@ -118,31 +118,38 @@ func BenchmarkWarmThroughput(b *testing.B) {
 		b.Run(string(be), func(b *testing.B) {
 			h := newHost(b, be)
 			p := benchPool(b, h, "fn_echo", monitor.PoolConfig{Mode: monitor.Warm, MaxInstances: 2})
-			var wg sync.WaitGroup
-			var next atomic.Int64
-			b.ResetTimer()
-			start := time.Now()
-			for range 2 {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for next.Add(1) <= int64(b.N) {
-						if _, err := p.Invoke(context.Background(), monitor.Request{Body: []byte("hello")}); err != nil {
-							b.Error(err)
-							return
-						}
-					}
-				}()
-			}
-			wg.Wait()
-			rate := float64(b.N) / time.Since(start).Seconds()
-			b.StopTimer()
-			procs := forkExecRate(b, 2, time.Second)
-			b.ReportMetric(rate, "invocations/s")
-			b.ReportMetric(procs, "fork+exec/s")
-			b.ReportMetric(rate/procs, "x-process")
+			benchThroughput(b, p)
 		})
 	}
+}
+
+// benchThroughput measures b.N invocations of p's fn_echo from two
+// concurrent callers, and reports their rate beside fork+exec of the static
+// C echo with two workers.
+func benchThroughput(b *testing.B, p *monitor.Pool) {
+	var wg sync.WaitGroup
+	var next atomic.Int64
+	b.ResetTimer()
+	start := time.Now()
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for next.Add(1) <= int64(b.N) {
+				if _, err := p.Invoke(context.Background(), monitor.Request{Body: []byte("hello")}); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	rate := float64(b.N) / time.Since(start).Seconds()
+	b.StopTimer()
+	procs := forkExecRate(b, 2, time.Second)
+	b.ReportMetric(rate, "invocations/s")
+	b.ReportMetric(procs, "fork+exec/s")
+	b.ReportMetric(rate/procs, "x-process")
 }
 
 // BenchmarkColdInvoke measures a cold invocation (fresh VM per request),
