@@ -38,6 +38,9 @@ type backend interface {
 	restoreVCPU(cpu vcpu.VCPU, state any, tsc uint64) error
 	// resets says snapshot works.
 	resets() bool
+	// guestTSC reads the TSC of a vCPU that does not run on the host's
+	// (clockFirst false): what its guest's clock counts from.
+	guestTSC(cpu vcpu.VCPU) (uint64, error)
 	// close releases the backend; guests still running are killed.
 	close() error
 }

@@ -5,6 +5,7 @@ import (
 
 	"github.com/tendervm/tender/monitor/guestmem"
 	"github.com/tendervm/tender/monitor/process"
+	"github.com/tendervm/tender/monitor/tsc"
 	"github.com/tendervm/tender/monitor/vcpu"
 )
 
@@ -56,5 +57,8 @@ func (b processBackend) viewMemory(int, uint64) (*guestmem.Memory, error) {
 func (b processBackend) restoreVCPU(vcpu.VCPU, any, uint64) error { return ErrFreshUnsupported }
 
 func (b processBackend) resets() bool { return false }
+
+// guestTSC: the guest process runs on the host's TSC (clockFirst).
+func (b processBackend) guestTSC(vcpu.VCPU) (uint64, error) { return tsc.Read(), nil }
 
 func (b processBackend) close() error { return b.spawner.Close() }

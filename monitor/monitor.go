@@ -551,7 +551,11 @@ func (vm *VM) begin(ctx context.Context) (*run, error) {
 		if tscHz == 0 {
 			tscHz = vm.host.hostTSCHz()
 		}
-		if err := vm.writeClock(tscHz, 0); err != nil {
+		boot, err := vm.host.be.guestTSC(cpu)
+		if err != nil {
+			return r, err
+		}
+		if err := vm.writeClock(tscHz, boot); err != nil {
 			return r, err
 		}
 		ph.Clock = time.Since(t)

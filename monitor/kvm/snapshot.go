@@ -100,6 +100,10 @@ func (v *VCPU) Restore(s *State) error {
 // started from another's snapshot goes on with that guest's clock.
 func (v *VCPU) SetTSC(tsc uint64) error { return setMSR(v.vcpufd, msrTSC, tsc) }
 
+// TSC reads the guest's time-stamp counter. A new vCPU's need not start
+// from 0: on kvm_pvm hosts it is the host's.
+func (v *VCPU) TSC() (uint64, error) { return getMSR(v.vcpufd, msrTSC) }
+
 // ResetIoctls are the requests Snapshot and Restore issue, for a seccomp
 // filter that allows them (package confine).
 func ResetIoctls() []Ioctl {
