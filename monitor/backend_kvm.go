@@ -109,6 +109,10 @@ func (b kvmBackend) guestTSC(cpu vcpu.VCPU) (uint64, error) {
 	return v.TSC()
 }
 
+// settle waits for the supported CPUID, which Open reads in the
+// background.
+func (b kvmBackend) settle() { b.sys.Settle() }
+
 func (b kvmBackend) close() error {
 	if b.pm != nil {
 		b.pm.Close()

@@ -61,4 +61,6 @@ func (b processBackend) resets() bool { return false }
 // guestTSC: the guest process runs on the host's TSC (clockFirst).
 func (b processBackend) guestTSC(vcpu.VCPU) (uint64, error) { return tsc.Read(), nil }
 
+func (b processBackend) settle() {}
+
 func (b processBackend) close() error { return b.spawner.Close() }

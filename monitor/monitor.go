@@ -115,6 +115,12 @@ func NewHost(cfg HostConfig) (*Host, error) {
 // BackendAuto).
 func (h *Host) Backend() Backend { return h.backend }
 
+// Settle waits for the set-up NewHost left running in the background
+// (under KVM, reading the CPU features it supports). A process that
+// confines itself with a seccomp filter after NewHost calls it first, so
+// that nothing of that set-up meets the filter (confine.ForHost does).
+func (h *Host) Settle() { h.be.settle() }
+
 // Close releases the hypervisor connection. Guests of the host's that are
 // still running are killed.
 func (h *Host) Close() error { return h.be.close() }
