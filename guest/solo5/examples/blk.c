@@ -12,6 +12,8 @@
  *   read-text      block_read into the guest's own text
  *   read-bootinfo  block_read into the read-only boot information
  *   write-wild     block_write from beyond the end of memory
+ *   tender-nr      hypercall 11, tender's own block_read, which a Solo5
+ *                  guest does not have
  *
  * blknet.c builds the same with a network device declared first, so that
  * "storage" has handle 2 and handle 1 is a network device.
@@ -139,6 +141,10 @@ int main(const char *cmdline)
 		return fail("survived", 0);
 	} else if (s5_streq(cmdline, "write-wild")) {
 		blk(S5_HC_BLKWRITE, BLK, 0, s5_boot->mem_size + 0x1000, bs);
+		return fail("survived", 0);
+	} else if (s5_streq(cmdline, "tender-nr")) {
+		static volatile uint64_t io[8] = { 0, 0, (uint64_t)(uintptr_t)buf, 512 };
+		s5_hypercall(11, io);
 		return fail("survived", 0);
 	} else if (*cmdline) {
 		s5_puts("blk: unknown case\n");
