@@ -153,12 +153,12 @@ func solo5Manifest(vm *VM) []byte {
 		}
 		d[solo5.EntryAttached] = 1
 		switch {
-		case e.Type == solo5.TypeNet && vm.net != nil && vm.net.index[i-1] >= 0:
+		case e.Type == solo5.TypeNet && vm.net != nil && i-1 < len(vm.net.index) && vm.net.index[i-1] >= 0:
 			nd := &vm.net.devs[vm.net.index[i-1]]
 			mac := nd.dev.MAC()
 			copy(d[solo5.EntryMAC:], mac[:])
 			binary.LittleEndian.PutUint16(d[solo5.EntryMTU:], uint16(nd.mtu))
-		case e.Type == solo5.TypeBlock && vm.block != nil && vm.block.index[i-1] >= 0:
+		case e.Type == solo5.TypeBlock && vm.block != nil && i-1 < len(vm.block.index) && vm.block.index[i-1] >= 0:
 			bd := vm.block.devs[vm.block.index[i-1]]
 			binary.LittleEndian.PutUint64(d[solo5.EntryCapacity:], bd.Capacity())
 			binary.LittleEndian.PutUint16(d[solo5.EntryBlockSize:], uint16(bd.BlockSize()))
