@@ -282,17 +282,17 @@ func (h *Host) instantiate(g *guest, fresh *freshState) (*VM, error) {
 	cfg := g.cfg
 	tbl := coreTable()
 	var net *netState
+	var block *blockState
 	var err error
 	if g.img.Solo5 != nil {
 		tbl = solo5Table()
-		net, err = solo5Net(g)
-	} else {
-		net, err = netDevices(g.img.Devices, cfg.Net)
+		devs := solo5Devices(g)
+		if net, err = solo5Net(devs, cfg.Net); err == nil {
+			block, err = solo5Block(devs, cfg.Block)
+		}
+	} else if net, err = netDevices(g.img.Devices, cfg.Net); err == nil {
+		block, err = blockDevices(g.img.Devices, cfg.Block)
 	}
-	if err != nil {
-		return nil, err
-	}
-	block, err := blockDevices(g.img.Devices, cfg.Block)
 	if err != nil {
 		return nil, err
 	}
@@ -318,7 +318,7 @@ func (h *Host) instantiate(g *guest, fresh *freshState) (*VM, error) {
 	if net != nil && g.img.Solo5 == nil {
 		net.register(&vm.table)
 	}
-	if block != nil {
+	if block != nil && g.img.Solo5 == nil {
 		block.register(&vm.table)
 	}
 	if vm.console == nil {
