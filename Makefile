@@ -12,6 +12,7 @@ tender:
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/tender ./cmd/tender
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/tender-serve ./cmd/tender-serve
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/tender-bench ./cmd/tender-bench
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/tender-oci ./cmd/tender-oci
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/bench/httpecho ./tests/fixtures/httpecho
 	@mkdir -p $(BIN)/bench
 	$(GUEST_CC) $(HOST_NOLIBC_CFLAGS) $(HOST_NOLIBC_LDFLAGS) -o $(BIN)/bench/maxrss bench/maxrss/maxrss.c
