@@ -46,6 +46,13 @@ func (rt *runtime) start(args []string) error {
 	if st := r.Status(rt.root); st != specs.StateCreated {
 		return fmt.Errorf("cannot start container %s: it is %s, not created", r.ID, st)
 	}
+	// The PID descriptor before the FIFO: once the FIFO is open the guest
+	// runs, and a short one may end and be reaped at once.
+	pidfd, err := r.pidfd()
+	if err != nil {
+		return fmt.Errorf("start %s: %w", r.ID, err)
+	}
+	defer unix.Close(pidfd)
 	fifo := filepath.Join(stateDir(rt.root, r.ID), fifoFile)
 	// Non-blocking: opening for reading never waits, and the monitor's
 	// blocking open for writing returns once this reader exists.
@@ -54,11 +61,6 @@ func (rt *runtime) start(args []string) error {
 		return fmt.Errorf("start %s: %w", r.ID, err)
 	}
 	defer f.Close()
-	pidfd, err := r.pidfd()
-	if err != nil {
-		return fmt.Errorf("start %s: %w", r.ID, err)
-	}
-	defer unix.Close(pidfd)
 	fds := []unix.PollFd{{Fd: int32(f.Fd()), Events: unix.POLLIN}, {Fd: int32(pidfd), Events: unix.POLLIN}}
 	deadline := time.Now().Add(startTimeout)
 	for {
