@@ -101,6 +101,12 @@ func TestLifecycle(t *testing.T) {
 	cmdline, err := os.ReadFile("/proc/" + string(pid) + "/cmdline")
 	require.NoError(t, err)
 	assert.Contains(t, string(cmdline), "__monitor")
+	// linux.namespaces has a network entry without a path: a new one.
+	ns, err := os.Readlink("/proc/" + string(pid) + "/ns/net")
+	require.NoError(t, err)
+	host, err := os.Readlink("/proc/self/ns/net")
+	require.NoError(t, err)
+	assert.NotEqual(t, host, ns, "the container's process is in the host's network namespace")
 	time.Sleep(100 * time.Millisecond)
 	console := func() string { b, _ := os.ReadFile(out.Name()); return string(b) }
 	assert.Empty(t, console(), "the guest ran before start")
