@@ -31,7 +31,7 @@ type containerd struct {
 
 // needContainerd skips the test where containerd is not installed, unless
 // TENDER_REQUIRE_CONTAINERD=1 (CI), which makes that a failure.
-func needContainerd(t *testing.T) {
+func needContainerd(t testing.TB) {
 	t.Helper()
 	for _, p := range []string{"containerd", "ctr", "containerd-shim-runc-v2", "runc"} {
 		if _, err := exec.LookPath(p); err != nil {
@@ -46,7 +46,7 @@ func needContainerd(t *testing.T) {
 	}
 }
 
-func startContainerd(t *testing.T) *containerd {
+func startContainerd(t testing.TB) *containerd {
 	t.Helper()
 	needContainerd(t)
 	// A short directory: the socket path must fit in 108 bytes.
@@ -86,7 +86,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 
 // stop removes what is left of the test's containers, stops containerd and
 // removes its directory.
-func (c *containerd) stop(t *testing.T) {
+func (c *containerd) stop(t testing.TB) {
 	if out, _, err := c.ctr(t, "containers", "list", "-q"); err == nil {
 		for _, id := range strings.Fields(out) {
 			c.ctr(t, "tasks", "kill", "-s", "SIGKILL", id)
@@ -116,7 +116,7 @@ func lastLines(s string, n int) string {
 }
 
 // ctr runs ctr against this containerd, in the test's namespace.
-func (c *containerd) ctr(t *testing.T, args ...string) (string, string, error) {
+func (c *containerd) ctr(t testing.TB, args ...string) (string, string, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -256,7 +256,7 @@ func TestContainerdHundred(t *testing.T) {
 // noLeftovers checks, once the shims had time to exit, that no process of
 // this containerd's containers (shim, tender-oci, monitor), no mount under
 // its directory and no runtime state is left.
-func (c *containerd) noLeftovers(t *testing.T) {
+func (c *containerd) noLeftovers(t testing.TB) {
 	t.Helper()
 	var left []string
 	ok := assert.Eventually(t, func() bool {
@@ -279,7 +279,7 @@ func (c *containerd) noLeftovers(t *testing.T) {
 // processes lists the processes that belong to this containerd's
 // containers: shims (their command line names its socket) and tender-oci's
 // monitor processes (they name the runtime root).
-func (c *containerd) processes(t *testing.T) []string {
+func (c *containerd) processes(t testing.TB) []string {
 	t.Helper()
 	dirs, err := filepath.Glob("/proc/[0-9]*")
 	require.NoError(t, err)
@@ -301,7 +301,7 @@ func (c *containerd) processes(t *testing.T) []string {
 }
 
 // fdCount is the number of descriptors process pid has open.
-func fdCount(t *testing.T, pid int) int {
+func fdCount(t testing.TB, pid int) int {
 	t.Helper()
 	entries, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
 	require.NoError(t, err)
@@ -310,7 +310,7 @@ func fdCount(t *testing.T, pid int) int {
 
 // netnsOf lists the network namespaces that processes of this containerd's
 // containers are in.
-func netnsOf(t *testing.T, c *containerd) []string {
+func netnsOf(t testing.TB, c *containerd) []string {
 	t.Helper()
 	var ns []string
 	for _, p := range c.processes(t) {

@@ -40,7 +40,7 @@ func TestMain(m *testing.M) {
 func guestPath(name string) string { return filepath.Join(root, "bin", "guest", name+".elf") }
 
 // rootfs makes a root filesystem holding the named guests as /NAME.elf.
-func rootfs(t *testing.T, guests ...string) string {
+func rootfs(t testing.TB, guests ...string) string {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "rootfs")
 	require.NoError(t, os.Mkdir(dir, 0o755))
@@ -54,7 +54,7 @@ func rootfs(t *testing.T, guests ...string) string {
 
 // bundle makes an OCI bundle around rootfs running args, with annotations
 // and a new network namespace, as `runc spec` would.
-func bundle(t *testing.T, rootfs string, args []string, annotations map[string]string) string {
+func bundle(t testing.TB, rootfs string, args []string, annotations map[string]string) string {
 	t.Helper()
 	dir := t.TempDir()
 	s := specs.Spec{
@@ -75,7 +75,7 @@ func bundle(t *testing.T, rootfs string, args []string, annotations map[string]s
 // brokenGuest writes a copy of hello.elf whose entry point lies outside its
 // code: it keeps tender's ABI note, so it is a tender guest that does not
 // load.
-func brokenGuest(t *testing.T, dir string) {
+func brokenGuest(t testing.TB, dir string) {
 	t.Helper()
 	b, err := os.ReadFile(guestPath("hello"))
 	require.NoError(t, err)
@@ -85,7 +85,7 @@ func brokenGuest(t *testing.T, dir string) {
 
 // staticC compiles a static C program that prints msg and exits with
 // status: a container that is no tender guest.
-func staticC(t *testing.T, dir, msg string, status int) {
+func staticC(t testing.TB, dir, msg string, status int) {
 	t.Helper()
 	src := filepath.Join(t.TempDir(), "main.c")
 	require.NoError(t, os.WriteFile(src, fmt.Appendf(nil, "#include <stdio.h>\nint main(void){puts(%q);return %d;}\n", msg, status), 0o644))
