@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	goruntime "runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -73,12 +72,24 @@ func (rt *runtime) create(args []string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := loader.Parse(g.ELF, opts.MemMiB<<20); err != nil {
+	img, err := loader.Parse(g.ELF, opts.MemMiB<<20)
+	if err != nil {
 		return fmt.Errorf("%s: %w", g.Path, err)
 	}
 	netns, err := networkNamespace(b.Spec)
 	if err != nil {
 		return err
+	}
+	var netDevice string
+	switch {
+	case len(img.Devices) > 1:
+		return fmt.Errorf("%s declares %d network devices; a container gives a guest one, joined to the pod's %s", g.Path, len(img.Devices), podInterface)
+	case len(img.Devices) == 1 && opts.Serves():
+		return fmt.Errorf("%s declares a network device: functions take requests through fn_next; run network guests with %s=run", g.Path, AnnotationMode)
+	case len(img.Devices) == 1 && netns.path == "":
+		return fmt.Errorf("%s is a network guest: it needs the pod's network namespace (a linux.namespaces network entry with a path) to join its %s", g.Path, podInterface)
+	case len(img.Devices) == 1:
+		netDevice = img.Devices[0].Name
 	}
 	terminal := b.Spec.Process.Terminal
 	if terminal && *consoleSocket == "" {
@@ -93,6 +104,11 @@ func (rt *runtime) create(args []string) error {
 		Args:        b.Spec.Process.Args,
 		Name:        strings.TrimSuffix(filepath.Base(g.Path), ".elf"),
 		Options:     opts,
+		NetNS:       netns.path,
+		NetDevice:   netDevice,
+	}
+	if netDevice != "" {
+		r.TAP = tapName(id)
 	}
 	if err := os.MkdirAll(rt.root, 0o711); err != nil {
 		return err
@@ -105,10 +121,13 @@ func (rt *runtime) create(args []string) error {
 		return err
 	}
 	// From here on a failure removes everything create made.
-	pid := 0
+	pid, attached := 0, false
 	fail := func(err error) error {
 		if pid > 0 {
 			unix.Kill(pid, unix.SIGKILL)
+		}
+		if attached {
+			inNetns(netns.path, detachPod)
 		}
 		os.RemoveAll(dir)
 		return err
@@ -132,7 +151,7 @@ func (rt *runtime) create(args []string) error {
 	if err != nil {
 		return fail(err)
 	}
-	if err := startIn(cmd, netns); err != nil {
+	if err := startIn(cmd, netns, r, &attached); err != nil {
 		return fail(fmt.Errorf("start the monitor process: %w", err))
 	}
 	pid = cmd.Process.Pid
@@ -200,30 +219,27 @@ func monitorCmd(dir string, guest *os.File, stdio [3]*os.File, terminal bool) (*
 	return cmd, nil
 }
 
-// startIn starts cmd in the network namespace ns. A path is joined by the
-// thread that forks, which is locked and never unlocked, so the Go runtime
-// retires it rather than reuse it in the namespace.
-func startIn(cmd *exec.Cmd, ns netNS) error {
+// startIn starts cmd in the network namespace ns; for a network guest it
+// first attaches the pod (attachPod), passes the TAP as descriptor 4 and
+// gives the guest eth0's address on its command line.
+func startIn(cmd *exec.Cmd, ns netNS, r *Record, attached *bool) error {
 	if ns.create {
 		cmd.SysProcAttr.Cloneflags |= syscall.CLONE_NEWNET
 	}
 	if ns.path == "" {
 		return cmd.Start()
 	}
-	done := make(chan error, 1)
-	go func() {
-		goruntime.LockOSThread()
-		f, err := os.Open(ns.path)
-		if err != nil {
-			done <- fmt.Errorf("network namespace: %w", err)
-			return
+	return inNetns(ns.path, func() error {
+		if r.NetDevice != "" {
+			pn, err := attachPod(r.ID)
+			if err != nil {
+				return err
+			}
+			*attached = true
+			defer pn.tap.Close()
+			cmd.ExtraFiles = append(cmd.ExtraFiles, pn.tap)
+			r.NetArgs = pn.args
 		}
-		defer f.Close()
-		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-			done <- fmt.Errorf("join network namespace %s: %w", ns.path, err)
-			return
-		}
-		done <- cmd.Start()
-	}()
-	return <-done
+		return cmd.Start()
+	})
 }

@@ -228,6 +228,13 @@ func (rt *runtime) delete(args []string) error {
 			return fmt.Errorf("delete %s: %w", id, err)
 		}
 	}
+	if r.TAP != "" && r.NetNS != "" {
+		// The TAP went with the monitor process; eth0's redirection
+		// stays until removed. A namespace already gone took it along.
+		if err := inNetns(r.NetNS, detachPod); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("delete %s: %w", id, err)
+		}
+	}
 	return os.RemoveAll(stateDir(rt.root, id))
 }
 

@@ -6,16 +6,22 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"syscall"
 
 	"github.com/tendervm/tender/internal/cli"
 	"github.com/tendervm/tender/monitor"
 	"github.com/tendervm/tender/monitor/confine"
+	"github.com/tendervm/tender/monitor/netdev"
 )
 
-// guestFD is the descriptor on which create passes the guest executable.
-const guestFD = 3
+// The descriptors on which create passes the guest executable and, to a
+// network guest, its TAP.
+const (
+	guestFD = 3
+	tapFD   = 4
+)
 
 // serveBinary is `tender serve`, found beside tender-oci, which a served
 // function's container process becomes.
@@ -91,13 +97,25 @@ func runGuest(ctx context.Context, r *Record) (monitor.Result, error) {
 		return monitor.Result{}, err
 	}
 	defer host.Close()
+	policy := confine.ForHost(host)
+	var devs map[string]netdev.Device
+	if r.NetDevice != "" {
+		tap, err := netdev.TAPFromFD(tapFD)
+		if err != nil {
+			return monitor.Result{}, err
+		}
+		defer tap.Close()
+		devs = map[string]netdev.Device{r.NetDevice: tap}
+		policy.Net = true
+	}
 	vm, err := host.New(monitor.Config{
 		ELF:     image,
 		Name:    r.Name,
-		Args:    r.Args[1:],
+		Args:    append(slices.Clone(r.Args[1:]), r.NetArgs...),
 		MemSize: r.Options.MemMiB << 20,
 		Console: os.Stdout,
-		Ready:   func() error { return confine.Install(confine.ForHost(host)) },
+		Net:     devs,
+		Ready:   func() error { return confine.Install(policy) },
 	})
 	if err != nil {
 		return monitor.Result{}, err

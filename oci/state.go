@@ -45,6 +45,14 @@ type Record struct {
 	Args    []string `json:"args"`
 	Name    string   `json:"name"`
 	Options Options  `json:"options"`
+	// NetNS is the network namespace joined (a path), "" when created
+	// or the host's.
+	NetNS string `json:"netns,omitempty"`
+	// NetDevice is a network guest's device; TAP the TAP create made for
+	// it in NetNS, and NetArgs what the guest is told of eth0.
+	NetDevice string   `json:"net_device,omitempty"`
+	TAP       string   `json:"tap,omitempty"`
+	NetArgs   []string `json:"net_args,omitempty"`
 }
 
 // checkID refuses IDs that are not plain names.
