@@ -50,7 +50,7 @@ func runMonitor(args []string) int {
 		return cli.Report(stderr, 0, err)
 	}
 	if r.Options.Serves() {
-		return cli.Report(stderr, 0, execServe(r))
+		return cli.Report(stderr, 0, execServe(r, dir))
 	}
 	cli.IgnoreSIGPIPE()
 	if r.Options.Timeout > 0 {
@@ -126,7 +126,7 @@ func runGuest(ctx context.Context, r *Record) (monitor.Result, error) {
 
 // execServe replaces the process by tender-serve, serving the function on
 // the port of its annotations in the container's network namespace.
-func execServe(r *Record) error {
+func execServe(r *Record, dir string) error {
 	self, err := os.Executable()
 	if err != nil {
 		return err
@@ -143,7 +143,13 @@ func execServe(r *Record) error {
 	if o.Timeout > 0 {
 		argv = append(argv, "-timeout", o.Timeout.String())
 	}
-	argv = append(argv, "/proc/self/fd/"+strconv.Itoa(guestFD))
+	// tender-serve names the function after its file: a link named after
+	// the guest leads to the descriptor create passed.
+	link := filepath.Join(dir, r.Name+".elf")
+	if err := os.Symlink("/proc/self/fd/"+strconv.Itoa(guestFD), link); err != nil {
+		return err
+	}
+	argv = append(argv, link)
 	argv = append(argv, r.Args[1:]...)
 	err = syscall.Exec(path, argv, os.Environ())
 	if errors.Is(err, syscall.ENOENT) {
