@@ -169,7 +169,9 @@ func (rt *runtime) kill(args []string) error {
 	}
 	pidfd, err := r.pidfd()
 	if err != nil || !r.alive() {
-		return fmt.Errorf("container %s is not running", r.ID)
+		// runc's words: containerd's shim takes "container not running"
+		// for a process that already finished, not a failed kill.
+		return fmt.Errorf("kill %s: container not running", r.ID)
 	}
 	defer unix.Close(pidfd)
 	if err := unix.PidfdSendSignal(pidfd, sig, nil, 0); err != nil {

@@ -41,6 +41,13 @@ const (
 	annotationPrefix = "dev.tender."
 )
 
+// The annotations by which containerd's CRI plugin and CRI-O mark a pod's
+// sandbox container.
+const (
+	criContainerType  = "io.kubernetes.cri.container-type"
+	crioContainerType = "io.kubernetes.cri-o.ContainerType"
+)
+
 // Modes of AnnotationMode.
 const (
 	ModeRun = "run"
@@ -117,9 +124,14 @@ func ParseAnnotations(a map[string]string) (Options, error) {
 	return o, nil
 }
 
-// Tendered reports whether a has any dev.tender.* annotation: such a
-// container is meant for tender, so it is never handed to runc.
+// Tendered reports whether a has any dev.tender.* annotation and is not a
+// pod's sandbox: such a container is meant for tender, so it is never handed
+// to runc. The CRI plugin copies a pod's annotations to its sandbox (pause)
+// container too, which runc must run.
 func Tendered(a map[string]string) bool {
+	if a[criContainerType] == "sandbox" || a[crioContainerType] == "sandbox" {
+		return false
+	}
 	for k := range a {
 		if strings.HasPrefix(k, annotationPrefix) {
 			return true

@@ -61,6 +61,9 @@ func TestTendered(t *testing.T) {
 	assert.False(t, Tendered(nil))
 	assert.False(t, Tendered(map[string]string{"dev.tenderloin": "x"}))
 	assert.True(t, Tendered(map[string]string{AnnotationPort: "80"}))
+	assert.True(t, Tendered(map[string]string{AnnotationPort: "80", criContainerType: "container"}))
+	assert.False(t, Tendered(map[string]string{AnnotationPort: "80", criContainerType: "sandbox"}), "a pod's pause container")
+	assert.False(t, Tendered(map[string]string{AnnotationPort: "80", crioContainerType: "sandbox"}), "a pod's pause container")
 }
 
 func TestParseSignal(t *testing.T) {

@@ -129,7 +129,7 @@ func TestLifecycle(t *testing.T) {
 	assert.Zero(t, r.state(t, "c1").Pid)
 	_, stderr, err = r.run(t, nil, "kill", "c1", "TERM")
 	assert.ErrorContains(t, err, "exit status 1", stderr)
-	assert.Contains(t, r.lastError(t), "container c1 is not running")
+	assert.Contains(t, r.lastError(t), "kill c1: container not running")
 
 	_, stderr, err = r.run(t, nil, "delete", "c1")
 	require.NoError(t, err, stderr)

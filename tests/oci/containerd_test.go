@@ -48,20 +48,34 @@ func needContainerd(t testing.TB) {
 
 func startContainerd(t testing.TB) *containerd {
 	t.Helper()
+	return startContainerdWith(t, nil)
+}
+
+// startContainerdWith starts containerd with the CRI plugin configured by
+// cri (given the containerd's directory) if cri is not nil, else without it.
+func startContainerdWith(t testing.TB, cri func(dir string) string) *containerd {
+	t.Helper()
 	needContainerd(t)
 	// A short directory: the socket path must fit in 108 bytes.
 	dir, err := os.MkdirTemp("", "tender-ctrd-")
 	require.NoError(t, err)
 	c := &containerd{dir: dir, sock: filepath.Join(dir, "c.sock"), ns: "tender", runcRoot: filepath.Join(dir, "runc")}
+	plugins := `disabled_plugins = ["io.containerd.grpc.v1.cri"]`
+	if cri != nil {
+		plugins = ""
+	}
 	config := fmt.Sprintf(`version = 2
 root = %q
 state = %q
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
+%s
 [grpc]
   address = %q
 [ttrpc]
   address = %q
-`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), c.sock, c.sock+".ttrpc")
+`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), plugins, c.sock, c.sock+".ttrpc")
+	if cri != nil {
+		config += cri(dir)
+	}
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "config.toml"), []byte(config), 0o600))
 	log, err := os.Create(filepath.Join(dir, "containerd.log"))
 	require.NoError(t, err)
@@ -102,6 +116,15 @@ func (c *containerd) stop(t testing.TB) {
 	case <-time.After(10 * time.Second):
 		c.cmd.Process.Kill()
 		<-done
+	}
+	// A test that failed half-way may leave a sandbox's /dev/shm or a
+	// rootfs mounted under the directory.
+	if mi, err := os.ReadFile("/proc/self/mountinfo"); err == nil {
+		for _, l := range strings.Split(string(mi), "\n") {
+			if f := strings.Fields(l); len(f) > 4 && strings.HasPrefix(f[4], c.dir+"/") {
+				syscall.Unmount(f[4], syscall.MNT_DETACH)
+			}
+		}
 	}
 	if t.Failed() {
 		b, _ := os.ReadFile(filepath.Join(c.dir, "containerd.log"))
