@@ -1,8 +1,15 @@
 package oci_test
 
 import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -41,4 +48,85 @@ func median(d []time.Duration) time.Duration {
 	s := slices.Clone(d)
 	slices.Sort(s)
 	return s[len(s)/2]
+}
+
+// BenchmarkPodInvoke times POST /invoke of a warm fn_echo container on its
+// pod's address (through the pod's veth) against `tender serve` of the same
+// guest on the host's loopback, interleaved, and reports the medians and
+// their ratio:
+//
+//	go test -run '^$' -bench PodInvoke -benchtime 2000x ./tests/oci
+func BenchmarkPodInvoke(b *testing.B) {
+	c := startContainerd(b)
+	p := newPod(b)
+	fs := rootfs(b, "fn_echo")
+	_, stderr, err := c.ctr(b, "run", "-d", "--runc-binary", tenderOCI, "--runc-root", c.runcRoot,
+		"--with-ns", "network:"+p.path, "--annotation", "dev.tender.mode=warm",
+		"--rootfs", fs, "echo", "/fn_echo.elf")
+	if err != nil {
+		b.Fatalf("ctr run: %v: %s", err, stderr)
+	}
+	b.Cleanup(func() {
+		c.ctr(b, "tasks", "kill", "--signal", "SIGKILL", "echo")
+		for range 100 {
+			if _, _, err := c.ctr(b, "tasks", "delete", "echo"); err == nil {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		c.ctr(b, "containers", "delete", "echo")
+	})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	host := l.Addr().String()
+	l.Close()
+	serve := exec.Command(filepath.Join(root, "bin", "tender-serve"), "-listen", host, "-mode", "warm", "-console", "none", guestPath("fn_echo"))
+	if err := serve.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { serve.Process.Kill(); serve.Wait() })
+
+	client := &http.Client{Timeout: 5 * time.Second}
+	post := func(url string) error {
+		resp, err := client.Post(url, "application/octet-stream", strings.NewReader("ping"))
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err == nil && (resp.StatusCode != http.StatusOK || string(body) != "ping") {
+			err = fmt.Errorf("%s: %s %q", url, resp.Status, body)
+		}
+		return err
+	}
+	urls := []string{"http://" + p.podIP + ":8080/invoke", "http://" + host + "/invoke"}
+	for _, u := range urls {
+		deadline := time.Now().Add(20 * time.Second)
+		for post(u) != nil {
+			if time.Now().After(deadline) {
+				b.Fatalf("%s does not answer: %v", u, post(u))
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	var pod, onHost []time.Duration
+	for b.Loop() {
+		for i, u := range urls {
+			start := time.Now()
+			if err := post(u); err != nil {
+				b.Fatal(err)
+			}
+			if i == 0 {
+				pod = append(pod, time.Since(start))
+			} else {
+				onHost = append(onHost, time.Since(start))
+			}
+		}
+	}
+	mp, mh := median(pod), median(onHost)
+	b.ReportMetric(float64(mp.Nanoseconds())/1e3, "pod-us")
+	b.ReportMetric(float64(mh.Nanoseconds())/1e3, "host-us")
+	b.ReportMetric(float64(mp)/float64(mh), "pod/host")
 }

@@ -24,7 +24,7 @@ var podSeq atomic.Int32
 
 // needNet skips where namespaces and veth pairs cannot be made, unless
 // TENDER_REQUIRE_NET=1.
-func needNet(t *testing.T) {
+func needNet(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		if os.Getenv("TENDER_REQUIRE_NET") == "1" {
@@ -49,7 +49,7 @@ func ipCmd(args ...string) error {
 
 // newPod makes a pod namespace; cleanup removes it (and with it the veth
 // pair).
-func newPod(t *testing.T) *pod {
+func newPod(t testing.TB) *pod {
 	t.Helper()
 	needNet(t)
 	seq := podSeq.Add(1)
