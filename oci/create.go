@@ -68,6 +68,13 @@ func (rt *runtime) create(args []string) error {
 	if *preserve != 0 {
 		return errors.New("create: --preserve-fds is not supported for tender guests")
 	}
+	// What create inherited above stdio (the shim's descriptors) must not
+	// reach the container's process: whoever waits for a pipe to close
+	// would wait for the container. Only for tender's containers: runc
+	// gets them as they are, for its own --preserve-fds.
+	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
+		return fmt.Errorf("create: close_range: %w", err)
+	}
 	opts, err := ParseAnnotations(b.Spec.Annotations)
 	if err != nil {
 		return err

@@ -3,6 +3,7 @@ package oci_test
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -223,3 +224,37 @@ func TestVersionAndFeatures(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// TestInheritedDescriptors: a descriptor create inherits (the shim's, say)
+// does not reach the container's process, so whoever waits for its end of
+// a pipe to close is not held for the container's lifetime.
+func TestInheritedDescriptors(t *testing.T) {
+	r := newRuntime(t)
+	b := bundle(t, rootfs(t, "hello"), []string{"/hello.elf"}, nil)
+	out, err := os.Create(filepath.Join(t.TempDir(), "console"))
+	require.NoError(t, err)
+	defer out.Close()
+	pr, pw, err := os.Pipe()
+	require.NoError(t, err)
+	defer pr.Close()
+	cmd := exec.Command(tenderOCI, "--root", r.root, "--log", r.log, "create", "--bundle", b, "c3")
+	cmd.Stdout, cmd.Stderr = out, out
+	// Descriptor 6: above the ones create passes on (3, the guest; 4, a
+	// TAP), so that neither takes its place.
+	null, err := os.Open(os.DevNull)
+	require.NoError(t, err)
+	defer null.Close()
+	cmd.ExtraFiles = []*os.File{null, null, null, pw}
+	require.NoError(t, cmd.Run())
+	pw.Close()
+	defer r.run(t, nil, "delete", "--force", "c3")
+	require.Equal(t, specs.StateCreated, r.state(t, "c3").Status)
+	eof := make(chan error, 1)
+	go func() { _, err := pr.Read(make([]byte, 1)); eof <- err }()
+	select {
+	case err := <-eof:
+		assert.ErrorIs(t, err, io.EOF)
+	case <-time.After(5 * time.Second):
+		t.Fatal("the container's process holds a pipe create inherited")
+	}
+}
