@@ -59,7 +59,13 @@ func runMonitor(args []string) int {
 		defer cancelT()
 	}
 	res, err := runGuest(ctx, r)
-	return cli.Report(cli.Bounded(stderr, cli.MessageWait), res.Status, err)
+	msgs := cli.Bounded(stderr, cli.MessageWait)
+	if n := res.Stats.ConsoleDropped; n > 0 {
+		// A console write failed (or the run was stopped): say so, since
+		// the container's output is all the user sees of the guest.
+		fmt.Fprintf(msgs, "tender-oci: %d bytes of the guest's console output were not delivered\n", n)
+	}
+	return cli.Report(msgs, res.Status, err)
 }
 
 // awaitStart blocks on opening the FIFO for writing, which returns once

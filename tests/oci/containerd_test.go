@@ -190,7 +190,7 @@ func TestContainerdRun(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			out, stderr, err := c.ctr(t, c.runArgs(fs, tc.name, nil, tc.args...)...)
 			assert.Equal(t, tc.status, exitCode(err), "ctr run: %v; stderr:\n%s", err, stderr)
-			assert.Equal(t, tc.out, out)
+			assert.Equal(t, tc.out, out, "stderr:\n%s", stderr)
 			if tc.name == "nullderef" {
 				assert.Contains(t, stderr, "tender: guest fault: #PF page fault")
 			}
