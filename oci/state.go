@@ -58,7 +58,7 @@ type Record struct {
 // checkID refuses IDs that are not plain names.
 func checkID(id string) error {
 	if id == "" || id == "." || id == ".." || !validID.MatchString(id) {
-		return fmt.Errorf("invalid container ID %q: want letters, digits, _, +, - and .", id)
+		return fmt.Errorf("invalid container ID %q: want letters, digits and the characters _+-. only", id)
 	}
 	return nil
 }
