@@ -37,8 +37,8 @@ type Spawner struct {
 }
 
 type spawnReq struct {
-	mem       *guestmem.Memory
-	boot      vcpu.Boot
+	mem   *guestmem.Memory
+	boot  vcpu.Boot
 	opts  options
 	reply chan spawned
 }
