@@ -2,7 +2,7 @@
 // "Will Serverless End the Dominance of Linux in the Cloud?" (Koller and
 // Williams) on this machine: the same echo function served by a Linux
 // process per request, by namespaced "microcontainers", by the crun and runc
-// container runtimes, and by tender cold and warm, with the latency of one
+// container runtimes, and by tender cold, warm and fresh, with the latency of one
 // request, the throughput of concurrent requests and the memory of one
 // instance for each.
 //

@@ -37,6 +37,7 @@ type Ratio struct {
 var ratioSpecs = []Ratio{
 	{Name: "cold start: %[1]s vs %[2]s", Metric: "latency", Of: "tender-cold", Over: "crun-default", Target: 6, Source: "issue: at least 6x faster than crun's default config"},
 	{Name: "cold start: %[1]s vs %[2]s", Metric: "latency", Of: "tender-invoke-cold", Over: "crun-default", Target: 6, Source: "issue: at least 6x faster than crun's default config"},
+	{Name: "cold start: %[1]s vs %[2]s", Metric: "latency", Of: "tender-fresh", Over: "crun-default", Target: 100, Source: "issue 12: a fresh instance at least 100x faster than crun's default config"},
 	{Name: "throughput: %[1]s vs %[2]s", Metric: "throughput", Of: "tender-warm", Over: "process", Target: 10, Source: "issue: at least 10x the Linux process"},
 	{Name: "throughput: %[1]s vs %[2]s", Metric: "throughput", Of: "tender-cold", Over: "crun-default", Target: 6, Source: "paper: unikernels at least 6x containers"},
 	{Name: "throughput: %[1]s vs %[2]s", Metric: "throughput", Of: "process", Over: "tender-cold", Target: 1, Source: "paper: the Linux process beat cold ukvm in throughput"},

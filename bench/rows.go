@@ -108,6 +108,12 @@ func (e *env) rows() []row {
 // rows when the process backend stands in for a missing KVM.
 func (e *env) tenderRows() []row {
 	mk := func(b monitor.Backend, suffix string) []row {
+		fresh := row{key: "tender-fresh" + suffix, name: fmt.Sprintf("tender fresh (%s backend)", b),
+			notes: "monitor.Pool Fresh in-process: booted instances put back into their snapshot after each request",
+			setup: e.poolSetup(b, monitor.Fresh)}
+		if b == monitor.BackendProcess {
+			fresh.unavailable = "unavailable: the process backend has no fresh instances (monitor.ErrFreshUnsupported)"
+		}
 		return []row{
 			{key: "tender-invoke-cold" + suffix, name: fmt.Sprintf("tender cold, whole process (%s backend)", b),
 				notes: "bin/tender invoke -mode=cold per request: process start + VM boot + one invocation",
@@ -118,6 +124,7 @@ func (e *env) tenderRows() []row {
 			{key: "tender-warm" + suffix, name: fmt.Sprintf("tender warm (%s backend)", b),
 				notes: "monitor.Pool Warm in-process: booted instances, one exit per request",
 				setup: e.poolSetup(b, monitor.Warm)},
+			fresh,
 		}
 	}
 	switch {

@@ -45,7 +45,7 @@ func (e *env) poolSetup(b monitor.Backend, mode monitor.Mode) func(context.Conte
 			host.Close()
 			return nil, err
 		}
-		if mode == monitor.Warm {
+		if mode != monitor.Cold {
 			if err := r.pool.Prewarm(ctx, n); err != nil {
 				r.close()
 				return nil, fmt.Errorf("prewarming %d instances: %w", n, err)
@@ -78,7 +78,8 @@ func (r *poolRunner) once(ctx context.Context) error {
 	return nil
 }
 
-// memory boots MemInstances warm instances in a pool of their own and
+// memory boots MemInstances warm (fresh for the fresh row: each one has
+// taken its snapshot) instances in a pool of their own and
 // divides the growth of the proportional set size (PSS: shared pages split
 // between their users, so guest memory shared by monitor and guest process is
 // counted once) of this process and its children by their number. A cold
@@ -86,7 +87,11 @@ func (r *poolRunner) once(ctx context.Context) error {
 // cost while it serves.
 func (r *poolRunner) memory(ctx context.Context) (float64, string, error) {
 	k := r.e.cfg.MemInstances
-	pool, err := r.newPool(monitor.Warm, k)
+	mode := monitor.Warm
+	if r.mode == monitor.Fresh {
+		mode = monitor.Fresh
+	}
+	pool, err := r.newPool(mode, k)
 	if err != nil {
 		return 0, "", err
 	}
@@ -112,7 +117,7 @@ func (r *poolRunner) memory(ctx context.Context) (float64, string, error) {
 	if r.backend == monitor.BackendProcess {
 		what = "tender process plus the guest processes"
 	}
-	method := fmt.Sprintf("PSS growth of the %s with %d idle warm instances booted, divided by %d", what, live, live)
+	method := fmt.Sprintf("PSS growth of the %s with %d idle %s instances booted, divided by %d", what, live, mode, live)
 	if r.mode == monitor.Cold {
 		method += " (a cold VM is the same instance, alive for one request)"
 	}

@@ -28,7 +28,14 @@ type backend interface {
 	// snapshot records the state of a guest parked at a hypercall exit,
 	// its memory and vCPU, and returns what puts them back into that state;
 	// an error wrapping ErrFreshUnsupported where the backend cannot.
-	snapshot(mem *guestmem.Memory, cpu vcpu.VCPU) (restore func() error, err error)
+	// state is the vCPU's part, for restoreVCPU.
+	snapshot(mem *guestmem.Memory, cpu vcpu.VCPU) (restore func() error, state any, err error)
+	// viewMemory maps guest memory of size bytes as a private view of the
+	// snapshot another instance's memory froze, whose memfd fd is.
+	viewMemory(fd int, size uint64) (*guestmem.Memory, error)
+	// restoreVCPU puts a vCPU that never ran into the state snapshot
+	// recorded of another one, with its TSC at tsc.
+	restoreVCPU(cpu vcpu.VCPU, state any, tsc uint64) error
 	// resets says snapshot works.
 	resets() bool
 	// close releases the backend; guests still running are killed.

@@ -9,7 +9,12 @@ import (
 )
 
 // kvmBackend runs each guest in a KVM virtual machine (BackendKVM).
-type kvmBackend struct{ sys *kvm.System }
+type kvmBackend struct {
+	sys *kvm.System
+	// pm finds the pages a fresh instance's request wrote; nil where the
+	// kernel cannot scan its pagemap, and the whole memory is dropped.
+	pm *guestmem.Pagemap
+}
 
 // openKVM opens the KVM device (kvm.DefaultDevice when empty); the error
 // wraps kvm.ErrUnavailable where KVM cannot be used.
@@ -18,7 +23,10 @@ func openKVM(device string) (backend, error) {
 	if err != nil {
 		return nil, err
 	}
-	return kvmBackend{sys}, nil
+	// Opened now, before a seccomp filter forbids open. Without it fresh
+	// instances still work, at the cost the drop of all their pages has.
+	pm, _ := guestmem.OpenPagemap()
+	return kvmBackend{sys, pm}, nil
 }
 
 // newMemory maps private memory: KVM maps it into the VM itself. Memory to
@@ -30,27 +38,45 @@ func (b kvmBackend) newMemory(size uint64, snap bool) (*guestmem.Memory, error) 
 	return guestmem.New(size)
 }
 
-// snapshot freezes the memory (a private view of the memfd from now on)
-// and records the vCPU's registers; restore drops the pages written since
-// and sets the registers back.
-func (b kvmBackend) snapshot(mem *guestmem.Memory, cpu vcpu.VCPU) (func() error, error) {
+// snapshot freezes the memory (a private view of the memfd from now on;
+// a view already is) and records the vCPU's registers; restore puts the
+// pages written since back and sets the registers back.
+func (b kvmBackend) snapshot(mem *guestmem.Memory, cpu vcpu.VCPU) (func() error, any, error) {
 	v, ok := cpu.(*kvm.VCPU)
 	if !ok {
-		return nil, fmt.Errorf("%w: not a KVM vCPU", ErrFreshUnsupported)
+		return nil, nil, fmt.Errorf("%w: not a KVM vCPU", ErrFreshUnsupported)
 	}
 	st := new(kvm.State)
 	if err := v.Snapshot(st); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	if err := mem.Freeze(); err != nil {
-		return nil, err
+	if !mem.Frozen() {
+		if err := mem.Freeze(b.pm); err != nil {
+			return nil, nil, err
+		}
 	}
 	return func() error {
 		if err := mem.Revert(); err != nil {
 			return err
 		}
 		return v.Restore(st)
-	}, nil
+	}, st, nil
+}
+
+func (b kvmBackend) viewMemory(fd int, size uint64) (*guestmem.Memory, error) {
+	return guestmem.NewView(fd, size, b.pm)
+}
+
+func (b kvmBackend) restoreVCPU(cpu vcpu.VCPU, state any, tsc uint64) error {
+	v, ok := cpu.(*kvm.VCPU)
+	st, ok2 := state.(*kvm.State)
+	if !ok || !ok2 {
+		return fmt.Errorf("%w: not a KVM vCPU and state", ErrFreshUnsupported)
+	}
+	if err := v.SetTSC(tsc); err != nil {
+		return err
+	}
+	return v.Restore(st)
 }
 
 func (b kvmBackend) newVCPU(mem *guestmem.Memory, boot vcpu.Boot, ph *Phases) (vcpu.VCPU, uint64, error) {
@@ -73,4 +99,9 @@ func (b kvmBackend) clockFirst() bool { return false }
 
 func (b kvmBackend) resets() bool { return true }
 
-func (b kvmBackend) close() error { return b.sys.Close() }
+func (b kvmBackend) close() error {
+	if b.pm != nil {
+		b.pm.Close()
+	}
+	return b.sys.Close()
+}

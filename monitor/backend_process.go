@@ -45,9 +45,15 @@ func (b processBackend) clockFirst() bool { return true }
 
 // snapshot: resetting a guest process (its registers through ptrace, its
 // memory) is not implemented.
-func (b processBackend) snapshot(*guestmem.Memory, vcpu.VCPU) (func() error, error) {
+func (b processBackend) snapshot(*guestmem.Memory, vcpu.VCPU) (func() error, any, error) {
+	return nil, nil, ErrFreshUnsupported
+}
+
+func (b processBackend) viewMemory(int, uint64) (*guestmem.Memory, error) {
 	return nil, ErrFreshUnsupported
 }
+
+func (b processBackend) restoreVCPU(vcpu.VCPU, any, uint64) error { return ErrFreshUnsupported }
 
 func (b processBackend) resets() bool { return false }
 

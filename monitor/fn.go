@@ -170,7 +170,7 @@ func (r *run) fnNext(arg uint64) (outcome, error) {
 	}
 	f.reqBuf, f.args = buf, a
 	if f.fresh != nil && f.fresh.restore == nil {
-		if err := r.snapshot(f); err != nil {
+		if err := r.snapshot(f, arg); err != nil {
 			return 0, err
 		}
 	}

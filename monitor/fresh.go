@@ -2,9 +2,15 @@ package monitor
 
 import (
 	"errors"
+	"fmt"
+	"math/bits"
+	"sync"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/tendervm/tender/hypercall"
+	"github.com/tendervm/tender/monitor/guestmem"
 )
 
 // ErrFreshUnsupported is returned (wrapped) by NewPool for a Fresh pool the
@@ -28,14 +34,68 @@ type freshState struct {
 	resetAt int
 	// onReset, when set, sees the time of each reset, for metrics.
 	onReset func(time.Duration)
+	// image is the pool's shared snapshot, nil for none.
+	image *freshImage
 }
 
-// snapshot records the instance at its first fn_next, before it takes a
-// call: the state every call of a Fresh instance starts from.
-func (r *run) snapshot(f *fnState) error {
-	restore, err := r.vm.host.be.snapshot(r.vm.mem, r.cpu)
+// freshImage is the snapshot a Fresh pool's instances share: the memfd of
+// the first instance that took its snapshot, and its vCPU state. Instances
+// started after that map the memfd privately (sharing its pages) and start
+// from that state instead of booting.
+type freshImage struct {
+	mu    sync.Mutex
+	fd    int // -1 until an instance offers its snapshot
+	start imageStart
+}
+
+// imageStart is how an instance starts from a Fresh pool's image: its vCPU
+// in state, parked at the fn_next hypercall whose argument is at arg (the
+// first exit, which its run takes without entering the guest).
+type imageStart struct {
+	state any
+	arg   uint64
+}
+
+func newFreshImage() *freshImage { return &freshImage{fd: -1} }
+
+// get returns the image's memfd and how to start from it, or -1 while it
+// has none.
+func (im *freshImage) get() (int, imageStart) {
+	im.mu.Lock()
+	defer im.mu.Unlock()
+	return im.fd, im.start
+}
+
+// offer makes the snapshot of mem (just frozen) and start the image, if it
+// has none yet: it takes mem's memfd.
+func (im *freshImage) offer(mem *guestmem.Memory, start imageStart) {
+	im.mu.Lock()
+	defer im.mu.Unlock()
+	if im.fd < 0 {
+		im.fd, im.start = mem.TakeFD(), start
+	}
+}
+
+// close releases the memfd; views mapped from it keep their pages.
+func (im *freshImage) close() {
+	im.mu.Lock()
+	defer im.mu.Unlock()
+	if im.fd >= 0 {
+		unix.Close(im.fd)
+		im.fd = -1
+	}
+}
+
+// snapshot records the instance at its first fn_next (its argument at arg),
+// before it takes a call: the state every call of a Fresh instance starts
+// from, and, for the first instance of its pool, the pool's image.
+func (r *run) snapshot(f *fnState, arg uint64) error {
+	restore, state, err := r.vm.host.be.snapshot(r.vm.mem, r.cpu)
 	if err != nil {
 		return err
+	}
+	if im := f.fresh.image; im != nil && r.vm.mem.FD() >= 0 {
+		im.offer(r.vm.mem, imageStart{state: state, arg: arg})
 	}
 	f.fresh.restore = restore
 	f.fresh.reqBuf, f.fresh.args, f.fresh.argv = f.reqBuf, f.args, f.argv
@@ -60,4 +120,27 @@ func (f *fnState) reset() error {
 		s.onReset(time.Since(t))
 	}
 	return nil
+}
+
+// imageTSC is the TSC a vCPU started from a Fresh pool's image (in vm.mem)
+// takes, for the guest's clock to go on: the TSC its boot info gives for
+// the boot's wall-clock time, plus the image's TSC rate times the time
+// since.
+func (vm *VM) imageTSC() (uint64, error) {
+	var clock [3]uint64 // TSCHz, BootTSC, BootWalltime
+	for i := range clock {
+		v, err := vm.mem.Uint64(bootTSCHzAddr + uint64(8*i))
+		if err != nil {
+			return 0, err
+		}
+		clock[i] = v
+	}
+	hz, boot, wall := clock[0], clock[1], clock[2]
+	ns := uint64(max(time.Now().UnixNano()-int64(wall), 0))
+	hi, lo := bits.Mul64(ns, hz)
+	if hi >= 1e9 {
+		return 0, fmt.Errorf("monitor: a TSC of %d Hz over %d ns overflows", hz, ns)
+	}
+	tsc, _ := bits.Div64(hi, lo, 1e9)
+	return boot + tsc, nil
 }

@@ -62,7 +62,7 @@ func (f *fnVM) step(c *call) bool {
 	}
 	var unwatch func() bool
 	if f.r == nil {
-		vm, err := f.host.instantiate(f.g, f.fn.fresh != nil)
+		vm, err := f.host.instantiate(f.g, f.fn.fresh)
 		if err != nil {
 			f.err = err
 			if c != nil {

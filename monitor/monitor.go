@@ -204,6 +204,9 @@ type VM struct {
 	fn      *fnState    // set when the VM serves function invocations
 	net     *netState   // set when the guest declares network devices
 	block   *blockState // set when the guest declares block devices
+	// from, for a Fresh instance started from its pool's image, says how
+	// (see instantiate); nil otherwise.
+	from *imageStart
 	// loadTime is how long New took to map and load the guest
 	// (Phases.Load).
 	loadTime time.Duration
@@ -220,7 +223,7 @@ func (h *Host) New(cfg Config) (*VM, error) {
 	if err != nil {
 		return nil, err
 	}
-	return h.instantiate(g, false)
+	return h.instantiate(g, nil)
 }
 
 // guest is a validated configuration with its parsed image: what every
@@ -266,7 +269,10 @@ func prepare(cfg Config) (*guest, error) {
 }
 
 // instantiate maps fresh guest memory and loads a prepared guest into it.
-func (h *Host) instantiate(g *guest, snap bool) (*VM, error) {
+// For a Fresh instance (fresh not nil) whose pool has an image, the memory
+// is a view of the image instead, already loaded, and the vCPU starts from
+// the image's state (VM.from).
+func (h *Host) instantiate(g *guest, fresh *freshState) (*VM, error) {
 	cfg := g.cfg
 	tbl := coreTable()
 	var net *netState
@@ -285,11 +291,24 @@ func (h *Host) instantiate(g *guest, snap bool) (*VM, error) {
 		return nil, err
 	}
 	t := time.Now()
-	mem, err := h.be.newMemory(cfg.MemSize, snap)
-	if err != nil {
-		return nil, err
+	var (
+		mem  *guestmem.Memory
+		from *imageStart
+	)
+	if fresh != nil && fresh.image != nil {
+		if fd, start := fresh.image.get(); fd >= 0 {
+			if mem, err = h.be.viewMemory(fd, cfg.MemSize); err != nil {
+				return nil, err
+			}
+			from = &start
+		}
 	}
-	vm := &VM{host: h, cfg: cfg, mem: mem, img: g.img, console: cfg.Console, limit: cfg.ConsoleLimit, table: tbl, net: net, block: block}
+	if mem == nil {
+		if mem, err = h.be.newMemory(cfg.MemSize, fresh != nil); err != nil {
+			return nil, err
+		}
+	}
+	vm := &VM{host: h, cfg: cfg, mem: mem, img: g.img, console: cfg.Console, limit: cfg.ConsoleLimit, table: tbl, net: net, block: block, from: from}
 	if net != nil && g.img.Solo5 == nil {
 		net.register(&vm.table)
 	}
@@ -302,7 +321,11 @@ func (h *Host) instantiate(g *guest, snap bool) (*VM, error) {
 	if vm.limit == 0 {
 		vm.limit = DefaultConsoleLimit
 	}
-	if err := vm.load(g.cmdline); err != nil {
+	load := func() error { return vm.load(g.cmdline) }
+	if from != nil {
+		load = vm.layout // the image holds the loaded guest
+	}
+	if err := load(); err != nil {
 		mem.Close()
 		return nil, err
 	}
@@ -334,9 +357,8 @@ func (vm *VM) load(cmdline string) error {
 	if vm.img.Solo5 != nil {
 		return vm.loadSolo5(cmdline)
 	}
-	regions := []vcpu.Region{{Addr: hypercall.BootInfoAddr, Size: hypercall.CmdlineAddr + hypercall.CmdlineMax - hypercall.BootInfoAddr, Perm: vcpu.Read}}
-	// Pages written here, and the top of the stack the guest starts on,
-	// are allocated in one go rather than fault by fault.
+	// Pages written here are allocated in one go rather than fault by
+	// fault.
 	prefault := []struct{ addr, n uint64 }{
 		{hypercall.BootInfoAddr, hypercall.PageSize},
 		{hypercall.CmdlineAddr, uint64(len(cmdline)) + 1},
@@ -346,19 +368,15 @@ func (vm *VM) load(cmdline string) error {
 			return err
 		}
 	}
-	regions, err := vm.loadSegments(regions)
-	if err != nil {
+	if err := vm.writeSegments(); err != nil {
 		return err
 	}
 	if err := vm.mem.Write(hypercall.CmdlineAddr, append([]byte(cmdline), 0)); err != nil {
 		return err
 	}
-	// Hypercall buffers are checked against the very table the guest's
-	// mappings are built from.
-	if err := vm.mem.SetLayout(regions); err != nil {
+	if err := vm.layout(); err != nil {
 		return err
 	}
-	vm.boot = vcpu.Boot{Regions: regions, Entry: vm.img.Entry, StackTop: vm.mem.Size(), BootInfo: hypercall.BootInfoAddr}
 	return vm.writeBootInfo(hypercall.BootInfo{
 		Magic:      hypercall.BootInfoMagic,
 		Version:    hypercall.ABIVersion,
@@ -370,28 +388,49 @@ func (vm *VM) load(cmdline string) error {
 	})
 }
 
-// loadSegments copies the image into guest memory and returns regions with
-// the image's mappings appended: each segment with its own permissions,
-// everything above the image read-write for heap and stack.
-func (vm *VM) loadSegments(regions []vcpu.Region) ([]vcpu.Region, error) {
+// writeSegments copies the image into guest memory, allocating its pages
+// and the top of the stack the guest starts on in one go.
+func (vm *VM) writeSegments() error {
 	for _, s := range vm.img.Segments {
 		if err := vm.mem.Populate(s.Addr, uint64(len(s.Data))); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	// The top of the stack the guest starts on.
 	if err := vm.mem.Populate(vm.mem.Size()-hypercall.PageSize, hypercall.PageSize); err != nil {
-		return nil, err
+		return err
 	}
 	for _, s := range vm.img.Segments {
 		if err := vm.mem.Write(s.Addr, s.Data); err != nil {
-			return nil, err
+			return err
 		}
+	}
+	return nil
+}
+
+// segmentRegions returns regions with the image's mappings appended: each
+// segment with its own permissions, everything above the image read-write
+// for heap and stack.
+func (vm *VM) segmentRegions(regions []vcpu.Region) []vcpu.Region {
+	for _, s := range vm.img.Segments {
 		lo := s.Addr &^ (hypercall.PageSize - 1)
 		hi := (s.Addr + s.MemSize + hypercall.PageSize - 1) &^ (hypercall.PageSize - 1)
 		regions = append(regions, vcpu.Region{Addr: lo, Size: hi - lo, Perm: s.Perm | vcpu.Read})
 	}
-	return append(regions, vcpu.Region{Addr: vm.img.End, Size: vm.mem.Size() - vm.img.End, Perm: vcpu.Read | vcpu.Write}), nil
+	return append(regions, vcpu.Region{Addr: vm.img.End, Size: vm.mem.Size() - vm.img.End, Perm: vcpu.Read | vcpu.Write})
+}
+
+// layout derives the guest's mappings and boot state from its image,
+// writing nothing: load does it for a new guest, and it is all a view of a
+// Fresh pool's image needs.
+func (vm *VM) layout() error {
+	regions := vm.segmentRegions([]vcpu.Region{{Addr: hypercall.BootInfoAddr, Size: hypercall.CmdlineAddr + hypercall.CmdlineMax - hypercall.BootInfoAddr, Perm: vcpu.Read}})
+	// Hypercall buffers are checked against the very table the guest's
+	// mappings are built from.
+	if err := vm.mem.SetLayout(regions); err != nil {
+		return err
+	}
+	vm.boot = vcpu.Boot{Regions: regions, Entry: vm.img.Entry, StackTop: vm.mem.Size(), BootInfo: hypercall.BootInfoAddr}
+	return nil
 }
 
 // bootTSCHzAddr is where BootInfo.TSCHz lies, followed by BootTSC and
@@ -494,7 +533,20 @@ func (vm *VM) begin(ctx context.Context) (*run, error) {
 	}
 	r.cpu = cpu
 	r.cleanups = append(r.cleanups, func() { cpu.Close() })
-	if !first {
+	if !first && vm.from != nil {
+		// A view of a Fresh pool's image: the guest booted there, and
+		// its clock goes on from the image's.
+		t := time.Now()
+		tsc, err := vm.imageTSC()
+		if err != nil {
+			return r, err
+		}
+		if err := vm.host.be.restoreVCPU(cpu, vm.from.state, tsc); err != nil {
+			return r, err
+		}
+		ph.Clock = time.Since(t)
+		r.first = &vcpu.Exit{Kind: vcpu.ExitHypercall, Nr: hypercall.NrFnNext, Arg: vm.from.arg}
+	} else if !first {
 		t := time.Now()
 		if tscHz == 0 {
 			tscHz = vm.host.hostTSCHz()

@@ -120,6 +120,9 @@ type Pool struct {
 	inflight sync.WaitGroup // Invoke and Prewarm calls in progress
 	stop     chan struct{}  // closed by Close: stops the janitor
 	janitor  sync.WaitGroup
+	// closers release what the pool's instances share, at Close once no
+	// instance can start any more.
+	closers []func()
 }
 
 // NewPool checks the function's guest once (configuration and ELF) and
@@ -141,7 +144,18 @@ func (h *Host) NewPool(cfg PoolConfig) (*Pool, error) {
 			return nil, fmt.Errorf("%w: the guest declares %d devices (network or block)", ErrFreshUnsupported, len(g.img.Devices))
 		}
 	}
-	return newPool(cfg, func(f *fnState) lifecycle { return h.newFnVM(g, f) }), nil
+	if cfg.Mode != Fresh {
+		return newPool(cfg, func(f *fnState) lifecycle { return h.newFnVM(g, f) }), nil
+	}
+	// The first instance to take its snapshot makes it the image every
+	// later instance starts from.
+	im := newFreshImage()
+	p := newPool(cfg, func(f *fnState) lifecycle {
+		f.fresh.image = im
+		return h.newFnVM(g, f)
+	})
+	p.closers = append(p.closers, im.close)
+	return p, nil
 }
 
 // poolDefaults checks cfg and fills in its defaults.
@@ -371,6 +385,8 @@ func (p *Pool) Prewarm(ctx context.Context, n int) error {
 		errMu sync.Mutex
 		first error
 		sem   = make(chan struct{}, runtime.GOMAXPROCS(0))
+		// booted: an instance this call started has booted (or failed).
+		booted bool
 	)
 	for ctx.Err() == nil {
 		p.mu.Lock()
@@ -395,6 +411,12 @@ func (p *Pool) Prewarm(ctx context.Context, n int) error {
 			}
 			p.release(inst)
 		}()
+		if p.cfg.Mode == Fresh && !booted {
+			// The first boots alone: its snapshot becomes the image
+			// the others start from, sharing its pages.
+			wg.Wait()
+			booted = true
+		}
 	}
 	wg.Wait()
 	return cmp.Or(first, ctx.Err())
@@ -458,6 +480,9 @@ func (p *Pool) Close() error {
 	p.mu.Unlock()
 	for _, inst := range gone {
 		inst.retire()
+	}
+	for _, c := range p.closers {
+		c()
 	}
 	return nil
 }

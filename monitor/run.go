@@ -151,6 +151,9 @@ type run struct {
 	cleanups []func()     // undo begin, last first
 	// entered says the vCPU has run (Phases.FirstExit is set).
 	entered bool
+	// first, when set, is the exit the loop takes first, without entering
+	// the guest (a Fresh instance started from its pool's image).
+	first *vcpu.Exit
 	// parked says the loop returned because the guest waits for its next
 	// function call; handing one over and looping again resumes it.
 	parked bool
@@ -167,7 +170,17 @@ func (r *run) loop(ctx context.Context) (int, error) {
 	cpu := r.cpu
 	for {
 		t := time.Now()
-		x, err := cpu.Run()
+		var (
+			x   vcpu.Exit
+			err error
+		)
+		if r.first != nil {
+			// Started from a Fresh pool's image: its first exit is
+			// the image's, taken without entering the guest.
+			x, r.first = *r.first, nil
+		} else {
+			x, err = cpu.Run()
+		}
 		d := time.Since(t)
 		r.stats.GuestTime += d
 		if !r.entered {

@@ -100,10 +100,10 @@ func (vm *VM) loadSolo5(cmdline string) error {
 	if err := vm.mem.Populate(solo5.BootInfoAddr, solo5.BootEnd-solo5.BootInfoAddr); err != nil {
 		return err
 	}
-	regions, err := vm.loadSegments(regions)
-	if err != nil {
+	if err := vm.writeSegments(); err != nil {
 		return err
 	}
+	regions = vm.segmentRegions(regions)
 	if err := vm.mem.Write(solo5.CmdlineAddr, append([]byte(cmdline), 0)); err != nil {
 		return err
 	}

@@ -60,7 +60,7 @@ func TestBenchCommand(t *testing.T) {
 		assert.Equal(t, string(monitor.BackendKVM), rep.Backend)
 	} else {
 		assert.Equal(t, string(monitor.BackendProcess), rep.Backend)
-		for _, k := range []string{"tender-invoke-cold-kvm", "tender-cold-kvm", "tender-warm-kvm"} {
+		for _, k := range []string{"tender-invoke-cold-kvm", "tender-cold-kvm", "tender-warm-kvm", "tender-fresh-kvm"} {
 			assert.Contains(t, got[k].Unavailable, kvmErr.Error(), "%s: KVM rows say why KVM is missing", k)
 		}
 	}
@@ -92,12 +92,15 @@ func TestBenchCommandUsage(t *testing.T) {
 type benchMachine struct {
 	root       bool
 	crun, runc bool // in PATH
+	// kvm: tender runs on KVM; the process backend has no fresh instances.
+	kvm bool
 }
 
 func thisBenchMachine() benchMachine {
 	_, crunErr := exec.LookPath("crun")
 	_, runcErr := exec.LookPath("runc")
-	return benchMachine{root: os.Geteuid() == 0, crun: crunErr == nil, runc: runcErr == nil}
+	kvm, _ := kvmAvailable()
+	return benchMachine{root: os.Geteuid() == 0, crun: crunErr == nil, runc: runcErr == nil, kvm: kvm}
 }
 
 // checkBenchRows checks each row of a report: a row whose needs this
@@ -115,6 +118,8 @@ func checkBenchRows(t assert.TestingT, rows []bench.RowResult, h benchMachine) {
 			return h.runc && h.root, "runc installed and root"
 		case strings.HasPrefix(key, "microcontainer"):
 			return h.root, "root"
+		case key == "tender-fresh":
+			return h.kvm, "KVM (the process backend has no fresh instances)"
 		}
 		return true, "nothing beyond `make all`" // process and tender rows
 	}
@@ -151,7 +156,7 @@ func TestBenchRowsCheck(t *testing.T) {
 	runcDoesNotRun := bench.RowResult{Key: "runc-minimal", Unavailable: "unavailable: runc does not run here: exit status 1"}
 	crunMissing := bench.RowResult{Key: "crun-default", Unavailable: "unavailable: crun not installed (`make bench-deps` installs crun and runc)"}
 	microFailed := bench.RowResult{Key: "microcontainer", Unavailable: "failed (throughput): clone: EPERM"}
-	all := benchMachine{root: true, crun: true, runc: true}
+	all := benchMachine{root: true, crun: true, runc: true, kvm: true}
 	for _, c := range []struct {
 		name string
 		rows []bench.RowResult

@@ -3,9 +3,16 @@ package tests
 import (
 	"bytes"
 	"context"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
+	"github.com/tendervm/tender/internal/proctest"
 	"github.com/tendervm/tender/monitor"
 )
 
@@ -50,4 +57,108 @@ func benchFresh(b *testing.B) {
 	b.ReportMetric(float64(cold.Nanoseconds())/1e3, "µs-cold")
 	b.ReportMetric(float64(fresh)/float64(warm), "x-warm")
 	b.ReportMetric(float64(cold)/float64(fresh), "cold-x")
+}
+
+// BenchmarkFreshThroughput measures fresh invocations per second of fn_echo
+// with two concurrent callers on two instances, beside fork+exec of the
+// static C echo with two workers (as BenchmarkWarmThroughput does for warm).
+func BenchmarkFreshThroughput(b *testing.B) {
+	if ok, _ := kvmAvailable(); !ok {
+		b.Skip("fresh instances need KVM")
+	}
+	b.Run(string(monitor.BackendKVM), func(b *testing.B) {
+		h := newHost(b, monitor.BackendKVM)
+		p := benchPool(b, h, "fn_echo", monitor.PoolConfig{Mode: monitor.Fresh, MaxInstances: 2})
+		if err := p.Prewarm(context.Background(), 2); err != nil {
+			b.Fatal(err)
+		}
+		benchThroughput(b, p)
+	})
+}
+
+// BenchmarkFreshMemory prewarms 200 fresh instances of fn_echo (the first
+// booted to its snapshot, the others started from it), serves two requests
+// on every one of them, and reports
+// what an extra fresh instance costs in host memory: the pages of its
+// snapshot (the guest memfds' allocated blocks: pages not mapped at the
+// moment are outside RSS) plus its private memory (RssAnon: the pages its
+// request dirtied, and the monitor's own structures). KVM's own memory for
+// the VM is kernel memory, outside both.
+func BenchmarkFreshMemory(b *testing.B) {
+	if ok, _ := kvmAvailable(); !ok {
+		b.Skip("fresh instances need KVM")
+	}
+	const n = 200
+	b.Run(string(monitor.BackendKVM), func(b *testing.B) {
+		for range b.N {
+			h := newHost(b, monitor.BackendKVM)
+			p := benchPool(b, h, "fn_echo", monitor.PoolConfig{Mode: monitor.Fresh, MaxInstances: n, IdleTimeout: -1})
+			anon0, snap0 := anonKiB(b), memfdKiB(b)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+			if err := p.Prewarm(ctx, n); err != nil {
+				b.Fatal(err)
+			}
+			cancel()
+			// Twice n callers at once, each taking an instance of its
+			// own: every instance has served, and been reset, twice.
+			for range 2 {
+				var wg sync.WaitGroup
+				for range n {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						if _, err := p.Invoke(context.Background(), monitor.Request{Body: []byte("hello")}); err != nil {
+							b.Error(err)
+						}
+					}()
+				}
+				wg.Wait()
+			}
+			// A caller has its reply before its instance's reset.
+			for p.Stats().Resets < 2*n {
+				time.Sleep(time.Millisecond)
+			}
+			live := float64(p.Stats().Live)
+			anon, snap := float64(anonKiB(b)-anon0)/live, float64(memfdKiB(b)-snap0)/live
+			b.ReportMetric(live, "instances")
+			b.ReportMetric(anon+snap, "KiB/instance")
+			b.ReportMetric(snap, "KiB-snapshot/instance")
+			b.ReportMetric(anon, "KiB-private/instance")
+			p.Close()
+		}
+	})
+}
+
+// anonKiB is this process's RssAnon.
+func anonKiB(b *testing.B) int64 {
+	v, err := proctest.Field(os.Getpid(), "RssAnon")
+	if err != nil {
+		b.Fatal(err)
+	}
+	n, err := strconv.ParseInt(strings.TrimSuffix(v, " kB"), 10, 64)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return n
+}
+
+// memfdKiB sums the blocks allocated to the guest memory memfds this process
+// holds open.
+func memfdKiB(b *testing.B) int64 {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var total int64
+	for _, e := range ents {
+		path := "/proc/self/fd/" + e.Name()
+		if l, err := os.Readlink(path); err != nil || !strings.HasPrefix(l, "/memfd:tender-guest") {
+			continue
+		}
+		var st unix.Stat_t
+		if err := unix.Stat(path, &st); err == nil {
+			total += st.Blocks / 2
+		}
+	}
+	return total
 }

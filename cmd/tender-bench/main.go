@@ -46,8 +46,8 @@ func run(args []string, stdout io.Writer, stderr io.Writer) int {
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: tender bench [flags]\n\n"+
 			"Run the HotOS'17 bypass-vs-container experiment: the same echo function as a Linux\n"+
-			"process, a namespaced microcontainer, crun and runc containers, and tender cold and\n"+
-			"warm; print latency, throughput and memory per row as a Markdown table.\n\nrows: %s\n\nflags:\n",
+			"process, a namespaced microcontainer, crun and runc containers, and tender cold,\n"+
+			"warm and fresh; print latency, throughput and memory per row as a Markdown table.\n\nrows: %s\n\nflags:\n",
 			strings.Join(bench.RowKeys(), ", "))
 		fs.PrintDefaults()
 	}

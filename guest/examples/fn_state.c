@@ -7,6 +7,14 @@
  *                "stash:" request stored (empty at first);
  *   "sse-set"    leaves a pattern in XMM15 and returns "set";
  *   "sse-get"    returns XMM15's 16 bytes in hex;
+ *   "seg-set"    loads another selector into GS (the null one, or SS's
+ *                when GS is null) and returns "set";
+ *   "seg-get"    returns GS's selector in decimal;
+ *   "scribble"   returns "clean" if no page of a 128 KiB static array holds
+ *                a mark yet, else "dirty", then marks every page (more
+ *                pages than a reset copies back: it drops them instead);
+ *   "clock"      returns the wall-clock time in ns, in decimal, as the
+ *                guest reads it from its TSC (no exit);
  *   "fault"      writes to address 0;
  *   "spin"       loops forever;
  *   "violate"    asks for a request without replying (a protocol error).
@@ -17,6 +25,7 @@ static uint64_t count;
 static uint8_t stash[256];
 static size_t stash_len;
 static uint8_t out[256];
+static uint8_t scribble[32][4096];
 
 static size_t put_uint(uint8_t *p, uint64_t v)
 {
@@ -69,6 +78,30 @@ static void handle(const struct tender_fn_request *req,
 			out[2 * i + 1] = (uint8_t)hex[v[i] & 15];
 		}
 		rep->len = 32;
+	} else if (is(req, "seg-set", 7)) {
+		uint16_t gs, ss;
+
+		__asm__ __volatile__("mov %%gs, %0; mov %%ss, %1" : "=r"(gs), "=r"(ss));
+		gs = gs ? 0 : ss;
+		__asm__ __volatile__("mov %0, %%gs" : : "r"(gs));
+		memcpy(out, "set", 3);
+		rep->len = 3;
+	} else if (is(req, "seg-get", 7)) {
+		uint16_t gs;
+
+		__asm__ __volatile__("mov %%gs, %0" : "=r"(gs));
+		rep->len = put_uint(out, gs);
+	} else if (is(req, "scribble", 8)) {
+		int i, dirty = 0;
+
+		for (i = 0; i < 32; i++) {
+			dirty |= scribble[i][i] != 0;
+			scribble[i][i] = 1;
+		}
+		memcpy(out, dirty ? "dirty" : "clean", 5);
+		rep->len = 5;
+	} else if (is(req, "clock", 5)) {
+		rep->len = put_uint(out, tender_walltime_tsc_ns());
 	} else if (is(req, "fault", 5)) {
 		*(volatile uint64_t *)0 = 1;
 	} else if (is(req, "spin", 4)) {

@@ -18,6 +18,14 @@ __attribute__((noreturn)) void tender_fn_serve(tender_fn_handler handler)
 {
 	struct tender_fn_reply rep = {0};
 	uint64_t flags = 0; /* the first call has no reply to return */
+	uint16_t ds, es, fs, gs;
+
+	/* A request can load other data segment selectors at CPL 3, and some
+	 * hosts (kvm_pvm) keep them where the monitor cannot reset them: each
+	 * request gets the ones of the first fn_next back, so that a fresh
+	 * instance starts from its snapshot's. */
+	__asm__ __volatile__("mov %%ds, %0; mov %%es, %1; mov %%fs, %2; mov %%gs, %3"
+			     : "=r"(ds), "=r"(es), "=r"(fs), "=r"(gs));
 
 	for (;;) {
 		/* Every input field is set afresh, so nothing depends on what
@@ -32,6 +40,8 @@ __attribute__((noreturn)) void tender_fn_serve(tender_fn_handler handler)
 		};
 
 		tender_hypercall(TENDER_HC_FN_NEXT, &next);
+		__asm__ __volatile__("mov %0, %%ds; mov %1, %%es; mov %2, %%fs; mov %3, %%gs"
+				     : : "r"(ds), "r"(es), "r"(fs), "r"(gs));
 		if (next.req_len > sizeof(fn_request_buf))
 			tender_abort("tender: fn_next request longer than the "
 				     "request buffer");

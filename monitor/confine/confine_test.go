@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tendervm/tender/monitor"
+	"github.com/tendervm/tender/monitor/guestmem"
 	"github.com/tendervm/tender/monitor/kvm"
 )
 
@@ -110,6 +111,8 @@ func TestFilterVerdicts(t *testing.T) {
 		{"KVM_SET_USER_MEMORY_REGION in a pool", kvmPool, sys(unix.SYS_IOCTL, 8, ioctlReq("KVM_SET_USER_MEMORY_REGION")), allow},
 		{"KVM_SET_XSAVE resetting a fresh instance", kvmPool, sys(unix.SYS_IOCTL, 9, ioctlReq("KVM_SET_XSAVE")), allow},
 		{"KVM_SET_XSAVE after tender run's set-up", kvmRun, sys(unix.SYS_IOCTL, 9, ioctlReq("KVM_SET_XSAVE")), trap},
+		{"PAGEMAP_SCAN resetting a fresh instance", kvmPool, sys(unix.SYS_IOCTL, 11, uint64(guestmem.PagemapIoctl)), allow},
+		{"PAGEMAP_SCAN after tender run's set-up", kvmRun, sys(unix.SYS_IOCTL, 11, uint64(guestmem.PagemapIoctl)), trap},
 		{"memfd_create for a fresh instance", kvmPool, sys(unix.SYS_MEMFD_CREATE, 0, 0), allow},
 		{"memfd_create after tender run's set-up", kvmRun, sys(unix.SYS_MEMFD_CREATE, 0, 0), trap},
 		{"an ioctl the backend never issues (KVM_GET_API_VERSION)", kvmPool, sys(unix.SYS_IOCTL, 5, 0xAE00), trap},

@@ -7,6 +7,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tendervm/tender/monitor"
+	"github.com/tendervm/tender/monitor/guestmem"
 	"github.com/tendervm/tender/monitor/kvm"
 )
 
@@ -112,6 +113,9 @@ func (p Policy) Rules(pid int) []Rule {
 			// A fresh pool also resets its instances (kvm.ResetIoctls).
 			ioctls = append(ioctls, kvm.NewVCPUIoctls()...)
 			ioctls = append(ioctls, kvm.ResetIoctls()...)
+			// A fresh instance finds the pages a request wrote in the
+			// descriptor of /proc/self/pagemap opened before the filter.
+			ioctls = append(ioctls, kvm.Ioctl{Name: "PAGEMAP_SCAN", Req: guestmem.PagemapIoctl})
 			b.add("memfd_create", unix.SYS_MEMFD_CREATE, "guest memory of a fresh instance, whose memfd keeps its snapshot", nil)
 			b.add("ftruncate", unix.SYS_FTRUNCATE, "sizing a fresh instance's guest memory memfd", nil)
 		}

@@ -37,6 +37,11 @@ type Memory struct {
 	// frozen: the mapping is a private view of the memfd, which holds the
 	// snapshot (Freeze).
 	frozen bool
+	// pagemap, when set, finds the pages Revert puts back, into regions;
+	// snap is a read-only view of the snapshot it copies them from.
+	pagemap *Pagemap
+	regions []pageRegion
+	snap    []byte
 	// layout is what the guest itself may access (SetLayout); Guest checks
 	// hypercall buffers against it.
 	layout []vcpu.Region
@@ -178,7 +183,9 @@ func (m *Memory) Zero(addr, n uint64) error {
 	}
 	lo := (addr + pageSize - 1) &^ (pageSize - 1)
 	hi := (addr + n) &^ (pageSize - 1)
-	if m.fd >= 0 || lo >= hi {
+	if m.fd >= 0 || m.frozen || lo >= hi {
+		// Dropped, a page of a memfd's or a snapshot's would not read
+		// as zero.
 		clear(s)
 		return nil
 	}
@@ -216,6 +223,10 @@ func (m *Memory) Close() error {
 	if m.buf != nil {
 		errs = append(errs, unix.Munmap(m.buf))
 		m.buf = nil
+	}
+	if m.snap != nil {
+		errs = append(errs, unix.Munmap(m.snap))
+		m.snap = nil
 	}
 	if m.fd >= 0 {
 		errs = append(errs, unix.Close(m.fd))

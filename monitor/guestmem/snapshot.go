@@ -13,7 +13,9 @@ import (
 // so slices and a hypervisor's registration of HostAddr stay valid (KVM
 // follows the change through its MMU notifier). Writes after Freeze reach
 // only private copies of the pages written. Freezing twice fails.
-func (m *Memory) Freeze() error {
+//
+// With pm (nil for none), Revert drops only the pages written since.
+func (m *Memory) Freeze(pm *Pagemap) error {
 	if m.fd < 0 {
 		return errors.New("guestmem: only shared memory can be frozen")
 	}
@@ -28,18 +30,119 @@ func (m *Memory) Freeze() error {
 		return fmt.Errorf("guestmem: map the snapshot privately: %w", errno)
 	}
 	m.frozen = true
+	return m.track(pm)
+}
+
+// track lets Revert find the pages written (pm, when not nil) and copy the
+// snapshot back into them.
+func (m *Memory) track(pm *Pagemap) error {
+	if pm == nil {
+		return nil
+	}
+	// A read-only view of the snapshot, to copy pages back from.
+	snap, err := unix.Mmap(m.fd, 0, len(m.buf), unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		return fmt.Errorf("guestmem: map the snapshot: %w", err)
+	}
+	m.pagemap, m.regions, m.snap = pm, make([]pageRegion, 32), snap
 	return nil
 }
 
-// Revert drops every page written since Freeze, so that the whole memory
-// reads as the snapshot again: MADV_DONTNEED on a private file mapping frees
-// the private copies, and the next access maps the memfd's page. Its cost
-// grows with the pages mapped since, not with the memory's size.
+// NewView maps size bytes of guest memory as a private copy-on-write view of
+// the memfd fd, which holds a snapshot another Memory took (Freeze, FD): the
+// memory starts frozen, reads as that snapshot, and shares its pages with
+// every other view until it writes them. It needs fd only while it maps
+// (its mappings keep the memfd alive), and FD is -1. pm is as for Freeze.
+func NewView(fd int, size uint64, pm *Pagemap) (*Memory, error) {
+	buf, err := unix.Mmap(fd, 0, int(size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_NORESERVE)
+	if err != nil {
+		return nil, fmt.Errorf("guestmem: map the snapshot privately: %w", err)
+	}
+	m := &Memory{buf: buf, fd: fd, frozen: true}
+	err = m.track(pm)
+	m.fd = -1
+	if err != nil {
+		m.Close()
+		return nil, err
+	}
+	return m, nil
+}
+
+// TakeFD hands the memfd of frozen memory over to the caller, who closes it
+// (for views of the snapshot, NewView); the memory goes on without it.
+func (m *Memory) TakeFD() int {
+	fd := m.fd
+	if !m.frozen {
+		return -1
+	}
+	m.fd = -1
+	return fd
+}
+
+// Frozen says the memory is a private view of its snapshot (Freeze, NewView).
+func (m *Memory) Frozen() bool { return m.frozen }
+
+// CopyBackPages is the most private pages Revert copies the snapshot back
+// into rather than drops: copying a few pages is cheaper than dropping them
+// (which unmaps them from every CPU and KVM, and makes the next request
+// fault them in again), and costs as much each time as the pages kept.
+const CopyBackPages = 16
+
+// Revert puts every page written since Freeze back to the snapshot, so that
+// the whole memory reads as the snapshot again. Without a Pagemap it drops
+// the whole mapping: MADV_DONTNEED on a private file mapping frees the
+// private copies, and the next access maps the memfd's page. With one, it
+// finds the private copies and, if they are no more than CopyBackPages,
+// copies the snapshot over them and keeps them; else it drops only them.
+// Pages only read stay mapped either way. Its cost grows with the pages
+// written since Freeze, not with the memory's size.
 func (m *Memory) Revert() error {
 	if !m.frozen {
 		return errors.New("guestmem: memory not frozen")
 	}
-	if err := unix.Madvise(m.buf, unix.MADV_DONTNEED); err != nil {
+	if m.pagemap == nil {
+		return m.drop(m.HostAddr(), m.HostAddr()+uintptr(len(m.buf)))
+	}
+	start, end := m.HostAddr(), m.HostAddr()+uintptr(len(m.buf))
+	n, walked, err := m.pagemap.scan(start, end, m.regions)
+	if err != nil {
+		return err
+	}
+	if n < len(m.regions) || walked >= end {
+		pages := uintptr(0)
+		for _, r := range m.regions[:n] {
+			pages += uintptr(r.end-r.start) / pageSize
+		}
+		if pages <= CopyBackPages {
+			for _, r := range m.regions[:n] {
+				lo, hi := uintptr(r.start)-m.HostAddr(), uintptr(r.end)-m.HostAddr()
+				copy(m.buf[lo:hi], m.snap[lo:hi])
+			}
+			return nil
+		}
+	}
+	for start < end {
+		for _, r := range m.regions[:n] {
+			if err := m.drop(uintptr(r.start), uintptr(r.end)); err != nil {
+				return err
+			}
+		}
+		if n < len(m.regions) || walked <= start {
+			return nil
+		}
+		start = walked
+		if n, walked, err = m.pagemap.scan(start, end, m.regions); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// drop frees the private copies in the host range [start, end) of the
+// mapping.
+func (m *Memory) drop(start, end uintptr) error {
+	lo := start - m.HostAddr()
+	if err := unix.Madvise(m.buf[lo:lo+(end-start)], unix.MADV_DONTNEED); err != nil {
 		return fmt.Errorf("guestmem: drop the pages written since the snapshot: %w", err)
 	}
 	return nil

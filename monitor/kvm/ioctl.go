@@ -30,6 +30,7 @@ var (
 	reqSetXCRs                  = gokvm.IIOW(0xA7, unsafe.Sizeof(gokvm.XCRS{}))
 	capSyncRegs                 = uintptr(74) // KVM_CAP_SYNC_REGS
 	syncX86Regs          uint64 = 1           // KVM_SYNC_X86_REGS
+	syncX86Sregs         uint64 = 2           // KVM_SYNC_X86_SREGS
 )
 
 // ioctl issues a KVM ioctl other than KVM_RUN, with argument p when it is not

@@ -46,6 +46,8 @@ type System struct {
 	// closed once it is set.
 	cpu      cpuFeatures
 	cpuReady chan struct{}
+	// syncSregs: it covers the special registers too (see Snapshot).
+	syncSregs bool
 
 	// sregs is the special-register state every vCPU starts with, built
 	// from the first vCPU's and reused, which saves each later vCPU a
@@ -109,6 +111,7 @@ func (s *System) init() error {
 	// saves a KVM_GET_REGS on each hypercall.
 	if c, err := ioctl(s.fd, reqCheckExtension, nil, capSyncRegs); err == nil && uint64(c)&syncX86Regs != 0 {
 		s.syncRegs = true
+		s.syncSregs = uint64(c)&syncX86Sregs != 0 && s.runSize >= runSyncSregs+int(unsafe.Sizeof(gokvm.Sregs{}))
 	}
 	return nil
 }
@@ -202,6 +205,7 @@ const (
 	eferNXE = 1 << 11
 
 	msrLSTAR = 0xC0000082
+	msrTSC   = 0x10
 )
 
 // kvm_run offsets (include/uapi/linux/kvm.h).
@@ -211,7 +215,8 @@ const (
 	runUnion         = 32
 	runValidRegs     = 288
 	runDirtyRegs     = 296
-	runSyncRegs      = 304 // struct kvm_regs in kvm_run.s.regs
+	runSyncRegs      = 304               // struct kvm_regs in kvm_run.s.regs
+	runSyncSregs     = runSyncRegs + 144 // struct kvm_sregs after it
 	exitSentinel     = 0xFFFFFFFF
 )
 
@@ -224,6 +229,9 @@ type VCPU struct {
 	run    []byte
 	// syncRegs: KVM stores the general registers in run at every exit.
 	syncRegs bool
+	// canSyncSregs: KVM can store the special registers in run too;
+	// syncSregs: Snapshot asked it to, at every exit.
+	canSyncSregs, syncSregs bool
 	// xsave: the host has XSAVE, and Snapshot uses KVM_GET_XSAVE.
 	xsave bool
 	// emulate: the guest's privileged set-up instructions are emulated
@@ -256,14 +264,19 @@ type Timing struct {
 }
 
 // NewVCPU builds the CPU structures for boot into mem, creates a VM over mem and
-// sets its vCPU to start the guest at CPL 3.
+// sets its vCPU to start the guest at CPL 3. Frozen memory (a snapshot's
+// view, guestmem.NewView) holds them already, built for the same boot by
+// the vCPU whose guest the snapshot is: rebuilt, they would only copy the
+// pages they lie in.
 func (s *System) NewVCPU(mem *guestmem.Memory, boot vcpu.Boot) (*VCPU, error) {
 	if mem.Size() > hypercall.MemMax {
 		return nil, fmt.Errorf("kvm: guest memory of %d bytes exceeds %d", mem.Size(), hypercall.MemMax)
 	}
 	t := time.Now()
-	if err := x86.Build(mem, boot.Regions); err != nil {
-		return nil, err
+	if !mem.Frozen() {
+		if err := x86.Build(mem, boot.Regions); err != nil {
+			return nil, err
+		}
 	}
 	v := &VCPU{sys: s, mem: mem, vmfd: -1, vcpufd: -1, emulate: boot.EmulatePriv}
 	v.timing.Tables = time.Since(t)
@@ -339,7 +352,7 @@ func (v *VCPU) create(s *System, boot vcpu.Boot) error {
 		*(*gokvm.Regs)(unsafe.Pointer(&v.run[runSyncRegs])) = regs
 		binary.LittleEndian.PutUint64(v.run[runDirtyRegs:], syncX86Regs)
 		binary.LittleEndian.PutUint64(v.run[runValidRegs:], syncX86Regs)
-		v.syncRegs = true
+		v.syncRegs, v.canSyncSregs = true, s.syncSregs
 	} else if err := ioctlErr(v.vcpufd, reqSetRegs, unsafe.Pointer(&regs)); err != nil {
 		return fmt.Errorf("KVM_SET_REGS: %w", err)
 	}

@@ -47,6 +47,12 @@ func (v *VCPU) Snapshot(s *State) error {
 	if err := ioctlErr(v.vcpufd, req, unsafe.Pointer(&s.xsave)); err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
+	if v.canSyncSregs {
+		// From now on every exit brings the special registers in
+		// kvm_run, and Restore sets them only when they differ.
+		binary.LittleEndian.PutUint64(v.run[runValidRegs:], syncX86Regs|syncX86Sregs)
+		v.syncSregs = true
+	}
 	return nil
 }
 
@@ -55,9 +61,21 @@ func (v *VCPU) Snapshot(s *State) error {
 // kvm_run. Restored at a hypercall exit taken at the same instruction as the
 // snapshot's, the next entry skips that instruction as it would have then.
 func (v *VCPU) Restore(s *State) error {
-	sregs := s.sregs
-	if err := ioctlErr(v.vcpufd, reqSetSregs, unsafe.Pointer(&sregs)); err != nil {
-		return fmt.Errorf("KVM_SET_SREGS: %w", err)
+	dirty := syncX86Regs
+	if v.syncSregs {
+		// The special registers of the last exit are in kvm_run: a
+		// guest at CPL 3 rarely changes them, and when it did they go
+		// back in with the next entry, without an ioctl.
+		cur := (*gokvm.Sregs)(unsafe.Pointer(&v.run[runSyncSregs]))
+		if *cur != s.sregs {
+			*cur = s.sregs
+			dirty |= syncX86Sregs
+		}
+	} else {
+		sregs := s.sregs
+		if err := ioctlErr(v.vcpufd, reqSetSregs, unsafe.Pointer(&sregs)); err != nil {
+			return fmt.Errorf("KVM_SET_SREGS: %w", err)
+		}
 	}
 	req, name := reqSetXSAVE, "KVM_SET_XSAVE"
 	if !v.xsave {
@@ -68,7 +86,7 @@ func (v *VCPU) Restore(s *State) error {
 	}
 	if v.syncRegs {
 		*(*gokvm.Regs)(unsafe.Pointer(&v.run[runSyncRegs])) = s.regs
-		binary.LittleEndian.PutUint64(v.run[runDirtyRegs:], syncX86Regs)
+		binary.LittleEndian.PutUint64(v.run[runDirtyRegs:], dirty)
 		return nil
 	}
 	regs := s.regs
@@ -77,6 +95,10 @@ func (v *VCPU) Restore(s *State) error {
 	}
 	return nil
 }
+
+// SetTSC sets the guest's time-stamp counter (MSR IA32_TSC) to tsc: a vCPU
+// started from another's snapshot goes on with that guest's clock.
+func (v *VCPU) SetTSC(tsc uint64) error { return setMSR(v.vcpufd, msrTSC, tsc) }
 
 // ResetIoctls are the requests Snapshot and Restore issue, for a seccomp
 // filter that allows them (package confine).

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"slices"
 	"strings"
 )
 
@@ -101,22 +100,4 @@ func (g fig) get(f *figures) (float64, error) {
 		v *= g.scale
 	}
 	return v, err
-}
-
-// sources lists the benchmarks whose name contains s, for spotting a
-// benchmark this report does not read yet.
-func (f *figures) sources(s string) []string {
-	var out []string
-	for _, src := range f.order {
-		if strings.Contains(src, s) {
-			out = append(out, src)
-		}
-	}
-	for src := range f.failed {
-		if strings.Contains(src, s) && !slices.Contains(out, src) {
-			out = append(out, src)
-		}
-	}
-	slices.Sort(out)
-	return out
 }

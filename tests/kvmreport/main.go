@@ -42,10 +42,10 @@ var benchPlan = []benchStep{
 	// kvm_floor of the same 4 MiB VM, which the benchmark does not run itself.
 	{pkg: "monitor/kvm", re: "^BenchmarkCreateRunClose$", benchtime: "500x", floorMiB: 4},
 	{pkg: "monitor/process", re: "^BenchmarkStartStop$", benchtime: "500x"},
-	{pkg: "tests", re: "^Benchmark(Boot|ColdInvoke|Fresh.*)$", benchtime: "200x"},
-	{pkg: "tests", re: "^BenchmarkWarmThroughput$", benchtime: "5000x"},
+	{pkg: "tests", re: "^Benchmark(Boot|ColdInvoke)$", benchtime: "200x"},
+	{pkg: "tests", re: "^Benchmark(Warm|Fresh)Throughput$", benchtime: "5000x"},
 	{pkg: "tests", re: "^BenchmarkExec$", benchtime: "100x"},
-	{pkg: "tests", re: "^Benchmark(SHA256|IdleInstances)$", benchtime: "1x"},
+	{pkg: "tests", re: "^Benchmark(SHA256|IdleInstances|FreshMemory)$", benchtime: "1x"},
 }
 
 func run(args []string, stdout, stderr io.Writer) int {

@@ -77,8 +77,8 @@ func TestTargetsFromSamples(t *testing.T) {
 	assert.Equal(t, "wrk net/http not in the output", serve.why)
 
 	assert.Equal(t, "not measured: the process backend has no fresh instances yet", find(t, rs, "12", "fresh invocation vs warm", "process").result())
-	assert.Equal(t, "not measured: no benchmark yet (the fresh-instance issue)", find(t, rs, "12", "fresh throughput", "process").result())
-	assert.Equal(t, "not measured: no benchmark yet (no tender-fresh row in `tender bench`)", find(t, rs, "12", "`tender bench`", "kvm").result())
+	assert.Equal(t, "not measured: the process backend has no fresh instances yet", find(t, rs, "12", "fresh throughput", "process").result())
+	assert.Equal(t, "not measured: `tender bench` reported no tender-fresh row", find(t, rs, "12", "`tender bench`", "kvm").result())
 }
 
 func TestMissingMetric(t *testing.T) {
@@ -109,15 +109,6 @@ func TestFailedBenchmark(t *testing.T) {
 	assert.Equal(t, "wrk process not in the output (wrk not in PATH (Debian: apt-get install wrk, or make bench-deps))", r.why)
 }
 
-func TestFreshBenchmarkNotRead(t *testing.T) {
-	// A fresh-instance benchmark this report does not read yet is named
-	// instead of "no benchmark yet".
-	f := newFigures()
-	f.put("tests BenchmarkFreshThroughput/kvm", result{N: 1, Metrics: map[string]float64{"ns/op": 1}, Units: []string{"ns/op"}})
-	r := find(t, rows(f, nil, 3), "12", "fresh throughput", "kvm")
-	assert.Equal(t, "tests BenchmarkFreshThroughput/kvm exists but make kvm-report does not read it yet (tests/kvmreport/targets.go)", r.why)
-}
-
 func TestFreshRows(t *testing.T) {
 	f := newFigures()
 	f.addBench("tests", parseBench("BenchmarkFreshInvoke/kvm-2 \t 2000 \t 130725 ns/op \t 9.934 cold-x \t 3.283 x-warm \t 1287 µs-cold \t 129.5 µs-fresh \t 39.45 µs-warm\n", 2))
@@ -130,9 +121,20 @@ func TestFreshRows(t *testing.T) {
 	assert.Equal(t, "129.5 µs fresh vs 1287.0 µs cold", c.measured)
 	assert.Equal(t, "9.94x", c.ratio)
 	assert.Equal(t, notMet, c.verdict)
-	// The invocation benchmark does not measure throughput: that row still
-	// waits for its own.
-	assert.Equal(t, noFreshBench, find(t, rs, "12", "fresh throughput", "kvm").why)
+	// The invocation benchmark does not measure throughput: that row names
+	// the one it reads.
+	assert.Equal(t, "tests BenchmarkFreshThroughput/kvm not in the output", find(t, rs, "12", "fresh throughput", "kvm").why)
+	assert.Equal(t, noFreshProcess, find(t, rs, "12", "fresh throughput", "process").why)
+
+	f.addBench("tests", parseBench("BenchmarkFreshThroughput/kvm-2 \t 5000 \t 41632 ns/op \t 2513 fork+exec/s \t 24020 invocations/s \t 9.560 x-process\n"+
+		"BenchmarkFreshMemory/kvm-2 \t 1 \t 198995229 ns/op \t 3.400 KiB-private/instance \t 2.820 KiB-snapshot/instance \t 6.220 KiB/instance \t 200.0 instances\n", 2))
+	rs = rows(f, nil, 3)
+	th := find(t, rs, "12", "fresh throughput", "kvm")
+	assert.Equal(t, "24020 invocations/s vs 2513 fork+exec/s", th.measured)
+	assert.Equal(t, notMet, th.verdict)
+	m := find(t, rs, "12", "memory per extra fresh instance", "kvm")
+	assert.Equal(t, "6.2 KiB each (2.8 KiB snapshot, 3.4 KiB private)", m.measured)
+	assert.Equal(t, met, m.verdict)
 }
 
 func TestSuiteRow(t *testing.T) {
