@@ -290,3 +290,30 @@ func (v *VCPU) continueCall(nr uintptr) (bool, error) {
 	}
 	return e == 0, nil
 }
+
+// CanTrack reports whether the kernel can track a guest process's writes,
+// by trying it on a page of this process: nil, or an error wrapping
+// ErrNoWriteTracking.
+func CanTrack() error {
+	fd, _, e := unix.Syscall(unix.SYS_USERFAULTFD, unix.O_CLOEXEC|uffdUserModeOnly, 0, 0)
+	if e != 0 {
+		return fmt.Errorf("process: userfaultfd: %w (%w)", e, ErrNoWriteTracking)
+	}
+	defer unix.Close(int(fd))
+	api := [3]uint64{uffdAPI, uffdFeatures, 0}
+	if _, _, e := unix.Syscall(unix.SYS_IOCTL, fd, uffdioAPI, uintptr(unsafe.Pointer(&api))); e != 0 {
+		return fmt.Errorf("process: UFFDIO_API: %w (%w)", e, ErrNoWriteTracking)
+	}
+	pm, err := unix.Open("/proc/self/pagemap", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("process: open /proc/self/pagemap: %w (%w)", err, ErrNoWriteTracking)
+	}
+	defer unix.Close(pm)
+	var vec [1]pageRegion
+	arg := pmScanArg{Size: uint64(unsafe.Sizeof(pmScanArg{})), Start: 0, End: pageSize,
+		Vec: uint64(uintptr(unsafe.Pointer(&vec[0]))), VecLen: 1, CategoryMask: pageIsWritten, ReturnMask: pageIsWritten}
+	if _, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(pm), pagemapScan, uintptr(unsafe.Pointer(&arg))); e != 0 {
+		return fmt.Errorf("process: PAGEMAP_SCAN: %w (%w)", e, ErrNoWriteTracking)
+	}
+	return nil
+}
