@@ -72,7 +72,7 @@ func (v *VCPU) trackWrites() error {
 	}
 	ranges = append(ranges, [2]uint64{altBase, altBase + altSize}) // above every guest region
 
-	fd, err := v.injectNotified(unix.SYS_USERFAULTFD, unix.O_CLOEXEC|uffdUserModeOnly)
+	fd, err := v.injectNotified(unix.SYS_USERFAULTFD, UserfaultfdFlags)
 	if err != nil {
 		return fmt.Errorf("process: userfaultfd in the guest process: %w", err)
 	}
@@ -295,7 +295,7 @@ func (v *VCPU) continueCall(nr uintptr) (bool, error) {
 // by trying it on a page of this process: nil, or an error wrapping
 // ErrNoWriteTracking.
 func CanTrack() error {
-	fd, _, e := unix.Syscall(unix.SYS_USERFAULTFD, unix.O_CLOEXEC|uffdUserModeOnly, 0, 0)
+	fd, _, e := unix.Syscall(unix.SYS_USERFAULTFD, UserfaultfdFlags, 0, 0)
 	if e != 0 {
 		return fmt.Errorf("process: userfaultfd: %w (%w)", e, ErrNoWriteTracking)
 	}
@@ -317,3 +317,14 @@ func CanTrack() error {
 	}
 	return nil
 }
+
+// TrackIoctls are the ioctl requests of write tracking, for a seccomp filter
+// of the monitor that allows them: UFFDIO_API, UFFDIO_REGISTER and
+// UFFDIO_WRITEPROTECT, which the guest process issues at set-up under the
+// filter it inherits, and PAGEMAP_SCAN, which the monitor issues.
+func TrackIoctls() []uint32 {
+	return []uint32{uffdioAPI, uffdioRegister, uffdioWriteProtect, pagemapScan}
+}
+
+// UserfaultfdFlags are the flags of the guest process's userfaultfd call.
+const UserfaultfdFlags = unix.O_CLOEXEC | uffdUserModeOnly
