@@ -72,6 +72,12 @@ func (v *VCPU) Snapshot() (*State, error) {
 	if !found {
 		return nil, errors.New("process: no signal frame for the guest's hypercall on the signal stack")
 	}
+	// The kernel writes the frame's pages at every exit, and Reset writes
+	// them back whole: tracking them would only cost a fault per exit.
+	t := v.track
+	if last := &t.ranges[len(t.ranges)-1]; last[0] == altBase {
+		last[1] = s.frame &^ (pageSize - 1)
+	}
 	if err := v.track.scan(func(uint64, uint64) {}); err != nil {
 		return nil, err
 	}
@@ -121,9 +127,9 @@ func (v *VCPU) Reset(s *State, restore func(addr, n uint64) error) error {
 			return err
 		}
 	}
-	// The kernel wrote the frame's pages, so they were just restored;
-	// this write keeps the registers right should the scan miss one.
-	if err := v.poke(s.frame, s.stack[s.frame-altBase:]); err != nil {
+	// The frame's pages, from the page the frame starts in (scan leaves
+	// them out): the registers, and whatever else the guest wrote there.
+	if err := v.poke(s.frame&^(pageSize-1), s.stack[s.frame&^(pageSize-1)-altBase:]); err != nil {
 		return err
 	}
 	v.skip = s.skip

@@ -38,12 +38,16 @@ var freshCode = []byte{
 
 const freshOut = codeAddr + 0x43
 
+// trackAll makes startFresh protect all of guest memory, as on a host
+// with swap (TestFreshTrackAll).
+var trackAll bool
+
 func startFresh(t *testing.T, code []byte) *VCPU {
 	t.Helper()
 	lockThread(t)
 	mem := newMem(t)
 	require.NoError(t, mem.Write(codeAddr, code))
-	v, err := NewFresh(spawner(t), mem, testBoot())
+	v, err := spawner(t).startWith(mem, testBoot(), options{track: true, trackAll: trackAll})
 	if errors.Is(err, ErrNoWriteTracking) {
 		t.Skip(err)
 	}
@@ -83,6 +87,46 @@ func TestFreshReset(t *testing.T) {
 		assert.Equal(t, [][2]uint64{{dataAddr, 0x1000}}, written)
 		assert.Equal(t, vcpu.Exit{Kind: vcpu.ExitHypercall, Nr: 1, Arg: 8, RIP: freshOut}, run(t, v))
 	}
+}
+
+// TestFreshNewPage: a page the guest first touches after the snapshot is
+// reported written too (the kernel tracks pages that were never mapped),
+// and the guest reads it as the snapshot had it after the reset.
+func TestFreshNewPage(t *testing.T) {
+	v := startFresh(t, []byte{
+		0x66, 0xba, 0x01, 0x05, // mov $0x501,%dx
+		0xef,             // +0x04 out %eax,(%dx)
+		0x48, 0xff, 0xc3, // inc %rbx
+		0x48, 0x8b, 0x04, 0x25, 0x00, 0x00, 0x3f, 0x00, // mov 0x3f0000,%rax
+		0x48, 0x01, 0xd8, // add %rbx,%rax
+		0x48, 0x89, 0x04, 0x25, 0x00, 0x00, 0x3f, 0x00, // mov %rax,0x3f0000
+		0xeb, 0xe3, // jmp 0
+	})
+	const page = testMemSize - stackSize
+	assert.EqualValues(t, 0, run(t, v).Arg)
+	s, err := v.Snapshot()
+	require.NoError(t, err)
+	assert.EqualValues(t, 1, run(t, v).Arg)
+	assert.EqualValues(t, 3, run(t, v).Arg, "the word counts on without a reset")
+	for range 3 {
+		var written [][2]uint64
+		require.NoError(t, v.Reset(s, func(addr, n uint64) error {
+			written = append(written, [2]uint64{addr, n})
+			return v.mem.Zero(addr, n) // the snapshot had no page there
+		}))
+		assert.Equal(t, [][2]uint64{{page, 0x1000}}, written)
+		assert.EqualValues(t, 1, run(t, v).Arg)
+	}
+}
+
+// TestFreshTrackAll runs the tests of resets with all of guest memory
+// write-protected from the start, as where swap is on.
+func TestFreshTrackAll(t *testing.T) {
+	trackAll = true
+	defer func() { trackAll = false }()
+	t.Run("reset", TestFreshReset)
+	t.Run("new page", TestFreshNewPage)
+	t.Run("nothing written", TestFreshResetNothingWritten)
 }
 
 // TestFreshResetNothingWritten: a reset right after the snapshot reports no
@@ -175,4 +219,37 @@ func fdTargets(pid int) ([]string, error) {
 		out = append(out, l)
 	}
 	return out, nil
+}
+
+// BenchmarkReset measures one round of freshCode (a hypercall) followed by
+// a reset, against the round alone.
+func BenchmarkReset(b *testing.B) {
+	lockThread(b)
+	mem := newMem(b)
+	if err := mem.Write(codeAddr, freshCode); err != nil {
+		b.Fatal(err)
+	}
+	v, err := NewFresh(spawner(b), mem, testBoot())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer v.Close()
+	run(b, v)
+	s, err := v.Snapshot()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("run", func(b *testing.B) {
+		for range b.N {
+			run(b, v)
+		}
+	})
+	b.Run("run+reset", func(b *testing.B) {
+		for range b.N {
+			run(b, v)
+			if err := v.Reset(s, func(uint64, uint64) error { return nil }); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

@@ -82,8 +82,9 @@ type options struct {
 	// pollFirst serves the guest as on kernels before 6.6, for tests of
 	// that path.
 	pollFirst bool
-	// track sets up write tracking for Fresh instances (fresh.go).
-	track bool
+	// track sets up write tracking for Fresh instances (track.go);
+	// trackAll write-protects all of guest memory, as where swap is on.
+	track, trackAll bool
 }
 
 // start is New; pollFirst serves the guest as on kernels before 6.6, for
