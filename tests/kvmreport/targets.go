@@ -107,8 +107,6 @@ var (
 	benchCrun   = fig{src: "tender bench {be}/crun-default", unit: "median-µs", scale: 1e-3, format: vs + ms + " crun"}
 	both        = []string{"kvm", "process"}
 	kvmOnly     = []string{"kvm"}
-	// The process backend refuses Fresh (monitor.ErrFreshUnsupported).
-	noFreshProcess = "the process backend has no fresh instances yet"
 	freshInvoke    = fig{src: "tests BenchmarkFreshInvoke/{be}", unit: "µs-fresh", format: us + " fresh"}
 	freshWarm      = fig{src: "tests BenchmarkFreshInvoke/{be}", unit: "µs-warm", format: vs + us + " warm"}
 	freshCold      = fig{src: "tests BenchmarkFreshInvoke/{be}", unit: "µs-cold", format: vs + us + " cold"}
@@ -176,18 +174,15 @@ var targets = []target{
 	{issue: "3", name: "`serve` under wrk vs a plain `net/http` echo: req/s and p99", threshold: "report", backends: both,
 		shown: []fig{wrkRate, wrkP99, plainRate, plainP99}, value: wrkRate, over: &plainRate, ratio: true},
 
-	{issue: "12", name: "fresh invocation vs warm invocation (echo)", threshold: "≤ 2x", backends: kvmOnly,
+	{issue: "12", name: "fresh invocation vs warm invocation (echo)", threshold: "≤ 2x", backends: both,
 		shown: []fig{freshInvoke, freshWarm}, value: freshRatio, ratio: true, op: "<=", limit: 2},
-	{issue: "12", name: "fresh invocation vs cold invocation, times faster", threshold: "≥ 15x", backends: kvmOnly,
+	{issue: "12", name: "fresh invocation vs cold invocation, times faster", threshold: "≥ 15x", backends: both,
 		shown: []fig{freshInvoke, freshCold}, value: freshCold, over: &freshInvoke, ratio: true, op: ">=", limit: 15},
-	{issue: "12", name: "fresh invocation vs warm and cold", threshold: "≤ 2x, ≥ 15x", backends: []string{"process"}, pending: noFreshProcess},
-	{issue: "12", name: "fresh throughput, 2 callers, vs fork+exec of the static C echo", threshold: "≥ 10x", backends: kvmOnly,
+	{issue: "12", name: "fresh throughput, 2 callers, vs fork+exec of the static C echo", threshold: "≥ 10x", backends: both,
 		shown: []fig{freshThr, freshProcs}, value: freshThrRatio, ratio: true, op: ">=", limit: 10},
-	{issue: "12", name: "fresh throughput, 2 callers, vs fork+exec of the static C echo", threshold: "≥ 10x", backends: []string{"process"}, pending: noFreshProcess},
-	{issue: "12", name: "memory per extra fresh instance of fn_echo (dirtied pages included)", threshold: "≤ 64 KiB + dirtied pages", backends: kvmOnly,
+	{issue: "12", name: "memory per extra fresh instance of fn_echo (dirtied pages included)", threshold: "≤ 64 KiB + dirtied pages", backends: both,
 		shown: []fig{freshMem, freshMemSnap, freshMemPriv}, value: freshMem, op: "<=", limit: 64},
-	{issue: "12", name: "memory per extra fresh instance of fn_echo (dirtied pages included)", threshold: "≤ 64 KiB + dirtied pages", backends: []string{"process"}, pending: noFreshProcess},
-	{issue: "12", name: "`tender bench`: fresh vs crun default, times faster", threshold: "≥ 100x", backends: kvmOnly,
+	{issue: "12", name: "`tender bench`: fresh vs crun default, times faster", threshold: "≥ 100x", backends: both,
 		shown: []fig{benchFresh, benchCrun}, value: benchCrun, over: &benchFresh, ratio: true, op: ">=", limit: 100,
 		whenAbsent: "`tender bench` reported no tender-fresh row"},
 }
