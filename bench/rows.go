@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/tendervm/tender/monitor"
-	"github.com/tendervm/tender/monitor/process"
 	"github.com/tendervm/tender/monitor/kvm"
+	"github.com/tendervm/tender/monitor/process"
 )
 
 // env is what the rows of one run share: the configuration, the tender
