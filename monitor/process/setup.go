@@ -127,7 +127,7 @@ func (v *VCPU) setup(boot vcpu.Boot, opts options) error {
 		unix.SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP)
 	v.recvWakes = e == 0 && !opts.pollFirst
 	if opts.track {
-		if err := v.trackWrites(opts.trackAll || swapOn()); err != nil {
+		if err := v.trackWrites(opts.trackAll); err != nil {
 			return err
 		}
 	}

@@ -34,6 +34,10 @@ type Spawner struct {
 	// fsgsbase: the kernel lets processes use wrfsbase, with which the
 	// handler sets a Solo5 guest's FS base (priv.go).
 	fsgsbase bool
+	// swap: the host had swap space when the spawner started, so fresh
+	// guests protect all of their memory (track.go). Read once, before the
+	// monitor may confine itself.
+	swap bool
 }
 
 type spawnReq struct {
@@ -54,7 +58,7 @@ func NewSpawner() (*Spawner, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Spawner{live: map[*VCPU]struct{}{}, reqs: make(chan spawnReq), done: make(chan struct{}), stub: stub, fsgsbase: hasFSGSBase()}
+	s := &Spawner{live: map[*VCPU]struct{}{}, reqs: make(chan spawnReq), done: make(chan struct{}), stub: stub, fsgsbase: hasFSGSBase(), swap: swapOn()}
 	go s.loop()
 	return s, nil
 }
@@ -66,6 +70,7 @@ func (s *Spawner) loop() {
 	defer close(s.done)
 	defer unix.Close(s.stub)
 	for r := range s.reqs {
+		r.opts.trackAll = r.opts.trackAll || s.swap
 		v, err := spawn(s.stub, r.mem, r.boot, r.opts)
 		if err == nil {
 			v.spawner = s
