@@ -70,7 +70,15 @@ func (m *Memory) Note(b []byte) {
 	if off >= uintptr(len(m.buf)) || uintptr(len(b)) > uintptr(len(m.buf))-off {
 		return // not a slice of this memory: nothing of it to put back
 	}
-	m.noted = append(m.noted, [2]uint64{uint64(off), uint64(len(b))})
+	r := [2]uint64{uint64(off), uint64(len(b))}
+	// A guest that makes the same hypercall many times in one request
+	// names the same structure each time: log it once.
+	for _, n := range m.noted[max(len(m.noted)-8, 0):] {
+		if n == r {
+			return
+		}
+	}
+	m.noted = append(m.noted, r)
 }
 
 // PutBackNoted puts the snapshot back into every range logged by Note since

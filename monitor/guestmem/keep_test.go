@@ -40,6 +40,10 @@ func TestKeepPutBack(t *testing.T) {
 	copy(b, "monitor's write!")
 	m.Note(b)
 	m.Note(make([]byte, 8)) // not guest memory: ignored
+	for range 1000 {
+		m.Note(b) // the same range again: logged once
+	}
+	assert.Len(t, m.noted, 1)
 	require.NoError(t, m.PutBackNoted())
 	assert.Equal(t, make([]byte, 16), b)
 	copy(b, "again")
