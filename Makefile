@@ -12,6 +12,7 @@ tender:
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/tender ./cmd/tender
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/tender-serve ./cmd/tender-serve
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/tender-bench ./cmd/tender-bench
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/tender-oci ./cmd/tender-oci
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/bench/httpecho ./tests/fixtures/httpecho
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/bench/gohello ./tests/fixtures/gohello
 	@mkdir -p $(BIN)/bench

@@ -38,6 +38,12 @@ type backend interface {
 	restoreVCPU(cpu vcpu.VCPU, state any, tsc uint64) error
 	// resets says snapshot works.
 	resets() bool
+	// guestTSC reads the TSC of a vCPU that does not run on the host's
+	// (clockFirst false): what its guest's clock counts from.
+	guestTSC(cpu vcpu.VCPU) (uint64, error)
+	// settle waits for the work the backend started in the background
+	// when it opened.
+	settle()
 	// close releases the backend; guests still running are killed.
 	close() error
 }

@@ -99,6 +99,20 @@ func (b kvmBackend) clockFirst() bool { return false }
 
 func (b kvmBackend) resets() bool { return true }
 
+// guestTSC: a new vCPU's TSC counts from 0 on most hosts, but is the host's
+// on kvm_pvm; reading it serves both.
+func (b kvmBackend) guestTSC(cpu vcpu.VCPU) (uint64, error) {
+	v, ok := cpu.(*kvm.VCPU)
+	if !ok {
+		return 0, fmt.Errorf("monitor: not a KVM vCPU")
+	}
+	return v.TSC()
+}
+
+// settle waits for the supported CPUID, which Open reads in the
+// background.
+func (b kvmBackend) settle() { b.sys.Settle() }
+
 func (b kvmBackend) close() error {
 	if b.pm != nil {
 		b.pm.Close()

@@ -6,6 +6,7 @@ import (
 
 	"github.com/tendervm/tender/monitor/guestmem"
 	"github.com/tendervm/tender/monitor/process"
+	"github.com/tendervm/tender/monitor/tsc"
 	"github.com/tendervm/tender/monitor/vcpu"
 )
 
@@ -90,5 +91,10 @@ func (b processBackend) restoreVCPU(vcpu.VCPU, any, uint64) error { return ErrFr
 
 // resets: where the kernel tracks a process's writes (Linux 6.7).
 func (b processBackend) resets() bool { return b.tracks }
+
+// guestTSC: the guest process runs on the host's TSC (clockFirst).
+func (b processBackend) guestTSC(vcpu.VCPU) (uint64, error) { return tsc.Read(), nil }
+
+func (b processBackend) settle() {}
 
 func (b processBackend) close() error { return b.spawner.Close() }

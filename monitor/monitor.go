@@ -115,6 +115,12 @@ func NewHost(cfg HostConfig) (*Host, error) {
 // BackendAuto).
 func (h *Host) Backend() Backend { return h.backend }
 
+// Settle waits for the set-up NewHost left running in the background
+// (under KVM, reading the CPU features it supports). A process that
+// confines itself with a seccomp filter after NewHost calls it first, so
+// that nothing of that set-up meets the filter (confine.ForHost does).
+func (h *Host) Settle() { h.be.settle() }
+
 // Close releases the hypervisor connection. Guests of the host's that are
 // still running are killed.
 func (h *Host) Close() error { return h.be.close() }
@@ -276,17 +282,17 @@ func (h *Host) instantiate(g *guest, fresh *freshState) (*VM, error) {
 	cfg := g.cfg
 	tbl := coreTable()
 	var net *netState
+	var block *blockState
 	var err error
 	if g.img.Solo5 != nil {
 		tbl = solo5Table()
-		net, err = solo5Net(g)
-	} else {
-		net, err = netDevices(g.img.Devices, cfg.Net)
+		devs := solo5Devices(g)
+		if net, err = solo5Net(devs, cfg.Net); err == nil {
+			block, err = solo5Block(devs, cfg.Block)
+		}
+	} else if net, err = netDevices(g.img.Devices, cfg.Net); err == nil {
+		block, err = blockDevices(g.img.Devices, cfg.Block)
 	}
-	if err != nil {
-		return nil, err
-	}
-	block, err := blockDevices(g.img.Devices, cfg.Block)
 	if err != nil {
 		return nil, err
 	}
@@ -312,7 +318,7 @@ func (h *Host) instantiate(g *guest, fresh *freshState) (*VM, error) {
 	if net != nil && g.img.Solo5 == nil {
 		net.register(&vm.table)
 	}
-	if block != nil {
+	if block != nil && g.img.Solo5 == nil {
 		block.register(&vm.table)
 	}
 	if vm.console == nil {
@@ -552,7 +558,11 @@ func (vm *VM) begin(ctx context.Context) (*run, error) {
 		if tscHz == 0 {
 			tscHz = vm.host.hostTSCHz()
 		}
-		if err := vm.writeClock(tscHz, 0); err != nil {
+		boot, err := vm.host.be.guestTSC(cpu)
+		if err != nil {
+			return r, err
+		}
+		if err := vm.writeClock(tscHz, boot); err != nil {
 			return r, err
 		}
 		ph.Clock = time.Since(t)

@@ -141,8 +141,12 @@ func (h *Host) NewPool(cfg PoolConfig) (*Pool, error) {
 		if !h.be.resets() {
 			return nil, fmt.Errorf("%w: the %s backend needs Linux 6.7 to track a guest process's writes (%w)", ErrFreshUnsupported, BackendProcess, process.CanTrack())
 		}
-		if len(g.img.Devices) > 0 {
-			return nil, fmt.Errorf("%w: the guest declares %d devices (network or block)", ErrFreshUnsupported, len(g.img.Devices))
+		n := len(g.img.Devices)
+		if g.img.Solo5 != nil {
+			n = len(g.img.Solo5.Devices()) // a Solo5 guest's are in its manifest
+		}
+		if n > 0 {
+			return nil, fmt.Errorf("%w: the guest declares %d devices (network or block)", ErrFreshUnsupported, n)
 		}
 	}
 	if cfg.Mode != Fresh {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/tendervm/tender/hypercall"
 	"github.com/tendervm/tender/hypercall/solo5"
+	"github.com/tendervm/tender/monitor/blockdev"
 	"github.com/tendervm/tender/monitor/loader"
 	"github.com/tendervm/tender/monitor/netdev"
 	"github.com/tendervm/tender/monitor/vcpu"
@@ -23,8 +24,8 @@ func solo5Table() table {
 		solo5.NrWalltime:   (*run).s5Walltime,
 		solo5.NrPuts:       (*run).s5Puts,
 		solo5.NrPoll:       (*run).s5Poll,
-		solo5.NrBlockWrite: (*run).s5Block,
-		solo5.NrBlockRead:  (*run).s5Block,
+		solo5.NrBlockWrite: (*run).s5BlockWrite,
+		solo5.NrBlockRead:  (*run).s5BlockRead,
 		solo5.NrNetWrite:   (*run).s5NetWrite,
 		solo5.NrNetRead:    (*run).s5NetRead,
 		solo5.NrHalt:       (*run).s5Halt,
@@ -46,49 +47,60 @@ func solo5CommandLine(args []string) (string, error) {
 	return s, nil
 }
 
-// solo5NetDevices returns a Solo5 guest's network devices in manifest order,
-// or an error for a device tender cannot attach yet. A network device's
-// handle is its manifest index, its index in netState one less: entry 0 is
-// the reserved one, and no block device can come between (they are refused).
-func solo5NetDevices(g *guest) ([]loader.Device, error) {
+// solo5Devices returns a Solo5 guest's devices, network and block, in
+// manifest order. A device's handle is its manifest index, its index here
+// one less: entry 0 is the reserved one.
+func solo5Devices(g *guest) []loader.Device {
 	var devs []loader.Device
-	for i, e := range g.img.Solo5.Devices() {
+	for _, e := range g.img.Solo5.Devices() {
+		typ := uint32(hypercall.DeviceNet)
 		if e.Type == solo5.TypeBlock {
-			// TODO(solo5): serve block devices once the block device type
-			// of the -block work is merged; until then they are refused.
-			return nil, fmt.Errorf("monitor: Solo5 guest declares block device %q (handle %d): block devices are not supported yet", e.Name, i+1)
+			typ = hypercall.DeviceBlock
 		}
-		devs = append(devs, loader.Device{Type: hypercall.DeviceNet, Name: e.Name})
+		devs = append(devs, loader.Device{Type: typ, Name: e.Name})
 	}
-	return devs, nil
+	return devs
 }
 
-// checkSolo5 checks a Solo5 guest's configuration: its memory, and that
-// every device its manifest declares is attached, and only those.
+// checkSolo5 checks a Solo5 guest's configuration: its memory, that every
+// device its manifest declares is attached, and only those, and that each
+// block device's block size fits the manifest's 16-bit field.
 func checkSolo5(g *guest) error {
 	if g.cfg.MemSize%solo5.MemAlign != 0 {
 		return fmt.Errorf("monitor: Solo5 guest memory of %d bytes: want a multiple of %d MiB", g.cfg.MemSize, solo5.MemAlign>>20)
 	}
-	devs, err := solo5NetDevices(g)
-	if err != nil {
+	devs := solo5Devices(g)
+	if _, err := netDevices(devs, g.cfg.Net); err != nil {
 		return err
 	}
-	_, err = netDevices(devs, g.cfg.Net)
+	_, err := solo5Block(devs, g.cfg.Block)
 	return err
 }
 
 // solo5Net returns the network state of a Solo5 guest: its devices, or none
 // (poll still waits on the run's wake-up eventfd, which netState holds).
-func solo5Net(g *guest) (*netState, error) {
-	devs, err := solo5NetDevices(g)
-	if err != nil {
-		return nil, err
-	}
-	ns, err := netDevices(devs, g.cfg.Net)
+func solo5Net(devs []loader.Device, attached map[string]netdev.Device) (*netState, error) {
+	ns, err := netDevices(devs, attached)
 	if ns == nil && err == nil {
 		ns = &netState{}
 	}
 	return ns, err
+}
+
+// solo5Block returns the block state of a Solo5 guest, or nil when it
+// declares no block device. A block size above solo5.BlockSizeMax does not
+// fit the manifest entry the guest reads, so it is refused here.
+func solo5Block(devs []loader.Device, attached map[string]*blockdev.Device) (*blockState, error) {
+	bs, err := blockDevices(devs, attached)
+	if bs == nil || err != nil {
+		return bs, err
+	}
+	for _, d := range bs.devs {
+		if d.BlockSize() > solo5.BlockSizeMax {
+			return nil, fmt.Errorf("monitor: block device %q has blocks of %d bytes: a Solo5 guest takes at most %d (bs=)", d.Name(), d.BlockSize(), solo5.BlockSizeMax)
+		}
+	}
+	return bs, nil
 }
 
 // loadSolo5 lays out a Solo5 guest: the boot information, the completed
@@ -125,7 +137,8 @@ func (vm *VM) loadSolo5(cmdline string) error {
 }
 
 // solo5Manifest is the manifest as the guest reads it at boot: the file's
-// entries with attached set for every device (each must be attached).
+// entries with attached set for every device (each must be attached), a
+// network device's MAC and MTU, a block device's capacity and block size.
 func solo5Manifest(vm *VM) []byte {
 	ents := vm.img.Solo5.Entries
 	b := make([]byte, solo5.ManifestHeader+len(ents)*solo5.EntrySize)
@@ -139,11 +152,16 @@ func solo5Manifest(vm *VM) []byte {
 			continue
 		}
 		d[solo5.EntryAttached] = 1
-		if e.Type == solo5.TypeNet && i-1 < len(vm.net.devs) {
-			nd := &vm.net.devs[i-1]
+		switch {
+		case e.Type == solo5.TypeNet && vm.net != nil && i-1 < len(vm.net.index) && vm.net.index[i-1] >= 0:
+			nd := &vm.net.devs[vm.net.index[i-1]]
 			mac := nd.dev.MAC()
 			copy(d[solo5.EntryMAC:], mac[:])
 			binary.LittleEndian.PutUint16(d[solo5.EntryMTU:], uint16(nd.mtu))
+		case e.Type == solo5.TypeBlock && vm.block != nil && i-1 < len(vm.block.index) && vm.block.index[i-1] >= 0:
+			bd := vm.block.devs[vm.block.index[i-1]]
+			binary.LittleEndian.PutUint64(d[solo5.EntryCapacity:], bd.Capacity())
+			binary.LittleEndian.PutUint16(d[solo5.EntryBlockSize:], uint16(bd.BlockSize()))
 		}
 	}
 	return b
@@ -208,16 +226,44 @@ func (r *run) s5Poll(arg uint64) (outcome, error) {
 	return resume, nil
 }
 
-// s5Block answers block_read and block_write "invalid": no Solo5 guest has
-// a block device yet (solo5NetDevices refuses them).
-// TODO(solo5): serve them from the block device type of the -block merge.
-func (r *run) s5Block(arg uint64) (outcome, error) {
-	a, err := r.s5Args(solo5.NrBlockRead, arg)
+// s5Block serves block_write and block_read {handle, offset, data, len,
+// ret}: exactly one block, checked in blockIO's order (device, request,
+// then buffer). A refused request, a write to a read-only device included,
+// is "invalid"; a host failure or short transfer "unspecified", counted.
+func (r *run) s5Block(nr uint32, arg uint64) (outcome, error) {
+	a, err := r.s5Args(nr, arg)
 	if err != nil {
 		return 0, err
 	}
-	binary.LittleEndian.PutUint32(a[32:], solo5.ResultInvalid)
+	le := binary.LittleEndian
+	h, off, data, n := le.Uint64(a), le.Uint64(a[8:]), le.Uint64(a[16:]), le.Uint64(a[24:])
+	write := nr == solo5.NrBlockWrite
+	res := uint32(solo5.ResultInvalid)
+	if d, st := r.s5BlockDevice(h); d != nil && n == d.BlockSize() && d.Check(write, off, n) == nil {
+		need := vcpu.Write // the monitor fills the buffer
+		if write {
+			need = vcpu.Read
+		}
+		buf, err := r.vm.mem.Guest(data, n, need)
+		if err != nil {
+			return 0, &ProtocolError{Hypercall: solo5.Names[nr], Reason: "buffer: " + err.Error()}
+		}
+		res = s5Result(blockTransfer(d, st, write, buf, off))
+	}
+	le.PutUint32(a[32:], res)
 	return resume, nil
+}
+
+func (r *run) s5BlockWrite(arg uint64) (outcome, error) { return r.s5Block(solo5.NrBlockWrite, arg) }
+
+func (r *run) s5BlockRead(arg uint64) (outcome, error) { return r.s5Block(solo5.NrBlockRead, arg) }
+
+// s5BlockDevice returns the block device with Solo5 handle h, or nil.
+func (r *run) s5BlockDevice(h uint64) (*blockdev.Device, *BlockStats) {
+	if h == 0 || r.vm.block == nil {
+		return nil, nil // the reserved entry, or no block device at all
+	}
+	return r.blockDevice(h - 1)
 }
 
 // s5Device returns the network device with Solo5 handle h, or nil.
@@ -238,7 +284,7 @@ func s5Result(res uint64) uint32 {
 	case hypercall.ResultIO:
 		return solo5.ResultUnspecified
 	}
-	// ResultInvalid, ResultTooLarge, ResultTruncated.
+	// ResultInvalid, ResultTooLarge, ResultTruncated, ResultReadOnly.
 	return solo5.ResultInvalid
 }
 

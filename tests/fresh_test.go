@@ -307,8 +307,7 @@ func TestFreshShared(t *testing.T) {
 		clocks = append(clocks, ns)
 	}
 	// The instance that booted and those started from its snapshot tell
-	// the same time. (Not the host's: on kvm_pvm a guest's TSC does not
-	// start from 0, which the boot info assumes.)
+	// the same time (TestGuestClock checks it is the host's).
 	for i, ns := range clocks[1:] {
 		assert.InDelta(t, clocks[0], ns, float64(2*time.Second), "caller %d's guest clock against caller 0's", i+1)
 	}

@@ -41,9 +41,11 @@ func TestNoLeaks(t *testing.T) {
 		n = 100
 	}
 	for _, b := range backends(t) {
-		h := newHost(t, b)
 		image := readGuest(t, "hello")
+		// From before the host to after its Close, which waits for the
+		// VMs still being destroyed in the background (at most 8).
 		fds, gs := openFDs(t), runtime.NumGoroutine()
+		h := newHost(t, b)
 		for i := range n {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			res, _, err := runGuest(ctx, t, h, monitor.Config{ELF: image})
@@ -51,6 +53,7 @@ func TestNoLeaks(t *testing.T) {
 			require.NoError(t, err, "%s guest %d", b, i)
 			require.Equal(t, 0, res.Status)
 		}
+		require.NoError(t, h.Close())
 		assert.Equal(t, fds, openFDs(t), "%s: open fds after %d guests", b, n)
 		assert.LessOrEqual(t, settledGoroutines(gs), gs, "%s: goroutines after %d guests", b, n)
 	}

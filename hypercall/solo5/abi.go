@@ -64,6 +64,10 @@ const (
 	EntryAttached  = 96 // bool
 )
 
+// BlockSizeMax is the largest block size a manifest entry can hold: the
+// largest power of two in its u16 field.
+const BlockSizeMax = 1 << 15
+
 // Entry types.
 const (
 	TypeBlock         = 1

@@ -56,8 +56,13 @@ type Policy struct {
 }
 
 // ForHost returns the policy of a process that runs guests on h and does
-// nothing else; set the other fields for what it also does.
-func ForHost(h *monitor.Host) Policy { return Policy{Backend: h.Backend()} }
+// nothing else; set the other fields for what it also does. It waits for
+// h's background set-up first (Host.Settle), whose system calls the
+// filter would refuse.
+func ForHost(h *monitor.Host) Policy {
+	h.Settle()
+	return Policy{Backend: h.Backend()}
+}
 
 // Filter returns p's seccomp program for the process whose id is pid.
 func (p Policy) Filter(pid int) ([]bpf.Instruction, error) {

@@ -25,6 +25,7 @@ var (
 	reqGetSregs                 = gokvm.IIOR(0x83, unsafe.Sizeof(gokvm.Sregs{}))
 	reqSetSregs                 = gokvm.IIOW(0x84, unsafe.Sizeof(gokvm.Sregs{}))
 	reqSetMSRs                  = gokvm.IIOW(0x89, 8)
+	reqGetMSRs                  = gokvm.IIOWR(0x88, 8)
 	reqSetCPUID2                = gokvm.IIOW(0x90, 8)
 	reqGetTSCKHz                = gokvm.IIO(0xA3)
 	reqSetXCRs                  = gokvm.IIOW(0xA7, unsafe.Sizeof(gokvm.XCRS{}))
@@ -87,6 +88,19 @@ func setMSR(vcpufd int, index uint32, value uint64) error {
 		return fmt.Errorf("KVM_SET_MSRS: KVM refused MSR %#x", index)
 	}
 	return nil
+}
+
+// getMSR reads one MSR of the vCPU.
+func getMSR(vcpufd int, index uint32) (uint64, error) {
+	m := msrs1{nmsrs: 1, entry: gokvm.MSREntry{Index: index}}
+	n, err := ioctl(vcpufd, reqGetMSRs, unsafe.Pointer(&m), 0)
+	switch {
+	case err != nil:
+		return 0, fmt.Errorf("KVM_GET_MSRS %#x: %w", index, err)
+	case n != 1:
+		return 0, fmt.Errorf("KVM_GET_MSRS: KVM refused MSR %#x", index)
+	}
+	return m.entry.Data, nil
 }
 
 // ioctlErr is ioctl with a pointer argument, for calls whose result is only

@@ -36,5 +36,6 @@ func NewVCPUIoctls() []Ioctl {
 		{"KVM_SET_REGS", uint32(reqSetRegs)},
 		{"KVM_SET_MSRS", uint32(reqSetMSRs)},
 		{"KVM_GET_TSC_KHZ", uint32(reqGetTSCKHz)},
+		{"KVM_GET_MSRS", uint32(reqGetMSRs)},
 	}
 }

@@ -23,6 +23,7 @@ func TestIoctlNumbers(t *testing.T) {
 		"KVM_SET_XCRS":               0x4188AEA7,
 		"KVM_SET_REGS":               0x4090AE82,
 		"KVM_GET_TSC_KHZ":            0xAEA3,
+		"KVM_GET_MSRS":               0xC008AE88, // _IOWR(KVMIO, 0x88, struct kvm_msrs)
 	}
 	got := map[string]uint32{}
 	for _, io := range append(RunIoctls(), NewVCPUIoctls()...) {

@@ -133,6 +133,11 @@ func supportedCPUID(kvmfd int) cpuFeatures {
 	return cpuFeatures{cpuid: c, xcr0: xcr0(entries), trType: tssType(entries)}
 }
 
+// Settle waits for what Open does in the background (reading the supported
+// CPUID), so that a seccomp filter installed afterwards meets none of its
+// system calls.
+func (s *System) Settle() { <-s.cpuReady }
+
 // features waits for Open's KVM_GET_SUPPORTED_CPUID.
 func (s *System) features() (*cpuFeatures, error) {
 	<-s.cpuReady

@@ -6,6 +6,7 @@ import (
 	"unsafe"
 
 	gokvm "github.com/bobuhiro11/gokvm/kvm"
+	"golang.org/x/sys/unix"
 )
 
 // State is a vCPU's architectural state as a guest at CPL 3 can change it:
@@ -29,10 +30,40 @@ var (
 	reqSetXSAVE = gokvm.IIOW(0xA5, unsafe.Sizeof(State{}.xsave))
 )
 
+// finishExit completes the exit the vCPU last took without entering the
+// guest: KVM finishes an I/O exit (skips its `out`) only at the next
+// KVM_RUN, which immediate_exit makes return EINTR right after. Hosts
+// finish an exit whose RIP userspace has changed meanwhile differently (SVM
+// re-runs the `out`), so Snapshot and Restore take and set registers only
+// once the exit is finished: then they are those after the instruction on
+// every host.
+func (v *VCPU) finishExit() error {
+	v.mu.Lock()
+	if v.kicked.Load() {
+		v.mu.Unlock()
+		return nil // the run ends at its next entry anyway
+	}
+	atomicStoreByte(&v.run[runImmediateExit], 1)
+	v.mu.Unlock()
+	_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(v.vcpufd), reqRun, 0)
+	v.mu.Lock()
+	if !v.kicked.Load() {
+		atomicStoreByte(&v.run[runImmediateExit], 0)
+	}
+	v.mu.Unlock()
+	if errno != unix.EINTR {
+		return fmt.Errorf("KVM_RUN to finish an exit: %v, want EINTR", errno)
+	}
+	return nil
+}
+
 // Snapshot records the vCPU's state into s, for Restore. It is called
-// between exits: at a hypercall exit, the state is that of the `out`
-// instruction, which KVM completes (skips) at the next entry.
+// between exits; at a hypercall exit, the state is that after the `out`
+// instruction (finishExit).
 func (v *VCPU) Snapshot(s *State) error {
+	if err := v.finishExit(); err != nil {
+		return err
+	}
 	var err error
 	if s.regs, err = v.regs(); err != nil {
 		return err
@@ -56,11 +87,13 @@ func (v *VCPU) Snapshot(s *State) error {
 	return nil
 }
 
-// Restore puts the vCPU back into the state s recorded. The general
-// registers go in with the next KVM_RUN where KVM syncs them through
-// kvm_run. Restored at a hypercall exit taken at the same instruction as the
-// snapshot's, the next entry skips that instruction as it would have then.
+// Restore puts the vCPU back into the state s recorded, once the exit it
+// is in is finished (finishExit). The general registers go in with the
+// next KVM_RUN where KVM syncs them through kvm_run.
 func (v *VCPU) Restore(s *State) error {
+	if err := v.finishExit(); err != nil {
+		return err
+	}
 	dirty := syncX86Regs
 	if v.syncSregs {
 		// The special registers of the last exit are in kvm_run: a
@@ -99,6 +132,10 @@ func (v *VCPU) Restore(s *State) error {
 // SetTSC sets the guest's time-stamp counter (MSR IA32_TSC) to tsc: a vCPU
 // started from another's snapshot goes on with that guest's clock.
 func (v *VCPU) SetTSC(tsc uint64) error { return setMSR(v.vcpufd, msrTSC, tsc) }
+
+// TSC reads the guest's time-stamp counter. A new vCPU's need not start
+// from 0: on kvm_pvm hosts it is the host's.
+func (v *VCPU) TSC() (uint64, error) { return getMSR(v.vcpufd, msrTSC) }
 
 // ResetIoctls are the requests Snapshot and Restore issue, for a seccomp
 // filter that allows them (package confine).

@@ -80,6 +80,7 @@ func FuzzParse(f *testing.F) {
 	f.Fuzz(func(t *testing.T, file []byte, memSize uint64) {
 		orig := string(file)
 		img, err := Parse(file, memSize)
+		has := HasABINote(file)
 		if string(file) != orig {
 			t.Fatal("Parse modified its input")
 		}
@@ -92,6 +93,9 @@ func FuzzParse(f *testing.F) {
 				t.Fatalf("error %v (%T) is not an *Error", err, err)
 			}
 			return
+		}
+		if !has {
+			t.Fatal("Parse accepted a file HasABINote says has no Tender ABI note")
 		}
 		checkImage(t, img, file, memSize)
 	})

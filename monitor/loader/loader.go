@@ -719,3 +719,37 @@ func sizeString(n uint64) string {
 	}
 	return fmt.Sprintf("%#x bytes", n)
 }
+
+// HasABINote reports whether file is an ELF executable whose PT_NOTE segments
+// hold a Tender ABI note, whatever its version and whether or not the rest of
+// it would load: it tells a tender guest (which Parse then validates, with
+// its reasons) from any other program, such as one a container runtime
+// should hand to another runtime. It never panics.
+func HasABINote(file []byte) bool {
+	hdr, err := parseHeader(file, uint64(len(file)))
+	if err != nil {
+		return false
+	}
+	var notes abiNotes
+	for i := 0; i < int(hdr.Phnum); i++ {
+		ph := decodeProg(file[int(hdr.Phoff)+i*phdrSize:])
+		if elf.ProgType(ph.Type) != elf.PT_NOTE {
+			continue
+		}
+		data, err := fileRange(file, i, ph.Off, ph.Filesz)
+		if err != nil {
+			continue
+		}
+		align, err := noteAlign(i, ph.Align)
+		if err != nil {
+			continue
+		}
+		// A malformed note ends the walk of its segment only; the notes
+		// before it count.
+		_ = walkNotes(data, align, notes.visit)
+		if notes.found {
+			return true
+		}
+	}
+	return false
+}

@@ -25,8 +25,15 @@ func TestParseSolo5Guests(t *testing.T) {
 		require.NoError(t, err, p)
 		require.NotNil(t, img.Solo5, p)
 		want := []Solo5Entry{{Type: solo5.TypeReservedFirst}}
-		if filepath.Base(p) == "netecho.elf" {
-			want = append(want, Solo5Entry{Type: solo5.TypeNet, Name: "service0"})
+		net := Solo5Entry{Type: solo5.TypeNet, Name: "service0"}
+		storage := Solo5Entry{Type: solo5.TypeBlock, Name: "storage"}
+		switch filepath.Base(p) {
+		case "netecho.elf":
+			want = append(want, net)
+		case "blk.elf":
+			want = append(want, storage)
+		case "blknet.elf":
+			want = append(want, net, storage)
 		}
 		assert.Equal(t, want, img.Solo5.Entries, p)
 	}

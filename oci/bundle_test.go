@@ -1,0 +1,98 @@
+package oci
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// writeBundle makes a bundle whose rootfs holds files, running args.
+func writeBundle(t *testing.T, args []string, env []string, files map[string][]byte) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, b := range files {
+		p := filepath.Join(dir, "rootfs", name)
+		require.NoError(t, os.MkdirAll(filepath.Dir(p), 0o755))
+		require.NoError(t, os.WriteFile(p, b, 0o755))
+	}
+	require.NoError(t, os.MkdirAll(filepath.Join(dir, "rootfs"), 0o755))
+	s := specs.Spec{Process: &specs.Process{Args: args, Env: env}, Root: &specs.Root{Path: "rootfs"}}
+	b, err := json.Marshal(s)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "config.json"), b, 0o644))
+	return dir
+}
+
+func guestELF(t *testing.T) []byte {
+	b, err := os.ReadFile(filepath.Join("..", "bin", "guest", "hello.elf"))
+	if err != nil {
+		t.Skipf("bin/guest/hello.elf not built (make all): %v", err)
+	}
+	return b
+}
+
+func TestOpenGuest(t *testing.T) {
+	elf := guestELF(t)
+	cases := []struct {
+		name    string
+		args    []string
+		env     []string
+		files   map[string][]byte
+		isGuest bool
+		path    string
+	}{
+		{"absolute", []string{"/hello.elf"}, nil, map[string][]byte{"hello.elf": elf}, true, "/hello.elf"},
+		{"in PATH", []string{"hello"}, []string{"PATH=/opt/bin"}, map[string][]byte{"opt/bin/hello": elf}, true, "/opt/bin/hello"},
+		{"default PATH", []string{"hello"}, nil, map[string][]byte{"usr/bin/hello": elf}, true, "/usr/bin/hello"},
+		{"script", []string{"/run.sh"}, nil, map[string][]byte{"run.sh": []byte("#!/bin/sh\n")}, false, "/run.sh"},
+		{"missing", []string{"/nothing"}, nil, nil, false, "/nothing"},
+	}
+	for _, c := range cases {
+		b, err := LoadBundle(writeBundle(t, c.args, c.env, c.files))
+		require.NoError(t, err, c.name)
+		g, err := b.OpenGuest()
+		require.NoError(t, err, c.name)
+		assert.Equal(t, c.isGuest, g.ELF != nil, c.name)
+		assert.Equal(t, c.path, g.Path, c.name)
+		g.Close()
+	}
+}
+
+// TestOpenGuestStaysInRoot: a link to an absolute path or up through ".."
+// resolves inside the rootfs, never to the host's file.
+func TestOpenGuestStaysInRoot(t *testing.T) {
+	elf := guestELF(t)
+	host := filepath.Join(t.TempDir(), "guest.elf")
+	require.NoError(t, os.WriteFile(host, elf, 0o755))
+	for _, target := range []string{host, "../../../../../../" + host} {
+		dir := writeBundle(t, []string{"/g"}, nil, nil)
+		require.NoError(t, os.Symlink(target, filepath.Join(dir, "rootfs", "g")))
+		b, err := LoadBundle(dir)
+		require.NoError(t, err)
+		g, err := b.OpenGuest()
+		require.NoError(t, err)
+		assert.Nil(t, g.ELF, "link to %s reached the host's file", target)
+		g.Close()
+	}
+}
+
+func TestLoadBundleErrors(t *testing.T) {
+	dir := writeBundle(t, []string{"/x"}, nil, nil)
+	require.NoError(t, os.RemoveAll(filepath.Join(dir, "rootfs")))
+	_, err := LoadBundle(dir)
+	assert.ErrorContains(t, err, "rootfs: stat")
+	assert.ErrorIs(t, err, os.ErrNotExist)
+
+	_, err = LoadBundle(t.TempDir())
+	assert.ErrorContains(t, err, "config.json: no such file")
+
+	dir = t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "config.json"), []byte(`{"process":{"args":["/x"]}}`), 0o644))
+	_, err = LoadBundle(dir)
+	assert.ErrorContains(t, err, "no root.path")
+}

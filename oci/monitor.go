@@ -1,0 +1,165 @@
+package oci
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"syscall"
+
+	"github.com/tendervm/tender/internal/cli"
+	"github.com/tendervm/tender/monitor"
+	"github.com/tendervm/tender/monitor/confine"
+	"github.com/tendervm/tender/monitor/netdev"
+)
+
+// The descriptors on which create passes the guest executable and, to a
+// network guest, its TAP.
+const (
+	guestFD = 3
+	tapFD   = 4
+)
+
+// serveBinary is `tender serve`, found beside tender-oci, which a served
+// function's container process becomes.
+const serveBinary = "tender-serve"
+
+// runMonitor is the container's process (tender-oci __monitor DIR): it
+// waits until start opens DIR's FIFO, then runs the guest and exits with its
+// status, or becomes tender-serve for a served function. SIGTERM before or
+// during the run stops the guest: exit 243.
+func runMonitor(args []string) int {
+	stderr := os.Stderr
+	if len(args) != 1 {
+		fmt.Fprintln(stderr, "tender-oci: __monitor DIR is started by create")
+		return monitor.ExitUsage
+	}
+	dir := args[0]
+	r, err := readRecord(filepath.Dir(dir), filepath.Base(dir))
+	if err != nil {
+		return cli.Report(stderr, 0, err)
+	}
+	// The signal handler first: a kill between create and start stops the
+	// process with tender's interrupted status.
+	ctx, cancel := cli.SignalContext()
+	defer cancel()
+	if err := awaitStart(ctx, filepath.Join(dir, fifoFile)); err != nil {
+		return cli.Report(stderr, 0, err)
+	}
+	if r.Options.Serves() {
+		return cli.Report(stderr, 0, execServe(r, dir))
+	}
+	cli.IgnoreSIGPIPE()
+	if r.Options.Timeout > 0 {
+		var cancelT context.CancelFunc
+		ctx, cancelT = context.WithTimeout(ctx, r.Options.Timeout)
+		defer cancelT()
+	}
+	res, err := runGuest(ctx, r)
+	msgs := cli.Bounded(stderr, cli.MessageWait)
+	if n := res.Stats.ConsoleDropped; n > 0 {
+		// A console write failed (or the run was stopped): say so, since
+		// the container's output is all the user sees of the guest.
+		fmt.Fprintf(msgs, "tender-oci: %d bytes of the guest's console output were not delivered\n", n)
+	}
+	return cli.Report(msgs, res.Status, err)
+}
+
+// awaitStart blocks on opening the FIFO for writing, which returns once
+// start opens it for reading, and writes start its go-ahead byte. A
+// cancelled ctx (SIGTERM) ends the wait with ctx's cause.
+func awaitStart(ctx context.Context, fifo string) error {
+	done := make(chan error, 1)
+	go func() {
+		f, err := os.OpenFile(fifo, os.O_WRONLY|syscall.O_CLOEXEC, 0)
+		if err != nil {
+			done <- fmt.Errorf("exec fifo: %w", err)
+			return
+		}
+		_, err = f.Write([]byte{0})
+		f.Close()
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return &monitor.StoppedError{Cause: ctx.Err(), Reason: context.Cause(ctx)}
+	}
+}
+
+// runGuest boots the guest read from guestFD, confining the process once
+// its VM exists, as `tender run` does.
+func runGuest(ctx context.Context, r *Record) (monitor.Result, error) {
+	image, err := cli.ReadELF("/proc/self/fd/" + strconv.Itoa(guestFD))
+	if err != nil {
+		return monitor.Result{}, err
+	}
+	host, err := monitor.NewHost(monitor.HostConfig{Backend: r.Options.Backend})
+	if err != nil {
+		return monitor.Result{}, err
+	}
+	defer host.Close()
+	policy := confine.ForHost(host)
+	var devs map[string]netdev.Device
+	if r.NetDevice != "" {
+		tap, err := netdev.TAPFromFD(tapFD)
+		if err != nil {
+			return monitor.Result{}, err
+		}
+		defer tap.Close()
+		devs = map[string]netdev.Device{r.NetDevice: tap}
+		policy.Net = true
+	}
+	vm, err := host.New(monitor.Config{
+		ELF:     image,
+		Name:    r.Name,
+		Args:    append(slices.Clone(r.Args[1:]), r.NetArgs...),
+		MemSize: r.Options.MemMiB << 20,
+		Console: os.Stdout,
+		Net:     devs,
+		Ready:   func() error { return confine.Install(policy) },
+	})
+	if err != nil {
+		return monitor.Result{}, err
+	}
+	defer vm.Close()
+	return vm.Run(ctx)
+}
+
+// execServe replaces the process by tender-serve, serving the function on
+// the port of its annotations in the container's network namespace.
+func execServe(r *Record, dir string) error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(filepath.Dir(self), serveBinary)
+	o := r.Options
+	argv := []string{path,
+		"-listen", ":" + strconv.Itoa(o.Port),
+		"-mode", o.Mode,
+		"-mem", strconv.FormatUint(o.MemMiB, 10),
+		"-backend", string(o.Backend),
+		"-drain-delay", "0s",
+	}
+	if o.Timeout > 0 {
+		argv = append(argv, "-timeout", o.Timeout.String())
+	}
+	// tender-serve names the function after its file: a link named after
+	// the guest leads to the descriptor create passed.
+	link := filepath.Join(dir, r.Name+".elf")
+	if err := os.Symlink("/proc/self/fd/"+strconv.Itoa(guestFD), link); err != nil {
+		return err
+	}
+	argv = append(argv, link)
+	argv = append(argv, r.Args[1:]...)
+	err = syscall.Exec(path, argv, os.Environ())
+	if errors.Is(err, syscall.ENOENT) {
+		err = fmt.Errorf("%s not found beside %s (make builds both)", path, self)
+	}
+	return fmt.Errorf("serve: %w", err)
+}

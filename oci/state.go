@@ -1,0 +1,194 @@
+package oci
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// Files in a container's state directory, <root>/<id>.
+const (
+	stateFile = "tender.json"
+	// fifoFile is what the monitor process waits on until start opens it.
+	fifoFile = "exec.fifo"
+)
+
+// validID is what runc accepts as a container ID; it keeps IDs plain names
+// inside the root directory.
+var validID = regexp.MustCompile(`^[\w+\-.]+$`)
+
+// ErrNotExist is returned for a container that tender-oci does not have.
+var ErrNotExist = errors.New("container does not exist")
+
+// Record is what create writes of a tender container, in
+// <root>/<id>/tender.json.
+type Record struct {
+	ID     string `json:"id"`
+	Bundle string `json:"bundle"`
+	Rootfs string `json:"rootfs"`
+	// Pid is the monitor process; 0 while it is being created.
+	Pid int `json:"pid"`
+	// StartTime is the process's start time in clock ticks since boot
+	// (/proc/PID/stat field 22), so a recycled PID is not taken for it.
+	StartTime   uint64            `json:"start_time"`
+	Created     time.Time         `json:"created"`
+	Annotations map[string]string `json:"annotations,omitempty"`
+	// Args are process.args; Name is the guest's name.
+	Args    []string `json:"args"`
+	Name    string   `json:"name"`
+	Options Options  `json:"options"`
+	// NetNS is the network namespace joined (a path), "" when created
+	// or the host's.
+	NetNS string `json:"netns,omitempty"`
+	// NetDevice is a network guest's device; TAP the TAP create made for
+	// it in NetNS, and NetArgs what the guest is told of eth0.
+	NetDevice string   `json:"net_device,omitempty"`
+	TAP       string   `json:"tap,omitempty"`
+	NetArgs   []string `json:"net_args,omitempty"`
+}
+
+// checkID refuses IDs that are not plain names.
+func checkID(id string) error {
+	if id == "" || id == "." || id == ".." || !validID.MatchString(id) {
+		return fmt.Errorf("invalid container ID %q: want letters, digits and the characters _+-. only", id)
+	}
+	return nil
+}
+
+// stateDir is the state directory of container id under root.
+func stateDir(root, id string) string { return filepath.Join(root, id) }
+
+// readRecord reads container id's record, or ErrNotExist.
+func readRecord(root, id string) (*Record, error) {
+	if err := checkID(id); err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(filepath.Join(stateDir(root, id), stateFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("container %s: %w", id, ErrNotExist)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var r Record
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("container %s: state file: %w", id, err)
+	}
+	return &r, nil
+}
+
+// writeRecord replaces the record atomically (rename), so a concurrent
+// state never reads half of it.
+func writeRecord(root string, r *Record) error {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	return writeAtomic(filepath.Join(stateDir(root, r.ID), stateFile), b)
+}
+
+// writeAtomic writes a file through a temporary file and a rename.
+func writeAtomic(path string, b []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return nil
+}
+
+// procState is a process as /proc/PID/stat shows it.
+type procState struct {
+	state     byte // R, S, Z, ...
+	startTime uint64
+}
+
+// readProc reads /proc/PID/stat; an error means no such process.
+func readProc(pid int) (procState, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return procState{}, err
+	}
+	// The command name, in parentheses, may hold anything: the fields
+	// that follow start after its last ')'.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return procState{}, fmt.Errorf("/proc/%d/stat: no command name", pid)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	// f[0] is field 3 (state), so field 22 (starttime) is f[19].
+	if len(f) < 20 || len(f[0]) != 1 {
+		return procState{}, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
+	}
+	st, err := strconv.ParseUint(f[19], 10, 64)
+	if err != nil {
+		return procState{}, fmt.Errorf("/proc/%d/stat: start time: %w", pid, err)
+	}
+	return procState{state: f[0][0], startTime: st}, nil
+}
+
+// alive reports whether r's monitor process still runs: same PID and start
+// time, and not a zombie waiting for the shim to reap it.
+func (r *Record) alive() bool {
+	if r.Pid <= 0 {
+		return false
+	}
+	p, err := readProc(r.Pid)
+	return err == nil && p.startTime == r.StartTime && p.state != 'Z' && p.state != 'X'
+}
+
+// Status is the container's OCI state: creating until create has recorded
+// the process, created while it waits for start (its FIFO exists), running
+// until it exits, then stopped.
+func (r *Record) Status(root string) specs.ContainerState {
+	switch {
+	case r.Pid == 0:
+		return specs.StateCreating
+	case !r.alive():
+		return specs.StateStopped
+	}
+	if _, err := os.Lstat(filepath.Join(stateDir(root, r.ID), fifoFile)); err == nil {
+		return specs.StateCreated
+	}
+	return specs.StateRunning
+}
+
+// stateJSON is the `state` output: the OCI state plus what runc adds and
+// containerd's go-runc reads (rootfs, created).
+type stateJSON struct {
+	specs.State
+	Rootfs  string    `json:"rootfs"`
+	Created time.Time `json:"created"`
+	Owner   string    `json:"owner"`
+}
+
+// ociState returns the container's state as `state` prints it.
+func (r *Record) ociState(root string) stateJSON {
+	st := r.Status(root)
+	s := stateJSON{
+		State: specs.State{
+			Version:     specs.Version,
+			ID:          r.ID,
+			Status:      st,
+			Bundle:      r.Bundle,
+			Annotations: r.Annotations,
+		},
+		Rootfs:  r.Rootfs,
+		Created: r.Created,
+	}
+	if st == specs.StateCreated || st == specs.StateRunning {
+		s.Pid = r.Pid
+	}
+	return s
+}
