@@ -95,7 +95,7 @@ func FuzzParse(f *testing.F) {
 			return
 		}
 		if !has {
-			t.Fatal("Parse accepted a file HasABINote says has no Tender ABI note")
+			t.Fatal("Parse accepted a file HasABINote says has no Tender or Solo5 ABI note")
 		}
 		checkImage(t, img, file, memSize)
 	})

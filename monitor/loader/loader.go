@@ -721,8 +721,9 @@ func sizeString(n uint64) string {
 }
 
 // HasABINote reports whether file is an ELF executable whose PT_NOTE segments
-// hold a Tender ABI note, whatever its version and whether or not the rest of
-// it would load: it tells a tender guest (which Parse then validates, with
+// hold a Tender ABI note or a Solo5 ABI1 note (a Solo5 hvt executable, which
+// tender runs too), whatever its version and whether or not the rest of it
+// would load: it tells a guest of tender's (which Parse then validates, with
 // its reasons) from any other program, such as one a container runtime
 // should hand to another runtime. It never panics.
 func HasABINote(file []byte) bool {
@@ -747,7 +748,7 @@ func HasABINote(file []byte) bool {
 		// A malformed note ends the walk of its segment only; the notes
 		// before it count.
 		_ = walkNotes(data, align, notes.visit)
-		if notes.found {
+		if notes.found || notes.s5.found {
 			return true
 		}
 	}

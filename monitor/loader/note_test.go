@@ -8,9 +8,9 @@ import (
 	"github.com/tendervm/tender/hypercall"
 )
 
-// TestHasABINote tells tender guests from other programs: a note of another
-// version or a guest that would not load still counts, a file without the
-// note or no ELF at all does not.
+// TestHasABINote tells tender's guests (its own and Solo5's) from other
+// programs: a note of another version or a guest that would not load still
+// counts, a file without the note or no ELF at all does not.
 func TestHasABINote(t *testing.T) {
 	cases := []struct {
 		name string
@@ -23,6 +23,7 @@ func TestHasABINote(t *testing.T) {
 		{"GNU note only", with(func(im *image) { im.segs[phNote].data = noteBytes("GNU", 5, make([]byte, 16), 4) }), false},
 		{"empty", nil, false},
 		{"script", []byte("#!/bin/sh\necho hi\n"), false},
+		{"Solo5 hvt executable", s5Image(s5Manifest("service0"), nil), true},
 	}
 	for _, c := range cases {
 		if got := HasABINote(c.file); got != c.want {

@@ -27,7 +27,7 @@
 # the module's default), SMP (1), MEM (2G), TIMEOUT (seconds for the whole
 # VM, 1500), TEST_TIMEOUT (go -test.timeout per binary, 5m; a full run needs well under a minute of test time),
 # CMD_TIMEOUT (seconds before init sends SIGQUIT to a test binary, 360),
-# TESTS_RUN and TESTS_SKIP (the -test.run and -test.skip patterns for ./tests), WORK (build directory,
+# TESTS_RUN and TESTS_SKIP (the -test.run and -test.skip patterns for ./tests), KVM_TESTS_SKIP (-test.skip for ./monitor/kvm), WORK (build directory,
 # default /tmp/kvm-in-qemu), LOG (serial log, default $WORK/serial.log).
 set -euo pipefail
 
@@ -46,9 +46,15 @@ TIMEOUT=${TIMEOUT:-1500}
 TEST_TIMEOUT=${TEST_TIMEOUT:-5m}
 CMD_TIMEOUT=${CMD_TIMEOUT:-360}
 # Every integration test, in -short mode (100 guests in the leak test; the
-# bench command is left to the host), except those that need a TAP device.
+# bench command is left to the host), except those that need a TAP device,
+# and the fresh-instance tests that set a vCPU's special registers back
+# (KVM_SET_SREGS or sync regs) on a vCPU that has run: under this emulated
+# SVM the guest then faults or its next out is misread (docs/architecture.md,
+# "Fresh instances"; open in issue 12). Fresh resets that leave the special
+# registers alone pass here.
 TESTS_RUN=${TESTS_RUN:-.}
-TESTS_SKIP=${TESTS_SKIP:-'TestNetTAP'}
+TESTS_SKIP=${TESTS_SKIP:-'TestNetTAP|TestFreshSegments|TestFreshFailures|TestFreshPrewarm|TestFreshShared'}
+KVM_TESTS_SKIP=${KVM_TESTS_SKIP:-'TestRestoreSregs'}
 
 say() { echo "kvm-in-qemu: $*" >&2; }
 
@@ -133,7 +139,7 @@ cp "$repo/Makefile" "$root$repo/Makefile"
 cp "$WORK"/{kvm,tests,monitor}.test "$root/opt/kvmtests/"
 export_env="env TENDER_REQUIRE_KVM=1"
 cat >"$root/etc/kvm-in-qemu/tests" <<TESTS
-monitor/kvm|$repo/monitor/kvm|$export_env /opt/kvmtests/kvm.test -test.v -test.timeout $TEST_TIMEOUT
+monitor/kvm|$repo/monitor/kvm|$export_env /opt/kvmtests/kvm.test -test.v -test.timeout $TEST_TIMEOUT -test.skip '$KVM_TESTS_SKIP'
 tests|$repo/tests|$export_env /opt/kvmtests/tests.test -test.v -test.short -test.timeout $TEST_TIMEOUT -test.run '$TESTS_RUN' -test.skip '$TESTS_SKIP'
 monitor|$repo/monitor|$export_env /opt/kvmtests/monitor.test -test.v -test.timeout $TEST_TIMEOUT
 TESTS
