@@ -14,6 +14,7 @@ import (
 
 	"github.com/tendervm/tender/monitor"
 	"github.com/tendervm/tender/monitor/kvm"
+	"github.com/tendervm/tender/monitor/process"
 )
 
 // env is what the rows of one run share: the configuration, the tender
@@ -112,7 +113,9 @@ func (e *env) tenderRows() []row {
 			notes: "monitor.Pool Fresh in-process: booted instances put back into their snapshot after each request",
 			setup: e.poolSetup(b, monitor.Fresh)}
 		if b == monitor.BackendProcess {
-			fresh.unavailable = "unavailable: the process backend has no fresh instances (monitor.ErrFreshUnsupported)"
+			if err := process.CanTrack(); err != nil {
+				fresh.unavailable = "unavailable: the process backend needs Linux 6.7 for fresh instances: " + err.Error()
+			}
 		}
 		return []row{
 			{key: "tender-invoke-cold" + suffix, name: fmt.Sprintf("tender cold, whole process (%s backend)", b),

@@ -1,6 +1,7 @@
 package monitor
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/tendervm/tender/monitor/guestmem"
@@ -11,14 +12,19 @@ import (
 
 // processBackend runs each guest as a seccomp-confined process
 // (BackendProcess).
-type processBackend struct{ spawner *process.Spawner }
+type processBackend struct {
+	spawner *process.Spawner
+	// tracks: the kernel can track a guest process's writes, which Fresh
+	// instances need (process.CanTrack).
+	tracks bool
+}
 
 func openProcess() (backend, error) {
 	sp, err := process.NewSpawner()
 	if err != nil {
 		return nil, err
 	}
-	return processBackend{sp}, nil
+	return processBackend{sp, process.CanTrack() == nil}, nil
 }
 
 // newMemory maps shared memory: the guest process maps the same memfd.
@@ -27,9 +33,14 @@ func (b processBackend) newMemory(size uint64, _ bool) (*guestmem.Memory, error)
 }
 
 // newVCPU starts the guest process (Phases.VM); its TSC rate is the host's.
+// A guest to be snapshot has its writes tracked.
 func (b processBackend) newVCPU(mem *guestmem.Memory, boot vcpu.Boot, ph *Phases) (vcpu.VCPU, uint64, error) {
 	t := time.Now()
-	v, err := process.New(b.spawner, mem, boot)
+	start := process.New
+	if boot.Snapshot {
+		start = process.NewFresh
+	}
+	v, err := start(b.spawner, mem, boot)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -44,19 +55,42 @@ func (b processBackend) lockThread() bool { return false }
 // clockFirst: the process runs from its creation, on the host's TSC.
 func (b processBackend) clockFirst() bool { return true }
 
-// snapshot: resetting a guest process (its registers through ptrace, its
-// memory) is not implemented.
-func (b processBackend) snapshot(*guestmem.Memory, vcpu.VCPU) (func() error, any, error) {
-	return nil, nil, ErrFreshUnsupported
+// snapshot records the guest process's registers (its signal frame) and
+// keeps a copy of guest memory (guestmem.Keep), which the guest process
+// shares and goes on writing; restore puts back the pages the process wrote
+// since (as its page tables tell) and those the monitor wrote on its behalf
+// (as guestmem's log tells), and the registers. There is no state to share:
+// instances of a pool each boot and keep their own snapshot.
+func (b processBackend) snapshot(mem *guestmem.Memory, cpu vcpu.VCPU) (func() error, any, error) {
+	v, ok := cpu.(*process.VCPU)
+	if !ok {
+		return nil, nil, fmt.Errorf("%w: not a guest process", ErrFreshUnsupported)
+	}
+	st, err := v.Snapshot()
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := mem.Keep(); err != nil {
+		return nil, nil, err
+	}
+	return func() error {
+		if err := v.Reset(st, mem.PutBack); err != nil {
+			return err
+		}
+		return mem.PutBackNoted()
+	}, nil, nil
 }
 
+// viewMemory: a guest process cannot start from another's snapshot (its
+// memory is not frozen, so its pool has no image).
 func (b processBackend) viewMemory(int, uint64) (*guestmem.Memory, error) {
 	return nil, ErrFreshUnsupported
 }
 
 func (b processBackend) restoreVCPU(vcpu.VCPU, any, uint64) error { return ErrFreshUnsupported }
 
-func (b processBackend) resets() bool { return false }
+// resets: where the kernel tracks a process's writes (Linux 6.7).
+func (b processBackend) resets() bool { return b.tracks }
 
 // guestTSC: the guest process runs on the host's TSC (clockFirst).
 func (b processBackend) guestTSC(vcpu.VCPU) (uint64, error) { return tsc.Read(), nil }

@@ -209,6 +209,12 @@ func (f *fnState) take() (outcome, error) {
 	copy(f.reqBuf, c.req.Body)
 	f.argv.ReqID, f.argv.ReqLen, f.argv.ReqDeadline = c.id, uint64(len(c.req.Body)), uint64(c.deadline.UnixNano())
 	writeArgs(f.args, &f.argv)
+	if s := f.fresh; s != nil && s.mem != nil {
+		// What the monitor writes does not show in the guest process's
+		// page tables: the reset puts it back (guestmem.Keep).
+		s.mem.Note(f.reqBuf[:len(c.req.Body)])
+		s.mem.Note(f.args)
+	}
 	f.cur = c
 	if !watched {
 		f.watch(c)

@@ -14,10 +14,11 @@ import (
 )
 
 // ErrFreshUnsupported is returned (wrapped) by NewPool for a Fresh pool the
-// host's backend or the guest cannot reset: the process backend, and guests
-// that declare network or block devices, whose state lives outside guest
-// memory.
-var ErrFreshUnsupported = errors.New("monitor: fresh instances need the KVM backend and a guest without devices")
+// host's backend or the guest cannot reset: the process backend on kernels
+// before 6.7, which cannot tell which pages a guest process wrote, and
+// guests that declare network or block devices, whose state lives outside
+// guest memory.
+var ErrFreshUnsupported = errors.New("monitor: fresh instances need KVM or Linux 6.7, and a guest without devices")
 
 // freshState is what a Fresh instance keeps to go back to the state its
 // guest had at its first fn_next.
@@ -36,6 +37,9 @@ type freshState struct {
 	onReset func(time.Duration)
 	// image is the pool's shared snapshot, nil for none.
 	image *freshImage
+	// mem is the instance's memory once the snapshot is taken, which logs
+	// the monitor's writes where the backend needs them (guestmem.Keep).
+	mem *guestmem.Memory
 }
 
 // freshImage is the snapshot a Fresh pool's instances share: the memfd of
@@ -97,7 +101,7 @@ func (r *run) snapshot(f *fnState, arg uint64) error {
 	if im := f.fresh.image; im != nil && r.vm.mem.FD() >= 0 {
 		im.offer(r.vm.mem, imageStart{state: state, arg: arg})
 	}
-	f.fresh.restore = restore
+	f.fresh.restore, f.fresh.mem = restore, r.vm.mem
 	f.fresh.reqBuf, f.fresh.args, f.fresh.argv = f.reqBuf, f.args, f.argv
 	f.fresh.resetAt = f.served
 	return nil

@@ -335,6 +335,7 @@ func (h *Host) instantiate(g *guest, fresh *freshState) (*VM, error) {
 		mem.Close()
 		return nil, err
 	}
+	vm.boot.Snapshot = fresh != nil
 	vm.loadTime = time.Since(t)
 	return vm, nil
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tendervm/tender/hypercall"
+	"github.com/tendervm/tender/monitor/process"
 	"github.com/tendervm/tender/monitor/vcpu"
 )
 
@@ -30,7 +31,7 @@ const (
 	// Fresh keeps instances like Warm, but puts each back into the state
 	// its guest had at its first fn_next after every invocation, so that
 	// nothing one invocation leaves in memory or registers reaches the
-	// next. KVM only (ErrFreshUnsupported).
+	// next. On the process backend it needs Linux 6.7 (ErrFreshUnsupported).
 	Fresh Mode = "fresh"
 )
 
@@ -138,7 +139,7 @@ func (h *Host) NewPool(cfg PoolConfig) (*Pool, error) {
 	}
 	if cfg.Mode == Fresh {
 		if !h.be.resets() {
-			return nil, fmt.Errorf("%w: not the %s backend", ErrFreshUnsupported, BackendProcess)
+			return nil, fmt.Errorf("%w: the %s backend needs Linux 6.7 to track a guest process's writes (%w)", ErrFreshUnsupported, BackendProcess, process.CanTrack())
 		}
 		n := len(g.img.Devices)
 		if g.img.Solo5 != nil {

@@ -239,6 +239,9 @@ func (r *run) args(nr uint32, arg uint64) ([]byte, error) {
 	if err != nil {
 		return nil, &ProtocolError{Hypercall: hypercallName(nr), Reason: "argument structure: " + err.Error()}
 	}
+	if need&vcpu.Write != 0 {
+		r.vm.mem.Note(b) // a Fresh instance's reset puts it back (guestmem.Keep)
+	}
 	return b, nil
 }
 

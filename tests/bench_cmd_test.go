@@ -17,6 +17,7 @@ import (
 
 	"github.com/tendervm/tender/bench"
 	"github.com/tendervm/tender/monitor"
+	"github.com/tendervm/tender/monitor/process"
 )
 
 // TestBenchCommand runs `tender bench -quick` end to end: every row of the
@@ -92,15 +93,17 @@ func TestBenchCommandUsage(t *testing.T) {
 type benchMachine struct {
 	root       bool
 	crun, runc bool // in PATH
-	// kvm: tender runs on KVM; the process backend has no fresh instances.
-	kvm bool
+	// kvm: tender runs on KVM; fresh: the backend it runs on has fresh
+	// instances (KVM, or the process backend on Linux 6.7).
+	kvm, fresh bool
 }
 
 func thisBenchMachine() benchMachine {
 	_, crunErr := exec.LookPath("crun")
 	_, runcErr := exec.LookPath("runc")
 	kvm, _ := kvmAvailable()
-	return benchMachine{root: os.Geteuid() == 0, crun: crunErr == nil, runc: runcErr == nil, kvm: kvm}
+	return benchMachine{root: os.Geteuid() == 0, crun: crunErr == nil, runc: runcErr == nil, kvm: kvm,
+		fresh: kvm || process.CanTrack() == nil}
 }
 
 // checkBenchRows checks each row of a report: a row whose needs this
@@ -119,7 +122,7 @@ func checkBenchRows(t assert.TestingT, rows []bench.RowResult, h benchMachine) {
 		case strings.HasPrefix(key, "microcontainer"):
 			return h.root, "root"
 		case key == "tender-fresh":
-			return h.kvm, "KVM (the process backend has no fresh instances)"
+			return h.fresh, "KVM, or Linux 6.7 for the process backend"
 		}
 		return true, "nothing beyond `make all`" // process and tender rows
 	}

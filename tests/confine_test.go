@@ -23,6 +23,7 @@ import (
 	"github.com/tendervm/tender/internal/proctest"
 
 	"github.com/tendervm/tender/monitor"
+	"github.com/tendervm/tender/monitor/process"
 )
 
 // The CLI confines itself once set up (package confine). These tests check
@@ -98,8 +99,8 @@ func TestCLIRunConfined(t *testing.T) {
 func TestCLIServeConfined(t *testing.T) {
 	for _, b := range backends(t) {
 		for _, mode := range []string{"cold", "warm", "fresh"} {
-			if mode == "fresh" && b != monitor.BackendKVM {
-				continue // the process backend refuses fresh instances
+			if mode == "fresh" && b == monitor.BackendProcess && process.CanTrack() != nil {
+				continue // the process backend refuses fresh instances before Linux 6.7
 			}
 			for _, confined := range []bool{true, false} {
 				t.Run(fmt.Sprintf("%s/%s/confined=%v", b, mode, confined), func(t *testing.T) {

@@ -14,23 +14,35 @@ import (
 
 	"github.com/tendervm/tender/internal/proctest"
 	"github.com/tendervm/tender/monitor"
+	"github.com/tendervm/tender/monitor/process"
 )
 
 // BenchmarkFreshInvoke measures a fresh invocation of fn_echo (64 bytes:
-// the call, then the reset to the snapshot) on KVM, and reports it against
-// a warm and a cold invocation of the same function measured in the same
-// run: x-warm is fresh/warm, cold-x is cold/fresh. The process backend
-// refuses fresh instances (monitor.ErrFreshUnsupported).
+// the call, then the reset to the snapshot) on each backend, and reports it
+// against a warm and a cold invocation of the same function measured in the
+// same run: x-warm is fresh/warm, cold-x is cold/fresh.
 func BenchmarkFreshInvoke(b *testing.B) {
-	if ok, _ := kvmAvailable(); !ok {
-		b.Skip("fresh instances need KVM")
+	for _, be := range freshBackends(b) {
+		b.Run(string(be), func(b *testing.B) { benchFresh(b, be) })
 	}
-	b.Run(string(monitor.BackendKVM), benchFresh)
 }
 
-func benchFresh(b *testing.B) {
+// freshBackends are the backends with fresh instances here: KVM where it is
+// usable, and the process backend where the kernel tracks a guest process's
+// writes (Linux 6.7).
+func freshBackends(b *testing.B) []monitor.Backend {
+	var bs []monitor.Backend
+	for _, be := range benchBackends(b) {
+		if be != monitor.BackendProcess || process.CanTrack() == nil {
+			bs = append(bs, be)
+		}
+	}
+	return bs
+}
+
+func benchFresh(b *testing.B, be monitor.Backend) {
 	body := bytes.Repeat([]byte("x"), 64)
-	h := newHost(b, monitor.BackendKVM)
+	h := newHost(b, be)
 	per := func(mode monitor.Mode, n int) time.Duration {
 		p := benchPool(b, h, "fn_echo", monitor.PoolConfig{Mode: mode, MaxInstances: 1})
 		defer p.Close()
@@ -63,70 +75,72 @@ func benchFresh(b *testing.B) {
 // with two concurrent callers on two instances, beside fork+exec of the
 // static C echo with two workers (as BenchmarkWarmThroughput does for warm).
 func BenchmarkFreshThroughput(b *testing.B) {
-	if ok, _ := kvmAvailable(); !ok {
-		b.Skip("fresh instances need KVM")
+	for _, be := range freshBackends(b) {
+		b.Run(string(be), func(b *testing.B) {
+			h := newHost(b, be)
+			p := benchPool(b, h, "fn_echo", monitor.PoolConfig{Mode: monitor.Fresh, MaxInstances: 2})
+			if err := p.Prewarm(context.Background(), 2); err != nil {
+				b.Fatal(err)
+			}
+			benchThroughput(b, p)
+		})
 	}
-	b.Run(string(monitor.BackendKVM), func(b *testing.B) {
-		h := newHost(b, monitor.BackendKVM)
-		p := benchPool(b, h, "fn_echo", monitor.PoolConfig{Mode: monitor.Fresh, MaxInstances: 2})
-		if err := p.Prewarm(context.Background(), 2); err != nil {
-			b.Fatal(err)
-		}
-		benchThroughput(b, p)
-	})
 }
 
-// BenchmarkFreshMemory prewarms 200 fresh instances of fn_echo (the first
-// booted to its snapshot, the others started from it), serves two requests
+// BenchmarkFreshMemory prewarms 200 fresh instances of fn_echo (on KVM the
+// first booted to its snapshot, the others started from it; on the process
+// backend each boots and keeps its own), serves two requests
 // on every one of them, and reports
 // what an extra fresh instance costs in host memory: the pages of its
 // snapshot (the guest memfds' allocated blocks: pages not mapped at the
 // moment are outside RSS) plus its private memory (RssAnon: the pages its
-// request dirtied, and the monitor's own structures). KVM's own memory for
-// the VM is kernel memory, outside both.
+// request dirtied, the monitor's own structures and, on the process backend,
+// the copy of the snapshot each instance keeps). KVM's own memory for the VM,
+// and a guest process's, are outside both.
 func BenchmarkFreshMemory(b *testing.B) {
-	if ok, _ := kvmAvailable(); !ok {
-		b.Skip("fresh instances need KVM")
-	}
 	const n = 200
-	b.Run(string(monitor.BackendKVM), func(b *testing.B) {
-		for range b.N {
-			h := newHost(b, monitor.BackendKVM)
-			p := benchPool(b, h, "fn_echo", monitor.PoolConfig{Mode: monitor.Fresh, MaxInstances: n, IdleTimeout: -1})
-			anon0, snap0 := anonKiB(b), memfdKiB(b)
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-			if err := p.Prewarm(ctx, n); err != nil {
-				b.Fatal(err)
-			}
-			cancel()
-			// Twice n callers at once, each taking an instance of its
-			// own: every instance has served, and been reset, twice.
-			for range 2 {
-				var wg sync.WaitGroup
-				for range n {
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
-						if _, err := p.Invoke(context.Background(), monitor.Request{Body: []byte("hello")}); err != nil {
-							b.Error(err)
-						}
-					}()
-				}
-				wg.Wait()
-			}
-			// A caller has its reply before its instance's reset.
-			for p.Stats().Resets < 2*n {
-				time.Sleep(time.Millisecond)
-			}
-			live := float64(p.Stats().Live)
-			anon, snap := float64(anonKiB(b)-anon0)/live, float64(memfdKiB(b)-snap0)/live
-			b.ReportMetric(live, "instances")
-			b.ReportMetric(anon+snap, "KiB/instance")
-			b.ReportMetric(snap, "KiB-snapshot/instance")
-			b.ReportMetric(anon, "KiB-private/instance")
-			p.Close()
+	for _, be := range freshBackends(b) {
+		b.Run(string(be), func(b *testing.B) { benchFreshMemory(b, be, n) })
+	}
+}
+
+func benchFreshMemory(b *testing.B, be monitor.Backend, n int) {
+	for range b.N {
+		h := newHost(b, be)
+		p := benchPool(b, h, "fn_echo", monitor.PoolConfig{Mode: monitor.Fresh, MaxInstances: n, IdleTimeout: -1})
+		anon0, snap0 := anonKiB(b), memfdKiB(b)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		if err := p.Prewarm(ctx, n); err != nil {
+			b.Fatal(err)
 		}
-	})
+		cancel()
+		// Twice n callers at once, each taking an instance of its
+		// own: every instance has served, and been reset, twice.
+		for range 2 {
+			var wg sync.WaitGroup
+			for range n {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					if _, err := p.Invoke(context.Background(), monitor.Request{Body: []byte("hello")}); err != nil {
+						b.Error(err)
+					}
+				}()
+			}
+			wg.Wait()
+		}
+		// A caller has its reply before its instance's reset.
+		for p.Stats().Resets < uint64(2*n) {
+			time.Sleep(time.Millisecond)
+		}
+		live := float64(p.Stats().Live)
+		anon, snap := float64(anonKiB(b)-anon0)/live, float64(memfdKiB(b)-snap0)/live
+		b.ReportMetric(live, "instances")
+		b.ReportMetric(anon+snap, "KiB/instance")
+		b.ReportMetric(snap, "KiB-snapshot/instance")
+		b.ReportMetric(anon, "KiB-private/instance")
+		p.Close()
+	}
 }
 
 // anonKiB is this process's RssAnon.

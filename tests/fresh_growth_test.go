@@ -44,25 +44,26 @@ func measure(t *testing.T) usage {
 // within a margin far below what keeping one
 // page per request would take (40 MiB).
 func TestFreshNoGrowth(t *testing.T) {
-	h := kvmHost(t)
-	p := newPool(t, h, "fn_state", monitor.PoolConfig{Mode: monitor.Fresh, MaxInstances: 1})
-	call := func(n int) {
-		for i := range n {
-			rep, err := p.Invoke(context.Background(), monitor.Request{Body: []byte("stash:" + strconv.Itoa(i))})
-			require.NoError(t, err)
-			require.Empty(t, rep.Body, "request %d saw another request's data", i)
+	forFresh(t, func(t *testing.T, h *monitor.Host) {
+		p := newPool(t, h, "fn_state", monitor.PoolConfig{Mode: monitor.Fresh, MaxInstances: 1})
+		call := func(n int) {
+			for i := range n {
+				rep, err := p.Invoke(context.Background(), monitor.Request{Body: []byte("stash:" + strconv.Itoa(i))})
+				require.NoError(t, err)
+				require.Empty(t, rep.Body, "request %d saw another request's data", i)
+			}
 		}
-	}
-	call(500) // the instance, its pages and the Go runtime's threads settle
-	before := measure(t)
-	call(10000)
-	after := measure(t)
-	assert.Equal(t, before.fds, after.fds, "open descriptors")
-	assert.LessOrEqual(t, settledGoroutines(before.goroutines), before.goroutines, "goroutines")
-	// The Go runtime may start a thread or two for a blocked system call
-	// at any time; a thread kept per call or reset would be thousands.
-	assert.LessOrEqual(t, after.threads, before.threads+4, "threads")
-	assert.Less(t, after.rssKiB-before.rssKiB, int64(4<<10), "resident memory grew by %d KiB", after.rssKiB-before.rssKiB)
-	assert.Less(t, after.heapKiB-before.heapKiB, int64(1<<10), "Go heap grew by %d KiB", after.heapKiB-before.heapKiB)
-	assert.EqualValues(t, 10500, p.Stats().Resets)
+		call(500) // the instance, its pages and the Go runtime's threads settle
+		before := measure(t)
+		call(10000)
+		after := measure(t)
+		assert.Equal(t, before.fds, after.fds, "open descriptors")
+		assert.LessOrEqual(t, settledGoroutines(before.goroutines), before.goroutines, "goroutines")
+		// The Go runtime may start a thread or two for a blocked system call
+		// at any time; a thread kept per call or reset would be thousands.
+		assert.LessOrEqual(t, after.threads, before.threads+4, "threads")
+		assert.Less(t, after.rssKiB-before.rssKiB, int64(4<<10), "resident memory grew by %d KiB", after.rssKiB-before.rssKiB)
+		assert.Less(t, after.heapKiB-before.heapKiB, int64(1<<10), "Go heap grew by %d KiB", after.heapKiB-before.heapKiB)
+		assert.EqualValues(t, 10500, p.Stats().Resets)
+	})
 }

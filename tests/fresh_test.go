@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tendervm/tender/monitor"
+	"github.com/tendervm/tender/monitor/process"
 )
 
 // kvmHost returns a KVM host, skipping the test where KVM is unusable (and
@@ -27,6 +28,22 @@ func kvmHost(t *testing.T) *monitor.Host {
 	return newHost(t, monitor.BackendKVM)
 }
 
+// forFresh runs f on a host of each backend, as a subtest named after it:
+// KVM where it is usable, and the process backend, which is skipped on
+// kernels that cannot track a guest process's writes (before Linux 6.7).
+func forFresh(t *testing.T, f func(t *testing.T, h *monitor.Host)) {
+	for _, b := range backends(t) {
+		t.Run(string(b), func(t *testing.T) {
+			if b == monitor.BackendProcess {
+				if err := process.CanTrack(); err != nil {
+					t.Skip(err)
+				}
+			}
+			f(t, newHost(t, b))
+		})
+	}
+}
+
 func invoke(t *testing.T, p *monitor.Pool, body string) (string, error) {
 	t.Helper()
 	rep, err := p.Invoke(context.Background(), monitor.Request{Body: []byte(body)})
@@ -36,121 +53,125 @@ func invoke(t *testing.T, p *monitor.Pool, body string) (string, error) {
 // TestFreshCounter: a static counter starts from its value at the first
 // fn_next on every fresh request, and keeps counting under warm.
 func TestFreshCounter(t *testing.T) {
-	h := kvmHost(t)
-	for _, c := range []struct {
-		mode monitor.Mode
-		want []string
-	}{
-		{monitor.Fresh, []string{"1", "1", "1", "1", "1"}},
-		{monitor.Warm, []string{"1", "2", "3", "4", "5"}},
-	} {
-		p := newPool(t, h, "fn_state", monitor.PoolConfig{Mode: c.mode, MaxInstances: 1})
-		var got []string
-		for range c.want {
-			out, err := invoke(t, p, "count")
-			require.NoError(t, err, c.mode)
-			got = append(got, out)
+	forFresh(t, func(t *testing.T, h *monitor.Host) {
+		for _, c := range []struct {
+			mode monitor.Mode
+			want []string
+		}{
+			{monitor.Fresh, []string{"1", "1", "1", "1", "1"}},
+			{monitor.Warm, []string{"1", "2", "3", "4", "5"}},
+		} {
+			p := newPool(t, h, "fn_state", monitor.PoolConfig{Mode: c.mode, MaxInstances: 1})
+			var got []string
+			for range c.want {
+				out, err := invoke(t, p, "count")
+				require.NoError(t, err, c.mode)
+				got = append(got, out)
+			}
+			assert.Equal(t, c.want, got, c.mode)
+			st := p.Stats()
+			assert.EqualValues(t, 1, st.Started, "%s: one instance serves every call", c.mode)
+			if c.mode == monitor.Fresh {
+				assert.EqualValues(t, len(c.want), st.Resets, "a reset after every call")
+				assert.Positive(t, st.ResetTime)
+			} else {
+				assert.Zero(t, st.Resets)
+			}
 		}
-		assert.Equal(t, c.want, got, c.mode)
-		st := p.Stats()
-		assert.EqualValues(t, 1, st.Started, "%s: one instance serves every call", c.mode)
-		if c.mode == monitor.Fresh {
-			assert.EqualValues(t, len(c.want), st.Resets, "a reset after every call")
-			assert.Positive(t, st.ResetTime)
-		} else {
-			assert.Zero(t, st.Resets)
-		}
-	}
+	})
 }
 
 // TestFreshNoLeak: a function that returns the body of the previous request
 // it saw never returns another request's data under fresh: 10,000 requests
 // from 64 concurrent callers on several instances.
 func TestFreshNoLeak(t *testing.T) {
-	h := kvmHost(t)
-	p := newPool(t, h, "fn_state", monitor.PoolConfig{Mode: monitor.Fresh, MaxInstances: 4})
-	const callers, total = 64, 10000
-	var next, leaks, done atomic.Int64
-	var wg sync.WaitGroup
-	errs := make(chan error, callers)
-	for w := range callers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := next.Add(1); i <= total; i = next.Add(1) {
-				rep, err := p.Invoke(context.Background(), monitor.Request{Body: []byte(fmt.Sprintf("stash:caller %d request %d", w, i))})
-				if err != nil {
-					errs <- err
-					return
+	forFresh(t, func(t *testing.T, h *monitor.Host) {
+		p := newPool(t, h, "fn_state", monitor.PoolConfig{Mode: monitor.Fresh, MaxInstances: 4})
+		const callers, total = 64, 10000
+		var next, leaks, done atomic.Int64
+		var wg sync.WaitGroup
+		errs := make(chan error, callers)
+		for w := range callers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := next.Add(1); i <= total; i = next.Add(1) {
+					rep, err := p.Invoke(context.Background(), monitor.Request{Body: []byte(fmt.Sprintf("stash:caller %d request %d", w, i))})
+					if err != nil {
+						errs <- err
+						return
+					}
+					if len(rep.Body) != 0 {
+						leaks.Add(1)
+					}
+					done.Add(1)
 				}
-				if len(rep.Body) != 0 {
-					leaks.Add(1)
-				}
-				done.Add(1)
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		require.NoError(t, err)
-	}
-	assert.EqualValues(t, total, done.Load())
-	assert.Zero(t, leaks.Load(), "requests that saw another request's body")
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			require.NoError(t, err)
+		}
+		assert.EqualValues(t, total, done.Load())
+		assert.Zero(t, leaks.Load(), "requests that saw another request's body")
 
-	// The same function under warm does pass data on: the test can fail.
-	w := newPool(t, h, "fn_state", monitor.PoolConfig{Mode: monitor.Warm, MaxInstances: 1})
-	_, err := invoke(t, w, "stash:secret")
-	require.NoError(t, err)
-	out, err := invoke(t, w, "stash:next")
-	require.NoError(t, err)
-	assert.Equal(t, "secret", out)
+		// The same function under warm does pass data on: the test can fail.
+		w := newPool(t, h, "fn_state", monitor.PoolConfig{Mode: monitor.Warm, MaxInstances: 1})
+		_, err := invoke(t, w, "stash:secret")
+		require.NoError(t, err)
+		out, err := invoke(t, w, "stash:next")
+		require.NoError(t, err)
+		assert.Equal(t, "secret", out)
+	})
 }
 
 // TestFreshManyPages: a request that writes more pages than a reset copies
 // back (guestmem.CopyBackPages), which the reset drops instead, leaves them
 // as the snapshot had them for the next.
 func TestFreshManyPages(t *testing.T) {
-	h := kvmHost(t)
-	for _, c := range []struct {
-		mode monitor.Mode
-		want []string
-	}{
-		{monitor.Fresh, []string{"clean", "clean", "clean"}},
-		{monitor.Warm, []string{"clean", "dirty", "dirty"}},
-	} {
-		p := newPool(t, h, "fn_state", monitor.PoolConfig{Mode: c.mode, MaxInstances: 1})
-		var got []string
-		for range c.want {
-			out, err := invoke(t, p, "scribble")
-			require.NoError(t, err)
-			got = append(got, out)
+	forFresh(t, func(t *testing.T, h *monitor.Host) {
+		for _, c := range []struct {
+			mode monitor.Mode
+			want []string
+		}{
+			{monitor.Fresh, []string{"clean", "clean", "clean"}},
+			{monitor.Warm, []string{"clean", "dirty", "dirty"}},
+		} {
+			p := newPool(t, h, "fn_state", monitor.PoolConfig{Mode: c.mode, MaxInstances: 1})
+			var got []string
+			for range c.want {
+				out, err := invoke(t, p, "scribble")
+				require.NoError(t, err)
+				got = append(got, out)
+			}
+			assert.Equal(t, c.want, got, c.mode)
 		}
-		assert.Equal(t, c.want, got, c.mode)
-	}
+	})
 }
 
 // TestFreshRegisters: an SSE register one request leaves set is back to its
 // snapshot value for the next under fresh (and still set under warm).
 func TestFreshRegisters(t *testing.T) {
-	h := kvmHost(t)
-	const pattern = "74656e6465722d7373652d6c65616b21" // "tender-sse-leak!"
-	for _, mode := range []monitor.Mode{monitor.Fresh, monitor.Warm} {
-		p := newPool(t, h, "fn_state", monitor.PoolConfig{Mode: mode, MaxInstances: 1})
-		before, err := invoke(t, p, "sse-get")
-		require.NoError(t, err)
-		out, err := invoke(t, p, "sse-set")
-		require.NoError(t, err)
-		require.Equal(t, "set", out)
-		after, err := invoke(t, p, "sse-get")
-		require.NoError(t, err)
-		if mode == monitor.Fresh {
-			assert.Equal(t, before, after, "fresh: XMM15 after another request set it")
-			assert.NotEqual(t, pattern, after)
-		} else {
-			assert.Equal(t, pattern, after, "warm: XMM15 keeps what the previous request left")
+	forFresh(t, func(t *testing.T, h *monitor.Host) {
+		const pattern = "74656e6465722d7373652d6c65616b21" // "tender-sse-leak!"
+		for _, mode := range []monitor.Mode{monitor.Fresh, monitor.Warm} {
+			p := newPool(t, h, "fn_state", monitor.PoolConfig{Mode: mode, MaxInstances: 1})
+			before, err := invoke(t, p, "sse-get")
+			require.NoError(t, err)
+			out, err := invoke(t, p, "sse-set")
+			require.NoError(t, err)
+			require.Equal(t, "set", out)
+			after, err := invoke(t, p, "sse-get")
+			require.NoError(t, err)
+			if mode == monitor.Fresh {
+				assert.Equal(t, before, after, "fresh: XMM15 after another request set it")
+				assert.NotEqual(t, pattern, after)
+			} else {
+				assert.Equal(t, pattern, after, "warm: XMM15 keeps what the previous request left")
+			}
 		}
-	}
+	})
 }
 
 // TestFreshSegments: a data segment selector one request loads is back to
@@ -159,20 +180,21 @@ func TestFreshRegisters(t *testing.T) {
 // others): the guest library reloads the first fn_next's selectors after
 // each one, in every mode.
 func TestFreshSegments(t *testing.T) {
-	h := kvmHost(t)
-	for _, mode := range []monitor.Mode{monitor.Fresh, monitor.Warm} {
-		p := newPool(t, h, "fn_state", monitor.PoolConfig{Mode: mode, MaxInstances: 1})
-		before, err := invoke(t, p, "seg-get")
-		require.NoError(t, err)
-		for range 2 {
-			out, err := invoke(t, p, "seg-set")
+	forFresh(t, func(t *testing.T, h *monitor.Host) {
+		for _, mode := range []monitor.Mode{monitor.Fresh, monitor.Warm} {
+			p := newPool(t, h, "fn_state", monitor.PoolConfig{Mode: mode, MaxInstances: 1})
+			before, err := invoke(t, p, "seg-get")
 			require.NoError(t, err)
-			require.Equal(t, "set", out)
-			after, err := invoke(t, p, "seg-get")
-			require.NoError(t, err)
-			assert.Equal(t, before, after, "%s: GS after another request loaded it", mode)
+			for range 2 {
+				out, err := invoke(t, p, "seg-set")
+				require.NoError(t, err)
+				require.Equal(t, "set", out)
+				after, err := invoke(t, p, "seg-get")
+				require.NoError(t, err)
+				assert.Equal(t, before, after, "%s: GS after another request loaded it", mode)
+			}
 		}
-	}
+	})
 }
 
 // TestFreshFailures: after a request that faults, one that spins past its
@@ -180,63 +202,56 @@ func TestFreshSegments(t *testing.T) {
 // error, the next request on the same pool is answered from a pristine
 // instance.
 func TestFreshFailures(t *testing.T) {
-	h := kvmHost(t)
-	p := newPool(t, h, "fn_state", monitor.PoolConfig{Mode: monitor.Fresh, MaxInstances: 1})
-	check := func(what string) {
-		t.Helper()
-		_, err := invoke(t, p, "stash:"+what)
-		require.NoError(t, err, what)
-		out, err := invoke(t, p, "count")
-		require.NoError(t, err, what)
-		assert.Equal(t, "1", out, "after %s", what)
-	}
-	check("start")
+	forFresh(t, func(t *testing.T, h *monitor.Host) {
+		p := newPool(t, h, "fn_state", monitor.PoolConfig{Mode: monitor.Fresh, MaxInstances: 1})
+		check := func(what string) {
+			t.Helper()
+			_, err := invoke(t, p, "stash:"+what)
+			require.NoError(t, err, what)
+			out, err := invoke(t, p, "count")
+			require.NoError(t, err, what)
+			assert.Equal(t, "1", out, "after %s", what)
+		}
+		check("start")
 
-	_, err := invoke(t, p, "fault")
-	fe, ok := as[*monitor.FaultError](err)
-	require.True(t, ok, "fault: %v", err)
-	assert.EqualValues(t, 14, fe.Vector)
-	check("fault")
+		_, err := invoke(t, p, "fault")
+		fe, ok := as[*monitor.FaultError](err)
+		require.True(t, ok, "fault: %v", err)
+		assert.EqualValues(t, 14, fe.Vector)
+		check("fault")
 
-	rep, err := p.Invoke(context.Background(), monitor.Request{Body: []byte("spin"), Deadline: time.Now().Add(50 * time.Millisecond)})
-	assert.Empty(t, rep.Body)
-	se, ok := as[*monitor.StoppedError](err)
-	require.True(t, ok, "spin: %v", err)
-	assert.ErrorIs(t, se, context.DeadlineExceeded)
-	check("spin")
+		rep, err := p.Invoke(context.Background(), monitor.Request{Body: []byte("spin"), Deadline: time.Now().Add(50 * time.Millisecond)})
+		assert.Empty(t, rep.Body)
+		se, ok := as[*monitor.StoppedError](err)
+		require.True(t, ok, "spin: %v", err)
+		assert.ErrorIs(t, se, context.DeadlineExceeded)
+		check("spin")
 
-	_, err = invoke(t, p, "violate")
-	pe, ok := as[*monitor.ProtocolError](err)
-	require.True(t, ok, "violate: %v", err)
-	assert.Equal(t, "fn_next", pe.Hypercall)
-	check("violate")
-}
-
-// TestFreshProcessRefused: the process backend cannot reset an instance,
-// and says so when the pool is made.
-func TestFreshProcessRefused(t *testing.T) {
-	h := newHost(t, monitor.BackendProcess)
-	_, err := h.NewPool(monitor.PoolConfig{Mode: monitor.Fresh, Guest: monitor.Config{ELF: readGuest(t, "fn_echo")}})
-	assert.ErrorIs(t, err, monitor.ErrFreshUnsupported)
-	assert.True(t, strings.Contains(err.Error(), "process"), err)
+		_, err = invoke(t, p, "violate")
+		pe, ok := as[*monitor.ProtocolError](err)
+		require.True(t, ok, "violate: %v", err)
+		assert.Equal(t, "fn_next", pe.Hypercall)
+		check("violate")
+	})
 }
 
 // TestFreshPrewarm: a prewarmed fresh instance is snapshot at its first
 // fn_next by Prewarm, and serves from it without booting again.
 func TestFreshPrewarm(t *testing.T) {
-	h := kvmHost(t)
-	p := newPool(t, h, "fn_state", monitor.PoolConfig{Mode: monitor.Fresh, MaxInstances: 2})
-	require.NoError(t, p.Prewarm(context.Background(), 2))
-	assert.EqualValues(t, 2, p.Stats().Idle)
-	assert.Zero(t, p.Stats().Resets, "nothing to reset before a call")
-	for range 4 {
-		out, err := invoke(t, p, "count")
-		require.NoError(t, err)
-		assert.Equal(t, "1", out)
-	}
-	st := p.Stats()
-	assert.EqualValues(t, 2, st.Started)
-	assert.EqualValues(t, 4, st.Resets)
+	forFresh(t, func(t *testing.T, h *monitor.Host) {
+		p := newPool(t, h, "fn_state", monitor.PoolConfig{Mode: monitor.Fresh, MaxInstances: 2})
+		require.NoError(t, p.Prewarm(context.Background(), 2))
+		assert.EqualValues(t, 2, p.Stats().Idle)
+		assert.Zero(t, p.Stats().Resets, "nothing to reset before a call")
+		for range 4 {
+			out, err := invoke(t, p, "count")
+			require.NoError(t, err)
+			assert.Equal(t, "1", out)
+		}
+		st := p.Stats()
+		assert.EqualValues(t, 2, st.Started)
+		assert.EqualValues(t, 4, st.Resets)
+	})
 }
 
 // guestMemfds counts the guest memory memfds this process holds open.
@@ -297,4 +312,28 @@ func TestFreshShared(t *testing.T) {
 		assert.InDelta(t, clocks[0], ns, float64(2*time.Second), "caller %d's guest clock against caller 0's", i+1)
 	}
 	assert.EqualValues(t, 3, p.Stats().Started)
+}
+
+// TestFreshRequestBuffer: the bytes of a long request that the monitor
+// wrote into the guest's request buffer are gone for a later, shorter one
+// that reads the whole buffer under fresh (and still there under warm). On
+// the process backend the monitor's writes do not show in the guest
+// process's page tables, so this is the monitor's own log at work.
+func TestFreshRequestBuffer(t *testing.T) {
+	forFresh(t, func(t *testing.T, h *monitor.Host) {
+		long := "echo this request is longer than the next: " + strings.Repeat("SECRET", 8)
+		for _, mode := range []monitor.Mode{monitor.Fresh, monitor.Warm} {
+			p := newPool(t, h, "fn_state", monitor.PoolConfig{Mode: mode, MaxInstances: 1})
+			out, err := invoke(t, p, long)
+			require.NoError(t, err)
+			require.Equal(t, long, out)
+			out, err = invoke(t, p, "residue")
+			require.NoError(t, err)
+			if mode == monitor.Fresh {
+				assert.Empty(t, out, "fresh: the request buffer holds an earlier request's bytes")
+			} else {
+				assert.Equal(t, long[len("residue"):], out, "warm: the earlier request's tail is still there")
+			}
+		}
+	})
 }

@@ -13,6 +13,9 @@
  *   "scribble"   returns "clean" if no page of a 128 KiB static array holds
  *                a mark yet, else "dirty", then marks every page (more
  *                pages than a reset copies back: it drops them instead);
+ *   "residue"    returns the nonzero bytes the request buffer (which the
+ *                library hands over whole) holds past this request's body,
+ *                up to 256: what a longer earlier request left there;
  *   "clock"      returns the wall-clock time in ns, in decimal, as the
  *                guest reads it from its TSC (no exit);
  *   "fault"      writes to address 0;
@@ -100,6 +103,13 @@ static void handle(const struct tender_fn_request *req,
 		}
 		memcpy(out, dirty ? "dirty" : "clean", 5);
 		rep->len = 5;
+	} else if (is(req, "residue", 7)) {
+		size_t i, n = 0;
+
+		for (i = req->len; i < TENDER_FN_REQUEST_MAX && n < sizeof(out); i++)
+			if (req->body[i])
+				out[n++] = req->body[i];
+		rep->len = n;
 	} else if (is(req, "clock", 5)) {
 		rep->len = put_uint(out, tender_walltime_tsc_ns());
 	} else if (is(req, "fault", 5)) {

@@ -13,6 +13,7 @@ import (
 	"github.com/tendervm/tender/monitor"
 	"github.com/tendervm/tender/monitor/guestmem"
 	"github.com/tendervm/tender/monitor/kvm"
+	"github.com/tendervm/tender/monitor/process"
 )
 
 const (
@@ -179,6 +180,18 @@ func TestFilterVerdicts(t *testing.T) {
 		{"PTRACE_TRACEME", procPool, sys(unix.SYS_PTRACE, unix.PTRACE_TRACEME), allow},
 		{"PTRACE_CONT", procPool, sys(unix.SYS_PTRACE, unix.PTRACE_CONT, otherPID), allow},
 		{"PTRACE_ATTACH", procPool, sys(unix.SYS_PTRACE, unix.PTRACE_ATTACH, otherPID), trap},
+		{"userfaultfd of a fresh guest process", procPool, sys(unix.SYS_USERFAULTFD, process.UserfaultfdFlags), allow},
+		{"userfaultfd for kernel faults too", procPool, sys(unix.SYS_USERFAULTFD, unix.O_CLOEXEC), trap},
+		{"userfaultfd after tender run's set-up", procRun, sys(unix.SYS_USERFAULTFD, process.UserfaultfdFlags), trap},
+		{"userfaultfd under KVM", kvmPool, sys(unix.SYS_USERFAULTFD, process.UserfaultfdFlags), trap},
+		{"UFFDIO_REGISTER in a fresh guest process", procPool, sys(unix.SYS_IOCTL, 0, uint64(process.TrackIoctls()[1])), allow},
+		{"PAGEMAP_SCAN resetting a fresh guest process", procPool, sys(unix.SYS_IOCTL, 11, uint64(process.TrackIoctls()[3])), allow},
+		{"PAGEMAP_SCAN after tender run's set-up, process backend", procRun, sys(unix.SYS_IOCTL, 11, uint64(process.TrackIoctls()[3])), trap},
+		{"process_vm_readv in a pool", procPool, sys(unix.SYS_PROCESS_VM_READV, otherPID), allow},
+		{"lseek(SEEK_DATA) of guest memory", procPool, sys(unix.SYS_LSEEK, 5, 0, unix.SEEK_DATA), allow},
+		{"lseek(SEEK_SET)", procPool, sys(unix.SYS_LSEEK, 5, 0, unix.SEEK_SET), trap},
+		{"openat read-only in a process pool", procPool, sys(unix.SYS_OPENAT, 0, 0x1000, unix.O_RDONLY|unix.O_CLOEXEC), allow},
+		{"openat for writing in a process pool", procPool, sys(unix.SYS_OPENAT, 0, 0x1000, unix.O_RDWR), trap},
 		{"PTRACE_SEIZE", procPool, sys(unix.SYS_PTRACE, unix.PTRACE_SEIZE, otherPID), trap},
 		{"PTRACE_POKEDATA", procPool, sys(unix.SYS_PTRACE, unix.PTRACE_POKEDATA, otherPID, 0x1000, 0), trap},
 		{"prctl naming Go's memory", kvmRun, sys(unix.SYS_PRCTL, unix.PR_SET_VMA, unix.PR_SET_VMA_ANON_NAME, 0xc000000000, 1<<20, 0x1000), allow},

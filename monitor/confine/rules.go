@@ -9,6 +9,7 @@ import (
 	"github.com/tendervm/tender/monitor"
 	"github.com/tendervm/tender/monitor/guestmem"
 	"github.com/tendervm/tender/monitor/kvm"
+	"github.com/tendervm/tender/monitor/process"
 )
 
 // Rule allows one system call, possibly only with certain arguments.
@@ -157,8 +158,14 @@ func (p Policy) Rules(pid int) []Rule {
 // through execve), so its calls until its own filter is on, and the ones
 // its own filter forwards, are listed too.
 func (p Policy) processRules(b *builder, self uint32) {
-	b.add("ioctl", unix.SYS_IOCTL, "seccomp notifications of guest processes: receive, answer, set flags",
-		only(Cond{Arg: 1, In: []uint32{unix.SECCOMP_IOCTL_NOTIF_RECV, unix.SECCOMP_IOCTL_NOTIF_SEND, unix.SECCOMP_IOCTL_NOTIF_SET_FLAGS}}))
+	ioctls := []uint32{unix.SECCOMP_IOCTL_NOTIF_RECV, unix.SECCOMP_IOCTL_NOTIF_SEND, unix.SECCOMP_IOCTL_NOTIF_SET_FLAGS}
+	why := "seccomp notifications of guest processes: receive, answer, set flags"
+	if p.NewGuests {
+		// A fresh pool's guest processes have their writes tracked.
+		ioctls = append(ioctls, process.TrackIoctls()...)
+		why += "; a fresh instance's write tracking: UFFDIO_API, UFFDIO_REGISTER, UFFDIO_WRITEPROTECT in the new guest process, PAGEMAP_SCAN on its pagemap at every reset"
+	}
+	b.add("ioctl", unix.SYS_IOCTL, why, only(Cond{Arg: 1, In: ioctls}))
 	b.add("ppoll", unix.SYS_PPOLL, "waiting for a guest process's notification or death", nil)
 	b.add("getppid", unix.SYS_GETPPID, "the guest process's exception report (its own filter forwards it to the monitor)", nil)
 	b.add("pidfd_send_signal", unix.SYS_PIDFD_SEND_SIGNAL, "a kick kills the guest process through its pidfd", nil)
@@ -181,7 +188,12 @@ func (p Policy) processRules(b *builder, self uint32) {
 		only(arg(0, 0), arg(1, unix.RLIMIT_NOFILE)))
 	b.add("ptrace", unix.SYS_PTRACE, "setting a new guest process up: TRACEME in the child; SETOPTIONS, GETREGSET, SETREGSET, CONT, DETACH (no ATTACH or SEIZE)",
 		only(arg(0, unix.PTRACE_TRACEME, unix.PTRACE_SETOPTIONS, unix.PTRACE_GETREGSET, unix.PTRACE_SETREGSET, unix.PTRACE_CONT, unix.PTRACE_DETACH)))
-	b.add("process_vm_writev", unix.SYS_PROCESS_VM_WRITEV, "writing the region table into a new guest process", nil)
+	b.add("process_vm_writev", unix.SYS_PROCESS_VM_WRITEV, "writing the region table into a new guest process; a fresh instance's reset writes its signal frame back", nil)
+	b.add("process_vm_readv", unix.SYS_PROCESS_VM_READV, "a fresh instance's snapshot reads the guest process's signal stack, and each reset checks its signal frame", nil)
+	b.add("userfaultfd", unix.SYS_USERFAULTFD, "a fresh instance's guest process tracks its writes (user-mode faults only)", only(arg(0, process.UserfaultfdFlags)))
+	b.add("openat", unix.SYS_OPENAT, "a fresh instance opens its guest process's /proc/PID/pagemap; read-only, nothing created",
+		only(Cond{Arg: 2, Mask: unix.O_ACCMODE | unix.O_CREAT | unix.O_TRUNC | unix.O_APPEND | unix.O_TMPFILE, In: []uint32{0}}))
+	b.add("lseek", unix.SYS_LSEEK, "a fresh instance's snapshot finds the pages of guest memory (SEEK_DATA, SEEK_HOLE)", only(arg(2, unix.SEEK_DATA, unix.SEEK_HOLE)))
 	b.add("pidfd_getfd", unix.SYS_PIDFD_GETFD, "taking a new guest process's notification descriptor", nil)
 	b.add("close_range", unix.SYS_CLOSE_RANGE, "the new guest process closes every descriptor", nil)
 	b.add("seccomp", unix.SYS_SECCOMP, "the new guest process installs its own filter (which can only narrow this one)",

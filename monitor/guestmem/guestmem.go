@@ -42,6 +42,10 @@ type Memory struct {
 	pagemap *Pagemap
 	regions []pageRegion
 	snap    []byte
+	// kept: snap is a private copy of the shared memory's contents (Keep),
+	// and noted the ranges the monitor wrote since the last PutBackNoted.
+	kept  bool
+	noted [][2]uint64
 	// layout is what the guest itself may access (SetLayout); Guest checks
 	// hypercall buffers against it.
 	layout []vcpu.Region

@@ -133,6 +133,9 @@ type VCPU struct {
 	skip      uint64 // the answer: bytes to advance RIP by (a served hypercall)
 	ended     error  // why Run can no longer run the guest, or nil
 	reaped    bool   // the process has been waited for
+	// track finds the pages the guest wrote (Fresh instances; track.go),
+	// or nil.
+	track *tracker
 }
 
 var _ vcpu.VCPU = (*VCPU)(nil)
@@ -187,6 +190,9 @@ func (v *VCPU) Close() error {
 				break
 			}
 		}
+	}
+	if err := v.track.close(); err != nil {
+		errs = append(errs, fmt.Errorf("process: close the pagemap: %w", err))
 	}
 	if v.listener >= 0 {
 		if err := unix.Close(v.listener); err != nil {

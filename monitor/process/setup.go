@@ -49,7 +49,7 @@ func prot(p vcpu.Perm) uintptr {
 // setup takes the guest process from its post-execve stop to the guest's first
 // instruction: it maps guest memory, closes descriptors, installs the seccomp
 // filter and loads the guest's initial registers.
-func (v *VCPU) setup(boot vcpu.Boot, pollFirst bool) error {
+func (v *VCPU) setup(boot vcpu.Boot, opts options) error {
 	if v.pidfd < 0 {
 		return errors.New("process: the kernel returned no pidfd (Linux 5.3 or later is needed)")
 	}
@@ -125,7 +125,12 @@ func (v *VCPU) setup(boot vcpu.Boot, pollFirst bool) error {
 	// costs time, and a poll before every receive.
 	_, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(v.listener), unix.SECCOMP_IOCTL_NOTIF_SET_FLAGS,
 		unix.SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP)
-	v.recvWakes = e == 0 && !pollFirst
+	v.recvWakes = e == 0 && !opts.pollFirst
+	if opts.track {
+		if err := v.trackWrites(opts.trackAll); err != nil {
+			return err
+		}
+	}
 
 	regs := unix.PtraceRegs{
 		Cs: v.initRegs.Cs, Ss: v.initRegs.Ss,

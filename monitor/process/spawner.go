@@ -34,13 +34,17 @@ type Spawner struct {
 	// fsgsbase: the kernel lets processes use wrfsbase, with which the
 	// handler sets a Solo5 guest's FS base (priv.go).
 	fsgsbase bool
+	// swap: the host had swap space when the spawner started, so fresh
+	// guests protect all of their memory (track.go). Read once, before the
+	// monitor may confine itself.
+	swap bool
 }
 
 type spawnReq struct {
-	mem       *guestmem.Memory
-	boot      vcpu.Boot
-	pollFirst bool
-	reply     chan spawned
+	mem   *guestmem.Memory
+	boot  vcpu.Boot
+	opts  options
+	reply chan spawned
 }
 
 type spawned struct {
@@ -54,7 +58,7 @@ func NewSpawner() (*Spawner, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Spawner{live: map[*VCPU]struct{}{}, reqs: make(chan spawnReq), done: make(chan struct{}), stub: stub, fsgsbase: hasFSGSBase()}
+	s := &Spawner{live: map[*VCPU]struct{}{}, reqs: make(chan spawnReq), done: make(chan struct{}), stub: stub, fsgsbase: hasFSGSBase(), swap: swapOn()}
 	go s.loop()
 	return s, nil
 }
@@ -66,7 +70,8 @@ func (s *Spawner) loop() {
 	defer close(s.done)
 	defer unix.Close(s.stub)
 	for r := range s.reqs {
-		v, err := spawn(s.stub, r.mem, r.boot, r.pollFirst)
+		r.opts.trackAll = r.opts.trackAll || s.swap
+		v, err := spawn(s.stub, r.mem, r.boot, r.opts)
 		if err == nil {
 			v.spawner = s
 			s.liveMu.Lock()
@@ -77,9 +82,24 @@ func (s *Spawner) loop() {
 	}
 }
 
+// options are how a guest process is started.
+type options struct {
+	// pollFirst serves the guest as on kernels before 6.6, for tests of
+	// that path.
+	pollFirst bool
+	// track sets up write tracking for Fresh instances (track.go);
+	// trackAll write-protects all of guest memory, as where swap is on.
+	track, trackAll bool
+}
+
 // start is New; pollFirst serves the guest as on kernels before 6.6, for
 // tests of that path.
 func (s *Spawner) start(mem *guestmem.Memory, boot vcpu.Boot, pollFirst bool) (*VCPU, error) {
+	return s.startWith(mem, boot, options{pollFirst: pollFirst})
+}
+
+// startWith starts a guest process with opts.
+func (s *Spawner) startWith(mem *guestmem.Memory, boot vcpu.Boot, opts options) (*VCPU, error) {
 	if mem == nil || mem.FD() < 0 {
 		return nil, errors.New("process: guest memory must come from guestmem.NewShared")
 	}
@@ -94,7 +114,7 @@ func (s *Spawner) start(mem *guestmem.Memory, boot vcpu.Boot, pollFirst bool) (*
 	}
 	// Sent under mu so that Close cannot close reqs meanwhile; the loop
 	// takes requests as fast as it serves them.
-	s.reqs <- spawnReq{mem, boot, pollFirst, reply}
+	s.reqs <- spawnReq{mem, boot, opts, reply}
 	s.mu.Unlock()
 	r := <-reply
 	return r.v, r.err
@@ -130,7 +150,7 @@ func (s *Spawner) forget(v *VCPU) {
 }
 
 // spawn starts the guest process and sets it up, on the spawner's thread.
-func spawn(stub int, mem *guestmem.Memory, boot vcpu.Boot, pollFirst bool) (*VCPU, error) {
+func spawn(stub int, mem *guestmem.Memory, boot vcpu.Boot, opts options) (*VCPU, error) {
 	v := &VCPU{mem: mem, regions: slices.Clone(boot.Regions), pidfd: -1, listener: -1, emulate: boot.EmulatePriv}
 	const closed = ^uintptr(0) // -1: the child closes this descriptor
 	attr := &syscall.ProcAttr{
@@ -148,7 +168,7 @@ func spawn(stub int, mem *guestmem.Memory, boot vcpu.Boot, pollFirst bool) (*VCP
 		return nil, fmt.Errorf("process: start the guest process: %w", err)
 	}
 	v.pid = pid
-	if err := v.setup(boot, pollFirst); err != nil {
+	if err := v.setup(boot, opts); err != nil {
 		v.Close()
 		return nil, err
 	}

@@ -56,6 +56,10 @@ type Boot struct {
 	// trap, hlt ends the run with ExitHalt, and any other privileged
 	// instruction is a fault as for every guest.
 	EmulatePriv bool
+	// Snapshot says the guest will be snapshot and reset (a Fresh
+	// instance): a backend that must prepare for it at set-up does (the
+	// process backend tracks the guest process's writes).
+	Snapshot bool
 	// Start, when set, is called by a backend whose guest runs as soon as
 	// it exists (the process backend) once the guest is set up, just
 	// before its first instruction can run: the last moment to write what

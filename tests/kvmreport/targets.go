@@ -73,52 +73,50 @@ const (
 // Figures the targets read, in the units the benchmarks report today. A
 // renamed metric shows up as "metric X not found in Y output".
 var (
-	warmInvoke  = fig{src: "tests BenchmarkWarmInvoke/{be}", unit: "ns/op", scale: 1e-3, format: us + " invocation"}
-	warmHC      = fig{src: "tests BenchmarkWarmInvoke/{be}", unit: "µs-hypercall", format: vs + us + " hypercall"}
-	warmRatio   = fig{src: "tests BenchmarkWarmInvoke/{be}", unit: "x-hypercall", format: x}
-	thrRate     = fig{src: "tests BenchmarkWarmThroughput/{be}", unit: "invocations/s", format: "%.0f invocations/s"}
-	thrProcs    = fig{src: "tests BenchmarkWarmThroughput/{be}", unit: "fork+exec/s", format: vs + "%.0f fork+exec/s"}
-	thrRatio    = fig{src: "tests BenchmarkWarmThroughput/{be}", unit: "x-process", format: x}
-	coldInvoke  = fig{src: "tests BenchmarkColdInvoke/{be}", unit: "µs-median", format: us}
-	coldFloor   = fig{src: "tests BenchmarkColdInvoke/{be}", unit: "µs-c-floor", format: vs + us + " kvm_floor"}
-	coldRatio   = fig{src: "tests BenchmarkColdInvoke/{be}", unit: "x-c-floor", format: x}
-	execTender  = fig{src: "tests BenchmarkExec", unit: "µs-median-tender-{be}", scale: 1e-3, format: ms}
-	execC       = fig{src: "tests BenchmarkExec", unit: "µs-median-static-c", scale: 1e-3, format: vs + ms + " static C"}
-	execRatio   = fig{src: "tests BenchmarkExec", unit: "x-c-tender-{be}", format: x}
-	execGo      = fig{src: "tests BenchmarkExec", unit: "µs-median-go-hello", scale: 1e-3, format: " (a static Go hello: " + ms + ")"}
-	execRSS     = fig{src: "tests BenchmarkExec", unit: "KiB-peak-rss-tender-{be}", scale: 1.0 / 1024, format: "%.1f MiB"}
-	bootMedian  = fig{src: "tests BenchmarkBoot/{be}", unit: "µs-median", format: us}
-	bootFloor   = fig{src: "tests BenchmarkBoot/{be}", unit: "µs-c-floor", format: vs + us + " kvm_floor"}
-	bootRatio   = fig{src: "tests BenchmarkBoot/{be}", unit: "x-c-floor", format: x}
-	console     = fig{src: "tests BenchmarkHypercall/{be}", unit: "µs/call", format: us}
-	rawExitKVM  = fig{src: "monitor/kvm BenchmarkExitOut", unit: "ns/op", scale: 1e-3, format: vs + us + " raw exit"}
-	rawExitProc = fig{src: "monitor/process BenchmarkHypercall", unit: "ns/op", scale: 1e-3, format: vs + us + " raw exit"}
-	shaGuest    = fig{src: "tests BenchmarkSHA256/{be}", unit: "ms-guest", format: "%.0f ms"}
-	shaProc     = fig{src: "tests BenchmarkSHA256/{be}", unit: "ms-process", format: vs + "%.0f ms host process"}
-	shaRatio    = fig{src: "tests BenchmarkSHA256/{be}", unit: "guest/process", format: x}
-	idleKiB     = fig{src: "tests BenchmarkIdleInstances/{be}", unit: "KiB/instance", format: "%.0f KiB each"}
-	idleN       = fig{src: "tests BenchmarkIdleInstances/{be}", unit: "instances", format: ", %.0f instances"}
-	wrkRate     = fig{src: "wrk {be}", unit: "req/s", format: "%.0f req/s"}
-	wrkP99      = fig{src: "wrk {be}", unit: "p99-ms", format: ", p99 %.2f ms"}
-	plainRate   = fig{src: "wrk net/http", unit: "req/s", format: vs + "net/http %.0f req/s"}
-	plainP99    = fig{src: "wrk net/http", unit: "p99-ms", format: ", p99 %.2f ms"}
-	benchCold   = fig{src: "tender bench {be}/tender-cold", unit: "median-µs", scale: 1e-3, format: ms}
-	benchFresh  = fig{src: "tender bench {be}/tender-fresh", unit: "median-µs", scale: 1e-3, format: ms}
-	benchCrun   = fig{src: "tender bench {be}/crun-default", unit: "median-µs", scale: 1e-3, format: vs + ms + " crun"}
-	both        = []string{"kvm", "process"}
-	kvmOnly     = []string{"kvm"}
-	// The process backend refuses Fresh (monitor.ErrFreshUnsupported).
-	noFreshProcess = "the process backend has no fresh instances yet"
-	freshInvoke    = fig{src: "tests BenchmarkFreshInvoke/{be}", unit: "µs-fresh", format: us + " fresh"}
-	freshWarm      = fig{src: "tests BenchmarkFreshInvoke/{be}", unit: "µs-warm", format: vs + us + " warm"}
-	freshCold      = fig{src: "tests BenchmarkFreshInvoke/{be}", unit: "µs-cold", format: vs + us + " cold"}
-	freshRatio     = fig{src: "tests BenchmarkFreshInvoke/{be}", unit: "x-warm", format: x}
-	freshThr       = fig{src: "tests BenchmarkFreshThroughput/{be}", unit: "invocations/s", format: "%.0f invocations/s"}
-	freshProcs     = fig{src: "tests BenchmarkFreshThroughput/{be}", unit: "fork+exec/s", format: vs + "%.0f fork+exec/s"}
-	freshThrRatio  = fig{src: "tests BenchmarkFreshThroughput/{be}", unit: "x-process", format: x}
-	freshMem       = fig{src: "tests BenchmarkFreshMemory/{be}", unit: "KiB/instance", format: "%.1f KiB each"}
-	freshMemSnap   = fig{src: "tests BenchmarkFreshMemory/{be}", unit: "KiB-snapshot/instance", format: " (%.1f KiB snapshot"}
-	freshMemPriv   = fig{src: "tests BenchmarkFreshMemory/{be}", unit: "KiB-private/instance", format: ", %.1f KiB private)"}
+	warmInvoke    = fig{src: "tests BenchmarkWarmInvoke/{be}", unit: "ns/op", scale: 1e-3, format: us + " invocation"}
+	warmHC        = fig{src: "tests BenchmarkWarmInvoke/{be}", unit: "µs-hypercall", format: vs + us + " hypercall"}
+	warmRatio     = fig{src: "tests BenchmarkWarmInvoke/{be}", unit: "x-hypercall", format: x}
+	thrRate       = fig{src: "tests BenchmarkWarmThroughput/{be}", unit: "invocations/s", format: "%.0f invocations/s"}
+	thrProcs      = fig{src: "tests BenchmarkWarmThroughput/{be}", unit: "fork+exec/s", format: vs + "%.0f fork+exec/s"}
+	thrRatio      = fig{src: "tests BenchmarkWarmThroughput/{be}", unit: "x-process", format: x}
+	coldInvoke    = fig{src: "tests BenchmarkColdInvoke/{be}", unit: "µs-median", format: us}
+	coldFloor     = fig{src: "tests BenchmarkColdInvoke/{be}", unit: "µs-c-floor", format: vs + us + " kvm_floor"}
+	coldRatio     = fig{src: "tests BenchmarkColdInvoke/{be}", unit: "x-c-floor", format: x}
+	execTender    = fig{src: "tests BenchmarkExec", unit: "µs-median-tender-{be}", scale: 1e-3, format: ms}
+	execC         = fig{src: "tests BenchmarkExec", unit: "µs-median-static-c", scale: 1e-3, format: vs + ms + " static C"}
+	execRatio     = fig{src: "tests BenchmarkExec", unit: "x-c-tender-{be}", format: x}
+	execGo        = fig{src: "tests BenchmarkExec", unit: "µs-median-go-hello", scale: 1e-3, format: " (a static Go hello: " + ms + ")"}
+	execRSS       = fig{src: "tests BenchmarkExec", unit: "KiB-peak-rss-tender-{be}", scale: 1.0 / 1024, format: "%.1f MiB"}
+	bootMedian    = fig{src: "tests BenchmarkBoot/{be}", unit: "µs-median", format: us}
+	bootFloor     = fig{src: "tests BenchmarkBoot/{be}", unit: "µs-c-floor", format: vs + us + " kvm_floor"}
+	bootRatio     = fig{src: "tests BenchmarkBoot/{be}", unit: "x-c-floor", format: x}
+	console       = fig{src: "tests BenchmarkHypercall/{be}", unit: "µs/call", format: us}
+	rawExitKVM    = fig{src: "monitor/kvm BenchmarkExitOut", unit: "ns/op", scale: 1e-3, format: vs + us + " raw exit"}
+	rawExitProc   = fig{src: "monitor/process BenchmarkHypercall", unit: "ns/op", scale: 1e-3, format: vs + us + " raw exit"}
+	shaGuest      = fig{src: "tests BenchmarkSHA256/{be}", unit: "ms-guest", format: "%.0f ms"}
+	shaProc       = fig{src: "tests BenchmarkSHA256/{be}", unit: "ms-process", format: vs + "%.0f ms host process"}
+	shaRatio      = fig{src: "tests BenchmarkSHA256/{be}", unit: "guest/process", format: x}
+	idleKiB       = fig{src: "tests BenchmarkIdleInstances/{be}", unit: "KiB/instance", format: "%.0f KiB each"}
+	idleN         = fig{src: "tests BenchmarkIdleInstances/{be}", unit: "instances", format: ", %.0f instances"}
+	wrkRate       = fig{src: "wrk {be}", unit: "req/s", format: "%.0f req/s"}
+	wrkP99        = fig{src: "wrk {be}", unit: "p99-ms", format: ", p99 %.2f ms"}
+	plainRate     = fig{src: "wrk net/http", unit: "req/s", format: vs + "net/http %.0f req/s"}
+	plainP99      = fig{src: "wrk net/http", unit: "p99-ms", format: ", p99 %.2f ms"}
+	benchCold     = fig{src: "tender bench {be}/tender-cold", unit: "median-µs", scale: 1e-3, format: ms}
+	benchFresh    = fig{src: "tender bench {be}/tender-fresh", unit: "median-µs", scale: 1e-3, format: ms}
+	benchCrun     = fig{src: "tender bench {be}/crun-default", unit: "median-µs", scale: 1e-3, format: vs + ms + " crun"}
+	both          = []string{"kvm", "process"}
+	kvmOnly       = []string{"kvm"}
+	freshInvoke   = fig{src: "tests BenchmarkFreshInvoke/{be}", unit: "µs-fresh", format: us + " fresh"}
+	freshWarm     = fig{src: "tests BenchmarkFreshInvoke/{be}", unit: "µs-warm", format: vs + us + " warm"}
+	freshCold     = fig{src: "tests BenchmarkFreshInvoke/{be}", unit: "µs-cold", format: vs + us + " cold"}
+	freshRatio    = fig{src: "tests BenchmarkFreshInvoke/{be}", unit: "x-warm", format: x}
+	freshThr      = fig{src: "tests BenchmarkFreshThroughput/{be}", unit: "invocations/s", format: "%.0f invocations/s"}
+	freshProcs    = fig{src: "tests BenchmarkFreshThroughput/{be}", unit: "fork+exec/s", format: vs + "%.0f fork+exec/s"}
+	freshThrRatio = fig{src: "tests BenchmarkFreshThroughput/{be}", unit: "x-process", format: x}
+	freshMem      = fig{src: "tests BenchmarkFreshMemory/{be}", unit: "KiB/instance", format: "%.1f KiB each"}
+	freshMemSnap  = fig{src: "tests BenchmarkFreshMemory/{be}", unit: "KiB-snapshot/instance", format: " (%.1f KiB snapshot"}
+	freshMemPriv  = fig{src: "tests BenchmarkFreshMemory/{be}", unit: "KiB-private/instance", format: ", %.1f KiB private)"}
 )
 
 // suiteTarget is the table's first row; its figures come from the test runs.
@@ -176,18 +174,15 @@ var targets = []target{
 	{issue: "3", name: "`serve` under wrk vs a plain `net/http` echo: req/s and p99", threshold: "report", backends: both,
 		shown: []fig{wrkRate, wrkP99, plainRate, plainP99}, value: wrkRate, over: &plainRate, ratio: true},
 
-	{issue: "12", name: "fresh invocation vs warm invocation (echo)", threshold: "≤ 2x", backends: kvmOnly,
+	{issue: "12", name: "fresh invocation vs warm invocation (echo)", threshold: "≤ 2x", backends: both,
 		shown: []fig{freshInvoke, freshWarm}, value: freshRatio, ratio: true, op: "<=", limit: 2},
-	{issue: "12", name: "fresh invocation vs cold invocation, times faster", threshold: "≥ 15x", backends: kvmOnly,
+	{issue: "12", name: "fresh invocation vs cold invocation, times faster", threshold: "≥ 15x", backends: both,
 		shown: []fig{freshInvoke, freshCold}, value: freshCold, over: &freshInvoke, ratio: true, op: ">=", limit: 15},
-	{issue: "12", name: "fresh invocation vs warm and cold", threshold: "≤ 2x, ≥ 15x", backends: []string{"process"}, pending: noFreshProcess},
-	{issue: "12", name: "fresh throughput, 2 callers, vs fork+exec of the static C echo", threshold: "≥ 10x", backends: kvmOnly,
+	{issue: "12", name: "fresh throughput, 2 callers, vs fork+exec of the static C echo", threshold: "≥ 10x", backends: both,
 		shown: []fig{freshThr, freshProcs}, value: freshThrRatio, ratio: true, op: ">=", limit: 10},
-	{issue: "12", name: "fresh throughput, 2 callers, vs fork+exec of the static C echo", threshold: "≥ 10x", backends: []string{"process"}, pending: noFreshProcess},
-	{issue: "12", name: "memory per extra fresh instance of fn_echo (dirtied pages included)", threshold: "≤ 64 KiB + dirtied pages", backends: kvmOnly,
+	{issue: "12", name: "memory per extra fresh instance of fn_echo (dirtied pages included)", threshold: "≤ 64 KiB + dirtied pages", backends: both,
 		shown: []fig{freshMem, freshMemSnap, freshMemPriv}, value: freshMem, op: "<=", limit: 64},
-	{issue: "12", name: "memory per extra fresh instance of fn_echo (dirtied pages included)", threshold: "≤ 64 KiB + dirtied pages", backends: []string{"process"}, pending: noFreshProcess},
-	{issue: "12", name: "`tender bench`: fresh vs crun default, times faster", threshold: "≥ 100x", backends: kvmOnly,
+	{issue: "12", name: "`tender bench`: fresh vs crun default, times faster", threshold: "≥ 100x", backends: both,
 		shown: []fig{benchFresh, benchCrun}, value: benchCrun, over: &benchFresh, ratio: true, op: ">=", limit: 100,
 		whenAbsent: "`tender bench` reported no tender-fresh row"},
 }

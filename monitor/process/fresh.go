@@ -1,0 +1,151 @@
+package process
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/tendervm/tender/monitor/guestmem"
+	"github.com/tendervm/tender/monitor/vcpu"
+)
+
+// NewFresh is New for a guest that will be reset to a snapshot (Fresh
+// instances): the kernel also records which pages of its writable regions
+// and signal stack the process writes (track.go), which costs a few system
+// calls at set-up. It fails with an error wrapping ErrNoWriteTracking on
+// kernels before 6.7.
+func NewFresh(s *Spawner, mem *guestmem.Memory, boot vcpu.Boot) (*VCPU, error) {
+	return s.startWith(mem, boot, options{track: true})
+}
+
+// Offsets in the signal frame the kernel builds on the signal stack
+// (struct rt_sigframe: the restorer's address, then struct ucontext, whose
+// uc_mcontext is struct sigcontext).
+const (
+	frameSSSP = 8 + 16       // uc_stack.ss_sp
+	frameSSSz = 8 + 32       // uc_stack.ss_size
+	frameRDX  = 8 + 40 + 96  // uc_mcontext.rdx
+	frameRAX  = 8 + 40 + 104 // uc_mcontext.rax
+	frameRIP  = 8 + 40 + 128 // uc_mcontext.rip
+	frameHead = frameRIP + 8 // what identifies a frame
+)
+
+// State is the state of a guest process parked at a hypercall, which Reset
+// puts a process back into: its signal stack, which holds the signal frame
+// and with it every register of the guest (general registers, RFLAGS and
+// the FPU, SSE and AVX state the frame's fpstate points to), and the
+// answer that completes the hypercall. Guest memory is the caller's to
+// keep. A State is read-only once taken: several processes of the same
+// guest may be reset to it.
+type State struct {
+	frame uint64 // address of the signal frame
+	stack []byte // the signal stack, [altBase, altBase+altSize)
+	skip  uint64 // how far the answer advances RIP
+}
+
+// Snapshot records the state of the guest parked at the hypercall Run
+// returned last, and starts the record of written pages afresh: Reset
+// reports the pages written from here on. The guest's FS and GS bases are
+// not in the frame and are not recorded; tender guests do not change them.
+func (v *VCPU) Snapshot() (*State, error) {
+	if err := v.parked(); err != nil {
+		return nil, err
+	}
+	s := &State{stack: make([]byte, altSize), skip: v.skip}
+	if err := v.peek(altBase, s.stack); err != nil {
+		return nil, err
+	}
+	// The frame is the one the handler reported from: search from the top,
+	// where the kernel puts it, for the restorer and signal stack that
+	// start every frame and the RIP and RAX the report carried.
+	le := binary.LittleEndian
+	found := false
+	for off := altSize - frameHead; off >= 0; off -= 8 {
+		b := s.stack[off:]
+		if le.Uint64(b) == stubBase+stubRestorer && le.Uint64(b[frameSSSP:]) == altBase &&
+			le.Uint64(b[frameSSSz:]) == altSize && le.Uint64(b[frameRIP:]) == v.notif.Args[3] &&
+			le.Uint64(b[frameRAX:]) == v.notif.Args[4] && le.Uint64(b[frameRDX:]) == v.notif.Args[5] {
+			s.frame, found = altBase+uint64(off), true
+			break
+		}
+	}
+	if !found {
+		return nil, errors.New("process: no signal frame for the guest's hypercall on the signal stack")
+	}
+	// The kernel writes the frame's pages at every exit, and Reset writes
+	// them back whole: tracking them would only cost a fault per exit.
+	t := v.track
+	if last := &t.ranges[len(t.ranges)-1]; last[0] == altBase {
+		last[1] = s.frame &^ (pageSize - 1)
+	}
+	if err := v.track.scan(func(uint64, uint64) {}); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Reset puts the guest, parked at a hypercall that Run returned, back into
+// state s: it calls restore for each range of guest memory the process
+// wrote since Snapshot or the last Reset, for the caller to copy its
+// snapshot back, restores the written pages of the signal stack and the
+// whole signal frame, so that the next Run completes the hypercall of s
+// and the guest continues from there with the registers it had. Pages the
+// monitor wrote through its own mapping are not reported: the caller
+// restores those itself.
+func (v *VCPU) Reset(s *State, restore func(addr, n uint64) error) error {
+	if err := v.parked(); err != nil {
+		return err
+	}
+	// The frame is where it was at the snapshot: the same kernel put the
+	// same guest's frame on the same stack.
+	var head [frameHead]byte
+	if err := v.peek(s.frame, head[:]); err != nil {
+		return err
+	}
+	le := binary.LittleEndian
+	if le.Uint64(head[:]) != stubBase+stubRestorer || le.Uint64(head[frameSSSP:]) != altBase ||
+		le.Uint64(head[frameSSSz:]) != altSize || le.Uint64(head[frameRIP:]) != v.notif.Args[3] {
+		return fmt.Errorf("process: the guest's signal frame is not at %#x, where the snapshot has it", s.frame)
+	}
+	var err error
+	var stack [][2]uint64
+	scanErr := v.track.scan(func(addr, n uint64) {
+		switch {
+		case err != nil:
+		case addr >= altBase:
+			stack = append(stack, [2]uint64{addr, n})
+		default:
+			err = restore(addr, n)
+		}
+	})
+	if err = errors.Join(scanErr, err); err != nil {
+		return err
+	}
+	for _, r := range stack {
+		off := r[0] - altBase
+		if err := v.poke(r[0], s.stack[off:off+r[1]]); err != nil {
+			return err
+		}
+	}
+	// The frame's pages, from the page the frame starts in (scan leaves
+	// them out): the registers, and whatever else the guest wrote there.
+	if err := v.poke(s.frame&^(pageSize-1), s.stack[s.frame&^(pageSize-1)-altBase:]); err != nil {
+		return err
+	}
+	v.skip = s.skip
+	return nil
+}
+
+// parked checks the guest waits in a hypercall Run returned, with write
+// tracking on.
+func (v *VCPU) parked() error {
+	switch {
+	case v.track == nil:
+		return errors.New("process: the guest process was not started by NewFresh")
+	case v.ended != nil:
+		return v.ended
+	case !v.pending || v.notif.Nr != handlerNr || v.notif.IP != handlerSyscallRet || v.skip == 0:
+		return errors.New("process: the guest is not parked at a hypercall")
+	}
+	return nil
+}
