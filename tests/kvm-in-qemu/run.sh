@@ -51,9 +51,13 @@ CMD_TIMEOUT=${CMD_TIMEOUT:-360}
 # (KVM_SET_SREGS or sync regs) on a vCPU that has run: under this emulated
 # SVM the guest then faults or its next out is misread (docs/architecture.md,
 # "Fresh instances"; open in issue 12). Fresh resets that leave the special
-# registers alone pass here.
+# registers alone pass here. Also Solo5 guests on the process backend: when
+# such a guest process's far return to a kernel selector faults, the emulated
+# machine's kernel (Debian's 6.1 under TCG) oopses ("supervisor read access
+# in user mode" on the user stack) and the process dies; on real hosts the
+# same tests pass (docs/solo5.md).
 TESTS_RUN=${TESTS_RUN:-.}
-TESTS_SKIP=${TESTS_SKIP:-'TestNetTAP|TestFreshSegments|TestFreshFailures|TestFreshPrewarm|TestFreshShared'}
+TESTS_SKIP=${TESTS_SKIP:-'TestNetTAP|TestFreshSegments|TestFreshFailures|TestFreshPrewarm|TestFreshShared|TestSolo5[A-Za-z]*/process|TestSolo5EmulationLoop|TestSolo5BlockReadOnly'}
 KVM_TESTS_SKIP=${KVM_TESTS_SKIP:-'TestRestoreSregs'}
 
 say() { echo "kvm-in-qemu: $*" >&2; }
