@@ -57,8 +57,8 @@ CMD_TIMEOUT=${CMD_TIMEOUT:-360}
 # in user mode" on the user stack) and the process dies; on real hosts the
 # same tests pass (docs/solo5.md). The Solo5 tests run apart, KVM subtests
 # only (SOLO5_RUN; -test.skip splits a pattern at '/' into levels, so one
-# pattern cannot skip whole tests and other tests' subtests), without the two
-# that run both backends in one function (SOLO5_SKIP).
+# pattern cannot skip whole tests and other tests' subtests), without those
+# that run both backends in one function or need a TAP device (SOLO5_SKIP).
 TESTS_RUN=${TESTS_RUN:-.}
 TESTS_SKIP=${TESTS_SKIP:-'TestNetTAP|TestFreshSegments|TestFreshFailures|TestFreshPrewarm|TestFreshShared|TestSolo5'}
 SOLO5_RUN=${SOLO5_RUN:-'TestSolo5/kvm'}
