@@ -35,7 +35,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	var g cli.GuestFlags
 	g.Register(fs)
 	listen := fs.String("listen", "127.0.0.1:8080", "address to serve HTTP on (port 0: any free port, logged at start)")
-	mode := fs.String("mode", string(monitor.Warm), "warm (pooled instances), fresh (pooled instances reset to their first fn_next after every request; KVM only) or cold (a new VM per request)")
+	mode := fs.String("mode", string(monitor.Warm), "warm (pooled instances), fresh (pooled instances reset to their first fn_next after every request; the process backend needs Linux 6.7) or cold (a new VM per request)")
 	maxInstances := fs.Int("max-instances", monitor.DefaultMaxInstances, "instances alive at once")
 	queue := fs.Int("queue", monitor.DefaultQueueLimit, "requests waiting for an instance before 503 (negative: none wait)")
 	idle := fs.Duration("idle-timeout", monitor.DefaultIdleTimeout, "retire a warm instance idle this long (negative: never)")

@@ -20,7 +20,7 @@ func invokeCmd(c command, args []string, stdin io.Reader, stdout, stderr io.Writ
 	fs := cli.NewFlagSet(c.name, c.args, c.summary, stderr)
 	var g cli.GuestFlags
 	g.Register(fs)
-	mode := fs.String("mode", string(monitor.Cold), "cold (a new VM for the invocation), warm (through a warm pool) or fresh (through a pool of instances reset after each call; KVM only)")
+	mode := fs.String("mode", string(monitor.Cold), "cold (a new VM for the invocation), warm (through a warm pool) or fresh (through a pool of instances reset after each call; the process backend needs Linux 6.7)")
 	timeout := fs.Duration("timeout", monitor.DefaultFnTimeout, "deadline of the invocation")
 	args, code, ok := cli.Parse(fs, args)
 	if !ok {
