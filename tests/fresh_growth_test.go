@@ -62,7 +62,9 @@ func TestFreshNoGrowth(t *testing.T) {
 		// The Go runtime may start a thread or two for a blocked system call
 		// at any time; a thread kept per call or reset would be thousands.
 		assert.LessOrEqual(t, after.threads, before.threads+4, "threads")
-		assert.Less(t, after.rssKiB-before.rssKiB, int64(4<<10), "resident memory grew by %d KiB", after.rssKiB-before.rssKiB)
+		// 16 MiB: well under one page per request (40 MiB), above what
+		// the Go runtime's own growth reached under emulated KVM (4.1 MiB).
+		assert.Less(t, after.rssKiB-before.rssKiB, int64(16<<10), "resident memory grew by %d KiB", after.rssKiB-before.rssKiB)
 		assert.Less(t, after.heapKiB-before.heapKiB, int64(1<<10), "Go heap grew by %d KiB", after.heapKiB-before.heapKiB)
 		assert.EqualValues(t, 10500, p.Stats().Resets)
 	})
