@@ -2,9 +2,6 @@ package monitor
 
 import (
 	"errors"
-	"fmt"
-	"slices"
-	"sort"
 
 	"github.com/tendervm/tender/hypercall"
 	"github.com/tendervm/tender/monitor/blockdev"
@@ -34,44 +31,16 @@ type blockState struct {
 	index []int
 }
 
-// blockDevices matches the guest's declared block devices with the
-// attached ones, as netDevices does for network devices.
+// blockDevices matches the guest's device manifest with the attached block
+// devices (matchDevices).
 func blockDevices(declared []loader.Device, attached map[string]*blockdev.Device) (*blockState, error) {
-	var names []string
-	for _, d := range declared {
-		if d.Type == hypercall.DeviceBlock {
-			names = append(names, d.Name)
-		}
+	m, err := matchDevices(declared, hypercall.DeviceBlock, attached, "block", "-block")
+	if err != nil || len(m) == 0 {
+		return nil, err
 	}
-	var extra []string
-	for name := range attached {
-		if !slices.Contains(names, name) {
-			extra = append(extra, name)
-		}
-	}
-	if len(extra) > 0 {
-		sort.Strings(extra)
-		decl := "declares no block devices"
-		if len(names) > 0 {
-			decl = "declares only " + quoteList(names)
-		}
-		return nil, fmt.Errorf("monitor: block device %q was attached but the guest %s", extra[0], decl)
-	}
-	if len(names) == 0 {
-		return nil, nil
-	}
-	bs := &blockState{index: make([]int, len(declared))}
-	for i, d := range declared {
-		bs.index[i] = -1
-		if d.Type != hypercall.DeviceBlock {
-			continue
-		}
-		dev := attached[d.Name]
-		if dev == nil {
-			return nil, fmt.Errorf("monitor: guest declares block device %q but none was attached (-block %s=...)", d.Name, d.Name)
-		}
-		bs.index[i] = len(bs.devs)
-		bs.devs = append(bs.devs, dev)
+	bs := &blockState{index: handleIndex(len(declared), m)}
+	for _, d := range m {
+		bs.devs = append(bs.devs, d.dev)
 	}
 	return bs, nil
 }

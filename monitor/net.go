@@ -3,9 +3,6 @@ package monitor
 import (
 	"errors"
 	"fmt"
-	"slices"
-	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -58,62 +55,26 @@ type netDevice struct {
 	dead bool
 }
 
-// netDevices matches the guest's device manifest with the attached devices:
-// every declared device must be attached and every attached one declared.
+// netDevices matches the guest's device manifest with the attached network
+// devices (matchDevices) and checks their MTUs.
 func netDevices(declared []loader.Device, attached map[string]netdev.Device) (*netState, error) {
-	var names []string
-	for _, d := range declared {
-		if d.Type == hypercall.DeviceNet {
-			names = append(names, d.Name)
-		}
+	m, err := matchDevices(declared, hypercall.DeviceNet, attached, "network", "-net")
+	if err != nil || len(m) == 0 {
+		return nil, err
 	}
-	var extra []string
-	for name := range attached {
-		if !slices.Contains(names, name) {
-			extra = append(extra, name)
-		}
-	}
-	if len(extra) > 0 {
-		sort.Strings(extra)
-		decl := "declares no network devices"
-		if len(names) > 0 {
-			decl = "declares only " + quoteList(names)
-		}
-		return nil, fmt.Errorf("monitor: network device %q was attached but the guest %s", extra[0], decl)
-	}
-	if len(names) == 0 {
-		return nil, nil
-	}
-	ns := &netState{index: make([]int, len(declared))}
-	for i, d := range declared {
-		ns.index[i] = -1
-		if d.Type != hypercall.DeviceNet {
-			continue
-		}
-		dev := attached[d.Name]
-		if dev == nil {
-			return nil, fmt.Errorf("monitor: guest declares network device %q but none was attached (-net %s=...)", d.Name, d.Name)
-		}
-		mtu := dev.MTU()
+	ns := &netState{index: handleIndex(len(declared), m)}
+	for _, d := range m {
+		mtu := d.dev.MTU()
 		if mtu < netdev.MinMTU || mtu > netdev.MaxMTU {
-			return nil, fmt.Errorf("monitor: network device %q has MTU %d, want %d to %d", d.Name, mtu, netdev.MinMTU, netdev.MaxMTU)
+			return nil, fmt.Errorf("monitor: network device %q has MTU %d, want %d to %d", d.name, mtu, netdev.MinMTU, netdev.MaxMTU)
 		}
 		var mac uint64
-		for k, b := range dev.MAC() {
+		for k, b := range d.dev.MAC() {
 			mac |= uint64(b) << (8 * k)
 		}
-		ns.index[i] = len(ns.devs)
-		ns.devs = append(ns.devs, netDevice{handle: i, name: d.Name, dev: dev, mac: mac, mtu: mtu, max: mtu + netdev.HeaderLen})
+		ns.devs = append(ns.devs, netDevice{handle: d.handle, name: d.name, dev: d.dev, mac: mac, mtu: mtu, max: mtu + netdev.HeaderLen})
 	}
 	return ns, nil
-}
-
-func quoteList(names []string) string {
-	q := make([]string, len(names))
-	for i, n := range names {
-		q[i] = fmt.Sprintf("%q", n)
-	}
-	return strings.Join(q, ", ")
 }
 
 // register adds the network hypercalls to a VM's table.
