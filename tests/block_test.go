@@ -84,51 +84,80 @@ func TestBlockRoundTrip(t *testing.T) {
 	}
 }
 
+// blockABI is one guest ABI's way to a block device, for the tests both
+// ABIs share (the Solo5 side is in solo5_block_test.go).
+type blockABI struct {
+	dev  string // the device's name in the guest's manifest
+	open func(t testing.TB, path string, opts blockdev.Options) *blockdev.Device
+	// run runs the ABI's block guest in mode on dev.
+	run func(t *testing.T, h *monitor.Host, dev *blockdev.Device, mode string) (monitor.Result, string, error)
+	// roOut is the guest's whole output in mode ro; ok ends a passing run.
+	roOut, ok string
+}
+
+var tenderBlock = blockABI{
+	dev:  "disk",
+	open: openDisk,
+	run: func(t *testing.T, h *monitor.Host, dev *blockdev.Device, mode string) (monitor.Result, string, error) {
+		return runBlockGuest(t, h, "block", dev, mode)
+	},
+	roOut: "block: ro: capacity 65536, block size 512, flags 1\nblock: ok\n",
+	ok:    "block: ok\n",
+}
+
 // TestBlockReadOnly: a device attached read-only says so; the guest's
 // write fails with READ_ONLY and the file is untouched.
-func TestBlockReadOnly(t *testing.T) {
+func TestBlockReadOnly(t *testing.T) { testBlockReadOnly(t, tenderBlock) }
+
+// testBlockReadOnly: on a device attached read-only the guest's write is
+// refused and the file is untouched; its read works.
+func testBlockReadOnly(t *testing.T, abi blockABI) {
 	for _, b := range backends(t) {
 		h := newHost(t, b)
 		path := diskImage(t, 64<<10)
 		require.NoError(t, os.Chmod(path, 0o400), "a read-only device needs only read access")
 		before, err := os.ReadFile(path)
 		require.NoError(t, err)
-		dev := openDisk(t, path, blockdev.Options{ReadOnly: true})
-		res, out, err := runBlockGuest(t, h, "block", dev, "ro")
+		dev := abi.open(t, path, blockdev.Options{ReadOnly: true})
+		res, out, err := abi.run(t, h, dev, "ro")
 		require.NoError(t, err, b)
 		assert.Zero(t, res.Status, out)
-		assert.Equal(t, "block: ro: capacity 65536, block size 512, flags 1\nblock: ok\n", out)
+		assert.Equal(t, abi.roOut, out)
 		after, err := os.ReadFile(path)
 		require.NoError(t, err)
 		assert.Equal(t, before, after, b)
-		assert.Equal(t, monitor.BlockStats{Name: "disk", Reads: 1, BytesRead: 512}, res.Stats.Block[0])
+		assert.Equal(t, monitor.BlockStats{Name: abi.dev, Reads: 1, BytesRead: 512}, res.Stats.Block[0])
 	}
 }
 
 // TestBlockHostFailures: a read cut short by a file that shrank under the
 // device, and a write to a device whose file is gone, reach the guest as
 // IO and are counted; neither is lost or ends the run.
-func TestBlockHostFailures(t *testing.T) {
+func TestBlockHostFailures(t *testing.T) { testBlockHostFailures(t, tenderBlock) }
+
+// testBlockHostFailures: a read cut short and a failed write reach the
+// guest as an error result and are counted.
+func testBlockHostFailures(t *testing.T, abi blockABI) {
 	for _, b := range backends(t) {
 		h := newHost(t, b)
 		t.Run(string(b)+"/short read", func(t *testing.T) {
 			path := diskImage(t, 64<<10)
-			dev := openDisk(t, path, blockdev.Options{})
+			dev := abi.open(t, path, blockdev.Options{})
 			require.NoError(t, os.Truncate(path, 64<<10-100))
-			res, out, err := runBlockGuest(t, h, "block", dev, "io-read")
+			res, out, err := abi.run(t, h, dev, "io-read")
 			require.NoError(t, err)
 			assert.Zero(t, res.Status, out)
-			assert.Contains(t, out, "block: ok\n")
-			assert.Equal(t, monitor.BlockStats{Name: "disk", Errors: 1}, res.Stats.Block[0])
+			assert.Contains(t, out, abi.ok)
+			assert.Equal(t, monitor.BlockStats{Name: abi.dev, Errors: 1}, res.Stats.Block[0])
 		})
 		t.Run(string(b)+"/failed write", func(t *testing.T) {
-			dev := openDisk(t, diskImage(t, 64<<10), blockdev.Options{})
+			dev := abi.open(t, diskImage(t, 64<<10), blockdev.Options{})
 			require.NoError(t, dev.Close())
-			res, out, err := runBlockGuest(t, h, "block", dev, "io-write")
+			res, out, err := abi.run(t, h, dev, "io-write")
 			require.NoError(t, err)
 			assert.Zero(t, res.Status, out)
-			assert.Contains(t, out, "block: ok\n")
-			assert.Equal(t, monitor.BlockStats{Name: "disk", Errors: 1}, res.Stats.Block[0])
+			assert.Contains(t, out, abi.ok)
+			assert.Equal(t, monitor.BlockStats{Name: abi.dev, Errors: 1}, res.Stats.Block[0])
 		})
 	}
 }

@@ -85,53 +85,23 @@ func TestSolo5BlockRoundTrip(t *testing.T) {
 	}
 }
 
+var solo5Block = blockABI{
+	dev:  "storage",
+	open: openStorage,
+	run: func(t *testing.T, h *monitor.Host, dev *blockdev.Device, mode string) (monitor.Result, string, error) {
+		return runS5Block(t, h, "blk", dev, mode)
+	},
+	roOut: "blk: capacity 65536, block size 512\nSUCCESS\n",
+	ok:    "SUCCESS\n",
+}
+
 // TestSolo5BlockReadOnly: on a read-only device a Solo5 guest's write
 // answers invalid and leaves the file alone; reads work.
-func TestSolo5BlockReadOnly(t *testing.T) {
-	for _, b := range backends(t) {
-		h := newHost(t, b)
-		path := diskImage(t, 64<<10)
-		require.NoError(t, os.Chmod(path, 0o400), "a read-only device needs only read access")
-		before, err := os.ReadFile(path)
-		require.NoError(t, err)
-		dev := openStorage(t, path, blockdev.Options{ReadOnly: true})
-		res, out, err := runS5Block(t, h, "blk", dev, "ro")
-		require.NoError(t, err, b)
-		assert.Zero(t, res.Status, out)
-		assert.Equal(t, "blk: capacity 65536, block size 512\nSUCCESS\n", out)
-		after, err := os.ReadFile(path)
-		require.NoError(t, err)
-		assert.Equal(t, before, after, b)
-		assert.Equal(t, monitor.BlockStats{Name: "storage", Reads: 1, BytesRead: 512}, res.Stats.Block[0])
-	}
-}
+func TestSolo5BlockReadOnly(t *testing.T) { testBlockReadOnly(t, solo5Block) }
 
 // TestSolo5BlockHostFailures: a read cut short by a file that shrank, and
 // a write to a closed file, answer "unspecified" and are counted.
-func TestSolo5BlockHostFailures(t *testing.T) {
-	for _, b := range backends(t) {
-		h := newHost(t, b)
-		t.Run(string(b)+"/short read", func(t *testing.T) {
-			path := diskImage(t, 64<<10)
-			dev := openStorage(t, path, blockdev.Options{})
-			require.NoError(t, os.Truncate(path, 64<<10-100))
-			res, out, err := runS5Block(t, h, "blk", dev, "io-read")
-			require.NoError(t, err)
-			assert.Zero(t, res.Status, out)
-			assert.Contains(t, out, "SUCCESS\n")
-			assert.Equal(t, monitor.BlockStats{Name: "storage", Errors: 1}, res.Stats.Block[0])
-		})
-		t.Run(string(b)+"/failed write", func(t *testing.T) {
-			dev := openStorage(t, diskImage(t, 64<<10), blockdev.Options{})
-			require.NoError(t, dev.Close())
-			res, out, err := runS5Block(t, h, "blk", dev, "io-write")
-			require.NoError(t, err)
-			assert.Zero(t, res.Status, out)
-			assert.Contains(t, out, "SUCCESS\n")
-			assert.Equal(t, monitor.BlockStats{Name: "storage", Errors: 1}, res.Stats.Block[0])
-		})
-	}
-}
+func TestSolo5BlockHostFailures(t *testing.T) { testBlockHostFailures(t, solo5Block) }
 
 // TestSolo5BlockHostile: a block buffer the guest may not access as asked
 // ends the run with a protocol error before the device is touched.
