@@ -83,6 +83,26 @@ func TestCLIExitContract(t *testing.T) {
 	}
 }
 
+// TestTenderLinksNoCgo keeps bin/tender free of package net and cgo: net's
+// resolver links cgo whenever cgo is enabled (a plain `go build` on a
+// machine with gcc), and a cgo program's threads start through glibc, which
+// costs start-up time on every `tender run` and needs a wider seccomp list
+// (docs/security.md).
+func TestTenderLinksNoCgo(t *testing.T) {
+	cmd := exec.Command("go", "list", "-deps", "./cmd/tender")
+	cmd.Dir = root
+	cmd.Env = append(cmd.Environ(), "CGO_ENABLED=1")
+	out, err := cmd.Output()
+	require.NoError(t, err)
+	deps := map[string]bool{}
+	for _, d := range strings.Fields(string(out)) {
+		deps[d] = true
+	}
+	assert.True(t, deps["github.com/tendervm/tender/monitor"], "the listing is cmd/tender's")
+	assert.False(t, deps["net"], "cmd/tender imports package net")
+	assert.False(t, deps["runtime/cgo"], "cmd/tender links cgo")
+}
+
 func TestCLIUsage(t *testing.T) {
 	for _, args := range [][]string{{"run"}, {"run", "--bogus", "x.elf"}, {"frobnicate"}, {"run", "--mem=0", "x.elf"}} {
 		code, _, stderr := tender(t, args...)

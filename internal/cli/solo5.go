@@ -3,7 +3,6 @@ package cli
 import (
 	"flag"
 	"fmt"
-	"net"
 	"strings"
 
 	"github.com/tendervm/tender/monitor/netdev"
@@ -69,7 +68,7 @@ func (m *MACFlags) String() string {
 	}
 	s := make([]string, 0, len(*m))
 	for name, mac := range *m {
-		s = append(s, name+"="+net.HardwareAddr(mac[:]).String())
+		s = append(s, name+"="+formatMAC(mac))
 	}
 	return strings.Join(s, ",")
 }
@@ -80,8 +79,8 @@ func (m *MACFlags) Set(v string) error {
 	if !ok || name == "" {
 		return fmt.Errorf("%q: want NAME=MAC", v)
 	}
-	hw, err := net.ParseMAC(addr)
-	if err != nil || len(hw) != 6 {
+	hw, ok := parseMAC(addr)
+	if !ok {
 		return fmt.Errorf("%q: %q is not a MAC-48 address (like 02:00:00:00:00:01)", v, addr)
 	}
 	if hw[0]&1 != 0 {
@@ -93,7 +92,7 @@ func (m *MACFlags) Set(v string) error {
 	if _, dup := (*m)[name]; dup {
 		return fmt.Errorf("%q: device %q given twice", v, name)
 	}
-	(*m)[name] = [6]byte(hw)
+	(*m)[name] = hw
 	return nil
 }
 
@@ -105,3 +104,44 @@ type macDevice struct {
 
 // MAC implements netdev.Device.
 func (d macDevice) MAC() [6]byte { return d.mac }
+
+// parseMAC reads six two-digit hex bytes separated by ':' (solo5-hvt's
+// form) or '-'. It is not net.ParseMAC because package net would link
+// cgo's resolver into tender whenever cgo is enabled.
+func parseMAC(s string) (mac [6]byte, ok bool) {
+	if len(s) != 17 {
+		return mac, false
+	}
+	sep := s[2]
+	if sep != ':' && sep != '-' {
+		return mac, false
+	}
+	for i := range mac {
+		if i > 0 && s[3*i-1] != sep {
+			return mac, false
+		}
+		hi, ok1 := hexDigit(s[3*i])
+		lo, ok2 := hexDigit(s[3*i+1])
+		if !ok1 || !ok2 {
+			return mac, false
+		}
+		mac[i] = hi<<4 | lo
+	}
+	return mac, true
+}
+
+func hexDigit(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	case 'A' <= c && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
+}
+
+func formatMAC(m [6]byte) string {
+	return fmt.Sprintf("%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5])
+}

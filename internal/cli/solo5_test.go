@@ -57,13 +57,21 @@ func TestSolo5SpellingErrors(t *testing.T) {
 		"x=zz":                   "is not a MAC-48 address",
 		"x=01:00:00:00:00:01":    "is a multicast address",
 		"x=02:00:00:00:00:00:01": "is not a MAC-48 address",
+		"x=02:00:00:00:00:0g":    "is not a MAC-48 address",
+		"x=02:00:00-00:00:01":    "is not a MAC-48 address",
+		"x=02.00.00.00.00.01":    "is not a MAC-48 address",
+		"x=2:00:00:00:00:01":     "is not a MAC-48 address",
 	} {
 		var m MACFlags
 		assert.ErrorContains(t, m.Set(bad), reason, bad)
 	}
 	m := MACFlags{}
 	require.NoError(t, m.Set("x=02:00:00:00:00:01"))
+	require.NoError(t, m.Set("y=0A-bC-00-11-FF-02"))
+	assert.Equal(t, [6]byte{0x0a, 0xbc, 0, 0x11, 0xff, 2}, m["y"])
 	assert.ErrorContains(t, m.Set("x=02:00:00:00:00:02"), `device "x" given twice`)
+	delete(m, "x")
+	assert.Equal(t, "y=0a:bc:00:11:ff:02", m.String())
 
 	g = GuestFlags{NetMAC: MACFlags{"lan": {2}}}
 	_, err := g.openNet()
