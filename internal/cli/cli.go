@@ -54,7 +54,8 @@ func NewFlagSet(name, args, summary string, stderr io.Writer) *flag.FlagSet {
 }
 
 // Parse parses a command's flags, solo5-hvt's spellings of them included
-// (`--net:NAME=TAP`, `--net-mac:NAME=MAC`, `--block:NAME=PATH`), and
+// (`--net:NAME=TAP`, `--net-mac:NAME=MAC`, `--block:NAME=PATH`,
+// `--block-sector-size:NAME=N`), and
 // requires the guest ELF argument. When
 // parsing ends the command (-h, a mistake) it returns ok false and the exit
 // code to use.
