@@ -39,6 +39,10 @@ const (
 	maxPageTables = (ptEnd - ptAddr) / hypercall.PageSize
 )
 
+// MemMax is the most guest memory the page tables map: four page
+// directories.
+const MemMax = 4 << 30
+
 // SyscallSentinel is the address MSR_LSTAR holds: a page below
 // hypercall.BootInfoAddr that no mapping ever covers. EFER.SCE is clear, so
 // on hardware `syscall` raises #UD; a host that runs it anyway (kvm_pvm
@@ -188,7 +192,7 @@ func leafBits(m mapping) uint64 {
 func buildPageTables(mem *guestmem.Memory, maps []mapping) error {
 	slices.SortFunc(maps, func(a, b mapping) int { return cmpU64(a.addr, b.addr) })
 	size := mem.Size()
-	if size > 4<<30 {
+	if size > MemMax {
 		return fmt.Errorf("x86: %d bytes of guest memory exceed the 4 GiB the page tables map", size)
 	}
 	const table = 0x1000
