@@ -29,10 +29,10 @@ const sectorSizePrefix = "--block-sector-size:"
 func rewriteSolo5(fs *flag.FlagSet, args []string) ([]string, error) {
 	out := make([]string, 0, len(args))
 	var sizes []string // the --block-sector-size arguments, in order
-	for i := 0; i < len(args); i++ {
+	i := 0
+	for ; i < len(args); i++ {
 		a := args[i]
 		if a == "--" || a == "-" || !strings.HasPrefix(a, "-") {
-			out = append(out, args[i:]...)
 			break
 		}
 		if strings.HasPrefix(a, sectorSizePrefix) {
@@ -68,12 +68,13 @@ func rewriteSolo5(fs *flag.FlagSet, args []string) ([]string, error) {
 			}
 		}
 	}
+	// Only tender's flags, not the guest's arguments, can name the device.
 	for _, a := range sizes {
 		if err := setSectorSize(out, a); err != nil {
 			return nil, err
 		}
 	}
-	return out, nil
+	return append(out, args[i:]...), nil
 }
 
 // setSectorSize applies one `--block-sector-size:NAME=N` to the -block

@@ -102,6 +102,8 @@ func TestSolo5SectorSize(t *testing.T) {
 		reason string
 	}{
 		{[]string{"--block-sector-size:storage=4096"}, `--block-sector-size:storage=4096: no block device "storage"`},
+		// The guest's own arguments are no flags of tender's.
+		{[]string{"--block-sector-size:storage=4096", "g.hvt", "-block", "storage=d.img"}, `--block-sector-size:storage=4096: no block device "storage"`},
 		{[]string{"--block:storage=d.img,bs=512", "--block-sector-size:storage=4096"}, "--block-sector-size:storage=4096: the block size of \"storage\" is given twice"},
 		{[]string{"--block:storage=d.img", "--block-sector-size:storage=4096", "--block-sector-size:storage=4096"}, "--block-sector-size:storage=4096: the block size of \"storage\" is given twice"},
 		{[]string{"--block:storage=d.img", "--block-sector-size:storage=1000"}, "bs=1000: want a power of two from 512 to 65536"},
