@@ -162,8 +162,8 @@ type Config struct {
 	// Args are the guest's arguments. None may contain white space or NUL.
 	Args []string
 	// MemSize is the guest memory size in bytes, a multiple of
-	// hypercall.MemAlign between hypercall.MemMin and hypercall.MemMax;
-	// DefaultMemSize when zero. Memory is allocated as the guest touches it.
+	// hypercall.MemAlign between hypercall.MemMin and hypercall.MemMax
+	// (solo5.MemMax for a Solo5 guest); DefaultMemSize when zero. Memory is allocated as the guest touches it.
 	MemSize uint64
 	// Console receives the guest's console output; io.Discard when nil.
 	// The vCPU never calls Write: a goroutine of the run's does, while the
@@ -240,18 +240,28 @@ type guest struct {
 	img     *loader.Image
 }
 
+// memSizeError is the error for a guest memory of size bytes.
+func memSizeError(size uint64) error {
+	return fmt.Errorf("monitor: guest memory of %d bytes: want a multiple of %d MiB from %d MiB to %d MiB (%d MiB for a Solo5 guest)",
+		size, hypercall.MemAlign>>20, hypercall.MemMin>>20, hypercall.MemMax>>20, solo5.MemMax>>20)
+}
+
 // prepare validates cfg and parses its ELF, touching no guest memory.
 func prepare(cfg Config) (*guest, error) {
 	if cfg.MemSize == 0 {
 		cfg.MemSize = DefaultMemSize
 	}
-	if cfg.MemSize < hypercall.MemMin || cfg.MemSize > hypercall.MemMax || cfg.MemSize%hypercall.MemAlign != 0 {
-		return nil, fmt.Errorf("monitor: guest memory of %d bytes: want a multiple of %d MiB from %d MiB to %d MiB",
-			cfg.MemSize, hypercall.MemAlign>>20, hypercall.MemMin>>20, hypercall.MemMax>>20)
+	// A Solo5 guest may have more memory than a tender guest: which it is
+	// is known once the ELF is parsed.
+	if cfg.MemSize < hypercall.MemMin || cfg.MemSize > solo5.MemMax || cfg.MemSize%hypercall.MemAlign != 0 {
+		return nil, memSizeError(cfg.MemSize)
 	}
 	img, err := loader.Parse(cfg.ELF, cfg.MemSize)
 	if err != nil {
 		return nil, err
+	}
+	if img.Solo5 == nil && cfg.MemSize > hypercall.MemMax {
+		return nil, memSizeError(cfg.MemSize)
 	}
 	if img.Solo5 != nil {
 		cmdline, err := solo5CommandLine(cfg.Args)

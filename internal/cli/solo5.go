@@ -17,16 +17,29 @@ var solo5Spellings = map[string]string{
 	"--block:":   "block",
 }
 
+// sectorSizePrefix is solo5-hvt's `--block-sector-size:NAME=N`, the block
+// size of the block device NAME, which tender writes `-block NAME=PATH,bs=N`.
+const sectorSizePrefix = "--block-sector-size:"
+
 // rewriteSolo5 turns the solo5-hvt spellings among the flags at the start of
 // args (up to the guest ELF or "--"; the guest's own arguments are left
 // alone) into the flags of fs. A spelling whose flag fs lacks is a usage
 // error.
 func rewriteSolo5(fs *flag.FlagSet, args []string) ([]string, error) {
 	out := make([]string, 0, len(args))
-	for i := 0; i < len(args); i++ {
+	var sizes []string // the --block-sector-size arguments, in order
+	i := 0
+	for ; i < len(args); i++ {
 		a := args[i]
 		if a == "--" || a == "-" || !strings.HasPrefix(a, "-") {
-			return append(out, args[i:]...), nil
+			break
+		}
+		if strings.HasPrefix(a, sectorSizePrefix) {
+			if fs.Lookup("block") == nil {
+				return nil, Usagef("%s: tender %s has no -block", a, strings.TrimPrefix(fs.Name(), "tender "))
+			}
+			sizes = append(sizes, a)
+			continue
 		}
 		rewritten := false
 		for prefix, name := range solo5Spellings {
@@ -54,7 +67,50 @@ func rewriteSolo5(fs *flag.FlagSet, args []string) ([]string, error) {
 			}
 		}
 	}
-	return out, nil
+	// Only tender's flags, not the guest's arguments, can name the device.
+	for _, a := range sizes {
+		if err := setSectorSize(out, a); err != nil {
+			return nil, err
+		}
+	}
+	return append(out, args[i:]...), nil
+}
+
+// setSectorSize applies one `--block-sector-size:NAME=N` to the -block
+// flag of device NAME among the rewritten flags: it appends ",bs=N" to its
+// value, which -block checks (a power of two from 512). A device without
+// -block, or whose block size is given already, is a usage error.
+func setSectorSize(flags []string, a string) error {
+	name, n, ok := strings.Cut(strings.TrimPrefix(a, sectorSizePrefix), "=")
+	if !ok || name == "" || n == "" {
+		return Usagef("%s: want %sNAME=N", a, sectorSizePrefix)
+	}
+	for i, f := range flags {
+		v := -1 // the index of the -block flag's value: "-block V" or "-block=V"
+		switch {
+		case (f == "-block" || f == "--block") && i+1 < len(flags):
+			v = i + 1
+		case strings.HasPrefix(f, "-block=") || strings.HasPrefix(f, "--block="):
+			v = i
+		}
+		if v < 0 {
+			continue
+		}
+		value := flags[v]
+		if v == i {
+			_, value, _ = strings.Cut(value, "=")
+		}
+		if !strings.HasPrefix(value, name+"=") {
+			continue
+		}
+		var spec BlockFlags
+		if spec.Set(value) == nil && spec[0].BlockSize != 0 {
+			return Usagef("%s: the block size of %q is given twice", a, name)
+		}
+		flags[v] += ",bs=" + n
+		return nil
+	}
+	return Usagef("%s: no block device %q (--block:%s=PATH)", a, name, name)
 }
 
 // MACFlags collects repeated -net-mac flags: NAME=MAC gives network device

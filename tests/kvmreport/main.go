@@ -45,6 +45,9 @@ var benchPlan = []benchStep{
 	{pkg: "tests", re: "^Benchmark(Boot|ColdInvoke)$", benchtime: "200x"},
 	{pkg: "tests", re: "^Benchmark(Warm|Fresh)Throughput$", benchtime: "5000x"},
 	{pkg: "tests", re: "^BenchmarkExec$", benchtime: "100x"},
+	// Solo5's test_hello beside solo5-hvt and solo5-spt when SOLO5_TESTS,
+	// SOLO5_HVT and SOLO5_SPT name them; tender's own Solo5 hello always.
+	{pkg: "tests", re: "^BenchmarkSolo5Exec$", benchtime: "50x"},
 	{pkg: "tests", re: "^Benchmark(SHA256|IdleInstances|FreshMemory)$", benchtime: "1x"},
 }
 

@@ -192,3 +192,34 @@ func TestNoKVM(t *testing.T) {
 	assert.Contains(t, stderr.String(), "no such file or directory")
 	assert.Empty(t, stdout.String())
 }
+
+// TestSolo5Targets: issue 14's comparisons with solo5-hvt and solo5-spt
+// come from BenchmarkSolo5Exec when it ran beside a Solo5 build; without
+// one (the sample) they say which variables to set, and tender's own Solo5
+// hello is still reported.
+func TestSolo5Targets(t *testing.T) {
+	rs := rows(sampleFigures(t), nil, 3)
+	for _, c := range []struct{ name, be string }{
+		{"Solo5 `test_hello` exec to exit under `tender run` vs `solo5-hvt`", "kvm"},
+		{"the same, both with", "kvm"},
+		{"Solo5 `test_hello` exec to exit under `tender run` vs `solo5-spt`", "process"},
+	} {
+		assert.Equal(t, "not measured: "+noSolo5, find(t, rs, "14", c.name, c.be).result(), c.name)
+	}
+	own := find(t, rs, "14", "tender's Solo5-ABI hello", "kvm")
+	assert.Equal(t, "4.78 ms vs 4.41 ms hello.elf", own.measured)
+	assert.Equal(t, "1.08x", own.ratio)
+	assert.Equal(t, reported, own.verdict)
+
+	f := newFigures()
+	f.addBench("tests", parseBench("BenchmarkSolo5Exec-2   \t      30\t  67465945 ns/op\t         0.4444 x-solo5-hvt-tender-kvm\t         1.005 x-solo5-hvt-quiet-tender-kvm\t         3.080 x-solo5-spt-tender-process\t"+
+		"     16207 µs-median-solo5-hvt\t      5886 µs-median-solo5-hvt-quiet\t      1447 µs-median-solo5-spt\t      7202 µs-median-tender-kvm-hvt\t      5916 µs-median-tender-kvm-hvt-quiet\t      4457 µs-median-tender-process-hvt\n", 2))
+	rs = rows(f, nil, 3)
+	hvt := find(t, rs, "14", "Solo5 `test_hello` exec to exit under `tender run` vs `solo5-hvt`", "kvm")
+	assert.Equal(t, "7.20 ms vs 16.21 ms solo5-hvt", hvt.measured)
+	assert.Equal(t, notMet, hvt.verdict, "0.44x is above 0.35x")
+	assert.Equal(t, notMet, find(t, rs, "14", "the same, both with", "kvm").verdict)
+	spt := find(t, rs, "14", "Solo5 `test_hello` exec to exit under `tender run` vs `solo5-spt`", "process")
+	assert.Equal(t, "4.46 ms vs 1.45 ms solo5-spt", spt.measured)
+	assert.Equal(t, "3.08x", spt.ratio)
+}
