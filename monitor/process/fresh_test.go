@@ -89,6 +89,29 @@ func TestFreshReset(t *testing.T) {
 	}
 }
 
+// TestFreshResetOneScan: a reset finds the written pages and protects them
+// again in one PAGEMAP_SCAN call, however many ranges were written (here
+// two: the data page and a page of the signal stack), where a call costs
+// several µs.
+func TestFreshResetOneScan(t *testing.T) {
+	if swapOn() {
+		t.Skip("with swap on, every tracked range is scanned apart")
+	}
+	v := startFresh(t, freshCode)
+	run(t, v)
+	s, err := v.Snapshot()
+	require.NoError(t, err)
+	run(t, v)
+	calls := v.track.calls
+	var written [][2]uint64
+	require.NoError(t, v.Reset(s, func(addr, n uint64) error {
+		written = append(written, [2]uint64{addr, n})
+		return nil
+	}))
+	assert.Equal(t, [][2]uint64{{dataAddr, 0x1000}}, written)
+	assert.Equal(t, 1, v.track.calls-calls)
+}
+
 // TestFreshNewPage: a page the guest first touches after the snapshot is
 // reported written too (the kernel tracks pages that were never mapped),
 // and the guest reads it as the snapshot had it after the reset.
