@@ -112,6 +112,26 @@ func TestFreshResetOneScan(t *testing.T) {
 	assert.Equal(t, 1, v.track.calls-calls)
 }
 
+// TestFreshStackOnSignalStack: a guest whose stack pointer is on the
+// signal stack at a hypercall has its signal frame below the snapshot's:
+// Reset refuses it rather than write registers where they are not.
+func TestFreshStackOnSignalStack(t *testing.T) {
+	v := startFresh(t, []byte{
+		0x66, 0xba, 0x01, 0x05, // mov $0x501,%dx
+		0xef,                                                       // out %eax,(%dx)
+		0x48, 0xbc, 0x00, 0x80, 0x01, 0x00, 0x00, 0x7e, 0x00, 0x00, // movabs $0x7e0000018000,%rsp
+		0xef,       // out %eax,(%dx)
+		0xeb, 0xfd, // jmp back to the out
+	})
+	run(t, v)
+	s, err := v.Snapshot()
+	require.NoError(t, err)
+	run(t, v)
+	assert.ErrorContains(t, v.Reset(s, func(uint64, uint64) error { return nil }), "stack pointer is on the signal stack")
+	_, err = v.Snapshot()
+	assert.ErrorContains(t, err, "stack pointer is on the signal stack")
+}
+
 // TestFreshNewPage: a page the guest first touches after the snapshot is
 // reported written too (the kernel tracks pages that were never mapped),
 // and the guest reads it as the snapshot had it after the reset.
