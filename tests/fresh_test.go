@@ -16,6 +16,7 @@ import (
 
 	"github.com/tendervm/tender/monitor"
 	"github.com/tendervm/tender/monitor/process"
+	"github.com/tendervm/tender/monitor/x86"
 )
 
 // kvmHost returns a KVM host, skipping the test where KVM is unusable (and
@@ -192,6 +193,38 @@ func TestFreshSegments(t *testing.T) {
 				after, err := invoke(t, p, "seg-get")
 				require.NoError(t, err)
 				assert.Equal(t, before, after, "%s: GS after another request loaded it", mode)
+			}
+		}
+	})
+}
+
+// TestFreshBases: the FS and GS bases one request sets (wrfsbase,
+// wrgsbase) are back to their snapshot values, which fn_bases set at
+// start-up, for the next request under fresh (and stay set under warm).
+// fn_bases does not reload its selectors, which on some CPUs would clear
+// the bases anyway. Skipped where the guest cannot use FSGSBASE.
+func TestFreshBases(t *testing.T) {
+	forFresh(t, func(t *testing.T, h *monitor.Host) {
+		const boot, set = "2000000 3000000", "1234000 5678000"
+		for _, mode := range []monitor.Mode{monitor.Fresh, monitor.Warm} {
+			p := newPool(t, h, "fn_bases", monitor.PoolConfig{Mode: mode, MaxInstances: 1})
+			before, err := invoke(t, p, "get")
+			if fe, ok := as[*monitor.FaultError](err); ok && fe.Vector == x86.VecUD {
+				t.Skip("no FSGSBASE for the guest:", err)
+			}
+			require.NoError(t, err)
+			require.Equal(t, boot, before)
+			for range 2 {
+				out, err := invoke(t, p, "set")
+				require.NoError(t, err)
+				require.Equal(t, "set", out)
+				after, err := invoke(t, p, "get")
+				require.NoError(t, err)
+				if mode == monitor.Fresh {
+					assert.Equal(t, boot, after, "fresh: the bases after another request set them")
+				} else {
+					assert.Equal(t, set, after, "warm: the bases keep what the previous request set")
+				}
 			}
 		}
 	})

@@ -3,6 +3,7 @@ package process
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 
 	"github.com/tendervm/tender/monitor/guestmem"
 	"github.com/tendervm/tender/monitor/vcpu"
@@ -32,20 +33,26 @@ const (
 // State is the state of a guest process parked at a hypercall, which Reset
 // puts a process back into: its signal stack, which holds the signal frame
 // and with it every register of the guest (general registers, RFLAGS and
-// the FPU, SSE and AVX state the frame's fpstate points to), and the
-// answer that completes the hypercall. Guest memory is the caller's to
+// the FPU, SSE and AVX state the frame's fpstate points to) and, at its
+// bottom, the FS and GS bases, and the answer that completes the
+// hypercall. Guest memory is the caller's to
 // keep. A State is read-only once taken: several processes of the same
 // guest may be reset to it.
 type State struct {
 	frame uint64 // address of the signal frame
 	stack []byte // the signal stack, [altBase, altBase+altSize)
 	skip  uint64 // how far the answer advances RIP
+	// bases: the stack holds the FS and GS bases (at basesAddr), which
+	// the answer loads.
+	bases bool
 }
 
 // Snapshot records the state of the guest parked at the hypercall Run
 // returned last, and starts the record of written pages afresh: Reset
-// reports the pages written from here on. The guest's FS and GS bases are
-// not in the frame and are not recorded; tender guests do not change them.
+// reports the pages written from here on. The FS and GS bases are not in
+// the frame: where the kernel lets processes use FSGSBASE (and so a guest
+// change them), the handler stores them on the signal stack, in one more
+// round trip; elsewhere they stay 0.
 func (v *VCPU) Snapshot() (*State, error) {
 	if err := v.parked(); err != nil {
 		return nil, err
@@ -54,6 +61,12 @@ func (v *VCPU) Snapshot() (*State, error) {
 		return nil, errors.New("process: the guest's stack pointer is on the signal stack, which moves its signal frame")
 	}
 	s := &State{stack: make([]byte, altSize), skip: v.skip}
+	if v.spawner != nil && v.spawner.fsgsbase {
+		if err := v.saveBases(); err != nil {
+			return nil, err
+		}
+		s.bases = true
+	}
 	if err := v.peek(altBase, s.stack); err != nil {
 		return nil, err
 	}
@@ -130,6 +143,28 @@ func (v *VCPU) Reset(s *State, restore func(addr, n uint64) error) error {
 		return err
 	}
 	v.skip = s.skip
+	if s.bases {
+		v.skip = answerBases | s.skip<<48
+	}
+	return nil
+}
+
+// saveBases makes the handler of the parked guest store its FS and GS
+// bases at basesAddr and report the same hypercall again.
+func (v *VCPU) saveBases() error {
+	was := v.notif
+	if err := v.answer(answerSaveBases); err != nil {
+		return fmt.Errorf("process: answer the guest process: %w", err)
+	}
+	v.pending = false
+	if err := v.receive(); err != nil {
+		v.ended = fmt.Errorf("process: receive from the guest process: %w", err)
+		return v.ended
+	}
+	v.pending = true
+	if v.notif.Nr != was.Nr || v.notif.IP != was.IP || v.notif.Args != was.Args {
+		return errors.New("process: the guest did not report its hypercall again after storing its FS and GS bases")
+	}
 	return nil
 }
 
