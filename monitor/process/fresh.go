@@ -1,6 +1,7 @@
 package process
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -45,6 +46,8 @@ type State struct {
 	// bases: the stack holds the FS and GS bases (at basesAddr), which
 	// the answer loads.
 	bases bool
+	// report is the RIP, RAX and RDX the hypercall's report carried.
+	report [3]uint64
 }
 
 // Snapshot records the state of the guest parked at the hypercall Run
@@ -60,7 +63,7 @@ func (v *VCPU) Snapshot() (*State, error) {
 	if v.frameMoved() {
 		return nil, errors.New("process: the guest's stack pointer is on the signal stack, which moves its signal frame")
 	}
-	s := &State{stack: make([]byte, altSize), skip: v.skip}
+	s := &State{stack: make([]byte, altSize), skip: v.skip, report: [3]uint64(v.notif.Args[3:])}
 	if v.spawner != nil && v.spawner.fsgsbase {
 		if err := v.saveBases(); err != nil {
 			return nil, err
@@ -142,11 +145,42 @@ func (v *VCPU) Reset(s *State, restore func(addr, n uint64) error) error {
 	if err := v.poke(s.frame&^(pageSize-1), s.stack[s.frame&^(pageSize-1)-altBase:]); err != nil {
 		return err
 	}
+	v.answerAs(s)
+	return nil
+}
+
+// answerAs makes the next Run answer the guest's hypercall as that of s.
+func (v *VCPU) answerAs(s *State) {
 	v.skip = s.skip
 	if s.bases {
 		v.skip = answerBases | s.skip<<48
 	}
-	return nil
+}
+
+// Adopt puts the guest, parked at the hypercall where Snapshot just took
+// own, into state s of another process of the same guest instead: it
+// writes the pages of the signal stack (and with them the frame) where s
+// differs, so that the next Run completes the hypercall of s. Guest memory
+// is the caller's to make s's. Adopt reports false, and changes nothing,
+// when the guest's frame is not where s has it or its hypercall was
+// reported with another RIP, RAX (the argument) or RDX (the port): the
+// guest did not reach the same hypercall.
+func (v *VCPU) Adopt(own, s *State) (bool, error) {
+	if err := v.parked(); err != nil {
+		return false, err
+	}
+	if own.frame != s.frame || own.report != s.report || own.bases != s.bases || own.skip != s.skip {
+		return false, nil
+	}
+	for off := 0; off < altSize; off += pageSize {
+		if b := s.stack[off : off+pageSize]; !bytes.Equal(own.stack[off:off+pageSize], b) {
+			if err := v.poke(altBase+uint64(off), b); err != nil {
+				return false, err
+			}
+		}
+	}
+	v.answerAs(s)
+	return true, nil
 }
 
 // saveBases makes the handler of the parked guest store its FS and GS

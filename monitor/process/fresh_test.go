@@ -236,6 +236,44 @@ func TestFreshSharedState(t *testing.T) {
 	assert.EqualValues(t, 8, run(t, w).Arg)
 }
 
+// TestFreshAdopt: a second process of the same guest, parked at the same
+// hypercall (same RIP, RAX and RDX) with other registers, takes the first
+// one's snapshot instead of its own and goes on from it; a state taken at
+// another hypercall (another argument) is refused, with nothing changed.
+func TestFreshAdopt(t *testing.T) {
+	code := []byte{
+		0x48, 0xff, 0xc3, // inc %rbx
+		0x48, 0x89, 0x1c, 0x25, 0x00, 0x10, 0x10, 0x00, // mov %rbx,0x101000
+		0xb8, 0x00, 0x01, 0x00, 0x00, // mov $0x100,%eax
+		0x66, 0xba, 0x01, 0x05, // mov $0x501,%dx
+		0xef,       // out %eax,(%dx)
+		0xeb, 0xe9, // jmp 0
+	}
+	v := startFresh(t, code)
+	run(t, v)
+	s, err := v.Snapshot()
+	require.NoError(t, err)
+
+	w := startFresh(t, code)
+	for range 3 {
+		run(t, w)
+	}
+	own, err := w.Snapshot()
+	require.NoError(t, err)
+	other := *s
+	other.report[1]++ // RAX
+	same, err := w.Adopt(own, &other)
+	require.NoError(t, err)
+	assert.False(t, same)
+	same, err = w.Adopt(own, s)
+	require.NoError(t, err)
+	assert.True(t, same)
+	run(t, w)
+	n, err := w.mem.Uint64(dataAddr)
+	require.NoError(t, err)
+	assert.EqualValues(t, 2, n, "RBX went on from s's 1, not w's own 3")
+}
+
 // TestFreshSandbox: the tracked process still has no descriptor the
 // monitor did not leave it: only the userfaultfd.
 func TestFreshSandbox(t *testing.T) {
