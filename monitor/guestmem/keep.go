@@ -63,8 +63,8 @@ func (m *Memory) Keep() (*Kept, error) {
 
 // KeepFrom makes k, another memory's copy, the snapshot of m, as Keep
 // does, and m's contents equal to k's: k's pages are copied where they
-// differ, and m's pages that k does not have are freed (they read as zero,
-// as k's do). m must be shared memory of the same size without a snapshot.
+// differ, and m's pages that k does not have are cleared (k's read as
+// zero there). m must be shared memory of the same size without a snapshot.
 func (m *Memory) KeepFrom(k *Kept) error {
 	if m.fd < 0 || m.frozen || m.snap != nil || len(k.buf) != len(m.buf) {
 		return errors.New("guestmem: only shared memory of the same size without a snapshot can keep another's")
@@ -73,7 +73,9 @@ func (m *Memory) KeepFrom(k *Kept) error {
 	if err != nil {
 		return err
 	}
-	// Pages m has and k does not: punched out (freed).
+	// Pages m has and k does not: cleared where not zero. (Punching them
+	// out would free them, but a confined monitor may not fallocate, and
+	// an instance that booted as the snapshot's did has no such page.)
 	i := 0
 	for _, r := range mine {
 		for lo := r[0]; lo < r[1]; {
@@ -88,8 +90,8 @@ func (m *Memory) KeepFrom(k *Kept) error {
 			if i < len(k.data) {
 				hi = min(hi, k.data[i][0])
 			}
-			if err := unix.Fallocate(m.fd, unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, lo, hi-lo); err != nil {
-				return fmt.Errorf("guestmem: free the memory's pages: %w", err)
+			if b := m.buf[lo:hi]; !allZero(b) {
+				clear(b)
 			}
 			lo = hi
 		}

@@ -63,7 +63,7 @@ func TestKeepNeedsShared(t *testing.T) {
 }
 
 // TestKeepFrom: a memory that keeps another's copy gets its contents
-// (copied where they differ, its own other pages freed) and is put back to
+// (copied where they differ, its own other pages cleared) and is put back to
 // it; the copy stays mapped until the last memory and the Keep caller have
 // closed it.
 func TestKeepFrom(t *testing.T) {
@@ -94,7 +94,7 @@ func TestKeepFrom(t *testing.T) {
 	assert.Equal(t, "image too", got(0x5000, 9))
 	pages, err := b.allocated()
 	require.NoError(t, err)
-	assert.Equal(t, [][2]int64{{0x1000, 0x2000}, {0x5000, 0x6000}}, pages, "b's own page is freed")
+	assert.Equal(t, [][2]int64{{0x1000, 0x2000}, {0x3000, 0x4000}, {0x5000, 0x6000}}, pages, "b keeps its own page, cleared")
 	assert.Equal(t, "\x00\x00\x00", got(0x3000, 3))
 
 	require.NoError(t, b.Write(0x1000, []byte("write")))
