@@ -84,7 +84,7 @@ func (im *processImage) Close() error { return im.mem.Close() }
 // snapshotShared: an instance that reached the image's hypercall with its
 // frame in the same place takes the image's registers (process.Adopt) and
 // memory (guestmem.KeepFrom: its pages that differ are overwritten, those
-// the image lacks freed) and restores to them; it keeps no copy of its own.
+// the image lacks cleared) and restores to them; it keeps no copy of its own.
 // It boots all the same, as a guest process cannot start from another's
 // memory: only the snapshot is shared.
 func (b processBackend) snapshotShared(mem *guestmem.Memory, cpu vcpu.VCPU, image io.Closer) (func() error, io.Closer, error) {
