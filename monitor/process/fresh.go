@@ -43,7 +43,7 @@ type State struct {
 	frame uint64 // address of the signal frame
 	stack []byte // the signal stack, [altBase, altBase+altSize)
 	skip  uint64 // how far the answer advances RIP
-	// bases: the stack holds the FS and GS bases (at basesAddr), which
+	// bases: the stack holds the FS and GS bases (at altBase), which
 	// the answer loads.
 	bases bool
 	// report is the RIP, RAX and RDX the hypercall's report carried.
@@ -184,7 +184,7 @@ func (v *VCPU) Adopt(own, s *State) (bool, error) {
 }
 
 // saveBases makes the handler of the parked guest store its FS and GS
-// bases at basesAddr and report the same hypercall again.
+// bases at altBase and report the same hypercall again.
 func (v *VCPU) saveBases() error {
 	was := v.notif
 	if err := v.answer(answerSaveBases); err != nil {

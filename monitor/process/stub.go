@@ -105,15 +105,13 @@ const (
 	answerFarReturn = 1<<63 | 1<<62
 	// answerFSBase | len<<48 | base: set the FS base, advance RIP by len.
 	answerFSBase = 1 << 63
-	// answerBases | len<<48: load the FS and GS bases from basesAddr,
-	// advance RIP by len (a fresh guest's reset).
+	// answerBases | len<<48: load the FS and GS bases from altBase (the
+	// bottom of the signal stack, which frames never reach), advance RIP
+	// by len (a fresh guest's reset).
 	answerBases = 1<<63 | 1<<61
-	// answerSaveBases: store the FS and GS bases at basesAddr and report
+	// answerSaveBases: store the FS and GS bases at altBase and report
 	// again, unchanged (a fresh guest's snapshot).
 	answerSaveBases = 1<<63 | 1<<61 | 1<<60
-	// basesAddr is where the handler keeps the FS and GS bases: the bottom
-	// of the signal stack, which signal frames never reach.
-	basesAddr = altBase
 )
 
 // setupCode is the set-up routine, assembled from testdata/setup.S (which
