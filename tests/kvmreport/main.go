@@ -120,8 +120,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		phase("go benchmarks and kvm_floor", t)
 		t = time.Now()
-		say("tender bench -quick -backend kvm")
-		r.tenderBench(rep.figures, "kvm")
+		for _, b := range tenderBenchPlan {
+			say("tender bench -quick -backend %s", b.backend)
+			r.tenderBench(rep.figures, b)
+		}
 		phase("tender bench -quick", t)
 		t = time.Now()
 		say("tender serve under wrk")

@@ -223,3 +223,28 @@ func TestSolo5Targets(t *testing.T) {
 	assert.Equal(t, "4.46 ms vs 1.45 ms solo5-spt", spt.measured)
 	assert.Equal(t, "3.08x", spt.ratio)
 }
+
+// TestTenderBenchPlan: every `tender bench` row a target reads, on each of
+// its backends, is measured by a run of tenderBenchPlan.
+func TestTenderBenchPlan(t *testing.T) {
+	const prefix = "tender bench {be}/"
+	for _, tg := range targets {
+		figs := append([]fig{tg.value}, tg.shown...)
+		if tg.over != nil {
+			figs = append(figs, *tg.over)
+		}
+		for _, fg := range figs {
+			key, ok := strings.CutPrefix(fg.src, prefix)
+			if !ok {
+				continue
+			}
+			for _, be := range tg.backends {
+				measured := false
+				for _, b := range tenderBenchPlan {
+					measured = measured || b.backend == be && b.selects(key)
+				}
+				assert.True(t, measured, "%s: no tender bench run measures %s on %s", tg.name, key, be)
+			}
+		}
+	}
+}
