@@ -118,11 +118,12 @@ func (im *freshImage) get() (int, imageStart) {
 }
 
 // offer makes the snapshot of mem (just frozen) and start the image, if it
-// has none yet: it takes mem's memfd.
+// has none yet and is not closed: it takes mem's memfd. Once the image is
+// closed nothing would close it; mem keeps it and closes it.
 func (im *freshImage) offer(mem *guestmem.Memory, start imageStart) {
 	im.mu.Lock()
 	defer im.mu.Unlock()
-	if im.fd < 0 {
+	if im.fd < 0 && !im.closed {
 		im.fd, im.start = mem.TakeFD(), start
 	}
 }
