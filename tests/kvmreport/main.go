@@ -49,8 +49,8 @@ var benchPlan = []benchStep{
 	// Solo5's test_hello beside solo5-hvt and solo5-spt when SOLO5_TESTS,
 	// SOLO5_HVT and SOLO5_SPT name them; tender's own Solo5 hello always.
 	{pkg: "tests", re: "^BenchmarkSolo5Exec$", benchtime: "50x"},
-	// 4*10^7 rounds of xorshift in a Solo5 guest and natively, 5 of each.
-	{pkg: "tests", re: "^BenchmarkSolo5Compute$", benchtime: "5x"},
+	// 4*10^7 rounds of xorshift in a Solo5 guest and natively, 9 of each.
+	{pkg: "tests", re: "^BenchmarkSolo5Compute$", benchtime: "9x"},
 	{pkg: "tests", re: "^Benchmark(SHA256|IdleInstances|FreshMemory)$", benchtime: "1x"},
 }
 
