@@ -1,12 +1,16 @@
 package tests
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
+
+	"github.com/tendervm/tender/monitor"
 )
 
 // Environment variables that point BenchmarkSolo5Exec at a Solo5 build
@@ -112,4 +116,102 @@ func BenchmarkSolo5Exec(b *testing.B) {
 	ratio("x-solo5-hvt-tender-kvm", "tender-kvm-hvt", "solo5-hvt")
 	ratio("x-solo5-hvt-quiet-tender-kvm", "tender-kvm-hvt-quiet", "solo5-hvt-quiet")
 	ratio("x-solo5-spt-tender-process", "tender-process-hvt", "solo5-spt")
+}
+
+// computeRounds is BenchmarkSolo5Compute's loop: 4*10^7 rounds of xorshift,
+// 60-70 ms on the AMD EPYC machine unloaded.
+const computeRounds = "40000000"
+
+// computeResult is what guest/solo5/examples/compute.c prints: the final
+// state, which must be the same under tender and natively, and the loop's
+// own time.
+func computeResult(b *testing.B, what, out string) (state string, loop time.Duration) {
+	b.Helper()
+	var rounds, ns int64
+	if _, err := fmt.Sscanf(out, "compute: %d rounds, %s %d ns", &rounds, &state, &ns); err != nil || strconv.FormatInt(rounds, 10) != computeRounds {
+		b.Fatalf("%s: %q: %v", what, out, err)
+	}
+	return state, time.Duration(ns)
+}
+
+// BenchmarkSolo5Compute runs the same compute loop (compute.c, 4*10^7
+// rounds of xorshift) b.N times on each backend inside a Solo5 guest and as
+// a static Linux program (bin/guest/host/compute_host), interleaved, each
+// timing its loop itself (no start, no exit). It reports the medians and
+// their ratio, issue 14's target.
+func BenchmarkSolo5Compute(b *testing.B) {
+	image := solo5Guest(b, "compute")
+	host := filepath.Join(root, "bin", "guest", "host", "compute_host")
+	for _, be := range benchBackends(b) {
+		b.Run(string(be), func(b *testing.B) {
+			h := newHost(b, be)
+			var guest, native []time.Duration
+			var want string // the host program's final state
+			for i := range b.N {
+				runHost := func() {
+					out, err := exec.Command(host, computeRounds).Output()
+					if err != nil {
+						b.Fatalf("%s: %q %v", host, out, err)
+					}
+					var t time.Duration
+					want, t = computeResult(b, host, string(out))
+					native = append(native, t)
+				}
+				if i%2 == 1 { // alternate the order, so drift hits both alike
+					runHost()
+				}
+				var out lockedBuffer
+				vm, err := h.New(monitor.Config{ELF: image, Args: []string{computeRounds}, Console: &out})
+				if err != nil {
+					b.Fatal(err)
+				}
+				res, err := vm.Run(context.Background())
+				vm.Close()
+				if err != nil || res.Status != 0 {
+					b.Fatalf("status %d: %v", res.Status, err)
+				}
+				got, t := computeResult(b, "compute guest", out.String())
+				guest = append(guest, t)
+				if i%2 == 0 {
+					runHost()
+				}
+				if got != want {
+					b.Fatalf("compute guest: state %s, the host program's %s: not the same loop", got, want)
+				}
+			}
+			g, n := median(guest), median(native)
+			b.ReportMetric(float64(g.Microseconds())/1e3, "ms-guest")
+			b.ReportMetric(float64(n.Microseconds())/1e3, "ms-process")
+			b.ReportMetric(float64(g)/float64(n), "guest/process")
+		})
+	}
+}
+
+// BenchmarkSolo5Console measures one console write of 0 bytes inside a
+// running Solo5 guest (putsloop) beside the same in a tender guest (hcloop),
+// on each backend: b.N calls of each, in four interleaved rounds, each
+// timed by the guest from the return of its first call to the return of
+// its last. It reports both round trips and their ratio, issue 14's target.
+func BenchmarkSolo5Console(b *testing.B) {
+	s5, own := solo5Guest(b, "putsloop"), readGuest(b, "hcloop")
+	const rounds = 4
+	for _, be := range benchBackends(b) {
+		b.Run(string(be), func(b *testing.B) {
+			h := newHost(b, be)
+			n := max(b.N/rounds, 2)
+			var solo5, tender time.Duration
+			for i := range rounds {
+				if i%2 == 0 { // alternate the order, so drift hits both alike
+					solo5 += consoleRoundTrip(b, h, s5, "solo5_puts", n)
+					tender += consoleRoundTrip(b, h, own, "console_write", n)
+				} else {
+					tender += consoleRoundTrip(b, h, own, "console_write", n)
+					solo5 += consoleRoundTrip(b, h, s5, "solo5_puts", n)
+				}
+			}
+			b.ReportMetric(float64(solo5.Nanoseconds())/rounds/1e3, "µs/call-solo5")
+			b.ReportMetric(float64(tender.Nanoseconds())/rounds/1e3, "µs/call-tender")
+			b.ReportMetric(float64(solo5)/float64(tender), "x-tender")
+		})
+	}
 }

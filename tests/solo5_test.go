@@ -72,6 +72,10 @@ func TestSolo5Guests(t *testing.T) {
 		{"time", nil, exitsWith(0, "SUCCESS")},
 		{"tls", nil, exitsWith(0, "SUCCESS")},
 		{"fpu", nil, exitsWith(0, "SUCCESS")},
+		// The benchmarks' guests (BenchmarkSolo5Compute, BenchmarkSolo5Console):
+		// the state is the host program's (bin/guest/host/compute_host 1000).
+		{"compute", []string{"1000"}, exitsWith(0, "compute: 1000 rounds, 12eaead265975125, ")},
+		{"putsloop", []string{"3"}, exitsWith(0, "putsloop: 3 calls, ")},
 		{"hostile", []string{"devices"}, exitsWith(0, "SUCCESS")},
 		{"hostile", []string{"puts-ptr"}, protocol("solo5_puts: buffer: guest range [0x4001000, +0x4) outside guest memory")},
 		{"hostile", []string{"puts-len"}, protocol("solo5_puts: length 1099511627776 exceeds 65536")},

@@ -132,6 +132,12 @@ var (
 	s5Own         = fig{src: "tests BenchmarkSolo5Exec", unit: "µs-median-tender-{be}-s5hello", scale: 1e-3, format: ms}
 	s5OwnHello    = fig{src: "tests BenchmarkSolo5Exec", unit: "µs-median-tender-{be}-hello", scale: 1e-3, format: vs + ms + " hello.elf"}
 	s5OwnRatio    = fig{src: "tests BenchmarkSolo5Exec", unit: "x-hello-tender-{be}-s5hello", format: x}
+	s5Compute     = fig{src: "tests BenchmarkSolo5Compute/{be}", unit: "ms-guest", format: "%.1f ms"}
+	s5ComputeC    = fig{src: "tests BenchmarkSolo5Compute/{be}", unit: "ms-process", format: vs + "%.1f ms host process"}
+	s5ComputeX    = fig{src: "tests BenchmarkSolo5Compute/{be}", unit: "guest/process", format: x}
+	s5Console     = fig{src: "tests BenchmarkSolo5Console/{be}", unit: "µs/call-solo5", format: us + " Solo5 puts"}
+	s5ConsoleOwn  = fig{src: "tests BenchmarkSolo5Console/{be}", unit: "µs/call-tender", format: vs + us + " tender console write"}
+	s5ConsoleX    = fig{src: "tests BenchmarkSolo5Console/{be}", unit: "x-tender", format: x}
 )
 
 // noSolo5 is why issue 14's comparisons with Solo5 are not measured when
@@ -215,9 +221,9 @@ var targets = []target{
 	{issue: "14", name: "tender's Solo5-ABI hello vs its own hello.elf, exec to exit", threshold: "report", backends: both,
 		shown: []fig{s5Own, s5OwnHello}, value: s5OwnRatio, ratio: true},
 	{issue: "14", name: "a compute loop in a Solo5 guest vs the same C as a host process", threshold: "≤ 1.1x", backends: both,
-		pending: "no benchmark: measured by hand in docs/solo5.md"},
+		shown: []fig{s5Compute, s5ComputeC}, value: s5ComputeX, ratio: true, op: "<=", limit: 1.1},
 	{issue: "14", name: "console write round trip of a Solo5 guest vs a tender guest", threshold: "≤ 1.1x", backends: both,
-		pending: "no benchmark: measured by hand in docs/solo5.md"},
+		shown: []fig{s5Console, s5ConsoleOwn}, value: s5ConsoleX, ratio: true, op: "<=", limit: 1.1},
 }
 
 // evaluate makes the target's row for one backend.

@@ -248,3 +248,29 @@ func TestTenderBenchPlan(t *testing.T) {
 		}
 	}
 }
+
+// TestSolo5LoopTargets: issue 14's compute loop and console round trip come
+// from BenchmarkSolo5Compute and BenchmarkSolo5Console on each backend.
+func TestSolo5LoopTargets(t *testing.T) {
+	rs := rows(sampleFigures(t), nil, 3)
+	c := find(t, rs, "14", "a compute loop in a Solo5 guest", "kvm")
+	assert.Equal(t, "68.4 ms vs 66.9 ms host process", c.measured)
+	assert.Equal(t, "1.02x", c.ratio)
+	assert.Equal(t, met, c.verdict)
+	c = find(t, rs, "14", "a compute loop in a Solo5 guest", "process")
+	assert.Equal(t, "1.12x", c.ratio)
+	assert.Equal(t, notMet, c.verdict, "1.123 is above 1.1")
+
+	w := find(t, rs, "14", "console write round trip of a Solo5 guest", "kvm")
+	assert.Equal(t, "52.1 µs Solo5 puts vs 50.3 µs tender console write", w.measured)
+	assert.Equal(t, "1.04x", w.ratio)
+	assert.Equal(t, met, w.verdict)
+	w = find(t, rs, "14", "console write round trip of a Solo5 guest", "process")
+	assert.Equal(t, "9.5 µs Solo5 puts vs 10.0 µs tender console write", w.measured)
+	assert.Equal(t, met, w.verdict)
+
+	// Without the benchmarks' output the rows say which is missing.
+	rs = rows(newFigures(), nil, 3)
+	assert.Equal(t, "not measured: tests BenchmarkSolo5Compute/kvm not in the output", find(t, rs, "14", "a compute loop", "kvm").result())
+	assert.Equal(t, "not measured: tests BenchmarkSolo5Console/process not in the output", find(t, rs, "14", "console write round trip", "process").result())
+}
