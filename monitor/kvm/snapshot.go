@@ -1,12 +1,15 @@
 package kvm
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"unsafe"
 
 	gokvm "github.com/bobuhiro11/gokvm/kvm"
 	"golang.org/x/sys/unix"
+
+	"github.com/tendervm/tender/monitor/x86"
 )
 
 // State is a vCPU's architectural state as a guest at CPL 3 can change it:
@@ -18,6 +21,8 @@ type State struct {
 	sregs gokvm.Sregs
 	// xsave is struct kvm_xsave, or struct kvm_fpu on a host without XSAVE.
 	xsave [4096]byte
+	// paged: the guest's restore page (x86.RestoreAddr) loads this state.
+	paged bool
 }
 
 // struct kvm_fpu's size, for KVM_GET_FPU and KVM_SET_FPU.
@@ -81,6 +86,14 @@ func (v *VCPU) skipsOut(rip uint64) bool {
 // between exits; at a hypercall exit, the state is that after the `out`
 // instruction (finishExit).
 func (v *VCPU) Snapshot(s *State) error {
+	if v.restored != nil {
+		// Not entered since Restore (a vCPU started from a pool's
+		// image): its state is the one restored, whose registers now
+		// point into the restore page.
+		*s = *v.restored
+		v.syncSpecial()
+		return nil
+	}
 	if err := v.finishExit(); err != nil {
 		return err
 	}
@@ -98,20 +111,70 @@ func (v *VCPU) Snapshot(s *State) error {
 	if err := ioctlErr(v.vcpufd, req, unsafe.Pointer(&s.xsave)); err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
+	if v.restorePage {
+		if err := v.writeRestorePage(s); err != nil {
+			return err
+		}
+		s.paged = true
+	}
+	v.syncSpecial()
+	return nil
+}
+
+// syncSpecial asks KVM, where it can, to bring the special registers in
+// kvm_run at every exit from now on: Restore then sets them only when
+// they differ.
+func (v *VCPU) syncSpecial() {
 	if v.canSyncSregs {
-		// From now on every exit brings the special registers in
-		// kvm_run, and Restore sets them only when they differ.
 		binary.LittleEndian.PutUint64(v.run[runValidRegs:], syncX86Regs|syncX86Sregs)
 		v.syncSregs = true
 	}
+}
+
+// writeRestorePage writes the page Restore enters the guest through (see
+// x86.RestoreAddr) for s, unless it holds that already (a vCPU started
+// from a pool's image, whose page is the image's): written into frozen
+// memory it would be a private copy that every reset copies back.
+func (v *VCPU) writeRestorePage(s *State) error {
+	image, rfbm := fxsave(s.xsave[:fpuSize]), uint64(0)
+	if v.xsave {
+		image, rfbm = s.xsave[:x86.RestoreImageMax], v.sys.cpu.xcr0
+	}
+	page := x86.RestorePage(s.regs.RIP, s.regs.RAX, s.regs.RDX, image, rfbm)
+	cur, err := v.mem.Slice(x86.RestoreAddr, uint64(len(page)))
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(cur, page) {
+		copy(cur, page)
+	}
 	return nil
+}
+
+// fxsave converts struct kvm_fpu into the FXSAVE image fxrstor64 loads.
+func fxsave(fpu []byte) []byte {
+	img := make([]byte, 512)
+	copy(img[0:4], fpu[128:132])   // FCW, FSW
+	img[4] = fpu[132]              // abridged tag word
+	copy(img[6:24], fpu[134:152])  // FOP, FIP, FDP
+	copy(img[24:28], fpu[408:412]) // MXCSR
+	copy(img[32:160], fpu[0:128])  // ST0-ST7
+	copy(img[160:416], fpu[152:408])
+	return img
 }
 
 // Restore puts the vCPU back into the state s recorded. The general
 // registers go in with the next KVM_RUN where KVM syncs them through
 // kvm_run.
 func (v *VCPU) Restore(s *State) error {
-	if !v.skipsOut(s.regs.RIP) {
+	regs := s.regs
+	paged := s.paged && v.restorePage
+	if paged {
+		// The restore page loads the x87/SSE/AVX state and goes on at
+		// the snapshot's RIP, which saves a KVM_SET_FPU/XSAVE.
+		regs.RIP = x86.RestoreAddr
+	}
+	if !v.skipsOut(regs.RIP) {
 		if err := v.finishExit(); err != nil {
 			return err
 		}
@@ -132,19 +195,22 @@ func (v *VCPU) Restore(s *State) error {
 			return fmt.Errorf("KVM_SET_SREGS: %w", err)
 		}
 	}
-	req, name := reqSetXSAVE, "KVM_SET_XSAVE"
-	if !v.xsave {
-		req, name = reqSetFPU, "KVM_SET_FPU"
+	if !paged {
+		req, name := reqSetXSAVE, "KVM_SET_XSAVE"
+		if !v.xsave {
+			req, name = reqSetFPU, "KVM_SET_FPU"
+		}
+		v.fpuSets++
+		if err := ioctlErr(v.vcpufd, req, unsafe.Pointer(&s.xsave)); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
 	}
-	if err := ioctlErr(v.vcpufd, req, unsafe.Pointer(&s.xsave)); err != nil {
-		return fmt.Errorf("%s: %w", name, err)
-	}
+	v.restored = s
 	if v.syncRegs {
-		*(*gokvm.Regs)(unsafe.Pointer(&v.run[runSyncRegs])) = s.regs
+		*(*gokvm.Regs)(unsafe.Pointer(&v.run[runSyncRegs])) = regs
 		binary.LittleEndian.PutUint64(v.run[runDirtyRegs:], dirty)
 		return nil
 	}
-	regs := s.regs
 	if err := ioctlErr(v.vcpufd, reqSetRegs, unsafe.Pointer(&regs)); err != nil {
 		return fmt.Errorf("KVM_SET_REGS: %w", err)
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/tendervm/tender/monitor/guestmem"
 	"github.com/tendervm/tender/monitor/vcpu"
 )
 
@@ -81,4 +82,50 @@ func TestRestoreAtOut(t *testing.T) {
 		assert.EqualValues(t, 0, arg(), "the second out runs, with the snapshot's EAX")
 		assert.EqualValues(t, 1, arg())
 	}
+}
+
+// TestRestorePage: on a vCPU booted for snapshots, Restore puts the SSE
+// registers back without KVM_SET_FPU or KVM_SET_XSAVE, through the restore
+// page (x86.RestoreAddr), and the guest goes on at the snapshot's RIP with
+// its general registers.
+func TestRestorePage(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	s := system(t)
+	mem, err := guestmem.New(4 << 20)
+	require.NoError(t, err)
+	t.Cleanup(func() { mem.Close() })
+	// mov $0x502,%dx; movq %rdx,%xmm0; 1: out %eax,%dx; movq %xmm0,%rax;
+	// mov %rax,0x101000; pcmpeqd %xmm0,%xmm0; jmp 1b
+	code := []byte{0x66, 0xba, 0x02, 0x05, 0x66, 0x48, 0x0f, 0x6e, 0xc2, 0xef, 0x66, 0x48, 0x0f, 0x7e, 0xc0,
+		0x48, 0x89, 0x04, 0x25, 0x00, 0x10, 0x10, 0x00, 0x66, 0x0f, 0x76, 0xc0, 0xeb, 0xec}
+	require.NoError(t, mem.Write(codeAddr, code))
+	vm, err := s.NewVCPU(mem, vcpu.Boot{
+		Regions: []vcpu.Region{
+			{Addr: codeAddr, Size: 0x1000, Perm: vcpu.Read | vcpu.Exec},
+			{Addr: dataAddr, Size: mem.Size() - dataAddr, Perm: vcpu.Read | vcpu.Write},
+		},
+		Entry: codeAddr, StackTop: mem.Size(), Snapshot: true,
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { vm.Close() })
+	arg := func() uint64 {
+		t.Helper()
+		x := run(t, vm)
+		require.Equal(t, vcpu.ExitHypercall, x.Kind, "%+v", x)
+		return x.Arg
+	}
+	require.EqualValues(t, 0, arg())
+	var st State
+	require.NoError(t, vm.Snapshot(&st)) // XMM0 0x502, RAX 0
+	for range 2 {
+		arg()
+		require.EqualValues(t, 0xFFFFFFFF, arg(), "XMM0 all ones since the first pass")
+		require.NoError(t, vm.Restore(&st))
+		assert.EqualValues(t, 0x502, arg(), "XMM0 is the snapshot's again")
+		v, err := mem.Uint64(dataAddr)
+		require.NoError(t, err)
+		assert.EqualValues(t, 0x502, v)
+	}
+	assert.Zero(t, vm.fpuSets, "no KVM_SET_FPU or KVM_SET_XSAVE")
 }

@@ -137,7 +137,12 @@ func supervisorMappings() []mapping {
 // user mappings are regions. Regions must be page-aligned, sorted, disjoint and
 // at or above hypercall.BootInfoAddr.
 func Build(mem *guestmem.Memory, regions []vcpu.Region) error {
-	maps := supervisorMappings()
+	return buildMaps(mem, regions, nil)
+}
+
+// buildMaps is Build with the monitor's extra user mappings.
+func buildMaps(mem *guestmem.Memory, regions []vcpu.Region, extra []mapping) error {
+	maps := append(supervisorMappings(), extra...)
 	for i, r := range regions {
 		if r.Addr%page4K != 0 || r.Size%page4K != 0 || r.Size == 0 {
 			return fmt.Errorf("x86: region %d [%#x, +%#x) is not page-aligned", i, r.Addr, r.Size)
