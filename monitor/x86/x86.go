@@ -2,7 +2,9 @@
 // IDT, TSS with its I/O permission bitmap, exception stubs and a kernel stack.
 // They live in guest memory below hypercall.ImageBase, in pages the guest
 // cannot reach (supervisor-only or not mapped), so a guest at CPL 3 can neither
-// change its own permissions nor the monitor's view of its faults.
+// change its own permissions nor the monitor's view of its faults. The one
+// exception, for fresh guests only, is the restore page (RestoreAddr), which
+// the guest may read and execute but not write.
 //
 // Exceptions raised at CPL 3 switch to the kernel stack (TSS.RSP0) and enter a
 // CPL-0 stub that reports the vector to the monitor with `outb %al, %dx` on
