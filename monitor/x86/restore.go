@@ -57,7 +57,17 @@ func RestorePage(rip, rax, rdx uint64, image []byte, rfbm uint64) []byte {
 	binary.LittleEndian.PutUint64(p[restoreRIP:], rip)
 	binary.LittleEndian.PutUint64(p[restoreRAX:], rax)
 	binary.LittleEndian.PutUint64(p[restoreRDX:], rdx)
-	copy(p[restoreImage:restoreImage+RestoreImageMax], image)
+	img := p[restoreImage : restoreImage+RestoreImageMax]
+	copy(img, image)
+	if rfbm != 0 {
+		// The XSAVE header: xrstor64 faults on a component in XSTATE_BV
+		// that XCR0 lacks (KVM's image may name one the vCPU's CPUID
+		// has, such as PKRU), and on a compacted or reserved bit.
+		const header = 512
+		bv := binary.LittleEndian.Uint64(img[header:]) & rfbm
+		clear(img[header : header+64])
+		binary.LittleEndian.PutUint64(img[header:], bv)
+	}
 	return p
 }
 
