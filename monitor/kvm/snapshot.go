@@ -25,6 +25,9 @@ type State struct {
 	paged bool
 }
 
+// trBusy is the busy bit of a TSS descriptor's type.
+const trBusy = 0x2
+
 // struct kvm_fpu's size, for KVM_GET_FPU and KVM_SET_FPU.
 const fpuSize = 416
 
@@ -103,6 +106,13 @@ func (v *VCPU) Snapshot(s *State) error {
 	}
 	if err := ioctlErr(v.vcpufd, reqGetSregs, unsafe.Pointer(&s.sregs)); err != nil {
 		return fmt.Errorf("KVM_GET_SREGS: %w", err)
+	}
+	// KVM on SVM reports TR busy whatever was loaded (svm_get_segment);
+	// set back busy, QEMU's emulated SVM then denies every port of the
+	// TSS's I/O bitmap, and the guest's next hypercall is a #GP (see
+	// tssType). TR goes back with the type tender loads.
+	if s.sregs.TR.Typ|trBusy == v.sys.cpu.trType|trBusy {
+		s.sregs.TR.Typ = v.sys.cpu.trType
 	}
 	req, name := reqGetXSAVE, "KVM_GET_XSAVE"
 	if !v.xsave {
@@ -185,7 +195,11 @@ func (v *VCPU) Restore(s *State) error {
 		// guest at CPL 3 rarely changes them, and when it did they go
 		// back in with the next entry, without an ioctl.
 		cur := (*gokvm.Sregs)(unsafe.Pointer(&v.run[runSyncSregs]))
-		if *cur != s.sregs {
+		seen := *cur
+		if seen.TR.Typ|trBusy == s.sregs.TR.Typ|trBusy {
+			seen.TR.Typ = s.sregs.TR.Typ // SVM reports TR busy (Snapshot)
+		}
+		if seen != s.sregs {
 			*cur = s.sregs
 			dirty |= syncX86Sregs
 		}

@@ -1,6 +1,7 @@
 package kvm
 
 import (
+	"encoding/binary"
 	"runtime"
 	"testing"
 	"unsafe"
@@ -128,4 +129,28 @@ func TestRestorePage(t *testing.T) {
 		assert.EqualValues(t, 0x502, v)
 	}
 	assert.Zero(t, vm.fpuSets, "no KVM_SET_FPU or KVM_SET_XSAVE")
+}
+
+// TestSnapshotTR: a TR that KVM reports busy, as it does on SVM for the
+// available TSS tender loads on AMD, is recorded with the type tender
+// loads, and Restore does not count the busy bit as a change: set back
+// busy, QEMU's emulated SVM made every hypercall after a reset a #GP.
+func TestSnapshotTR(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	vm, _ := rawVM(t, system(t), codeOutLoop)
+	run(t, vm)
+	s := getSregs(t, vm)
+	s.TR.Typ |= trBusy
+	require.NoError(t, ioctlErr(vm.vcpufd, reqSetSregs, unsafe.Pointer(&s)))
+	run(t, vm)
+	var st State
+	require.NoError(t, vm.Snapshot(&st))
+	assert.Equal(t, vm.sys.cpu.trType, st.sregs.TR.Typ)
+	if vm.syncSregs {
+		run(t, vm)
+		require.NoError(t, vm.Restore(&st))
+		assert.Zero(t, binary.LittleEndian.Uint64(vm.run[runDirtyRegs:])&syncX86Sregs, "TR's busy bit is no change")
+	}
+	assert.Equal(t, vcpu.ExitHypercall, run(t, vm).Kind)
 }
