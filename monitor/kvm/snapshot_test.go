@@ -141,13 +141,13 @@ func TestSnapshotTR(t *testing.T) {
 	defer runtime.UnlockOSThread()
 	vm, _ := rawVM(t, system(t), codeOutLoop)
 	run(t, vm)
-	loaded := getSregs(t, vm)
-	busy := loaded
+	busy := getSregs(t, vm) // on SVM, busy already
 	busy.TR.Typ |= trBusy
 	require.NoError(t, ioctlErr(vm.vcpufd, reqSetSregs, unsafe.Pointer(&busy)))
 	var st State
 	require.NoError(t, vm.Snapshot(&st)) // reads TR busy, enters no guest code
 	assert.Equal(t, vm.sys.cpu.trType, st.sregs.TR.Typ)
+	loaded := st.sregs // TR as tender loads it
 	require.NoError(t, ioctlErr(vm.vcpufd, reqSetSregs, unsafe.Pointer(&loaded)))
 	if vm.syncSregs {
 		// What KVM on SVM stores in kvm_run at an exit.
