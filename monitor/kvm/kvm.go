@@ -252,6 +252,16 @@ type VCPU struct {
 	kicked atomic.Bool
 	tscHz  uint64
 	timing Timing
+	// restorePage: the guest maps x86.RestoreAddr, where Snapshot writes
+	// the code that loads its x87/SSE/AVX state (vcpu.Boot.Snapshot).
+	restorePage bool
+	// restored is the state Restore set last, until the vCPU is entered.
+	restored *State
+	// fpuSets counts KVM_SET_FPU and KVM_SET_XSAVE calls, for tests.
+	fpuSets uint64
+	// entries counts KVM_RUN calls, those that finish an exit included,
+	// for tests of what a reset costs.
+	entries uint64
 }
 
 // Timing is where NewVCPU's time went, phase by phase.
@@ -278,11 +288,15 @@ func (s *System) NewVCPU(mem *guestmem.Memory, boot vcpu.Boot) (*VCPU, error) {
 	}
 	t := time.Now()
 	if !mem.Frozen() {
-		if err := x86.Build(mem, boot.Regions); err != nil {
+		build := x86.Build
+		if boot.Snapshot {
+			build = x86.BuildFresh
+		}
+		if err := build(mem, boot.Regions); err != nil {
 			return nil, err
 		}
 	}
-	v := &VCPU{sys: s, mem: mem, vmfd: -1, vcpufd: -1, emulate: boot.EmulatePriv}
+	v := &VCPU{sys: s, mem: mem, vmfd: -1, vcpufd: -1, emulate: boot.EmulatePriv, restorePage: boot.Snapshot}
 	v.timing.Tables = time.Since(t)
 	if err := v.create(s, boot); err != nil {
 		v.Close()
@@ -442,6 +456,7 @@ func (v *VCPU) TSCHz() uint64 { return v.tscHz }
 // come from different threads.
 func (v *VCPU) Run() (vcpu.Exit, error) {
 	v.tid.Store(int32(unix.Gettid()))
+	v.restored = nil
 	for {
 		if v.kicked.Load() {
 			return vcpu.Exit{Kind: vcpu.ExitKicked}, nil
@@ -449,6 +464,7 @@ func (v *VCPU) Run() (vcpu.Exit, error) {
 		binary.LittleEndian.PutUint32(v.run[runExitReason:], exitSentinel)
 		// Not ioctl: KVM_RUN's EINTR is an exit of its own, which the
 		// loop head turns into ExitKicked when Kick caused it.
+		v.entries++
 		_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(v.vcpufd), reqRun, 0)
 		switch errno {
 		case 0, unix.EINTR, unix.EAGAIN:

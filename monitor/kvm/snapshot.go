@@ -1,12 +1,15 @@
 package kvm
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"unsafe"
 
 	gokvm "github.com/bobuhiro11/gokvm/kvm"
 	"golang.org/x/sys/unix"
+
+	"github.com/tendervm/tender/monitor/x86"
 )
 
 // State is a vCPU's architectural state as a guest at CPL 3 can change it:
@@ -18,7 +21,12 @@ type State struct {
 	sregs gokvm.Sregs
 	// xsave is struct kvm_xsave, or struct kvm_fpu on a host without XSAVE.
 	xsave [4096]byte
+	// paged: the guest's restore page (x86.RestoreAddr) loads this state.
+	paged bool
 }
+
+// trBusy is the busy bit of a TSS descriptor's type.
+const trBusy = 0x2
 
 // struct kvm_fpu's size, for KVM_GET_FPU and KVM_SET_FPU.
 const fpuSize = 416
@@ -34,9 +42,10 @@ var (
 // guest: KVM finishes an I/O exit (skips its `out`) only at the next
 // KVM_RUN, which immediate_exit makes return EINTR right after. Hosts
 // finish an exit whose RIP userspace has changed meanwhile differently (SVM
-// re-runs the `out`), so Snapshot and Restore take and set registers only
-// once the exit is finished: then they are those after the instruction on
-// every host.
+// re-runs the `out`), so Snapshot takes registers only once the exit is
+// finished: then they are those after the instruction on every host.
+// Restore finishes it where the next entry could skip an instruction of the
+// restored state (skipsOut).
 func (v *VCPU) finishExit() error {
 	v.mu.Lock()
 	if v.kicked.Load() {
@@ -45,6 +54,7 @@ func (v *VCPU) finishExit() error {
 	}
 	atomicStoreByte(&v.run[runImmediateExit], 1)
 	v.mu.Unlock()
+	v.entries++
 	_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(v.vcpufd), reqRun, 0)
 	v.mu.Lock()
 	if !v.kicked.Load() {
@@ -57,10 +67,36 @@ func (v *VCPU) finishExit() error {
 	return nil
 }
 
+// skipsOut says whether the vCPU is in an exit that the next KVM_RUN
+// finishes by skipping an `out` only if RIP still points at it, and
+// restoring rip (not that `out`'s address) makes it skip nothing: then
+// Restore need not finish the exit first (finishExit), which costs an
+// entry into KVM (about 6 µs on kvm_pvm). KVM takes the registers from
+// kvm_run (or KVM_SET_REGS) before it finishes the exit, and finishes an
+// `out` by skipping it only if the linear RIP is the one it exited at
+// (complete_fast_pio_out, Linux 5.1 and later). Any other exit, an `in`
+// (whose completion writes RAX), or an `out` at rip itself is finished
+// first, as is every exit where kvm_run does not show the registers.
+func (v *VCPU) skipsOut(rip uint64) bool {
+	if !v.syncRegs || gokvm.ExitType(binary.LittleEndian.Uint32(v.run[runExitReason:])) != gokvm.EXITIO ||
+		v.run[runUnion] != gokvm.EXITIOOUT {
+		return false
+	}
+	return (*gokvm.Regs)(unsafe.Pointer(&v.run[runSyncRegs])).RIP != rip
+}
+
 // Snapshot records the vCPU's state into s, for Restore. It is called
 // between exits; at a hypercall exit, the state is that after the `out`
 // instruction (finishExit).
 func (v *VCPU) Snapshot(s *State) error {
+	if v.restored != nil {
+		// Not entered since Restore (a vCPU started from a pool's
+		// image): its state is the one restored, whose registers now
+		// point into the restore page.
+		*s = *v.restored
+		v.syncSpecial()
+		return nil
+	}
 	if err := v.finishExit(); err != nil {
 		return err
 	}
@@ -71,6 +107,13 @@ func (v *VCPU) Snapshot(s *State) error {
 	if err := ioctlErr(v.vcpufd, reqGetSregs, unsafe.Pointer(&s.sregs)); err != nil {
 		return fmt.Errorf("KVM_GET_SREGS: %w", err)
 	}
+	// KVM on SVM reports TR busy whatever was loaded (svm_get_segment);
+	// set back busy, QEMU's emulated SVM then denies every port of the
+	// TSS's I/O bitmap, and the guest's next hypercall is a #GP (see
+	// tssType). TR goes back with the type tender loads.
+	if s.sregs.TR.Typ|trBusy == v.sys.cpu.trType|trBusy {
+		s.sregs.TR.Typ = v.sys.cpu.trType
+	}
 	req, name := reqGetXSAVE, "KVM_GET_XSAVE"
 	if !v.xsave {
 		req, name = reqGetFPU, "KVM_GET_FPU"
@@ -78,21 +121,73 @@ func (v *VCPU) Snapshot(s *State) error {
 	if err := ioctlErr(v.vcpufd, req, unsafe.Pointer(&s.xsave)); err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
+	if v.restorePage {
+		if err := v.writeRestorePage(s); err != nil {
+			return err
+		}
+		s.paged = true
+	}
+	v.syncSpecial()
+	return nil
+}
+
+// syncSpecial asks KVM, where it can, to bring the special registers in
+// kvm_run at every exit from now on: Restore then sets them only when
+// they differ.
+func (v *VCPU) syncSpecial() {
 	if v.canSyncSregs {
-		// From now on every exit brings the special registers in
-		// kvm_run, and Restore sets them only when they differ.
 		binary.LittleEndian.PutUint64(v.run[runValidRegs:], syncX86Regs|syncX86Sregs)
 		v.syncSregs = true
+	}
+}
+
+// writeRestorePage writes the page Restore enters the guest through (see
+// x86.RestoreAddr) for s, unless it holds that already (a vCPU started
+// from a pool's image, whose page is the image's): written into frozen
+// memory it would be a private copy that every reset copies back.
+func (v *VCPU) writeRestorePage(s *State) error {
+	image, rfbm := fxsave(s.xsave[:fpuSize]), uint64(0)
+	if v.xsave {
+		image, rfbm = s.xsave[:x86.RestoreImageMax], v.sys.cpu.xcr0
+	}
+	page := x86.RestorePage(s.regs.RIP, s.regs.RAX, s.regs.RDX, image, rfbm)
+	cur, err := v.mem.Slice(x86.RestoreAddr, uint64(len(page)))
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(cur, page) {
+		copy(cur, page)
 	}
 	return nil
 }
 
-// Restore puts the vCPU back into the state s recorded, once the exit it
-// is in is finished (finishExit). The general registers go in with the
-// next KVM_RUN where KVM syncs them through kvm_run.
+// fxsave converts struct kvm_fpu into the FXSAVE image fxrstor64 loads.
+func fxsave(fpu []byte) []byte {
+	img := make([]byte, 512)
+	copy(img[0:4], fpu[128:132])   // FCW, FSW
+	img[4] = fpu[132]              // abridged tag word
+	copy(img[6:24], fpu[134:152])  // FOP, FIP, FDP
+	copy(img[24:28], fpu[408:412]) // MXCSR
+	copy(img[32:160], fpu[0:128])  // ST0-ST7
+	copy(img[160:416], fpu[152:408])
+	return img
+}
+
+// Restore puts the vCPU back into the state s recorded. The general
+// registers go in with the next KVM_RUN where KVM syncs them through
+// kvm_run.
 func (v *VCPU) Restore(s *State) error {
-	if err := v.finishExit(); err != nil {
-		return err
+	regs := s.regs
+	paged := s.paged && v.restorePage
+	if paged {
+		// The restore page loads the x87/SSE/AVX state and goes on at
+		// the snapshot's RIP, which saves a KVM_SET_FPU/XSAVE.
+		regs.RIP = x86.RestoreAddr
+	}
+	if !v.skipsOut(regs.RIP) {
+		if err := v.finishExit(); err != nil {
+			return err
+		}
 	}
 	dirty := syncX86Regs
 	if v.syncSregs {
@@ -100,7 +195,11 @@ func (v *VCPU) Restore(s *State) error {
 		// guest at CPL 3 rarely changes them, and when it did they go
 		// back in with the next entry, without an ioctl.
 		cur := (*gokvm.Sregs)(unsafe.Pointer(&v.run[runSyncSregs]))
-		if *cur != s.sregs {
+		seen := *cur
+		if seen.TR.Typ|trBusy == s.sregs.TR.Typ|trBusy {
+			seen.TR.Typ = s.sregs.TR.Typ // SVM reports TR busy (Snapshot)
+		}
+		if seen != s.sregs {
 			*cur = s.sregs
 			dirty |= syncX86Sregs
 		}
@@ -110,19 +209,22 @@ func (v *VCPU) Restore(s *State) error {
 			return fmt.Errorf("KVM_SET_SREGS: %w", err)
 		}
 	}
-	req, name := reqSetXSAVE, "KVM_SET_XSAVE"
-	if !v.xsave {
-		req, name = reqSetFPU, "KVM_SET_FPU"
+	if !paged {
+		req, name := reqSetXSAVE, "KVM_SET_XSAVE"
+		if !v.xsave {
+			req, name = reqSetFPU, "KVM_SET_FPU"
+		}
+		v.fpuSets++
+		if err := ioctlErr(v.vcpufd, req, unsafe.Pointer(&s.xsave)); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
 	}
-	if err := ioctlErr(v.vcpufd, req, unsafe.Pointer(&s.xsave)); err != nil {
-		return fmt.Errorf("%s: %w", name, err)
-	}
+	v.restored = s
 	if v.syncRegs {
-		*(*gokvm.Regs)(unsafe.Pointer(&v.run[runSyncRegs])) = s.regs
+		*(*gokvm.Regs)(unsafe.Pointer(&v.run[runSyncRegs])) = regs
 		binary.LittleEndian.PutUint64(v.run[runDirtyRegs:], dirty)
 		return nil
 	}
-	regs := s.regs
 	if err := ioctlErr(v.vcpufd, reqSetRegs, unsafe.Pointer(&regs)); err != nil {
 		return fmt.Errorf("KVM_SET_REGS: %w", err)
 	}

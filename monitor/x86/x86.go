@@ -2,7 +2,9 @@
 // IDT, TSS with its I/O permission bitmap, exception stubs and a kernel stack.
 // They live in guest memory below hypercall.ImageBase, in pages the guest
 // cannot reach (supervisor-only or not mapped), so a guest at CPL 3 can neither
-// change its own permissions nor the monitor's view of its faults.
+// change its own permissions nor the monitor's view of its faults. The one
+// exception, for fresh guests only, is the restore page (RestoreAddr), which
+// the guest may read and execute but not write.
 //
 // Exceptions raised at CPL 3 switch to the kernel stack (TSS.RSP0) and enter a
 // CPL-0 stub that reports the vector to the monitor with `outb %al, %dx` on
@@ -144,7 +146,12 @@ func supervisorMappings() []mapping {
 // user mappings are regions. Regions must be page-aligned, sorted, disjoint and
 // at or above hypercall.BootInfoAddr.
 func Build(mem *guestmem.Memory, regions []vcpu.Region) error {
-	maps := supervisorMappings()
+	return buildMaps(mem, regions, nil)
+}
+
+// buildMaps is Build with the monitor's extra user mappings.
+func buildMaps(mem *guestmem.Memory, regions []vcpu.Region, extra []mapping) error {
+	maps := append(supervisorMappings(), extra...)
 	for i, r := range regions {
 		if r.Addr%page4K != 0 || r.Size%page4K != 0 || r.Size == 0 {
 			return fmt.Errorf("x86: region %d [%#x, +%#x) is not page-aligned", i, r.Addr, r.Size)

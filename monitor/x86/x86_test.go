@@ -227,3 +227,15 @@ func TestExceptionFacts(t *testing.T) {
 	assert.Equal(t, "#VC VMM communication", VectorName(29))
 	assert.Equal(t, "vector 31", VectorName(31))
 }
+
+// TestRestorePageXSAVE: the XSAVE image in the restore page names no
+// component outside the mask xrstor64 gets, and no compacted format.
+func TestRestorePageXSAVE(t *testing.T) {
+	image := make([]byte, 1024)
+	binary.LittleEndian.PutUint64(image[512:], 0x207) // x87, SSE, AVX, PKRU
+	binary.LittleEndian.PutUint64(image[520:], 1<<63)
+	p := RestorePage(0x100000, 1, 2, image, 0x7)
+	assert.EqualValues(t, 0x7, binary.LittleEndian.Uint64(p[restoreImage+512:]))
+	assert.Zero(t, binary.LittleEndian.Uint64(p[restoreImage+520:]))
+	assert.EqualValues(t, 0x100000, binary.LittleEndian.Uint64(p[restoreRIP:]))
+}

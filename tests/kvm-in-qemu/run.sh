@@ -46,12 +46,8 @@ TIMEOUT=${TIMEOUT:-1500}
 TEST_TIMEOUT=${TEST_TIMEOUT:-5m}
 CMD_TIMEOUT=${CMD_TIMEOUT:-360}
 # Every integration test, in -short mode (100 guests in the leak test; the
-# bench command is left to the host), except those that need a TAP device,
-# and the fresh-instance tests that set a vCPU's special registers back
-# (KVM_SET_SREGS or sync regs) on a vCPU that has run: under this emulated
-# SVM the guest then faults or its next out is misread (docs/architecture.md,
-# "Fresh instances"; open in issue 12). Fresh resets that leave the special
-# registers alone pass here. Also Solo5 guests on the process backend: when
+# bench command is left to the host), except those that need a TAP device.
+# Also Solo5 guests on the process backend: when
 # such a guest process's far return to a kernel selector faults, the emulated
 # machine's kernel (Debian's 6.1 under TCG) oopses ("supervisor read access
 # in user mode" on the user stack) and the process dies; on real hosts the
@@ -60,10 +56,10 @@ CMD_TIMEOUT=${CMD_TIMEOUT:-360}
 # pattern cannot skip whole tests and other tests' subtests), without those
 # that run both backends in one function or need a TAP device (SOLO5_SKIP).
 TESTS_RUN=${TESTS_RUN:-.}
-TESTS_SKIP=${TESTS_SKIP:-'TestNetTAP|TestFreshSegments|TestFreshFailures|TestFreshPrewarm|TestFreshShared|TestSolo5'}
+TESTS_SKIP=${TESTS_SKIP:-'TestNetTAP|TestSolo5'}
 SOLO5_RUN=${SOLO5_RUN:-'TestSolo5/kvm'}
 SOLO5_SKIP=${SOLO5_SKIP:-'TestSolo5EmulationLoop|TestSolo5BlockReadOnly|TestSolo5TAP'}
-KVM_TESTS_SKIP=${KVM_TESTS_SKIP:-'TestRestoreSregs'}
+KVM_TESTS_SKIP=${KVM_TESTS_SKIP:-'^$'}
 
 say() { echo "kvm-in-qemu: $*" >&2; }
 
