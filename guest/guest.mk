@@ -133,6 +133,13 @@ $(GUEST_OBJDIR)/solo5/%.S.o: $(SOLO5_DIR)/%.S $(GUEST_DIR)/guest.mk
 	@mkdir -p $(@D)
 	$(GUEST_CC) $(GUEST_ASFLAGS) -c -o $@ $<
 
+# The same compute loop as a Linux program, for BenchmarkSolo5Compute.
+guests: $(GUEST_HOSTDIR)/compute_host
+
+$(GUEST_HOSTDIR)/compute_host: $(SOLO5_DIR)/examples/compute.c $(GUEST_DIR)/guest.mk
+	@mkdir -p $(@D)
+	$(GUEST_CC) $(HOST_CFLAGS) -static -o $@ $<
+
 .SECONDARY: $(SOLO5_LIB_OBJS) $(patsubst %,$(GUEST_OBJDIR)/solo5/examples/%.c.o,$(SOLO5_NAMES))
 
 -include $(wildcard $(GUEST_OBJDIR)/solo5/*/*.d)

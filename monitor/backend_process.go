@@ -2,6 +2,7 @@ package monitor
 
 import (
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/tendervm/tender/monitor/guestmem"
@@ -59,9 +60,34 @@ func (b processBackend) clockFirst() bool { return true }
 // keeps a copy of guest memory (guestmem.Keep), which the guest process
 // shares and goes on writing; restore puts back the pages the process wrote
 // since (as its page tables tell) and those the monitor wrote on its behalf
-// (as guestmem's log tells), and the registers. There is no state to share:
-// instances of a pool each boot and keep their own snapshot.
+// (as guestmem's log tells), and the registers. Instances of a Fresh pool
+// share one such snapshot (snapshotShared).
 func (b processBackend) snapshot(mem *guestmem.Memory, cpu vcpu.VCPU) (func() error, any, error) {
+	restore, mine, err := b.snapshotShared(mem, cpu, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	mine.Close() // mem keeps its own reference
+	return restore, nil, nil
+}
+
+// processImage is the snapshot the instances of a Fresh pool share on the
+// process backend: one copy of guest memory and one signal stack, the
+// first instance's, which every instance resets to.
+type processImage struct {
+	mem   *guestmem.Kept
+	state *process.State
+}
+
+func (im *processImage) Close() error { return im.mem.Close() }
+
+// snapshotShared: an instance that reached the image's hypercall with its
+// frame in the same place takes the image's registers (process.Adopt) and
+// memory (guestmem.KeepFrom: its pages that differ are overwritten, those
+// the image lacks cleared) and restores to them; it keeps no copy of its own.
+// It boots all the same, as a guest process cannot start from another's
+// memory: only the snapshot is shared.
+func (b processBackend) snapshotShared(mem *guestmem.Memory, cpu vcpu.VCPU, image io.Closer) (func() error, io.Closer, error) {
 	v, ok := cpu.(*process.VCPU)
 	if !ok {
 		return nil, nil, fmt.Errorf("%w: not a guest process", ErrFreshUnsupported)
@@ -70,15 +96,31 @@ func (b processBackend) snapshot(mem *guestmem.Memory, cpu vcpu.VCPU) (func() er
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := mem.Keep(); err != nil {
+	restore := func(st *process.State) func() error {
+		return func() error {
+			if err := v.Reset(st, mem.PutBack); err != nil {
+				return err
+			}
+			return mem.PutBackNoted()
+		}
+	}
+	if im, ok := image.(*processImage); ok {
+		same, err := v.Adopt(st, im.state)
+		if err != nil {
+			return nil, nil, err
+		}
+		if same {
+			if err := mem.KeepFrom(im.mem); err != nil {
+				return nil, nil, err
+			}
+			return restore(im.state), nil, nil
+		}
+	}
+	k, err := mem.Keep()
+	if err != nil {
 		return nil, nil, err
 	}
-	return func() error {
-		if err := v.Reset(st, mem.PutBack); err != nil {
-			return err
-		}
-		return mem.PutBackNoted()
-	}, nil, nil
+	return restore(st), &processImage{k, st}, nil
 }
 
 // viewMemory: a guest process cannot start from another's snapshot (its

@@ -3,6 +3,7 @@ package monitor
 import (
 	"errors"
 	"fmt"
+	"io"
 	"math/bits"
 	"sync"
 	"time"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/tendervm/tender/hypercall"
 	"github.com/tendervm/tender/monitor/guestmem"
+	"github.com/tendervm/tender/monitor/vcpu"
 )
 
 // ErrFreshUnsupported is returned (wrapped) by NewPool for a Fresh pool the
@@ -50,6 +52,51 @@ type freshImage struct {
 	mu    sync.Mutex
 	fd    int // -1 until an instance offers its snapshot
 	start imageStart
+	// shared is the image of a backend that shares it otherwise
+	// (snapshotSharer), nil until an instance makes it, and sharedArg and
+	// sharedArgv the first fn_next it was taken at, which an instance
+	// must have reached with the same argument to share it.
+	shared     io.Closer
+	sharedArg  uint64
+	sharedArgv hypercall.FnNext
+	closed     bool
+}
+
+// snapshotSharer is a backend whose Fresh instances share their pool's
+// snapshot without mapping an image memfd (the process backend, whose
+// guest memory stays shared with the guest process).
+type snapshotSharer interface {
+	// snapshotShared is snapshot for an instance of a pool whose image is
+	// image, or nil for none yet: the instance is put into image's state
+	// and restores to it, or, when it did not reach the same state, makes
+	// a snapshot of its own and returns it as mine, for the pool to keep
+	// as its image or to close.
+	snapshotShared(mem *guestmem.Memory, cpu vcpu.VCPU, image io.Closer) (restore func() error, mine io.Closer, err error)
+}
+
+// share takes the snapshot of an instance of a snapshotSharer backend,
+// parked at its first fn_next (argument at arg, argv), from the pool's
+// image where the instance reached the same fn_next; the first instance's
+// becomes the image.
+func (im *freshImage) share(sh snapshotSharer, mem *guestmem.Memory, cpu vcpu.VCPU, arg uint64, argv hypercall.FnNext) (func() error, error) {
+	im.mu.Lock()
+	defer im.mu.Unlock()
+	var image io.Closer
+	if im.shared != nil && im.sharedArg == arg && im.sharedArgv == argv {
+		image = im.shared
+	}
+	restore, mine, err := sh.snapshotShared(mem, cpu, image)
+	if err != nil {
+		return nil, err
+	}
+	if mine != nil {
+		if im.shared == nil && !im.closed {
+			im.shared, im.sharedArg, im.sharedArgv = mine, arg, argv
+		} else {
+			mine.Close() // the instance's memory keeps its own reference
+		}
+	}
+	return restore, nil
 }
 
 // imageStart is how an instance starts from a Fresh pool's image: its vCPU
@@ -71,16 +118,18 @@ func (im *freshImage) get() (int, imageStart) {
 }
 
 // offer makes the snapshot of mem (just frozen) and start the image, if it
-// has none yet: it takes mem's memfd.
+// has none yet and is not closed: it takes mem's memfd. Once the image is
+// closed nothing would close it; mem keeps it and closes it.
 func (im *freshImage) offer(mem *guestmem.Memory, start imageStart) {
 	im.mu.Lock()
 	defer im.mu.Unlock()
-	if im.fd < 0 {
+	if im.fd < 0 && !im.closed {
 		im.fd, im.start = mem.TakeFD(), start
 	}
 }
 
-// close releases the memfd; views mapped from it keep their pages.
+// close releases the memfd and the shared image; views mapped from it,
+// and instances that share it, keep their pages.
 func (im *freshImage) close() {
 	im.mu.Lock()
 	defer im.mu.Unlock()
@@ -88,13 +137,27 @@ func (im *freshImage) close() {
 		unix.Close(im.fd)
 		im.fd = -1
 	}
+	if im.shared != nil {
+		im.shared.Close()
+		im.shared = nil
+	}
+	im.closed = true
 }
 
 // snapshot records the instance at its first fn_next (its argument at arg),
 // before it takes a call: the state every call of a Fresh instance starts
 // from, and, for the first instance of its pool, the pool's image.
 func (r *run) snapshot(f *fnState, arg uint64) error {
-	restore, state, err := r.vm.host.be.snapshot(r.vm.mem, r.cpu)
+	var (
+		restore func() error
+		state   any
+		err     error
+	)
+	if sh, ok := r.vm.host.be.(snapshotSharer); ok && f.fresh.image != nil {
+		restore, err = f.fresh.image.share(sh, r.vm.mem, r.cpu, arg, f.argv)
+	} else {
+		restore, state, err = r.vm.host.be.snapshot(r.vm.mem, r.cpu)
+	}
 	if err != nil {
 		return err
 	}

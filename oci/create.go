@@ -83,6 +83,9 @@ func (rt *runtime) create(args []string) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", g.Path, err)
 	}
+	if err := opts.CheckMemory(img); err != nil {
+		return fmt.Errorf("%s: %w", g.Path, err)
+	}
 	netns, err := networkNamespace(b.Spec)
 	if err != nil {
 		return err

@@ -25,7 +25,7 @@ func FuzzParseAnnotations(f *testing.F) {
 			}
 			return
 		}
-		if o.MemMiB < 4 || o.MemMiB > 3072 || o.MemMiB%2 != 0 || o.Port < 1 || o.Port > 65535 || o.Timeout < 0 {
+		if o.MemMiB < 4 || o.MemMiB > 4096 || o.MemMiB%2 != 0 || o.Port < 1 || o.Port > 65535 || o.Timeout < 0 {
 			t.Fatalf("%s=%q accepted as %+v", key, value, o)
 		}
 	})

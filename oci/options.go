@@ -16,14 +16,17 @@ import (
 	"time"
 
 	"github.com/tendervm/tender/hypercall"
+	"github.com/tendervm/tender/hypercall/solo5"
 	"github.com/tendervm/tender/monitor"
+	"github.com/tendervm/tender/monitor/loader"
 )
 
 // The annotations tender-oci reads from config.json. Any other annotation
 // with the dev.tender. prefix is refused, so a misspelt one is not ignored.
 const (
 	// AnnotationMemory is the guest memory: MiB, or a size with a suffix
-	// M, Mi, MiB, G, Gi or GiB (binary units). Default 64 MiB.
+	// M, Mi, MiB, G, Gi or GiB (binary units). Default 64 MiB; at most
+	// 3072 MiB for a tender guest, 4096 MiB for a Solo5 guest.
 	AnnotationMemory = "dev.tender.memory"
 	// AnnotationTimeout stops the guest after a Go duration ("30s"); 0 or
 	// absent: no limit.
@@ -140,7 +143,19 @@ func Tendered(a map[string]string) bool {
 	return false
 }
 
-// parseMemory parses AnnotationMemory into MiB.
+// CheckMemory refuses a memory above what the guest's ABI allows.
+// ParseAnnotations accepts up to a Solo5 guest's limit, the larger, since
+// which kind of guest it is is known only once img is parsed.
+func (o Options) CheckMemory(img *loader.Image) error {
+	if img.Solo5 == nil && o.MemMiB > hypercall.MemMax>>20 {
+		return fmt.Errorf("annotation %s: %d MiB: a tender guest takes at most %d MiB (a Solo5 guest %d MiB)",
+			AnnotationMemory, o.MemMiB, hypercall.MemMax>>20, solo5.MemMax>>20)
+	}
+	return nil
+}
+
+// parseMemory parses AnnotationMemory into MiB, up to a Solo5 guest's
+// limit (CheckMemory applies a tender guest's).
 func parseMemory(v string) (uint64, error) {
 	num, scale := v, uint64(1)
 	for _, s := range []struct {
@@ -153,9 +168,10 @@ func parseMemory(v string) (uint64, error) {
 		}
 	}
 	n, err := strconv.ParseUint(num, 10, 32)
-	lo, hi := uint64(hypercall.MemMin>>20), uint64(hypercall.MemMax>>20)
+	lo, hi := uint64(hypercall.MemMin>>20), uint64(solo5.MemMax>>20)
 	if err != nil || n*scale < lo || n*scale > hi || n*scale%2 != 0 {
-		return 0, fmt.Errorf("want an even number of MiB from %d to %d, optionally with a suffix M, Mi, MiB, G, Gi or GiB", lo, hi)
+		return 0, fmt.Errorf("want an even number of MiB from %d to %d (%d for a tender guest), optionally with a suffix M, Mi, MiB, G, Gi or GiB",
+			lo, hi, hypercall.MemMax>>20)
 	}
 	return n * scale, nil
 }

@@ -1,6 +1,7 @@
 package oci
 
 import (
+	"strconv"
 	"testing"
 	"time"
 
@@ -8,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tendervm/tender/monitor"
+	"github.com/tendervm/tender/monitor/loader"
 )
 
 func TestParseAnnotationsDefaults(t *testing.T) {
@@ -28,17 +30,36 @@ func TestParseAnnotations(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, Options{MemMiB: 1024, Timeout: 1500 * time.Millisecond, Backend: monitor.BackendProcess, Mode: "fresh", Port: 9090}, o)
 	assert.True(t, o.Serves())
-	for v, want := range map[string]uint64{"4": 4, "128M": 128, "128Mi": 128, "256MiB": 256, "2G": 2048, "3GiB": 3072} {
+	for v, want := range map[string]uint64{"4": 4, "128M": 128, "128Mi": 128, "256MiB": 256, "2G": 2048, "3GiB": 3072, "4Gi": 4096, "4096": 4096} {
 		o, err := ParseAnnotations(map[string]string{AnnotationMemory: v})
 		require.NoError(t, err, v)
 		assert.Equal(t, want, o.MemMiB, v)
 	}
 }
 
+// TestCheckMemory: above 3 GiB, the memory annotation is refused for a
+// tender guest and accepted for a Solo5 guest, whose limit is 4 GiB.
+func TestCheckMemory(t *testing.T) {
+	tender, s5 := &loader.Image{}, &loader.Image{Solo5: &loader.Solo5Manifest{}}
+	for _, v := range []string{"64", "3Gi", "3072"} {
+		o, err := ParseAnnotations(map[string]string{AnnotationMemory: v})
+		require.NoError(t, err, v)
+		assert.NoError(t, o.CheckMemory(tender), v)
+		assert.NoError(t, o.CheckMemory(s5), v)
+	}
+	for _, v := range []string{"3074", "4Gi"} {
+		o, err := ParseAnnotations(map[string]string{AnnotationMemory: v})
+		require.NoError(t, err, v)
+		assert.ErrorContains(t, o.CheckMemory(tender), "annotation dev.tender.memory: "+strconv.FormatUint(o.MemMiB, 10)+" MiB: a tender guest takes at most 3072 MiB (a Solo5 guest 4096 MiB)", v)
+		assert.NoError(t, o.CheckMemory(s5), v)
+	}
+}
+
 func TestParseAnnotationsErrors(t *testing.T) {
 	for _, c := range []struct{ key, value, want string }{
-		{AnnotationMemory, "3", "even number of MiB from 4 to 3072"},
-		{AnnotationMemory, "4Gi", "even number of MiB"},
+		{AnnotationMemory, "3", "even number of MiB from 4 to 4096 (3072 for a tender guest)"},
+		{AnnotationMemory, "4098", "even number of MiB"},
+		{AnnotationMemory, "5Gi", "even number of MiB"},
 		{AnnotationMemory, "64k", "even number of MiB"},
 		{AnnotationMemory, "", "even number of MiB"},
 		{AnnotationMemory, "-64", "even number of MiB"},

@@ -100,9 +100,18 @@ func median(ts []time.Duration) time.Duration {
 // exit, no VM teardown.
 func hypercallRoundTrip(b *testing.B, h *monitor.Host, n int) time.Duration {
 	b.Helper()
+	return consoleRoundTrip(b, h, readGuest(b, "hcloop"), "console_write", n)
+}
+
+// consoleRoundTrip runs a guest that makes n (at least 2) console writes of
+// length 0, served as the hypercall named call, then reports them in one
+// more write, "NAME: N calls, T ns first to last" (hcloop, Solo5's
+// putsloop), and returns T/(n-1).
+func consoleRoundTrip(b *testing.B, h *monitor.Host, image []byte, call string, n int) time.Duration {
+	b.Helper()
 	n = max(n, 2)
 	var out lockedBuffer
-	vm, err := h.New(monitor.Config{ELF: readGuest(b, "hcloop"), Args: []string{strconv.Itoa(n)}, Console: &out})
+	vm, err := h.New(monitor.Config{ELF: image, Args: []string{strconv.Itoa(n)}, Console: &out})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -111,12 +120,13 @@ func hypercallRoundTrip(b *testing.B, h *monitor.Host, n int) time.Duration {
 	if err != nil || res.Status != 0 {
 		b.Fatalf("status %d: %v", res.Status, err)
 	}
-	if got := res.Stats.HypercallCounts()["console_write"]; got != uint64(n)+1 {
-		b.Fatalf("hcloop %d: %d console writes served", n, got)
+	if got := res.Stats.HypercallCounts()[call]; got != uint64(n)+1 {
+		b.Fatalf("%d calls: %d %s served", n, got, call)
 	}
+	var name string
 	var calls, ns int64
-	if _, err := fmt.Sscanf(out.String(), "hcloop: %d calls, %d ns first to last", &calls, &ns); err != nil || calls != int64(n) {
-		b.Fatalf("hcloop %d: %q: %v", n, out.String(), err)
+	if _, err := fmt.Sscanf(out.String(), "%s %d calls, %d ns first to last", &name, &calls, &ns); err != nil || calls != int64(n) {
+		b.Fatalf("%d calls: %q: %v", n, out.String(), err)
 	}
 	return time.Duration(ns) / time.Duration(n-1)
 }

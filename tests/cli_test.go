@@ -69,6 +69,9 @@ func TestCLIExitContract(t *testing.T) {
 			{[]string{"run", be, "--timeout=1s", guestPath("spin")}, monitor.ExitTimeout, "spin: looping forever\n", "guest stopped: timeout"},
 			{[]string{"run", be, "--console-limit=100", guestPath("flood")}, monitor.ExitProtocol, flood, "console output limit of 100 bytes"},
 			{[]string{"run", be, "--mem=5", guestPath("hello")}, monitor.ExitUsage, "", "-mem 5: want an even number"},
+			{[]string{"run", be, "--mem=4096", guestPath("hello")}, monitor.ExitUsage, "", "-mem 4096: want an even number of MiB from 4 to 3072 (4096 for a Solo5 guest)"},
+			{[]string{"run", be, "--mem=4098", solo5GuestPath("hello")}, monitor.ExitUsage, "", "-mem 4098: want an even number"},
+			{[]string{"run", be, "--mem=4096", solo5GuestPath("hello"), "mem"}, 0, "Hello, Solo5 from tender! cmdline: mem\nmem_size 4294967296, stack near 4293918720\nSUCCESS\n", ""},
 			{[]string{"run", be, filepath.Join(root, "Makefile")}, monitor.ExitMonitor, "", "invalid guest ELF"},
 			{[]string{"run", be, "/nonexistent.elf"}, monitor.ExitMonitor, "", "no such file"},
 		}
@@ -81,6 +84,26 @@ func TestCLIExitContract(t *testing.T) {
 			})
 		}
 	}
+}
+
+// TestTenderLinksNoCgo keeps bin/tender free of package net and cgo: net's
+// resolver links cgo whenever cgo is enabled (a plain `go build` on a
+// machine with gcc), and a cgo program's threads start through glibc, which
+// costs start-up time on every `tender run` and needs a wider seccomp list
+// (docs/security.md).
+func TestTenderLinksNoCgo(t *testing.T) {
+	cmd := exec.Command("go", "list", "-deps", "./cmd/tender")
+	cmd.Dir = root
+	cmd.Env = append(cmd.Environ(), "CGO_ENABLED=1")
+	out, err := cmd.Output()
+	require.NoError(t, err)
+	deps := map[string]bool{}
+	for _, d := range strings.Fields(string(out)) {
+		deps[d] = true
+	}
+	assert.True(t, deps["github.com/tendervm/tender/monitor"], "the listing is cmd/tender's")
+	assert.False(t, deps["net"], "cmd/tender imports package net")
+	assert.False(t, deps["runtime/cgo"], "cmd/tender links cgo")
 }
 
 func TestCLIUsage(t *testing.T) {

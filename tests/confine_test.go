@@ -108,8 +108,13 @@ func TestCLIServeConfined(t *testing.T) {
 					if !confined {
 						args = append(args, "-no-seccomp")
 					}
-					if mode == "warm" {
+					switch mode {
+					case "warm":
 						args = append(args, "-prewarm=1")
+					case "fresh":
+						// The second instance takes the first's
+						// snapshot over under the filter.
+						args = append(args, "-max-instances=2", "-prewarm=2")
 					}
 					args = append(args, guestPath("fn_upper"))
 					cmd := exec.Command(filepath.Join(root, "bin", "tender"), args...)

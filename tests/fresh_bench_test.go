@@ -89,14 +89,16 @@ func BenchmarkFreshThroughput(b *testing.B) {
 
 // BenchmarkFreshMemory prewarms 200 fresh instances of fn_echo (on KVM the
 // first booted to its snapshot, the others started from it; on the process
-// backend each boots and keeps its own), serves two requests
-// on every one of them, and reports
-// what an extra fresh instance costs in host memory: the pages of its
-// snapshot (the guest memfds' allocated blocks: pages not mapped at the
-// moment are outside RSS) plus its private memory (RssAnon: the pages its
-// request dirtied, the monitor's own structures and, on the process backend,
-// the copy of the snapshot each instance keeps). KVM's own memory for the VM,
-// and a guest process's, are outside both.
+// backend each boots, and all but the first then take the first's snapshot
+// and keep no copy of their own), serves two requests on every one of
+// them, and reports what an extra fresh instance costs in host memory: the
+// guest memfds' allocated blocks (on KVM the image's, shared, and pages
+// not mapped at the moment are outside RSS; on the process backend each
+// instance's own guest memory) plus its private memory (RssAnon: the pages
+// its request dirtied, the monitor's own structures and, once for the
+// pool, the process backend's copy of the snapshot). KVM's own memory for
+// the VM, and a guest process's page tables and signal stack, are outside
+// both.
 func BenchmarkFreshMemory(b *testing.B) {
 	const n = 200
 	for _, be := range freshBackends(b) {
@@ -144,7 +146,7 @@ func benchFreshMemory(b *testing.B, be monitor.Backend, n int) {
 }
 
 // anonKiB is this process's RssAnon.
-func anonKiB(b *testing.B) int64 {
+func anonKiB(b testing.TB) int64 {
 	v, err := proctest.Field(os.Getpid(), "RssAnon")
 	if err != nil {
 		b.Fatal(err)
@@ -158,7 +160,7 @@ func anonKiB(b *testing.B) int64 {
 
 // memfdKiB sums the blocks allocated to the guest memory memfds this process
 // holds open.
-func memfdKiB(b *testing.B) int64 {
+func memfdKiB(b testing.TB) int64 {
 	ents, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
 		b.Fatal(err)

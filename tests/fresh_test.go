@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,17 +18,8 @@ import (
 
 	"github.com/tendervm/tender/monitor"
 	"github.com/tendervm/tender/monitor/process"
+	"github.com/tendervm/tender/monitor/x86"
 )
-
-// kvmHost returns a KVM host, skipping the test where KVM is unusable (and
-// failing it where TENDER_REQUIRE_KVM=1 asks for KVM).
-func kvmHost(t *testing.T) *monitor.Host {
-	t.Helper()
-	if bs := backends(t); bs[0] != monitor.BackendKVM {
-		t.Skip("fresh instances need KVM")
-	}
-	return newHost(t, monitor.BackendKVM)
-}
 
 // forFresh runs f on a host of each backend, as a subtest named after it:
 // KVM where it is usable, and the process backend, which is skipped on
@@ -197,6 +190,38 @@ func TestFreshSegments(t *testing.T) {
 	})
 }
 
+// TestFreshBases: the FS and GS bases one request sets (wrfsbase,
+// wrgsbase) are back to their snapshot values, which fn_bases set at
+// start-up, for the next request under fresh (and stay set under warm).
+// fn_bases does not reload its selectors, which on some CPUs would clear
+// the bases anyway. Skipped where the guest cannot use FSGSBASE.
+func TestFreshBases(t *testing.T) {
+	forFresh(t, func(t *testing.T, h *monitor.Host) {
+		const boot, set = "2000000 3000000", "1234000 5678000"
+		for _, mode := range []monitor.Mode{monitor.Fresh, monitor.Warm} {
+			p := newPool(t, h, "fn_bases", monitor.PoolConfig{Mode: mode, MaxInstances: 1})
+			before, err := invoke(t, p, "get")
+			if fe, ok := as[*monitor.FaultError](err); ok && fe.Vector == x86.VecUD {
+				t.Skip("no FSGSBASE for the guest:", err)
+			}
+			require.NoError(t, err)
+			require.Equal(t, boot, before)
+			for range 2 {
+				out, err := invoke(t, p, "set")
+				require.NoError(t, err)
+				require.Equal(t, "set", out)
+				after, err := invoke(t, p, "get")
+				require.NoError(t, err)
+				if mode == monitor.Fresh {
+					assert.Equal(t, boot, after, "fresh: the bases after another request set them")
+				} else {
+					assert.Equal(t, set, after, "warm: the bases keep what the previous request set")
+				}
+			}
+		}
+	})
+}
+
 // TestFreshFailures: after a request that faults, one that spins past its
 // deadline and one that breaks the protocol, each failing with its own
 // error, the next request on the same pool is answered from a pristine
@@ -269,17 +294,24 @@ func guestMemfds(t *testing.T) int {
 }
 
 // TestFreshShared: instances a fresh pool starts after its first one took
-// its snapshot start from that snapshot (one memfd for all, whose pages
-// they share) instead of booting; each serves from the snapshot's state,
-// isolated from the others, with the guest's clock going on.
+// its snapshot share that snapshot: on KVM they start from it (one memfd
+// for all, whose pages they share) instead of booting; on the process
+// backend they boot (a memfd each) and then take it over, keeping no copy
+// of their own. Each serves from the snapshot's state, isolated from the
+// others, with the guest's clock going on.
 func TestFreshShared(t *testing.T) {
-	h := kvmHost(t)
+	forFresh(t, func(t *testing.T, h *monitor.Host) { testFreshShared(t, h) })
+}
+
+func testFreshShared(t *testing.T, h *monitor.Host) {
 	before := guestMemfds(t)
 	p := newPool(t, h, "fn_state", monitor.PoolConfig{Mode: monitor.Fresh, MaxInstances: 3, IdleTimeout: -1})
 	time.Sleep(20 * time.Millisecond) // the image's clock is older than the instances'
 	require.NoError(t, p.Prewarm(context.Background(), 3))
 	require.EqualValues(t, 3, p.Stats().Live)
-	assert.Equal(t, before+1, guestMemfds(t), "one snapshot memfd for three instances")
+	if h.Backend() == monitor.BackendKVM {
+		assert.Equal(t, before+1, guestMemfds(t), "one snapshot memfd for three instances")
+	}
 
 	// Three callers at once hold the three instances.
 	var wg sync.WaitGroup
@@ -312,6 +344,47 @@ func TestFreshShared(t *testing.T) {
 		assert.InDelta(t, clocks[0], ns, float64(2*time.Second), "caller %d's guest clock against caller 0's", i+1)
 	}
 	assert.EqualValues(t, 3, p.Stats().Started)
+}
+
+// TestFreshInstanceMemory: an extra fresh instance of fn_echo that has
+// served a request costs the monitor at most 64 KiB, the pages the request
+// dirtied included (the target is 64 KiB beside them): a pool's
+// instances share one snapshot, on both backends. Counted as
+// BenchmarkFreshMemory counts: RssAnon and the guest memfds' blocks, after
+// a garbage collection.
+func TestFreshInstanceMemory(t *testing.T) {
+	forFresh(t, func(t *testing.T, h *monitor.Host) {
+		const n = 64
+		p := newPool(t, h, "fn_echo", monitor.PoolConfig{Mode: monitor.Fresh, MaxInstances: n + 1, IdleTimeout: -1})
+		_, err := invoke(t, p, "first") // the snapshot
+		require.NoError(t, err)
+		used := func() int64 {
+			runtime.GC()
+			debug.FreeOSMemory()
+			return anonKiB(t) + memfdKiB(t)
+		}
+		before := used()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		require.NoError(t, p.Prewarm(ctx, n+1))
+		var wg sync.WaitGroup
+		for range n + 1 { // one call on each instance
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, err := invoke(t, p, "hello")
+				assert.NoError(t, err)
+			}()
+		}
+		wg.Wait()
+		for p.Stats().Resets < n+2 { // a reply comes before its reset
+			time.Sleep(time.Millisecond)
+		}
+		require.EqualValues(t, n+1, p.Stats().Live)
+		per := float64(used()-before) / n
+		t.Logf("%.1f KiB per extra instance", per)
+		assert.LessOrEqual(t, per, 64.0, "KiB per extra instance")
+	})
 }
 
 // TestFreshRequestBuffer: the bytes of a long request that the monitor

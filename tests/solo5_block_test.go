@@ -166,8 +166,8 @@ func TestSolo5BlockManifest(t *testing.T) {
 	assert.EqualError(t, err, `monitor: block device "storage" has blocks of 65536 bytes: a Solo5 guest takes at most 32768 (bs=)`)
 }
 
-// TestSolo5BlockCLI: tender run with solo5-hvt's --block:NAME=PATH,
-// confined by its seccomp filter, on both backends.
+// TestSolo5BlockCLI: tender run with solo5-hvt's --block:NAME=PATH (and
+// --block-sector-size:NAME=N), confined by its seccomp filter, on both backends.
 func TestSolo5BlockCLI(t *testing.T) {
 	for _, b := range backends(t) {
 		t.Run(string(b), func(t *testing.T) {
@@ -185,6 +185,12 @@ func TestSolo5BlockCLI(t *testing.T) {
 			code, out, errOut = tender(t, "run", be, "--block:storage="+path+",ro", solo5GuestPath("blk"), "ro")
 			require.Equal(t, 0, code, errOut)
 			assert.Contains(t, out, "SUCCESS\n")
+
+			// solo5-hvt's spelling of the block size.
+			fresh := diskImage(t, 64<<10)
+			code, out, errOut = tender(t, "run", be, "--block-sector-size:storage=4096", "--block:storage="+fresh, solo5GuestPath("blk"))
+			require.Equal(t, 0, code, errOut)
+			assert.Equal(t, "blk: capacity 65536, block size 4096\nblk: block 0 starts with "+hostData+"\nSUCCESS\n", out)
 
 			code, _, errOut = tender(t, "run", be, "--block:storage="+path, solo5GuestPath("blk"), "write-wild")
 			assert.Equal(t, monitor.ExitProtocol, code)

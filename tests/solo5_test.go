@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/tendervm/tender/hypercall/solo5"
 	"github.com/tendervm/tender/monitor"
 	"github.com/tendervm/tender/monitor/netdev"
 	"github.com/tendervm/tender/monitor/vcpu"
@@ -71,6 +72,10 @@ func TestSolo5Guests(t *testing.T) {
 		{"time", nil, exitsWith(0, "SUCCESS")},
 		{"tls", nil, exitsWith(0, "SUCCESS")},
 		{"fpu", nil, exitsWith(0, "SUCCESS")},
+		// The benchmarks' guests (BenchmarkSolo5Compute, BenchmarkSolo5Console):
+		// the state is the host program's (bin/guest/host/compute_host 1000).
+		{"compute", []string{"1000"}, exitsWith(0, "compute: 1000 rounds, 12eaead265975125, ")},
+		{"putsloop", []string{"3"}, exitsWith(0, "putsloop: 3 calls, ")},
 		{"hostile", []string{"devices"}, exitsWith(0, "SUCCESS")},
 		{"hostile", []string{"puts-ptr"}, protocol("solo5_puts: buffer: guest range [0x4001000, +0x4) outside guest memory")},
 		{"hostile", []string{"puts-len"}, protocol("solo5_puts: length 1099511627776 exceeds 65536")},
@@ -139,6 +144,24 @@ func TestSolo5Config(t *testing.T) {
 	defer ep.Close()
 	_, err = h.New(monitor.Config{ELF: solo5Guest(t, "hello"), Net: map[string]netdev.Device{"service0": dev}})
 	assert.ErrorContains(t, err, `network device "service0" was attached but the guest declares no network devices`)
+}
+
+// TestSolo5Memory4GiB: a Solo5 guest may have 4 GiB of memory, as Solo5
+// allows (its stack, at the top, and hypercall arguments there included);
+// a tender guest at most hypercall.MemMax.
+func TestSolo5Memory4GiB(t *testing.T) {
+	for _, b := range backends(t) {
+		h := newHost(t, b)
+		res, out, err := runGuest(context.Background(), t, h, monitor.Config{ELF: solo5Guest(t, "hello"), Args: []string{"mem"}, MemSize: solo5.MemMax})
+		require.NoError(t, err, b)
+		assert.Equal(t, 0, res.Status, b)
+		assert.Equal(t, "Hello, Solo5 from tender! cmdline: mem\nmem_size 4294967296, stack near 4293918720\nSUCCESS\n", out, b)
+
+		_, err = h.New(monitor.Config{ELF: solo5Guest(t, "hello"), MemSize: solo5.MemMax + solo5.MemAlign})
+		assert.ErrorContains(t, err, "want a multiple of 2 MiB from 4 MiB to 3072 MiB (4096 MiB for a Solo5 guest)", b)
+		_, err = h.New(monitor.Config{ELF: readGuest(t, "hello"), MemSize: solo5.MemMax})
+		assert.ErrorContains(t, err, "guest memory of 4294967296 bytes: want a multiple of 2 MiB from 4 MiB to 3072 MiB", b)
+	}
 }
 
 // TestSolo5NetEcho: a Solo5 guest's network device, through the in-process

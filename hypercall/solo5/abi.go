@@ -92,6 +92,10 @@ const (
 	BootEnd = CmdlineAddr + CmdlineMax
 	// MemAlign is the granularity of a Solo5 guest's memory.
 	MemAlign = 2 << 20
+	// MemMax is the largest memory of a Solo5 guest, as Solo5 allows: all
+	// of it is addressable with the 32-bit hypercall argument. A tender
+	// guest has at most hypercall.MemMax.
+	MemMax = 4 << 30
 )
 
 // Offsets of the boot information's fields.

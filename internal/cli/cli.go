@@ -54,7 +54,8 @@ func NewFlagSet(name, args, summary string, stderr io.Writer) *flag.FlagSet {
 }
 
 // Parse parses a command's flags, solo5-hvt's spellings of them included
-// (`--net:NAME=TAP`, `--net-mac:NAME=MAC`, `--block:NAME=PATH`), and
+// (`--net:NAME=TAP`, `--net-mac:NAME=MAC`, `--block:NAME=PATH`,
+// `--block-sector-size:NAME=N`), and
 // requires the guest ELF argument. When
 // parsing ends the command (-h, a mistake) it returns ok false and the exit
 // code to use.
@@ -162,7 +163,7 @@ func (n *NetFlags) Set(v string) error {
 
 // Register adds the guest flags to fs.
 func (g *GuestFlags) Register(fs *flag.FlagSet) {
-	fs.Uint64Var(&g.MemMiB, "mem", monitor.DefaultMemSize>>20, "guest memory in MiB (even, 4 to 3072); only touched pages are allocated")
+	fs.Uint64Var(&g.MemMiB, "mem", monitor.DefaultMemSize>>20, "guest memory in MiB (even, 4 to 3072; 4096 for a Solo5 guest); only touched pages are allocated")
 	fs.StringVar(&g.Backend, "backend", string(monitor.BackendKVM), "how to run guests: kvm, process (seccomp-confined process, for hosts without KVM), or auto")
 	fs.Int64Var(&g.ConsoleLimit, "console-limit", monitor.DefaultConsoleLimit, "end a guest after this many bytes of console output (negative: no limit)")
 	fs.Var(&g.Net, "net", "attach network device `NAME=TAP` (a TAP interface) or NAME=fd:N (an open TAP descriptor); repeat for more devices")
@@ -186,12 +187,20 @@ func (g *GuestFlags) Confine(p confine.Policy) error {
 // a guest with arguments args[1:] and the given console. It opens the -net
 // and -block devices; Close closes them once the guest has run.
 func (g *GuestFlags) Config(args []string, console io.Writer) (monitor.HostConfig, monitor.Config, error) {
-	if g.MemMiB < hypercall.MemMin>>20 || g.MemMiB > hypercall.MemMax>>20 || g.MemMiB%2 != 0 {
-		return monitor.HostConfig{}, monitor.Config{}, Usagef("-mem %d: want an even number of MiB from %d to %d", g.MemMiB, hypercall.MemMin>>20, hypercall.MemMax>>20)
+	memErr := Usagef("-mem %d: want an even number of MiB from %d to %d (%d for a Solo5 guest)", g.MemMiB, hypercall.MemMin>>20, hypercall.MemMax>>20, solo5.MemMax>>20)
+	if g.MemMiB < hypercall.MemMin>>20 || g.MemMiB > solo5.MemMax>>20 || g.MemMiB%2 != 0 {
+		return monitor.HostConfig{}, monitor.Config{}, memErr
 	}
 	image, err := ReadELF(args[0])
 	if err != nil {
 		return monitor.HostConfig{}, monitor.Config{}, err
+	}
+	if g.MemMiB > hypercall.MemMax>>20 {
+		// Only a Solo5 guest may have more; an ELF that does not parse is
+		// reported when the VM is created.
+		if img, err := loader.Parse(image, g.MemMiB<<20); err == nil && img.Solo5 == nil {
+			return monitor.HostConfig{}, monitor.Config{}, memErr
+		}
 	}
 	net, err := g.openNet()
 	if err != nil {

@@ -57,15 +57,68 @@ func TestSolo5SpellingErrors(t *testing.T) {
 		"x=zz":                   "is not a MAC-48 address",
 		"x=01:00:00:00:00:01":    "is a multicast address",
 		"x=02:00:00:00:00:00:01": "is not a MAC-48 address",
+		"x=02:00:00:00:00:0g":    "is not a MAC-48 address",
+		"x=02:00:00-00:00:01":    "is not a MAC-48 address",
+		"x=02.00.00.00.00.01":    "is not a MAC-48 address",
+		"x=2:00:00:00:00:01":     "is not a MAC-48 address",
 	} {
 		var m MACFlags
 		assert.ErrorContains(t, m.Set(bad), reason, bad)
 	}
 	m := MACFlags{}
 	require.NoError(t, m.Set("x=02:00:00:00:00:01"))
+	require.NoError(t, m.Set("y=0A-bC-00-11-FF-02"))
+	assert.Equal(t, [6]byte{0x0a, 0xbc, 0, 0x11, 0xff, 2}, m["y"])
 	assert.ErrorContains(t, m.Set("x=02:00:00:00:00:02"), `device "x" given twice`)
+	delete(m, "x")
+	assert.Equal(t, "y=0a:bc:00:11:ff:02", m.String())
 
 	g = GuestFlags{NetMAC: MACFlags{"lan": {2}}}
 	_, err := g.openNet()
 	assert.ErrorContains(t, err, `-net-mac lan: no -net device "lan"`)
+}
+
+// TestSolo5SectorSize: solo5-hvt's --block-sector-size:NAME=N sets the
+// block size of the block device NAME, before or after its --block; it is
+// a usage error without that device, beside its own bs=, twice, or out of
+// range.
+func TestSolo5SectorSize(t *testing.T) {
+	parse := func(args ...string) (BlockFlags, string, bool) {
+		var g GuestFlags
+		var out bytes.Buffer
+		fs := flag.NewFlagSet("tender run", flag.ContinueOnError)
+		fs.SetOutput(&out)
+		g.Register(fs)
+		_, code, ok := Parse(fs, append(args, "g.hvt", "--block-sector-size:guest=1"))
+		if !ok {
+			assert.Equal(t, monitor.ExitUsage, code)
+		}
+		return g.Block, out.String(), ok
+	}
+	b, out, ok := parse("--block:storage=disk.img", "--block-sector-size:storage=4096", "--block:log=l.img,ro")
+	require.True(t, ok, out)
+	assert.Equal(t, BlockFlags{{Name: "storage", Path: "disk.img", BlockSize: 4096}, {Name: "log", Path: "l.img", ReadOnly: true}}, b)
+	b, out, ok = parse("--block-sector-size:log=1024", "-block", "log=l.img,ro", "--mem=8")
+	require.True(t, ok, out)
+	assert.Equal(t, BlockFlags{{Name: "log", Path: "l.img", BlockSize: 1024, ReadOnly: true}}, b)
+	b, out, ok = parse("-block=log=l.img", "--block-sector-size:log=512")
+	require.True(t, ok, out)
+	assert.Equal(t, BlockFlags{{Name: "log", Path: "l.img", BlockSize: 512}}, b)
+
+	for _, c := range []struct {
+		args   []string
+		reason string
+	}{
+		{[]string{"--block-sector-size:storage=4096"}, `--block-sector-size:storage=4096: no block device "storage"`},
+		// The guest's own arguments are no flags of tender's.
+		{[]string{"--block-sector-size:storage=4096", "g.hvt", "-block", "storage=d.img"}, `--block-sector-size:storage=4096: no block device "storage"`},
+		{[]string{"--block:storage=d.img,bs=512", "--block-sector-size:storage=4096"}, "--block-sector-size:storage=4096: the block size of \"storage\" is given twice"},
+		{[]string{"--block:storage=d.img", "--block-sector-size:storage=4096", "--block-sector-size:storage=4096"}, "--block-sector-size:storage=4096: the block size of \"storage\" is given twice"},
+		{[]string{"--block:storage=d.img", "--block-sector-size:storage=1000"}, "bs=1000: want a power of two from 512 to 65536"},
+		{[]string{"--block:storage=d.img", "--block-sector-size:storage"}, "--block-sector-size:storage: want --block-sector-size:NAME=N"},
+	} {
+		_, out, ok := parse(c.args...)
+		assert.False(t, ok, "%v", c.args)
+		assert.Contains(t, out, c.reason, "%v", c.args)
+	}
 }

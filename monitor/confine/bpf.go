@@ -63,6 +63,9 @@ func program(rules []Rule) ([]bpf.Instruction, error) {
 // ruleBody is the code run once the call number matched r: it returns allow
 // when one of r's alternatives holds, else trap. It never falls through.
 func ruleBody(r Rule) ([]bpf.Instruction, error) {
+	if r.Errno != 0 {
+		return []bpf.Instruction{bpf.RetConstant{Val: unix.SECCOMP_RET_ERRNO | uint32(r.Errno)&unix.SECCOMP_RET_DATA}}, nil
+	}
 	if len(r.Any) == 0 {
 		return []bpf.Instruction{bpf.RetConstant{Val: actAllow}}, nil
 	}

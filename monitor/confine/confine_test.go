@@ -59,7 +59,14 @@ func (c call) seccompData() []byte {
 // verdicts runs p's filter over calls.
 func verdict(t *testing.T, p Policy, c call) uint32 {
 	t.Helper()
-	prog, err := p.Filter(testPID)
+	return verdictCgo(t, p, false, c)
+}
+
+// verdictCgo is verdict for a program built with cgo or without,
+// whichever this test binary is.
+func verdictCgo(t *testing.T, p Policy, cgo bool, c call) uint32 {
+	t.Helper()
+	prog, err := program(p.rules(testPID, cgo))
 	require.NoError(t, err)
 	vm, err := bpf.NewVM(prog)
 	require.NoError(t, err)
@@ -220,10 +227,23 @@ func TestFilterVerdicts(t *testing.T) {
 func TestFilterMatchesRules(t *testing.T) {
 	for _, p := range []Policy{kvmRun, kvmPool, kvmServe, kvmNet, kvmBlock, procRun, procPool, procBlk,
 		{Backend: monitor.BackendProcess, NewGuests: true, Serve: true, Net: true, Block: true}} {
-		rules := p.Rules(testPID)
+		for _, cgo := range []bool{false, true} {
+			filterMatchesRules(t, p, cgo)
+		}
+	}
+}
+
+func filterMatchesRules(t *testing.T, p Policy, cgo bool) {
+	verdict := func(t *testing.T, p Policy, c call) uint32 { return verdictCgo(t, p, cgo, c) }
+	{
+		rules := p.rules(testPID, cgo)
 		listed := map[uint32]bool{}
 		for _, r := range rules {
 			listed[r.Nr] = true
+			if r.Errno != 0 {
+				assert.Equal(t, unix.SECCOMP_RET_ERRNO|uint32(r.Errno), verdict(t, p, sys(r.Nr)), "%s in %+v", r.Name, p)
+				continue
+			}
 			if len(r.Any) == 0 {
 				assert.Equal(t, uint32(actAllow), verdict(t, p, sys(r.Nr)), "%s in %+v", r.Name, p)
 				continue
@@ -253,9 +273,41 @@ func TestFilterMatchesRules(t *testing.T) {
 
 // TestAllowListSize keeps tender run's list short: the point of the filter.
 func TestAllowListSize(t *testing.T) {
-	assert.LessOrEqual(t, len(kvmRun.Rules(testPID)), 40)
-	assert.LessOrEqual(t, len(kvmNet.Rules(testPID)), 40)
-	assert.LessOrEqual(t, len(kvmBlock.Rules(testPID)), 40)
+	assert.LessOrEqual(t, len(kvmRun.rules(testPID, false)), 40)
+	assert.LessOrEqual(t, len(kvmNet.rules(testPID, false)), 40)
+	assert.LessOrEqual(t, len(kvmBlock.rules(testPID, false)), 40)
+}
+
+// TestCgoRules pins what a cgo build adds: glibc's thread start, and no
+// more. clone3 and openat fail with an error glibc falls back from rather
+// than end the process (a new thread has SIGSYS blocked, so a trap there
+// is a silent kill); openat stays allowed where a policy allows it.
+func TestCgoRules(t *testing.T) {
+	const pthread = threadFlags | unix.CLONE_PARENT_SETTID | unix.CLONE_CHILD_CLEARTID
+	for _, tc := range []struct {
+		name      string
+		p         Policy
+		c         call
+		with, not uint32
+	}{
+		{"clone3", kvmRun, sys(unix.SYS_CLONE3, 0x1000, 88), unix.SECCOMP_RET_ERRNO | uint32(unix.ENOSYS), actTrap},
+		{"glibc's thread clone", kvmRun, sys(unix.SYS_CLONE, pthread), actAllow, actTrap},
+		{"clone with CLONE_NEWUSER", kvmRun, sys(unix.SYS_CLONE, pthread|unix.CLONE_NEWUSER), actTrap, actTrap},
+		{"a fork", kvmRun, sys(unix.SYS_CLONE, uint64(unix.SIGCHLD)), actTrap, actTrap},
+		{"mprotect RW", kvmRun, sys(unix.SYS_MPROTECT, 0x1000, 0x1000, unix.PROT_READ|unix.PROT_WRITE), actAllow, actTrap},
+		{"mprotect exec under KVM", kvmRun, sys(unix.SYS_MPROTECT, 0x1000, 0x1000, unix.PROT_READ|unix.PROT_EXEC), actTrap, actTrap},
+		{"mprotect exec, process backend", procRun, sys(unix.SYS_MPROTECT, 0x1000, 0x1000, unix.PROT_READ|unix.PROT_EXEC), actAllow, actTrap},
+		{"set_robust_list", kvmRun, sys(unix.SYS_SET_ROBUST_LIST, 0x1000, 24), actAllow, actTrap},
+		{"rseq", kvmRun, sys(unix.SYS_RSEQ, 0x1000, 32), actAllow, actTrap},
+		{"openat", kvmRun, sys(unix.SYS_OPENAT, 0, 0x1000, unix.O_RDONLY), unix.SECCOMP_RET_ERRNO | uint32(unix.EACCES), actTrap},
+		{"openat read-only, serve", kvmServe, sys(unix.SYS_OPENAT, 0, 0x1000, unix.O_RDONLY), actAllow, actAllow},
+		{"openat for writing, serve", kvmServe, sys(unix.SYS_OPENAT, 0, 0x1000, unix.O_WRONLY), actTrap, actTrap},
+		{"socket", kvmRun, sys(unix.SYS_SOCKET, unix.AF_INET), actTrap, actTrap},
+	} {
+		assert.Equal(t, tc.with, verdictCgo(t, tc.p, true, tc.c), "%s with cgo", tc.name)
+		assert.Equal(t, tc.not, verdictCgo(t, tc.p, false, tc.c), "%s without cgo", tc.name)
+	}
+	assert.Len(t, kvmRun.rules(testPID, true), len(kvmRun.rules(testPID, false))+5, "clone3, mprotect, set_robust_list, rseq, openat; clone was there")
 }
 
 func TestFilterUnknownBackend(t *testing.T) {
@@ -272,7 +324,7 @@ func TestDocListsEveryCall(t *testing.T) {
 		{Backend: monitor.BackendKVM, NewGuests: true, Serve: true, Net: true, Block: true},
 		{Backend: monitor.BackendProcess, NewGuests: true, Serve: true, Net: true, Block: true},
 	} {
-		for _, r := range p.Rules(testPID) {
+		for _, r := range p.rules(testPID, true) {
 			assert.Contains(t, string(doc), "`"+r.Name+"`", "docs/security.md does not name %s (%s)", r.Name, p.Backend)
 		}
 	}

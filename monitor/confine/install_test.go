@@ -20,37 +20,50 @@ import (
 	"github.com/tendervm/tender/monitor"
 )
 
-// confined builds testdata/confined, without cgo as tender is: the test
-// binary itself links cgo (through testify), whose threads start with calls
-// the filter forbids.
-var confined = sync.OnceValues(func() (string, error) {
+// confined builds testdata/confined with cgo off, as tender is built, or
+// on, as a program embedding the monitor may be (its Go runtime then starts
+// threads through glibc's pthread_create). The test binary itself may link
+// cgo (through testify), so the filter is tried in a program of its own.
+var confined = sync.OnceValues(func() (map[bool]string, error) {
 	dir, err := os.MkdirTemp("", "confine-test")
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	bin := filepath.Join(dir, "confined")
-	cmd := exec.Command("go", "build", "-o", bin, "./testdata/confined")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build: %w\n%s", err, out)
+	bins := map[bool]string{}
+	for _, cgo := range []bool{false, true} {
+		bin := filepath.Join(dir, fmt.Sprintf("confined-cgo-%v", cgo))
+		cmd := exec.Command("go", "build", "-o", bin, "./testdata/confined")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if cgo {
+			cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
+		}
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("go build (cgo %v): %w\n%s", cgo, err, out)
+		}
+		bins[cgo] = bin
 	}
-	return bin, nil
+	return bins, nil
 })
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if bin, err := confined(); err == nil {
-		os.RemoveAll(filepath.Dir(bin))
+	if bins, err := confined(); err == nil {
+		os.RemoveAll(filepath.Dir(bins[false]))
 	}
 	os.Exit(code)
 }
 
-// startChild starts testdata/confined with mode.
+// startChild starts testdata/confined, built without cgo, with mode.
 func startChild(t *testing.T, mode string) (*exec.Cmd, *bufio.Reader, io.WriteCloser, *strings.Builder) {
+	return startBuild(t, false, mode)
+}
+
+// startBuild starts the build of testdata/confined with or without cgo.
+func startBuild(t *testing.T, cgo bool, mode string) (*exec.Cmd, *bufio.Reader, io.WriteCloser, *strings.Builder) {
 	t.Helper()
-	bin, err := confined()
+	bins, err := confined()
 	require.NoError(t, err)
-	cmd := exec.Command(bin, mode)
+	cmd := exec.Command(bins[cgo], mode)
 	stdin, err := cmd.StdinPipe()
 	require.NoError(t, err)
 	stdout, err := cmd.StdoutPipe()
@@ -87,6 +100,21 @@ func TestInstall(t *testing.T) {
 	}
 	in.Close()
 	require.NoError(t, cmd.Wait(), "stderr: %s", stderr)
+}
+
+// TestInstallCgo confines the cgo build of the same program: its threads,
+// started by glibc with every signal blocked, must not make a call the
+// filter traps (that is a silent kill by SIGSYS, no report): all 8 are
+// started after Install, and it must end normally, 20 times over.
+func TestInstallCgo(t *testing.T) {
+	for range 20 {
+		cmd, out, in, stderr := startBuild(t, true, "work")
+		line, err := out.ReadString('\n')
+		require.NoError(t, err, "stderr: %s", stderr)
+		require.Equal(t, "ready\n", line)
+		in.Close()
+		require.NoError(t, cmd.Wait(), "stderr: %s", stderr)
+	}
 }
 
 // TestForbiddenCall checks what a violation does: the process ends at once

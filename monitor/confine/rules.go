@@ -23,6 +23,10 @@ type Rule struct {
 	Any [][]Cond
 	// Why says what needs the call once set-up is done.
 	Why string
+	// Errno, when not 0, makes the call fail with it without running
+	// (Any is then ignored): for calls whose callers fall back to an
+	// allowed one.
+	Errno unix.Errno
 }
 
 // Cond holds when argument Arg (0-5), its low 32 bits (or high ones with
@@ -49,6 +53,8 @@ const (
 	// forkFlags are syscall.ForkExec's for a guest process
 	// (SysProcAttr.PidFD set): a vfork that shares memory until execve.
 	forkFlags = unix.CLONE_VM | unix.CLONE_VFORK | unix.CLONE_PIDFD | uint32(unix.SIGCHLD)
+	// pthreadFlags are glibc's clone flags for pthread_create.
+	pthreadFlags = threadFlags | unix.CLONE_PARENT_SETTID | unix.CLONE_CHILD_CLEARTID
 )
 
 func arg(i int, in ...uint32) Cond { return Cond{Arg: i, In: in} }
@@ -60,6 +66,12 @@ func only(conds ...Cond) [][]Cond { return [][]Cond{conds} }
 // process whose id is pid (tgkill and kill may only signal it, or its
 // guests).
 func (p Policy) Rules(pid int) []Rule {
+	return p.rules(pid, cgoThreads)
+}
+
+// rules is Rules for a program whose threads are started by the C
+// library's pthread_create (cgo) or not.
+func (p Policy) rules(pid int, cgo bool) []Rule {
 	var b builder
 	self := uint32(pid)
 	kvmBackend := p.Backend != monitor.BackendProcess
@@ -77,6 +89,9 @@ func (p Policy) Rules(pid int) []Rule {
 	b.add("clone", unix.SYS_CLONE, "Go runtime threads (exactly runtime.cloneFlags)", only(arg(0, threadFlags)))
 	b.add("prctl", unix.SYS_PRCTL, "Go runtime: names the memory it maps (PR_SET_VMA_ANON_NAME, where the kernel has it)",
 		only(arg(0, unix.PR_SET_VMA), arg(1, unix.PR_SET_VMA_ANON_NAME)))
+	if cgo {
+		cgoRules(&b, kvmBackend)
+	}
 	b.add("exit", unix.SYS_EXIT, "a thread ends (a goroutine locked to it returned)", nil)
 	b.add("exit_group", unix.SYS_EXIT_GROUP, "the process exits", nil)
 	b.add("nanosleep", unix.SYS_NANOSLEEP, "Go runtime: sysmon and spinning threads sleep", nil)
@@ -200,6 +215,24 @@ func (p Policy) processRules(b *builder, self uint32) {
 		only(arg(0, unix.SECCOMP_SET_MODE_FILTER)))
 }
 
+// cgoRules adds what glibc's pthread_create and a thread's start and end
+// do, for programs linked with cgo, whose Go runtime starts its threads
+// that way. A new thread runs with every signal blocked until the runtime
+// takes it over, so a call the filter traps there is a silent kill, not a
+// report.
+func cgoRules(b *builder, kvmBackend bool) {
+	b.addErrno("clone3", unix.SYS_CLONE3, "glibc tries it first for a thread; ENOSYS makes it use clone, whose flags the filter can check", unix.ENOSYS)
+	b.add("clone", unix.SYS_CLONE, "threads started by glibc's pthread_create (cgo)", only(arg(0, pthreadFlags)))
+	noExec := only(Cond{Arg: 2, Mask: unix.PROT_EXEC, In: []uint32{0}})
+	if !kvmBackend {
+		noExec = nil
+	}
+	b.add("mprotect", unix.SYS_MPROTECT, "glibc: a new thread's stack and its guard page (cgo); never PROT_EXEC under KVM", noExec)
+	b.add("set_robust_list", unix.SYS_SET_ROBUST_LIST, "glibc: a new thread registers its robust futex list (cgo)", nil)
+	b.add("rseq", unix.SYS_RSEQ, "glibc: a new thread registers its restartable sequence area (cgo)", nil)
+	b.addErrno("openat", unix.SYS_OPENAT, "glibc's malloc counts the CPUs in a new thread (/sys/devices/system/cpu/online); EACCES makes it ask sched_getaffinity (cgo)", unix.EACCES)
+}
+
 func ioctlSet(ios []kvm.Ioctl) ([]uint32, string) {
 	var reqs []uint32
 	var names []string
@@ -221,7 +254,8 @@ func (b *builder) add(name string, nr uint32, why string, any [][]Cond) {
 		b.m = map[uint32]*Rule{}
 	}
 	r, ok := b.m[nr]
-	if !ok {
+	if !ok || r.Errno != 0 {
+		// A call some part allows is allowed, not failed.
 		b.m[nr] = &Rule{Name: name, Nr: nr, Any: any, Why: why}
 		return
 	}
@@ -231,6 +265,16 @@ func (b *builder) add(name string, nr uint32, why string, any [][]Cond) {
 		return
 	}
 	r.Any = append(r.Any, any...)
+}
+
+// addErrno makes a call fail with errno.
+// A call another part allows stays allowed.
+func (b *builder) addErrno(name string, nr uint32, why string, errno unix.Errno) {
+	if _, ok := b.m[nr]; ok {
+		return
+	}
+	b.add(name, nr, why, nil)
+	b.m[nr].Errno = errno
 }
 
 func (b *builder) rules() []Rule {

@@ -42,9 +42,10 @@ type Memory struct {
 	pagemap *Pagemap
 	regions []pageRegion
 	snap    []byte
-	// kept: snap is a private copy of the shared memory's contents (Keep),
-	// and noted the ranges the monitor wrote since the last PutBackNoted.
-	kept  bool
+	// keep, when set, is the copy of shared memory's contents that snap
+	// is (Keep, KeepFrom), and noted the ranges the monitor wrote since
+	// the last PutBackNoted.
+	keep  *Kept
 	noted [][2]uint64
 	// layout is what the guest itself may access (SetLayout); Guest checks
 	// hypercall buffers against it.
@@ -228,7 +229,11 @@ func (m *Memory) Close() error {
 		errs = append(errs, unix.Munmap(m.buf))
 		m.buf = nil
 	}
-	if m.snap != nil {
+	switch {
+	case m.keep != nil:
+		errs = append(errs, m.keep.Close())
+		m.keep, m.snap = nil, nil
+	case m.snap != nil:
 		errs = append(errs, unix.Munmap(m.snap))
 		m.snap = nil
 	}

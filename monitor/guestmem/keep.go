@@ -1,54 +1,159 @@
 package guestmem
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"sort"
+	"sync/atomic"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
 
+// Kept is a copy of shared memory's contents (Keep) that one memory or
+// several of the same size are put back to (PutBack, KeepFrom): the
+// snapshot of the process backend's Fresh instances, which their pool's
+// instances share. It is anonymous memory that reads as zero where the
+// memory had no page. It stays mapped until Close and the Close of every
+// memory that keeps it.
+type Kept struct {
+	buf  []byte
+	data [][2]int64 // the ranges of the memory's allocated pages, sorted
+	refs atomic.Int64
+}
+
+// Close drops the caller's reference (from Keep).
+func (k *Kept) Close() error {
+	if k.refs.Add(-1) > 0 {
+		return nil
+	}
+	return unix.Munmap(k.buf)
+}
+
 // Keep copies the present contents of shared memory (NewShared) aside as
-// its snapshot, for memory that another process goes on writing through the
-// memfd (the process backend's guest), which Freeze cannot make private.
-// Only the memfd's allocated pages are copied (SEEK_DATA); the copy is
-// anonymous memory that reads as zero elsewhere. After Keep, PutBack copies
-// the snapshot back into a range, and Note logs what the monitor writes on
-// the guest's behalf, which the guest process's page tables do not show.
-func (m *Memory) Keep() error {
+// its snapshot, for memory that another process goes on writing through
+// the memfd (the process backend's guest), which Freeze cannot make
+// private. Only the memfd's allocated pages are copied (SEEK_DATA). After
+// Keep, PutBack copies the snapshot back into a range, and Note logs what
+// the monitor writes on the guest's behalf, which the guest process's page
+// tables do not show. The caller gets a reference to the copy, to hand to
+// KeepFrom of other memories, and must Close it.
+func (m *Memory) Keep() (*Kept, error) {
 	if m.fd < 0 || m.frozen || m.snap != nil {
-		return errors.New("guestmem: only shared memory without a snapshot can be kept")
+		return nil, errors.New("guestmem: only shared memory without a snapshot can be kept")
+	}
+	data, err := m.allocated()
+	if err != nil {
+		return nil, err
 	}
 	snap, err := unix.Mmap(-1, 0, len(m.buf), unix.PROT_READ|unix.PROT_WRITE,
 		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
 	if err != nil {
-		return fmt.Errorf("guestmem: map the snapshot: %w", err)
+		return nil, fmt.Errorf("guestmem: map the snapshot: %w", err)
 	}
+	for _, r := range data {
+		copy(snap[r[0]:r[1]], m.buf[r[0]:r[1]])
+	}
+	k := &Kept{buf: snap, data: data}
+	k.refs.Store(2) // m's and the caller's
+	m.snap, m.keep = snap, k
+	return k, nil
+}
+
+// KeepFrom makes k, another memory's copy, the snapshot of m, as Keep
+// does, and m's contents equal to k's: k's pages are copied where they
+// differ, and m's pages that k does not have are cleared (k's read as
+// zero there). m must be shared memory of the same size without a snapshot.
+func (m *Memory) KeepFrom(k *Kept) error {
+	if m.fd < 0 || m.frozen || m.snap != nil || len(k.buf) != len(m.buf) {
+		return errors.New("guestmem: only shared memory of the same size without a snapshot can keep another's")
+	}
+	mine, err := m.allocated()
+	if err != nil {
+		return err
+	}
+	// Pages m has and k does not: cleared where not zero. (Punching them
+	// out would free them, but a confined monitor may not fallocate, and
+	// an instance that booted as the snapshot's did has no such page.)
+	i := 0
+	for _, r := range mine {
+		for lo := r[0]; lo < r[1]; {
+			for i < len(k.data) && k.data[i][1] <= lo {
+				i++
+			}
+			hi := r[1]
+			if i < len(k.data) && k.data[i][0] <= lo {
+				lo = min(k.data[i][1], r[1]) // covered by k: copied below
+				continue
+			}
+			if i < len(k.data) {
+				hi = min(hi, k.data[i][0])
+			}
+			if b := m.buf[lo:hi]; !allZero(b) {
+				clear(b)
+			}
+			lo = hi
+		}
+	}
+	// k's pages, copied where m's differ (a page m does not have is
+	// allocated by the copy, unless k's is all zero).
+	for _, r := range k.data {
+		for off := r[0]; off < r[1]; off += pageSize {
+			end := min(off+pageSize, r[1])
+			src, dst := k.buf[off:end], m.buf[off:end]
+			if !has(mine, off) && allZero(src) || bytes.Equal(src, dst) {
+				continue
+			}
+			copy(dst, src)
+		}
+	}
+	k.refs.Add(1)
+	m.snap, m.keep = k.buf, k
+	return nil
+}
+
+// allocated lists the ranges of the memfd's allocated pages (SEEK_DATA,
+// SEEK_HOLE), within the memory's size.
+func (m *Memory) allocated() ([][2]int64, error) {
+	var data [][2]int64
 	for off := int64(0); off < int64(len(m.buf)); {
-		data, err := unix.Seek(m.fd, off, unix.SEEK_DATA)
+		lo, err := unix.Seek(m.fd, off, unix.SEEK_DATA)
 		if err == unix.ENXIO {
 			break // no data after off
 		}
 		if err != nil {
-			unix.Munmap(snap)
-			return fmt.Errorf("guestmem: find the memory's pages: %w", err)
+			return nil, fmt.Errorf("guestmem: find the memory's pages: %w", err)
 		}
-		hole, err := unix.Seek(m.fd, data, unix.SEEK_HOLE)
+		hi, err := unix.Seek(m.fd, lo, unix.SEEK_HOLE)
 		if err != nil {
-			unix.Munmap(snap)
-			return fmt.Errorf("guestmem: find the memory's pages: %w", err)
+			return nil, fmt.Errorf("guestmem: find the memory's pages: %w", err)
 		}
-		hole = min(hole, int64(len(m.buf)))
-		copy(snap[data:hole], m.buf[data:hole])
-		off = hole
+		hi = min(hi, int64(len(m.buf)))
+		data = append(data, [2]int64{lo, hi})
+		off = hi
 	}
-	m.snap, m.kept = snap, true
-	return nil
+	return data, nil
+}
+
+// has says whether off lies in one of the sorted ranges.
+func has(ranges [][2]int64, off int64) bool {
+	i := sort.Search(len(ranges), func(i int) bool { return ranges[i][1] > off })
+	return i < len(ranges) && ranges[i][0] <= off
+}
+
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // PutBack copies the snapshot Keep took back into [addr, addr+n).
 func (m *Memory) PutBack(addr, n uint64) error {
-	if !m.kept {
+	if m.keep == nil {
 		return errors.New("guestmem: no snapshot kept")
 	}
 	b, err := m.Slice(addr, n)
@@ -63,7 +168,7 @@ func (m *Memory) PutBack(addr, n uint64) error {
 // guest's behalf, for PutBackNoted. It does nothing unless Keep took a
 // snapshot.
 func (m *Memory) Note(b []byte) {
-	if !m.kept || len(b) == 0 {
+	if m.keep == nil || len(b) == 0 {
 		return
 	}
 	off := uintptr(unsafe.Pointer(unsafe.SliceData(b))) - m.HostAddr()

@@ -17,8 +17,11 @@ func TestKeepPutBack(t *testing.T) {
 	require.NoError(t, m.Write(0x3ff8, []byte("12345678abcdefgh"))) // across a page boundary
 	require.ErrorContains(t, m.PutBack(0, 8), "no snapshot kept")
 	m.Note(m.buf[:8]) // before Keep: not logged
-	require.NoError(t, m.Keep())
-	require.ErrorContains(t, m.Keep(), "without a snapshot")
+	k, err := m.Keep()
+	require.NoError(t, err)
+	require.NoError(t, k.Close())
+	_, err = m.Keep()
+	require.ErrorContains(t, err, "without a snapshot")
 
 	require.NoError(t, m.Write(0x1000, []byte("request!")))
 	require.NoError(t, m.Write(0x3ff8, []byte("ABCDEFGHIJKLMNOP")))
@@ -55,5 +58,51 @@ func TestKeepNeedsShared(t *testing.T) {
 	m, err := New(4 * pageSize)
 	require.NoError(t, err)
 	defer m.Close()
-	require.ErrorContains(t, m.Keep(), "only shared memory")
+	_, err = m.Keep()
+	require.ErrorContains(t, err, "only shared memory")
+}
+
+// TestKeepFrom: a memory that keeps another's copy gets its contents
+// (copied where they differ, its own other pages cleared) and is put back to
+// it; the copy stays mapped until the last memory and the Keep caller have
+// closed it.
+func TestKeepFrom(t *testing.T) {
+	a, err := NewShared(16 * pageSize)
+	require.NoError(t, err)
+	require.NoError(t, a.Write(0x1000, []byte("image")))
+	require.NoError(t, a.Write(0x5000, []byte("image too")))
+	k, err := a.Keep()
+	require.NoError(t, err)
+
+	b, err := NewShared(16 * pageSize)
+	require.NoError(t, err)
+	defer b.Close()
+	require.NoError(t, b.Write(0x1000, []byte("IMAGE")))   // differs
+	require.NoError(t, b.Write(0x3000, []byte("b's own"))) // not in the image
+	require.NoError(t, b.KeepFrom(k))
+	_, err = b.Keep()
+	require.ErrorContains(t, err, "without a snapshot")
+	require.NoError(t, a.Close())
+	require.NoError(t, k.Close()) // b still keeps it
+
+	got := func(addr, n uint64) string {
+		s, err := b.Slice(addr, n)
+		require.NoError(t, err)
+		return string(s)
+	}
+	assert.Equal(t, "image", got(0x1000, 5))
+	assert.Equal(t, "image too", got(0x5000, 9))
+	pages, err := b.allocated()
+	require.NoError(t, err)
+	assert.Equal(t, [][2]int64{{0x1000, 0x2000}, {0x3000, 0x4000}, {0x5000, 0x6000}}, pages, "b keeps its own page, cleared")
+	assert.Equal(t, "\x00\x00\x00", got(0x3000, 3))
+
+	require.NoError(t, b.Write(0x1000, []byte("write")))
+	require.NoError(t, b.PutBack(0x1000, pageSize))
+	assert.Equal(t, "image", got(0x1000, 5))
+
+	c, err := NewShared(8 * pageSize)
+	require.NoError(t, err)
+	defer c.Close()
+	assert.ErrorContains(t, c.KeepFrom(k), "same size")
 }

@@ -27,7 +27,11 @@ func (v *VCPU) decode(reason gokvm.ExitType) (vcpu.Exit, error) {
 	case gokvm.EXITFAILENTRY:
 		return vcpu.Exit{Kind: vcpu.ExitFailEntry, Reason: binary.LittleEndian.Uint64(u)}, nil
 	case gokvm.EXITHLT:
-		return vcpu.Exit{Kind: vcpu.ExitHalt, RIP: v.rip()}, nil
+		// Only CPL-0 code can halt, and the #GP stub's hlt is its report.
+		if rip := v.rip(); rip != x86.GPHaltRIP {
+			return vcpu.Exit{Kind: vcpu.ExitHalt, RIP: rip}, nil
+		}
+		return v.fault(x86.VecGP)
 	}
 	return vcpu.Exit{Kind: vcpu.ExitUnknown, Reason: uint64(reason), RIP: v.rip()}, nil
 }
@@ -94,7 +98,8 @@ func (v *VCPU) code(addr uint64) []byte {
 }
 
 // fault reads the exception frame the CPU pushed on the monitor's kernel
-// stack; the stub that reported vector never returns. A #GP on an in/out
+// stack; the stub that reported vector never returns, but the #GP stub
+// after an emulated instruction. A #GP on an in/out
 // instruction is reported as the port I/O it was, so that a guest touching a
 // port outside the hypercall range is told apart from other faults; an
 // attempted system call is reported as one (see syscallExit).
@@ -123,7 +128,7 @@ func (v *VCPU) fault(vector byte) (vcpu.Exit, error) {
 				return x, err
 			}
 		}
-		rdx, err := v.mem.Uint64(x86.SavedRDXAddr(vector))
+		_, rdx, err := v.saved(vector)
 		if err != nil {
 			return vcpu.Exit{}, err
 		}
@@ -154,14 +159,28 @@ func (v *VCPU) fault(vector byte) (vcpu.Exit, error) {
 }
 
 // syscallExit reports a system call attempted at rip, with the number the
-// guest put in EAX (as the process backend does). The stub for vector saved
-// RAX before it overwrote AL.
+// guest put in EAX (as the process backend does).
 func (v *VCPU) syscallExit(vector byte, rip uint64) (vcpu.Exit, error) {
-	rax, err := v.mem.Uint64(x86.SavedRAXAddr(vector))
+	rax, _, err := v.saved(vector)
 	if err != nil {
 		return vcpu.Exit{}, err
 	}
 	return vcpu.Exit{Kind: vcpu.ExitSyscall, Reason: uint64(uint32(rax)), RIP: rip}, nil
+}
+
+// saved returns the guest's RAX and RDX at an exception: the vCPU's own
+// under the #GP stub, which touches neither; for any other vector, those
+// its stub saved before it overwrote them.
+func (v *VCPU) saved(vector byte) (rax, rdx uint64, err error) {
+	if vector == x86.VecGP {
+		regs, err := v.regs()
+		return regs.RAX, regs.RDX, err
+	}
+	if rax, err = v.mem.Uint64(x86.SavedRAXAddr(vector)); err != nil {
+		return 0, 0, err
+	}
+	rdx, err = v.mem.Uint64(x86.SavedRDXAddr(vector))
+	return rax, rdx, err
 }
 
 // regs returns the vCPU's general registers: from kvm_run when KVM stores

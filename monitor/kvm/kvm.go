@@ -21,7 +21,6 @@ import (
 	gokvm "github.com/bobuhiro11/gokvm/kvm"
 	"golang.org/x/sys/unix"
 
-	"github.com/tendervm/tender/hypercall"
 	"github.com/tendervm/tender/monitor/guestmem"
 	"github.com/tendervm/tender/monitor/vcpu"
 	"github.com/tendervm/tender/monitor/x86"
@@ -274,8 +273,8 @@ type Timing struct {
 // the vCPU whose guest the snapshot is: rebuilt, they would only copy the
 // pages they lie in.
 func (s *System) NewVCPU(mem *guestmem.Memory, boot vcpu.Boot) (*VCPU, error) {
-	if mem.Size() > hypercall.MemMax {
-		return nil, fmt.Errorf("kvm: guest memory of %d bytes exceeds %d", mem.Size(), hypercall.MemMax)
+	if mem.Size() > x86.MemMax {
+		return nil, fmt.Errorf("kvm: guest memory of %d bytes exceeds %d", mem.Size(), uint64(x86.MemMax))
 	}
 	t := time.Now()
 	if !mem.Frozen() {
@@ -292,6 +291,10 @@ func (s *System) NewVCPU(mem *guestmem.Memory, boot vcpu.Boot) (*VCPU, error) {
 	return v, nil
 }
 
+// kvmTSSAddr is where KVM_SET_TSS_ADDR puts the real-mode TSS: below 4 GiB,
+// above hypercall.MemMax.
+const kvmTSSAddr = 0xFFFBD000
+
 func (v *VCPU) create(s *System, boot vcpu.Boot) error {
 	t := time.Now()
 	fd, err := ioctl(s.fd, reqCreateVM, nil, 0)
@@ -300,10 +303,15 @@ func (v *VCPU) create(s *System, boot vcpu.Boot) error {
 	}
 	// KVM creates VM and vCPU descriptors close-on-exec already.
 	v.vmfd = int(fd)
-	// Intel needs three pages for its real-mode TSS somewhere in the physical
-	// address space; hypercall.MemMax keeps this range free. Other hosts ignore
-	// it or do not implement it, which is harmless here.
-	_, _ = ioctl(v.vmfd, reqSetTSSAddr, nil, 0xFFFBD000)
+	// Intel without "unrestricted guest" (CPUs before 2010) needs three
+	// pages for a real-mode TSS somewhere in the physical address space,
+	// outside every memory slot; hypercall.MemMax keeps this range free for
+	// tender's guests. A Solo5 guest of more memory (up to 4 GiB) covers
+	// it, so it is not set aside: tender never runs the vCPU in real mode,
+	// and other hosts ignore the call or do not implement it.
+	if v.mem.Size() <= kvmTSSAddr {
+		_, _ = ioctl(v.vmfd, reqSetTSSAddr, nil, kvmTSSAddr)
+	}
 	region := gokvm.UserspaceMemoryRegion{
 		Slot:          0,
 		GuestPhysAddr: 0,

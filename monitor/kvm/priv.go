@@ -15,7 +15,8 @@ const solo5CodeSel = 0x8
 // one the guest may use (the #GP is then reported as the fault it is). An
 // emulated instruction returns the zero Exit: the #GP stub's report has been
 // answered by rewriting the exception frame (RIP, RSP) and, for wrmsr, the
-// FS base, and the stub returns to the guest when the vCPU is entered again.
+// FS base, and the stub returns to the guest when the vCPU is entered again
+// (x86.GPHaltRIP).
 func (v *VCPU) emulatePriv(code []byte, rip uint64) (x vcpu.Exit, done bool, err error) {
 	p, n, ok := x86.DecodePriv(code)
 	if !ok {
@@ -53,15 +54,8 @@ func (v *VCPU) emulatePriv(code []byte, rip uint64) (x vcpu.Exit, done bool, err
 		if uint32(regs.RCX) != x86.MSRFSBase {
 			return vcpu.Exit{}, false, nil
 		}
-		rax, err := v.mem.Uint64(x86.SavedRAXAddr(x86.VecGP))
-		if err != nil {
-			return vcpu.Exit{}, false, err
-		}
-		rdx, err := v.mem.Uint64(x86.SavedRDXAddr(x86.VecGP))
-		if err != nil {
-			return vcpu.Exit{}, false, err
-		}
-		base := uint64(uint32(rdx))<<32 | uint64(uint32(rax))
+		// The #GP stub leaves the guest's registers as they were.
+		base := uint64(uint32(regs.RDX))<<32 | uint64(uint32(regs.RAX))
 		if base >= 1<<47 && base < 0xFFFF800000000000 {
 			return vcpu.Exit{}, false, nil // not canonical: #GP on hardware too
 		}

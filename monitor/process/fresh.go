@@ -1,6 +1,7 @@
 package process
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -33,25 +34,42 @@ const (
 // State is the state of a guest process parked at a hypercall, which Reset
 // puts a process back into: its signal stack, which holds the signal frame
 // and with it every register of the guest (general registers, RFLAGS and
-// the FPU, SSE and AVX state the frame's fpstate points to), and the
-// answer that completes the hypercall. Guest memory is the caller's to
+// the FPU, SSE and AVX state the frame's fpstate points to) and, at its
+// bottom, the FS and GS bases, and the answer that completes the
+// hypercall. Guest memory is the caller's to
 // keep. A State is read-only once taken: several processes of the same
 // guest may be reset to it.
 type State struct {
 	frame uint64 // address of the signal frame
 	stack []byte // the signal stack, [altBase, altBase+altSize)
 	skip  uint64 // how far the answer advances RIP
+	// bases: the stack holds the FS and GS bases (at altBase), which
+	// the answer loads.
+	bases bool
+	// report is the RIP, RAX and RDX the hypercall's report carried.
+	report [3]uint64
 }
 
 // Snapshot records the state of the guest parked at the hypercall Run
 // returned last, and starts the record of written pages afresh: Reset
-// reports the pages written from here on. The guest's FS and GS bases are
-// not in the frame and are not recorded; tender guests do not change them.
+// reports the pages written from here on. The FS and GS bases are not in
+// the frame: where the kernel lets processes use FSGSBASE (and so a guest
+// change them), the handler stores them on the signal stack, in one more
+// round trip; elsewhere they stay 0.
 func (v *VCPU) Snapshot() (*State, error) {
 	if err := v.parked(); err != nil {
 		return nil, err
 	}
-	s := &State{stack: make([]byte, altSize), skip: v.skip}
+	if v.frameMoved() {
+		return nil, errors.New("process: the guest's stack pointer is on the signal stack, which moves its signal frame")
+	}
+	s := &State{stack: make([]byte, altSize), skip: v.skip, report: [3]uint64(v.notif.Args[3:])}
+	if v.spawner != nil && v.spawner.fsgsbase {
+		if err := v.saveBases(); err != nil {
+			return nil, err
+		}
+		s.bases = true
+	}
 	if err := v.peek(altBase, s.stack); err != nil {
 		return nil, err
 	}
@@ -97,15 +115,10 @@ func (v *VCPU) Reset(s *State, restore func(addr, n uint64) error) error {
 		return err
 	}
 	// The frame is where it was at the snapshot: the same kernel put the
-	// same guest's frame on the same stack.
-	var head [frameHead]byte
-	if err := v.peek(s.frame, head[:]); err != nil {
-		return err
-	}
-	le := binary.LittleEndian
-	if le.Uint64(head[:]) != stubBase+stubRestorer || le.Uint64(head[frameSSSP:]) != altBase ||
-		le.Uint64(head[frameSSSz:]) != altSize || le.Uint64(head[frameRIP:]) != v.notif.Args[3] {
-		return fmt.Errorf("process: the guest's signal frame is not at %#x, where the snapshot has it", s.frame)
+	// same guest's frame at the top of the same stack. Reading the frame
+	// back to check would cost a system call.
+	if v.frameMoved() {
+		return errors.New("process: the guest's stack pointer is on the signal stack, which moves its signal frame")
 	}
 	var err error
 	var stack [][2]uint64
@@ -132,8 +145,70 @@ func (v *VCPU) Reset(s *State, restore func(addr, n uint64) error) error {
 	if err := v.poke(s.frame&^(pageSize-1), s.stack[s.frame&^(pageSize-1)-altBase:]); err != nil {
 		return err
 	}
-	v.skip = s.skip
+	v.answerAs(s)
 	return nil
+}
+
+// answerAs makes the next Run answer the guest's hypercall as that of s.
+func (v *VCPU) answerAs(s *State) {
+	v.skip = s.skip
+	if s.bases {
+		v.skip = answerBases | s.skip<<48
+	}
+}
+
+// Adopt puts the guest, parked at the hypercall where Snapshot just took
+// own, into state s of another process of the same guest instead: it
+// writes the pages of the signal stack (and with them the frame) where s
+// differs, so that the next Run completes the hypercall of s. Guest memory
+// is the caller's to make s's. Adopt reports false, and changes nothing,
+// when the guest's frame is not where s has it or its hypercall was
+// reported with another RIP, RAX (the argument) or RDX (the port): the
+// guest did not reach the same hypercall.
+func (v *VCPU) Adopt(own, s *State) (bool, error) {
+	if err := v.parked(); err != nil {
+		return false, err
+	}
+	if own.frame != s.frame || own.report != s.report || own.bases != s.bases || own.skip != s.skip {
+		return false, nil
+	}
+	for off := 0; off < altSize; off += pageSize {
+		if b := s.stack[off : off+pageSize]; !bytes.Equal(own.stack[off:off+pageSize], b) {
+			if err := v.poke(altBase+uint64(off), b); err != nil {
+				return false, err
+			}
+		}
+	}
+	v.answerAs(s)
+	return true, nil
+}
+
+// saveBases makes the handler of the parked guest store its FS and GS
+// bases at altBase and report the same hypercall again.
+func (v *VCPU) saveBases() error {
+	was := v.notif
+	if err := v.answer(answerSaveBases); err != nil {
+		return fmt.Errorf("process: answer the guest process: %w", err)
+	}
+	v.pending = false
+	if err := v.receive(); err != nil {
+		v.ended = fmt.Errorf("process: receive from the guest process: %w", err)
+		return v.ended
+	}
+	v.pending = true
+	if v.notif.Nr != was.Nr || v.notif.IP != was.IP || v.notif.Args != was.Args {
+		return errors.New("process: the guest did not report its hypercall again after storing its FS and GS bases")
+	}
+	return nil
+}
+
+// frameMoved says the kernel may have put the signal frame of the guest's
+// report below the top of the signal stack: it does when the guest's RSP,
+// less the red zone, is on the signal stack. The report of a hypercall (a
+// #GP, which has no fault address) carries RSP.
+func (v *VCPU) frameMoved() bool {
+	sp := v.notif.Args[2] - 128
+	return v.notif.Args[2] < 128 || sp > altBase && sp-altBase <= altSize
 }
 
 // parked checks the guest waits in a hypercall Run returned, with write

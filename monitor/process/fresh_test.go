@@ -89,6 +89,49 @@ func TestFreshReset(t *testing.T) {
 	}
 }
 
+// TestFreshResetOneScan: a reset finds the written pages and protects them
+// again in one PAGEMAP_SCAN call, however many ranges were written (here
+// two: the data page and a page of the signal stack), where a call costs
+// several µs.
+func TestFreshResetOneScan(t *testing.T) {
+	if swapOn() {
+		t.Skip("with swap on, every tracked range is scanned apart")
+	}
+	v := startFresh(t, freshCode)
+	run(t, v)
+	s, err := v.Snapshot()
+	require.NoError(t, err)
+	run(t, v)
+	calls := v.track.calls
+	var written [][2]uint64
+	require.NoError(t, v.Reset(s, func(addr, n uint64) error {
+		written = append(written, [2]uint64{addr, n})
+		return nil
+	}))
+	assert.Equal(t, [][2]uint64{{dataAddr, 0x1000}}, written)
+	assert.Equal(t, 1, v.track.calls-calls)
+}
+
+// TestFreshStackOnSignalStack: a guest whose stack pointer is on the
+// signal stack at a hypercall has its signal frame below the snapshot's:
+// Reset refuses it rather than write registers where they are not.
+func TestFreshStackOnSignalStack(t *testing.T) {
+	v := startFresh(t, []byte{
+		0x66, 0xba, 0x01, 0x05, // mov $0x501,%dx
+		0xef,                                                       // out %eax,(%dx)
+		0x48, 0xbc, 0x00, 0x80, 0x01, 0x00, 0x00, 0x7e, 0x00, 0x00, // movabs $0x7e0000018000,%rsp
+		0xef,       // out %eax,(%dx)
+		0xeb, 0xfd, // jmp back to the out
+	})
+	run(t, v)
+	s, err := v.Snapshot()
+	require.NoError(t, err)
+	run(t, v)
+	assert.ErrorContains(t, v.Reset(s, func(uint64, uint64) error { return nil }), "stack pointer is on the signal stack")
+	_, err = v.Snapshot()
+	assert.ErrorContains(t, err, "stack pointer is on the signal stack")
+}
+
 // TestFreshNewPage: a page the guest first touches after the snapshot is
 // reported written too (the kernel tracks pages that were never mapped),
 // and the guest reads it as the snapshot had it after the reset.
@@ -191,6 +234,44 @@ func TestFreshSharedState(t *testing.T) {
 	require.NoError(t, w.mem.PutUint64(dataAddr, 1)) // the snapshot's memory
 	require.NoError(t, w.Reset(s, func(uint64, uint64) error { return nil }))
 	assert.EqualValues(t, 8, run(t, w).Arg)
+}
+
+// TestFreshAdopt: a second process of the same guest, parked at the same
+// hypercall (same RIP, RAX and RDX) with other registers, takes the first
+// one's snapshot instead of its own and goes on from it; a state taken at
+// another hypercall (another argument) is refused, with nothing changed.
+func TestFreshAdopt(t *testing.T) {
+	code := []byte{
+		0x48, 0xff, 0xc3, // inc %rbx
+		0x48, 0x89, 0x1c, 0x25, 0x00, 0x10, 0x10, 0x00, // mov %rbx,0x101000
+		0xb8, 0x00, 0x01, 0x00, 0x00, // mov $0x100,%eax
+		0x66, 0xba, 0x01, 0x05, // mov $0x501,%dx
+		0xef,       // out %eax,(%dx)
+		0xeb, 0xe9, // jmp 0
+	}
+	v := startFresh(t, code)
+	run(t, v)
+	s, err := v.Snapshot()
+	require.NoError(t, err)
+
+	w := startFresh(t, code)
+	for range 3 {
+		run(t, w)
+	}
+	own, err := w.Snapshot()
+	require.NoError(t, err)
+	other := *s
+	other.report[1]++ // RAX
+	same, err := w.Adopt(own, &other)
+	require.NoError(t, err)
+	assert.False(t, same)
+	same, err = w.Adopt(own, s)
+	require.NoError(t, err)
+	assert.True(t, same)
+	run(t, w)
+	n, err := w.mem.Uint64(dataAddr)
+	require.NoError(t, err)
+	assert.EqualValues(t, 2, n, "RBX went on from s's 1, not w's own 3")
 }
 
 // TestFreshSandbox: the tracked process still has no descriptor the

@@ -64,14 +64,16 @@
 //   - Signals sent to the guest by other processes are discarded (fault
 //     signals) or stay blocked for ever (the others); only SIGKILL ends it,
 //     and SIGSTOP pauses it.
-//   - The guest's address space also holds the stub page, the signal stack,
-//     the initial stack the kernel built for the stub (its argument and
-//     auxiliary vectors, no environment), the vDSO and the vsyscall page.
-//     The guest can read them, write the signal stack and run the stub's
-//     code but gains nothing: the only system calls that pass the filter are
-//     rt_sigreturn from the stub's restorer and close from its gadget (there
-//     is nothing left to close), and whatever it makes the handler report
-//     is a hypercall or fault it could have made itself.
+//   - The guest's address space also holds the stub page, the signal stack
+//     and the vsyscall page (and the vDSO where the kernel placed it below
+//     the stub). The initial stack execve built for the stub is unmapped at
+//     set-up, so the only writable memory besides the guest's is the signal
+//     stack, which a fresh reset restores. The guest can read them, write
+//     the signal stack and run the stub's code but gains nothing: the only
+//     system calls that pass the filter are rt_sigreturn from the stub's
+//     restorer and close from its gadget (there is nothing left to close),
+//     and whatever it makes the handler report is a hypercall or fault it
+//     could have made itself.
 //   - The guest sees the host's TSC, CPUID and FPU state as a process does;
 //     rdtsc does not exit.
 //   - The process needs Linux 5.9 or later (close_range; from 6.6 the kernel

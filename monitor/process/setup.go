@@ -11,7 +11,8 @@ import (
 	"github.com/tendervm/tender/monitor/vcpu"
 )
 
-// checkRegions validates the boot regions against guest memory of size bytes.
+// checkRegions validates the boot regions against guest memory of size
+// bytes: the guest process keeps the addresses from stubBase up for itself.
 func checkRegions(size uint64, regions []vcpu.Region) error {
 	var end uint64
 	for i, r := range regions {
@@ -20,6 +21,10 @@ func checkRegions(size uint64, regions []vcpu.Region) error {
 			return fmt.Errorf("process: region %d [%#x, +%#x) is empty or not page-aligned", i, r.Addr, r.Size)
 		case r.Addr > size || r.Size > size-r.Addr:
 			return fmt.Errorf("process: region %d [%#x, +%#x) leaves guest memory of %#x bytes", i, r.Addr, r.Size, size)
+		case r.Addr+r.Size > stubBase:
+			// The set-up routine unmaps everything above the stub's
+			// page but the signal stack (setupCode).
+			return fmt.Errorf("process: region %d [%#x, +%#x) reaches the stub at %#x", i, r.Addr, r.Size, uint64(stubBase))
 		case i > 0 && r.Addr < end:
 			return fmt.Errorf("process: region %d [%#x, +%#x) overlaps or precedes the one before", i, r.Addr, r.Size)
 		case r.Perm&^(vcpu.Read|vcpu.Write|vcpu.Exec) != 0:

@@ -60,6 +60,8 @@ type tracker struct {
 	full bool
 	vec  [64]pageRegion // the scan's output, reused
 	arg  pmScanArg
+	// calls counts the PAGEMAP_SCAN calls made, which tests check.
+	calls int
 }
 
 // trackWrites makes the kernel record which pages of its writable guest
@@ -160,42 +162,28 @@ func (t *tracker) scan(fn func(addr, n uint64)) error {
 		}
 		return nil
 	}
-	// Without protection to apply, one walk from the first tracked page
-	// to the last does: each call costs several µs here, and the walk
-	// passes over the space between in one step. Pages it reports outside
-	// the tracked ranges (the stub's, mapped without tracking) are not
-	// the guest's writes.
-	return t.scanRange(t.ranges[0][0], t.ranges[len(t.ranges)-1][1], 0, fn)
+	// One call from the first tracked page to the last: each call costs
+	// several µs here, and the walk passes over the space between in one
+	// step. The kernel itself keeps to mapped pages (the category mask of
+	// ioctl), so it protects no page never mapped and reports no range of
+	// them, and it passes over the mappings without tracking between (the
+	// guest's code and read-only data, the stub), as it does without
+	// PM_SCAN_CHECK_WPASYNC.
+	return t.scanRange(t.ranges[0][0], t.ranges[len(t.ranges)-1][1], pmScanWPMatching, fn)
 }
 
 // scanRange scans [start, end) with flags, calling fn for the written pages
-// and, unless flags protect them, protecting the mapped ones found.
+// it finds and protects.
 func (t *tracker) scanRange(start, end, flags uint64, fn func(addr, n uint64)) error {
 	for start < end {
-		n, err := t.ioctl(flags, start, end, true)
+		n, err := t.ioctl(flags, start, end)
 		if err != nil {
 			return err
 		}
-		walked := t.arg.WalkEnd
 		for _, p := range t.vec[:n] {
-			if flags&pmScanWPMatching != 0 {
-				fn(p.Start, p.End-p.Start)
-				continue
-			}
-			if p.Categories&(pageIsPresent|pageIsSwapped) == 0 {
-				continue // never mapped
-			}
-			for _, r := range t.ranges {
-				lo, hi := max(p.Start, r[0]), min(p.End, r[1])
-				if lo >= hi {
-					continue
-				}
-				if _, err := t.ioctl(pmScanWPMatching|pmScanCheckWPAsync, lo, hi, false); err != nil {
-					return err
-				}
-				fn(lo, hi-lo)
-			}
+			fn(p.Start, p.End-p.Start)
 		}
+		walked := t.arg.WalkEnd
 		if walked <= start {
 			return fmt.Errorf("process: PAGEMAP_SCAN made no progress at %#x", start)
 		}
@@ -215,20 +203,23 @@ func swapOn() bool {
 }
 
 // ioctl issues PAGEMAP_SCAN with flags over [start, end) for the pages
-// written, into t.vec if out, and returns how many ranges it filled.
-func (t *tracker) ioctl(flags, start, end uint64, out bool) (int, error) {
+// written into t.vec, and returns how many ranges it filled. Unless every
+// page is protected (full), only mapped pages count (scan says why).
+func (t *tracker) ioctl(flags, start, end uint64) (int, error) {
 	t.arg = pmScanArg{
-		Size:  uint64(unsafe.Sizeof(t.arg)),
-		Flags: flags,
-		Start: start,
-		End:   end,
-		// Pages written, with whether they are mapped (scan).
+		Size:         uint64(unsafe.Sizeof(t.arg)),
+		Flags:        flags,
+		Start:        start,
+		End:          end,
+		Vec:          uint64(uintptr(unsafe.Pointer(&t.vec[0]))),
+		VecLen:       uint64(len(t.vec)),
 		CategoryMask: pageIsWritten,
-		ReturnMask:   pageIsWritten | pageIsPresent | pageIsSwapped,
+		ReturnMask:   pageIsWritten,
 	}
-	if out {
-		t.arg.Vec, t.arg.VecLen = uint64(uintptr(unsafe.Pointer(&t.vec[0]))), uint64(len(t.vec))
+	if !t.full {
+		t.arg.CategoryAnyofMask = pageIsPresent | pageIsSwapped
 	}
+	t.calls++
 	n, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(t.pagemap), pagemapScan, uintptr(unsafe.Pointer(&t.arg)))
 	if e != 0 {
 		if e == unix.ENOTTY || e == unix.EINVAL {

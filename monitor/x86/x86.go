@@ -6,8 +6,10 @@
 //
 // Exceptions raised at CPL 3 switch to the kernel stack (TSS.RSP0) and enter a
 // CPL-0 stub that reports the vector to the monitor with `outb %al, %dx` on
-// FaultPort. The monitor reads the exception frame at a fixed address
-// (FrameAddr) and ends the run: no stub ever returns to the guest.
+// FaultPort (the #GP stub with a bare hlt: GPHaltRIP). The monitor reads the
+// exception frame at a fixed address and ends the run; only the #GP stub
+// returns to the guest, after the monitor emulated a Solo5 guest's
+// privileged instruction.
 package x86
 
 import (
@@ -36,6 +38,10 @@ const (
 	ptEnd         = 0xA0000
 	maxPageTables = (ptEnd - ptAddr) / hypercall.PageSize
 )
+
+// MemMax is the most guest memory the page tables map: four page
+// directories.
+const MemMax = 4 << 30
 
 // SyscallSentinel is the address MSR_LSTAR holds: a page below
 // hypercall.BootInfoAddr that no mapping ever covers. EFER.SCE is clear, so
@@ -77,7 +83,8 @@ const (
 // Frame layout. With RSP0 16-byte aligned, an exception from CPL 3 pushes SS,
 // RSP, RFLAGS, CS and RIP downwards from KStackTop, then an error code for
 // some vectors; the stub then pushes the guest's RAX and RDX, which it is
-// about to clobber, so the monitor can still decode a faulting in/out.
+// about to clobber, so the monitor can still decode a faulting in/out (the
+// #GP stub clobbers neither).
 const (
 	// RIPAddr is where the faulting RIP lies, whatever the vector.
 	RIPAddr = KStackTop - 5*8
@@ -86,7 +93,7 @@ const (
 )
 
 // SavedRAXAddr and SavedRDXAddr locate the guest RAX and RDX the stub saved
-// for vector v.
+// for vector v, any but #GP (whose stub saves none: see GPHaltRIP).
 func SavedRAXAddr(v uint8) uint64 {
 	if HasErrorCode(v) {
 		return KStackTop - 7*8
@@ -185,7 +192,7 @@ func leafBits(m mapping) uint64 {
 func buildPageTables(mem *guestmem.Memory, maps []mapping) error {
 	slices.SortFunc(maps, func(a, b mapping) int { return cmpU64(a.addr, b.addr) })
 	size := mem.Size()
-	if size > 4<<30 {
+	if size > MemMax {
 		return fmt.Errorf("x86: %d bytes of guest memory exceed the 4 GiB the page tables map", size)
 	}
 	const table = 0x1000
@@ -303,44 +310,47 @@ func tss() []byte {
 
 const stubSize = 16
 
-// ResumeAddr is the routine the #GP stub jumps to once the monitor has seen
-// its report: it restores RDX and RAX, drops the error code and returns to
-// the guest with iretq, at the RIP and RSP the frame then holds. The
+// GPHaltRIP is the RIP of a vCPU stopped in the #GP stub: the stub is a
+// bare hlt (a KVM_EXIT_HLT, which only CPL-0 code, i.e. a stub, can cause),
+// followed by the resume path, `add $8, %rsp` (the error code) and iretq.
+// It touches no general register, so the monitor reads the guest's
+// registers as they were at the fault, and the trap runs three CPL-0
+// instructions (which kvm_pvm emulates one by one) instead of ten. The
 // monitor re-enters the vCPU after a #GP only when it has emulated the
-// instruction (a Solo5 guest's privileged set-up) and rewritten the frame;
-// any other fault ends the run, and every other stub ends in hlt.
-const ResumeAddr = StubAddr + NumVectors*stubSize
+// instruction (a Solo5 guest's privileged set-up) and rewritten the frame's
+// RIP and RSP; any other fault ends the run, and every other stub ends in
+// hlt after its report.
+const GPHaltRIP = StubAddr + VecGP*stubSize + 1
 
 // FrameRSPAddr is where the guest's RSP lies in the exception frame.
 const FrameRSPAddr = KStackTop - 2*8
 
-// stubs returns one 16-byte stub per vector, then the resume routine:
+// stubs returns one 16-byte stub per vector:
 //
 //	50           push %rax
 //	52           push %rdx
 //	b0 VV        mov  $vector, %al
 //	66 ba PP PP  mov  $FaultPort, %dx
 //	ee           out  %al, %dx
-//	f4           hlt                 (#GP: e9 rel32, jmp ResumeAddr)
+//	f4           hlt
 //	cc ...       int3 padding
 //
-//	5a 58        pop %rdx; pop %rax  (ResumeAddr)
-//	48 83 c4 08  add $8, %rsp        the error code
+// but for #GP (see GPHaltRIP):
+//
+//	f4           hlt
+//	48 83 c4 08  add $8, %rsp
 //	48 cf        iretq
 func stubs() []byte {
-	b := make([]byte, 0, NumVectors*stubSize+8)
+	b := make([]byte, 0, NumVectors*stubSize)
 	for v := range NumVectors {
-		s := []byte{0x50, 0x52, 0xB0, byte(v), 0x66, 0xBA, byte(FaultPort & 0xFF), byte(FaultPort >> 8), 0xEE}
+		s := []byte{0x50, 0x52, 0xB0, byte(v), 0x66, 0xBA, byte(FaultPort & 0xFF), byte(FaultPort >> 8), 0xEE, 0xF4}
 		if v == VecGP {
-			rel := uint32(ResumeAddr - (StubAddr + v*stubSize + len(s) + 5))
-			s = append(s, 0xE9, byte(rel), byte(rel>>8), byte(rel>>16), byte(rel>>24))
-		} else {
-			s = append(s, 0xF4)
+			s = []byte{0xF4, 0x48, 0x83, 0xC4, 0x08, 0x48, 0xCF}
 		}
 		for len(s) < stubSize {
 			s = append(s, 0xCC)
 		}
 		b = append(b, s...)
 	}
-	return append(b, 0x5A, 0x58, 0x48, 0x83, 0xC4, 0x08, 0x48, 0xCF)
+	return b
 }

@@ -52,7 +52,9 @@ type missingError struct {
 	// absent: the source printed nothing at all (as opposed to failing, or
 	// printing other metrics).
 	absent bool
-	why    string
+	// noMetric: the source reported, but not this metric.
+	noMetric bool
+	why      string
 }
 
 func (e *missingError) Error() string { return e.why }
@@ -74,7 +76,7 @@ func (f *figures) metric(src, unit string) (float64, error) {
 	}
 	v, ok := r.Metrics[unit]
 	if !ok {
-		return 0, &missingError{src: src, unit: unit, why: fmt.Sprintf("metric %q not found in %s output (it reports %s)",
+		return 0, &missingError{src: src, unit: unit, noMetric: true, why: fmt.Sprintf("metric %q not found in %s output (it reports %s)",
 			unit, src, strings.Join(r.Units, ", "))}
 	}
 	return v, nil

@@ -38,13 +38,19 @@ func main() {
 var benchPlan = []benchStep{
 	{pkg: "monitor/kvm", re: "^BenchmarkExitOut$", benchtime: "3000x"},
 	{pkg: "monitor/process", re: "^BenchmarkHypercall$", benchtime: "3000x"},
-	{pkg: "tests", re: "^Benchmark(Hypercall|WarmInvoke|FreshInvoke)$", benchtime: "2000x"},
+	// BenchmarkSolo5Console: 2000 calls of each guest, in four rounds.
+	{pkg: "tests", re: "^Benchmark(Hypercall|WarmInvoke|FreshInvoke|Solo5Console)$", benchtime: "2000x"},
 	// kvm_floor of the same 4 MiB VM, which the benchmark does not run itself.
 	{pkg: "monitor/kvm", re: "^BenchmarkCreateRunClose$", benchtime: "500x", floorMiB: 4},
 	{pkg: "monitor/process", re: "^BenchmarkStartStop$", benchtime: "500x"},
 	{pkg: "tests", re: "^Benchmark(Boot|ColdInvoke)$", benchtime: "200x"},
 	{pkg: "tests", re: "^Benchmark(Warm|Fresh)Throughput$", benchtime: "5000x"},
 	{pkg: "tests", re: "^BenchmarkExec$", benchtime: "100x"},
+	// Solo5's test_hello beside solo5-hvt and solo5-spt when SOLO5_TESTS,
+	// SOLO5_HVT and SOLO5_SPT name them; tender's own Solo5 hello always.
+	{pkg: "tests", re: "^BenchmarkSolo5Exec$", benchtime: "50x"},
+	// 4*10^7 rounds of xorshift in a Solo5 guest and natively, 9 of each.
+	{pkg: "tests", re: "^BenchmarkSolo5Compute$", benchtime: "9x"},
 	{pkg: "tests", re: "^Benchmark(SHA256|IdleInstances|FreshMemory)$", benchtime: "1x"},
 }
 
@@ -117,8 +123,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		phase("go benchmarks and kvm_floor", t)
 		t = time.Now()
-		say("tender bench -quick -backend kvm")
-		r.tenderBench(rep.figures, "kvm")
+		for _, b := range tenderBenchPlan {
+			say("tender bench -quick -backend %s", b.backend)
+			r.tenderBench(rep.figures, b)
+		}
 		phase("tender bench -quick", t)
 		t = time.Now()
 		say("tender serve under wrk")

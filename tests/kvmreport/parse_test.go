@@ -26,7 +26,7 @@ func readTestdata(t *testing.T, name string) string {
 func TestParseBench(t *testing.T) {
 	out := parseBench(readTestdata(t, "bench-tests.txt"), 2)
 	assert.Empty(t, out.Failed)
-	assert.Len(t, out.Results, 15)
+	assert.Len(t, out.Results, 20)
 	assert.Equal(t, []string{"BenchmarkHypercall/kvm", "BenchmarkHypercall/process", "BenchmarkWarmInvoke/kvm"}, out.Order[:3])
 	wi := out.Results["BenchmarkWarmInvoke/kvm"]
 	assert.Equal(t, int64(2000), wi.N)

@@ -163,12 +163,43 @@ func (r *runner) kvmFloor(f *figures, n, mib int) {
 	f.put(src, res)
 }
 
-// tenderBench runs `tender bench -quick` on backend and adds each row's
+// tenderBenchRun is one run of `tender bench -quick`: on backend, of the
+// rows whose keys start with one of rows (all when empty).
+type tenderBenchRun struct {
+	backend string
+	rows    []string
+}
+
+// tenderBenchPlan is the `tender bench -quick` runs: the whole table on
+// KVM, and on the process backend tender's rows and crun's default config,
+// which the fresh target compares (the other rows do not depend on the
+// backend).
+var tenderBenchPlan = []tenderBenchRun{
+	{backend: "kvm"},
+	{backend: "process", rows: []string{"tender", "crun-default"}},
+}
+
+// selects says the run measures the row key.
+func (b tenderBenchRun) selects(key string) bool {
+	for _, r := range b.rows {
+		if strings.HasPrefix(key, r) {
+			return true
+		}
+	}
+	return len(b.rows) == 0
+}
+
+// tenderBench runs `tender bench -quick` as b says and adds each row's
 // median latency (µs), throughput and memory per instance as
 // "tender bench BACKEND/ROW".
-func (r *runner) tenderBench(f *figures, backend string) {
+func (r *runner) tenderBench(f *figures, b tenderBenchRun) {
+	backend := b.backend
 	js := filepath.Join(r.logs, "tender-bench-"+backend+".json")
-	out, err := r.command("tender-bench-"+backend+".md", ".", filepath.Join("bin", "tender-bench"), "-quick", "-quiet", "-backend", backend, "-json", js)
+	args := []string{"-quick", "-quiet", "-backend", backend, "-json", js}
+	if len(b.rows) > 0 {
+		args = append(args, "-rows", strings.Join(b.rows, ","))
+	}
+	out, err := r.command("tender-bench-"+backend+".md", ".", filepath.Join("bin", "tender-bench"), args...)
 	if err != nil {
 		err = fmt.Errorf("tender bench -backend %s: %v: %s", backend, err, lastLine(out))
 		f.runError("tender", err)

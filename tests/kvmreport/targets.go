@@ -29,6 +29,10 @@ type target struct {
 	// whenAbsent replaces the "not in the output" reason when the source of
 	// value printed nothing at all.
 	whenAbsent string
+	// whenNoMetric replaces the reason when the source ran but did not
+	// report value's metric (a benchmark that leaves out the rows whose
+	// baseline this machine lacks).
+	whenNoMetric string
 }
 
 // verdict of one target on one backend.
@@ -117,13 +121,35 @@ var (
 	freshMem      = fig{src: "tests BenchmarkFreshMemory/{be}", unit: "KiB/instance", format: "%.1f KiB each"}
 	freshMemSnap  = fig{src: "tests BenchmarkFreshMemory/{be}", unit: "KiB-snapshot/instance", format: " (%.1f KiB snapshot"}
 	freshMemPriv  = fig{src: "tests BenchmarkFreshMemory/{be}", unit: "KiB-private/instance", format: ", %.1f KiB private)"}
+	s5Tender      = fig{src: "tests BenchmarkSolo5Exec", unit: "µs-median-tender-{be}-hvt", scale: 1e-3, format: ms}
+	s5TenderQuiet = fig{src: "tests BenchmarkSolo5Exec", unit: "µs-median-tender-{be}-hvt-quiet", scale: 1e-3, format: ms}
+	s5HVT         = fig{src: "tests BenchmarkSolo5Exec", unit: "µs-median-solo5-hvt", scale: 1e-3, format: vs + ms + " solo5-hvt"}
+	s5HVTQuiet    = fig{src: "tests BenchmarkSolo5Exec", unit: "µs-median-solo5-hvt-quiet", scale: 1e-3, format: vs + ms + " solo5-hvt"}
+	s5SPT         = fig{src: "tests BenchmarkSolo5Exec", unit: "µs-median-solo5-spt", scale: 1e-3, format: vs + ms + " solo5-spt"}
+	s5HVTRatio    = fig{src: "tests BenchmarkSolo5Exec", unit: "x-solo5-hvt-tender-{be}", format: x}
+	s5QuietRatio  = fig{src: "tests BenchmarkSolo5Exec", unit: "x-solo5-hvt-quiet-tender-{be}", format: x}
+	s5SPTRatio    = fig{src: "tests BenchmarkSolo5Exec", unit: "x-solo5-spt-tender-{be}", format: x}
+	s5Own         = fig{src: "tests BenchmarkSolo5Exec", unit: "µs-median-tender-{be}-s5hello", scale: 1e-3, format: ms}
+	s5OwnHello    = fig{src: "tests BenchmarkSolo5Exec", unit: "µs-median-tender-{be}-hello", scale: 1e-3, format: vs + ms + " hello.elf"}
+	s5OwnRatio    = fig{src: "tests BenchmarkSolo5Exec", unit: "x-hello-tender-{be}-s5hello", format: x}
+	s5Compute     = fig{src: "tests BenchmarkSolo5Compute/{be}", unit: "ms-guest", format: "%.1f ms"}
+	s5ComputeC    = fig{src: "tests BenchmarkSolo5Compute/{be}", unit: "ms-process", format: vs + "%.1f ms host process"}
+	s5ComputeX    = fig{src: "tests BenchmarkSolo5Compute/{be}", unit: "guest/process", format: x}
+	s5Console     = fig{src: "tests BenchmarkSolo5Console/{be}", unit: "µs/call-solo5", format: us + " Solo5 puts"}
+	s5ConsoleOwn  = fig{src: "tests BenchmarkSolo5Console/{be}", unit: "µs/call-tender", format: vs + us + " tender console write"}
+	s5ConsoleX    = fig{src: "tests BenchmarkSolo5Console/{be}", unit: "x-tender", format: x}
 )
+
+// noSolo5 is why issue 14's comparisons with Solo5 are not measured when
+// the machine has no Solo5 build the benchmark can find.
+const noSolo5 = "set SOLO5_TESTS (Solo5's tests/ directory), SOLO5_HVT and SOLO5_SPT (its tenders), absolute paths (docs/solo5.md)"
 
 // suiteTarget is the table's first row; its figures come from the test runs.
 const suiteTarget = "full suite with TENDER_REQUIRE_KVM=1"
 
 // targets are the performance targets of the real-KVM issue (11), the core
-// monitor (2), function invocations (3) and fresh instances (12).
+// monitor (2), function invocations (3), fresh instances (12) and Solo5
+// guests (14).
 var targets = []target{
 	{issue: "11", name: "warm invocation / one hypercall round trip", threshold: "≤ 1.1x", backends: both,
 		shown: []fig{warmInvoke, warmHC}, value: warmRatio, ratio: true, op: "<=", limit: 1.1},
@@ -185,6 +211,19 @@ var targets = []target{
 	{issue: "12", name: "`tender bench`: fresh vs crun default, times faster", threshold: "≥ 100x", backends: both,
 		shown: []fig{benchFresh, benchCrun}, value: benchCrun, over: &benchFresh, ratio: true, op: ">=", limit: 100,
 		whenAbsent: "`tender bench` reported no tender-fresh row"},
+
+	{issue: "14", name: "Solo5 `test_hello` exec to exit under `tender run` vs `solo5-hvt`", threshold: "≤ 0.35x", backends: kvmOnly,
+		shown: []fig{s5Tender, s5HVT}, value: s5HVTRatio, ratio: true, op: "<=", limit: 0.35, whenNoMetric: noSolo5},
+	{issue: "14", name: "the same, both with `--solo5:quiet`", threshold: "≤ 0.75x", backends: kvmOnly,
+		shown: []fig{s5TenderQuiet, s5HVTQuiet}, value: s5QuietRatio, ratio: true, op: "<=", limit: 0.75, whenNoMetric: noSolo5},
+	{issue: "14", name: "Solo5 `test_hello` exec to exit under `tender run` vs `solo5-spt`", threshold: "≤ 2x", backends: []string{"process"},
+		shown: []fig{s5Tender, s5SPT}, value: s5SPTRatio, ratio: true, op: "<=", limit: 2, whenNoMetric: noSolo5},
+	{issue: "14", name: "tender's Solo5-ABI hello vs its own hello.elf, exec to exit", threshold: "report", backends: both,
+		shown: []fig{s5Own, s5OwnHello}, value: s5OwnRatio, ratio: true},
+	{issue: "14", name: "a compute loop in a Solo5 guest vs the same C as a host process", threshold: "≤ 1.1x", backends: both,
+		shown: []fig{s5Compute, s5ComputeC}, value: s5ComputeX, ratio: true, op: "<=", limit: 1.1},
+	{issue: "14", name: "console write round trip of a Solo5 guest vs a tender guest", threshold: "≤ 1.1x", backends: both,
+		shown: []fig{s5Console, s5ConsoleOwn}, value: s5ConsoleX, ratio: true, op: "<=", limit: 1.1},
 }
 
 // evaluate makes the target's row for one backend.
@@ -216,8 +255,11 @@ func (t target) evaluate(f *figures, be string) row {
 	if err != nil {
 		r.verdict, r.why = notMeasured, err.Error()
 		var m *missingError
-		if errors.As(err, &m) && m.absent && t.whenAbsent != "" {
+		switch {
+		case errors.As(err, &m) && m.absent && t.whenAbsent != "":
 			r.why = t.whenAbsent
+		case errors.As(err, &m) && m.noMetric && t.whenNoMetric != "":
+			r.why = t.whenNoMetric
 		}
 		return r
 	}

@@ -192,3 +192,85 @@ func TestNoKVM(t *testing.T) {
 	assert.Contains(t, stderr.String(), "no such file or directory")
 	assert.Empty(t, stdout.String())
 }
+
+// TestSolo5Targets: issue 14's comparisons with solo5-hvt and solo5-spt
+// come from BenchmarkSolo5Exec when it ran beside a Solo5 build; without
+// one (the sample) they say which variables to set, and tender's own Solo5
+// hello is still reported.
+func TestSolo5Targets(t *testing.T) {
+	rs := rows(sampleFigures(t), nil, 3)
+	for _, c := range []struct{ name, be string }{
+		{"Solo5 `test_hello` exec to exit under `tender run` vs `solo5-hvt`", "kvm"},
+		{"the same, both with", "kvm"},
+		{"Solo5 `test_hello` exec to exit under `tender run` vs `solo5-spt`", "process"},
+	} {
+		assert.Equal(t, "not measured: "+noSolo5, find(t, rs, "14", c.name, c.be).result(), c.name)
+	}
+	own := find(t, rs, "14", "tender's Solo5-ABI hello", "kvm")
+	assert.Equal(t, "4.78 ms vs 4.41 ms hello.elf", own.measured)
+	assert.Equal(t, "1.08x", own.ratio)
+	assert.Equal(t, reported, own.verdict)
+
+	f := newFigures()
+	f.addBench("tests", parseBench("BenchmarkSolo5Exec-2   \t      30\t  67465945 ns/op\t         0.4444 x-solo5-hvt-tender-kvm\t         1.005 x-solo5-hvt-quiet-tender-kvm\t         3.080 x-solo5-spt-tender-process\t"+
+		"     16207 µs-median-solo5-hvt\t      5886 µs-median-solo5-hvt-quiet\t      1447 µs-median-solo5-spt\t      7202 µs-median-tender-kvm-hvt\t      5916 µs-median-tender-kvm-hvt-quiet\t      4457 µs-median-tender-process-hvt\n", 2))
+	rs = rows(f, nil, 3)
+	hvt := find(t, rs, "14", "Solo5 `test_hello` exec to exit under `tender run` vs `solo5-hvt`", "kvm")
+	assert.Equal(t, "7.20 ms vs 16.21 ms solo5-hvt", hvt.measured)
+	assert.Equal(t, notMet, hvt.verdict, "0.44x is above 0.35x")
+	assert.Equal(t, notMet, find(t, rs, "14", "the same, both with", "kvm").verdict)
+	spt := find(t, rs, "14", "Solo5 `test_hello` exec to exit under `tender run` vs `solo5-spt`", "process")
+	assert.Equal(t, "4.46 ms vs 1.45 ms solo5-spt", spt.measured)
+	assert.Equal(t, "3.08x", spt.ratio)
+}
+
+// TestTenderBenchPlan: every `tender bench` row a target reads, on each of
+// its backends, is measured by a run of tenderBenchPlan.
+func TestTenderBenchPlan(t *testing.T) {
+	const prefix = "tender bench {be}/"
+	for _, tg := range targets {
+		figs := append([]fig{tg.value}, tg.shown...)
+		if tg.over != nil {
+			figs = append(figs, *tg.over)
+		}
+		for _, fg := range figs {
+			key, ok := strings.CutPrefix(fg.src, prefix)
+			if !ok {
+				continue
+			}
+			for _, be := range tg.backends {
+				measured := false
+				for _, b := range tenderBenchPlan {
+					measured = measured || b.backend == be && b.selects(key)
+				}
+				assert.True(t, measured, "%s: no tender bench run measures %s on %s", tg.name, key, be)
+			}
+		}
+	}
+}
+
+// TestSolo5LoopTargets: issue 14's compute loop and console round trip come
+// from BenchmarkSolo5Compute and BenchmarkSolo5Console on each backend.
+func TestSolo5LoopTargets(t *testing.T) {
+	rs := rows(sampleFigures(t), nil, 3)
+	c := find(t, rs, "14", "a compute loop in a Solo5 guest", "kvm")
+	assert.Equal(t, "68.4 ms vs 66.9 ms host process", c.measured)
+	assert.Equal(t, "1.02x", c.ratio)
+	assert.Equal(t, met, c.verdict)
+	c = find(t, rs, "14", "a compute loop in a Solo5 guest", "process")
+	assert.Equal(t, "1.12x", c.ratio)
+	assert.Equal(t, notMet, c.verdict, "1.123 is above 1.1")
+
+	w := find(t, rs, "14", "console write round trip of a Solo5 guest", "kvm")
+	assert.Equal(t, "52.1 µs Solo5 puts vs 50.3 µs tender console write", w.measured)
+	assert.Equal(t, "1.04x", w.ratio)
+	assert.Equal(t, met, w.verdict)
+	w = find(t, rs, "14", "console write round trip of a Solo5 guest", "process")
+	assert.Equal(t, "9.5 µs Solo5 puts vs 10.0 µs tender console write", w.measured)
+	assert.Equal(t, met, w.verdict)
+
+	// Without the benchmarks' output the rows say which is missing.
+	rs = rows(newFigures(), nil, 3)
+	assert.Equal(t, "not measured: tests BenchmarkSolo5Compute/kvm not in the output", find(t, rs, "14", "a compute loop", "kvm").result())
+	assert.Equal(t, "not measured: tests BenchmarkSolo5Console/process not in the output", find(t, rs, "14", "console write round trip", "process").result())
+}

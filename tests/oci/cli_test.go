@@ -206,6 +206,36 @@ func TestBadBundles(t *testing.T) {
 	}
 }
 
+// TestMemoryLimits: dev.tender.memory takes up to the guest's own limit,
+// known once create has read the ELF: 4 GiB for a Solo5 guest, which runs
+// with it, 3 GiB for a tender guest, which is refused above that.
+func TestMemoryLimits(t *testing.T) {
+	fs := rootfs(t, "hello", "solo5/hello")
+	r := newRuntime(t)
+	out, err := os.Create(filepath.Join(t.TempDir(), "console"))
+	require.NoError(t, err)
+	defer out.Close()
+	b := bundle(t, fs, []string{"/solo5/hello.elf", "mem"}, map[string]string{"dev.tender.memory": "4Gi"})
+	_, _, err = r.run(t, out, "create", "--bundle", b, "s5")
+	require.NoError(t, err)
+	_, stderr, err := r.run(t, nil, "start", "s5")
+	require.NoError(t, err, stderr)
+	require.Eventually(t, func() bool { return r.state(t, "s5").Status == specs.StateStopped }, 10*time.Second, 10*time.Millisecond)
+	console, _ := os.ReadFile(out.Name())
+	assert.Contains(t, string(console), "mem_size 4294967296, stack near 4293918720\nSUCCESS\n")
+	_, stderr, err = r.run(t, nil, "delete", "s5")
+	require.NoError(t, err, stderr)
+
+	for _, mem := range []string{"4Gi", "3074"} {
+		b = bundle(t, fs, []string{"/hello.elf"}, map[string]string{"dev.tender.memory": mem})
+		_, _, err = r.run(t, out, "create", "--bundle", b, "own")
+		assert.ErrorContains(t, err, "exit status 1", mem)
+		assert.Contains(t, r.lastError(t), "annotation dev.tender.memory: ", mem)
+		assert.Contains(t, r.lastError(t), " MiB: a tender guest takes at most 3072 MiB (a Solo5 guest 4096 MiB)", mem)
+	}
+	r.noContainers(t)
+}
+
 // TestVersionAndFeatures: the commands containerd and tools ask first.
 func TestVersionAndFeatures(t *testing.T) {
 	r := newRuntime(t)

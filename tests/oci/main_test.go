@@ -47,6 +47,8 @@ func rootfs(t testing.TB, guests ...string) string {
 	for _, g := range guests {
 		b, err := os.ReadFile(guestPath(g))
 		require.NoError(t, err)
+		// A Solo5 guest ("solo5/hello") keeps its directory.
+		require.NoError(t, os.MkdirAll(filepath.Dir(filepath.Join(dir, g)), 0o755))
 		require.NoError(t, os.WriteFile(filepath.Join(dir, g+".elf"), b, 0o755))
 	}
 	return dir

@@ -61,12 +61,21 @@ static inline void s5_hypercall(unsigned nr, volatile void *arg)
 			 : "memory");
 }
 
+/* s5_rdtsc reads the time-stamp counter (no exit, no trap). */
+static inline uint64_t s5_rdtsc(void)
+{
+	uint32_t lo, hi;
+	__asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
+	return (uint64_t)hi << 32 | lo;
+}
+
 /* Provided by the runtime. */
 extern const struct s5_boot_info *s5_boot;
 void s5_puts(const char *s);
 void s5_putn(const char *s, size_t n);
 void s5_putu(uint64_t v);
 uint64_t s5_walltime(void);
+uint64_t s5_tsc_ns(uint64_t ticks);
 int s5_poll(uint64_t timeout_nsecs, uint64_t *ready);
 void s5_set_tls_base(uint64_t base);
 __attribute__((noreturn)) void s5_exit(int status);

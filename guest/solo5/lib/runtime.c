@@ -54,6 +54,16 @@ uint64_t s5_walltime(void)
 	return w.nsecs;
 }
 
+/* s5_tsc_ns converts TSC ticks to nanoseconds at the rate the boot
+ * information gives, in two parts so that no product overflows. */
+uint64_t s5_tsc_ns(uint64_t ticks)
+{
+	uint64_t hz = s5_boot->cpu_cycle_freq;
+	if (hz == 0)
+		return 0;
+	return ticks / hz * 1000000000ull + ticks % hz * 1000000000ull / hz;
+}
+
 int s5_poll(uint64_t timeout_nsecs, uint64_t *ready)
 {
 	volatile struct s5_poll p = { timeout_nsecs, 0, -1 };

@@ -5,8 +5,14 @@
 # is how far to advance the guest's RIP. A negative one emulates a
 # privileged instruction of a Solo5 guest: with bit 62 set, a far return
 # (RIP = the word at RSP, RSP += 16; the monitor checked both words);
-# otherwise bits 0-47 are the FS base to set (wrmsr of FS_BASE) and bits
-# 48-55 how far to advance RIP.
+# with bit 61 set, the FS and GS bases: bits 48-55 are how far to advance
+# RIP, and the bases are loaded from the bottom of the signal stack, or,
+# with bit 60 set too, stored there and the report is made again (the
+# same system call with the same arguments: RIP does not move); otherwise
+# bits 0-47 are the FS base to set (wrmsr of FS_BASE) and bits 48-55 how
+# far to advance RIP. Only the monitor of a kernel that enables FSGSBASE
+# answers with bit 61 or sets the FS base.
+	.equ ALT, 0x7e0000010000
 # TestStubCode assembles this file and compares the bytes.
 	.text
 handler:
@@ -29,6 +35,7 @@ handler:
 	mov 144(%rbx), %r8	# arg4 = rax
 	mov 136(%rbx), %r9	# arg5 = rdx
 	mov $110, %eax		# getppid, which the filter hands to the monitor
+report:
 	syscall
 	test %rax, %rax
 	js 1f
@@ -41,7 +48,26 @@ handler:
 	mov %rdx, 168(%rbx)	# rip = the return address
 	addq $16, 160(%rbx)	# pop it and the code selector
 	ret
-2:	mov %rax, %rcx
+2:	bt $61, %rax
+	jnc 4f
+	movabs $ALT, %r11
+	bt $60, %rax
+	jc 3f
+	mov (%r11), %rcx
+	wrfsbase %rcx		# the bases, which sigreturn leaves alone
+	mov 8(%r11), %rcx
+	wrgsbase %rcx
+	shr $48, %rax
+	movzbl %al, %eax
+	add %rax, 168(%rbx)	# rip += the instruction's length
+	ret
+3:	rdfsbase %rcx
+	mov %rcx, (%r11)
+	rdgsbase %rcx
+	mov %rcx, 8(%r11)
+	mov $110, %eax		# the same report again (syscall kept the arguments)
+	jmp report
+4:	mov %rax, %rcx
 	shr $48, %rcx
 	movzbl %cl, %ecx
 	add %rcx, 168(%rbx)	# rip += the instruction's length

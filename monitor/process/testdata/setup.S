@@ -3,8 +3,8 @@
 # guest regions in the table at TABLE (address, size, prot: 8 bytes each).
 # At the int3 r12 is 0 and rax the seccomp listener's descriptor, or r12 is
 # the number of the step that failed (r13 the regions left to map, for step
-# 12) and rax its -errno. TestStubCode assembles this file and compares the
-# bytes.
+# 12) and rax its -errno. Nothing here touches the stack, which step 13
+# unmaps. TestStubCode assembles this file and compares the bytes.
 	.equ STUB, 0x7e0000000000
 	.equ FPROG, STUB + 0xd0
 	.equ SIGACT, STUB + 0xe0
@@ -13,6 +13,7 @@
 	.equ ALT, STUB + 0x10000
 	.equ ALTSIZE, 0x10000
 	.equ TABLE, STUB + 0x2000
+	.equ TOP, 0x7ffffffff000
 
 	.macro check
 	cmp $-4095, %rax
@@ -50,9 +51,9 @@ maps:
 	dec %r13
 	jmp maps
 mapped:
-	mov $13, %r12d		# munmap the region table: 4 KiB less per guest
-	movabs $TABLE, %rdi
-	mov $0x2000, %esi
+	mov $13, %r12d		# munmap from the region table to the top of
+	movabs $TABLE, %rdi	# the address space: the table, the initial
+	movabs $TOP - TABLE, %rsi # stack, the vDSO (stub.go says why)
 	mov $11, %eax
 	syscall
 	check

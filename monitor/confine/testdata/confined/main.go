@@ -1,5 +1,6 @@
-// Command confined is the process TestInstall and TestForbiddenCall confine:
-// built without cgo, like tender, it installs tender run's KVM policy and
+// Command confined is the process TestInstall, TestInstallCgo and
+// TestForbiddenCall confine: built without cgo, like tender, or with it, it
+// installs tender run's KVM policy and
 // then, by its argument, works within it until stdin closes, or makes a
 // forbidden call.
 package main

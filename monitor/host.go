@@ -1,0 +1,110 @@
+package monitor
+
+import (
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/tendervm/tender/monitor/tsc"
+)
+
+// Backend selects how guests are run.
+type Backend string
+
+// Backends.
+const (
+	// BackendKVM runs each guest in a KVM virtual machine.
+	BackendKVM Backend = "kvm"
+	// BackendProcess runs each guest as a traced, seccomp-confined process.
+	BackendProcess Backend = "process"
+	// BackendAuto is BackendKVM where KVM can be used, else BackendProcess.
+	BackendAuto Backend = "auto"
+)
+
+// HostConfig configures a Host. The zero value uses KVM at /dev/kvm.
+type HostConfig struct {
+	// Backend is BackendKVM when empty.
+	Backend Backend
+	// Device is the KVM device node, kvm.DefaultDevice when empty.
+	Device string
+}
+
+// Host is a connection to the hypervisor that creates VMs. It is safe for
+// concurrent use. Close it after every VM created from it.
+type Host struct {
+	backend Backend
+	be      backend // what running a guest takes (backend.go)
+
+	// tscHz is the host TSC frequency, measured once for backends that
+	// cannot report the guest's, from tscMark (taken by NewHost, or on
+	// first use) to its first use.
+	tscMu   sync.Mutex
+	tscMark tsc.Mark
+	tscHz   uint64
+}
+
+// NewHost opens the hypervisor. With BackendKVM it fails, wrapping
+// kvm.ErrUnavailable, where KVM cannot be used.
+func NewHost(cfg HostConfig) (*Host, error) {
+	h := &Host{backend: cfg.Backend}
+	var err error
+	switch cfg.Backend {
+	case "", BackendKVM, BackendAuto:
+		h.be, err = openKVM(cfg.Device)
+		if err == nil || cfg.Backend != BackendAuto {
+			if err != nil {
+				return nil, err
+			}
+			h.backend = BackendKVM
+			break
+		}
+		h.backend = BackendProcess
+		fallthrough
+	case BackendProcess:
+		if h.be, err = openProcess(); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, fmt.Errorf("monitor: unknown backend %q (want %q, %q or %q)", cfg.Backend, BackendKVM, BackendProcess, BackendAuto)
+	}
+	if h.be.clockFirst() {
+		// Every guest needs the host's rate: measure it over the time
+		// the first one takes to load and start.
+		h.tscMark = tsc.Now()
+	}
+	return h, nil
+}
+
+// Backend reports which backend the host runs guests with (never
+// BackendAuto).
+func (h *Host) Backend() Backend { return h.backend }
+
+// Settle waits for the set-up NewHost left running in the background
+// (under KVM, reading the CPU features it supports). A process that
+// confines itself with a seccomp filter after NewHost calls it first, so
+// that nothing of that set-up meets the filter (confine.ForHost does).
+func (h *Host) Settle() { h.be.settle() }
+
+// Close releases the hypervisor connection. Guests of the host's that are
+// still running are killed.
+func (h *Host) Close() error { return h.be.close() }
+
+// tscWindow is the shortest time the host TSC is measured over: about 0.02%
+// against the monotonic clock.
+const tscWindow = 500 * time.Microsecond
+
+// hostTSCHz returns the host TSC frequency, for a backend that could not
+// report the guest's (the process backend; KVM without KVM_GET_TSC_KHZ):
+// measured on first use from the mark NewHost took, after waiting out what
+// is left of tscWindow (asleep, not spinning).
+func (h *Host) hostTSCHz() uint64 {
+	h.tscMu.Lock()
+	defer h.tscMu.Unlock()
+	if h.tscHz == 0 {
+		if h.tscMark == (tsc.Mark{}) {
+			h.tscMark = tsc.Now()
+		}
+		h.tscHz = h.tscMark.Hz(tscWindow)
+	}
+	return h.tscHz
+}

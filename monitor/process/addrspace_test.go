@@ -1,0 +1,113 @@
+package process
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tendervm/tender/monitor/vcpu"
+)
+
+// mapping is one line of /proc/PID/maps.
+type mapping struct {
+	start, end uint64
+	perms      string
+	name       string
+}
+
+// mappings reads the address space of process pid.
+func mappings(t *testing.T, pid int) []mapping {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
+	require.NoError(t, err)
+	var ms []mapping
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		f := strings.Fields(line)
+		require.GreaterOrEqual(t, len(f), 5, line)
+		lo, hi, ok := strings.Cut(f[0], "-")
+		require.True(t, ok, line)
+		start, err := strconv.ParseUint(lo, 16, 64)
+		require.NoError(t, err, line)
+		end, err := strconv.ParseUint(hi, 16, 64)
+		require.NoError(t, err, line)
+		m := mapping{start: start, end: end, perms: f[1]}
+		if len(f) > 5 {
+			m.name = strings.Join(f[5:], " ")
+		}
+		ms = append(ms, m)
+	}
+	return ms
+}
+
+// TestAddressSpace lists every mapping of a running guest process, plain
+// and tracked (a fresh instance's): the initial stack execve built for the
+// stub is gone, and the only writable mappings are the guest's writable
+// regions and the signal stack, which a fresh reset restores. Anything
+// else a request wrote would reach the next one.
+func TestAddressSpace(t *testing.T) {
+	for _, track := range []bool{false, true} {
+		t.Run(fmt.Sprintf("track=%v", track), func(t *testing.T) {
+			lockThread(t)
+			mem := newMem(t)
+			require.NoError(t, mem.Write(codeAddr, freshCode))
+			boot := testBoot()
+			v, err := spawner(t).startWith(mem, boot, options{track: track})
+			if errors.Is(err, ErrNoWriteTracking) {
+				t.Skip(err)
+			}
+			require.NoError(t, err)
+			t.Cleanup(func() { assert.NoError(t, v.Close()) })
+			require.Equal(t, vcpu.ExitHypercall, run(t, v).Kind)
+
+			writable := map[[2]uint64]bool{{altBase, altBase + altSize}: true}
+			for _, r := range boot.Regions {
+				if r.Perm&vcpu.Write != 0 {
+					writable[[2]uint64{r.Addr, r.Addr + r.Size}] = true
+				}
+			}
+			ms := mappings(t, v.pid)
+			for _, m := range ms {
+				assert.NotEqual(t, "[stack]", m.name, "the stub's initial stack at [%#x, %#x)", m.start, m.end)
+				if strings.Contains(m.perms, "w") {
+					assert.True(t, writable[[2]uint64{m.start, m.end}],
+						"writable mapping [%#x, %#x) %s %q is neither a writable guest region nor the signal stack", m.start, m.end, m.perms, m.name)
+				}
+				// Below the stub: guest memory, or a vDSO the kernel put
+				// there (vm.mmap_rnd_bits raised, the legacy layout). Above
+				// its page, up to stubTop: the signal stack only.
+				if m.end <= stubBase && !strings.Contains(m.name, "/memfd:tender-guest") {
+					assert.Contains(t, []string{"[vdso]", "[vvar]", "[vvar_vclock]"}, m.name, "[%#x, %#x)", m.start, m.end)
+				}
+				if m.start >= stubTable && m.start < stubTop {
+					assert.Equal(t, mapping{altBase, altBase + altSize, "rw-p", ""}, m)
+				}
+			}
+			// The address execve's stack pointer had (/proc/PID/stat's
+			// startstack) is mapped no longer.
+			for _, m := range ms {
+				assert.False(t, m.start <= v.initRegs.Rsp && v.initRegs.Rsp < m.end,
+					"the initial stack pointer %#x lies in [%#x, %#x) %s", v.initRegs.Rsp, m.start, m.end, m.name)
+			}
+		})
+	}
+}
+
+// TestRegionsBelowStub: no guest region may reach the stub's page, since
+// the set-up routine unmaps everything above it but the signal stack.
+func TestRegionsBelowStub(t *testing.T) {
+	const size = stubBase + 0x100000 // never allocated: checkRegions only
+	for _, r := range []vcpu.Region{
+		{Addr: stubBase - 0x1000, Size: 0x2000, Perm: vcpu.Read},
+		{Addr: stubBase + 0x20000, Size: 0x1000, Perm: vcpu.Read | vcpu.Write},
+	} {
+		err := checkRegions(size, []vcpu.Region{r})
+		assert.ErrorContains(t, err, fmt.Sprintf("[%#x, +%#x) reaches the stub at 0x7e0000000000", r.Addr, r.Size))
+	}
+	assert.NoError(t, checkRegions(size, []vcpu.Region{{Addr: stubBase - 0x1000, Size: 0x1000, Perm: vcpu.Read}}))
+}
