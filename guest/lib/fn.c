@@ -13,7 +13,8 @@
 
 /* Loads segment register reg with want unless it holds it already: reading a
  * selector is nearly free, but a load costs about 45 ns on the hosts tender
- * was measured on (issue 11). */
+ * was measured on (issue 11), and loading the null selector into FS or GS
+ * clears its base on some CPUs (AMD), a base the guest may have set. */
 #define SEG_RELOAD(reg, want)                                                  \
 	do {                                                                   \
 		uint16_t cur_;                                                 \
@@ -30,9 +31,6 @@ __attribute__((noreturn)) void tender_fn_serve(tender_fn_handler handler)
 	struct tender_fn_reply rep = {0};
 	uint64_t flags = 0; /* the first call has no reply to return */
 	uint16_t ds, es, fs, gs;
-	/* The requests served from this state: a fresh instance's reset puts
-	 * it back to 0 with the rest of its registers and memory. */
-	uint64_t served = 0;
 
 	/* A request can load other data segment selectors at CPL 3, and some
 	 * hosts (kvm_pvm) keep them where the monitor cannot reset them: each
@@ -54,21 +52,10 @@ __attribute__((noreturn)) void tender_fn_serve(tender_fn_handler handler)
 		};
 
 		tender_hypercall(TENDER_HC_FN_NEXT, &next);
-		if (served++ == 0) {
-			/* Every request of a fresh instance: all four are
-			 * loaded, which on CPUs that clear the FS and GS bases
-			 * on a null selector load (AMD) also clears a base a
-			 * request set with wrfsbase or wrgsbase. */
-			__asm__ __volatile__("mov %0, %%ds; mov %1, %%es; mov %2, %%fs; mov %3, %%gs"
-					     : : "r"(ds), "r"(es), "r"(fs), "r"(gs));
-		} else {
-			/* A warm instance keeps everything else a request
-			 * leaves: only the selectors are put back. */
-			SEG_RELOAD(ds, ds);
-			SEG_RELOAD(es, es);
-			SEG_RELOAD(fs, fs);
-			SEG_RELOAD(gs, gs);
-		}
+		SEG_RELOAD(ds, ds);
+		SEG_RELOAD(es, es);
+		SEG_RELOAD(fs, fs);
+		SEG_RELOAD(gs, gs);
 		if (next.req_len > sizeof(fn_request_buf))
 			tender_abort("tender: fn_next request longer than the "
 				     "request buffer");
