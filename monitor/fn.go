@@ -49,6 +49,9 @@ type call struct {
 	finished bool
 	reply    Reply
 	err      error
+	// held says a deadline or context function that may still run holds
+	// the call: the pool does not reuse it (Pool.calls).
+	held bool
 }
 
 // Call states.
@@ -192,11 +195,14 @@ func (f *fnState) take() (outcome, error) {
 		f.cur = c
 		return 0, c.stopped()
 	}
-	if time.Until(c.deadline) <= 0 || c.ctx.Err() != nil {
+	// One clock reading also arms the deadline, which then fires late by
+	// at most the copy of the request below.
+	left := time.Until(c.deadline)
+	if left <= 0 || c.ctx.Err() != nil {
 		// It expired or was cancelled while queued: fail it here rather
 		// than kill the guest.
 		err := error(&StoppedError{Cause: context.DeadlineExceeded})
-		if cerr := c.ctx.Err(); cerr != nil && time.Until(c.deadline) > 0 {
+		if cerr := c.ctx.Err(); cerr != nil && left > 0 {
 			err = &StoppedError{Cause: cerr}
 		}
 		if watched && !f.settle(c) {
@@ -217,7 +223,7 @@ func (f *fnState) take() (outcome, error) {
 	}
 	f.cur = c
 	if !watched {
-		f.watch(c)
+		f.watch(c, left)
 	}
 	return resume, nil
 }
@@ -225,25 +231,26 @@ func (f *fnState) take() (outcome, error) {
 // watch stops c at its deadline or when its caller's context is done, by
 // kicking the vCPU: from the moment the guest takes it, or, for a call handed
 // to an instance that boots for it (state callBooting), from then on, so a
-// guest that never reaches fn_next cannot hold its caller.
-func (f *fnState) watch(c *call) {
-	f.arm(c)
+// guest that never reaches fn_next cannot hold its caller. left is the time
+// to c's deadline, read by the caller.
+func (f *fnState) watch(c *call, left time.Duration) {
+	f.arm(c, left)
 	if c.ctx.Done() != nil {
 		f.stopCtx = context.AfterFunc(c.ctx, func() { f.stop(c, callCancelled) })
 	}
 }
 
-// arm stops the guest when c's deadline passes.
-func (f *fnState) arm(c *call) {
+// arm stops the guest when c's deadline, left from now, passes.
+func (f *fnState) arm(c *call, left time.Duration) {
 	if f.timer != nil {
 		f.timed.Store(c)
-		f.timer.Reset(time.Until(c.deadline))
+		f.timer.Reset(left)
 		return
 	}
 	timed := new(atomic.Pointer[call])
 	timed.Store(c)
 	f.timed = timed
-	f.timer = time.AfterFunc(time.Until(c.deadline), func() { f.stop(timed.Load(), callExpired) })
+	f.timer = time.AfterFunc(left, func() { f.stop(timed.Load(), callExpired) })
 }
 
 // stop ends c for its deadline or its caller (why), unless the guest's side
@@ -269,9 +276,12 @@ func (f *fnState) settle(c *call) bool {
 		// Its function has started and may not have looked at c yet:
 		// leave this timer to it and arm a new one for the next call.
 		f.timer, f.timed = nil, nil
+		c.held = true
 	}
 	if f.stopCtx != nil {
-		f.stopCtx()
+		if !f.stopCtx() {
+			c.held = true // its function has started
+		}
 		f.stopCtx = nil
 	}
 	return won

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"time"
 )
 
 // lifecycle is how a Pool drives one instance: start it, resume it with a
@@ -22,6 +23,9 @@ type lifecycle interface {
 	resume(c *call) bool
 	// stop ends a parked instance and releases it.
 	stop()
+	// parkedAt is when a parked instance parked, for its idle time: the
+	// run's clock has it, so the pool reads none per call.
+	parkedAt() time.Time
 }
 
 // fnVM is one VM serving a function's calls, run on the goroutine of
@@ -81,7 +85,7 @@ func (f *fnVM) step(c *call) bool {
 		if c != nil {
 			// The call's deadline and context bind the boot too.
 			c.state.Store(callBooting)
-			f.fn.watch(c)
+			f.fn.watch(c, time.Until(c.deadline))
 		} else if f.bootCtx != nil {
 			// start's context binds the boot.
 			unwatch = context.AfterFunc(f.bootCtx, f.fn.kick)
@@ -128,3 +132,5 @@ func (f *fnVM) end(status int, err error) {
 }
 
 func (f *fnVM) stop() { f.end(0, nil) }
+
+func (f *fnVM) parkedAt() time.Time { return f.r.lastExit }

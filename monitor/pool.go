@@ -118,6 +118,11 @@ type Pool struct {
 	waiters []chan *instance // callers queued for an instance, first come first; nil hands over a free slot
 	exits   [vcpu.NumExitKinds]uint64
 
+	// calls holds calls that ended with nothing left pointing at them, for
+	// the next Invoke: allocating one costs 70-180 ns on a small host, a
+	// fifth of what a warm invocation adds to its exit (issue 11).
+	calls sync.Pool
+
 	inflight sync.WaitGroup // Invoke and Prewarm calls in progress
 	stop     chan struct{}  // closed by Close: stops the janitor
 	janitor  sync.WaitGroup
@@ -214,14 +219,21 @@ func (p *Pool) Invoke(ctx context.Context, req Request) (Reply, error) {
 	}
 	defer p.inflight.Done()
 
-	c := &call{ctx: ctx, id: p.ids.Add(1), req: req, deadline: time.Now().Add(p.cfg.Timeout)}
+	// One clock reading serves both the default deadline and the check
+	// (a reading costs 40-80 ns on some hosts; issue 11).
+	now := time.Now()
+	c, _ := p.calls.Get().(*call)
+	if c == nil {
+		c = new(call)
+	}
+	c.ctx, c.id, c.req, c.deadline = ctx, p.ids.Add(1), req, now.Add(p.cfg.Timeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(c.deadline) {
 		c.deadline = d
 	}
 	if !req.Deadline.IsZero() && req.Deadline.Before(c.deadline) {
 		c.deadline = req.Deadline
 	}
-	if !time.Now().Before(c.deadline) { // no time to boot or hand it over
+	if !now.Before(c.deadline) { // no time to boot or hand it over
 		return Reply{}, &StoppedError{Cause: context.DeadlineExceeded}
 	}
 	inst, err := p.acquire(ctx, c.deadline)
@@ -236,7 +248,14 @@ func (p *Pool) Invoke(ctx context.Context, req Request) (Reply, error) {
 	if !c.finished { // cannot happen: every path through serve finishes c
 		return Reply{}, fmt.Errorf("monitor: invocation %d left unanswered", c.id)
 	}
-	return c.reply, c.err
+	rep, err := c.reply, c.err
+	if err == nil && !c.held {
+		// Answered, and no deadline or context function can still see
+		// it: the next Invoke may have it.
+		*c = call{}
+		p.calls.Put(c)
+	}
+	return rep, err
 }
 
 // enter registers an Invoke or Prewarm call, unless the pool is closed.
@@ -324,7 +343,7 @@ func (p *Pool) release(inst *instance) {
 		w <- inst
 		return
 	}
-	inst.idleSince = time.Now()
+	inst.idleSince = inst.vm.parkedAt()
 	p.idle = append(p.idle, inst)
 	p.mu.Unlock()
 }

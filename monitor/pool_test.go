@@ -26,9 +26,15 @@ type fakeVM struct {
 	vms  *fakeVMs
 	fn   *fnState
 	done bool
+	at   time.Time // when it parked
 }
 
-func (v *fakeVM) start(context.Context) error { return nil }
+func (v *fakeVM) start(context.Context) error {
+	v.at = time.Now()
+	return nil
+}
+
+func (v *fakeVM) parkedAt() time.Time { return v.at }
 
 func (v *fakeVM) resume(c *call) bool {
 	if v.done {
@@ -47,6 +53,7 @@ func (v *fakeVM) resume(c *call) bool {
 		}
 	}
 	c.finish(Reply{ID: c.id, Body: c.req.Body}, nil)
+	v.at = time.Now()
 	if v.fn.maxCalls == 1 { // a cold instance exits after its call
 		v.done = true
 		v.vms.ended.Add(1)

@@ -222,6 +222,29 @@ func TestFreshBases(t *testing.T) {
 	})
 }
 
+// TestServeKeepsBases: tender_fn_serve loads only the data segment
+// selectors a request changed, so the FS and GS bases a guest set before it
+// served stay as they were, warm and fresh (reloading all four after every
+// fn_next cleared them where a null selector load clears a base: AMD).
+// fn_bases "serve" serves through tender_fn_serve. Skipped where the guest
+// cannot use FSGSBASE.
+func TestServeKeepsBases(t *testing.T) {
+	forFresh(t, func(t *testing.T, h *monitor.Host) {
+		const boot = "2000000 3000000"
+		for _, mode := range []monitor.Mode{monitor.Warm, monitor.Fresh} {
+			p := newPool(t, h, "fn_bases", monitor.PoolConfig{Mode: mode, MaxInstances: 1, Guest: monitor.Config{Args: []string{"serve"}}})
+			for i := range 3 {
+				out, err := invoke(t, p, "get")
+				if fe, ok := as[*monitor.FaultError](err); ok && fe.Vector == x86.VecUD {
+					t.Skip("no FSGSBASE for the guest:", err)
+				}
+				require.NoError(t, err)
+				assert.Equal(t, boot, out, "%s: the bases at request %d", mode, i+1)
+			}
+		}
+	})
+}
+
 // TestFreshFailures: after a request that faults, one that spins past its
 // deadline and one that breaks the protocol, each failing with its own
 // error, the next request on the same pool is answered from a pristine

@@ -11,6 +11,18 @@
  */
 #include "tender.h"
 
+/* Loads segment register reg with want unless it holds it already: reading a
+ * selector is nearly free, but a load costs about 45 ns on the hosts tender
+ * was measured on (issue 11), and loading the null selector into FS or GS
+ * clears its base on some CPUs (AMD), a base the guest may have set. */
+#define SEG_RELOAD(reg, want)                                                  \
+	do {                                                                   \
+		uint16_t cur_;                                                 \
+		__asm__ __volatile__("mov %%" #reg ", %0" : "=r"(cur_));       \
+		if (cur_ != (want))                                            \
+			__asm__ __volatile__("mov %0, %%" #reg : : "r"(want)); \
+	} while (0)
+
 static uint8_t fn_request_buf[TENDER_FN_REQUEST_MAX];
 static uint8_t fn_reply_buf[TENDER_FN_REPLY_MAX];
 
@@ -40,8 +52,10 @@ __attribute__((noreturn)) void tender_fn_serve(tender_fn_handler handler)
 		};
 
 		tender_hypercall(TENDER_HC_FN_NEXT, &next);
-		__asm__ __volatile__("mov %0, %%ds; mov %1, %%es; mov %2, %%fs; mov %3, %%gs"
-				     : : "r"(ds), "r"(es), "r"(fs), "r"(gs));
+		SEG_RELOAD(ds, ds);
+		SEG_RELOAD(es, es);
+		SEG_RELOAD(fs, fs);
+		SEG_RELOAD(gs, gs);
 		if (next.req_len > sizeof(fn_request_buf))
 			tender_abort("tender: fn_next request longer than the "
 				     "request buffer");
