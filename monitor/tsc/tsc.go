@@ -2,7 +2,11 @@
 // when the hypervisor cannot report it.
 package tsc
 
-import "time"
+import (
+	"time"
+
+	"golang.org/x/sys/unix"
+)
 
 // Read returns the current time-stamp counter (rdtsc).
 func Read() uint64
@@ -37,7 +41,7 @@ func Now() Mark { return Mark{time.Now(), Read()} }
 // 0.02%). It returns 0 if the TSC did not advance.
 func (m Mark) Hz(d time.Duration) uint64 {
 	if left := d - time.Since(m.t); left > 0 {
-		time.Sleep(left)
+		sleep(left)
 	}
 	t1, c1 := time.Now(), Read()
 	ns := t1.Sub(m.t).Nanoseconds()
@@ -45,4 +49,14 @@ func (m Mark) Hz(d time.Duration) uint64 {
 		return 0
 	}
 	return uint64(float64(c1-m.c) * 1e9 / float64(ns))
+}
+
+// sleep blocks the calling thread for d with nanosleep. time.Sleep would
+// round a wait under a millisecond up to one when the process is otherwise
+// idle (Go's poller waits in whole milliseconds), and the rest of a window
+// is typically under 100 µs: a cold start would wait ten times that.
+func sleep(d time.Duration) {
+	ts := unix.NsecToTimespec(d.Nanoseconds())
+	for unix.Nanosleep(&ts, &ts) == unix.EINTR {
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/assert"
+	"golang.org/x/sys/unix"
 )
 
 func TestCalibrate(t *testing.T) {
@@ -32,4 +33,40 @@ func TestMark(t *testing.T) {
 	time.Sleep(time.Millisecond)
 	assert.InEpsilon(t, long, float64(m.Hz(500*time.Microsecond)), 0.01, "window already past")
 	assert.InEpsilon(t, long, float64(Now().Hz(500*time.Microsecond)), 0.01, "window waited for")
+}
+
+// TestMarkWaitsOutSignals checks that the window is waited out in full when
+// signals keep interrupting the sleep (as Go's preemption signal does).
+func TestMarkWaitsOutSignals(t *testing.T) {
+	long := float64(Calibrate(20 * time.Millisecond))
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			_ = unix.Kill(unix.Getpid(), unix.SIGURG) // ignored by Go's handler
+			time.Sleep(20 * time.Microsecond)
+		}
+	}()
+	defer func() { close(stop); <-done }()
+	for range 20 {
+		m := Now()
+		hz := m.Hz(2 * time.Millisecond)
+		assert.GreaterOrEqual(t, time.Since(m.t), 2*time.Millisecond, "window cut short")
+		assert.InEpsilon(t, long, float64(hz), 0.01)
+	}
+}
+
+// BenchmarkMarkHz measures a measurement whose window starts at the call,
+// the case of a cold start that reaches the guest's clock early. It takes
+// the window and a few µs, not the millisecond time.Sleep would round to.
+func BenchmarkMarkHz(b *testing.B) {
+	for b.Loop() {
+		Now().Hz(500 * time.Microsecond)
+	}
 }
