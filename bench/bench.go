@@ -294,6 +294,11 @@ func measure(ctx context.Context, cfg Config, r row, prog Progress) (m measured)
 	}
 	m.Requests, m.Elapsed = n, elapsed
 	m.Throughput = float64(n) / elapsed.Seconds()
+	if a, ok := run.(interface{ anomalies() string }); ok {
+		if note := a.anomalies(); note != "" {
+			m.Notes = strings.TrimPrefix(m.Notes+"; "+note, "; ")
+		}
+	}
 
 	// Memory.
 	err = inGoroutine(run, func() error {

@@ -219,7 +219,7 @@ func (e *env) ociSetup(runtimeName string, full, privateNS bool) func(context.Co
 		}
 		var seq atomic.Uint64
 		prefix := fmt.Sprintf("tender-bench-%d-%s-", os.Getpid(), filepath.Base(dir)[len("tender-bench-"+runtimeName+"-"):])
-		r := &procRunner{path: path, payload: e.cfg.Payload, maxrss: e.maxrss()}
+		r := &procRunner{path: path, payload: e.cfg.Payload, maxrss: e.maxrss(), retryEmpty: true}
 		if privateNS {
 			r.enterFn = enterPrivateMountNS
 		}

@@ -54,6 +54,9 @@ func TestOCIConcurrentRuns(t *testing.T) {
 			n, _, err := throughput(ctx, e.cfg, run, func() {})
 			require.NoError(t, err, "after %d runs", n)
 			require.Positive(t, n)
+			if a, ok := run.(interface{ anomalies() string }); ok && a.anomalies() != "" {
+				t.Logf("%s after %d runs", a.anomalies(), n)
+			}
 			devs, err := filepath.Glob(filepath.Join(tmp, "tender-bench-"+name+"-*", "bundle", "rootfs", "dev"))
 			require.NoError(t, err)
 			require.Len(t, devs, 1)
