@@ -151,16 +151,18 @@ func TestSolo5Config(t *testing.T) {
 // a tender guest at most hypercall.MemMax.
 func TestSolo5Memory4GiB(t *testing.T) {
 	for _, b := range backends(t) {
-		h := newHost(t, b)
-		res, out, err := runGuest(context.Background(), t, h, monitor.Config{ELF: solo5Guest(t, "hello"), Args: []string{"mem"}, MemSize: solo5.MemMax})
-		require.NoError(t, err, b)
-		assert.Equal(t, 0, res.Status, b)
-		assert.Equal(t, "Hello, Solo5 from tender! cmdline: mem\nmem_size 4294967296, stack near 4293918720\nSUCCESS\n", out, b)
+		t.Run(string(b), func(t *testing.T) {
+			h := newHost(t, b)
+			res, out, err := runGuest(context.Background(), t, h, monitor.Config{ELF: solo5Guest(t, "hello"), Args: []string{"mem"}, MemSize: solo5.MemMax})
+			require.NoError(t, err)
+			assert.Equal(t, 0, res.Status)
+			assert.Equal(t, "Hello, Solo5 from tender! cmdline: mem\nmem_size 4294967296, stack near 4293918720\nSUCCESS\n", out)
 
-		_, err = h.New(monitor.Config{ELF: solo5Guest(t, "hello"), MemSize: solo5.MemMax + solo5.MemAlign})
-		assert.ErrorContains(t, err, "want a multiple of 2 MiB from 4 MiB to 3072 MiB (4096 MiB for a Solo5 guest)", b)
-		_, err = h.New(monitor.Config{ELF: readGuest(t, "hello"), MemSize: solo5.MemMax})
-		assert.ErrorContains(t, err, "guest memory of 4294967296 bytes: want a multiple of 2 MiB from 4 MiB to 3072 MiB", b)
+			_, err = h.New(monitor.Config{ELF: solo5Guest(t, "hello"), MemSize: solo5.MemMax + solo5.MemAlign})
+			assert.ErrorContains(t, err, "want a multiple of 2 MiB from 4 MiB to 3072 MiB (4096 MiB for a Solo5 guest)")
+			_, err = h.New(monitor.Config{ELF: readGuest(t, "hello"), MemSize: solo5.MemMax})
+			assert.ErrorContains(t, err, "guest memory of 4294967296 bytes: want a multiple of 2 MiB from 4 MiB to 3072 MiB")
+		})
 	}
 }
 

@@ -50,8 +50,10 @@ CMD_TIMEOUT=${CMD_TIMEOUT:-360}
 # Also Solo5 guests on the process backend: when
 # such a guest process's far return to a kernel selector faults, the emulated
 # machine's kernel (Debian's 6.1 under TCG) oopses ("supervisor read access
-# in user mode" on the user stack) and the process dies; on real hosts the
-# same tests pass (docs/solo5.md). The Solo5 tests run apart, KVM subtests
+# in user mode" on the user stack) and the process dies, as it does for a
+# Solo5 guest process of 4 GiB, whose stack is at the top of the 32-bit range
+# (TestSolo5Memory4GiB, TestSolo5CLIMemory); on real hosts the same tests
+# pass (docs/solo5.md). The Solo5 tests run apart, KVM subtests
 # only (SOLO5_RUN; -test.skip splits a pattern at '/' into levels, so one
 # pattern cannot skip whole tests and other tests' subtests), without those
 # that run both backends in one function or need a TAP device (SOLO5_SKIP).
