@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tendervm/tender/bench"
+	"github.com/tendervm/tender/internal/proctest"
 	"github.com/tendervm/tender/monitor"
 	"github.com/tendervm/tender/monitor/x86"
 )
@@ -96,21 +97,13 @@ func startStack(t *testing.T, pid int) uint64 {
 // mapping of process pid that is not guest memory.
 func outsideWritable(t *testing.T, pid int) []uint64 {
 	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
+	ms, err := proctest.Maps(pid)
 	require.NoError(t, err)
 	var addrs []uint64
-	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-		f := strings.Fields(line)
-		require.GreaterOrEqual(t, len(f), 5, line)
-		if !strings.Contains(f[1], "w") || strings.Contains(line, "/memfd:tender-guest") {
-			continue
+	for _, m := range ms {
+		if strings.Contains(m.Perms, "w") && !strings.Contains(m.Name, "/memfd:tender-guest") {
+			addrs = append(addrs, m.Start, m.End-8)
 		}
-		lo, hi, _ := strings.Cut(f[0], "-")
-		start, err := strconv.ParseUint(lo, 16, 64)
-		require.NoError(t, err, line)
-		end, err := strconv.ParseUint(hi, 16, 64)
-		require.NoError(t, err, line)
-		addrs = append(addrs, start, end-8)
 	}
 	return addrs
 }

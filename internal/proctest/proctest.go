@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 )
 
@@ -61,4 +62,40 @@ func statusField(status, field string) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// Mapping is one line of /proc/PID/maps.
+type Mapping struct {
+	Start, End uint64
+	// Perms is the permission field, such as "rw-p".
+	Perms string
+	// Name is the path or pseudo-name ("[stack]"), "" for none.
+	Name string
+}
+
+// Maps returns the mappings of process pid, in address order.
+func Maps(pid int) ([]Mapping, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
+	if err != nil {
+		return nil, err
+	}
+	var ms []Mapping
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		f := strings.Fields(line)
+		lo, hi, ok := strings.Cut(f[0], "-")
+		if len(f) < 5 || !ok {
+			return nil, fmt.Errorf("proctest: maps line %q", line)
+		}
+		start, err1 := strconv.ParseUint(lo, 16, 64)
+		end, err2 := strconv.ParseUint(hi, 16, 64)
+		if err := errors.Join(err1, err2); err != nil {
+			return nil, fmt.Errorf("proctest: maps line %q: %w", line, err)
+		}
+		m := Mapping{Start: start, End: end, Perms: f[1]}
+		if len(f) > 5 {
+			m.Name = strings.Join(f[5:], " ")
+		}
+		ms = append(ms, m)
+	}
+	return ms, nil
 }

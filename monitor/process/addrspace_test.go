@@ -3,47 +3,15 @@ package process
 import (
 	"errors"
 	"fmt"
-	"os"
-	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/tendervm/tender/internal/proctest"
 	"github.com/tendervm/tender/monitor/vcpu"
 )
-
-// mapping is one line of /proc/PID/maps.
-type mapping struct {
-	start, end uint64
-	perms      string
-	name       string
-}
-
-// mappings reads the address space of process pid.
-func mappings(t *testing.T, pid int) []mapping {
-	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
-	require.NoError(t, err)
-	var ms []mapping
-	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-		f := strings.Fields(line)
-		require.GreaterOrEqual(t, len(f), 5, line)
-		lo, hi, ok := strings.Cut(f[0], "-")
-		require.True(t, ok, line)
-		start, err := strconv.ParseUint(lo, 16, 64)
-		require.NoError(t, err, line)
-		end, err := strconv.ParseUint(hi, 16, 64)
-		require.NoError(t, err, line)
-		m := mapping{start: start, end: end, perms: f[1]}
-		if len(f) > 5 {
-			m.name = strings.Join(f[5:], " ")
-		}
-		ms = append(ms, m)
-	}
-	return ms
-}
 
 // TestAddressSpace lists every mapping of a running guest process, plain
 // and tracked (a fresh instance's): the initial stack execve built for the
@@ -71,28 +39,29 @@ func TestAddressSpace(t *testing.T) {
 					writable[[2]uint64{r.Addr, r.Addr + r.Size}] = true
 				}
 			}
-			ms := mappings(t, v.pid)
+			ms, err := proctest.Maps(v.pid)
+			require.NoError(t, err)
 			for _, m := range ms {
-				assert.NotEqual(t, "[stack]", m.name, "the stub's initial stack at [%#x, %#x)", m.start, m.end)
-				if strings.Contains(m.perms, "w") {
-					assert.True(t, writable[[2]uint64{m.start, m.end}],
-						"writable mapping [%#x, %#x) %s %q is neither a writable guest region nor the signal stack", m.start, m.end, m.perms, m.name)
+				assert.NotEqual(t, "[stack]", m.Name, "the stub's initial stack at [%#x, %#x)", m.Start, m.End)
+				if strings.Contains(m.Perms, "w") {
+					assert.True(t, writable[[2]uint64{m.Start, m.End}],
+						"writable mapping [%#x, %#x) %s %q is neither a writable guest region nor the signal stack", m.Start, m.End, m.Perms, m.Name)
 				}
 				// Below the stub: guest memory, or a vDSO the kernel put
 				// there (vm.mmap_rnd_bits raised, the legacy layout). Above
 				// its page, up to stubTop: the signal stack only.
-				if m.end <= stubBase && !strings.Contains(m.name, "/memfd:tender-guest") {
-					assert.Contains(t, []string{"[vdso]", "[vvar]", "[vvar_vclock]"}, m.name, "[%#x, %#x)", m.start, m.end)
+				if m.End <= stubBase && !strings.Contains(m.Name, "/memfd:tender-guest") {
+					assert.Contains(t, []string{"[vdso]", "[vvar]", "[vvar_vclock]"}, m.Name, "[%#x, %#x)", m.Start, m.End)
 				}
-				if m.start >= stubTable && m.start < stubTop {
-					assert.Equal(t, mapping{altBase, altBase + altSize, "rw-p", ""}, m)
+				if m.Start >= stubTable && m.Start < stubTop {
+					assert.Equal(t, proctest.Mapping{Start: altBase, End: altBase + altSize, Perms: "rw-p"}, m)
 				}
 			}
 			// The address execve's stack pointer had (/proc/PID/stat's
 			// startstack) is mapped no longer.
 			for _, m := range ms {
-				assert.False(t, m.start <= v.initRegs.Rsp && v.initRegs.Rsp < m.end,
-					"the initial stack pointer %#x lies in [%#x, %#x) %s", v.initRegs.Rsp, m.start, m.end, m.name)
+				assert.False(t, m.Start <= v.initRegs.Rsp && v.initRegs.Rsp < m.End,
+					"the initial stack pointer %#x lies in [%#x, %#x) %s", v.initRegs.Rsp, m.Start, m.End, m.Name)
 			}
 		})
 	}
