@@ -142,8 +142,41 @@ func BenchmarkHypercall(b *testing.B) {
 			per := hypercallRoundTrip(b, h, b.N)
 			b.StopTimer()
 			b.ReportMetric(float64(per.Nanoseconds())/1e3, "µs/call")
+			if be != monitor.BackendKVM {
+				return
+			}
+			// The same exit from C, at the guest's privilege level and at
+			// CPL 0, where Solo5's hvt guests run (docs/performance.md).
+			cpl0, cpl3 := kvmExitFloor(b, max(b.N, 1000))
+			b.ReportMetric(cpl0, "µs-c-exit-cpl0")
+			b.ReportMetric(cpl3, "µs-c-exit-cpl3")
+			b.ReportMetric(float64(per.Nanoseconds())/1e3/cpl3, "x-c-exit-cpl3")
 		})
 	}
+}
+
+// kvmExitFloor runs `bin/bench/kvm_floor exits n` and returns its medians of
+// one exit and re-entry at CPL 0 and CPL 3, in microseconds.
+func kvmExitFloor(b *testing.B, n int) (cpl0, cpl3 float64) {
+	b.Helper()
+	out, err := exec.Command(filepath.Join(root, "bin", "bench", "kvm_floor"), "exits", strconv.Itoa(n)).Output()
+	if err != nil {
+		b.Fatalf("kvm_floor exits: %v", err)
+	}
+	for _, f := range strings.Fields(string(out)) {
+		k, v, _ := strings.Cut(f, "=")
+		x, _ := strconv.ParseFloat(v, 64)
+		switch k {
+		case "cpl0_median_us":
+			cpl0 = x
+		case "cpl3_median_us":
+			cpl3 = x
+		}
+	}
+	if cpl0 <= 0 || cpl3 <= 0 {
+		b.Fatalf("kvm_floor exits: %q", out)
+	}
+	return cpl0, cpl3
 }
 
 // BenchmarkConsoleWrite measures one console write of a 64-byte line inside
@@ -235,8 +268,8 @@ func peakRSS(b *testing.B, argv []string) int64 {
 }
 
 // BenchmarkExec runs whole processes from exec to exit: `tender run hello`
-// on each backend beside the static C hello and a static Go hello, in the
-// same run. It reports the medians, the ratio to C, and tender's peak RSS.
+// on each backend beside the static C hello, a static Go hello and, with
+// KVM, kvm_floor for one VM, in the same run. It reports the medians, the ratio to C, and tender's peak RSS.
 func BenchmarkExec(b *testing.B) {
 	tender := filepath.Join(root, "bin", "tender")
 	c := filepath.Join(root, "bin", "guest", "host", "hello_host")
@@ -250,6 +283,11 @@ func BenchmarkExec(b *testing.B) {
 	// `tender run` pays before and after the monitor's work.
 	rows := []*row{{name: "static-c", argv: []string{c}}, {name: "go-hello", argv: []string{filepath.Join(root, "bin", "bench", "gohello")}}}
 	for _, be := range benchBackends(b) {
+		if be == monitor.BackendKVM {
+			// A C program that creates, enters and destroys one VM of
+			// tender's default size: what any KVM monitor's run pays.
+			rows = append(rows, &row{name: "c-vm", argv: []string{filepath.Join(root, "bin", "bench", "kvm_floor"), "1", strconv.FormatUint(monitor.DefaultMemSize>>20, 10)}})
+		}
 		rows = append(rows, &row{name: "tender-" + string(be), argv: []string{tender, "run", "--backend=" + string(be), guestPath("hello")}})
 	}
 	for range b.N {
