@@ -105,15 +105,10 @@ type fnState struct {
 	reqBuf, args []byte
 	argv         hypercall.FnNext
 
-	// timer stops the current call at its deadline. It is reused from call
-	// to call, and timed (which its function reads) names the call it is
-	// armed for; a timer whose function may still run is replaced by a new
-	// one with its own timed, so a late function only ever sees its own,
-	// already settled, call.
-	timer   *time.Timer
-	timed   *atomic.Pointer[call]
-	stopCtx func() bool // unhooks the current call's context
-	kick    func()
+	// deadline stops the current call at its deadline.
+	deadline deadline
+	stopCtx  func() bool // unhooks the current call's context
+	kick     func()
 	// stopHook, when set (by tests only), runs as a deadline or a context
 	// starts to stop a call, before it claims it; the function it returns
 	// runs when the stop is over. It lets a test hold a stop in the window
@@ -241,17 +236,7 @@ func (f *fnState) watch(c *call, left time.Duration) {
 }
 
 // arm stops the guest when c's deadline, left from now, passes.
-func (f *fnState) arm(c *call, left time.Duration) {
-	if f.timer != nil {
-		f.timed.Store(c)
-		f.timer.Reset(left)
-		return
-	}
-	timed := new(atomic.Pointer[call])
-	timed.Store(c)
-	f.timed = timed
-	f.timer = time.AfterFunc(left, func() { f.stop(timed.Load(), callExpired) })
-}
+func (f *fnState) arm(c *call, left time.Duration) { f.deadline.arm(f, c, left) }
 
 // stop ends c for its deadline or its caller (why), unless the guest's side
 // settled it first. Only the winner kicks the vCPU, so a kick always has a
@@ -272,11 +257,8 @@ func (f *fnState) stop(c *call, why uint32) {
 // vCPU is being kicked, and c fails with c.stopped().
 func (f *fnState) settle(c *call) bool {
 	won := c.state.CompareAndSwap(callArmed, callSettled) || c.state.CompareAndSwap(callBooting, callSettled)
-	if f.timer != nil && !f.timer.Stop() {
-		// Its function has started and may not have looked at c yet:
-		// leave this timer to it and arm a new one for the next call.
-		f.timer, f.timed = nil, nil
-		c.held = true
+	if !f.deadline.release(c) {
+		c.held = true // the deadline's stop may still be looking at c
 	}
 	if f.stopCtx != nil {
 		if !f.stopCtx() {
@@ -317,6 +299,7 @@ func (r *run) reply(f *fnState, status, data, n uint64) error {
 // deadline or its caller had already claimed fails as stopped, whatever else
 // ended the run.
 func (f *fnState) end(status int, err error) {
+	defer f.deadline.disarm()
 	if c := f.next; c != nil { // it stopped before taking the call handed over
 		f.next = nil
 		cerr := err
