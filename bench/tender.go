@@ -67,6 +67,9 @@ func (r *poolRunner) newPool(mode monitor.Mode, n int) (*monitor.Pool, error) {
 
 func (r *poolRunner) enter() error { return nil }
 
+// timesRequests: the pool stops each request at its Timeout.
+func (r *poolRunner) timesRequests() {}
+
 func (r *poolRunner) once(ctx context.Context) error {
 	rep, err := r.pool.Invoke(ctx, monitor.Request{Body: r.e.cfg.Payload})
 	if err != nil {
