@@ -31,13 +31,13 @@ func runCmd(c command, args []string, _ io.Reader, stdout, stderr io.Writer) int
 		return cli.Report(stderr, 0, err)
 	}
 	defer g.Close()
-	ctx, cancel := cli.SignalContext()
+	ctx, cancel, watching := cli.WatchSignals()
 	defer cancel()
 	if *timeout > 0 {
 		ctx, cancel = context.WithTimeout(ctx, *timeout)
 		defer cancel()
 	}
-	res, err := runConfined(ctx, hc, cfg, &g)
+	res, err := runConfined(ctx, hc, cfg, &g, watching)
 	if *stats {
 		writeStats(stderr, res.Stats)
 	}
@@ -46,8 +46,9 @@ func runCmd(c command, args []string, _ io.Reader, stdout, stderr io.Writer) int
 
 // runConfined is monitor.Run, confining the process once the guest's VM and
 // devices exist and before the guest runs: what is left after that is
-// running it and releasing everything.
-func runConfined(ctx context.Context, hc monitor.HostConfig, cfg monitor.Config, g *cli.GuestFlags) (monitor.Result, error) {
+// running it and releasing everything. The guest runs once watching is
+// closed, so that SIGINT and SIGTERM stop it as ctx says.
+func runConfined(ctx context.Context, hc monitor.HostConfig, cfg monitor.Config, g *cli.GuestFlags, watching <-chan struct{}) (monitor.Result, error) {
 	host, err := monitor.NewHost(hc)
 	if err != nil {
 		return monitor.Result{}, err
@@ -55,6 +56,7 @@ func runConfined(ctx context.Context, hc monitor.HostConfig, cfg monitor.Config,
 	defer host.Close()
 	var vm *monitor.VM
 	cfg.Ready = func() error {
+		<-watching
 		p := confine.ForHost(host)
 		// A Solo5 guest's poll waits with ppoll, as a network guest's.
 		p.Net = p.Net || vm.Solo5()

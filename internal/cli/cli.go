@@ -333,20 +333,34 @@ func Report(stderr io.Writer, status int, err error) int {
 // cause, so an interrupted guest is stopped and reported like a timeout
 // ("guest stopped: interrupted by SIGINT"), and a server drains.
 func SignalContext() (context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithCancelCause(context.Background())
+	ctx, cancel, registered := WatchSignals()
+	<-registered
+	return ctx, cancel
+}
+
+// WatchSignals is SignalContext with the handlers registered in the
+// background: Go's signal machinery starts a thread of its own on first use,
+// 0.2 ms that `tender run` spends on its own work instead. registered is
+// closed once they are; until then SIGINT and SIGTERM end the process as
+// they would without tender's handlers.
+func WatchSignals() (ctx context.Context, cancel context.CancelFunc, registered <-chan struct{}) {
+	ctx, stop := context.WithCancelCause(context.Background())
 	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	done := make(chan struct{})
 	go func() {
+		signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+		close(done)
 		select {
 		case s := <-sigs:
-			cancel(&Interrupted{Signal: s})
+			stop(&Interrupted{Signal: s})
 		case <-ctx.Done():
 		}
 	}()
 	return ctx, func() {
+		<-done
 		signal.Stop(sigs)
-		cancel(nil)
-	}
+		stop(nil)
+	}, done
 }
 
 // Interrupted is the cause of a SignalContext cancelled by a signal.
