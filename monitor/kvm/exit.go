@@ -27,11 +27,8 @@ func (v *VCPU) decode(reason gokvm.ExitType) (vcpu.Exit, error) {
 	case gokvm.EXITFAILENTRY:
 		return vcpu.Exit{Kind: vcpu.ExitFailEntry, Reason: binary.LittleEndian.Uint64(u)}, nil
 	case gokvm.EXITHLT:
-		// Only CPL-0 code can halt, and the #GP stub's hlt is its report.
-		if rip := v.rip(); rip != x86.GPHaltRIP {
-			return vcpu.Exit{Kind: vcpu.ExitHalt, RIP: rip}, nil
-		}
-		return v.fault(x86.VecGP)
+		// Only CPL-0 code can halt: a stub's hlt after its report.
+		return vcpu.Exit{Kind: vcpu.ExitHalt, RIP: v.rip()}, nil
 	}
 	return vcpu.Exit{Kind: vcpu.ExitUnknown, Reason: uint64(reason), RIP: v.rip()}, nil
 }
@@ -48,8 +45,13 @@ func (v *VCPU) portIO(u []byte) (vcpu.Exit, error) {
 		return vcpu.Exit{}, fmt.Errorf("kvm: I/O exit data [%d, +%d*%d) outside kvm_run", off, size, count)
 	}
 	data := v.run[off:]
-	if out && size == 1 && count == 1 && port == x86.FaultPort {
-		return v.fault(data[0])
+	if out && size == 1 && count == 1 {
+		switch port {
+		case x86.FaultPort:
+			return v.fault(data[0])
+		case x86.GPPort:
+			return v.fault(x86.VecGP)
+		}
 	}
 	regs, err := v.regs()
 	if err != nil {

@@ -29,10 +29,20 @@ var (
 	reqSetCPUID2                = gokvm.IIOW(0x90, 8)
 	reqGetTSCKHz                = gokvm.IIO(0xA3)
 	reqSetXCRs                  = gokvm.IIOW(0xA7, unsafe.Sizeof(gokvm.XCRS{}))
-	capSyncRegs                 = uintptr(74) // KVM_CAP_SYNC_REGS
-	syncX86Regs          uint64 = 1           // KVM_SYNC_X86_REGS
-	syncX86Sregs         uint64 = 2           // KVM_SYNC_X86_SREGS
+	reqEnableCap                = gokvm.IIOW(0xA3, unsafe.Sizeof(enableCap{}))
+	capSyncRegs                 = uintptr(74)  // KVM_CAP_SYNC_REGS
+	capSplitIRQChip             = uintptr(121) // KVM_CAP_SPLIT_IRQCHIP
+	syncX86Regs          uint64 = 1            // KVM_SYNC_X86_REGS
+	syncX86Sregs         uint64 = 2            // KVM_SYNC_X86_SREGS
 )
+
+// enableCap is struct kvm_enable_cap.
+type enableCap struct {
+	cap   uint32
+	flags uint32
+	args  [4]uint64
+	_     [64]byte
+}
 
 // ioctl issues a KVM ioctl other than KVM_RUN, with argument p when it is not
 // nil and arg otherwise, and retries it while it fails with EINTR. Calls

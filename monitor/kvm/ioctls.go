@@ -28,6 +28,7 @@ func NewVCPUIoctls() []Ioctl {
 	return []Ioctl{
 		{"KVM_CREATE_VM", uint32(reqCreateVM)},
 		{"KVM_SET_TSS_ADDR", uint32(reqSetTSSAddr)},
+		{"KVM_ENABLE_CAP", uint32(reqEnableCap)},
 		{"KVM_SET_USER_MEMORY_REGION", uint32(reqSetUserMemRegion)},
 		{"KVM_CREATE_VCPU", uint32(reqCreateVCPU)},
 		{"KVM_SET_CPUID2", uint32(reqSetCPUID2)},

@@ -15,6 +15,7 @@ func TestIoctlNumbers(t *testing.T) {
 		"KVM_GET_SREGS":              0x8138AE83,
 		"KVM_CREATE_VM":              0xAE01,
 		"KVM_SET_TSS_ADDR":           0xAE47,
+		"KVM_ENABLE_CAP":             0x4068AEA3, // the VM's, for KVM_CAP_SPLIT_IRQCHIP
 		"KVM_SET_USER_MEMORY_REGION": 0x4020AE46,
 		"KVM_CREATE_VCPU":            0xAE41,
 		"KVM_SET_CPUID2":             0x4008AE90,

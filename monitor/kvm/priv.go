@@ -16,7 +16,7 @@ const solo5CodeSel = 0x8
 // emulated instruction returns the zero Exit: the #GP stub's report has been
 // answered by rewriting the exception frame (RIP, RSP) and, for wrmsr, the
 // FS base, and the stub returns to the guest when the vCPU is entered again
-// (x86.GPHaltRIP).
+// (x86.GPReportRIP).
 func (v *VCPU) emulatePriv(code []byte, rip uint64) (x vcpu.Exit, done bool, err error) {
 	p, n, ok := x86.DecodePriv(code)
 	if !ok {

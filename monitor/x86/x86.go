@@ -8,7 +8,7 @@
 //
 // Exceptions raised at CPL 3 switch to the kernel stack (TSS.RSP0) and enter a
 // CPL-0 stub that reports the vector to the monitor with `outb %al, %dx` on
-// FaultPort (the #GP stub with a bare hlt: GPHaltRIP). The monitor reads the
+// FaultPort (the #GP stub with `outb %al, $GPPort`: GPReportRIP). The monitor reads the
 // exception frame at a fixed address and ends the run; only the #GP stub
 // returns to the guest, after the monitor emulated a Solo5 guest's
 // privileged instruction.
@@ -58,6 +58,10 @@ const SyscallSentinel = 0xF000
 // The bitmap opens PIOBase .. PIOBase+Count+2 to the guest.
 const FaultPort = hypercall.PIOBase + 0xFF
 
+// GPPort is the port the #GP stub reports on, one an immediate operand can
+// name, which the guest's I/O permission bitmap closes too.
+const GPPort = 0x7F
+
 // NumVectors is the number of exception vectors with a stub.
 const NumVectors = 32
 
@@ -95,7 +99,7 @@ const (
 )
 
 // SavedRAXAddr and SavedRDXAddr locate the guest RAX and RDX the stub saved
-// for vector v, any but #GP (whose stub saves none: see GPHaltRIP).
+// for vector v, any but #GP (whose stub saves none: see GPReportRIP).
 func SavedRAXAddr(v uint8) uint64 {
 	if HasErrorCode(v) {
 		return KStackTop - 7*8
@@ -317,17 +321,19 @@ func tss() []byte {
 
 const stubSize = 16
 
-// GPHaltRIP is the RIP of a vCPU stopped in the #GP stub: the stub is a
-// bare hlt (a KVM_EXIT_HLT, which only CPL-0 code, i.e. a stub, can cause),
-// followed by the resume path, `add $8, %rsp` (the error code) and iretq.
-// It touches no general register, so the monitor reads the guest's
-// registers as they were at the fault, and the trap runs three CPL-0
-// instructions (which kvm_pvm emulates one by one) instead of ten. The
-// monitor re-enters the vCPU after a #GP only when it has emulated the
-// instruction (a Solo5 guest's privileged set-up) and rewritten the frame's
-// RIP and RSP; any other fault ends the run, and every other stub ends in
-// hlt after its report.
-const GPHaltRIP = StubAddr + VecGP*stubSize + 1
+// GPReportRIP is the RIP of a vCPU stopped in the #GP stub: the stub is
+// `outb %al, $GPPort` (an exit to the monitor that only CPL-0 code, i.e. a
+// stub, can cause; AL is not looked at), followed by the resume path,
+// `add $8, %rsp` (the error code) and iretq. It writes no general register,
+// so the monitor reads the guest's registers as they were at the fault, and
+// the trap runs three CPL-0 instructions (which kvm_pvm emulates one by one)
+// instead of ten. It reports with out, not hlt, because a vCPU with its local
+// APIC in the kernel halts there instead of exiting. The monitor re-enters
+// the vCPU after a #GP only when it has emulated the instruction (a Solo5
+// guest's privileged set-up) and rewritten the frame's RIP and RSP; the
+// out then completes and the stub returns. Any other fault ends the run,
+// and every other stub ends in hlt after its report.
+const GPReportRIP = StubAddr + VecGP*stubSize
 
 // FrameRSPAddr is where the guest's RSP lies in the exception frame.
 const FrameRSPAddr = KStackTop - 2*8
@@ -342,9 +348,9 @@ const FrameRSPAddr = KStackTop - 2*8
 //	f4           hlt
 //	cc ...       int3 padding
 //
-// but for #GP (see GPHaltRIP):
+// but for #GP (see GPReportRIP):
 //
-//	f4           hlt
+//	e6 7f        out  %al, $GPPort
 //	48 83 c4 08  add $8, %rsp
 //	48 cf        iretq
 func stubs() []byte {
@@ -352,7 +358,7 @@ func stubs() []byte {
 	for v := range NumVectors {
 		s := []byte{0x50, 0x52, 0xB0, byte(v), 0x66, 0xBA, byte(FaultPort & 0xFF), byte(FaultPort >> 8), 0xEE, 0xF4}
 		if v == VecGP {
-			s = []byte{0xF4, 0x48, 0x83, 0xC4, 0x08, 0x48, 0xCF}
+			s = []byte{0xE6, GPPort, 0x48, 0x83, 0xC4, 0x08, 0x48, 0xCF}
 		}
 		for len(s) < stubSize {
 			s = append(s, 0xCC)

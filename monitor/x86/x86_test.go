@@ -204,12 +204,12 @@ func TestTables(t *testing.T) {
 	assert.Equal(t, []byte{0x50, 0x52, 0xB0, 14}, stub[:4])
 	assert.EqualValues(t, KernelCS, binary.LittleEndian.Uint16(gate[2:]))
 	assert.EqualValues(t, 0xF4, stub[9], "a #PF stub ends in hlt")
-	// The #GP stub alone is a bare hlt, then the way back to the guest:
-	// drop the error code, iretq. It clobbers no register.
+	// The #GP stub alone is a bare out to GPPort, then the way back to
+	// the guest: drop the error code, iretq. It clobbers no register.
 	gp := make([]byte, stubSize)
 	require.NoError(t, mem.Read(StubAddr+VecGP*stubSize, gp))
-	assert.Equal(t, []byte{0xF4, 0x48, 0x83, 0xC4, 0x08, 0x48, 0xCF}, gp[:7])
-	assert.EqualValues(t, StubAddr+VecGP*stubSize+1, GPHaltRIP, "the RIP after the hlt")
+	assert.Equal(t, []byte{0xE6, GPPort, 0x48, 0x83, 0xC4, 0x08, 0x48, 0xCF}, gp[:8])
+	assert.EqualValues(t, StubAddr+VecGP*stubSize, GPReportRIP, "the RIP of the out")
 }
 
 // TestExceptionFacts pins the vectors with an error code (Intel SDM vol. 3
