@@ -46,27 +46,40 @@ func runCmd(c command, args []string, _ io.Reader, stdout, stderr io.Writer) int
 
 // runConfined is monitor.Run, confining the process once the guest's VM and
 // devices exist and before the guest runs: what is left after that is
-// running it and releasing everything. The guest runs once watching is
-// closed, so that SIGINT and SIGTERM stop it as ctx says.
+// running it and releasing everything. The filter is built while Run
+// creates the VM, and the guest runs once watching is closed, so that SIGINT
+// and SIGTERM stop it as ctx says.
 func runConfined(ctx context.Context, hc monitor.HostConfig, cfg monitor.Config, g *cli.GuestFlags, watching <-chan struct{}) (monitor.Result, error) {
 	host, err := monitor.NewHost(hc)
 	if err != nil {
 		return monitor.Result{}, err
 	}
 	defer host.Close()
-	var vm *monitor.VM
+	type compiled struct {
+		prog *confine.Program
+		err  error
+	}
+	filter := make(chan compiled, 1)
 	cfg.Ready = func() error {
 		<-watching
-		p := confine.ForHost(host)
-		// A Solo5 guest's poll waits with ppoll, as a network guest's.
-		p.Net = p.Net || vm.Solo5()
-		return g.Confine(p)
+		c := <-filter
+		if c.err != nil {
+			return c.err
+		}
+		return c.prog.Install()
 	}
-	vm, err = host.New(cfg)
+	vm, err := host.New(cfg)
 	if err != nil {
 		return monitor.Result{}, err
 	}
 	defer vm.Close()
+	go func() {
+		p := confine.ForHost(host)
+		// A Solo5 guest's poll waits with ppoll, as a network guest's.
+		p.Net = p.Net || vm.Solo5()
+		prog, err := g.Compile(p)
+		filter <- compiled{prog, err}
+	}()
 	return vm.Run(ctx)
 }
 

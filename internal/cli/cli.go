@@ -175,12 +175,22 @@ func (g *GuestFlags) Register(fs *flag.FlagSet) {
 // Confine installs the seccomp filter of p, widened for the -net and -block
 // devices, unless -no-seccomp was given. Call it once set-up is done.
 func (g *GuestFlags) Confine(p confine.Policy) error {
+	prog, err := g.Compile(p)
+	if err != nil {
+		return err
+	}
+	return prog.Install()
+}
+
+// Compile is Confine's filter, built ahead of its installation
+// (confine.Program); nil with -no-seccomp.
+func (g *GuestFlags) Compile(p confine.Policy) (*confine.Program, error) {
 	if g.NoSeccomp {
-		return nil
+		return nil, nil
 	}
 	p.Net = p.Net || len(g.Net) > 0
 	p.Block = p.Block || len(g.Block) > 0
-	return confine.Install(p)
+	return confine.Compile(p)
 }
 
 // Config reads the guest ELF named by args[0] and builds the configuration of

@@ -80,19 +80,45 @@ var ErrUnsupported = errors.New("confine: seccomp filters are not available")
 // installs the SIGSYS handler that reports forbidden calls, sets
 // no_new_privs and installs p's filter on every thread.
 func Install(p Policy) error {
-	prog, err := p.Filter(os.Getpid())
+	prog, err := Compile(p)
 	if err != nil {
 		return err
 	}
+	return prog.Install()
+}
+
+// Program is a policy's filter, compiled ahead of its installation, which
+// a program can do while it prepares the guest: building it takes about
+// 0.1 ms, in `tender run` a twentieth of its time.
+type Program struct {
+	filter []unix.SockFilter
+}
+
+// Compile builds p's filter for Install.
+func Compile(p Policy) (*Program, error) {
+	prog, err := p.Filter(os.Getpid())
+	if err != nil {
+		return nil, err
+	}
 	raw, err := bpf.Assemble(prog)
 	if err != nil {
-		return fmt.Errorf("confine: %w", err)
+		return nil, fmt.Errorf("confine: %w", err)
 	}
 	filter := make([]unix.SockFilter, len(raw))
 	for i, ins := range raw {
 		filter[i] = unix.SockFilter{Code: ins.Op, Jt: ins.Jt, Jf: ins.Jf, K: ins.K}
 	}
-	fprog := unix.SockFprog{Len: uint16(len(filter)), Filter: &filter[0]}
+	return &Program{filter: filter}, nil
+}
+
+// Install confines the calling process to the program for the rest of its
+// life, as the package function Install does; a nil Program installs
+// nothing.
+func (pr *Program) Install() error {
+	if pr == nil {
+		return nil
+	}
+	fprog := unix.SockFprog{Len: uint16(len(pr.filter)), Filter: &pr.filter[0]}
 	// The Go runtime creates its network poller (epoll_create1, eventfd2)
 	// on first need, a timer being one: have it now, while that is allowed.
 	time.AfterFunc(time.Hour, func() {}).Stop()
@@ -106,7 +132,7 @@ func Install(p Policy) error {
 	}
 	r, _, e := unix.RawSyscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, unix.SECCOMP_FILTER_FLAG_TSYNC,
 		uintptr(unsafe.Pointer(&fprog)))
-	runtime.KeepAlive(filter)
+	runtime.KeepAlive(pr)
 	switch {
 	case e == unix.EINVAL || e == unix.ENOSYS:
 		return fmt.Errorf("%w: seccomp: %w", ErrUnsupported, e)
