@@ -70,6 +70,7 @@ func TestDeadlineAnsweredInTime(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, parked, o)
 	x.f.end(0, nil)
+	assert.False(t, x.f.deadline.t.Stop(), "the run's end left the timer armed")
 	time.Sleep(3 * stopSoon)
 	assert.Zero(t, x.kicked())
 }

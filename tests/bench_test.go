@@ -2,6 +2,7 @@ package tests
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -73,7 +74,7 @@ func kvmFloor(b *testing.B, n int, mib uint64) float64 {
 	b.Helper()
 	out, err := exec.Command(filepath.Join(root, "bin", "bench", "kvm_floor"), strconv.Itoa(n), strconv.FormatUint(mib, 10)).Output()
 	if err != nil {
-		b.Fatalf("kvm_floor: %v", err)
+		b.Fatalf("kvm_floor: %v", withStderr(err))
 	}
 	for _, f := range strings.Fields(string(out)) {
 		if v, ok := strings.CutPrefix(f, "median_us="); ok {
@@ -86,6 +87,16 @@ func kvmFloor(b *testing.B, n int, mib uint64) float64 {
 	}
 	b.Fatalf("kvm_floor: no median in %q", out)
 	return 0
+}
+
+// withStderr adds what a failed command printed on stderr (kvm_floor's
+// perror) to its error.
+func withStderr(err error) error {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) && len(ee.Stderr) > 0 {
+		return fmt.Errorf("%w: %s", err, strings.TrimSpace(string(ee.Stderr)))
+	}
+	return err
 }
 
 func median(ts []time.Duration) time.Duration {
@@ -161,7 +172,7 @@ func kvmExitFloor(b *testing.B, n int) (cpl0, cpl3 float64) {
 	b.Helper()
 	out, err := exec.Command(filepath.Join(root, "bin", "bench", "kvm_floor"), "exits", strconv.Itoa(n)).Output()
 	if err != nil {
-		b.Fatalf("kvm_floor exits: %v", err)
+		b.Fatalf("kvm_floor exits: %v", withStderr(err))
 	}
 	for _, f := range strings.Fields(string(out)) {
 		k, v, _ := strings.Cut(f, "=")

@@ -352,7 +352,8 @@ func SignalContext() (context.Context, context.CancelFunc) {
 // background: Go's signal machinery starts a thread of its own on first use,
 // 0.2 ms that `tender run` spends on its own work instead. registered is
 // closed once they are; until then SIGINT and SIGTERM end the process as
-// they would without tender's handlers.
+// they would without tender's handlers. cancel waits for the registration,
+// so that it can undo it.
 func WatchSignals() (ctx context.Context, cancel context.CancelFunc, registered <-chan struct{}) {
 	ctx, stop := context.WithCancelCause(context.Background())
 	sigs := make(chan os.Signal, 1)

@@ -34,7 +34,9 @@ func TestWatchSignals(t *testing.T) {
 	assert.Equal(t, os.Interrupt, in.Signal)
 	assert.Equal(t, "interrupted by SIGINT", in.Error())
 
-	ctx2, cancel2 := SignalContext()
-	cancel2() // returns at once, registered or not
+	// Cancelled before the handlers are known to be registered: cancel
+	// waits for them (so that it can stop them) and returns.
+	ctx2, cancel2, _ := WatchSignals()
+	cancel2()
 	assert.ErrorIs(t, context.Cause(ctx2), context.Canceled)
 }
