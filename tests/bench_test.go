@@ -72,21 +72,30 @@ func BenchmarkBoot(b *testing.B) {
 // returns its median in microseconds.
 func kvmFloor(b *testing.B, n int, mib uint64) float64 {
 	b.Helper()
-	out, err := exec.Command(filepath.Join(root, "bin", "bench", "kvm_floor"), strconv.Itoa(n), strconv.FormatUint(mib, 10)).Output()
-	if err != nil {
-		b.Fatalf("kvm_floor: %v", withStderr(err))
+	fig := runKVMFloor(b, strconv.Itoa(n), strconv.FormatUint(mib, 10))
+	if fig["median_us"] <= 0 {
+		b.Fatalf("kvm_floor: no median in %v", fig)
 	}
+	return fig["median_us"]
+}
+
+// runKVMFloor runs bin/bench/kvm_floor with args and returns the figures of
+// the key=value fields it prints.
+func runKVMFloor(b *testing.B, args ...string) map[string]float64 {
+	b.Helper()
+	out, err := exec.Command(filepath.Join(root, "bin", "bench", "kvm_floor"), args...).Output()
+	if err != nil {
+		b.Fatalf("kvm_floor %s: %v", strings.Join(args, " "), withStderr(err))
+	}
+	fig := map[string]float64{}
 	for _, f := range strings.Fields(string(out)) {
-		if v, ok := strings.CutPrefix(f, "median_us="); ok {
-			floor, err := strconv.ParseFloat(v, 64)
-			if err != nil || floor <= 0 {
-				b.Fatalf("kvm_floor: %q", out)
+		if k, v, ok := strings.Cut(f, "="); ok {
+			if x, err := strconv.ParseFloat(v, 64); err == nil {
+				fig[k] = x
 			}
-			return floor
 		}
 	}
-	b.Fatalf("kvm_floor: no median in %q", out)
-	return 0
+	return fig
 }
 
 // withStderr adds what a failed command printed on stderr (kvm_floor's
@@ -170,22 +179,10 @@ func BenchmarkHypercall(b *testing.B) {
 // one exit and re-entry at CPL 0 and CPL 3, in microseconds.
 func kvmExitFloor(b *testing.B, n int) (cpl0, cpl3 float64) {
 	b.Helper()
-	out, err := exec.Command(filepath.Join(root, "bin", "bench", "kvm_floor"), "exits", strconv.Itoa(n)).Output()
-	if err != nil {
-		b.Fatalf("kvm_floor exits: %v", withStderr(err))
-	}
-	for _, f := range strings.Fields(string(out)) {
-		k, v, _ := strings.Cut(f, "=")
-		x, _ := strconv.ParseFloat(v, 64)
-		switch k {
-		case "cpl0_median_us":
-			cpl0 = x
-		case "cpl3_median_us":
-			cpl3 = x
-		}
-	}
+	fig := runKVMFloor(b, "exits", strconv.Itoa(n))
+	cpl0, cpl3 = fig["cpl0_median_us"], fig["cpl3_median_us"]
 	if cpl0 <= 0 || cpl3 <= 0 {
-		b.Fatalf("kvm_floor exits: %q", out)
+		b.Fatalf("kvm_floor exits: %v", fig)
 	}
 	return cpl0, cpl3
 }
