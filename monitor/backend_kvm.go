@@ -16,10 +16,11 @@ type kvmBackend struct {
 	pm *guestmem.Pagemap
 }
 
-// openKVM opens the KVM device (kvm.DefaultDevice when empty); the error
-// wraps kvm.ErrUnavailable where KVM cannot be used.
-func openKVM(device string) (backend, error) {
-	sys, err := kvm.Open(device)
+// openKVM opens the KVM device (kvm.DefaultDevice when empty) with the
+// CPUID cache file cpuidCache (none when empty); the error wraps
+// kvm.ErrUnavailable where KVM cannot be used.
+func openKVM(device, cpuidCache string) (backend, error) {
+	sys, err := kvm.OpenConfig(kvm.Config{Device: device, CPUIDCache: cpuidCache})
 	if err != nil {
 		return nil, err
 	}

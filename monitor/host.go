@@ -27,6 +27,11 @@ type HostConfig struct {
 	Backend Backend
 	// Device is the KVM device node, kvm.DefaultDevice when empty.
 	Device string
+	// CPUIDCache, when set, is a file in which the KVM backend keeps the
+	// host's supported CPUID between processes, which saves each process
+	// the 0.45-0.65 ms that asking KVM costs on nested hosts (see
+	// kvm.Config). Empty: KVM is asked every time.
+	CPUIDCache string
 }
 
 // Host is a connection to the hypervisor that creates VMs. It is safe for
@@ -53,7 +58,7 @@ func NewHost(cfg HostConfig) (*Host, error) {
 	var err error
 	switch cfg.Backend {
 	case "", BackendKVM, BackendAuto:
-		h.be, err = openKVM(cfg.Device)
+		h.be, err = openKVM(cfg.Device, cfg.CPUIDCache)
 		if err == nil || cfg.Backend != BackendAuto {
 			if err != nil {
 				return nil, err

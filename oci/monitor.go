@@ -98,7 +98,7 @@ func runGuest(ctx context.Context, r *Record) (monitor.Result, error) {
 	if err != nil {
 		return monitor.Result{}, err
 	}
-	host, err := monitor.NewHost(monitor.HostConfig{Backend: r.Options.Backend})
+	host, err := monitor.NewHost(monitor.HostConfig{Backend: r.Options.Backend, CPUIDCache: cli.CPUIDCache()})
 	if err != nil {
 		return monitor.Result{}, err
 	}

@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -18,6 +20,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/tendervm/tender/internal/cli"
 	"github.com/tendervm/tender/monitor"
 )
 
@@ -243,4 +246,45 @@ func TestCLIServe(t *testing.T) {
 			t.Fatal("serve did not stop")
 		}
 	}
+}
+
+// TestCLICPUIDCache runs `tender run` on KVM with its CPUID cache in a
+// directory of the test's: the first run writes the file (in a directory it
+// makes private), the next reads it without rewriting it, and a file that
+// does not parse is replaced by a good one; every run boots its guest.
+func TestCLICPUIDCache(t *testing.T) {
+	if !slices.Contains(backends(t), monitor.BackendKVM) {
+		t.Skip("no KVM")
+	}
+	path := filepath.Join(t.TempDir(), "tender", "kvm-cpuid")
+	run := func() {
+		t.Helper()
+		cmd := exec.Command(filepath.Join(root, "bin", "tender"), "run", guestPath("hello"))
+		cmd.Env = append(os.Environ(), cli.CPUIDCacheEnv+"="+path)
+		out, err := cmd.CombinedOutput()
+		require.NoError(t, err, "%s", out)
+		require.Equal(t, "hello from tender guest\n", string(out))
+	}
+	stat := func() os.FileInfo {
+		t.Helper()
+		st, err := os.Stat(path)
+		require.NoError(t, err)
+		return st
+	}
+	run()
+	first := stat()
+	assert.Equal(t, os.FileMode(0o600), first.Mode().Perm())
+	dir, err := os.Stat(filepath.Dir(path))
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o700), dir.Mode().Perm())
+	assert.Zero(t, (first.Size()-96)%40, "a header and whole entries")
+
+	run()
+	assert.True(t, os.SameFile(first, stat()), "read, not rewritten")
+
+	require.NoError(t, os.WriteFile(path, []byte("not a CPUID table"), 0o600))
+	run()
+	again := stat()
+	assert.False(t, os.SameFile(first, again), "replaced")
+	assert.Equal(t, first.Size(), again.Size())
 }

@@ -182,6 +182,27 @@ func (g *GuestFlags) Confine(p confine.Policy) error {
 	return prog.Install()
 }
 
+// CPUIDCacheEnv names the environment variable that says where tender's
+// commands keep the KVM backend's CPUID cache: a file, or empty for none.
+const CPUIDCacheEnv = "TENDER_CPUID_CACHE"
+
+// CPUIDCache is the CPUID cache file of tender's commands
+// (monitor.HostConfig.CPUIDCache): $TENDER_CPUID_CACHE when set (empty:
+// none), else kvm-cpuid in /run/tender for root and in
+// $XDG_RUNTIME_DIR/tender for other users; none without either.
+func CPUIDCache() string {
+	if p, ok := os.LookupEnv(CPUIDCacheEnv); ok {
+		return p
+	}
+	if os.Geteuid() == 0 {
+		return "/run/tender/kvm-cpuid"
+	}
+	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
+		return filepath.Join(d, "tender", "kvm-cpuid")
+	}
+	return ""
+}
+
 // Compile is Confine's filter, built ahead of its installation
 // (confine.Program); nil with -no-seccomp.
 func (g *GuestFlags) Compile(p confine.Policy) (*confine.Program, error) {
@@ -220,7 +241,7 @@ func (g *GuestFlags) Config(args []string, console io.Writer) (monitor.HostConfi
 	if err != nil {
 		return monitor.HostConfig{}, monitor.Config{}, err
 	}
-	return monitor.HostConfig{Backend: monitor.Backend(g.Backend)}, monitor.Config{
+	return monitor.HostConfig{Backend: monitor.Backend(g.Backend), CPUIDCache: CPUIDCache()}, monitor.Config{
 		ELF:          image,
 		Name:         strings.TrimSuffix(filepath.Base(args[0]), ".elf"),
 		Args:         args[1:],

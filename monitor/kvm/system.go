@@ -41,8 +41,25 @@ type System struct {
 	teardown teardown
 }
 
-// Open opens the KVM device at path (DefaultDevice when empty).
-func Open(path string) (*System, error) {
+// Config says how to open KVM.
+type Config struct {
+	// Device is the KVM device node, DefaultDevice when empty.
+	Device string
+	// CPUIDCache, when set, is a file that keeps the host's supported
+	// CPUID between processes (cpuidcache.go): read instead of asking KVM
+	// when it was written under the same boot and the same KVM modules,
+	// else written after asking. Its directory is created (mode 0700) if
+	// absent; a file or directory another user may write is not used.
+	CPUIDCache string
+}
+
+// Open opens the KVM device at path (DefaultDevice when empty), without a
+// CPUID cache.
+func Open(path string) (*System, error) { return OpenConfig(Config{Device: path}) }
+
+// OpenConfig opens KVM as cfg says.
+func OpenConfig(cfg Config) (*System, error) {
+	path := cfg.Device
 	if path == "" {
 		path = DefaultDevice
 	}
@@ -59,14 +76,14 @@ func Open(path string) (*System, error) {
 	}
 	s := &System{fd: fd}
 	s.teardown.init()
-	if err := s.init(); err != nil {
+	if err := s.init(cfg.CPUIDCache); err != nil {
 		unix.Close(fd)
 		return nil, err
 	}
 	return s, nil
 }
 
-func (s *System) init() error {
+func (s *System) init(cpuidCache string) error {
 	v, err := ioctl(s.fd, reqGetAPIVersion, nil, 0)
 	if err != nil {
 		return fmt.Errorf("%w: KVM_GET_API_VERSION: %w", ErrUnavailable, err)
@@ -85,7 +102,7 @@ func (s *System) init() error {
 	s.cpuReady = make(chan struct{})
 	go func() {
 		defer close(s.cpuReady)
-		s.cpu = supportedCPUID(s.fd)
+		s.cpu = supportedCPUID(s.fd, cpuidCache)
 	}()
 	// Sync regs let every exit bring the general registers in kvm_run, which
 	// saves a KVM_GET_REGS on each hypercall.
@@ -104,16 +121,44 @@ type cpuFeatures struct {
 	cpuid  *cpuid2
 	xcr0   uint64 // 0 when the host has no XSAVE
 	trType uint8  // the TSS type TR gets: see tssType
+	cached bool   // read from the cache file (cpuidcache.go)
 	err    error
 }
 
-func supportedCPUID(kvmfd int) cpuFeatures {
-	c := &cpuid2{nent: maxCPUIDEntries}
-	if err := ioctlErr(kvmfd, reqGetSupportedCPUID, unsafe.Pointer(c)); err != nil {
-		return cpuFeatures{err: fmt.Errorf("KVM_GET_SUPPORTED_CPUID: %w", err)}
+// supportedCPUID asks KVM for the CPUID it supports, or the cache file
+// (cpuidcache.go) when there is one.
+func supportedCPUID(kvmfd int, cache string) cpuFeatures {
+	var (
+		c      *cpuid2
+		cached bool
+		err    error
+	)
+	if cache != "" {
+		c, cached, err = cachedCPUID(kvmfd, cache)
+	} else {
+		c, err = askCPUID(kvmfd)
+	}
+	if err != nil {
+		return cpuFeatures{err: err}
 	}
 	entries := c.entries[:min(c.nent, maxCPUIDEntries)]
-	return cpuFeatures{cpuid: c, xcr0: xcr0(entries), trType: tssType(entries)}
+	return cpuFeatures{cpuid: c, xcr0: xcr0(entries), trType: tssType(entries), cached: cached}
+}
+
+// askCPUID is KVM_GET_SUPPORTED_CPUID.
+func askCPUID(kvmfd int) (*cpuid2, error) {
+	c := &cpuid2{nent: maxCPUIDEntries}
+	if err := ioctlErr(kvmfd, reqGetSupportedCPUID, unsafe.Pointer(c)); err != nil {
+		return nil, fmt.Errorf("KVM_GET_SUPPORTED_CPUID: %w", err)
+	}
+	return c, nil
+}
+
+// CPUIDCached says whether the supported CPUID came from the cache file,
+// once Open's background read of it is done.
+func (s *System) CPUIDCached() bool {
+	<-s.cpuReady
+	return s.cpu.cached
 }
 
 // Settle waits for what Open does in the background (reading the supported
