@@ -31,7 +31,8 @@ type Config struct {
 	// N is the number of sequential requests timed per row.
 	N int
 	// Warmup requests run before the timed ones and are not counted;
-	// N/10 (at least 1, at most 20) when zero.
+	// N/10 (at least 1, at most 20) when zero. More run until the warm-up
+	// has lasted 20 ms (minWarmup).
 	Warmup int
 	// Duration is the throughput window of each row.
 	Duration time.Duration
@@ -270,21 +271,9 @@ func measure(ctx context.Context, cfg Config, r row, prog Progress) (m measured)
 
 	// Latency: sequential requests on one requester.
 	var samples []time.Duration
-	err = inGoroutine(run, func() error {
-		for i := range cfg.Warmup + cfg.N {
-			start := time.Now()
-			err := onceWithTimeout(ctx, run)
-			d := time.Since(start)
-			if err != nil {
-				return err
-			}
-			if i >= cfg.Warmup {
-				samples = append(samples, d)
-			}
-			prog.Step(r.name, 1)
-			m.steps++
-		}
-		return nil
+	err = inGoroutine(run, func() (err error) {
+		samples, err = latency(ctx, cfg, run, func() { prog.Step(r.name, 1); m.steps++ })
+		return err
 	})
 	if err != nil {
 		m.Unavailable = "failed: " + err.Error()
@@ -332,6 +321,41 @@ func onceWithTimeout(ctx context.Context, run runner) error {
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
 	return run.once(ctx)
+}
+
+// minWarmup is the least time a row's warm-up lasts. After the collection
+// that precedes the samples, and after any time with nothing to run, Go's
+// scheduler watches its threads every 20 µs for about a millisecond, then
+// less and less often; where its thread shares a CPU with a guest's, each
+// look costs the guest an exit (docs/performance.md, "A slow phase").
+// Twenty requests of a fast row take less than that.
+const minWarmup = 20 * time.Millisecond
+
+// latency times cfg.N sequential requests after cfg.Warmup untimed ones
+// and at least minWarmup of them; step is called after each of those
+// Warmup + N requests.
+func latency(ctx context.Context, cfg Config, run runner, step func()) ([]time.Duration, error) {
+	warmEnd := time.Now().Add(minWarmup)
+	for i := 0; i < cfg.Warmup || time.Now().Before(warmEnd); i++ {
+		if err := onceWithTimeout(ctx, run); err != nil {
+			return nil, err
+		}
+		if i < cfg.Warmup {
+			step()
+		}
+	}
+	samples := make([]time.Duration, 0, cfg.N)
+	for range cfg.N {
+		start := time.Now()
+		err := onceWithTimeout(ctx, run)
+		d := time.Since(start)
+		if err != nil {
+			return nil, err
+		}
+		samples = append(samples, d)
+		step()
+	}
+	return samples, nil
 }
 
 // inGoroutine runs f on a new goroutine that has called run.enter, and waits.

@@ -69,7 +69,10 @@ func (p *Pagemap) scan(start, end uintptr, vec []pageRegion) (int, uintptr, erro
 	var pin runtime.Pinner
 	pin.Pin(unsafe.SliceData(vec))
 	defer pin.Unpin()
-	n, _, errno := unix.Syscall(unix.SYS_IOCTL, p.f.Fd(), reqPagemapScan, uintptr(unsafe.Pointer(&arg)))
+	// Raw: the scan never blocks, and a reset between two KVM_RUNs (raw
+	// too, kvm.enter) then never shows Go's scheduler a thread in a system
+	// call that its monitor would take the processor from.
+	n, _, errno := unix.RawSyscall(unix.SYS_IOCTL, p.f.Fd(), reqPagemapScan, uintptr(unsafe.Pointer(&arg)))
 	if errno != 0 {
 		return 0, 0, fmt.Errorf("guestmem: PAGEMAP_SCAN: %w", errno)
 	}

@@ -69,7 +69,8 @@ func TestConsoleSocket(t *testing.T) {
 	m.SetReadDeadline(time.Now().Add(10 * time.Second))
 	var got strings.Builder
 	buf := make([]byte, 256)
-	for !strings.Contains(got.String(), "hello from tender guest") {
+	// Until the whole line: it may come in more than one read.
+	for !strings.Contains(got.String(), "hello from tender guest\r\n") {
 		n, err := m.Read(buf)
 		got.Write(buf[:n])
 		if err != nil {

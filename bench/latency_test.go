@@ -1,0 +1,50 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// callRunner records when each request started; it fails the one numbered
+// failAt (from 1), if set.
+type callRunner struct {
+	starts []time.Time
+	failAt int
+}
+
+func (r *callRunner) enter() error { return nil }
+func (r *callRunner) once(context.Context) error {
+	r.starts = append(r.starts, time.Now())
+	if len(r.starts) == r.failAt {
+		return errors.New("request failed")
+	}
+	return nil
+}
+func (r *callRunner) memory(context.Context) (float64, string, error) { return 0, "", nil }
+func (r *callRunner) close() error                                    { return nil }
+func (r *callRunner) timesRequests()                                  {}
+
+// TestLatencyWarmup: the timed requests start only after the Warmup
+// requests and minWarmup have both passed, there are N of them, and the
+// progress steps count Warmup + N requests whatever the warm-up's length.
+func TestLatencyWarmup(t *testing.T) {
+	r := &callRunner{}
+	steps := 0
+	samples, err := latency(context.Background(), Config{N: 5, Warmup: 2}, r, func() { steps++ })
+	require.NoError(t, err)
+	assert.Len(t, samples, 5)
+	assert.Equal(t, 7, steps)
+	require.Greater(t, len(r.starts), 7, "fast requests: the warm-up ran on past its 2")
+	first := r.starts[0]
+	timed := r.starts[len(r.starts)-5]
+	assert.GreaterOrEqual(t, timed.Sub(first), minWarmup)
+	assert.Less(t, r.starts[len(r.starts)-6].Sub(first), minWarmup, "the warm-up stops once it has lasted minWarmup")
+
+	_, err = latency(context.Background(), Config{N: 5, Warmup: 2}, &callRunner{failAt: 1}, func() {})
+	assert.Error(t, err, "a failed warm-up request")
+}
