@@ -2,8 +2,10 @@ package kvm
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"runtime"
 	"slices"
 	"testing"
@@ -306,6 +308,52 @@ func TestKickFollowsThread(t *testing.T) {
 	case <-time.After(10 * time.Second): // a hang check, not a measurement
 		t.Fatal("the kick went to the thread that entered before")
 	}
+}
+
+// TestSpinningGuestYields runs a spinning guest with one Go processor.
+// KVM_RUN keeps it (a raw system call, see enter), so the rest of the
+// process runs only because Go's preemption signal interrupts the guest
+// and Run then yields: a garbage collection, which stops every goroutine,
+// completes while the guest spins, and a goroutine that ran meanwhile stops
+// it. Without the yield the collection never ends and nothing in the
+// process runs again, its test timer included: so the scenario runs in a
+// child process, which the test kills if it hangs.
+func TestSpinningGuestYields(t *testing.T) {
+	if os.Getenv("TENDER_SPIN_CHILD") == "1" {
+		spinningGuestYields(t)
+		return
+	}
+	system(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // a hang check
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestSpinningGuestYields$", "-test.v")
+	cmd.Env = append(os.Environ(), "TENDER_SPIN_CHILD=1")
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "the collection or the kick waited for the spinning guest:\n%s", out)
+	assert.Contains(t, string(out), "--- PASS: TestSpinningGuestYields")
+}
+
+func spinningGuestYields(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	vm, _ := rawVM(t, system(t), codeSpin)
+	exited := make(chan vcpu.ExitKind, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		x, err := vm.Run()
+		assert.NoError(t, err)
+		exited <- x.Kind
+	}()
+	runtime.Gosched() // the vCPU goroutine enters the guest
+	runtime.GC()
+	select {
+	case k := <-exited:
+		t.Fatalf("the guest ended (%v) before it was stopped", k)
+	default:
+	}
+	vm.Kick()
+	assert.Equal(t, vcpu.ExitKicked, <-exited)
+	assert.Greater(t, vm.entries, uint64(1), "interrupted and entered again")
 }
 
 func TestKickBeforeRun(t *testing.T) {
