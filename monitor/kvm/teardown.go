@@ -3,6 +3,7 @@ package kvm
 import (
 	"errors"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -21,6 +22,9 @@ type teardown struct {
 	wg    sync.WaitGroup
 	mu    sync.Mutex
 	err   error // the first close that failed
+	// delay holds each background close back this long; tests set it, to
+	// see that waiting for them waits.
+	delay time.Duration
 }
 
 func (t *teardown) init() { t.slots = make(chan struct{}, maxTeardowns) }
@@ -33,6 +37,7 @@ func (t *teardown) close(fds ...int) {
 		t.wg.Add(1)
 		go func() {
 			defer t.wg.Done()
+			time.Sleep(t.delay)
 			t.record(closeAll(fds))
 			<-t.slots
 		}()

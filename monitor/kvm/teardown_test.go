@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -28,6 +29,8 @@ func vmFDs(t *testing.T) int {
 // is gone.
 func TestTeardown(t *testing.T) {
 	s := system(t)
+	// Held back, the background closes cannot end before Close looks.
+	s.teardown.delay = 50 * time.Millisecond
 	before := vmFDs(t)
 	vms := make([]*VCPU, 3*maxTeardowns)
 	for i := range vms {
