@@ -41,7 +41,6 @@ func TestLatencyWarmup(t *testing.T) {
 	require.NoError(t, err)
 	assert.Len(t, samples, 5)
 	assert.Equal(t, 7, steps)
-	require.Greater(t, len(r.starts), 7, "fast requests: the warm-up ran on past its 2")
 	assert.GreaterOrEqual(t, r.starts[len(r.starts)-5].Sub(begin), minWarmup, "the first timed request")
 
 	_, err = latency(context.Background(), Config{N: 5, Warmup: 2}, &callRunner{failAt: 1}, func() {})
