@@ -1,7 +1,10 @@
 package monitor
 
 import (
+	"bytes"
+	"context"
 	"os"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -34,4 +37,54 @@ func TestFreshImageOfferAfterClose(t *testing.T) {
 	assert.GreaterOrEqual(t, mem.FD(), 0, "the memory keeps its memfd")
 	require.NoError(t, mem.Close())
 	assert.Equal(t, before, fds(), "descriptors left open")
+}
+
+// TestFreshWritesInLayout serves requests of several sizes on two fresh
+// KVM instances of each of several functions (the pool's first, which
+// booted, and a view of its image) and checks that every page written
+// since the snapshot lies where a reset looks for them
+// (guestmem.Memory.WrittenOutside): the guests write only where their
+// page tables let them, and the monitor only where the guest may.
+func TestFreshWritesInLayout(t *testing.T) {
+	h, err := NewHost(HostConfig{Backend: BackendKVM})
+	if err != nil {
+		if os.Getenv("TENDER_REQUIRE_KVM") == "1" {
+			t.Fatalf("TENDER_REQUIRE_KVM=1 but KVM is unusable: %v", err)
+		}
+		t.Skipf("KVM is unusable here: %v", err)
+	}
+	defer h.Close()
+	ctx := context.Background()
+	for _, fn := range []string{"fn_echo", "fn_state", "fn_upper", "fn_wordcount", "fn_sha256", "fn_mixed"} {
+		elf, err := os.ReadFile("../bin/guest/" + fn + ".elf") // built by TestMain
+		require.NoError(t, err)
+		p, err := h.NewPool(PoolConfig{Guest: Config{ELF: elf, Name: fn}, Mode: Fresh, MaxInstances: 2})
+		require.NoError(t, err)
+		require.NoError(t, p.Prewarm(ctx, 2))
+		var wg sync.WaitGroup
+		for c := range 2 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range 12 {
+					body := bytes.Repeat([]byte{'a' + byte(i)}, 1<<(2*(i%6)+c)) // 1 B to 2 MiB, cut to 256 KiB
+					if len(body) > 256<<10 {
+						body = body[:256<<10]
+					}
+					_, err := p.Invoke(ctx, Request{Body: body})
+					assert.NoError(t, err, "%s", fn)
+				}
+			}()
+		}
+		wg.Wait()
+		p.mu.Lock()
+		assert.Len(t, p.idle, 2, fn)
+		for _, inst := range p.idle {
+			n, err := inst.vm.(*fnVM).vm.mem.WrittenOutside()
+			assert.NoError(t, err, fn)
+			assert.Zero(t, n, "%s: pages written outside what a reset looks at", fn)
+		}
+		p.mu.Unlock()
+		require.NoError(t, p.Close())
+	}
 }

@@ -20,7 +20,8 @@ import (
 // BenchmarkFreshInvoke measures a fresh invocation of fn_echo (64 bytes:
 // the call, then the reset to the snapshot) on each backend, and reports it
 // against a warm and a cold invocation of the same function measured in the
-// same run: x-warm is fresh/warm, cold-x is cold/fresh.
+// same run: x-warm is fresh/warm, cold-x is cold/fresh; µs-reset is the
+// time a reset takes (PoolStats.ResetTime), part of the fresh invocation.
 func BenchmarkFreshInvoke(b *testing.B) {
 	for _, be := range freshBackends(b) {
 		b.Run(string(be), func(b *testing.B) { benchFresh(b, be) })
@@ -43,9 +44,15 @@ func freshBackends(b *testing.B) []monitor.Backend {
 func benchFresh(b *testing.B, be monitor.Backend) {
 	body := bytes.Repeat([]byte("x"), 64)
 	h := newHost(b, be)
+	var resets monitor.PoolStats // the fresh pool's
 	per := func(mode monitor.Mode, n int) time.Duration {
 		p := benchPool(b, h, "fn_echo", monitor.PoolConfig{Mode: mode, MaxInstances: 1})
-		defer p.Close()
+		defer func() {
+			if mode == monitor.Fresh {
+				resets = p.Stats()
+			}
+			p.Close()
+		}()
 		if mode != monitor.Cold { // boot (and snapshot) outside the measure
 			if _, err := p.Invoke(context.Background(), monitor.Request{Body: body}); err != nil {
 				b.Fatal(err)
@@ -69,6 +76,9 @@ func benchFresh(b *testing.B, be monitor.Backend) {
 	b.ReportMetric(float64(cold.Nanoseconds())/1e3, "µs-cold")
 	b.ReportMetric(float64(fresh)/float64(warm), "x-warm")
 	b.ReportMetric(float64(cold)/float64(fresh), "cold-x")
+	if resets.Resets > 0 {
+		b.ReportMetric(float64(resets.ResetTime.Nanoseconds())/float64(resets.Resets)/1e3, "µs-reset")
+	}
 }
 
 // BenchmarkFreshThroughput measures fresh invocations per second of fn_echo

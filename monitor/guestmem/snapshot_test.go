@@ -7,6 +7,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/tendervm/tender/monitor/vcpu"
 )
 
 // TestFreezeRevert: after Freeze, writes land in private pages that Revert
@@ -153,4 +155,52 @@ func TestNewView(t *testing.T) {
 	require.NoError(t, views[0].Revert())
 	b, _ := views[0].Slice(pageSize, 8)
 	assert.Equal(t, "snapshot", string(b))
+}
+
+// TestRevertWritable: with a layout, Revert looks at the pages from the
+// lowest to the highest the guest may write, and WrittenOutside counts the
+// pages written elsewhere, which it leaves (the monitor writes none there
+// after Freeze).
+func TestRevertWritable(t *testing.T) {
+	pm, err := OpenPagemap()
+	if err != nil {
+		t.Skipf("no PAGEMAP_SCAN on this kernel: %v", err)
+	}
+	defer pm.Close()
+	m, err := NewShared(64 * pageSize)
+	require.NoError(t, err)
+	defer m.Close()
+	require.NoError(t, m.SetLayout([]vcpu.Region{
+		{Addr: 2 * pageSize, Size: 2 * pageSize, Perm: vcpu.Read | vcpu.Exec},
+		{Addr: 8 * pageSize, Size: 4 * pageSize, Perm: vcpu.Read | vcpu.Write},
+		{Addr: 12 * pageSize, Size: 4 * pageSize, Perm: vcpu.Read},
+		{Addr: 16 * pageSize, Size: 48 * pageSize, Perm: vcpu.Read | vcpu.Write},
+	}))
+	require.NoError(t, m.Freeze(pm))
+	n, err := m.WrittenOutside()
+	require.NoError(t, err)
+	assert.Zero(t, n)
+	// Inside: the first and the last writable page, and a read-only page
+	// between writable ones (in the span, so put back too).
+	for _, p := range []uint64{8, 13, 63} {
+		require.NoError(t, m.PutUint64(p*pageSize, 7))
+	}
+	n, err = m.WrittenOutside()
+	require.NoError(t, err)
+	assert.Zero(t, n, "every page written lies in the span")
+	// Outside: below the lowest writable page.
+	require.NoError(t, m.PutUint64(2*pageSize, 9))
+	require.NoError(t, m.PutUint64(7*pageSize, 9))
+	n, err = m.WrittenOutside()
+	require.NoError(t, err)
+	assert.Equal(t, 2, n)
+	require.NoError(t, m.Revert())
+	for _, p := range []uint64{8, 13, 63} {
+		v, err := m.Uint64(p * pageSize)
+		require.NoError(t, err)
+		assert.Zero(t, v, "page %d put back", p)
+	}
+	v, err := m.Uint64(2 * pageSize)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(9), v, "a page outside the span is not looked at")
 }
