@@ -29,7 +29,7 @@ type HostConfig struct {
 	Device string
 	// CPUIDCache, when set, is a file in which the KVM backend keeps the
 	// host's supported CPUID between processes, which saves each process
-	// the 0.45-0.65 ms that asking KVM costs on nested hosts (see
+	// the ~0.3 ms of CPU that asking KVM costs on nested hosts (see
 	// kvm.Config). Empty: KVM is asked every time.
 	CPUIDCache string
 }

@@ -146,11 +146,14 @@ func (h *Host) NewPool(cfg PoolConfig) (*Pool, error) {
 		if !h.be.resets() {
 			return nil, fmt.Errorf("%w: the %s backend needs Linux 6.7 to track a guest process's writes (%w)", ErrFreshUnsupported, BackendProcess, process.CanTrack())
 		}
-		n := len(g.img.Devices)
 		if g.img.Solo5 != nil {
-			n = len(g.img.Solo5.Devices()) // a Solo5 guest's are in its manifest
+			// Its hypercalls have no fn_next to snapshot at; and a reset
+			// looks only where the guest may write, while the monitor's
+			// emulation of a Solo5 guest's privileged instructions writes
+			// its own stack page (guestmem.Memory.Revert).
+			return nil, fmt.Errorf("%w: a Solo5 guest serves no function calls", ErrFreshUnsupported)
 		}
-		if n > 0 {
+		if n := len(g.img.Devices); n > 0 {
 			return nil, fmt.Errorf("%w: the guest declares %d devices (network or block)", ErrFreshUnsupported, n)
 		}
 	}

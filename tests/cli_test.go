@@ -250,8 +250,9 @@ func TestCLIServe(t *testing.T) {
 
 // TestCLICPUIDCache runs `tender run` on KVM with its CPUID cache in a
 // directory of the test's: the first run writes the file (in a directory it
-// makes private), the next reads it without rewriting it, and a file that
-// does not parse is replaced by a good one; every run boots its guest.
+// makes private), the next reads it without rewriting it, a cache file cut
+// short is replaced by a good one, and a file that is no cache is left
+// alone; every run boots its guest.
 func TestCLICPUIDCache(t *testing.T) {
 	if !slices.Contains(backends(t), monitor.BackendKVM) {
 		t.Skip("no KVM")
@@ -282,9 +283,18 @@ func TestCLICPUIDCache(t *testing.T) {
 	run()
 	assert.True(t, os.SameFile(first, stat()), "read, not rewritten")
 
-	require.NoError(t, os.WriteFile(path, []byte("not a CPUID table"), 0o600))
+	good, err := os.ReadFile(path)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(path, good[:100], 0o600)) // cut short
 	run()
 	again := stat()
 	assert.False(t, os.SameFile(first, again), "replaced")
 	assert.Equal(t, first.Size(), again.Size())
+
+	// A file that is no CPUID cache stays as it is, and the guest runs.
+	require.NoError(t, os.WriteFile(path, []byte("not a CPUID table"), 0o600))
+	run()
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	assert.Equal(t, "not a CPUID table", string(b))
 }

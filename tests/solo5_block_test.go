@@ -207,17 +207,20 @@ func TestSolo5BlockCLI(t *testing.T) {
 	}
 }
 
-// TestSolo5BlockFreshRefused: a fresh pool restores guest memory, not a
-// device's file, so it refuses a Solo5 guest with devices as it does a
-// tender guest.
-func TestSolo5BlockFreshRefused(t *testing.T) {
+// TestSolo5FreshRefused: a fresh pool needs a guest that serves function
+// calls (fn_next), which a Solo5 guest cannot, with devices or without.
+func TestSolo5FreshRefused(t *testing.T) {
 	if ok, _ := kvmAvailable(); !ok {
 		t.Skip("fresh pools need KVM")
 	}
 	h := newHost(t, monitor.BackendKVM)
 	dev := openStorage(t, diskImage(t, 4096), blockdev.Options{})
-	_, err := h.NewPool(monitor.PoolConfig{Mode: monitor.Fresh, Guest: monitor.Config{ELF: solo5Guest(t, "blk"),
-		Block: map[string]*blockdev.Device{"storage": dev}}})
-	assert.ErrorIs(t, err, monitor.ErrFreshUnsupported)
-	assert.ErrorContains(t, err, "the guest declares 1 devices (network or block)")
+	for _, cfg := range []monitor.Config{
+		{ELF: solo5Guest(t, "blk"), Block: map[string]*blockdev.Device{"storage": dev}},
+		{ELF: solo5Guest(t, "hello")},
+	} {
+		_, err := h.NewPool(monitor.PoolConfig{Mode: monitor.Fresh, Guest: cfg})
+		assert.ErrorIs(t, err, monitor.ErrFreshUnsupported)
+		assert.ErrorContains(t, err, "a Solo5 guest serves no function calls")
+	}
 }

@@ -9,6 +9,7 @@ import (
 	gokvm "github.com/bobuhiro11/gokvm/kvm"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 
 	"github.com/tendervm/tender/monitor/vcpu"
 )
@@ -117,6 +118,25 @@ func TestCPUIDCacheFile(t *testing.T) {
 	assert.Error(t, err, "a symbolic link")
 	_, err = readCPUIDCache(dir, testKey)
 	assert.Error(t, err, "a directory")
+
+	// Only a CPUID cache file is ever replaced; a FIFO does not block.
+	other := filepath.Join(dir, "notes")
+	require.NoError(t, os.WriteFile(other, []byte("someone's notes"), 0o600))
+	assert.ErrorContains(t, writeCPUIDCache(other, testKey, testCPUID()), "not a CPUID cache file")
+	b, err := os.ReadFile(other)
+	require.NoError(t, err)
+	assert.Equal(t, "someone's notes", string(b))
+	assert.Error(t, writeCPUIDCache(link, testKey, testCPUID()), "a link")
+	fifo := filepath.Join(dir, "fifo")
+	require.NoError(t, unix.Mkfifo(fifo, 0o600))
+	_, err = readCPUIDCache(fifo, testKey)
+	assert.ErrorContains(t, err, "not a regular file")
+	assert.ErrorContains(t, writeCPUIDCache(fifo, testKey, testCPUID()), "not a regular file")
+	stale := encodeCPUID(cpuidKey{}, testCPUID())
+	require.NoError(t, os.WriteFile(path, stale[:20], 0o600))
+	require.NoError(t, writeCPUIDCache(path, testKey, testCPUID()), "a cache file, even cut short")
+	_, err = readCPUIDCache(path, testKey)
+	assert.NoError(t, err)
 }
 
 // TestCPUIDCacheKVM opens KVM three times with one cache file: the first

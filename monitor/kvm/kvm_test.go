@@ -317,25 +317,32 @@ func TestKickFollowsThread(t *testing.T) {
 // completes while the guest spins, and a goroutine that ran meanwhile stops
 // it. Without the yield the collection never ends and nothing in the
 // process runs again, its test timer included: so the scenario runs in a
-// child process, which the test kills if it hangs.
+// child process, which the test kills if it hangs. With preemption by
+// signal turned off (GODEBUG=asyncpreemptoff=1), KVM_RUN blocks instead,
+// and the same holds.
 func TestSpinningGuestYields(t *testing.T) {
 	if os.Getenv("TENDER_SPIN_CHILD") == "1" {
 		spinningGuestYields(t)
 		return
 	}
 	system(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // a hang check
-	defer cancel()
-	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestSpinningGuestYields$", "-test.v")
-	cmd.Env = append(os.Environ(), "TENDER_SPIN_CHILD=1")
-	out, err := cmd.CombinedOutput()
-	require.NoError(t, err, "the collection or the kick waited for the spinning guest:\n%s", out)
-	assert.Contains(t, string(out), "--- PASS: TestSpinningGuestYields")
+	for _, godebug := range []string{"", "asyncpreemptoff=1"} {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // a hang check
+		cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestSpinningGuestYields$", "-test.v")
+		cmd.Env = append(os.Environ(), "TENDER_SPIN_CHILD=1", "GODEBUG="+godebug)
+		out, err := cmd.CombinedOutput()
+		cancel()
+		require.NoError(t, err, "GODEBUG=%s: the collection or the kick waited for the spinning guest:\n%s", godebug, out)
+		assert.Contains(t, string(out), "--- PASS: TestSpinningGuestYields", godebug)
+	}
 }
 
 func spinningGuestYields(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
-	vm, _ := rawVM(t, system(t), codeSpin)
+	s := system(t)
+	assert.Equal(t, !asyncPreemptOff(os.Getenv("GODEBUG")), s.rawRun)
+	// movl $1, 0x101000; 1: jmp 1b
+	vm, mem := rawVM(t, s, []byte{0xc7, 0x04, 0x25, 0x00, 0x10, 0x10, 0x00, 0x01, 0x00, 0x00, 0x00, 0xeb, 0xfe})
 	exited := make(chan vcpu.ExitKind, 1)
 	go func() {
 		runtime.LockOSThread()
@@ -344,7 +351,14 @@ func spinningGuestYields(t *testing.T) {
 		assert.NoError(t, err)
 		exited <- x.Kind
 	}()
-	runtime.Gosched() // the vCPU goroutine enters the guest
+	for {
+		// With one processor, this goroutine runs again only once the
+		// guest has been interrupted (or its blocking KVM_RUN lets go).
+		runtime.Gosched()
+		if v, err := mem.Uint64(dataAddr); err == nil && v == 1 {
+			break
+		}
+	}
 	runtime.GC()
 	select {
 	case k := <-exited:
@@ -353,7 +367,16 @@ func spinningGuestYields(t *testing.T) {
 	}
 	vm.Kick()
 	assert.Equal(t, vcpu.ExitKicked, <-exited)
-	assert.Greater(t, vm.entries, uint64(1), "interrupted and entered again")
+}
+
+func TestAsyncPreemptOff(t *testing.T) {
+	for godebug, want := range map[string]bool{
+		"": false, "asyncpreemptoff=1": true, "asyncpreemptoff=0": false,
+		"madvdontneed=1,asyncpreemptoff=1": true, "asyncpreemptoff=1,asyncpreemptoff=0": false,
+		"gccheckmark=1": true, "gccheckmark=1,asyncpreemptoff=0": true, " asyncpreemptoff=1 ": true,
+	} {
+		assert.Equal(t, want, asyncPreemptOff(godebug), "GODEBUG=%q", godebug)
+	}
 }
 
 func TestKickBeforeRun(t *testing.T) {

@@ -3,6 +3,7 @@ package kvm
 import (
 	"errors"
 	"fmt"
+	"os"
 	"sync/atomic"
 	"unsafe"
 
@@ -28,6 +29,9 @@ type System struct {
 	// splitIRQChip: VMs can have their local APIC in the kernel (see
 	// create).
 	splitIRQChip bool
+	// rawRun: KVM_RUN is a raw system call (enter), which needs Go's
+	// preemption by signal.
+	rawRun bool
 
 	// sregs is the special-register state every vCPU starts with, built
 	// from the first vCPU's and reused, which saves each later vCPU a
@@ -74,7 +78,7 @@ func OpenConfig(cfg Config) (*System, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: open %s: %w", ErrUnavailable, path, err)
 	}
-	s := &System{fd: fd}
+	s := &System{fd: fd, rawRun: !asyncPreemptOff(os.Getenv("GODEBUG"))}
 	s.teardown.init()
 	if err := s.init(cfg.CPUIDCache); err != nil {
 		unix.Close(fd)

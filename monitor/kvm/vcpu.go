@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -276,7 +277,7 @@ func (v *VCPU) Run() (vcpu.Exit, error) {
 		// loop head turns into ExitKicked when Kick caused it. A raw
 		// system call: see enter.
 		v.entries++
-		errno := enter(v.vcpufd)
+		errno := v.sys.enter(v.vcpufd)
 		switch errno {
 		case 0, unix.EINTR, unix.EAGAIN:
 		default:
@@ -286,7 +287,9 @@ func (v *VCPU) Run() (vcpu.Exit, error) {
 		if errno != 0 || reason == exitSentinel || gokvm.ExitType(reason) == gokvm.EXITINTR {
 			// A signal: a kick, or the Go runtime's own preemption,
 			// which it can carry out only at a call such as this one.
-			runtime.Gosched()
+			if !v.kicked.Load() {
+				runtime.Gosched()
+			}
 			continue // the loop head decides
 		}
 		x, err := v.decode(gokvm.ExitType(reason))
@@ -297,19 +300,43 @@ func (v *VCPU) Run() (vcpu.Exit, error) {
 	}
 }
 
-// enter is KVM_RUN as a raw system call: to Go's scheduler the goroutine
-// runs on, as it does, rather than blocks in the kernel. Its monitor thread
-// would otherwise take the processor away from a vCPU thread in KVM_RUN on
-// every 20 µs tick once the goroutine has made calls for 10 ms without
-// blocking (the processor it gets back keeps a stale tick and is taken
-// again), and where that thread shares the vCPU's CPU each tick is an exit
-// of the guest: warm invocations on kvm_pvm took 60-140 µs instead of 39
+// enter is KVM_RUN, as a raw system call unless Go cannot preempt a thread
+// with a signal (rawRun): to Go's scheduler the goroutine then runs on, as
+// it does, rather than blocks in the kernel. Its monitor thread would
+// otherwise take the processor away from a vCPU thread in KVM_RUN on every
+// 20 µs tick once the goroutine has made calls for 10 ms without blocking
+// (the processor it gets back keeps a stale tick and is taken again), and
+// where that thread shares the vCPU's CPU each tick is an exit of the
+// guest: warm invocations on kvm_pvm took 60-140 µs instead of 39
 // (docs/performance.md, "A slow phase"). A guest that runs on holds its
-// processor until Go preempts it, with a signal (EINTR) every 10 ms, as
+// processor until Go preempts it, with a signal (EINTR) after 10-20 ms, as
 // Go code that computes would.
-func enter(vcpufd int) unix.Errno {
+func (s *System) enter(vcpufd int) unix.Errno {
+	if !s.rawRun {
+		_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(vcpufd), reqRun, 0)
+		return errno
+	}
 	_, _, errno := unix.RawSyscall(unix.SYS_IOCTL, uintptr(vcpufd), reqRun, 0)
 	return errno
+}
+
+// asyncPreemptOff says whether GODEBUG turns off Go's preemption by signal
+// (asyncpreemptoff=1, or gccheckmark=1, which implies it): a raw KVM_RUN
+// would then hold its processor for as long as the guest runs, and a
+// garbage collection would wait for it.
+func asyncPreemptOff(godebug string) bool {
+	off := false
+	for _, kv := range strings.Split(godebug, ",") {
+		switch k, v, _ := strings.Cut(strings.TrimSpace(kv), "="); k {
+		case "asyncpreemptoff":
+			off = v == "1"
+		case "gccheckmark":
+			if v == "1" {
+				return true
+			}
+		}
+	}
+	return off
 }
 
 // Kick makes the current or next Run return ExitKicked: it sets immediate_exit
