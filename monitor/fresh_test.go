@@ -73,10 +73,8 @@ func TestFreshWritesInLayout(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				for i := range 12 {
-					body := bytes.Repeat([]byte{'a' + byte(i)}, 1<<(2*(i%6)+c)) // 1 B to 2 MiB, cut to 256 KiB
-					if len(body) > 256<<10 {
-						body = body[:256<<10]
-					}
+					sizes := []int{1, 64, 4096, 5000, 64 << 10, 256 << 10}
+					body := bytes.Repeat([]byte{'a' + byte(i)}, sizes[(i+c)%len(sizes)])
 					_, err := p.Invoke(ctx, Request{Body: body})
 					assert.NoError(t, err, "%s", fn)
 				}

@@ -149,7 +149,8 @@ func (m *Memory) Revert() error {
 // after Freeze the monitor writes only where the guest may (Guest). The
 // scan walks every entry of each page table it meets, and below lie the
 // monitor's tables and the image's code, read on every request: left out,
-// a fresh reset of fn_echo took 3.8 µs instead of 4.4 on a kvm_pvm host.
+// the scan of a fresh reset of fn_echo took 3.8 µs instead of 4.4 on a
+// kvm_pvm host.
 // Without a writable region: the whole memory.
 func (m *Memory) writable() (start, end uintptr) {
 	lo, hi := uint64(len(m.buf)), uint64(0)

@@ -58,11 +58,7 @@ func mapped(t *testing.T, addr uintptr) bool {
 // Freeze, more of them than one scan returns, and leaves a page only read
 // mapped.
 func TestRevertWritten(t *testing.T) {
-	pm, err := OpenPagemap()
-	if err != nil {
-		t.Skipf("no PAGEMAP_SCAN on this kernel: %v", err)
-	}
-	defer pm.Close()
+	pm := pagemap(t)
 	const pages = 256
 	m, err := NewShared(pages * pageSize)
 	require.NoError(t, err)
@@ -94,11 +90,7 @@ func TestRevertWritten(t *testing.T) {
 // copied back and stay mapped; a page written again after that is put back
 // the same way.
 func TestRevertCopiesBack(t *testing.T) {
-	pm, err := OpenPagemap()
-	if err != nil {
-		t.Skipf("no PAGEMAP_SCAN on this kernel: %v", err)
-	}
-	defer pm.Close()
+	pm := pagemap(t)
 	m, err := NewShared(64 * pageSize)
 	require.NoError(t, err)
 	defer m.Close()
@@ -123,11 +115,7 @@ func TestRevertCopiesBack(t *testing.T) {
 // TestNewView: views of a frozen memory read its snapshot, keep their
 // writes to themselves, and revert to the snapshot.
 func TestNewView(t *testing.T) {
-	pm, err := OpenPagemap()
-	if err != nil {
-		t.Skipf("no PAGEMAP_SCAN on this kernel: %v", err)
-	}
-	defer pm.Close()
+	pm := pagemap(t)
 	m, err := NewShared(16 * pageSize)
 	require.NoError(t, err)
 	defer m.Close()
@@ -162,11 +150,7 @@ func TestNewView(t *testing.T) {
 // pages written elsewhere, which it leaves (the monitor writes none there
 // after Freeze).
 func TestRevertWritable(t *testing.T) {
-	pm, err := OpenPagemap()
-	if err != nil {
-		t.Skipf("no PAGEMAP_SCAN on this kernel: %v", err)
-	}
-	defer pm.Close()
+	pm := pagemap(t)
 	m, err := NewShared(64 * pageSize)
 	require.NoError(t, err)
 	defer m.Close()
@@ -203,4 +187,16 @@ func TestRevertWritable(t *testing.T) {
 	v, err := m.Uint64(2 * pageSize)
 	require.NoError(t, err)
 	assert.Equal(t, uint64(9), v, "a page outside the span is not looked at")
+}
+
+// pagemap opens the process's pagemap for the test, which it skips on
+// kernels without PAGEMAP_SCAN (Linux before 6.7).
+func pagemap(t *testing.T) *Pagemap {
+	t.Helper()
+	pm, err := OpenPagemap()
+	if err != nil {
+		t.Skipf("no PAGEMAP_SCAN on this kernel: %v", err)
+	}
+	t.Cleanup(func() { pm.Close() })
+	return pm
 }

@@ -1,11 +1,9 @@
 package kvm
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 
@@ -40,7 +38,7 @@ func keyOf(kvmfd int) (cpuidKey, error) {
 	if err := unix.Fstat(kvmfd, &st); err != nil {
 		return k, err
 	}
-	n, err := readSmall(bootIDFile, k.bootID[:])
+	n, _, err := readSmall(bootIDFile, k.bootID[:])
 	if err != nil {
 		return k, err
 	}
@@ -145,55 +143,41 @@ func privateDir(path string) error {
 }
 
 // readSmall reads up to len(b) bytes of the regular file at path in one
-// read: these files are read on every start, so in as few system calls as
-// may be. It follows no link and waits for no FIFO.
-func readSmall(path string, b []byte) (int, error) {
+// read, and returns its status too: these files are read on every start,
+// so in as few system calls as may be. It follows no link and waits for no
+// FIFO (non-blocking: one opens at once, and is refused).
+func readSmall(path string, b []byte) (int, *unix.Stat_t, error) {
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return 0, &os.PathError{Op: "open", Path: path, Err: err}
+		return 0, nil, &os.PathError{Op: "open", Path: path, Err: err}
 	}
 	defer unix.Close(fd)
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return 0, fmt.Errorf("%s is not a regular file", path)
+		return 0, nil, fmt.Errorf("%s is not a regular file", path)
 	}
 	n, err := unix.Read(fd, b)
 	if err != nil {
-		return 0, &os.PathError{Op: "read", Path: path, Err: err}
+		return 0, nil, &os.PathError{Op: "read", Path: path, Err: err}
 	}
-	return n, nil
+	return n, &st, nil
 }
 
 // readCPUIDCache reads the cache file at path written under k. The file
 // must be this user's and nobody else's to write; its directory need not
-// be checked, as nobody else can make such a file.
+// be checked, as nobody else can make such a file. A file longer than the
+// longest cache fills the buffer and is refused by its length.
 func readCPUIDCache(path string, k cpuidKey) (*cpuid2, error) {
-	// Non-blocking, so that a FIFO put there opens at once and is refused.
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	b := make([]byte, cpuidMaxFileSize+1)
+	n, st, err := readSmall(path, b)
 	if err != nil {
-		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+		return nil, fmt.Errorf("kvm: CPUID cache: %w", err)
 	}
-	defer unix.Close(fd)
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
+	if err := private(st, "file "+path); err != nil {
 		return nil, err
-	}
-	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return nil, fmt.Errorf("kvm: CPUID cache %s is not a regular file", path)
-	}
-	if err := private(&st, "file "+path); err != nil {
-		return nil, err
-	}
-	if st.Size > cpuidMaxFileSize {
-		return nil, fmt.Errorf("kvm: CPUID cache %s: %d bytes", path, st.Size)
-	}
-	b := make([]byte, st.Size+1)
-	n, err := unix.Read(fd, b)
-	if err != nil {
-		return nil, &os.PathError{Op: "read", Path: path, Err: err}
 	}
 	return decodeCPUID(b[:n], k)
 }
@@ -217,7 +201,7 @@ func writeCPUIDCache(path string, k cpuidKey, c *cpuid2) error {
 	if err != nil {
 		return err
 	}
-	_, werr := io.Copy(f, bytes.NewReader(encodeCPUID(k, c)))
+	_, werr := f.Write(encodeCPUID(k, c))
 	if err := errors.Join(werr, f.Close()); err != nil {
 		os.Remove(f.Name())
 		return err
@@ -233,7 +217,7 @@ func writeCPUIDCache(path string, k cpuidKey, c *cpuid2) error {
 // user's that starts as a CPUID cache file does.
 func replaceable(path string) error {
 	var magic [len(cpuidMagic)]byte
-	n, err := readSmall(path, magic[:])
+	n, _, err := readSmall(path, magic[:])
 	switch {
 	case errors.Is(err, unix.ENOENT):
 		return nil

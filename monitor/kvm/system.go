@@ -158,13 +158,6 @@ func askCPUID(kvmfd int) (*cpuid2, error) {
 	return c, nil
 }
 
-// CPUIDCached says whether the supported CPUID came from the cache file,
-// once Open's background read of it is done.
-func (s *System) CPUIDCached() bool {
-	<-s.cpuReady
-	return s.cpu.cached
-}
-
 // Settle waits for what Open does in the background (reading the supported
 // CPUID), so that a seccomp filter installed afterwards meets none of its
 // system calls.
