@@ -79,5 +79,7 @@ func TestReadProcCommandName(t *testing.T) {
 	self, err := readProc(os.Getpid())
 	require.NoError(t, err)
 	assert.GreaterOrEqual(t, p.startTime, self.startTime)
-	assert.Contains(t, "RS", string(p.state))
+	// A live state: running, sleeping, or in uninterruptible sleep while
+	// the kernel pages its program in (seen once in a full run).
+	assert.Contains(t, "RSD", string(p.state))
 }
