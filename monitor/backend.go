@@ -21,6 +21,10 @@ type backend interface {
 	// thread while it does (for one Run, or one call of a pool instance):
 	// the backend's Kick signals the thread that entered the vCPU last.
 	lockThread() bool
+	// guestAside says a guest computes on a CPU of its own while the
+	// goroutine running it sleeps in a system call, holding its P
+	// (Host.GuestsAside); otherwise that goroutine's thread runs the guest.
+	guestAside() bool
 	// clockFirst says the guest starts running on the host's TSC as soon as
 	// its vCPU exists, so its clock is written before, from the host's TSC;
 	// otherwise after, from the vCPU's TSC rate, its TSC counting from 0.

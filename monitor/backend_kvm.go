@@ -95,6 +95,9 @@ func (b kvmBackend) newVCPU(mem *guestmem.Memory, boot vcpu.Boot, ph *Phases) (v
 // docs/architecture.md, "Which thread runs a KVM vCPU").
 func (b kvmBackend) lockThread() bool { return true }
 
+// guestAside: the thread in KVM_RUN runs the guest.
+func (b kvmBackend) guestAside() bool { return false }
+
 // clockFirst: a KVM vCPU runs only when entered, with its own TSC.
 func (b kvmBackend) clockFirst() bool { return false }
 

@@ -53,6 +53,10 @@ func (b processBackend) newVCPU(mem *guestmem.Memory, boot vcpu.Boot, ph *Phases
 // from any thread; its Kick kills the process.
 func (b processBackend) lockThread() bool { return false }
 
+// guestAside: the guest process runs while its caller waits for its
+// next notification.
+func (b processBackend) guestAside() bool { return true }
+
 // clockFirst: the process runs from its creation, on the host's TSC.
 func (b processBackend) clockFirst() bool { return true }
 

@@ -87,6 +87,16 @@ func NewHost(cfg HostConfig) (*Host, error) {
 // BackendAuto).
 func (h *Host) Backend() Backend { return h.backend }
 
+// GuestsAside reports whether a guest computes outside the Go scheduler's
+// processors: on the process backend the goroutine that runs a guest sleeps
+// in a system call while the guest process computes, yet Go counts that
+// goroutine's P as busy until its monitor thread takes it (20 µs to 10 ms).
+// A program that runs many guests at once should then give Go more Ps than
+// CPUs, or the Go work around the guests stalls while they run; tender serve
+// doubles GOMAXPROCS (docs/performance.md, "HTTP front"). Under KVM the
+// goroutine's own thread runs the guest.
+func (h *Host) GuestsAside() bool { return h.be.guestAside() }
+
 // Settle waits for the set-up NewHost left running in the background
 // (under KVM, reading the CPU features it supports). A process that
 // confines itself with a seccomp filter after NewHost calls it first, so

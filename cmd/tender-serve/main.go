@@ -103,6 +103,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		return cli.Report(stderr, 0, err)
 	}
 	defer host.Close()
+	procs := cli.Procs(host)
 	pool, err := host.NewPool(monitor.PoolConfig{
 		Guest: cfg, Mode: monitor.Mode(*mode), MaxInstances: *maxInstances,
 		QueueLimit: *queue, IdleTimeout: *idle, Timeout: *timeout,
@@ -145,7 +146,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	log.Info("serving", "addr", ln.Addr().String(), "fn", args[0], "mode", *mode, "backend", string(host.Backend()),
-		"max_instances", *maxInstances, "timeout", timeout.String(), "max_conns", conns)
+		"max_instances", *maxInstances, "gomaxprocs", procs, "timeout", timeout.String(), "max_conns", conns)
 
 	select {
 	case err := <-served:

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -201,6 +202,20 @@ func CPUIDCache() string {
 		return filepath.Join(d, "tender", "kvm-cpuid")
 	}
 	return ""
+}
+
+// Procs raises GOMAXPROCS to twice what Go chose when h's guests compute
+// aside (monitor.Host.GuestsAside: the process backend), unless
+// $GOMAXPROCS set it, and returns the value in effect. A command that runs
+// many guests at once calls it before it serves: otherwise each guest that
+// computes holds one of Go's Ps, and the HTTP work stalls behind them.
+func Procs(h *monitor.Host) int {
+	if _, set := os.LookupEnv("GOMAXPROCS"); set || !h.GuestsAside() {
+		return runtime.GOMAXPROCS(0)
+	}
+	n := 2 * runtime.GOMAXPROCS(0)
+	runtime.GOMAXPROCS(n)
+	return n
 }
 
 // Compile is Confine's filter, built ahead of its installation
