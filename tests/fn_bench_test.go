@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -153,46 +152,18 @@ func benchThroughput(b *testing.B, p *monitor.Pool) {
 }
 
 // BenchmarkColdInvoke measures a cold invocation (fresh VM per request),
-// beside the C create/run/destroy floor where KVM exists.
+// beside the C create/run/destroy floor where KVM exists (besideFloor).
 func BenchmarkColdInvoke(b *testing.B) {
 	for _, be := range benchBackends(b) {
 		b.Run(string(be), func(b *testing.B) {
 			h := newHost(b, be)
 			p := benchPool(b, h, "fn_echo", monitor.PoolConfig{Mode: monitor.Cold, MaxInstances: 1})
-			// On KVM, rounds of invocations alternate with kvm_floor runs of
-			// as many VMs, so that drift on a shared machine hits both alike.
-			rounds := 1
-			if be == monitor.BackendKVM {
-				rounds = min(b.N, 5)
-			}
-			var ts []time.Duration
-			var floors []float64
 			b.ResetTimer()
-			for r := range rounds {
-				n := b.N/rounds + btoi(r < b.N%rounds)
-				for range n {
-					t := time.Now()
-					if _, err := p.Invoke(context.Background(), monitor.Request{Body: []byte("hello")}); err != nil {
-						b.Fatal(err)
-					}
-					ts = append(ts, time.Since(t))
+			besideFloor(b, be, monitor.DefaultMemSize>>20, func() {
+				if _, err := p.Invoke(context.Background(), monitor.Request{Body: []byte("hello")}); err != nil {
+					b.Fatal(err)
 				}
-				if be == monitor.BackendKVM {
-					b.StopTimer()
-					floors = append(floors, kvmFloor(b, max(n, 20), monitor.DefaultMemSize>>20))
-					b.StartTimer()
-				}
-			}
-			b.StopTimer()
-			med := float64(median(ts).Nanoseconds()) / 1e3
-			b.ReportMetric(med, "µs-median")
-			if be != monitor.BackendKVM {
-				return
-			}
-			sort.Float64s(floors)
-			floor := floors[len(floors)/2]
-			b.ReportMetric(floor, "µs-c-floor")
-			b.ReportMetric(med/floor, "x-c-floor")
+			}).report(b)
 		})
 	}
 }
