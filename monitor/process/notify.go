@@ -82,8 +82,8 @@ func (v *VCPU) Run() (vcpu.Exit, error) {
 // about: they block for as long as the guest runs.
 func (v *VCPU) receive() error {
 	if !v.recvWakes {
-		// Before Linux 6.6 a receive sleeps on through the death of the
-		// process: wait for either first.
+		// Before Linux 6.11 a receive sleeps on through the death of
+		// the process until it is reaped: wait for either first.
 		dead, err := v.dead()
 		if err != nil {
 			return err

@@ -130,7 +130,7 @@ type VCPU struct {
 	resp     seccompResp     // its answer
 	pending  bool            // notif awaits its answer
 	// recvWakes says a blocked receive returns when the process dies
-	// (Linux 6.6); without it, receive polls first.
+	// (Linux 6.11, exitReleasesFilter); without it, receive polls first.
 	recvWakes bool
 	skip      uint64 // the answer: bytes to advance RIP by (a served hypercall)
 	ended     error  // why Run can no longer run the guest, or nil

@@ -687,11 +687,11 @@ func TestFilter(t *testing.T) {
 }
 
 // pollFirst makes the tests' guests poll before every receive, as on
-// kernels before Linux 6.6.
+// kernels before Linux 6.11.
 var pollFirst bool
 
 // TestPollFirst runs the tests of exits, kicks and deaths again the way
-// kernels before Linux 6.6 need (CI's emulated KVM machine runs 6.1, where
+// kernels before Linux 6.11 need (CI's emulated KVM machine runs 6.1, where
 // this is the only way).
 func TestPollFirst(t *testing.T) {
 	pollFirst = true

@@ -125,9 +125,10 @@ func (v *VCPU) setup(boot vcpu.Boot, opts options) error {
 		return fmt.Errorf("process: close the listener in the guest process: %w", err)
 	}
 	// Since Linux 6.6 the kernel can switch straight to the waiting side of
-	// a notification on the same CPU, like a synchronous call, and a
-	// receive returns when the process dies. Older kernels lack both: it
-	// costs time, and a poll before every receive.
+	// a notification on the same CPU, like a synchronous call; older ones
+	// cost time. A receive returns when the process dies only where the
+	// process's exit drops its filter (6.11, exitReleasesFilter); before,
+	// a poll for its death precedes every receive (notify.go).
 	_, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(v.listener), unix.SECCOMP_IOCTL_NOTIF_SET_FLAGS,
 		unix.SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP)
 	v.recvWakes = e == 0 && !opts.pollFirst

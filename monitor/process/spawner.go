@@ -38,6 +38,9 @@ type Spawner struct {
 	// guests protect all of their memory (track.go). Read once, before the
 	// monitor may confine itself.
 	swap bool
+	// exitWakes: a receive returns when the guest process dies
+	// (exitReleasesFilter).
+	exitWakes bool
 }
 
 type spawnReq struct {
@@ -58,7 +61,7 @@ func NewSpawner() (*Spawner, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Spawner{live: map[*VCPU]struct{}{}, reqs: make(chan spawnReq), done: make(chan struct{}), stub: stub, fsgsbase: hasFSGSBase(), swap: swapOn()}
+	s := &Spawner{live: map[*VCPU]struct{}{}, reqs: make(chan spawnReq), done: make(chan struct{}), stub: stub, fsgsbase: hasFSGSBase(), swap: swapOn(), exitWakes: exitReleasesFilter()}
 	go s.loop()
 	return s, nil
 }
@@ -71,6 +74,7 @@ func (s *Spawner) loop() {
 	defer unix.Close(s.stub)
 	for r := range s.reqs {
 		r.opts.trackAll = r.opts.trackAll || s.swap
+		r.opts.pollFirst = r.opts.pollFirst || !s.exitWakes
 		v, err := spawn(s.stub, r.mem, r.boot, r.opts)
 		if err == nil {
 			v.spawner = s
@@ -84,7 +88,8 @@ func (s *Spawner) loop() {
 
 // options are how a guest process is started.
 type options struct {
-	// pollFirst serves the guest as on kernels before 6.6, for tests of
+	// pollFirst polls for the guest process's death before each receive,
+	// as on kernels before 6.11 (exitReleasesFilter), and for tests of
 	// that path.
 	pollFirst bool
 	// track sets up write tracking for Fresh instances (track.go);
@@ -92,7 +97,7 @@ type options struct {
 	track, trackAll bool
 }
 
-// start is New; pollFirst serves the guest as on kernels before 6.6, for
+// start is New; pollFirst serves the guest as on kernels before 6.11, for
 // tests of that path.
 func (s *Spawner) start(mem *guestmem.Memory, boot vcpu.Boot, pollFirst bool) (*VCPU, error) {
 	return s.startWith(mem, boot, options{pollFirst: pollFirst})
