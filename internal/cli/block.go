@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/tendervm/tender/hypercall"
+	"github.com/tendervm/tender/hypercall/solo5"
 	"github.com/tendervm/tender/monitor/blockdev"
 )
 
@@ -53,8 +54,11 @@ func (b *BlockFlags) Set(v string) error {
 	if !ok || name == "" || rest == "" {
 		return fmt.Errorf("%q: want NAME=PATH[,bs=N][,ro] (a regular file)", v)
 	}
-	if len(name) > hypercall.DeviceNameMax {
-		return fmt.Errorf("%q: device name longer than %d characters", v, hypercall.DeviceNameMax)
+	// A Solo5 manifest allows longer names than tender's own device note;
+	// the loader holds tender's guests to hypercall.DeviceNameMax, so a
+	// longer name just matches none of their devices.
+	if len(name) > solo5.NameSize-1 {
+		return fmt.Errorf("%q: device name longer than %d characters", v, solo5.NameSize-1)
 	}
 	for _, spec := range *b {
 		if spec.Name == name {

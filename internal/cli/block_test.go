@@ -1,10 +1,12 @@
 package cli
 
 import (
+	"bytes"
 	"flag"
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -25,11 +27,11 @@ func TestBlockFlags(t *testing.T) {
 	const want = "want NAME=PATH[,bs=N][,ro]"
 	for bad, reason := range map[string]string{
 		"disk": want, "=a.img": want, "disk=": want, "disk=,ro": want,
-		"disk=a.img,bs=1000":             "bs=1000: want a power of two from 512 to 65536",
-		"disk=a.img,bs=256":              "bs=256",
-		"disk=a.img,bs=131072":           "bs=131072",
-		"disk=a.img,bs=x":                "bs=x",
-		"012345678901234567890123=a.img": "device name longer than",
+		"disk=a.img,bs=1000":               "bs=1000: want a power of two from 512 to 65536",
+		"disk=a.img,bs=256":                "bs=256",
+		"disk=a.img,bs=131072":             "bs=131072",
+		"disk=a.img,bs=x":                  "bs=x",
+		strings.Repeat("b", 68) + "=a.img": "device name longer than 67 characters",
 	} {
 		var b BlockFlags
 		assert.ErrorContains(t, b.Set(bad), reason, bad)
@@ -37,6 +39,22 @@ func TestBlockFlags(t *testing.T) {
 	b := BlockFlags{}
 	require.NoError(t, b.Set("disk=a.img"))
 	assert.ErrorContains(t, b.Set("disk=b.img"), `device "disk" given twice`)
+}
+
+// TestBlockFlagsSolo5Names: a block device takes any name a Solo5 manifest
+// may declare (up to solo5.NameSize-1 characters, as -net does), given as
+// -block, --block: or --block-sector-size:.
+func TestBlockFlagsSolo5Names(t *testing.T) {
+	const name = "persistent_storage_volume_0" // 27 characters
+	long := strings.Repeat("b", 67)
+	var g GuestFlags
+	var out bytes.Buffer
+	fs := flag.NewFlagSet("tender run", flag.ContinueOnError)
+	fs.SetOutput(&out)
+	g.Register(fs)
+	_, _, ok := Parse(fs, []string{"--block:" + name + "=d.img", "--block-sector-size:" + name + "=4096", "-block", long + "=l.img,ro", "g.hvt"})
+	require.True(t, ok, out.String())
+	assert.Equal(t, BlockFlags{{Name: name, Path: "d.img", BlockSize: 4096}, {Name: long, Path: "l.img", ReadOnly: true}}, g.Block)
 }
 
 func TestConfigBlockErrors(t *testing.T) {
