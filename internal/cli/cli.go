@@ -151,6 +151,14 @@ func (n *NetFlags) Set(v string) error {
 		if err != nil || k < 0 {
 			return fmt.Errorf("%q: fd:%s is not a file descriptor number", v, fd)
 		}
+		// Each device owns its descriptor and Close closes it: a second
+		// owner would close it twice, the second time perhaps another file
+		// that reused the number.
+		for _, other := range *n {
+			if other.TAP == "" && other.FD == k {
+				return fmt.Errorf("%q: fd %d is given to device %q already", v, k, other.Name)
+			}
+		}
 		spec.FD = k
 	} else {
 		if len(dev) >= unix.IFNAMSIZ || strings.ContainsAny(dev, "/: \t\n") {

@@ -40,6 +40,12 @@ func TestNetFlags(t *testing.T) {
 	n := NetFlags{}
 	require.NoError(t, n.Set("net0=tap0"))
 	assert.ErrorContains(t, n.Set("net0=tap1"), `device "net0" given twice`)
+
+	// Two devices cannot own one descriptor: Close would close it twice.
+	require.NoError(t, n.Set("a=fd:3"))
+	require.NoError(t, n.Set("b=fd:4"))
+	assert.ErrorContains(t, n.Set("c=fd:3"), `"c=fd:3": fd 3 is given to device "a" already`)
+	assert.Len(t, n, 3)
 }
 
 func TestConfigNetErrors(t *testing.T) {
