@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -40,6 +41,13 @@ type server struct {
 // at the end of the test if still running.
 func startServe(t *testing.T, nofile int, args ...string) *server {
 	t.Helper()
+	return startServeTo(t, nil, nofile, args...)
+}
+
+// startServeTo is startServe with the server's stdout going to stdout
+// instead of the server's buffer, when not nil.
+func startServeTo(t *testing.T, stdout *os.File, nofile int, args ...string) *server {
+	t.Helper()
 	bin := filepath.Join(root, "bin", "tender-serve")
 	var cmd *exec.Cmd
 	if nofile > 0 {
@@ -51,6 +59,9 @@ func startServe(t *testing.T, nofile int, args ...string) *server {
 	}
 	s := &server{cmd: cmd, exited: make(chan struct{})}
 	cmd.Stdout = &s.stdout
+	if stdout != nil {
+		cmd.Stdout = stdout
+	}
 	logs, err := cmd.StderrPipe()
 	require.NoError(t, err)
 	require.NoError(t, cmd.Start())

@@ -31,6 +31,9 @@ func main() {
 }
 
 func serve(args []string, stdout, stderr io.Writer) int {
+	// A stdout or stderr whose reader went away (tender serve fn.elf | head)
+	// must cost console and log lines, not kill every instance with SIGPIPE.
+	cli.IgnoreSIGPIPE()
 	fs := cli.NewFlagSet("serve", "[flags] FN.elf [ARGS...]", "Serve a function over HTTP: POST /invoke, GET /healthz, GET /metrics.", stderr)
 	var g cli.GuestFlags
 	g.Register(fs)
