@@ -43,8 +43,14 @@ func (v *VCPU) Run() (vcpu.Exit, error) {
 	}
 	for {
 		if v.pending {
-			// ENOENT: the process died waiting; the next receive says so.
-			if err := v.answer(v.skip); err != nil && err != unix.ENOENT {
+			switch err := v.answer(v.skip); err {
+			case nil:
+			case unix.ENOENT:
+				// Withdrawn: the process died (the next receive says
+				// so), or a stop signal, a freeze or a tracer broke its
+				// wait, and it makes the same call again once it goes on.
+				v.withdrawn, v.withdrawnSkip, v.hasWithdrawn = v.notif, v.skip, true
+			default:
 				v.ended = fmt.Errorf("process: answer the guest process: %w", err)
 				return vcpu.Exit{}, v.ended
 			}
@@ -71,10 +77,27 @@ func (v *VCPU) Run() (vcpu.Exit, error) {
 			return v.died(ws), nil
 		}
 		v.pending = true
+		if v.hasWithdrawn {
+			v.hasWithdrawn = false
+			if v.notif.sameCall(&v.withdrawn) {
+				// The call already served, made again: it gets the
+				// answer it missed, and is not served twice (a warm
+				// instance would otherwise take the previous reply as
+				// the answer to a request it never saw).
+				v.skip = v.withdrawnSkip
+				continue
+			}
+		}
 		if exit, ok := v.decode(); ok {
 			return exit, nil
 		}
 	}
+}
+
+// sameCall says whether n is the call w again: the same system call from
+// the same place with the same arguments (its ID differs).
+func (n *seccompNotif) sameCall(w *seccompNotif) bool {
+	return n.Pid == w.Pid && n.Nr == w.Nr && n.Arch == w.Arch && n.IP == w.IP && n.Args == w.Args
 }
 
 // receive waits for the guest process's next notification, or ENOENT when

@@ -133,8 +133,13 @@ type VCPU struct {
 	// (Linux 6.11, exitReleasesFilter); without it, receive polls first.
 	recvWakes bool
 	skip      uint64 // the answer: bytes to advance RIP by (a served hypercall)
-	ended     error  // why Run can no longer run the guest, or nil
-	reaped    bool   // the process has been waited for
+	// withdrawn is the last notification whose answer found it withdrawn
+	// (hasWithdrawn), and withdrawnSkip that answer: see Run.
+	withdrawn     seccompNotif
+	withdrawnSkip uint64
+	hasWithdrawn  bool
+	ended         error // why Run can no longer run the guest, or nil
+	reaped        bool  // the process has been waited for
 	// track finds the pages the guest wrote (Fresh instances; track.go),
 	// or nil.
 	track *tracker
