@@ -722,6 +722,30 @@ func TestSpawnerClose(t *testing.T) {
 	assert.NoError(t, sp.Close(), "Close is idempotent")
 }
 
+// TestSpawnerCloseWhileRunning: guests running when their spawner closes
+// die with its thread, and their Run reports the kick, never a crash, however
+// the death and the Run race.
+func TestSpawnerCloseWhileRunning(t *testing.T) {
+	lockThread(t)
+	for range 30 {
+		mem := newMem(t)
+		require.NoError(t, mem.Write(codeAddr, []byte{0xeb, 0xfe})) // jmp .
+		sp, err := NewSpawner()
+		require.NoError(t, err)
+		v, err := New(sp, mem, testBoot())
+		require.NoError(t, err)
+		exits := make(chan vcpu.Exit, 1)
+		go func() {
+			x, err := v.Run()
+			assert.NoError(t, err)
+			exits <- x
+		}()
+		require.NoError(t, sp.Close())
+		assert.Equal(t, vcpu.ExitKicked, (<-exits).Kind)
+		require.NoError(t, v.Close())
+	}
+}
+
 // TestStubCode assembles the stub's machine code from testdata and compares
 // it with the bytes in stub.go. It needs as and objcopy (binutils).
 func TestStubCode(t *testing.T) {

@@ -84,6 +84,14 @@ func (s *Spawner) loop() {
 		}
 		r.reply <- spawned{v, err}
 	}
+	// The thread's exit kills every guest it started (PR_SET_PDEATHSIG):
+	// they are kicked first, so that a Run under way reports ExitKicked,
+	// not a death.
+	s.liveMu.Lock()
+	for v := range s.live {
+		v.Kick()
+	}
+	s.liveMu.Unlock()
 }
 
 // options are how a guest process is started.
@@ -135,15 +143,6 @@ func (s *Spawner) Close() error {
 	}
 	s.mu.Unlock()
 	<-s.done
-	s.liveMu.Lock()
-	left := make([]*VCPU, 0, len(s.live))
-	for v := range s.live {
-		left = append(left, v)
-	}
-	s.liveMu.Unlock()
-	for _, v := range left {
-		v.Kick()
-	}
 	return nil
 }
 
