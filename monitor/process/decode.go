@@ -25,16 +25,25 @@ const (
 	sysSeccomp  = 1    // SYS_SECCOMP: a seccomp filter trapped a system call
 )
 
+// vsyscallPage is the legacy vsyscall page, whose entries the kernel
+// emulates as system calls from that address.
+const vsyscallPage = 0xffffffffff600000
+
 // decode turns the current notification into an exit. It reports false for a
 // signal another process sent, which the guest never sees: the next Run
 // step answers it and waits for the next notification.
 func (v *VCPU) decode() (vcpu.Exit, bool) {
 	n := &v.notif
 	if n.Arch != unix.AUDIT_ARCH_X86_64 || n.Nr != handlerNr || n.IP != handlerSyscallRet {
-		// The guest's own system call (any syscall, int $0x80 or vsyscall
-		// instruction is two bytes long). It stays unanswered.
+		// The guest's own system call (any syscall, int $0x80 or sysenter
+		// instruction is two bytes long; a call into the vsyscall page
+		// reports that address itself). It stays unanswered.
 		v.ended = errors.New("process: the guest attempted a system call and cannot continue")
-		return vcpu.Exit{Kind: vcpu.ExitSyscall, Reason: uint64(uint32(n.Nr)), RIP: n.IP - 2}, true
+		rip := n.IP - 2
+		if n.IP >= vsyscallPage && n.IP < vsyscallPage+0x1000 {
+			rip = n.IP
+		}
+		return vcpu.Exit{Kind: vcpu.ExitSyscall, Reason: uint64(uint32(n.Nr)), RIP: rip}, true
 	}
 	signo := unix.Signal(uint32(n.Args[0]))
 	code := int32(n.Args[0] >> 32)

@@ -63,3 +63,22 @@ func waitState(t *testing.T, pid int, state string) {
 	}
 	t.Fatalf("process %d never reached state %s", pid, state)
 }
+
+// TestVsyscall: a call into the vsyscall page, which the kernel emulates as
+// a system call where the page exists, is reported at that address; without
+// the page it is a page fault there.
+func TestVsyscall(t *testing.T) {
+	_, v := start(t, []byte{
+		0x48, 0xc7, 0xc0, 0x00, 0x00, 0x60, 0xff, // +0x00 mov $0xffffffffff600000, %rax (gettimeofday)
+		0xff, 0xd0, // +0x07 call *%rax
+	})
+	exit := run(t, v)
+	t.Logf("%+v", exit)
+	switch exit.Kind {
+	case vcpu.ExitSyscall:
+		assert.Equal(t, vcpu.Exit{Kind: vcpu.ExitSyscall, Reason: unix.SYS_GETTIMEOFDAY, RIP: vsyscallPage}, exit)
+	default:
+		assert.Equal(t, vcpu.ExitFault, exit.Kind)
+		assert.Equal(t, uint64(vsyscallPage), exit.RIP)
+	}
+}
