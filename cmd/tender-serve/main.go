@@ -178,7 +178,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 }
 
 // outputQueue bounds the log lines, and the guests' console writes, waiting
-// for a slow stderr or stdout.
+// for a slow stderr or stdout (cli.QueueMaxBytes bounds their bytes).
 const outputQueue = 4096
 
 // openConsole opens the -console destination: nil for none.

@@ -74,17 +74,29 @@ func (b *bounded) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// QueueMaxBytes bounds the bytes a Queue holds, besides its count of
+// writes: a writer may expand what it is given (a ConsoleWriter prefixes and
+// escapes a guest's lines), so a count alone could let a flood of large
+// writes pile up gigabytes while the destination is stalled.
+const QueueMaxBytes = 16 << 20
+
 // Queue is a writer that never blocks its callers: each Write is copied into
-// a queue of at most a fixed number of writes, which a goroutine of its own
-// writes to the destination in order. While the queue is full, writes are
-// dropped and counted. It is for a server's log and its guests' console
-// output on a stderr or stdout that nobody may be reading: a stalled reader
-// then costs log lines, never a request's deadline or a shutdown.
+// a queue of at most a fixed number of writes and QueueMaxBytes bytes, which
+// a goroutine of its own writes to the destination in order. While the queue
+// is full, and once it is closed, writes are dropped and counted. It is for a
+// server's log and its guests' console output on a stderr or stdout that
+// nobody may be reading: a stalled reader then costs log lines, never a
+// request's deadline or a shutdown.
 type Queue struct {
 	ch      chan []byte
+	queued  atomic.Int64 // bytes in ch or being written
 	dropped atomic.Int64
 	done    chan struct{}
-	once    sync.Once
+	// mu orders Writes (read-locked) before Close, which closes ch: a
+	// handler that logs after a forced shutdown must find the queue closed,
+	// not send on a closed channel.
+	mu     sync.RWMutex
+	closed bool
 }
 
 // NewQueue starts a Queue of at most n writes in front of w.
@@ -95,6 +107,7 @@ func NewQueue(w io.Writer, n int) *Queue {
 		reported := int64(0)
 		for b := range q.ch {
 			w.Write(b)
+			q.queued.Add(-int64(len(b)))
 			// Say what was lost once the destination moves again.
 			if d := q.dropped.Load(); d > reported {
 				fmt.Fprintf(w, "tender: %d output lines dropped: the reader did not keep up\n", d-reported)
@@ -105,13 +118,23 @@ func NewQueue(w io.Writer, n int) *Queue {
 	return q
 }
 
-// Write queues a copy of p; it always reports success.
+// Write queues a copy of p, or drops it when the queue is full or closed; it
+// always reports success.
 func (q *Queue) Write(p []byte) (int, error) {
-	select {
-	case q.ch <- bytes.Clone(p):
-	default:
-		q.dropped.Add(1)
+	n := int64(len(p))
+	q.mu.RLock()
+	defer q.mu.RUnlock()
+	if !q.closed {
+		if q.queued.Add(n) <= QueueMaxBytes {
+			select {
+			case q.ch <- bytes.Clone(p):
+				return len(p), nil
+			default:
+			}
+		}
+		q.queued.Add(-n)
 	}
+	q.dropped.Add(1)
 	return len(p), nil
 }
 
@@ -119,9 +142,14 @@ func (q *Queue) Write(p []byte) (int, error) {
 func (q *Queue) Dropped() int64 { return q.dropped.Load() }
 
 // Close stops taking writes and waits at most wait for those queued to be
-// written. No Write may follow.
+// written. Writes that follow are dropped.
 func (q *Queue) Close(wait time.Duration) {
-	q.once.Do(func() { close(q.ch) })
+	q.mu.Lock()
+	if !q.closed {
+		q.closed = true
+		close(q.ch)
+	}
+	q.mu.Unlock()
 	select {
 	case <-q.done:
 	case <-time.After(wait):
