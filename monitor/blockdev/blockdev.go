@@ -12,6 +12,8 @@ import (
 	"math/bits"
 	"os"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/tendervm/tender/hypercall"
 )
 
@@ -86,9 +88,10 @@ type Device struct {
 	ro       bool
 }
 
-// Open opens the regular file at path as the block device name. A file
-// whose size is not a whole number of blocks, or is empty, is refused: the
-// guest could not address its tail.
+// Open opens the regular file at path as the block device name. Anything
+// else (a directory, a FIFO, a device node) is refused, without waiting on
+// it; so is a file whose size is not a whole number of blocks, or is empty:
+// the guest could not address its tail.
 func Open(name, path string, opts Options) (*Device, error) {
 	bs := opts.BlockSize
 	if bs == 0 {
@@ -97,23 +100,36 @@ func Open(name, path string, opts Options) (*Device, error) {
 	if bs < hypercall.BlockSizeMin || bs > hypercall.BlockSizeMax || bs&(bs-1) != 0 {
 		return nil, fmt.Errorf("blockdev: %q: block size %d: want a power of two from %d to %d", name, bs, hypercall.BlockSizeMin, hypercall.BlockSizeMax)
 	}
-	flag := os.O_RDWR
+	// The file is checked on its descriptor, so it cannot be swapped after
+	// the check. O_NONBLOCK keeps the open itself from waiting on a FIFO
+	// (for a writer, or a reader), O_NOCTTY from making a terminal the
+	// monitor's; both are refused then.
+	flag := unix.O_RDWR
 	if opts.ReadOnly {
-		flag = os.O_RDONLY
+		flag = unix.O_RDONLY
 	}
-	f, err := os.OpenFile(path, flag, 0)
+	fd, err := unix.Open(path, flag|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, fmt.Errorf("blockdev: %q: %w", name, err)
+		return nil, fmt.Errorf("blockdev: %q: %w", name, &os.PathError{Op: "open", Path: path, Err: err})
 	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("blockdev: %q: %w", name, err)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("blockdev: %q: %w", name, &os.PathError{Op: "fstat", Path: path, Err: err})
 	}
-	size := st.Size()
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		unix.Close(fd)
+		return nil, fmt.Errorf("blockdev: %q: %s is not a regular file", name, path)
+	}
+	// Regular files ignore O_NONBLOCK, but the device does blocking pread
+	// and pwrite, so it does not keep a flag it has no use for.
+	if err := unix.SetNonblock(fd, false); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("blockdev: %q: %w", name, &os.PathError{Op: "fcntl", Path: path, Err: err})
+	}
+	f := os.NewFile(uintptr(fd), path)
+	size := st.Size
 	switch {
-	case !st.Mode().IsRegular():
-		err = fmt.Errorf("blockdev: %q: %s is not a regular file", name, path)
 	case size == 0:
 		err = fmt.Errorf("blockdev: %q: %s is empty: a block device needs at least one block", name, path)
 	case uint64(size)%bs != 0:

@@ -7,7 +7,9 @@ import (
 	"math/bits"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -55,6 +57,31 @@ func TestOpenRefuses(t *testing.T) {
 			require.ErrorContains(t, err, c.want)
 			assert.Nil(t, d)
 		})
+	}
+}
+
+// TestOpenRefusesFIFO: a FIFO is refused as not a regular file, read-only
+// or not, instead of Open waiting for ever in open(2) for a writer or a
+// reader to come.
+func TestOpenRefusesFIFO(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "fifo")
+	require.NoError(t, syscall.Mkfifo(p, 0o600))
+	for _, ro := range []bool{true, false} {
+		done := make(chan error, 1)
+		go func() {
+			d, err := Open("disk", p, Options{ReadOnly: ro})
+			if d != nil {
+				d.Close()
+			}
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			assert.ErrorContains(t, err, `blockdev: "disk": `+p+" is not a regular file", "ro %v", ro)
+		case <-time.After(time.Minute):
+			// Only a guard against hanging: the open never returns.
+			t.Fatalf("Open of a FIFO (ro %v) still blocked after a minute", ro)
+		}
 	}
 }
 
