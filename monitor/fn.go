@@ -172,7 +172,17 @@ func (r *run) fnNext(arg uint64) (outcome, error) {
 			return 0, err
 		}
 	}
-	return f.take()
+	return r.take(f)
+}
+
+// take is f.take for this run: a call taken starts the console limit's
+// count anew (Config.ConsoleLimit counts per call).
+func (r *run) take(f *fnState) (outcome, error) {
+	out, err := f.take()
+	if out == resume {
+		r.consoleFrom = r.stats.ConsoleBytes
+	}
+	return out, err
 }
 
 // take gives the parked guest the call handed over, if any is left once

@@ -92,7 +92,7 @@ func (f *fnVM) step(c *call) bool {
 		}
 	} else {
 		f.fn.next = c
-		switch o, err := f.fn.take(); {
+		switch o, err := f.r.take(f.fn); {
 		case err != nil:
 			f.end(0, err)
 			return false

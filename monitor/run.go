@@ -142,13 +142,16 @@ func coreTable() table {
 
 // run is the state of one Run.
 type run struct {
-	vm       *VM
-	start    time.Time
-	stats    Stats
-	status   int
-	cpu      vcpu.VCPU
-	con      *consoleSink // nil when the console is io.Discard
-	cleanups []func()     // undo begin, last first
+	vm    *VM
+	start time.Time
+	stats Stats
+	// consoleFrom is ConsoleBytes when the current function call was
+	// taken: the console limit counts from there.
+	consoleFrom int64
+	status      int
+	cpu         vcpu.VCPU
+	con         *consoleSink // nil when the console is io.Discard
+	cleanups    []func()     // undo begin, last first
 	// entered says the vCPU has run (Phases.FirstExit is set).
 	entered bool
 	// first, when set, is the exit the loop takes first, without entering
@@ -295,8 +298,9 @@ func (r *run) consoleWrite(arg uint64) (outcome, error) {
 func (r *run) console(name string, buf []byte) (outcome, error) {
 	n := uint64(len(buf))
 	over := false
-	if lim := r.vm.limit; lim > 0 && r.stats.ConsoleBytes+int64(n) > lim {
-		buf, over = buf[:lim-r.stats.ConsoleBytes], true
+	used := r.stats.ConsoleBytes - r.consoleFrom
+	if lim := r.vm.limit; lim > 0 && used+int64(n) > lim {
+		buf, over = buf[:lim-used], true
 	}
 	r.stats.ConsoleBytes += int64(len(buf))
 	if r.con != nil && len(buf) > 0 {

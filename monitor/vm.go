@@ -48,7 +48,10 @@ type Config struct {
 	Console io.Writer
 	// ConsoleLimit ends the run with a ProtocolError once the guest has
 	// written more than this many bytes; DefaultConsoleLimit when zero,
-	// unlimited when negative. Output up to the limit is delivered.
+	// unlimited when negative. Output up to the limit is delivered. A
+	// function instance's limit counts per call (from the call's fn_next,
+	// and before its first from its start), so that a warm one is not ended
+	// by output its earlier calls wrote.
 	ConsoleLimit int64
 	// Net attaches network devices by name: each device the guest declares
 	// in its manifest must be attached, and only those (see

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tendervm/tender/monitor"
+	"github.com/tendervm/tender/monitor/process"
 )
 
 // hangCheck bounds how long a stopped guest may take to come back. It is a
@@ -320,5 +321,34 @@ func TestServeStalledOutput(t *testing.T) {
 			require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
 			assert.Equal(t, 0, exitOf(t, cmd), "SIGTERM ends the server")
 		})
+	}
+}
+
+// TestConsoleLimitPerCall: a pooled function's console limit counts per
+// call, so a warm instance printing a little on every request outlives the
+// limit's worth of requests; one request over the limit still fails, and
+// the instance's next request gets a fresh allowance.
+func TestConsoleLimitPerCall(t *testing.T) {
+	const limit = 100 // fn_flood prints ~35 bytes per plain request
+	for _, b := range backends(t) {
+		h := newHost(t, b)
+		for _, mode := range []monitor.Mode{monitor.Warm, monitor.Fresh} {
+			if mode == monitor.Fresh && b == monitor.BackendProcess && process.CanTrack() != nil {
+				continue
+			}
+			var out lockedBuffer
+			p := newPool(t, h, "fn_flood", monitor.PoolConfig{Mode: mode, MaxInstances: 1,
+				Guest: monitor.Config{Console: &out, ConsoleLimit: limit}})
+			for i := range 10 {
+				_, err := p.Invoke(context.Background(), monitor.Request{Body: []byte("hi")})
+				require.NoError(t, err, "%s %s: request %d of a few dozen console bytes each", b, mode, i)
+			}
+			_, err := p.Invoke(context.Background(), monitor.Request{Body: []byte("flood")})
+			pe, ok := as[*monitor.ProtocolError](err)
+			require.True(t, ok, "%s %s: a flooding request ends at the limit; got %v", b, mode, err)
+			assert.Contains(t, pe.Reason, "console output limit")
+			_, err = p.Invoke(context.Background(), monitor.Request{Body: []byte("hi")})
+			assert.NoError(t, err, "%s %s: the next request", b, mode)
+		}
 	}
 }
