@@ -37,6 +37,18 @@ const MSRFSBase = 0xC0000100
 // MaxInsnLen, and a prefix that would change its meaning (a lock prefix,
 // an operand-size prefix on lretq).
 func DecodePriv(code []byte) (p Priv, n int, ok bool) {
+	// One check of the final length for every form: opcode and modrm bound
+	// what they read, but not the opcode bytes after the prefixes (wrmsr's
+	// 0f 30 behind 14 prefixes is 16 bytes, which the CPU refuses with #GP).
+	p, n, ok = decodePriv(code)
+	if !ok || n > MaxInsnLen {
+		return PrivNone, 0, false
+	}
+	return p, n, true
+}
+
+// decodePriv is DecodePriv without the bound on the length.
+func decodePriv(code []byte) (p Priv, n int, ok bool) {
 	op, at, opsize16, ok := opcode(code)
 	if !ok {
 		return PrivNone, 0, false

@@ -1,43 +1,61 @@
 package x86
 
 import (
+	"bytes"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 )
 
+// prefixed is code after n segment-override prefixes (CS), which change
+// none of the privileged instructions but lengthen them.
+func prefixed(n int, code ...byte) []byte {
+	return append(bytes.Repeat([]byte{0x2e}, n), code...)
+}
+
+// privCases are DecodePriv's inputs and what it returns for each.
+var privCases = []struct {
+	name string
+	code []byte
+	want Priv
+	n    int
+}{
+	{"lgdt rip-relative", []byte{0x0f, 0x01, 0x15, 1, 2, 3, 4}, PrivLGDT, 7},
+	{"lidt rip-relative", []byte{0x0f, 0x01, 0x1d, 1, 2, 3, 4}, PrivLIDT, 7},
+	{"lgdt (rax)", []byte{0x0f, 0x01, 0x10}, PrivLGDT, 3},
+	{"lidt disp8(rsp) via SIB", []byte{0x0f, 0x01, 0x5c, 0x24, 0x08}, PrivLIDT, 5},
+	{"ltr ax", []byte{0x0f, 0x00, 0xd8}, PrivLTR, 3},
+	{"mov eax to ds", []byte{0x8e, 0xd8}, PrivMovSS, 2},
+	{"mov eax to ss", []byte{0x8e, 0xd0}, PrivMovSS, 2},
+	{"mov eax to es", []byte{0x8e, 0xc0}, PrivMovSS, 2},
+	{"lretq", []byte{0x48, 0xcb}, PrivLRET, 2},
+	{"wrmsr", []byte{0x0f, 0x30}, PrivWRMSR, 2},
+	{"cli", []byte{0xfa}, PrivCLI, 1},
+	{"sti", []byte{0xfb}, PrivSTI, 1},
+	{"hlt", []byte{0xf4}, PrivHLT, 1},
+	// Not emulated.
+	{"mov to fs", []byte{0x8e, 0xe0}, PrivNone, 0},
+	{"lret without REX.W", []byte{0xcb}, PrivNone, 0},
+	{"lgdt register form", []byte{0x0f, 0x01, 0xd0}, PrivNone, 0},
+	{"sgdt", []byte{0x0f, 0x01, 0x05, 1, 2, 3, 4}, PrivNone, 0},
+	{"lldt", []byte{0x0f, 0x00, 0xd0}, PrivNone, 0},
+	{"mov to cr3", []byte{0x0f, 0x22, 0xd8}, PrivNone, 0},
+	{"rdmsr", []byte{0x0f, 0x32}, PrivNone, 0},
+	{"truncated lgdt", []byte{0x0f, 0x01, 0x15, 1, 2}, PrivNone, 0},
+	{"lock cli", []byte{0xf0, 0xfa}, PrivNone, 0},
+	{"empty", nil, PrivNone, 0},
+	// Up to MaxInsnLen bytes with prefixes, and not one more, even where
+	// code goes on.
+	{"wrmsr of 15 bytes", prefixed(13, 0x0f, 0x30, 0x90), PrivWRMSR, 15},
+	{"wrmsr of 16 bytes", prefixed(14, 0x0f, 0x30, 0x90), PrivNone, 0},
+	{"hlt of 15 bytes", prefixed(14, 0xf4, 0x90), PrivHLT, 15},
+	{"lretq of 15 bytes", prefixed(13, 0x48, 0xcb, 0x90), PrivLRET, 15},
+	{"ltr of 16 bytes", prefixed(13, 0x0f, 0x00, 0xd8, 0x90), PrivNone, 0},
+	{"mov to ss of 16 bytes", prefixed(14, 0x8e, 0xd0, 0x90), PrivNone, 0},
+}
+
 func TestDecodePriv(t *testing.T) {
-	for _, c := range []struct {
-		name string
-		code []byte
-		want Priv
-		n    int
-	}{
-		{"lgdt rip-relative", []byte{0x0f, 0x01, 0x15, 1, 2, 3, 4}, PrivLGDT, 7},
-		{"lidt rip-relative", []byte{0x0f, 0x01, 0x1d, 1, 2, 3, 4}, PrivLIDT, 7},
-		{"lgdt (rax)", []byte{0x0f, 0x01, 0x10}, PrivLGDT, 3},
-		{"lidt disp8(rsp) via SIB", []byte{0x0f, 0x01, 0x5c, 0x24, 0x08}, PrivLIDT, 5},
-		{"ltr ax", []byte{0x0f, 0x00, 0xd8}, PrivLTR, 3},
-		{"mov eax to ds", []byte{0x8e, 0xd8}, PrivMovSS, 2},
-		{"mov eax to ss", []byte{0x8e, 0xd0}, PrivMovSS, 2},
-		{"mov eax to es", []byte{0x8e, 0xc0}, PrivMovSS, 2},
-		{"lretq", []byte{0x48, 0xcb}, PrivLRET, 2},
-		{"wrmsr", []byte{0x0f, 0x30}, PrivWRMSR, 2},
-		{"cli", []byte{0xfa}, PrivCLI, 1},
-		{"sti", []byte{0xfb}, PrivSTI, 1},
-		{"hlt", []byte{0xf4}, PrivHLT, 1},
-		// Not emulated.
-		{"mov to fs", []byte{0x8e, 0xe0}, PrivNone, 0},
-		{"lret without REX.W", []byte{0xcb}, PrivNone, 0},
-		{"lgdt register form", []byte{0x0f, 0x01, 0xd0}, PrivNone, 0},
-		{"sgdt", []byte{0x0f, 0x01, 0x05, 1, 2, 3, 4}, PrivNone, 0},
-		{"lldt", []byte{0x0f, 0x00, 0xd0}, PrivNone, 0},
-		{"mov to cr3", []byte{0x0f, 0x22, 0xd8}, PrivNone, 0},
-		{"rdmsr", []byte{0x0f, 0x32}, PrivNone, 0},
-		{"truncated lgdt", []byte{0x0f, 0x01, 0x15, 1, 2}, PrivNone, 0},
-		{"lock cli", []byte{0xf0, 0xfa}, PrivNone, 0},
-		{"empty", nil, PrivNone, 0},
-	} {
+	for _, c := range privCases {
 		p, n, ok := DecodePriv(c.code)
 		assert.Equal(t, c.want, p, c.name)
 		assert.Equal(t, c.n, n, c.name)
@@ -67,4 +85,28 @@ func TestSkipNoEffect(t *testing.T) {
 		clis[i] = 0xfa
 	}
 	assert.EqualValues(t, MaxMerged, SkipNoEffect(0, func(a uint64) []byte { return clis[a:] }, all))
+}
+
+// FuzzDecodePriv: whatever code holds, an instruction DecodePriv accepts
+// lies within code and MaxInsnLen, and decodes the same from its own bytes
+// alone.
+func FuzzDecodePriv(f *testing.F) {
+	for _, c := range privCases {
+		f.Add(c.code)
+	}
+	f.Fuzz(func(t *testing.T, code []byte) {
+		p, n, ok := DecodePriv(code)
+		if !ok {
+			if p != PrivNone || n != 0 {
+				t.Fatalf("% x: not ok but %v, %d", code, p, n)
+			}
+			return
+		}
+		if p == PrivNone || n < 1 || n > len(code) || n > MaxInsnLen {
+			t.Fatalf("% x: %v of %d bytes", code, p, n)
+		}
+		if p2, n2, ok2 := DecodePriv(code[:n]); p2 != p || n2 != n || !ok2 {
+			t.Fatalf("% x: %v of %d bytes, but %v of %d (ok %v) from its own bytes", code, p, n, p2, n2, ok2)
+		}
+	})
 }
