@@ -174,7 +174,7 @@ func (n *NetFlags) Set(v string) error {
 func (g *GuestFlags) Register(fs *flag.FlagSet) {
 	fs.Uint64Var(&g.MemMiB, "mem", monitor.DefaultMemSize>>20, "guest memory in MiB (even, 4 to 3072; 4096 for a Solo5 guest); only touched pages are allocated")
 	fs.StringVar(&g.Backend, "backend", string(monitor.BackendKVM), "how to run guests: kvm, process (seccomp-confined process, for hosts without KVM), or auto")
-	fs.Int64Var(&g.ConsoleLimit, "console-limit", monitor.DefaultConsoleLimit, "end a guest after this many bytes of console output (negative: no limit)")
+	fs.Int64Var(&g.ConsoleLimit, "console-limit", monitor.DefaultConsoleLimit, "end a guest after this many bytes of console output; a function's count starts anew with each request (negative: no limit)")
 	fs.Var(&g.Net, "net", "attach network device `NAME=TAP` (a TAP interface) or NAME=fd:N (an open TAP descriptor); repeat for more devices")
 	fs.Var(&g.Block, "block", "attach block device `NAME=PATH[,bs=N][,ro]`: the regular file PATH, its size a multiple of the block size N (512 unless given; a power of two up to 65536), read-only with ro; repeat for more devices")
 	fs.Var(&g.NetMAC, "net-mac", "give network device `NAME=MAC` that MAC address instead of a random one")
