@@ -355,16 +355,32 @@ func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request) ([]byte, erro
 	return buf, err
 }
 
-// readAll reads r to the end into a buffer sized from the declared length,
-// so the usual request costs one allocation.
+// bodyPrealloc bounds the buffer readAll allocates before any byte arrives:
+// a client may declare a body of MaxBody and send nothing, and its
+// connection would hold that much until the body timeout.
+const bodyPrealloc = 64 << 10
+
+// readAll reads r to the end into a buffer sized from the declared length
+// (size, negative when unknown), so the usual request costs one allocation.
+// Beyond bodyPrealloc the buffer grows as bytes arrive, never to more than
+// twice what the client has sent.
 func readAll(r io.Reader, size int64) ([]byte, error) {
+	want := int(size) + 1 // +1: EOF is seen without growing
 	if size < 0 {
-		size = 512
+		want = 512
 	}
-	buf := make([]byte, 0, size+1) // +1: EOF is seen without growing
+	buf := make([]byte, 0, min(want, bodyPrealloc))
 	for {
 		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
+			next := 2 * cap(buf)
+			if size >= 0 && cap(buf) < want && 2*next > want {
+				// Doubling again would pass the declared length: take
+				// it now rather than a last step of a few bytes.
+				next = want
+			}
+			b := make([]byte, len(buf), next)
+			copy(b, buf)
+			buf = b
 		}
 		n, err := r.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
