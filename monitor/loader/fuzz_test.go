@@ -55,7 +55,8 @@ func fuzzSeeds() map[string]fuzzSeed {
 		"wrong note version", "duplicate note", "truncated note", "phoff overflow", "vaddr+memsz overflow",
 		"short device note", "unknown device type", "unterminated device name", "device name with a control character",
 		"device name with garbage after the NUL", "duplicate device names", "too many devices",
-		"solo5 wrong version", "solo5 duplicate names", "solo5 attached", "solo5 bad interp"} {
+		"solo5 wrong version", "solo5 duplicate names", "solo5 attached", "solo5 bad interp",
+		"solo5 tls filesz over an empty memsz"} {
 		for _, c := range append(malformedCases(), solo5Cases()...) {
 			if c.name == name {
 				seeds[name] = fuzzSeed{c.file, testMem}

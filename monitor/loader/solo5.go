@@ -213,12 +213,19 @@ func checkSolo5Segments(interp int, interpData []byte, tls int, ph *elf.Prog64, 
 	if path, pad, _ := bytes.Cut(interpData, []byte{0}); interp >= 0 && (string(path) != solo5.Interp || len(interpData) == len(path) || !allZero(pad)) {
 		return invalid("segment %d (PT_INTERP) names %q, want %q", interp, interpData, solo5.Interp)
 	}
-	if tls < 0 || ph.Memsz == 0 {
+	if tls < 0 {
 		return nil
 	}
-	_, ok := add(ph.Vaddr, ph.Memsz)
-	if !ok || ph.Filesz > ph.Memsz {
-		return invalid("segment %d (PT_TLS) [%#x, +%#x) is malformed", tls, ph.Vaddr, ph.Memsz)
+	// Before the empty case below, which would otherwise let a template
+	// through that claims file bytes but no memory.
+	if ph.Filesz > ph.Memsz {
+		return invalid("segment %d (PT_TLS) [%#x, +%#x) has p_filesz %#x larger than p_memsz %#x", tls, ph.Vaddr, ph.Memsz, ph.Filesz, ph.Memsz)
+	}
+	if ph.Memsz == 0 {
+		return nil
+	}
+	if _, ok := add(ph.Vaddr, ph.Memsz); !ok {
+		return invalid("segment %d (PT_TLS) [%#x, +%#x): address plus size overflows", tls, ph.Vaddr, ph.Memsz)
 	}
 	// Only the template (p_filesz) must be loaded; .tbss is never read
 	// from the image.

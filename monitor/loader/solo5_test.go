@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"testing"
@@ -147,6 +148,12 @@ func solo5Cases() []malformed {
 		{name: "solo5 tls outside", file: s5Image(s5Manifest(), func(im *image) {
 			im.segs[len(im.segs)-1].vaddr = 0x800000
 		}), want: "not inside a loaded segment"},
+		{name: "solo5 tls filesz over an empty memsz", file: s5Image(s5Manifest(), func(im *image) {
+			im.edit = func(_ *elf.Header64, ph []elf.Prog64) { ph[len(ph)-1].Memsz = 0 }
+		}), want: "(PT_TLS) [0x102500, +0x0) has p_filesz 0x10 larger than p_memsz 0x0"},
+		{name: "solo5 tls overflow", file: s5Image(s5Manifest(), func(im *image) {
+			im.edit = func(_ *elf.Header64, ph []elf.Prog64) { ph[len(ph)-1].Vaddr = math.MaxUint64 - 0x10 }
+		}), want: "(PT_TLS) [0xffffffffffffffef, +0x40): address plus size overflows"},
 		{name: "solo5 manifest version", file: mft(func(d []byte) []byte { d[4] = 2; return d }), want: "manifest version 2"},
 		{name: "solo5 manifest short", file: mft(func(d []byte) []byte { return d[:len(d)-1] }), want: "want"},
 		{name: "solo5 manifest no entries", file: mft(func(d []byte) []byte { d[8] = 0; return d[:12] }), want: "without entries"},
