@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -137,7 +138,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		IdleTimeout:       *keepAlive,
 		// A backstop for what net/http writes by itself; the gateway sets
 		// each reply's own deadline (-write-timeout) once it is known.
-		WriteTimeout: max(*bodyTimeout, 0) + *timeout + max(*writeTimeout, 0),
+		WriteTimeout: writeBackstop(*bodyTimeout, *timeout, *writeTimeout),
 		ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	// Set up: the listener, the pool and its prewarmed instances exist.
@@ -194,4 +195,34 @@ func openConsole(to string, stdout io.Writer) (io.Writer, func() error, error) {
 		return nil, nil, fmt.Errorf("-console: %w", err)
 	}
 	return f, f.Close, nil
+}
+
+// writeBackstop returns the http.Server's WriteTimeout, which runs from a
+// request's headers: the longest its body, its invocation and its reply may
+// take together, each flag read as the gateway and the pool read it (0: the
+// default; a negative -timeout too). It is 0, no backstop, when the body or
+// the reply has no limit, and saturates where the sum would overflow: a
+// wrapped sum can come out small, cutting replies short, or negative, which
+// net/http takes for none.
+func writeBackstop(body, fn, write time.Duration) time.Duration {
+	if body < 0 || write < 0 {
+		return 0
+	}
+	if body == 0 {
+		body = gateway.DefaultBodyTimeout
+	}
+	if write == 0 {
+		write = gateway.DefaultWriteTimeout
+	}
+	if fn <= 0 {
+		fn = monitor.DefaultFnTimeout
+	}
+	sum := body
+	for _, d := range []time.Duration{fn, write} {
+		if sum > math.MaxInt64-d {
+			return math.MaxInt64
+		}
+		sum += d
+	}
+	return sum
 }
