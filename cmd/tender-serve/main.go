@@ -41,7 +41,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	listen := fs.String("listen", "127.0.0.1:8080", "address to serve HTTP on (port 0: any free port, logged at start)")
 	mode := fs.String("mode", string(monitor.Warm), "warm (pooled instances), fresh (pooled instances reset to their first fn_next after every request; the process backend needs Linux 6.7) or cold (a new VM per request)")
 	maxInstances := fs.Int("max-instances", monitor.DefaultMaxInstances, "instances alive at once")
-	queue := fs.Int("queue", monitor.DefaultQueueLimit, "requests waiting for an instance before 503 (negative: none wait)")
+	queue := fs.Int("queue", monitor.DefaultQueueLimit, fmt.Sprintf("requests waiting for an instance before 503 (0: %d; negative: none wait)", monitor.DefaultQueueLimit))
 	idle := fs.Duration("idle-timeout", monitor.DefaultIdleTimeout, "retire a warm instance idle this long (negative: never)")
 	timeout := fs.Duration("timeout", monitor.DefaultFnTimeout, "deadline of each invocation (a request's Tender-Timeout header may shorten it)")
 	prewarm := fs.Int("prewarm", 0, "warm instances to boot before serving")
@@ -66,6 +66,14 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	case monitor.Cold, monitor.Warm, monitor.Fresh:
 	default:
 		return cli.Report(stderr, 0, cli.Usagef("-mode %q: want cold, warm or fresh", *mode))
+	}
+	switch {
+	case *prewarm < 0:
+		return cli.Report(stderr, 0, cli.Usagef("-prewarm %d: want 0 or more", *prewarm))
+	case *prewarm > 0 && monitor.Mode(*mode) == monitor.Cold:
+		// Checked here, not by the pool, so that it is the usage error it
+		// is and nothing has started yet.
+		return cli.Report(stderr, 0, cli.Usagef("-prewarm %d: a cold pool keeps no instances to prewarm; use -mode warm or fresh", *prewarm))
 	}
 	if len(g.Net) > 0 {
 		// One device cannot be shared by the instances of a pool.

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"bytes"
+	"fmt"
 	"math"
+	"strings"
 	"testing"
 	"time"
 
@@ -36,5 +39,37 @@ func TestWriteBackstop(t *testing.T) {
 		if got := writeBackstop(c.body, c.fn, c.write); got != c.want {
 			t.Errorf("%s: writeBackstop(%v, %v, %v) = %v, want %v", c.name, c.body, c.fn, c.write, got, c.want)
 		}
+	}
+}
+
+// TestServeUsage: command lines that cannot be served are usage errors (exit
+// 254) found before anything starts: the guest ELF is not even read.
+func TestServeUsage(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-prewarm=2", "-mode=cold", "../../bin/guest/fn_echo.elf"}, "-prewarm 2: a cold pool keeps no instances to prewarm"},
+		{[]string{"-prewarm=2", "-mode=cold", "/nonexistent/fn.elf"}, "-prewarm 2: a cold pool keeps no instances to prewarm"},
+		{[]string{"-prewarm=-1", "/nonexistent/fn.elf"}, "-prewarm -1: want 0 or more"},
+	} {
+		var stdout, stderr bytes.Buffer
+		code := serve(c.args, &stdout, &stderr)
+		if code != monitor.ExitUsage || !strings.Contains(stderr.String(), c.want) {
+			t.Errorf("serve %v: exit %d, stderr %q; want %d and %q", c.args, code, stderr.String(), monitor.ExitUsage, c.want)
+		}
+	}
+}
+
+// TestServeQueueHelp: -h says what -queue 0 means, as it does for negative
+// values.
+func TestServeQueueHelp(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := serve([]string{"-h"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("serve -h: exit %d", code)
+	}
+	want := fmt.Sprintf("(0: %d; negative: none wait)", monitor.DefaultQueueLimit)
+	if !strings.Contains(stderr.String(), want) {
+		t.Errorf("serve -h does not say what -queue 0 means (%q):\n%s", want, stderr.String())
 	}
 }
