@@ -95,13 +95,24 @@ func writeRecord(root string, r *Record) error {
 	return writeAtomic(filepath.Join(stateDir(root, r.ID), stateFile), b)
 }
 
-// writeAtomic writes a file through a temporary file and a rename.
+// writeAtomic writes a file through a temporary file and a rename. The
+// temporary file is new (O_EXCL) with a random name: the pid file's
+// directory may be writable by anyone, and a fixed name there could be a
+// planted link that root would write through.
 func writeAtomic(path string, b []byte) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
 		return err
 	}
-	if err := os.Rename(tmp, path); err != nil {
+	tmp := f.Name()
+	_, err = f.Write(b)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
 		os.Remove(tmp)
 		return err
 	}

@@ -83,3 +83,43 @@ func TestReadProcCommandName(t *testing.T) {
 	// the kernel pages its program in (seen once in a full run).
 	assert.Contains(t, "RSD", string(p.state))
 }
+
+// TestWriteAtomicPlantedLink: a symbolic link planted where writeAtomic
+// once put its temporary file (PATH.tmp, in a pid file's directory anyone
+// may write to) is not followed: the file it names keeps its contents, the
+// link is left alone, and no temporary file remains.
+func TestWriteAtomicPlantedLink(t *testing.T) {
+	dir := t.TempDir()
+	victim := filepath.Join(t.TempDir(), "victim")
+	require.NoError(t, os.WriteFile(victim, []byte("precious"), 0o644))
+	path := filepath.Join(dir, "pid")
+	require.NoError(t, os.Symlink(victim, path+".tmp"))
+	require.NoError(t, writeAtomic(path, []byte("1234")))
+	b, err := os.ReadFile(victim)
+	require.NoError(t, err)
+	assert.Equal(t, "precious", string(b), "writeAtomic wrote through the planted link")
+	b, err = os.ReadFile(path)
+	require.NoError(t, err)
+	assert.Equal(t, "1234", string(b))
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	assert.ElementsMatch(t, []string{"pid", "pid.tmp"}, names, "temporary files left")
+}
+
+// TestWriteAtomicFails: a write that cannot finish (the target is a
+// directory) reports the error and leaves no temporary file.
+func TestWriteAtomicFails(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "target")
+	require.NoError(t, os.Mkdir(path, 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(path, "x"), nil, 0o644))
+	assert.Error(t, writeAtomic(path, []byte("1")))
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	require.Len(t, entries, 1, "temporary files left")
+	assert.Equal(t, "target", entries[0].Name())
+}
