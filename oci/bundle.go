@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -101,7 +102,8 @@ type Guest struct {
 // OpenGuest opens process.args[0] inside the rootfs (symbolic links resolve
 // as if the rootfs were /, never out of it) and reads it if it is an ELF
 // with tender's ABI note. A missing or foreign executable is no error: it
-// returns a Guest with a nil ELF (and a nil File if there is none), for runc.
+// returns a Guest with a nil ELF (and a nil File if there is none, or it is
+// no regular file, which is never opened), for runc.
 func (b *Bundle) OpenGuest() (*Guest, error) {
 	name := b.Spec.Process.Args[0]
 	f, path, err := b.lookup(name)
@@ -110,7 +112,7 @@ func (b *Bundle) OpenGuest() (*Guest, error) {
 	}
 	g := &Guest{File: f, Path: path}
 	st, err := f.Stat()
-	if err != nil || !st.Mode().IsRegular() || st.Size() > loader.MaxFileSize {
+	if err != nil || st.Size() > loader.MaxFileSize {
 		return g, nil
 	}
 	var magic [4]byte
@@ -164,19 +166,39 @@ func (b *Bundle) lookup(name string) (*os.File, string, error) {
 	return nil, name, err
 }
 
+// errNotRegular is openInRoot's error for a name that is no regular file.
+var errNotRegular = errors.New("not a regular file")
+
 // openInRoot opens name for reading with rootfs as the root of the path
 // walk (openat2 RESOLVE_IN_ROOT): "..", absolute links and /proc magic
-// links cannot lead outside it.
+// links cannot lead outside it. Only a regular file is opened: the walk
+// yields an O_PATH descriptor, which opens nothing, and only once fstat
+// shows a regular file is it reopened for reading, since opening a
+// device node or a FIFO acts on the host (a watchdog starts counting).
 func openInRoot(rootfs, name string) (*os.File, error) {
 	dir, err := unix.Open(rootfs, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, &os.PathError{Op: "open", Path: rootfs, Err: err}
 	}
 	defer unix.Close(dir)
-	fd, err := unix.Openat2(dir, name, &unix.OpenHow{
-		Flags:   unix.O_RDONLY | unix.O_CLOEXEC | unix.O_NOCTTY | unix.O_NONBLOCK,
+	pfd, err := unix.Openat2(dir, name, &unix.OpenHow{
+		Flags:   unix.O_PATH | unix.O_CLOEXEC,
 		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
 	})
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: name, Err: err}
+	}
+	defer unix.Close(pfd)
+	var st unix.Stat_t
+	if err := unix.Fstat(pfd, &st); err != nil {
+		return nil, &os.PathError{Op: "stat", Path: name, Err: err}
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return nil, &os.PathError{Op: "open", Path: name, Err: errNotRegular}
+	}
+	// The descriptor's /proc link reopens the very file the walk found,
+	// however the rootfs's names change meanwhile.
+	fd, err := unix.Open("/proc/self/fd/"+strconv.Itoa(pfd), unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
 	if err != nil {
 		return nil, &os.PathError{Op: "open", Path: name, Err: err}
 	}

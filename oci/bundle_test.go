@@ -9,6 +9,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 )
 
 // writeBundle makes a bundle whose rootfs holds files, running args.
@@ -95,4 +96,39 @@ func TestLoadBundleErrors(t *testing.T) {
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "config.json"), []byte(`{"process":{"args":["/x"]}}`), 0o644))
 	_, err = LoadBundle(dir)
 	assert.ErrorContains(t, err, "no root.path")
+}
+
+// TestOpenGuestNotRegular: an args[0] that is a FIFO or a device node is
+// never opened for reading on the host (opening one can block, or act on a
+// device): OpenGuest finds no guest and holds no descriptor. A FIFO shows
+// it: a non-blocking open for writing fails with ENXIO while no reader has
+// it open.
+func TestOpenGuestNotRegular(t *testing.T) {
+	dir := writeBundle(t, []string{"/fifo"}, nil, nil)
+	fifo := filepath.Join(dir, "rootfs", "fifo")
+	require.NoError(t, unix.Mkfifo(fifo, 0o600))
+	b, err := LoadBundle(dir)
+	require.NoError(t, err)
+	g, err := b.OpenGuest()
+	require.NoError(t, err)
+	defer g.Close()
+	assert.Nil(t, g.ELF)
+	assert.Nil(t, g.File, "a descriptor on the FIFO")
+	w, err := os.OpenFile(fifo, os.O_WRONLY|unix.O_NONBLOCK, 0)
+	if err == nil {
+		w.Close()
+	}
+	assert.ErrorIs(t, err, unix.ENXIO, "OpenGuest opened the FIFO for reading")
+
+	dir = writeBundle(t, []string{"/null"}, nil, nil)
+	if err := unix.Mknod(filepath.Join(dir, "rootfs", "null"), unix.S_IFCHR|0o666, int(unix.Mkdev(1, 3))); err != nil {
+		t.Skipf("mknod needs root: %v", err)
+	}
+	b, err = LoadBundle(dir)
+	require.NoError(t, err)
+	g, err = b.OpenGuest()
+	require.NoError(t, err)
+	defer g.Close()
+	assert.Nil(t, g.ELF)
+	assert.Nil(t, g.File, "a descriptor on the device")
 }
