@@ -316,7 +316,7 @@ func (f *fnState) end(status int, err error) {
 		if c.state.Load() != callArmed && !f.settle(c) {
 			cerr = c.stopped() // its deadline or caller stopped the boot
 		} else if cerr == nil {
-			cerr = &ProtocolError{Hypercall: "fn_next", Reason: fmt.Sprintf("guest exited with status %d before taking a request", status)}
+			cerr = errExitedBeforeRequest(status)
 		}
 		c.finish(Reply{}, cerr)
 	}
@@ -332,6 +332,12 @@ func (f *fnState) end(status int, err error) {
 		err = &ProtocolError{Hypercall: "fn_next", Reason: fmt.Sprintf("guest exited with status %d during request %d", status, c.id)}
 	}
 	c.finish(Reply{}, err)
+}
+
+// errExitedBeforeRequest is the error of a guest that exited with status
+// before its first fn_next.
+func errExitedBeforeRequest(status int) error {
+	return &ProtocolError{Hypercall: "fn_next", Reason: fmt.Sprintf("guest exited with status %d before taking a request", status)}
 }
 
 // errStopped reports why the vCPU was kicked: the current call's deadline or

@@ -112,6 +112,11 @@ func (f *fnVM) step(c *call) bool {
 		}
 		return true
 	}
+	if err == nil && c == nil {
+		// A boot for no call (Prewarm) whose guest exited gets the error
+		// a call handed to it would have, not a bare exit status.
+		err = errExitedBeforeRequest(status)
+	}
 	f.end(status, err)
 	return false
 }

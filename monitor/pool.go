@@ -398,7 +398,10 @@ func (p *Pool) retireIdle() {
 
 // Prewarm boots warm or fresh instances until n are alive (or the pool's maximum is
 // reached) and waits until they are parked and ready, so that the first n
-// concurrent invocations find a booted instance.
+// concurrent invocations find a booted instance. An instance that fails to
+// boot (its guest ends or breaks the protocol before its first fn_next)
+// ends Prewarm with that error: no boot starts after it, and those already
+// under way finish.
 func (p *Pool) Prewarm(ctx context.Context, n int) error {
 	if p.cfg.Mode == Cold {
 		return fmt.Errorf("monitor: only a warm or fresh pool can be prewarmed")
@@ -415,7 +418,18 @@ func (p *Pool) Prewarm(ctx context.Context, n int) error {
 		// booted: an instance this call started has booted (or failed).
 		booted bool
 	)
-	for ctx.Err() == nil {
+	for {
+		// A boot that failed records it before it frees its place in
+		// sem, so taking a place first tells whether one has: another
+		// boot of the same guest would most likely fail the same way,
+		// and replacing failed boots went on for ever.
+		sem <- struct{}{}
+		errMu.Lock()
+		failed := first != nil
+		errMu.Unlock()
+		if failed || ctx.Err() != nil {
+			break
+		}
 		p.mu.Lock()
 		if p.live >= min(n, p.cfg.MaxInstances) {
 			p.mu.Unlock()
@@ -423,7 +437,6 @@ func (p *Pool) Prewarm(ctx context.Context, n int) error {
 		}
 		p.live++
 		p.mu.Unlock()
-		sem <- struct{}{}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

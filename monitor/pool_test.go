@@ -3,6 +3,7 @@ package monitor
 import (
 	"context"
 	"errors"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -18,6 +19,8 @@ type fakeVMs struct {
 	hold    chan struct{}
 	entered chan *call // every call an instance starts to serve
 	fail    func(c *call) error
+	// boot, when set, is start's outcome: an error fails the boot.
+	boot func() error
 
 	started, stopped, ended atomic.Int64
 }
@@ -30,6 +33,13 @@ type fakeVM struct {
 }
 
 func (v *fakeVM) start(context.Context) error {
+	if v.vms.boot != nil {
+		if err := v.vms.boot(); err != nil {
+			v.done = true
+			v.vms.ended.Add(1)
+			return err
+		}
+	}
 	v.at = time.Now()
 	return nil
 }
@@ -227,4 +237,28 @@ func TestPoolCloseStopsInstances(t *testing.T) {
 	assert.EqualValues(t, 3, vms.stopped.Load())
 	_, err := p.Invoke(context.Background(), Request{})
 	require.ErrorIs(t, err, ErrClosed)
+}
+
+// TestPoolPrewarmBootFails: an instance that fails to boot ends Prewarm with
+// its error, and no boot starts once one has failed (Prewarm booted
+// replacements for ever). A fresh pool's first instance boots alone, so it
+// is the only one.
+func TestPoolPrewarmBootFails(t *testing.T) {
+	boom := errors.New("boom")
+	for _, mode := range []Mode{Warm, Fresh} {
+		vms := &fakeVMs{boot: func() error { return boom }}
+		p := fakePool(t, PoolConfig{Mode: mode, MaxInstances: 50}, vms)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		err := p.Prewarm(ctx, 50)
+		require.ErrorIs(t, err, boom, mode)
+		require.NoError(t, ctx.Err(), "%s: Prewarm went on until its context ended", mode)
+		cancel()
+		// At most the boots under way when the first failed.
+		most := int64(runtime.GOMAXPROCS(0))
+		if mode == Fresh {
+			most = 1
+		}
+		assert.LessOrEqual(t, vms.started.Load(), most, mode)
+		assert.Equal(t, PoolStats{Started: uint64(vms.started.Load())}, p.Stats(), "%s: every failed slot is free", mode)
+	}
 }

@@ -283,6 +283,39 @@ func TestPrewarm(t *testing.T) {
 	}
 }
 
+// TestPrewarmBootFails prewarms a guest that ends before its first fn_next:
+// Prewarm returns the first instance's error and boots no more (it booted
+// replacements for ever, GOMAXPROCS at a time, and Close waited for it), in
+// warm and fresh pools.
+func TestPrewarmBootFails(t *testing.T) {
+	for _, b := range backends(t) {
+		h := newHost(t, b)
+		for _, mode := range []monitor.Mode{monitor.Warm, monitor.Fresh} {
+			p, err := h.NewPool(monitor.PoolConfig{Mode: mode, MaxInstances: 16, Guest: monitor.Config{ELF: readGuest(t, "hello"), Name: "hello"}})
+			if errors.Is(err, monitor.ErrFreshUnsupported) {
+				t.Logf("%s %s: %v", b, mode, err)
+				continue
+			}
+			require.NoError(t, err)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			err = p.Prewarm(ctx, 16)
+			require.NoError(t, ctx.Err(), "%s %s: Prewarm went on until its context ended", b, mode)
+			cancel()
+			pe, ok := as[*monitor.ProtocolError](err)
+			require.True(t, ok, "%s %s: want a ProtocolError, got %v", b, mode, err)
+			assert.Contains(t, pe.Error(), "exited with status 0 before taking a request")
+			st := p.Stats()
+			// At most the boots under way when the first failed.
+			assert.LessOrEqual(t, st.Started, uint64(runtime.GOMAXPROCS(0)), "%s %s", b, mode)
+			if mode == monitor.Fresh {
+				assert.EqualValues(t, 1, st.Started, "%s: a fresh pool's first instance boots alone", b)
+			}
+			assert.Zero(t, st.Live, "%s %s", b, mode)
+			within(t, string(b)+" "+string(mode)+" close", func() { p.Close() })
+		}
+	}
+}
+
 // TestWarmSequentialReuse keeps one caller busy for many calls with a pool
 // that may grow: the hand-off must keep a single instance in use.
 func TestWarmSequentialReuse(t *testing.T) {
