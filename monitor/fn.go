@@ -162,11 +162,14 @@ func (r *run) fnNext(arg uint64) (outcome, error) {
 	if reqCap < hypercall.FnRequestMax {
 		return 0, &ProtocolError{Hypercall: "fn_next", Reason: fmt.Sprintf("request buffer of %d bytes, want at least %d", reqCap, hypercall.FnRequestMax)}
 	}
-	buf, err := r.buffer(hypercall.NrFnNext, "request buffer", reqBuf, hypercall.FnRequestMax, vcpu.Write)
+	// The guest must be able to write all req_cap bytes it names
+	// (docs/abi.md), not only the FnRequestMax the monitor fills: a cap
+	// running into read-only pages or off its memory breaks the protocol.
+	buf, err := r.buffer(hypercall.NrFnNext, "request buffer", reqBuf, reqCap, vcpu.Write)
 	if err != nil {
 		return 0, err
 	}
-	f.reqBuf, f.args = buf, a
+	f.reqBuf, f.args = buf[:hypercall.FnRequestMax], a
 	if f.fresh != nil && f.fresh.restore == nil {
 		if err := r.snapshot(f, arg); err != nil {
 			return 0, err

@@ -42,12 +42,17 @@ func newFnFixture(t *testing.T) *fnFixture {
 
 // next makes the guest's fn_next: with a reply when reply is not nil.
 func (x *fnFixture) next(reply []byte) (outcome, error) {
+	return x.nextCap(reply, hypercall.FnRequestMax)
+}
+
+// nextCap is next with a request buffer of reqCap bytes at reqAddr.
+func (x *fnFixture) nextCap(reply []byte, reqCap uint64) (outcome, error) {
 	var flags uint64
 	if reply != nil {
 		flags = hypercall.FnHasReply
 		require.NoError(x.t, x.mem.Write(bufAddr, reply))
 	}
-	for i, v := range []uint64{flags, 0, bufAddr, uint64(len(reply)), reqAddr, hypercall.FnRequestMax} {
+	for i, v := range []uint64{flags, 0, bufAddr, uint64(len(reply)), reqAddr, reqCap} {
 		require.NoError(x.t, x.mem.PutUint64(argAddr+uint64(8*i), v))
 	}
 	return x.r.fnNext(argAddr)
@@ -194,4 +199,49 @@ func TestColdReplyBeatsFiredStop(t *testing.T) {
 	require.True(t, c.finished)
 	require.NoError(t, c.err)
 	assert.Equal(t, Reply{ID: 1, Body: []byte("one")}, c.reply)
+}
+
+// TestFnNextRequestCap: fn_next checks that the guest may write all req_cap
+// bytes of its request buffer (docs/abi.md), not only the FnRequestMax the
+// monitor writes into: a buffer that runs into read-only pages or off guest
+// memory is a protocol error, whatever its first MiB.
+func TestFnNextRequestCap(t *testing.T) {
+	const mib = 1 << 20
+	cases := []struct {
+		name   string
+		reqCap uint64
+		err    string // "" when served
+	}{
+		{"the minimum", hypercall.FnRequestMax, ""},
+		{"all writable", 2 * mib, ""},
+		{"into read-only", 2*mib + 1, "needs -w-, but the guest's page at 0x300000 is r--"},
+		{"to the end of memory", netMem - reqAddr, "needs -w-"},
+		{"off the end of memory", netMem - reqAddr + 1, "request buffer: "},
+		{"wrapping", ^uint64(0), "request buffer: "},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			x := newFnFixture(t)
+			// Writable up to 3 MiB (the request buffer's first two and
+			// the argument structure), read-only after.
+			require.NoError(t, x.mem.SetLayout([]vcpu.Region{
+				{Addr: 1 << 20, Size: 2 * mib, Perm: vcpu.Read | vcpu.Write},
+				{Addr: 3 * mib, Size: netMem - 3*mib, Perm: vcpu.Read},
+			}))
+			x.f.next = calm(1)
+			o, err := x.nextCap(nil, c.reqCap)
+			if c.err == "" {
+				require.NoError(t, err)
+				assert.Equal(t, resume, o)
+				assert.Len(t, x.f.reqBuf, hypercall.FnRequestMax, "the monitor writes into the first FnRequestMax bytes")
+				return
+			}
+			pe, ok := errors.AsType[*ProtocolError](err)
+			require.True(t, ok, "want a ProtocolError, got %v", err)
+			assert.Equal(t, "fn_next", pe.Hypercall)
+			assert.Contains(t, pe.Reason, "request buffer: ")
+			assert.Contains(t, pe.Reason, c.err)
+			assert.Nil(t, x.f.cur, "no call was handed over")
+		})
+	}
 }
