@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -176,7 +177,9 @@ func sameFile(a, b string) bool {
 }
 
 // other handles the commands tender-oci does not implement: runc's for its
-// containers, an error for tender's.
+// containers, an error for tender's. run and restore make a new container
+// from a bundle: one create would take for a tender guest is refused, as
+// runc could only fail with it or run it as a Linux program.
 func (rt *runtime) other(cmd string, args []string) error {
 	for _, a := range args {
 		if checkID(a) != nil {
@@ -186,5 +189,55 @@ func (rt *runtime) other(cmd string, args []string) error {
 			return fmt.Errorf("%s: not supported for tender containers", cmd)
 		}
 	}
+	if cmd == "run" || cmd == "restore" {
+		if err := refuseGuest(cmd, bundleFlag(args)); err != nil {
+			return err
+		}
+	}
 	return rt.delegate()
+}
+
+// refuseGuest returns an error if the bundle in dir is a tender guest's as
+// create decides it: args[0] is a guest, or it has tender annotations. A
+// bundle that does not load is runc's to report.
+func refuseGuest(cmd, dir string) error {
+	b, err := LoadBundle(dir)
+	if err != nil {
+		return nil
+	}
+	g, err := b.OpenGuest()
+	if err != nil {
+		return err
+	}
+	defer g.Close()
+	if g.ELF != nil || Tendered(b.Spec.Annotations) {
+		return fmt.Errorf("%s: not supported for tender guests (bundle %s runs %s): use create and start", cmd, b.Dir, g.Path)
+	}
+	return nil
+}
+
+// bundleFlag finds runc's --bundle in a command's arguments, in any of the
+// forms runc takes (-b, --bundle, -bundle, with the value after "=" or as
+// the next argument; the last one counts); "." without one, as for runc.
+// The other flags are runc's, so args are scanned, not parsed.
+func bundleFlag(args []string) string {
+	dir := "."
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			break
+		}
+		name, value, hasValue := strings.Cut(strings.TrimPrefix(strings.TrimPrefix(a, "-"), "-"), "=")
+		if !strings.HasPrefix(a, "-") || (name != "b" && name != "bundle") {
+			continue
+		}
+		switch {
+		case hasValue:
+			dir = value
+		case i+1 < len(args):
+			i++
+			dir = args[i]
+		}
+	}
+	return dir
 }

@@ -288,3 +288,52 @@ func TestInheritedDescriptors(t *testing.T) {
 		t.Fatal("the container's process holds a pipe create inherited")
 	}
 }
+
+// TestRunRestoreRefused: run and restore, which tender-oci does not
+// implement, refuse a bundle that create would take for a tender guest (a
+// guest ELF, or dev.tender.* annotations) instead of handing it to runc,
+// wherever --bundle comes from (the flag's forms, or the working
+// directory); any other bundle goes to runc with its command line
+// unchanged (a stand-in runc in PATH shows it).
+func TestRunRestoreRefused(t *testing.T) {
+	fakeDir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(fakeDir, "runc"), []byte("#!/bin/sh\necho \"runc got: $*\"\n"), 0o755))
+	fs := rootfs(t, "hello")
+	require.NoError(t, os.WriteFile(filepath.Join(fs, "app"), []byte("#!/bin/sh\n"), 0o755))
+	guest := bundle(t, fs, []string{"/hello.elf"}, nil)
+	annotated := bundle(t, fs, []string{"/app"}, map[string]string{"dev.tender.memory": "64"})
+	plain := bundle(t, fs, []string{"/app"}, nil)
+	r := newRuntime(t)
+	run := func(dir string, args ...string) (string, error) {
+		cmd := exec.Command(tenderOCI, append([]string{"--root", r.root}, args...)...)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "PATH="+fakeDir+":"+os.Getenv("PATH"))
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	cases := []struct {
+		name string
+		dir  string
+		args []string
+		want string
+	}{
+		{"run --bundle", "/", []string{"run", "--bundle", guest, "c"}, "run: not supported for tender guests"},
+		{"run -b=", "/", []string{"run", "-d", "-b=" + guest, "c"}, "run: not supported for tender guests"},
+		{"run in the bundle", guest, []string{"run", "c"}, "run: not supported for tender guests"},
+		{"run annotated", "/", []string{"run", "--pid-file", "/dev/null", "--bundle=" + annotated, "c"}, "run: not supported for tender guests"},
+		{"restore", "/", []string{"restore", "--image-path", "/nowhere", "-bundle", guest, "c"}, "restore: not supported for tender guests"},
+		{"run plain", "/", []string{"run", "--bundle", plain, "c"}, "runc got: --root " + r.root + " run --bundle " + plain + " c"},
+		{"restore plain", plain, []string{"restore", "c"}, "runc got: --root " + r.root + " restore c"},
+	}
+	for _, c := range cases {
+		out, err := run(c.dir, c.args...)
+		assert.Contains(t, out, c.want, c.name)
+		if strings.HasPrefix(c.want, "runc got") {
+			assert.NoError(t, err, c.name)
+		} else {
+			assert.ErrorContains(t, err, "exit status 1", c.name)
+			assert.NotContains(t, out, "runc got", c.name)
+		}
+	}
+	r.noContainers(t)
+}
