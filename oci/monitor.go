@@ -38,15 +38,12 @@ func runMonitor(args []string) int {
 		return monitor.ExitUsage
 	}
 	dir := args[0]
-	r, err := readRecord(filepath.Dir(dir), filepath.Base(dir))
-	if err != nil {
-		return cli.Report(stderr, 0, err)
-	}
 	// The signal handler first: a kill between create and start stops the
 	// process with tender's interrupted status.
 	ctx, cancel := cli.SignalContext()
 	defer cancel()
-	if err := awaitStart(ctx, filepath.Join(dir, fifoFile)); err != nil {
+	r, err := awaitRecord(ctx, dir)
+	if err != nil {
 		return cli.Report(stderr, 0, err)
 	}
 	if r.Options.Serves() {
@@ -66,6 +63,17 @@ func runMonitor(args []string) int {
 		fmt.Fprintf(msgs, "tender-oci: %d bytes of the guest's console output were not delivered\n", n)
 	}
 	return cli.Report(msgs, res.Status, err)
+}
+
+// awaitRecord waits for start's go-ahead on dir's FIFO, then reads the
+// container's record. Not before: create writes the record whole (the PID,
+// a network guest's NetArgs) only once this process exists, and start
+// finds the container created only after that.
+func awaitRecord(ctx context.Context, dir string) (*Record, error) {
+	if err := awaitStart(ctx, filepath.Join(dir, fifoFile)); err != nil {
+		return nil, err
+	}
+	return readRecord(filepath.Dir(dir), filepath.Base(dir))
 }
 
 // awaitStart blocks on opening the FIFO for writing, which returns once
