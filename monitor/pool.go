@@ -388,10 +388,13 @@ func (p *Pool) retireIdle() {
 		}
 		gone = slices.Clone(p.idle[:n])
 		p.idle = slices.Delete(p.idle, 0, n)
-		p.live -= n
 		p.mu.Unlock()
+		// Each slot is freed only once its instance is torn down, as on
+		// the cold path: freed before, it let callers boot instances
+		// beyond MaxInstances meanwhile.
 		for _, inst := range gone {
 			inst.retire()
+			p.discard()
 		}
 	}
 }
@@ -516,11 +519,13 @@ func (p *Pool) Close() error {
 	p.mu.Lock()
 	gone := p.idle
 	p.idle = nil
-	p.live -= len(gone)
 	p.mu.Unlock()
 	for _, inst := range gone {
 		inst.retire()
 	}
+	p.mu.Lock()
+	p.live -= len(gone) // once they are gone, as for the janitor's
+	p.mu.Unlock()
 	for _, c := range p.closers {
 		c()
 	}

@@ -21,9 +21,18 @@ type fakeVMs struct {
 	fail    func(c *call) error
 	// boot, when set, is start's outcome: an error fails the boot.
 	boot func() error
+	// stopping, when set, gets a token as stop starts, which then waits
+	// for one on stopHold.
+	stopping, stopHold chan struct{}
 
 	started, stopped, ended atomic.Int64
+	// alive counts the instances spawned and not yet ended or stopped,
+	// and maxAlive is its highest value.
+	alive, maxAlive atomic.Int64
 }
+
+// gone counts an instance that has ended or stopped.
+func (vms *fakeVMs) gone() { vms.alive.Add(-1) }
 
 type fakeVM struct {
 	vms  *fakeVMs
@@ -37,6 +46,7 @@ func (v *fakeVM) start(context.Context) error {
 		if err := v.vms.boot(); err != nil {
 			v.done = true
 			v.vms.ended.Add(1)
+			v.vms.gone()
 			return err
 		}
 	}
@@ -59,6 +69,7 @@ func (v *fakeVM) resume(c *call) bool {
 			c.finish(Reply{}, err)
 			v.done = true
 			v.vms.ended.Add(1)
+			v.vms.gone()
 			return false
 		}
 	}
@@ -67,6 +78,7 @@ func (v *fakeVM) resume(c *call) bool {
 	if v.fn.maxCalls == 1 { // a cold instance exits after its call
 		v.done = true
 		v.vms.ended.Add(1)
+		v.vms.gone()
 		return false
 	}
 	return true
@@ -77,7 +89,12 @@ func (v *fakeVM) stop() {
 		panic("stop after the instance ended")
 	}
 	v.done = true
+	if v.vms.stopping != nil {
+		v.vms.stopping <- struct{}{}
+		<-v.vms.stopHold
+	}
 	v.vms.stopped.Add(1)
+	v.vms.gone()
 }
 
 // fakePool returns a pool of cfg over fake instances, closed at the end of
@@ -91,6 +108,9 @@ func fakePool(t *testing.T, cfg PoolConfig, vms *fakeVMs) *Pool {
 	}
 	p := newPool(cfg, func(f *fnState) lifecycle {
 		vms.started.Add(1)
+		n := vms.alive.Add(1)
+		for m := vms.maxAlive.Load(); n > m && !vms.maxAlive.CompareAndSwap(m, n); m = vms.maxAlive.Load() {
+		}
 		return &fakeVM{vms: vms, fn: f}
 	})
 	t.Cleanup(func() { p.Close() })
@@ -261,4 +281,32 @@ func TestPoolPrewarmBootFails(t *testing.T) {
 		assert.LessOrEqual(t, vms.started.Load(), most, mode)
 		assert.Equal(t, PoolStats{Started: uint64(vms.started.Load())}, p.Stats(), "%s: every failed slot is free", mode)
 	}
+}
+
+// TestPoolRetireKeepsSlot holds the stop of an idle instance that the pool
+// retires: its slot stays taken until the stop is over, so a caller that
+// comes meanwhile waits for it, and no more than MaxInstances instances are
+// ever alive (the slot was freed before the stop, and a new instance booted
+// while the old one was still being torn down).
+func TestPoolRetireKeepsSlot(t *testing.T) {
+	vms := &fakeVMs{stopping: make(chan struct{}, 1), stopHold: make(chan struct{})}
+	p := fakePool(t, PoolConfig{MaxInstances: 1, IdleTimeout: 20 * time.Millisecond}, vms)
+	_, err := p.Invoke(context.Background(), Request{Body: []byte("one")})
+	require.NoError(t, err)
+	<-vms.entered
+	<-vms.stopping // the janitor retires the idle instance
+
+	errc := make(chan error, 1)
+	go func() {
+		_, err := p.Invoke(context.Background(), Request{Body: []byte("two")})
+		errc <- err
+	}()
+	// The caller either queues for the slot or (wrongly) boots an
+	// instance of its own at once.
+	require.Eventually(t, func() bool { return p.Stats().Queued == 1 || len(vms.entered) > 0 }, 5*time.Second, time.Millisecond)
+	assert.EqualValues(t, 1, p.Stats().Queued, "the caller waits for the slot of the instance being retired")
+	close(vms.stopHold)
+	require.NoError(t, <-errc)
+	assert.EqualValues(t, 1, vms.maxAlive.Load(), "instances alive at once")
+	assert.EqualValues(t, 2, vms.started.Load())
 }
