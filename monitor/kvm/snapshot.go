@@ -45,13 +45,11 @@ var (
 // re-runs the `out`), so Snapshot takes registers only once the exit is
 // finished: then they are those after the instruction on every host.
 // Restore finishes it where the next entry could skip an instruction of the
-// restored state (skipsOut).
+// restored state (skipsOut). A kicked vCPU is finished too (its
+// immediate_exit is set already): a snapshot taken of it may become a fresh
+// pool's image, which must not hold RIP on the `out` where a host left it.
 func (v *VCPU) finishExit() error {
 	v.mu.Lock()
-	if v.kicked.Load() {
-		v.mu.Unlock()
-		return nil // the run ends at its next entry anyway
-	}
 	atomicStoreByte(&v.run[runImmediateExit], 1)
 	v.mu.Unlock()
 	v.entries++

@@ -159,3 +159,25 @@ func TestSnapshotTR(t *testing.T) {
 	}
 	assert.Equal(t, vcpu.ExitHypercall, run(t, vm).Kind)
 }
+
+// TestSnapshotKicked: a vCPU kicked at a hypercall exit (a call's deadline
+// firing while a fresh pool takes its first snapshot) is snapshot after its
+// `out` all the same, as every host would then restore it: on hosts that
+// leave RIP on the `out` until the next entry (bare-metal and emulated SVM),
+// a snapshot taken without finishing the exit re-ran the `out` in every
+// instance restored from it.
+func TestSnapshotKicked(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	// mov $0x502,%dx; 1: out %eax,%dx; jmp 1b
+	vm, _ := rawVM(t, system(t), codeOutLoop)
+	x := run(t, vm)
+	require.Equal(t, vcpu.ExitHypercall, x.Kind)
+	vm.Kick()
+	var st State
+	require.NoError(t, vm.Snapshot(&st))
+	assert.EqualValues(t, codeAddr+5, st.regs.RIP, "the snapshot is after the out (at jmp)")
+	x, err := vm.Run()
+	require.NoError(t, err)
+	assert.Equal(t, vcpu.ExitKicked, x.Kind, "the vCPU stays kicked")
+}
