@@ -14,11 +14,10 @@ func opcode(code []byte) (op byte, at int, opsize16 bool, ok bool) {
 			opsize16 = true
 		case b == 0x67, b == 0xf0, b == 0xf2, b == 0xf3, // address size, lock, rep
 			b == 0x26, b == 0x2e, b == 0x36, b == 0x3e, b == 0x64, b == 0x65: // segments
-		case b&0xf0 == 0x40: // REX: only valid immediately before the opcode
-			if i+1 < len(code) && i+1 < MaxInsnLen {
-				return code[i+1], i + 1, opsize16, true
-			}
-			return 0, 0, false, false
+		case b&0xf0 == 0x40:
+			// REX: in effect only immediately before the opcode (callers
+			// read code[at-1]); one followed by another prefix is
+			// ignored, as the CPU does.
 		default:
 			return b, i, opsize16, true
 		}

@@ -22,6 +22,10 @@ func TestDecodeIO(t *testing.T) {
 		{"\xf3\x6f", true, PortIO{Port: 0x501, Size: 4, Out: true, Str: true, Len: 2}},
 		{"\xf3\x66\x6d", true, PortIO{Port: 0x501, Size: 2, Str: true, Len: 3}},
 		{"\x2e\x48\xef", true, PortIO{Port: 0x501, Size: 4, Out: true, Len: 3}},
+		{"\x48\x66\xef", true, PortIO{Port: 0x501, Size: 2, Out: true, Len: 3}}, // a REX before a prefix is ignored
+		{"\x40\x40\xef", true, PortIO{Port: 0x501, Size: 4, Out: true, Len: 3}}, // so is one before another REX
+		{strings.Repeat("\x40", 14) + "\xef", true, PortIO{Port: 0x501, Size: 4, Out: true, Len: 15}},
+		{strings.Repeat("\x40", 15) + "\xef", false, PortIO{}},
 		{"\xe4", false, PortIO{}},         // truncated immediate
 		{"\x0f\x0b", false, PortIO{}},     // ud2
 		{"\x66\x66\x66", false, PortIO{}}, // prefixes only
@@ -43,15 +47,17 @@ func TestDecodeIO(t *testing.T) {
 
 func TestIsSyscall(t *testing.T) {
 	for code, want := range map[string]bool{
-		"\x0f\x05":     true, // syscall
-		"\x48\x0f\x05": true, // rex.W syscall
-		"\x0f\x34":     true, // sysenter
-		"\xcd\x80":     true, // int $0x80
-		"\xcd\x81":     false,
-		"\x0f\x0b":     false, // ud2
-		"\x0f":         false, // truncated
-		"":             false,
-		"\xcc":         false,
+		"\x0f\x05":         true, // syscall
+		"\x48\x0f\x05":     true, // rex.W syscall
+		"\x40\x40\x0f\x05": true, // two REX, the first ignored
+		"\x48\x66\x0f\x05": true, // REX, then a legacy prefix
+		"\x0f\x34":         true, // sysenter
+		"\xcd\x80":         true, // int $0x80
+		"\xcd\x81":         false,
+		"\x0f\x0b":         false, // ud2
+		"\x0f":             false, // truncated
+		"":                 false,
+		"\xcc":             false,
 	} {
 		assert.Equal(t, want, IsSyscall([]byte(code)), "% x", code)
 	}
