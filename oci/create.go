@@ -34,6 +34,12 @@ func oneID(fs *flag.FlagSet) (string, error) {
 	return fs.Arg(0), checkID(fs.Arg(0))
 }
 
+// testDieEnv, set to 1 by tests only, makes create kill itself (SIGKILL)
+// once the monitor process runs and before the record has its PID: where a
+// caller's kill, go-runc's on a cancelled context, hurts most. create says
+// the monitor's PID on stderr first.
+const testDieEnv = "TENDER_OCI_TEST_DIE_BEFORE_RECORD"
+
 func (rt *runtime) create(args []string) error {
 	fs := commandFlags("create", rt.stderr)
 	bundle := fs.String("bundle", ".", "the bundle directory")
@@ -130,6 +136,15 @@ func (rt *runtime) create(args []string) error {
 		}
 		return err
 	}
+	// While its lock is held, a container still creating (no PID
+	// recorded) has its create at work; the kernel drops the lock when
+	// create ends, however it ends.
+	unlock, err := lockState(dir)
+	if err != nil {
+		os.RemoveAll(dir)
+		return err
+	}
+	defer unlock()
 	// From here on a failure removes everything create made.
 	pid, attached := 0, false
 	fail := func(err error) error {
@@ -157,15 +172,31 @@ func (rt *runtime) create(args []string) error {
 		defer pty.Close()
 		stdio = [3]*os.File{pty.slave, pty.slave, pty.slave}
 	}
-	cmd, err := monitorCmd(dir, g.File, stdio, terminal)
+	// The monitor process reads a byte from this pipe before it waits
+	// for start; create writes it once the record and the pid file name
+	// the process. Killed before that, create leaves a process nobody
+	// knows of, which the pipe's EOF ends.
+	recordedR, recordedW, err := os.Pipe()
 	if err != nil {
 		return fail(err)
 	}
-	if err := startIn(cmd, netns, r, &attached); err != nil {
+	defer recordedW.Close()
+	cmd, err := monitorCmd(dir, g.File, recordedR, stdio, terminal)
+	if err != nil {
+		recordedR.Close()
+		return fail(err)
+	}
+	err = startIn(cmd, netns, r, &attached)
+	recordedR.Close()
+	if err != nil {
 		return fail(fmt.Errorf("start the monitor process: %w", err))
 	}
 	pid = cmd.Process.Pid
 	cmd.Process.Release()
+	if os.Getenv(testDieEnv) == "1" {
+		fmt.Fprintf(rt.stderr, "tender-oci: %s: monitor process %d\n", testDieEnv, pid)
+		unix.Kill(os.Getpid(), unix.SIGKILL)
+	}
 	p, err := readProc(pid)
 	if err != nil {
 		return fail(fmt.Errorf("monitor process %d: %w", pid, err))
@@ -183,6 +214,11 @@ func (rt *runtime) create(args []string) error {
 		if err := writeAtomic(*pidFile, []byte(strconv.Itoa(pid))); err != nil {
 			return fail(fmt.Errorf("pid file: %w", err))
 		}
+	}
+	// EPIPE: the process died since (a kill once it was recorded): the
+	// container is stopped, which state says, not failed to create.
+	if _, err := recordedW.Write([]byte{0}); err != nil && !errors.Is(err, unix.EPIPE) {
+		return fail(fmt.Errorf("monitor process %d: %w", pid, err))
 	}
 	return nil
 }
@@ -213,15 +249,15 @@ func networkNamespace(s *specs.Spec) (netNS, error) {
 }
 
 // monitorCmd is the container's process: tender-oci __monitor DIR, with the
-// guest executable as descriptor 3.
-func monitorCmd(dir string, guest *os.File, stdio [3]*os.File, terminal bool) (*exec.Cmd, error) {
+// guest executable as descriptor 3 and the read end of create's pipe as 4.
+func monitorCmd(dir string, guest, recorded *os.File, stdio [3]*os.File, terminal bool) (*exec.Cmd, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(self, monitorCommand, dir)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdio[0], stdio[1], stdio[2]
-	cmd.ExtraFiles = []*os.File{guest}
+	cmd.ExtraFiles = []*os.File{guest, recorded}
 	cmd.Dir = "/"
 	// Its own session: signals to the caller's process group (a shell's
 	// ^C to ctr) reach the container only through kill.
@@ -230,7 +266,7 @@ func monitorCmd(dir string, guest *os.File, stdio [3]*os.File, terminal bool) (*
 }
 
 // startIn starts cmd in the network namespace ns; for a network guest it
-// first attaches the pod (attachPod), passes the TAP as descriptor 4 and
+// first attaches the pod (attachPod), passes the TAP as descriptor 5 and
 // gives the guest eth0's address on its command line.
 func startIn(cmd *exec.Cmd, ns netNS, r *Record, attached *bool) error {
 	if ns.create {

@@ -220,6 +220,25 @@ func (rt *runtime) delete(args []string) error {
 	if err != nil {
 		return err
 	}
+	if r.Pid == 0 {
+		// Creating: refused while create is at work (it holds the
+		// lock). If it died first, the process it started ends at its
+		// pipe's EOF (awaitCreate), and what is left goes, --force or
+		// not, as runc removes what an aborted create left.
+		unlock, err := lockState(stateDir(rt.root, id))
+		if errors.Is(err, os.ErrNotExist) {
+			// create failed meanwhile and removed it all.
+			return fmt.Errorf("container %s: %w", id, ErrNotExist)
+		}
+		if err != nil {
+			return fmt.Errorf("cannot delete container %s that is being created: %w", id, err)
+		}
+		defer unlock()
+		// create may have finished since the record was read.
+		if r, err = readRecord(rt.root, id); err != nil {
+			return err
+		}
+	}
 	switch st := r.Status(rt.root); {
 	case st == specs.StateRunning && !*force:
 		return fmt.Errorf("cannot delete container %s that is not stopped: %s", id, st)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -16,11 +17,12 @@ import (
 	"github.com/tendervm/tender/monitor/netdev"
 )
 
-// The descriptors on which create passes the guest executable and, to a
-// network guest, its TAP.
+// The descriptors on which create passes the guest executable, the read
+// end of its pipe (awaitCreate) and, to a network guest, its TAP.
 const (
-	guestFD = 3
-	tapFD   = 4
+	guestFD    = 3
+	recordedFD = 4
+	tapFD      = 5
 )
 
 // serveBinary is `tender serve`, found beside tender-oci, which a served
@@ -28,7 +30,8 @@ const (
 const serveBinary = "tender-serve"
 
 // runMonitor is the container's process (tender-oci __monitor DIR): it
-// waits until start opens DIR's FIFO, then runs the guest and exits with its
+// waits until create has recorded it and start opens DIR's FIFO (exiting if
+// create died before the first), then runs the guest and exits with its
 // status, or becomes tender-serve for a served function. SIGTERM before or
 // during the run stops the guest: exit 243.
 func runMonitor(args []string) int {
@@ -42,6 +45,9 @@ func runMonitor(args []string) int {
 	// process with tender's interrupted status.
 	ctx, cancel := cli.SignalContext()
 	defer cancel()
+	if err := awaitCreate(ctx, os.NewFile(recordedFD, "create's pipe")); err != nil {
+		return cli.Report(stderr, 0, err)
+	}
 	r, err := awaitRecord(ctx, dir)
 	if err != nil {
 		return cli.Report(stderr, 0, err)
@@ -65,6 +71,28 @@ func runMonitor(args []string) int {
 	return cli.Report(msgs, res.Status, err)
 }
 
+// errCreateDied is awaitCreate's error when create ended without its byte.
+var errCreateDied = errors.New("create ended before it recorded this process: nobody can start it, exiting")
+
+// awaitCreate reads create's byte from f, which create writes once the
+// record and the pid file name this process. EOF first means create died
+// (its caller killed it): then this process is known to no one, and
+// waiting for a start would hold the guest, a TAP and the namespace for
+// ever.
+func awaitCreate(ctx context.Context, f *os.File) error {
+	return interruptible(ctx, func() error {
+		defer f.Close()
+		n, err := f.Read(make([]byte, 1))
+		if n == 1 {
+			return nil
+		}
+		if err == nil || errors.Is(err, io.EOF) {
+			err = errCreateDied
+		}
+		return fmt.Errorf("create's pipe: %w", err)
+	})
+}
+
 // awaitRecord waits for start's go-ahead on dir's FIFO, then reads the
 // container's record. Not before: create writes the record whole (the PID,
 // a network guest's NetArgs) only once this process exists, and start
@@ -80,17 +108,23 @@ func awaitRecord(ctx context.Context, dir string) (*Record, error) {
 // start opens it for reading, and writes start its go-ahead byte. A
 // cancelled ctx (SIGTERM) ends the wait with ctx's cause.
 func awaitStart(ctx context.Context, fifo string) error {
-	done := make(chan error, 1)
-	go func() {
+	return interruptible(ctx, func() error {
 		f, err := os.OpenFile(fifo, os.O_WRONLY|syscall.O_CLOEXEC, 0)
 		if err != nil {
-			done <- fmt.Errorf("exec fifo: %w", err)
-			return
+			return fmt.Errorf("exec fifo: %w", err)
 		}
 		_, err = f.Write([]byte{0})
 		f.Close()
-		done <- err
-	}()
+		return err
+	})
+}
+
+// interruptible runs wait, which blocks, and returns its error, or ctx's
+// cause if ctx is cancelled first; wait's goroutine is then left blocked,
+// as the process is about to exit.
+func interruptible(ctx context.Context, wait func() error) error {
+	done := make(chan error, 1)
+	go func() { done <- wait() }()
 	select {
 	case err := <-done:
 		return err

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 )
 
 // Files in a container's state directory, <root>/<id>.
@@ -83,6 +84,27 @@ func readRecord(root, id string) (*Record, error) {
 		return nil, fmt.Errorf("container %s: state file: %w", id, err)
 	}
 	return &r, nil
+}
+
+// errCreating is lockState's error while create holds the lock.
+var errCreating = errors.New("its create is still at work")
+
+// lockState takes the exclusive lock on container state directory dir
+// (flock, so the kernel drops it when its holder dies), or fails at once
+// with errCreating if it is held. It returns the function that drops it.
+func lockState(dir string) (func(), error) {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: dir, Err: err}
+	}
+	if err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		unix.Close(fd)
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, errCreating
+		}
+		return nil, &os.PathError{Op: "flock", Path: dir, Err: err}
+	}
+	return func() { unix.Close(fd) }, nil
 }
 
 // writeRecord replaces the record atomically (rename), so a concurrent
@@ -160,8 +182,9 @@ func (r *Record) alive() bool {
 }
 
 // Status is the container's OCI state: creating until create has recorded
-// the process, created while it waits for start (its FIFO exists), running
-// until it exits, then stopped.
+// the process (for good if create died first: delete removes it), created
+// while it waits for start (its FIFO exists), running until it exits, then
+// stopped.
 func (r *Record) Status(root string) specs.ContainerState {
 	switch {
 	case r.Pid == 0:

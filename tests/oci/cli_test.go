@@ -7,8 +7,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -269,8 +271,8 @@ func TestInheritedDescriptors(t *testing.T) {
 	defer pr.Close()
 	cmd := exec.Command(tenderOCI, "--root", r.root, "--log", r.log, "create", "--bundle", b, "c3")
 	cmd.Stdout, cmd.Stderr = out, out
-	// Descriptor 6: above the ones create passes on (3, the guest; 4, a
-	// TAP), so that neither takes its place.
+	// Descriptor 6: above the ones create passes on (3, the guest; 4,
+	// create's pipe; 5, a TAP), so that none takes its place.
 	null, err := os.Open(os.DevNull)
 	require.NoError(t, err)
 	defer null.Close()
@@ -336,4 +338,44 @@ func TestRunRestoreRefused(t *testing.T) {
 		}
 	}
 	r.noContainers(t)
+}
+
+// TestCreateKilled: create killed after starting the container's process
+// but before recording it (as go-runc kills it when its context is
+// cancelled) leaves no process: the monitor process ends by itself rather
+// than wait for a start nobody can give, holding the guest (and a network
+// guest's TAP and namespace). The container stays creating, and delete
+// removes it.
+func TestCreateKilled(t *testing.T) {
+	r := newRuntime(t)
+	b := bundle(t, rootfs(t, "hello"), []string{"/hello.elf"}, nil)
+	out, err := os.Create(filepath.Join(t.TempDir(), "console"))
+	require.NoError(t, err)
+	defer out.Close()
+	cmd := exec.Command(tenderOCI, "--root", r.root, "--log", r.log, "create", "--bundle", b, "ck")
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.Env = append(os.Environ(), "TENDER_OCI_TEST_DIE_BEFORE_RECORD=1")
+	err = cmd.Run()
+	require.ErrorContains(t, err, "signal: killed")
+	console, err := os.ReadFile(out.Name())
+	require.NoError(t, err)
+	m := regexp.MustCompile(`monitor process (\d+)`).FindStringSubmatch(string(console))
+	require.NotNil(t, m, "create's stderr: %s", console)
+	dead := func() bool {
+		// Gone, or a zombie until init reaps it.
+		st, err := os.ReadFile("/proc/" + m[1] + "/stat")
+		return err != nil || strings.Contains(string(st), ") Z ")
+	}
+	assert.Eventually(t, dead, 5*time.Second, 10*time.Millisecond, "the monitor process outlived create")
+	if !dead() {
+		pid, _ := strconv.Atoi(m[1])
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
+	assert.Equal(t, specs.StateCreating, r.state(t, "ck").Status)
+	_, stderr, err := r.run(t, nil, "delete", "ck")
+	require.NoError(t, err, stderr)
+	r.noContainers(t)
+	console, _ = os.ReadFile(out.Name())
+	assert.Contains(t, string(console), "create ended before it recorded this process", "the monitor process's message")
+	assert.NotContains(t, string(console), "hello from tender guest")
 }
