@@ -57,6 +57,9 @@ func (rt *runtime) start(args []string) error {
 	// Non-blocking: opening for reading never waits, and the monitor's
 	// blocking open for writing returns once this reader exists.
 	f, err := os.OpenFile(fifo, os.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("start %s: %w", r.ID, errStarted)
+	}
 	if err != nil {
 		return fmt.Errorf("start %s: %w", r.ID, err)
 	}
@@ -68,7 +71,7 @@ func (rt *runtime) start(args []string) error {
 		if left <= 0 {
 			return fmt.Errorf("start %s: the monitor process did not take the go-ahead within %v", r.ID, startTimeout)
 		}
-		n, err := unix.Poll(fds, int(left.Milliseconds())+1)
+		n, err := unix.Poll(fds, int(min(left, fifoCheck).Milliseconds())+1)
 		if errors.Is(err, unix.EINTR) {
 			continue
 		}
@@ -76,6 +79,12 @@ func (rt *runtime) start(args []string) error {
 			return fmt.Errorf("start %s: %w", r.ID, err)
 		}
 		if n == 0 {
+			// The process removes the FIFO once it took a
+			// go-ahead: another start's, between this one's
+			// state check and its open.
+			if _, err := os.Lstat(fifo); errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("start %s: %w", r.ID, errStarted)
+			}
 			continue
 		}
 		if fds[0].Revents&unix.POLLIN != 0 {
@@ -91,8 +100,22 @@ func (rt *runtime) start(args []string) error {
 		// descriptor says whether it died.
 		time.Sleep(time.Millisecond)
 	}
-	return os.Remove(fifo)
+	// The process removes the FIFO too, once its go-ahead is written (a
+	// start killed here must not leave the container created for ever);
+	// removing it here as well makes state say running once start returns.
+	if err := os.Remove(fifo); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("start %s: %w", r.ID, err)
+	}
+	return nil
 }
+
+// errStarted is start's error for a container whose FIFO is gone: its
+// process took a go-ahead already.
+var errStarted = errors.New("already started: its process is running")
+
+// fifoCheck is how often start, waiting for the go-ahead to be taken,
+// checks that the FIFO is still there.
+const fifoCheck = 50 * time.Millisecond
 
 // pidfd opens a descriptor on r's monitor process, checking after the open
 // that the PID was not recycled.

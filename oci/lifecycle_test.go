@@ -3,10 +3,14 @@ package oci
 import (
 	"io"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 )
 
 // TestDeleteCreating: delete refuses a container still creating while its
@@ -48,4 +52,35 @@ func TestAwaitCreate(t *testing.T) {
 	require.NoError(t, err)
 	pw.Close()
 	assert.ErrorIs(t, awaitCreate(t.Context(), pr), errCreateDied)
+}
+
+// TestStartFIFOGone: a start that finds the FIFO gone, or sees it go while
+// it waits (another start's go-ahead was taken and the container's process
+// removed it), fails at once saying the container already started, instead
+// of waiting out startTimeout for a go-ahead that cannot come.
+func TestStartFIFOGone(t *testing.T) {
+	root := t.TempDir()
+	rt := &runtime{root: root, stdout: io.Discard, stderr: io.Discard, log: io.Discard, runc: "/nonexistent/runc"}
+	cmd := exec.Command("sleep", "60")
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	p, err := readProc(cmd.Process.Pid)
+	require.NoError(t, err)
+	r := &Record{ID: "c", Pid: cmd.Process.Pid, StartTime: p.startTime}
+	require.NoError(t, os.Mkdir(stateDir(root, r.ID), 0o700))
+	require.NoError(t, writeRecord(root, r))
+	fifo := filepath.Join(stateDir(root, r.ID), fifoFile)
+	require.NoError(t, unix.Mkfifo(fifo, 0o600))
+	done := make(chan error, 1)
+	t0 := time.Now()
+	go func() { done <- rt.start([]string{"c"}) }()
+	time.Sleep(100 * time.Millisecond)
+	require.NoError(t, os.Remove(fifo))
+	select {
+	case err := <-done:
+		assert.ErrorContains(t, err, "start c: already started")
+		assert.Less(t, time.Since(t0), 2*time.Second)
+	case <-time.After(2 * time.Second):
+		t.Fatal("start waited on after the FIFO was gone")
+	}
 }

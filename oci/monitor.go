@@ -105,8 +105,10 @@ func awaitRecord(ctx context.Context, dir string) (*Record, error) {
 }
 
 // awaitStart blocks on opening the FIFO for writing, which returns once
-// start opens it for reading, and writes start its go-ahead byte. A
-// cancelled ctx (SIGTERM) ends the wait with ctx's cause.
+// start opens it for reading, writes start its go-ahead byte and removes
+// the FIFO, which makes the container running: start removes it too, but
+// may be killed before. A cancelled ctx (SIGTERM) ends the wait with ctx's
+// cause.
 func awaitStart(ctx context.Context, fifo string) error {
 	return interruptible(ctx, func() error {
 		f, err := os.OpenFile(fifo, os.O_WRONLY|syscall.O_CLOEXEC, 0)
@@ -115,7 +117,13 @@ func awaitStart(ctx context.Context, fifo string) error {
 		}
 		_, err = f.Write([]byte{0})
 		f.Close()
-		return err
+		if err != nil {
+			return fmt.Errorf("exec fifo: %w", err)
+		}
+		if err := os.Remove(fifo); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("exec fifo: %w", err)
+		}
+		return nil
 	})
 }
 

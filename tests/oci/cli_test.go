@@ -379,3 +379,33 @@ func TestCreateKilled(t *testing.T) {
 	assert.Contains(t, string(console), "create ended before it recorded this process", "the monitor process's message")
 	assert.NotContains(t, string(console), "hello from tender guest")
 }
+
+// TestStartKilledAfterGoAhead: a start killed once the container's process
+// took its go-ahead, before it could remove the FIFO (the test plays that
+// start: it reads the go-ahead and leaves), still leaves a running
+// container: the process removes the FIFO itself, state says running, and
+// another start fails at once instead of waiting out its timeout.
+func TestStartKilledAfterGoAhead(t *testing.T) {
+	r := newRuntime(t)
+	b := bundle(t, rootfs(t, "spin"), []string{"/spin.elf"}, nil)
+	out, err := os.Create(filepath.Join(t.TempDir(), "console"))
+	require.NoError(t, err)
+	defer out.Close()
+	_, _, err = r.run(t, out, "create", "--bundle", b, "sk")
+	require.NoError(t, err)
+	defer r.run(t, nil, "delete", "--force", "sk")
+	require.Equal(t, specs.StateCreated, r.state(t, "sk").Status)
+	f, err := os.Open(filepath.Join(r.root, "sk", "exec.fifo"))
+	require.NoError(t, err)
+	_, err = f.Read(make([]byte, 1))
+	f.Close()
+	require.NoError(t, err)
+	console := func() string { b, _ := os.ReadFile(out.Name()); return string(b) }
+	require.Eventually(t, func() bool { return strings.Contains(console(), "spin: looping forever") }, 10*time.Second, 10*time.Millisecond)
+	assert.Eventually(t, func() bool { return r.state(t, "sk").Status == specs.StateRunning }, 5*time.Second, 10*time.Millisecond)
+	t0 := time.Now()
+	_, _, err = r.run(t, nil, "start", "sk")
+	assert.ErrorContains(t, err, "exit status 1")
+	assert.Less(t, time.Since(t0), 2*time.Second, "the second start waited")
+	assert.Contains(t, r.lastError(t), "cannot start container sk: it is running, not created")
+}
