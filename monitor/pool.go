@@ -125,6 +125,7 @@ type Pool struct {
 
 	inflight sync.WaitGroup // Invoke and Prewarm calls in progress
 	stop     chan struct{}  // closed by Close: stops the janitor
+	shut     chan struct{}  // closed when Close has stopped everything
 	janitor  sync.WaitGroup
 	// closers release what the pool's instances share, at Close once no
 	// instance can start any more.
@@ -200,7 +201,7 @@ func poolDefaults(cfg PoolConfig) (PoolConfig, error) {
 
 // newPool returns a pool of instances that spawn makes, for a checked cfg.
 func newPool(cfg PoolConfig, spawn func(*fnState) lifecycle) *Pool {
-	p := &Pool{cfg: cfg, spawn: spawn, stop: make(chan struct{})}
+	p := &Pool{cfg: cfg, spawn: spawn, stop: make(chan struct{}), shut: make(chan struct{})}
 	if cfg.Mode != Cold && cfg.IdleTimeout > 0 {
 		p.janitor.Add(1)
 		go p.retireIdle()
@@ -504,11 +505,15 @@ func (p *Pool) Stats() PoolStats {
 }
 
 // Close stops accepting invocations, waits for those in flight to finish,
-// then retires every instance and waits for them to stop.
+// then retires every instance and waits for them to stop. A Close while
+// another is under way waits for it likewise.
 func (p *Pool) Close() error {
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
+		// Its caller may close the Host next, which must wait until no
+		// instance is left.
+		<-p.shut
 		return nil
 	}
 	p.closed = true
@@ -529,6 +534,7 @@ func (p *Pool) Close() error {
 	for _, c := range p.closers {
 		c()
 	}
+	close(p.shut)
 	return nil
 }
 

@@ -310,3 +310,30 @@ func TestPoolRetireKeepsSlot(t *testing.T) {
 	assert.EqualValues(t, 1, vms.maxAlive.Load(), "instances alive at once")
 	assert.EqualValues(t, 2, vms.started.Load())
 }
+
+// TestPoolCloseTwice: a Close that comes while another is shutting the pool
+// down returns only once every instance is stopped (it returned at once, so
+// its caller could close the Host under instances still being retired).
+func TestPoolCloseTwice(t *testing.T) {
+	vms := &fakeVMs{stopping: make(chan struct{}, 1), stopHold: make(chan struct{})}
+	p := fakePool(t, PoolConfig{}, vms)
+	require.NoError(t, p.Prewarm(context.Background(), 1))
+	first := make(chan error, 1)
+	go func() { first <- p.Close() }()
+	<-vms.stopping // the first Close retires the instance
+
+	var stoppedThen atomic.Int64
+	second := make(chan error, 1)
+	go func() {
+		err := p.Close()
+		stoppedThen.Store(vms.stopped.Load())
+		second <- err
+	}()
+	// Give a wrong early return time to show; a right one cannot come
+	// before the release below.
+	time.Sleep(100 * time.Millisecond)
+	close(vms.stopHold)
+	require.NoError(t, <-first)
+	require.NoError(t, <-second)
+	assert.EqualValues(t, 1, stoppedThen.Load(), "instances stopped when the second Close returned")
+}
