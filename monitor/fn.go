@@ -99,6 +99,9 @@ type fnState struct {
 
 	cur    *call
 	served int
+	// boot is the context of a boot for no call (Pool.Prewarm) until the
+	// guest parks: it bounds the flush of the console if the boot fails.
+	boot context.Context
 	// reqBuf and args are the request buffer and argument structure of the
 	// guest's pending fn_next, kept while it is parked; argv is what args
 	// held when the guest made that call.

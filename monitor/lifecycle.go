@@ -89,6 +89,7 @@ func (f *fnVM) step(c *call) bool {
 		} else if f.bootCtx != nil {
 			// start's context binds the boot.
 			unwatch = context.AfterFunc(f.bootCtx, f.fn.kick)
+			f.fn.boot = f.bootCtx
 		}
 	} else {
 		f.fn.next = c
@@ -110,6 +111,7 @@ func (f *fnVM) step(c *call) bool {
 			f.end(0, err)
 			return false
 		}
+		f.fn.boot = nil // booted: a later end flushes for its call, if any
 		return true
 	}
 	if err == nil && c == nil {

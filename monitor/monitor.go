@@ -175,12 +175,20 @@ func (r *run) finish(status int, err error) (Result, error) {
 		// The output goes out before Run returns, within the run's or
 		// the call's deadline (a kick ends the flush). An instance that
 		// ends before taking the call handed over has no kick armed, so
-		// that call's deadline bounds the wait; one retired, none.
+		// that call's deadline bounds the wait; one that fails a boot for
+		// no call (Prewarm), that boot's context, since its output is
+		// usually why; one retired, none.
 		switch f := r.vm.fn; {
 		case f == nil || f.cur != nil:
 			con.flush()
 		case f.next != nil:
 			con.flushBy(f.next.deadline, f.next.ctx.Done())
+		case f.boot != nil:
+			if d, ok := f.boot.Deadline(); ok {
+				con.flushBy(d, f.boot.Done())
+			} else {
+				con.flushUntil(nil, f.boot.Done())
+			}
 		}
 		r.stats.ConsoleDropped = con.end()
 	}

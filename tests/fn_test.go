@@ -316,6 +316,33 @@ func TestPrewarmBootFails(t *testing.T) {
 	}
 }
 
+// TestPrewarmBootOutput: what a guest wrote before it failed during a
+// Prewarm boot reaches a slow console before Prewarm returns (it was
+// dropped: with no call handed over, nothing flushed it), and a console
+// that takes nothing holds Prewarm only until its context ends.
+func TestPrewarmBootOutput(t *testing.T) {
+	for _, b := range backends(t) {
+		h := newHost(t, b)
+		var out slowWriter
+		p := newPool(t, h, "exit", monitor.PoolConfig{Guest: monitor.Config{Args: []string{"x"}, Console: &out}})
+		err := p.Prewarm(context.Background(), 1)
+		pe, ok := as[*monitor.ProtocolError](err)
+		require.True(t, ok, "%s: want a ProtocolError, got %v", b, err)
+		assert.Contains(t, pe.Error(), "exited with status 2 before taking a request")
+		assert.Equal(t, "usage: exit [STATUS]\n", out.String(), b)
+
+		console, unblock := stalledConsole()
+		p = newPool(t, h, "exit", monitor.PoolConfig{Guest: monitor.Config{Args: []string{"x"}, Console: console}})
+		t.Cleanup(unblock)
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		within(t, string(b)+" prewarm, stalled console", func() { err = p.Prewarm(ctx, 1) })
+		cancel()
+		pe, ok = as[*monitor.ProtocolError](err)
+		require.True(t, ok, "%s: want a ProtocolError, got %v", b, err)
+		assert.Contains(t, pe.Error(), "exited with status 2 before taking a request")
+	}
+}
+
 // TestWarmSequentialReuse keeps one caller busy for many calls with a pool
 // that may grow: the hand-off must keep a single instance in use.
 func TestWarmSequentialReuse(t *testing.T) {
