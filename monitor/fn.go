@@ -3,6 +3,7 @@ package monitor
 import (
 	"context"
 	"fmt"
+	"math"
 	"sync/atomic"
 	"time"
 
@@ -224,7 +225,7 @@ func (f *fnState) take() (outcome, error) {
 		return parked, nil
 	}
 	copy(f.reqBuf, c.req.Body)
-	f.argv.ReqID, f.argv.ReqLen, f.argv.ReqDeadline = c.id, uint64(len(c.req.Body)), uint64(c.deadline.UnixNano())
+	f.argv.ReqID, f.argv.ReqLen, f.argv.ReqDeadline = c.id, uint64(len(c.req.Body)), deadlineNs(c.deadline)
 	writeArgs(f.args, &f.argv)
 	if s := f.fresh; s != nil && s.mem != nil {
 		// What the monitor writes does not show in the guest process's
@@ -237,6 +238,19 @@ func (f *fnState) take() (outcome, error) {
 		f.watch(c, left)
 	}
 	return resume, nil
+}
+
+// lastDeadline is the latest deadline req_deadline can hold, in int64
+// nanoseconds since the Unix epoch (in 2262).
+var lastDeadline = time.Unix(0, math.MaxInt64)
+
+// deadlineNs is t as req_deadline, capped at lastDeadline: time.Time.UnixNano
+// is undefined past it, where a huge pool timeout puts a call's deadline.
+func deadlineNs(t time.Time) uint64 {
+	if t.After(lastDeadline) {
+		return math.MaxInt64
+	}
+	return uint64(t.UnixNano())
 }
 
 // watch stops c at its deadline or when its caller's context is done, by

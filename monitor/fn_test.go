@@ -3,6 +3,7 @@ package monitor
 import (
 	"context"
 	"errors"
+	"math"
 	"testing"
 	"time"
 
@@ -242,6 +243,33 @@ func TestFnNextRequestCap(t *testing.T) {
 			assert.Contains(t, pe.Reason, "request buffer: ")
 			assert.Contains(t, pe.Reason, c.err)
 			assert.Nil(t, x.f.cur, "no call was handed over")
+		})
+	}
+}
+
+// TestFnNextDeadlineCapped: a deadline past what int64 nanoseconds since the
+// Unix epoch can hold (year 2262; a huge -timeout gets there) reaches the
+// guest as the largest one that can, not as the undefined value
+// time.Time.UnixNano gives for it.
+func TestFnNextDeadlineCapped(t *testing.T) {
+	now := time.Now()
+	for _, c := range []struct {
+		name     string
+		deadline time.Time
+		want     uint64
+	}{
+		{"a minute", now.Add(time.Minute), uint64(now.Add(time.Minute).UnixNano())},
+		{"the last", time.Unix(0, math.MaxInt64), math.MaxInt64},
+		{"past the last", time.Unix(0, math.MaxInt64).Add(time.Nanosecond), math.MaxInt64},
+		{"the longest timeout", now.Add(math.MaxInt64), math.MaxInt64},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			x := newFnFixture(t)
+			x.give(&call{ctx: context.Background(), id: 1, deadline: c.deadline}, nil)
+			got, err := x.mem.Uint64(argAddr + 64) // req_deadline
+			require.NoError(t, err)
+			assert.Equal(t, c.want, got)
+			x.f.end(0, nil)
 		})
 	}
 }
