@@ -206,12 +206,17 @@ func selectRows(all []row, sel []string) ([]row, error) {
 	var out []row
 	used := make(map[string]bool)
 	for _, r := range all {
+		// Every selector the key matches counts as used, not only the
+		// first: in "process,process-nolibc" both name process-nolibc.
+		matched := false
 		for _, s := range sel {
 			if r.key == s || strings.HasPrefix(r.key, s+"-") {
-				out = append(out, r)
 				used[s] = true
-				break
+				matched = true
 			}
+		}
+		if matched {
+			out = append(out, r)
 		}
 	}
 	for _, s := range sel {
