@@ -188,10 +188,11 @@ func exitCode(err error) int {
 
 // TestContainerdRun: `ctr run --runc-binary tender-oci` of tender guests
 // prints their console and ends with their status or tender's outcome
-// code; a static C program that is no tender guest runs under runc.
+// code; a Solo5 guest that polls runs confined as `tender run` runs it; a
+// static C program that is no tender guest runs under runc.
 func TestContainerdRun(t *testing.T) {
 	c := startContainerd(t)
-	fs := rootfs(t, "hello", "exit", "nullderef")
+	fs := rootfs(t, "hello", "exit", "nullderef", "solo5/time")
 	staticC(t, fs, "hello from runc", 3)
 	for _, tc := range []struct {
 		name   string
@@ -203,6 +204,9 @@ func TestContainerdRun(t *testing.T) {
 		{"hello", []string{"/hello.elf"}, 0, "hello from tender guest\n", ""},
 		{"exit7", []string{"/exit.elf", "7"}, 7, "", ""},
 		{"nullderef", []string{"/nullderef.elf"}, 241, "nullderef: reading address 0\n", "tender: guest fault: #PF page fault"},
+		// Its poll waits with ppoll, which the filter allows a network
+		// guest: without a device it must be allowed all the same.
+		{"solo5-time", []string{"/solo5/time.elf"}, 0, "SUCCESS\n", ""},
 		{"runc", []string{"/hello"}, 3, "hello from runc\n", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
