@@ -263,8 +263,12 @@ func measure(ctx context.Context, cfg Config, r row, prog Progress) (m measured)
 		return m
 	}
 	defer func() {
+		// A failed row reports its cleanup's error too: a failed request
+		// is when containers or directories are most likely left behind.
 		if err := run.close(); err != nil && m.OK() {
 			m.Notes = strings.TrimPrefix(m.Notes+"; cleanup: "+err.Error(), "; ")
+		} else if err != nil {
+			m.Unavailable += "; cleanup: " + err.Error()
 		}
 	}()
 

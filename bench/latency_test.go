@@ -13,8 +13,9 @@ import (
 // callRunner records when each request started; it fails the one numbered
 // failAt (from 1), if set.
 type callRunner struct {
-	starts []time.Time
-	failAt int
+	starts   []time.Time
+	failAt   int
+	closeErr error
 }
 
 func (r *callRunner) enter() error { return nil }
@@ -26,7 +27,7 @@ func (r *callRunner) once(context.Context) error {
 	return nil
 }
 func (r *callRunner) memory(context.Context) (float64, string, error) { return 0, "", nil }
-func (r *callRunner) close() error                                    { return nil }
+func (r *callRunner) close() error                                    { return r.closeErr }
 func (r *callRunner) timesRequests()                                  {}
 
 // TestLatencyWarmup: the timed requests start only after the Warmup
@@ -45,4 +46,20 @@ func TestLatencyWarmup(t *testing.T) {
 
 	_, err = latency(context.Background(), Config{N: 5, Warmup: 2}, &callRunner{failAt: 1}, func() {})
 	assert.Error(t, err, "a failed warm-up request")
+}
+
+// TestMeasureCleanupError: the error of a row's cleanup is reported whether
+// the row succeeded (in its notes) or failed (after why it failed).
+func TestMeasureCleanupError(t *testing.T) {
+	cfg := Config{N: 2, Warmup: 1, Duration: 10 * time.Millisecond, Concurrency: 1}
+	leftover := errors.New("container left behind")
+	mk := func(run *callRunner) row {
+		return row{key: "k", name: "k", setup: func(context.Context) (runner, error) { return run, nil }}
+	}
+	m := measure(context.Background(), cfg, mk(&callRunner{failAt: 1, closeErr: leftover}), noProgress{})
+	assert.Equal(t, "failed: request failed; cleanup: container left behind", m.Unavailable)
+
+	m = measure(context.Background(), cfg, mk(&callRunner{closeErr: leftover}), noProgress{})
+	assert.True(t, m.OK(), m.Unavailable)
+	assert.Equal(t, "cleanup: container left behind", m.Notes)
 }
