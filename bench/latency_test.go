@@ -63,3 +63,51 @@ func TestMeasureCleanupError(t *testing.T) {
 	assert.True(t, m.OK(), m.Unavailable)
 	assert.Equal(t, "cleanup: container left behind", m.Notes)
 }
+
+// slowRetrier is a callRunner whose first request takes long enough to be
+// the whole warm-up, and whose requests numbered in retryAt (from 1) are
+// made again, which takes retryDelay.
+type slowRetrier struct {
+	callRunner
+	retryAt    map[int]bool
+	retryDelay time.Duration
+	n          int64
+}
+
+func (r *slowRetrier) once(ctx context.Context) error {
+	err := r.callRunner.once(ctx)
+	switch i := len(r.starts); {
+	case i == 1:
+		time.Sleep(minWarmup + time.Millisecond)
+	case r.retryAt[i]:
+		r.n++
+		time.Sleep(r.retryDelay)
+	}
+	return err
+}
+func (r *slowRetrier) retried() int64 { return r.n }
+
+// TestLatencyRetried: a timed request that the runner made again is not a
+// sample (its time covers two runs); another one is timed in its place, and
+// the progress steps still count Warmup + N requests. A runner that makes
+// more than N of them again fails.
+func TestLatencyRetried(t *testing.T) {
+	const delay = 200 * time.Millisecond
+	r := &slowRetrier{retryAt: map[int]bool{3: true, 5: true}, retryDelay: delay}
+	steps := 0
+	samples, err := latency(context.Background(), Config{N: 4, Warmup: 1}, r, func() { steps++ })
+	require.NoError(t, err)
+	assert.Len(t, samples, 4)
+	assert.Equal(t, 5, steps)
+	assert.Len(t, r.starts, 7, "one warm-up request, 4 timed, 2 made again")
+	for _, d := range samples {
+		assert.Less(t, d, delay)
+	}
+
+	all := map[int]bool{}
+	for i := 2; i < 20; i++ {
+		all[i] = true
+	}
+	_, err = latency(context.Background(), Config{N: 4, Warmup: 1}, &slowRetrier{retryAt: all}, func() {})
+	assert.ErrorContains(t, err, "more than 4 timed requests were made again")
+}

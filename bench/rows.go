@@ -192,7 +192,8 @@ type procRunner struct {
 	// retryEmpty: a request whose program exits 0 without writing
 	// anything is made once more (with new arguments), and counted in
 	// empty. crun 1.8.1 does that now and then when several runs of one
-	// bundle start at once; the row reports how often.
+	// bundle start at once; the row reports how often. latency times
+	// another request in place of one made again (retried).
 	retryEmpty bool
 	empty      atomic.Int64
 }
@@ -216,30 +217,38 @@ const stderrMax = 2048
 const PayloadMax = 4096
 
 func (p *procRunner) once(ctx context.Context) error {
-	args := p.args
-	if p.argsFor != nil {
-		args = p.argsFor()
-	}
 	var attr *syscall.SysProcAttr
 	if p.attr != nil {
 		attr = p.attr()
 	}
-	err := p.spawn(ctx, p.path, args, attr, nil)
-	if p.after != nil {
-		p.after(args, err)
-	}
-	if p.retryEmpty && errors.Is(err, errEmptyReply) {
-		p.empty.Add(1)
-		if p.argsFor != nil { // e.g. a new container ID
+	return p.request(func(args []string) error { return p.spawn(ctx, p.path, args, attr, nil) })
+}
+
+// request makes one request with run, which gets its arguments, and calls
+// after; with retryEmpty, a run that exits 0 without output is made once
+// more with new arguments (e.g. a new container ID).
+func (p *procRunner) request(run func(args []string) error) error {
+	try := func() error {
+		args := p.args
+		if p.argsFor != nil {
 			args = p.argsFor()
 		}
-		err = p.spawn(ctx, p.path, args, attr, nil)
+		err := run(args)
 		if p.after != nil {
 			p.after(args, err)
 		}
+		return err
+	}
+	err := try()
+	if p.retryEmpty && errors.Is(err, errEmptyReply) {
+		p.empty.Add(1)
+		err = try()
 	}
 	return err
 }
+
+// retried is the number of requests made again so far.
+func (p *procRunner) retried() int64 { return p.empty.Load() }
 
 // anomalies says what the row's notes should add about its requests.
 func (p *procRunner) anomalies() string {
@@ -334,33 +343,32 @@ func (p *procRunner) memory(ctx context.Context) (float64, string, error) {
 	}
 	var kibs []int64
 	for range max(p.memRuns, memoryRuns) {
-		args := p.args
-		if p.argsFor != nil {
-			args = p.argsFor()
-		}
-		r, w, err := os.Pipe()
+		var kib int64
+		err := p.request(func(args []string) error {
+			r, w, err := os.Pipe()
+			if err != nil {
+				return err
+			}
+			defer r.Close()
+			var sa *syscall.SysProcAttr
+			if attr != nil {
+				sa = attr()
+			}
+			rctx, cancel := context.WithTimeout(ctx, requestTimeout)
+			err = p.spawn(rctx, launcher, append([]string{"3", p.path}, args...), sa, []*os.File{w})
+			cancel()
+			w.Close()
+			line := drain(r, 64)
+			if err != nil {
+				return err
+			}
+			if kib, err = strconv.ParseInt(string(bytes.TrimSpace(line)), 10, 64); err != nil {
+				return fmt.Errorf("maxrss reported %q", line)
+			}
+			return nil
+		})
 		if err != nil {
 			return 0, "", err
-		}
-		var sa *syscall.SysProcAttr
-		if attr != nil {
-			sa = attr()
-		}
-		rctx, cancel := context.WithTimeout(ctx, requestTimeout)
-		err = p.spawn(rctx, launcher, append([]string{"3", p.path}, args...), sa, []*os.File{w})
-		cancel()
-		w.Close()
-		if p.after != nil {
-			p.after(args, err)
-		}
-		line := drain(r, 64)
-		r.Close()
-		if err != nil {
-			return 0, "", err
-		}
-		kib, err := strconv.ParseInt(string(bytes.TrimSpace(line)), 10, 64)
-		if err != nil {
-			return 0, "", fmt.Errorf("maxrss reported %q", line)
 		}
 		kibs = append(kibs, kib)
 	}
