@@ -96,8 +96,9 @@ func (rep *Report) Markdown(w io.Writer) error {
 			FormatDuration(r.Latency.Median), FormatDuration(r.Latency.P90), FormatDuration(r.Latency.P99),
 			FormatRate(r.Throughput), FormatKiB(r.MemoryKiB), cell(r.Notes))
 	}
-	fmt.Fprintf(&b, "\nLatency: %d sequential requests per row after %d warm-up ones. Throughput: %d concurrent requesters for %v. Payload %q. tender backend: %s.\n",
-		rep.N, rep.Warmup, rep.Concurrency, rep.Duration, rep.Payload, rep.Backend)
+	// Warmup is a minimum: a fast row runs more until minWarmup has passed.
+	fmt.Fprintf(&b, "\nLatency: %d sequential requests per row after a warm-up of at least %d requests and %v. Throughput: %d concurrent requesters for %v. Payload %q. tender backend: %s.\n",
+		rep.N, rep.Warmup, minWarmup, rep.Concurrency, rep.Duration, rep.Payload, rep.Backend)
 	if len(rep.Ratios) > 0 {
 		b.WriteString("\nRatios (this run):\n\n")
 		for _, r := range rep.Ratios {

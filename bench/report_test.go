@@ -47,6 +47,7 @@ func TestMarkdownTable(t *testing.T) {
 	assert.Equal(t, "| tender warm (process backend) | 42.0 µs | 50.0 µs | 61.0 µs | 40,000 | < 4 KiB |  |", lines[6])
 	assert.Equal(t, "| tender cold, whole process (process backend) | 3.00 ms | 4.00 ms | 5.00 ms | 600 | – |  |", lines[7])
 	out := b.String()
+	assert.Contains(t, out, "\nLatency: 3 sequential requests per row after a warm-up of at least 1 requests and 20ms. Throughput: 2 concurrent requesters for 1s.")
 	assert.Contains(t, out, "- cold start: tender cold (process backend) vs crun, default config: **7.00x** (target 6x, issue: at least 6x faster than crun's default config: met)")
 	assert.Contains(t, out, "- cold start: tender cold, whole process (process backend) vs crun, default config: **2.57x** (target 6x, issue: at least 6x faster than crun's default config: not met)")
 	assert.Contains(t, out, "- throughput: tender warm (process backend) vs process: static C echo (glibc): **11.59x** (target 10x, issue: at least 10x the Linux process: met)")
