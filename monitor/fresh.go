@@ -17,9 +17,9 @@ import (
 
 // ErrFreshUnsupported is returned (wrapped) by NewPool for a Fresh pool the
 // host's backend or the guest cannot reset: the process backend on kernels
-// before 6.7, which cannot tell which pages a guest process wrote, guests
-// that declare network or block devices, whose state lives outside guest
-// memory, and Solo5 guests, which serve no function calls.
+// before 6.7, which cannot tell which pages a guest process wrote, and
+// guests that declare network or block devices, whose state lives outside
+// guest memory. (No pool takes a Solo5 guest: ErrSolo5Pool.)
 var ErrFreshUnsupported = errors.New("monitor: fresh instances need KVM or Linux 6.7, and a tender guest without devices")
 
 // freshState is what a Fresh instance keeps to go back to the state its

@@ -50,6 +50,9 @@ var (
 	ErrSaturated = errors.New("monitor: pool saturated: every instance busy and the queue full")
 	// ErrClosed: the pool is closed or closing.
 	ErrClosed = errors.New("monitor: pool closed")
+	// ErrSolo5Pool: NewPool was given a Solo5 guest, which has no fn_next
+	// and so can never take a call; run it once with VM.Run (tender run).
+	ErrSolo5Pool = errors.New("monitor: a Solo5 guest serves no function calls (it has no fn_next): run it with tender run, not in a pool")
 )
 
 // PoolConfig describes a function and how to run it.
@@ -143,16 +146,15 @@ func (h *Host) NewPool(cfg PoolConfig) (*Pool, error) {
 	if err != nil {
 		return nil, err
 	}
+	if g.img.Solo5 != nil {
+		// In any mode: no instance could serve a call, and a confined
+		// pool's instance would die on a call the filter refuses (its
+		// poll's eventfd) rather than fail with an error.
+		return nil, ErrSolo5Pool
+	}
 	if cfg.Mode == Fresh {
 		if !h.be.resets() {
 			return nil, fmt.Errorf("%w: the %s backend needs Linux 6.7 to track a guest process's writes (%w)", ErrFreshUnsupported, BackendProcess, process.CanTrack())
-		}
-		if g.img.Solo5 != nil {
-			// Its hypercalls have no fn_next to snapshot at; and a reset
-			// looks only where the guest may write, while the monitor's
-			// emulation of a Solo5 guest's privileged instructions writes
-			// its own stack page (guestmem.Memory.Revert).
-			return nil, fmt.Errorf("%w: a Solo5 guest serves no function calls", ErrFreshUnsupported)
 		}
 		if n := len(g.img.Devices); n > 0 {
 			return nil, fmt.Errorf("%w: the guest declares %d devices (network or block)", ErrFreshUnsupported, n)

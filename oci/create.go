@@ -98,6 +98,9 @@ func (rt *runtime) create(args []string) error {
 	}
 	var netDevice string
 	switch {
+	case img.Solo5 != nil && opts.Serves():
+		// Refused here, not by tender-serve once the container started.
+		return fmt.Errorf("%s is a Solo5 guest: it serves no function calls (no fn_next); run it with %s=run", g.Path, AnnotationMode)
 	case len(img.Devices) > 1:
 		return fmt.Errorf("%s declares %d network devices; a container gives a guest one, joined to the pod's %s", g.Path, len(img.Devices), podInterface)
 	case len(img.Devices) == 1 && opts.Serves():

@@ -3,6 +3,7 @@ package tests
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -166,6 +167,51 @@ func TestCLIInvoke(t *testing.T) {
 		require.ErrorAs(t, err, &ee)
 		assert.Equal(t, monitor.ExitTimeout, ee.ExitCode())
 	}
+}
+
+// TestCLISolo5Pool: `tender invoke` in every mode and `tender serve` refuse
+// a Solo5 guest, which has no fn_next, with a monitor error (255) that says
+// so, before anything is confined: an instance booted under the filter
+// died with 244, and serve did so at its first request.
+func TestCLISolo5Pool(t *testing.T) {
+	const want = "tender: monitor: a Solo5 guest serves no function calls (it has no fn_next): run it with tender run, not in a pool\n"
+	for _, b := range backends(t) {
+		for _, mode := range []string{"cold", "warm", "fresh"} {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			cmd := exec.CommandContext(ctx, filepath.Join(root, "bin", "tender"), "invoke", "-backend="+string(b), "-mode="+mode, solo5GuestPath("time"))
+			cmd.Stdin = strings.NewReader("x")
+			var stdout, stderr bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			err := cmd.Run()
+			cancel()
+			assert.Equal(t, monitor.ExitMonitor, exitStatus(err), "invoke %s %s: stderr %q", b, mode, stderr.String())
+			assert.Equal(t, want, stderr.String(), "invoke %s %s", b, mode)
+			assert.Empty(t, stdout.String(), "invoke %s %s", b, mode)
+		}
+		// serve stops before it listens, instead of serving a pool whose
+		// first instance ends it.
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		cmd := exec.CommandContext(ctx, filepath.Join(root, "bin", "tender"), "serve", "-backend="+string(b), "-listen=127.0.0.1:0", solo5GuestPath("time"))
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		cancel()
+		assert.Equal(t, monitor.ExitMonitor, exitStatus(err), "serve %s: stderr %q", b, stderr.String())
+		assert.Equal(t, want, stderr.String(), "serve %s", b)
+	}
+}
+
+// exitStatus is the exit status of a finished command, -1 if it was killed
+// (or did not start).
+func exitStatus(err error) int {
+	var ee *exec.ExitError
+	if err == nil {
+		return 0
+	}
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
+	return -1
 }
 
 func TestCLIStats(t *testing.T) {

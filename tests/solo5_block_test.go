@@ -207,20 +207,25 @@ func TestSolo5BlockCLI(t *testing.T) {
 	}
 }
 
-// TestSolo5FreshRefused: a fresh pool needs a guest that serves function
-// calls (fn_next), which a Solo5 guest cannot, with devices or without.
-func TestSolo5FreshRefused(t *testing.T) {
-	if ok, _ := kvmAvailable(); !ok {
-		t.Skip("fresh pools need KVM")
-	}
-	h := newHost(t, monitor.BackendKVM)
-	dev := openStorage(t, diskImage(t, 4096), blockdev.Options{})
-	for _, cfg := range []monitor.Config{
-		{ELF: solo5Guest(t, "blk"), Block: map[string]*blockdev.Device{"storage": dev}},
-		{ELF: solo5Guest(t, "hello")},
-	} {
-		_, err := h.NewPool(monitor.PoolConfig{Mode: monitor.Fresh, Guest: cfg})
-		assert.ErrorIs(t, err, monitor.ErrFreshUnsupported)
-		assert.ErrorContains(t, err, "a Solo5 guest serves no function calls")
+// TestSolo5PoolRefused: a pool of any mode needs a guest that serves
+// function calls (fn_next), which a Solo5 guest cannot, with devices or
+// without; NewPool says so rather than boot instances that never take one.
+func TestSolo5PoolRefused(t *testing.T) {
+	for _, b := range backends(t) {
+		h := newHost(t, b)
+		dev := openStorage(t, diskImage(t, 4096), blockdev.Options{})
+		for _, cfg := range []monitor.Config{
+			{ELF: solo5Guest(t, "blk"), Block: map[string]*blockdev.Device{"storage": dev}},
+			{ELF: solo5Guest(t, "time")},
+		} {
+			for _, mode := range []monitor.Mode{monitor.Cold, monitor.Warm, monitor.Fresh} {
+				p, err := h.NewPool(monitor.PoolConfig{Mode: mode, Guest: cfg})
+				if p != nil {
+					p.Close()
+				}
+				assert.ErrorIs(t, err, monitor.ErrSolo5Pool, "%s %s", b, mode)
+				assert.ErrorContains(t, err, "a Solo5 guest serves no function calls", "%s %s", b, mode)
+			}
+		}
 	}
 }

@@ -173,7 +173,7 @@ func TestDeleteCreated(t *testing.T) {
 // the JSON log, and leaves nothing under --root.
 func TestBadBundles(t *testing.T) {
 	noRootfs := bundle(t, filepath.Join(t.TempDir(), "missing"), []string{"/hello.elf"}, nil)
-	fs := rootfs(t, "hello")
+	fs := rootfs(t, "hello", "solo5/time")
 	brokenGuest(t, fs)
 	cases := []struct {
 		name, bundle, want string
@@ -182,6 +182,10 @@ func TestBadBundles(t *testing.T) {
 		{"broken ELF", bundle(t, fs, []string{"/broken.elf"}, nil), "/broken.elf: invalid guest ELF: entry point 0x50 is not inside an executable segment"},
 		{"bad annotation", bundle(t, fs, []string{"/hello.elf"}, map[string]string{"dev.tender.timeout": "soon"}), `annotation dev.tender.timeout="soon": want a duration`},
 		{"annotated but no guest", bundle(t, fs, []string{"/nothing"}, map[string]string{"dev.tender.memory": "64"}), "has tender annotations but /nothing in its rootfs is no tender guest"},
+		// No pool can serve it: refused by create, not by tender-serve
+		// once the container has started.
+		{"Solo5 guest served", bundle(t, fs, []string{"/solo5/time.elf"}, map[string]string{"dev.tender.mode": "warm"}),
+			"/solo5/time.elf is a Solo5 guest: it serves no function calls (no fn_next); run it with dev.tender.mode=run"},
 		{"guest too large for its memory", bundle(t, fs, []string{"/hello.elf"}, map[string]string{"dev.tender.memory": "4"}), ""},
 	}
 	for _, c := range cases {
