@@ -118,6 +118,11 @@ func (pr *Program) Install() error {
 	if pr == nil {
 		return nil
 	}
+	// no_new_privs is a thread's, and seccomp checks the calling thread's:
+	// a goroutine moved to another thread between the two calls would
+	// make the filter fail (EACCES) for a user without CAP_SYS_ADMIN.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	fprog := unix.SockFprog{Len: uint16(len(pr.filter)), Filter: &pr.filter[0]}
 	// The Go runtime creates its network poller (epoll_create1, eventfd2)
 	// on first need, a timer being one: have it now, while that is allowed.

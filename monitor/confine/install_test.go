@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -27,6 +28,10 @@ import (
 var confined = sync.OnceValues(func() (map[bool]string, error) {
 	dir, err := os.MkdirTemp("", "confine-test")
 	if err != nil {
+		return nil, err
+	}
+	// Open to nobody, whom TestInstallUnprivileged runs them as.
+	if err := os.Chmod(dir, 0o755); err != nil {
 		return nil, err
 	}
 	bins := map[bool]string{}
@@ -58,12 +63,16 @@ func startChild(t *testing.T, mode string) (*exec.Cmd, *bufio.Reader, io.WriteCl
 	return startBuild(t, false, mode)
 }
 
-// startBuild starts the build of testdata/confined with or without cgo.
-func startBuild(t *testing.T, cgo bool, mode string) (*exec.Cmd, *bufio.Reader, io.WriteCloser, *strings.Builder) {
+// startBuild starts the build of testdata/confined with or without cgo,
+// after setup, if any, has seen its command.
+func startBuild(t *testing.T, cgo bool, mode string, setup ...func(*exec.Cmd)) (*exec.Cmd, *bufio.Reader, io.WriteCloser, *strings.Builder) {
 	t.Helper()
 	bins, err := confined()
 	require.NoError(t, err)
 	cmd := exec.Command(bins[cgo], mode)
+	for _, f := range setup {
+		f(cmd)
+	}
 	stdin, err := cmd.StdinPipe()
 	require.NoError(t, err)
 	stdout, err := cmd.StdoutPipe()
@@ -112,6 +121,37 @@ func TestInstallCgo(t *testing.T) {
 		line, err := out.ReadString('\n')
 		require.NoError(t, err, "stderr: %s", stderr)
 		require.Equal(t, "ready\n", line)
+		in.Close()
+		require.NoError(t, cmd.Wait(), "stderr: %s", stderr)
+	}
+}
+
+// TestInstallUnprivileged installs the filter from a goroutine other than
+// main's, while others keep the scheduler busy, as a user without
+// CAP_SYS_ADMIN (nobody when the test runs as root), 20 times: the kernel
+// then takes the filter only from a thread with no_new_privs, so Install
+// must set it and install the filter on one thread. Every thread ends with
+// both.
+func TestInstallUnprivileged(t *testing.T) {
+	nobody := func(cmd *exec.Cmd) {
+		if os.Geteuid() == 0 {
+			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		}
+	}
+	for range 20 {
+		cmd, out, in, stderr := startBuild(t, false, "goroutine", nobody)
+		line, err := out.ReadString('\n')
+		require.NoError(t, err, "stderr: %s", stderr)
+		require.Equal(t, "ready\n", line)
+		for tid, v := range threadStatus(t, cmd.Process.Pid, "CapEff") {
+			require.Equal(t, "0000000000000000", v, "thread %s has capabilities", tid)
+		}
+		for tid, v := range threadStatus(t, cmd.Process.Pid, "Seccomp") {
+			assert.Equal(t, "2", v, "thread %s", tid)
+		}
+		for tid, v := range threadStatus(t, cmd.Process.Pid, "NoNewPrivs") {
+			assert.Equal(t, "1", v, "thread %s", tid)
+		}
 		in.Close()
 		require.NoError(t, cmd.Wait(), "stderr: %s", stderr)
 	}
