@@ -7,8 +7,12 @@
 //
 // A forbidden call does not run: the filter raises SIGSYS, whose handler
 // prints "tender: seccomp: forbidden system call N" on stderr and ends the
-// process with status monitor.ExitSeccomp. A call through another
-// architecture's entry (int $0x80) kills the process outright.
+// process with status monitor.ExitSeccomp. The message is dropped rather
+// than waited for when stderr is full. A SIGSYS sent by another process
+// (kill -SYS) ends it the same way, as SIGSYS would by default, with
+// "tender: seccomp: SIGSYS sent by process PID, not by the filter". A call
+// through another architecture's entry (int $0x80) kills the process
+// outright.
 //
 // The library never installs the filter itself; a program calls Install
 // when its set-up is done:

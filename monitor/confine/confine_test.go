@@ -329,3 +329,21 @@ func TestDocListsEveryCall(t *testing.T) {
 		}
 	}
 }
+
+// TestHandlerCallsAllowed: every policy allows the calls the SIGSYS handler
+// makes (sigsys_amd64.s), which runs with SIGSYS blocked: a trap there
+// would kill the process with no message and no exit status of tender's.
+func TestHandlerCallsAllowed(t *testing.T) {
+	for _, p := range []Policy{kvmRun, kvmPool, kvmServe, kvmNet, kvmBlock, procRun, procPool, procBlk} {
+		for _, cgo := range []bool{false, true} {
+			for _, c := range []call{
+				sys(unix.SYS_FCNTL, 2, unix.F_GETFL),
+				sys(unix.SYS_FCNTL, 2, unix.F_SETFL, unix.O_WRONLY|unix.O_NONBLOCK),
+				sys(unix.SYS_WRITE, 2, 0x1000, 60),
+				sys(unix.SYS_EXIT_GROUP, uint64(monitor.ExitSeccomp)),
+			} {
+				assert.Equal(t, uint32(actAllow), verdictCgo(t, p, cgo, c), "call %d %v in %+v (cgo %v)", c.nr, c.args, p, cgo)
+			}
+		}
+	}
+}

@@ -2,6 +2,7 @@ package confine
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -173,4 +175,69 @@ func TestForbiddenCall(t *testing.T) {
 		assert.Equal(t, fmt.Sprintf("tender: seccomp: forbidden system call %d\n", tc.nr), stderr.String())
 		assert.NotContains(t, string(rest), "still alive")
 	}
+}
+
+// waitExit waits up to 10 s for cmd to end and returns its exit status; a
+// process still there then is killed and fails the test.
+func waitExit(t *testing.T, cmd *exec.Cmd) int {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(10 * time.Second):
+		cmd.Process.Kill()
+		<-done
+		t.Fatal("the process did not end within 10 s of its SIGSYS")
+	}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
+	require.NoError(t, err)
+	return 0
+}
+
+// TestForbiddenCallStderrFull: with stderr a full pipe nobody reads, a
+// forbidden call still ends the process at once with ExitSeccomp (the
+// message is dropped, not waited on), and the pipe is left blocking as it
+// was: its file is shared with whoever gave it.
+func TestForbiddenCallStderrFull(t *testing.T) {
+	var p [2]int
+	require.NoError(t, unix.Pipe2(p[:], unix.O_CLOEXEC))
+	pr, pw := os.NewFile(uintptr(p[0]), "stderr read end"), os.NewFile(uintptr(p[1]), "stderr write end")
+	defer pr.Close()
+	defer pw.Close()
+	bins, err := confined()
+	require.NoError(t, err)
+	cmd := exec.Command(bins[false], "full-stderr")
+	cmd.Stderr = pw
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	out := bufio.NewReader(stdout)
+	line, err := out.ReadString('\n')
+	require.NoError(t, err)
+	require.Equal(t, "full\n", line)
+	assert.Equal(t, monitor.ExitSeccomp, waitExit(t, cmd))
+	rest, _ := io.ReadAll(out)
+	assert.NotContains(t, string(rest), "still alive")
+	fl, err := unix.FcntlInt(uintptr(p[1]), unix.F_GETFL, 0)
+	require.NoError(t, err)
+	assert.Zero(t, fl&unix.O_NONBLOCK, "the handler left stderr non-blocking")
+}
+
+// TestSentSIGSYS: a SIGSYS another process sends (kill -SYS) is not taken
+// for a forbidden call: the process says who sent it and ends with
+// ExitSeccomp all the same, as SIGSYS ends a process by default.
+func TestSentSIGSYS(t *testing.T) {
+	cmd, out, in, stderr := startChild(t, "work")
+	defer in.Close()
+	line, err := out.ReadString('\n')
+	require.NoError(t, err, "stderr: %s", stderr)
+	require.Equal(t, "ready\n", line)
+	require.NoError(t, cmd.Process.Signal(syscall.SIGSYS))
+	assert.Equal(t, monitor.ExitSeccomp, waitExit(t, cmd), "stderr: %s", stderr)
+	assert.Equal(t, fmt.Sprintf("tender: seccomp: SIGSYS sent by process %d, not by the filter\n", os.Getpid()), stderr.String())
 }

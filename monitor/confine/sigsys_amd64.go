@@ -43,7 +43,10 @@ const (
 
 // installSIGSYS replaces the Go runtime's SIGSYS handler, which would print
 // a goroutine trace and exit with status 2 (a guest status), by sigsys. It
-// runs on the signal stack the Go runtime gives every thread.
+// runs on the signal stack the Go runtime gives every thread, with every
+// signal blocked; it makes only calls every policy allows (write, fcntl's
+// F_GETFL and F_SETFL, exit_group), since a trap there would kill the
+// process without a word.
 func installSIGSYS() error {
 	h, r := handlerAddrs()
 	sa := kernelSigaction{handler: h, flags: saSiginfo | saOnstack | saRestorer, restorer: r, mask: ^uint64(0)}

@@ -1,8 +1,10 @@
 // Command confined is the process TestInstall, TestInstallCgo,
-// TestInstallUnprivileged and TestForbiddenCall confine: built without cgo,
+// TestInstallUnprivileged, TestForbiddenCall, TestForbiddenCallStderrFull and
+// TestSentSIGSYS confine: built without cgo,
 // like tender, or with it, it installs tender run's KVM policy (from main,
 // or with "goroutine" from another goroutine) and then, by its argument,
-// works within it until stdin closes, or makes a forbidden call.
+// works within it until stdin closes, or makes a forbidden call (with
+// "full-stderr", once its stderr is full).
 package main
 
 import (
@@ -36,6 +38,28 @@ func main() {
 	case "socket":
 		_, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
 		fmt.Println("still alive:", err)
+	case "full-stderr":
+		// stderr is a pipe nobody reads: fill it, then leave it blocking,
+		// so that only the handler's own care keeps its write from
+		// blocking for ever.
+		fl, err := unix.FcntlInt(2, unix.F_GETFL, 0)
+		if err == nil {
+			_, err = unix.FcntlInt(2, unix.F_SETFL, fl|unix.O_NONBLOCK)
+		}
+		for buf := make([]byte, 4096); err == nil; {
+			_, err = unix.Write(2, buf)
+		}
+		if err != unix.EAGAIN {
+			fmt.Println("filling stderr:", err)
+			os.Exit(1)
+		}
+		if _, err := unix.FcntlInt(2, unix.F_SETFL, fl&^unix.O_NONBLOCK); err != nil {
+			fmt.Println("stderr blocking again:", err)
+			os.Exit(1)
+		}
+		fmt.Println("full")
+		unix.Getppid()
+		fmt.Println("still alive")
 	}
 }
 
