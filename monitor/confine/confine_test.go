@@ -152,6 +152,13 @@ func TestFilterVerdicts(t *testing.T) {
 		{"openat for writing while serving", kvmServe, sys(unix.SYS_OPENAT, atFDCWD, 0x1000, unix.O_WRONLY|unix.O_CLOEXEC), trap},
 		{"openat creating while serving", kvmServe, sys(unix.SYS_OPENAT, atFDCWD, 0x1000, unix.O_RDONLY|unix.O_CREAT), trap},
 		{"openat O_TMPFILE while serving", kvmServe, sys(unix.SYS_OPENAT, atFDCWD, 0x1000, unix.O_RDWR|unix.O_TMPFILE), trap},
+		// unix.O_TMPFILE includes O_DIRECTORY, which os.ReadDir sets.
+		{"openat O_DIRECTORY read-only while serving (os.ReadDir of /proc/self/fd)", kvmServe, sys(unix.SYS_OPENAT, atFDCWD, 0x1000, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_DIRECTORY), allow},
+		{"openat O_TMPFILE read-only while serving", kvmServe, sys(unix.SYS_OPENAT, atFDCWD, 0x1000, unix.O_RDONLY|unix.O_TMPFILE), trap},
+		{"openat O_DIRECTORY for writing while serving", kvmServe, sys(unix.SYS_OPENAT, atFDCWD, 0x1000, unix.O_WRONLY|unix.O_DIRECTORY), trap},
+		{"openat O_DIRECTORY read-only in a process pool", procPool, sys(unix.SYS_OPENAT, 0, 0x1000, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_DIRECTORY), allow},
+		{"openat O_TMPFILE in a process pool", procPool, sys(unix.SYS_OPENAT, 0, 0x1000, unix.O_RDWR|unix.O_TMPFILE), trap},
+		{"openat O_TMPFILE read-only in a process pool", procPool, sys(unix.SYS_OPENAT, 0, 0x1000, unix.O_RDONLY|unix.O_TMPFILE), trap},
 		{"mmap read-write", kvmRun, sys(unix.SYS_MMAP, 0, 4096, rw, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS), allow},
 		{"mmap executable under KVM", kvmPool, sys(unix.SYS_MMAP, 0, 4096, rw|unix.PROT_EXEC, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS), trap},
 		{"mprotect", kvmPool, sys(unix.SYS_MPROTECT, 0x1000, 4096, unix.PROT_EXEC), trap},

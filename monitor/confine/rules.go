@@ -57,6 +57,13 @@ const (
 	pthreadFlags = threadFlags | unix.CLONE_PARENT_SETTID | unix.CLONE_CHILD_CLEARTID
 )
 
+// readOnlyOpen holds for an openat that neither writes nor creates. It masks
+// __O_TMPFILE alone: unix.O_TMPFILE includes O_DIRECTORY, which a read-only
+// open of a directory (os.ReadDir) sets.
+func readOnlyOpen() Cond {
+	return Cond{Arg: 2, Mask: unix.O_ACCMODE | unix.O_CREAT | unix.O_TRUNC | unix.O_APPEND | (unix.O_TMPFILE &^ unix.O_DIRECTORY), In: []uint32{0}}
+}
+
 func arg(i int, in ...uint32) Cond { return Cond{Arg: i, In: in} }
 
 // only allows a call when all of conds hold.
@@ -159,7 +166,7 @@ func (p Policy) rules(pid int, cgo bool) []Rule {
 		b.add("setsockopt", unix.SYS_SETSOCKOPT, "HTTP: keep-alive and TCP_NODELAY on accepted connections", nil)
 		b.add("shutdown", unix.SYS_SHUTDOWN, "HTTP: closing a connection's write side", nil)
 		b.add("openat", unix.SYS_OPENAT, "GET /metrics reads /proc/self (process collector) and slog the time zone; read-only, nothing created",
-			only(Cond{Arg: 2, Mask: unix.O_ACCMODE | unix.O_CREAT | unix.O_TRUNC | unix.O_APPEND | unix.O_TMPFILE, In: []uint32{0}}))
+			only(readOnlyOpen()))
 		b.add("newfstatat", unix.SYS_NEWFSTATAT, "GET /metrics: stat of /proc entries", nil)
 		b.add("statfs", unix.SYS_STATFS, "GET /metrics: procfs checks it reads /proc", nil)
 		b.add("getdents64", unix.SYS_GETDENTS64, "GET /metrics: counting open descriptors lists /proc/self/fd before Linux 6.2 (later kernels stat it)", nil)
@@ -207,7 +214,7 @@ func (p Policy) processRules(b *builder, self uint32) {
 	b.add("process_vm_readv", unix.SYS_PROCESS_VM_READV, "a fresh instance's snapshot reads the guest process's signal stack, and each reset checks its signal frame", nil)
 	b.add("userfaultfd", unix.SYS_USERFAULTFD, "a fresh instance's guest process tracks its writes (user-mode faults only)", only(arg(0, process.UserfaultfdFlags)))
 	b.add("openat", unix.SYS_OPENAT, "a fresh instance opens its guest process's /proc/PID/pagemap; read-only, nothing created",
-		only(Cond{Arg: 2, Mask: unix.O_ACCMODE | unix.O_CREAT | unix.O_TRUNC | unix.O_APPEND | unix.O_TMPFILE, In: []uint32{0}}))
+		only(readOnlyOpen()))
 	b.add("lseek", unix.SYS_LSEEK, "a fresh instance's snapshot finds the pages of guest memory (SEEK_DATA, SEEK_HOLE)", only(arg(2, unix.SEEK_DATA, unix.SEEK_HOLE)))
 	b.add("pidfd_getfd", unix.SYS_PIDFD_GETFD, "taking a new guest process's notification descriptor", nil)
 	b.add("close_range", unix.SYS_CLOSE_RANGE, "the new guest process closes every descriptor", nil)
