@@ -91,7 +91,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "[%5.0fs] "+format+"\n", append([]any{time.Since(start).Seconds()}, args...)...)
 	}
 	r := &runner{ctx: ctx, logs: *logs, env: append(os.Environ(), "TENDER_REQUIRE_KVM=1"), say: say, binaries: map[string]string{}}
-	rep := &report{date: start, machine: describeMachine(), commit: gitCommit(), need: need, figures: newFigures()}
+	rep := &report{date: start, machine: describeMachine(), commit: gitCommit(ctx), need: need, figures: newFigures()}
 	note := func(when string) { rep.loads = append(rep.loads, loadAvg()+" "+when) }
 	note("at the start")
 	phase := func(name string, t time.Time) {

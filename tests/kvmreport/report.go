@@ -1,9 +1,9 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"runtime"
 	"strconv"
 	"strings"
@@ -119,8 +119,8 @@ func describeMachine() string {
 
 // gitCommit is the short commit of the work tree, "+dirty" when it has
 // changes.
-func gitCommit() string {
-	out, err := exec.Command("git", "describe", "--always", "--dirty=+dirty").Output()
+func gitCommit(ctx context.Context) string {
+	out, err := commandContext(ctx, "git", "describe", "--always", "--dirty=+dirty").Output()
 	if err != nil {
 		return "unknown"
 	}

@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/tendervm/tender/bench"
@@ -62,10 +63,29 @@ func (s suiteRun) summary() string {
 	return strings.Join(parts, "; ")
 }
 
+// cancelGrace is how long a command has, once the report is interrupted,
+// to clean up after SIGINT before it is killed and its pipes are closed.
+var cancelGrace = 30 * time.Second
+
+// commandContext is exec.CommandContext for every command the report runs.
+// The command gets a process group of its own, and ctx's end sends SIGINT
+// to that group, as Ctrl-C in a terminal does, rather than SIGKILL to the
+// command: tender-bench then removes its bundles, state and cgroups, and go
+// test's binaries get the signal too (go test does not pass it on). After
+// cancelGrace, the command is killed and Wait no longer waits for whatever
+// still holds its output.
+func commandContext(ctx context.Context, name string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGINT) }
+	cmd.WaitDelay = cancelGrace
+	return cmd
+}
+
 // command runs name with args in dir, stdout and stderr together into the
 // log file, and returns what it printed.
 func (r *runner) command(log, dir, name string, args ...string) (string, error) {
-	cmd := exec.CommandContext(r.ctx, name, args...)
+	cmd := commandContext(r.ctx, name, args...)
 	cmd.Dir, cmd.Env = dir, r.env
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
