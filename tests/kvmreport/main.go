@@ -55,6 +55,39 @@ var benchPlan = []benchStep{
 	{pkg: "tests", re: "^BenchmarkSHA256$", benchtime: "3x"},
 }
 
+// benchmarks runs benchPlan, then tenderBenchPlan, then tender serve under
+// wrk, for wrk seconds a server; phase is told how long each part took. An
+// interrupt (r.ctx) stops it before the next step: the report is not
+// written then, and each step would start more processes only to cancel
+// them.
+func (r *runner) benchmarks(f *figures, wrk time.Duration, phase func(name string, t time.Time)) {
+	t := time.Now()
+	r.say("benchmarks")
+	for i, st := range benchPlan {
+		if r.ctx.Err() != nil {
+			return
+		}
+		r.benchmark(f, i, st)
+	}
+	phase("go benchmarks and kvm_floor", t)
+	t = time.Now()
+	for _, b := range tenderBenchPlan {
+		if r.ctx.Err() != nil {
+			return
+		}
+		r.say("tender bench -quick -backend %s", b.backend)
+		r.tenderBench(f, b)
+	}
+	phase("tender bench -quick", t)
+	if r.ctx.Err() != nil {
+		return
+	}
+	t = time.Now()
+	r.say("tender serve under wrk")
+	r.serveLoads(f, []string{"kvm", "process"}, wrk)
+	phase("wrk", t)
+}
+
 func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("kvm-report", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -113,26 +146,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	if *benches && ctx.Err() == nil {
-		t := time.Now()
 		note("before the benchmarks")
-		say("benchmarks")
-		for i, st := range benchPlan {
-			r.benchmark(rep.figures, i, st)
-			if ctx.Err() != nil {
-				break
-			}
-		}
-		phase("go benchmarks and kvm_floor", t)
-		t = time.Now()
-		for _, b := range tenderBenchPlan {
-			say("tender bench -quick -backend %s", b.backend)
-			r.tenderBench(rep.figures, b)
-		}
-		phase("tender bench -quick", t)
-		t = time.Now()
-		say("tender serve under wrk")
-		r.serveLoads(rep.figures, []string{"kvm", "process"}, *wrkDuration)
-		phase("wrk", t)
+		r.benchmarks(rep.figures, *wrkDuration, phase)
 	}
 	if ctx.Err() != nil {
 		fmt.Fprintln(stderr, "kvm-report: interrupted")

@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -85,4 +87,75 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// TestStartServerInterrupt: an interrupt of the report stops a server it
+// started, and no server starts after one.
+func TestStartServerInterrupt(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	r := &runner{ctx: ctx, logs: t.TempDir(), env: os.Environ()}
+	s, err := r.startServer("server.log", []string{"sh", "-c", "echo 127.0.0.1:1 >&2; exec sleep 60"},
+		func(line string) string { return line })
+	require.NoError(t, err)
+	defer syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+	assert.Equal(t, "127.0.0.1:1", s.addr)
+	cancel()
+	select {
+	case <-s.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the server still runs 10 s after the interrupt")
+	}
+	log, err := os.ReadFile(filepath.Join(r.logs, "server.log"))
+	require.NoError(t, err)
+	assert.Equal(t, "127.0.0.1:1\n", string(log))
+
+	_, err = r.startServer("late.log", []string{"sleep", "60"}, nil)
+	assert.ErrorIs(t, err, context.Canceled)
+}
+
+// TestBenchmarksInterrupt: an interrupt during a benchmark step ends that
+// step's command and stops the report there: no further step, no tender
+// bench, no server under wrk.
+func TestBenchmarksInterrupt(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	for _, st := range benchPlan {
+		require.NoError(t, os.MkdirAll(st.pkg, 0o755))
+	}
+	marker := filepath.Join(dir, "runs")
+	// Stands in for every package's test binary: notes the run, then
+	// runs until interrupted.
+	fake := filepath.Join(dir, "fake.test")
+	require.NoError(t, os.WriteFile(fake, []byte("#!/bin/sh\necho run >> \"$MARKER\"\nexec sleep 60\n"), 0o755))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var said []string
+	r := &runner{ctx: ctx, logs: t.TempDir(), env: append(os.Environ(), "MARKER="+marker),
+		say:      func(format string, args ...any) { said = append(said, fmt.Sprintf(format, args...)) },
+		binaries: map[string]string{}}
+	for _, st := range benchPlan {
+		r.binaries[st.pkg] = fake
+	}
+	go func() {
+		for {
+			if _, err := os.Stat(marker); err == nil {
+				cancel()
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	start := time.Now()
+	r.benchmarks(newFigures(), time.Second, func(string, time.Time) {})
+	assert.Less(t, time.Since(start), 10*time.Second, "the step's command was interrupted")
+	runs, err := os.ReadFile(marker)
+	require.NoError(t, err)
+	assert.Equal(t, "run\n", string(runs), "one step ran")
+	require.Len(t, r.benchFailures, 1, "the interrupted step only: %q", r.benchFailures)
+	assert.Contains(t, r.benchFailures[0], benchPlan[0].pkg)
+	for _, s := range said {
+		assert.NotContains(t, s, "tender bench")
+		assert.NotContains(t, s, "wrk")
+	}
 }

@@ -35,19 +35,19 @@ func (s *server) stop() {
 
 // startServer starts argv with its output in the log file. The address it
 // serves on comes from addrOf, which reads its stderr line by line until it
-// returns one; with addrOf nil, the caller knows the address.
+// returns one; with addrOf nil, the caller knows the address. An interrupt
+// of the report stops the server as it does any command (commandContext).
 func (r *runner) startServer(log string, argv []string, addrOf func(line string) string) (*server, error) {
 	logf, err := os.Create(filepath.Join(r.logs, log))
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Env, cmd.Stdout = r.env, logf
-	pipe, err := cmd.StderrPipe()
-	if err != nil {
-		logf.Close()
-		return nil, err
-	}
+	// stderr goes through exec's own copy into an io.Pipe, not a
+	// StderrPipe read before Wait, so that a cancelled Wait ends after
+	// cancelGrace even if a child of the server still holds stderr.
+	pr, pw := io.Pipe()
+	cmd := commandContext(r.ctx, argv[0], argv[1:]...)
+	cmd.Env, cmd.Stdout, cmd.Stderr = r.env, logf, pw
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return nil, err
@@ -57,8 +57,10 @@ func (r *runner) startServer(log string, argv []string, addrOf func(line string)
 	if addrOf == nil {
 		close(found)
 	}
+	scanned := make(chan struct{})
 	go func() {
-		sc := bufio.NewScanner(pipe)
+		defer close(scanned)
+		sc := bufio.NewScanner(pr)
 		sent := false
 		for sc.Scan() {
 			fmt.Fprintln(logf, sc.Text())
@@ -70,9 +72,14 @@ func (r *runner) startServer(log string, argv []string, addrOf func(line string)
 				sent = true
 			}
 		}
-		_, _ = io.Copy(logf, pipe)
-		s.done <- cmd.Wait()
+		_, _ = io.Copy(logf, pr) // the rest after a line too long to scan
+	}()
+	go func() {
+		err := cmd.Wait()
+		pw.Close()
+		<-scanned
 		logf.Close()
+		s.done <- err
 	}()
 	select {
 	case s.addr = <-found:
@@ -134,6 +141,9 @@ func (r *runner) serveLoads(f *figures, backends []string, d time.Duration) {
 		return
 	}
 	measure := func(name string, start func() (*server, error)) {
+		if r.ctx.Err() != nil { // interrupted: start no more servers
+			return
+		}
 		src := "wrk " + name
 		s, err := start()
 		if err == nil {
