@@ -1,8 +1,9 @@
 /*
  * s5_manifest.h: S5_MANIFEST(n, entries...) declares a guest's MFT1
  * manifest note with n entries after the reserved one, each
- * S5_NET("name") or S5_BLOCK("name"). A guest that declares none gets
- * the runtime's empty one.
+ * S5_NET("name") or S5_BLOCK("name"). Every guest declares one,
+ * S5_MANIFEST(0) for no devices: a Solo5 executable without a manifest
+ * note is refused, as by solo5-hvt.
  */
 #ifndef S5_MANIFEST_H
 #define S5_MANIFEST_H

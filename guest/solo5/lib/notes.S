@@ -1,7 +1,7 @@
 /*
  * notes.S: the notes that make this a Solo5 hvt executable: ABI1 (target
- * hvt, version 2), an OpenBSD ident note, and a manifest with only the
- * reserved first entry unless the guest links its own (s5_manifest.h).
+ * hvt, version 2) and an OpenBSD ident note. The manifest note is the
+ * guest's own (S5_MANIFEST, s5_manifest.h).
  */
 	.section .note.solo5.abi, "a", @note
 	.balign	4

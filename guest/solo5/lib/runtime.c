@@ -91,6 +91,8 @@ static void tls_init(void)
 {
 	size_t tdata = __tdata_end - __tdata_start, size = __tbss_end - __tdata_start;
 	size_t aligned = (size + 63) & ~(size_t)63;
+	if (aligned + 8 > sizeof tls_area)
+		s5_abort(); /* the block and its self-pointer must fit */
 	char *block = (char *)tls_area;
 	char *tp = block + aligned;
 	for (size_t i = 0; i < size; i++)
