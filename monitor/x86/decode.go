@@ -93,7 +93,7 @@ func IsX87(code []byte) bool {
 // one, whatever exception the host raised for it.
 func IsSyscall(code []byte) bool {
 	op, at, _, ok := opcode(code)
-	if !ok || at+1 >= len(code) {
+	if !ok || at+1 >= len(code) || at+2 > MaxInsnLen {
 		return false
 	}
 	next := code[at+1]
