@@ -2,6 +2,8 @@ package hypercall
 
 import (
 	"os"
+	"os/exec"
+	"path/filepath"
 	"reflect"
 	"testing"
 	"unsafe"
@@ -78,6 +80,20 @@ func TestHeaderFresh(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, string(CHeader()), string(got),
 		"guest/include/tender_abi.h is stale: run `go generate ./hypercall`")
+}
+
+// TestHeadersCXX: tender.h has extern "C" guards, so the guest headers must
+// also compile as C++ (static assertions and restrict spelled for both).
+// It needs a C++ compiler, which tender does not otherwise use.
+func TestHeadersCXX(t *testing.T) {
+	cxx, err := exec.LookPath("g++")
+	if err != nil {
+		t.Skip("no g++: the headers' C++ side is not checked")
+	}
+	src := filepath.Join(t.TempDir(), "h.cc")
+	require.NoError(t, os.WriteFile(src, []byte("#include \"tender.h\"\n#include \"net.h\"\nint main() { return 0; }\n"), 0o644))
+	out, err := exec.Command(cxx, "-std=c++17", "-fsyntax-only", "-ffreestanding", "-I../guest/include", src).CombinedOutput()
+	require.NoError(t, err, "%s", out)
 }
 
 // TestArgSize checks ArgSize against the argument structures.

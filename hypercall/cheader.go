@@ -99,6 +99,9 @@ func CHeader() []byte {
 	b.WriteString("/* The tender guest ABI: see docs/abi.md. */\n")
 	b.WriteString("#ifndef TENDER_ABI_H\n#define TENDER_ABI_H\n\n")
 	b.WriteString("#include <stddef.h>\n#include <stdint.h>\n\n")
+	// C++ (tender.h's extern "C" guards) spells C11's _Static_assert
+	// static_assert.
+	b.WriteString("#ifdef __cplusplus\n#define TENDER_STATIC_ASSERT static_assert\n#else\n#define TENDER_STATIC_ASSERT _Static_assert\n#endif\n\n")
 	for _, c := range cConsts() {
 		if c.hex {
 			fmt.Fprintf(&b, "#define %s 0x%xULL\n", c.name, c.value)
@@ -119,10 +122,10 @@ func CHeader() []byte {
 			}
 		}
 		b.WriteString("};\n")
-		fmt.Fprintf(&b, "_Static_assert(sizeof(struct %s) == %d, \"%s size\");\n", s.name, s.typ.Size(), s.name)
+		fmt.Fprintf(&b, "TENDER_STATIC_ASSERT(sizeof(struct %s) == %d, \"%s size\");\n", s.name, s.typ.Size(), s.name)
 		for i := range s.typ.NumField() {
 			f := s.typ.Field(i)
-			fmt.Fprintf(&b, "_Static_assert(offsetof(struct %s, %s) == %d, \"%s.%s offset\");\n",
+			fmt.Fprintf(&b, "TENDER_STATIC_ASSERT(offsetof(struct %s, %s) == %d, \"%s.%s offset\");\n",
 				s.name, f.Tag.Get("c"), f.Offset, s.name, f.Tag.Get("c"))
 		}
 	}

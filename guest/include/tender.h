@@ -157,12 +157,12 @@ struct tender_device_note {
 	char name[8];    /* "Tender" + NUL, padded to 4 bytes */
 	struct tender_device_entry desc;
 };
-_Static_assert(sizeof(struct tender_device_note) == 52, "device note layout");
+TENDER_STATIC_ASSERT(sizeof(struct tender_device_note) == 52, "device note layout");
 
 /* TENDER_DEVICE_NOTE emits one device note of device type devtype (see
  * TENDER_NET_DEVICE and TENDER_BLOCK_DEVICE). */
 #define TENDER_DEVICE_NOTE(var, devname, devtype)                             \
-	_Static_assert(sizeof(devname) >= 2 &&                                \
+	TENDER_STATIC_ASSERT(sizeof(devname) >= 2 &&                                \
 			       sizeof(devname) <= TENDER_DEVICE_NAME_MAX + 1, \
 		       "device name must have 1 to 23 characters");           \
 	__attribute__((section(".note.tender.device"), aligned(4), used,      \
@@ -245,7 +245,7 @@ uint64_t tender_block_write(int handle, uint64_t off, const void *buf,
  * A small C library.
  */
 
-void *memcpy(void *restrict dst, const void *restrict src, size_t n);
+void *memcpy(void *__restrict dst, const void *__restrict src, size_t n);
 void *memmove(void *dst, const void *src, size_t n);
 void *memset(void *dst, int c, size_t n);
 int memcmp(const void *a, const void *b, size_t n);
@@ -253,8 +253,8 @@ size_t strlen(const char *s);
 int strcmp(const char *a, const char *b);
 int strncmp(const char *a, const char *b, size_t n);
 char *strchr(const char *s, int c);
-unsigned long strtoul(const char *restrict s, char **restrict end, int base);
-long strtol(const char *restrict s, char **restrict end, int base);
+unsigned long strtoul(const char *__restrict s, char **__restrict end, int base);
+long strtol(const char *__restrict s, char **__restrict end, int base);
 int atoi(const char *s);
 
 /*
@@ -263,16 +263,16 @@ int atoi(const char *s);
  * modifiers hh h l ll z j t. %p prints 0x<hex>, or "(nil)" for NULL;
  * %s prints "(null)" for NULL.
  */
-int vsnprintf(char *restrict buf, size_t size, const char *restrict fmt,
+int vsnprintf(char *__restrict buf, size_t size, const char *__restrict fmt,
 	      va_list ap) __attribute__((format(__printf__, 3, 0)));
-int snprintf(char *restrict buf, size_t size, const char *restrict fmt, ...)
+int snprintf(char *__restrict buf, size_t size, const char *__restrict fmt, ...)
 	__attribute__((format(__printf__, 3, 4)));
 
 /* printf and vprintf format into a buffer and write it to the console in
  * one hypercall (output longer than the buffer, 1 KiB, takes several). */
-int vprintf(const char *restrict fmt, va_list ap)
+int vprintf(const char *__restrict fmt, va_list ap)
 	__attribute__((format(__printf__, 1, 0)));
-int printf(const char *restrict fmt, ...)
+int printf(const char *__restrict fmt, ...)
 	__attribute__((format(__printf__, 1, 2)));
 
 /* puts writes s and a newline to the console. */

@@ -6,6 +6,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+#define TENDER_STATIC_ASSERT static_assert
+#else
+#define TENDER_STATIC_ASSERT _Static_assert
+#endif
+
 #define TENDER_ABI_VERSION 1ULL
 #define TENDER_PIO_BASE 0x500ULL
 #define TENDER_HC_COUNT 32ULL
@@ -56,30 +62,30 @@
 struct tender_walltime {
 	uint64_t nsecs;
 };
-_Static_assert(sizeof(struct tender_walltime) == 8, "tender_walltime size");
-_Static_assert(offsetof(struct tender_walltime, nsecs) == 0, "tender_walltime.nsecs offset");
+TENDER_STATIC_ASSERT(sizeof(struct tender_walltime) == 8, "tender_walltime size");
+TENDER_STATIC_ASSERT(offsetof(struct tender_walltime, nsecs) == 0, "tender_walltime.nsecs offset");
 
 struct tender_console_write {
 	uint64_t data;
 	uint64_t len;
 };
-_Static_assert(sizeof(struct tender_console_write) == 16, "tender_console_write size");
-_Static_assert(offsetof(struct tender_console_write, data) == 0, "tender_console_write.data offset");
-_Static_assert(offsetof(struct tender_console_write, len) == 8, "tender_console_write.len offset");
+TENDER_STATIC_ASSERT(sizeof(struct tender_console_write) == 16, "tender_console_write size");
+TENDER_STATIC_ASSERT(offsetof(struct tender_console_write, data) == 0, "tender_console_write.data offset");
+TENDER_STATIC_ASSERT(offsetof(struct tender_console_write, len) == 8, "tender_console_write.len offset");
 
 struct tender_exit {
 	uint64_t status;
 };
-_Static_assert(sizeof(struct tender_exit) == 8, "tender_exit size");
-_Static_assert(offsetof(struct tender_exit, status) == 0, "tender_exit.status offset");
+TENDER_STATIC_ASSERT(sizeof(struct tender_exit) == 8, "tender_exit size");
+TENDER_STATIC_ASSERT(offsetof(struct tender_exit, status) == 0, "tender_exit.status offset");
 
 struct tender_abort {
 	uint64_t msg;
 	uint64_t len;
 };
-_Static_assert(sizeof(struct tender_abort) == 16, "tender_abort size");
-_Static_assert(offsetof(struct tender_abort, msg) == 0, "tender_abort.msg offset");
-_Static_assert(offsetof(struct tender_abort, len) == 8, "tender_abort.len offset");
+TENDER_STATIC_ASSERT(sizeof(struct tender_abort) == 16, "tender_abort size");
+TENDER_STATIC_ASSERT(offsetof(struct tender_abort, msg) == 0, "tender_abort.msg offset");
+TENDER_STATIC_ASSERT(offsetof(struct tender_abort, len) == 8, "tender_abort.len offset");
 
 struct tender_fn_next {
 	uint64_t flags;
@@ -92,16 +98,16 @@ struct tender_fn_next {
 	uint64_t req_len;
 	uint64_t req_deadline;
 };
-_Static_assert(sizeof(struct tender_fn_next) == 72, "tender_fn_next size");
-_Static_assert(offsetof(struct tender_fn_next, flags) == 0, "tender_fn_next.flags offset");
-_Static_assert(offsetof(struct tender_fn_next, reply_status) == 8, "tender_fn_next.reply_status offset");
-_Static_assert(offsetof(struct tender_fn_next, reply_data) == 16, "tender_fn_next.reply_data offset");
-_Static_assert(offsetof(struct tender_fn_next, reply_len) == 24, "tender_fn_next.reply_len offset");
-_Static_assert(offsetof(struct tender_fn_next, req_buf) == 32, "tender_fn_next.req_buf offset");
-_Static_assert(offsetof(struct tender_fn_next, req_cap) == 40, "tender_fn_next.req_cap offset");
-_Static_assert(offsetof(struct tender_fn_next, req_id) == 48, "tender_fn_next.req_id offset");
-_Static_assert(offsetof(struct tender_fn_next, req_len) == 56, "tender_fn_next.req_len offset");
-_Static_assert(offsetof(struct tender_fn_next, req_deadline) == 64, "tender_fn_next.req_deadline offset");
+TENDER_STATIC_ASSERT(sizeof(struct tender_fn_next) == 72, "tender_fn_next size");
+TENDER_STATIC_ASSERT(offsetof(struct tender_fn_next, flags) == 0, "tender_fn_next.flags offset");
+TENDER_STATIC_ASSERT(offsetof(struct tender_fn_next, reply_status) == 8, "tender_fn_next.reply_status offset");
+TENDER_STATIC_ASSERT(offsetof(struct tender_fn_next, reply_data) == 16, "tender_fn_next.reply_data offset");
+TENDER_STATIC_ASSERT(offsetof(struct tender_fn_next, reply_len) == 24, "tender_fn_next.reply_len offset");
+TENDER_STATIC_ASSERT(offsetof(struct tender_fn_next, req_buf) == 32, "tender_fn_next.req_buf offset");
+TENDER_STATIC_ASSERT(offsetof(struct tender_fn_next, req_cap) == 40, "tender_fn_next.req_cap offset");
+TENDER_STATIC_ASSERT(offsetof(struct tender_fn_next, req_id) == 48, "tender_fn_next.req_id offset");
+TENDER_STATIC_ASSERT(offsetof(struct tender_fn_next, req_len) == 56, "tender_fn_next.req_len offset");
+TENDER_STATIC_ASSERT(offsetof(struct tender_fn_next, req_deadline) == 64, "tender_fn_next.req_deadline offset");
 
 struct tender_net_info {
 	uint64_t handle;
@@ -109,11 +115,11 @@ struct tender_net_info {
 	uint64_t mac;
 	uint64_t mtu;
 };
-_Static_assert(sizeof(struct tender_net_info) == 32, "tender_net_info size");
-_Static_assert(offsetof(struct tender_net_info, handle) == 0, "tender_net_info.handle offset");
-_Static_assert(offsetof(struct tender_net_info, result) == 8, "tender_net_info.result offset");
-_Static_assert(offsetof(struct tender_net_info, mac) == 16, "tender_net_info.mac offset");
-_Static_assert(offsetof(struct tender_net_info, mtu) == 24, "tender_net_info.mtu offset");
+TENDER_STATIC_ASSERT(sizeof(struct tender_net_info) == 32, "tender_net_info size");
+TENDER_STATIC_ASSERT(offsetof(struct tender_net_info, handle) == 0, "tender_net_info.handle offset");
+TENDER_STATIC_ASSERT(offsetof(struct tender_net_info, result) == 8, "tender_net_info.result offset");
+TENDER_STATIC_ASSERT(offsetof(struct tender_net_info, mac) == 16, "tender_net_info.mac offset");
+TENDER_STATIC_ASSERT(offsetof(struct tender_net_info, mtu) == 24, "tender_net_info.mtu offset");
 
 struct tender_net_write {
 	uint64_t handle;
@@ -121,11 +127,11 @@ struct tender_net_write {
 	uint64_t len;
 	uint64_t result;
 };
-_Static_assert(sizeof(struct tender_net_write) == 32, "tender_net_write size");
-_Static_assert(offsetof(struct tender_net_write, handle) == 0, "tender_net_write.handle offset");
-_Static_assert(offsetof(struct tender_net_write, data) == 8, "tender_net_write.data offset");
-_Static_assert(offsetof(struct tender_net_write, len) == 16, "tender_net_write.len offset");
-_Static_assert(offsetof(struct tender_net_write, result) == 24, "tender_net_write.result offset");
+TENDER_STATIC_ASSERT(sizeof(struct tender_net_write) == 32, "tender_net_write size");
+TENDER_STATIC_ASSERT(offsetof(struct tender_net_write, handle) == 0, "tender_net_write.handle offset");
+TENDER_STATIC_ASSERT(offsetof(struct tender_net_write, data) == 8, "tender_net_write.data offset");
+TENDER_STATIC_ASSERT(offsetof(struct tender_net_write, len) == 16, "tender_net_write.len offset");
+TENDER_STATIC_ASSERT(offsetof(struct tender_net_write, result) == 24, "tender_net_write.result offset");
 
 struct tender_net_read {
 	uint64_t handle;
@@ -134,22 +140,22 @@ struct tender_net_read {
 	uint64_t len;
 	uint64_t result;
 };
-_Static_assert(sizeof(struct tender_net_read) == 40, "tender_net_read size");
-_Static_assert(offsetof(struct tender_net_read, handle) == 0, "tender_net_read.handle offset");
-_Static_assert(offsetof(struct tender_net_read, data) == 8, "tender_net_read.data offset");
-_Static_assert(offsetof(struct tender_net_read, cap) == 16, "tender_net_read.cap offset");
-_Static_assert(offsetof(struct tender_net_read, len) == 24, "tender_net_read.len offset");
-_Static_assert(offsetof(struct tender_net_read, result) == 32, "tender_net_read.result offset");
+TENDER_STATIC_ASSERT(sizeof(struct tender_net_read) == 40, "tender_net_read size");
+TENDER_STATIC_ASSERT(offsetof(struct tender_net_read, handle) == 0, "tender_net_read.handle offset");
+TENDER_STATIC_ASSERT(offsetof(struct tender_net_read, data) == 8, "tender_net_read.data offset");
+TENDER_STATIC_ASSERT(offsetof(struct tender_net_read, cap) == 16, "tender_net_read.cap offset");
+TENDER_STATIC_ASSERT(offsetof(struct tender_net_read, len) == 24, "tender_net_read.len offset");
+TENDER_STATIC_ASSERT(offsetof(struct tender_net_read, result) == 32, "tender_net_read.result offset");
 
 struct tender_poll {
 	uint64_t timeout;
 	uint64_t ready;
 	uint64_t result;
 };
-_Static_assert(sizeof(struct tender_poll) == 24, "tender_poll size");
-_Static_assert(offsetof(struct tender_poll, timeout) == 0, "tender_poll.timeout offset");
-_Static_assert(offsetof(struct tender_poll, ready) == 8, "tender_poll.ready offset");
-_Static_assert(offsetof(struct tender_poll, result) == 16, "tender_poll.result offset");
+TENDER_STATIC_ASSERT(sizeof(struct tender_poll) == 24, "tender_poll size");
+TENDER_STATIC_ASSERT(offsetof(struct tender_poll, timeout) == 0, "tender_poll.timeout offset");
+TENDER_STATIC_ASSERT(offsetof(struct tender_poll, ready) == 8, "tender_poll.ready offset");
+TENDER_STATIC_ASSERT(offsetof(struct tender_poll, result) == 16, "tender_poll.result offset");
 
 struct tender_block_info {
 	uint64_t handle;
@@ -158,12 +164,12 @@ struct tender_block_info {
 	uint64_t block_size;
 	uint64_t flags;
 };
-_Static_assert(sizeof(struct tender_block_info) == 40, "tender_block_info size");
-_Static_assert(offsetof(struct tender_block_info, handle) == 0, "tender_block_info.handle offset");
-_Static_assert(offsetof(struct tender_block_info, result) == 8, "tender_block_info.result offset");
-_Static_assert(offsetof(struct tender_block_info, capacity) == 16, "tender_block_info.capacity offset");
-_Static_assert(offsetof(struct tender_block_info, block_size) == 24, "tender_block_info.block_size offset");
-_Static_assert(offsetof(struct tender_block_info, flags) == 32, "tender_block_info.flags offset");
+TENDER_STATIC_ASSERT(sizeof(struct tender_block_info) == 40, "tender_block_info size");
+TENDER_STATIC_ASSERT(offsetof(struct tender_block_info, handle) == 0, "tender_block_info.handle offset");
+TENDER_STATIC_ASSERT(offsetof(struct tender_block_info, result) == 8, "tender_block_info.result offset");
+TENDER_STATIC_ASSERT(offsetof(struct tender_block_info, capacity) == 16, "tender_block_info.capacity offset");
+TENDER_STATIC_ASSERT(offsetof(struct tender_block_info, block_size) == 24, "tender_block_info.block_size offset");
+TENDER_STATIC_ASSERT(offsetof(struct tender_block_info, flags) == 32, "tender_block_info.flags offset");
 
 struct tender_block_io {
 	uint64_t handle;
@@ -172,22 +178,22 @@ struct tender_block_io {
 	uint64_t len;
 	uint64_t result;
 };
-_Static_assert(sizeof(struct tender_block_io) == 40, "tender_block_io size");
-_Static_assert(offsetof(struct tender_block_io, handle) == 0, "tender_block_io.handle offset");
-_Static_assert(offsetof(struct tender_block_io, offset) == 8, "tender_block_io.offset offset");
-_Static_assert(offsetof(struct tender_block_io, data) == 16, "tender_block_io.data offset");
-_Static_assert(offsetof(struct tender_block_io, len) == 24, "tender_block_io.len offset");
-_Static_assert(offsetof(struct tender_block_io, result) == 32, "tender_block_io.result offset");
+TENDER_STATIC_ASSERT(sizeof(struct tender_block_io) == 40, "tender_block_io size");
+TENDER_STATIC_ASSERT(offsetof(struct tender_block_io, handle) == 0, "tender_block_io.handle offset");
+TENDER_STATIC_ASSERT(offsetof(struct tender_block_io, offset) == 8, "tender_block_io.offset offset");
+TENDER_STATIC_ASSERT(offsetof(struct tender_block_io, data) == 16, "tender_block_io.data offset");
+TENDER_STATIC_ASSERT(offsetof(struct tender_block_io, len) == 24, "tender_block_io.len offset");
+TENDER_STATIC_ASSERT(offsetof(struct tender_block_io, result) == 32, "tender_block_io.result offset");
 
 struct tender_device_entry {
 	uint32_t type;
 	uint32_t reserved;
 	uint8_t name[24];
 };
-_Static_assert(sizeof(struct tender_device_entry) == 32, "tender_device_entry size");
-_Static_assert(offsetof(struct tender_device_entry, type) == 0, "tender_device_entry.type offset");
-_Static_assert(offsetof(struct tender_device_entry, reserved) == 4, "tender_device_entry.reserved offset");
-_Static_assert(offsetof(struct tender_device_entry, name) == 8, "tender_device_entry.name offset");
+TENDER_STATIC_ASSERT(sizeof(struct tender_device_entry) == 32, "tender_device_entry size");
+TENDER_STATIC_ASSERT(offsetof(struct tender_device_entry, type) == 0, "tender_device_entry.type offset");
+TENDER_STATIC_ASSERT(offsetof(struct tender_device_entry, reserved) == 4, "tender_device_entry.reserved offset");
+TENDER_STATIC_ASSERT(offsetof(struct tender_device_entry, name) == 8, "tender_device_entry.name offset");
 
 struct tender_boot_info {
 	uint64_t magic;
@@ -201,24 +207,24 @@ struct tender_boot_info {
 	uint64_t boot_tsc;
 	uint64_t boot_walltime;
 };
-_Static_assert(sizeof(struct tender_boot_info) == 80, "tender_boot_info size");
-_Static_assert(offsetof(struct tender_boot_info, magic) == 0, "tender_boot_info.magic offset");
-_Static_assert(offsetof(struct tender_boot_info, version) == 8, "tender_boot_info.version offset");
-_Static_assert(offsetof(struct tender_boot_info, mem_size) == 16, "tender_boot_info.mem_size offset");
-_Static_assert(offsetof(struct tender_boot_info, heap_start) == 24, "tender_boot_info.heap_start offset");
-_Static_assert(offsetof(struct tender_boot_info, stack_top) == 32, "tender_boot_info.stack_top offset");
-_Static_assert(offsetof(struct tender_boot_info, cmdline) == 40, "tender_boot_info.cmdline offset");
-_Static_assert(offsetof(struct tender_boot_info, cmdline_len) == 48, "tender_boot_info.cmdline_len offset");
-_Static_assert(offsetof(struct tender_boot_info, tsc_hz) == 56, "tender_boot_info.tsc_hz offset");
-_Static_assert(offsetof(struct tender_boot_info, boot_tsc) == 64, "tender_boot_info.boot_tsc offset");
-_Static_assert(offsetof(struct tender_boot_info, boot_walltime) == 72, "tender_boot_info.boot_walltime offset");
+TENDER_STATIC_ASSERT(sizeof(struct tender_boot_info) == 80, "tender_boot_info size");
+TENDER_STATIC_ASSERT(offsetof(struct tender_boot_info, magic) == 0, "tender_boot_info.magic offset");
+TENDER_STATIC_ASSERT(offsetof(struct tender_boot_info, version) == 8, "tender_boot_info.version offset");
+TENDER_STATIC_ASSERT(offsetof(struct tender_boot_info, mem_size) == 16, "tender_boot_info.mem_size offset");
+TENDER_STATIC_ASSERT(offsetof(struct tender_boot_info, heap_start) == 24, "tender_boot_info.heap_start offset");
+TENDER_STATIC_ASSERT(offsetof(struct tender_boot_info, stack_top) == 32, "tender_boot_info.stack_top offset");
+TENDER_STATIC_ASSERT(offsetof(struct tender_boot_info, cmdline) == 40, "tender_boot_info.cmdline offset");
+TENDER_STATIC_ASSERT(offsetof(struct tender_boot_info, cmdline_len) == 48, "tender_boot_info.cmdline_len offset");
+TENDER_STATIC_ASSERT(offsetof(struct tender_boot_info, tsc_hz) == 56, "tender_boot_info.tsc_hz offset");
+TENDER_STATIC_ASSERT(offsetof(struct tender_boot_info, boot_tsc) == 64, "tender_boot_info.boot_tsc offset");
+TENDER_STATIC_ASSERT(offsetof(struct tender_boot_info, boot_walltime) == 72, "tender_boot_info.boot_walltime offset");
 
 struct tender_abi_note {
 	uint32_t version;
 	uint32_t reserved;
 };
-_Static_assert(sizeof(struct tender_abi_note) == 8, "tender_abi_note size");
-_Static_assert(offsetof(struct tender_abi_note, version) == 0, "tender_abi_note.version offset");
-_Static_assert(offsetof(struct tender_abi_note, reserved) == 4, "tender_abi_note.reserved offset");
+TENDER_STATIC_ASSERT(sizeof(struct tender_abi_note) == 8, "tender_abi_note size");
+TENDER_STATIC_ASSERT(offsetof(struct tender_abi_note, version) == 0, "tender_abi_note.version offset");
+TENDER_STATIC_ASSERT(offsetof(struct tender_abi_note, reserved) == 4, "tender_abi_note.reserved offset");
 
 #endif /* TENDER_ABI_H */
