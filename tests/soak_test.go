@@ -42,6 +42,9 @@ func TestSoak(t *testing.T) {
 	if err != nil {
 		t.Skip("set TENDER_SOAK to a duration (e.g. 10m) to run the soak test")
 	}
+	if d < 5*time.Second {
+		t.Fatalf("TENDER_SOAK=%v: at least 5s, for the samples that check the figures stay flat", d)
+	}
 	for _, b := range backends(t) {
 		if want := os.Getenv("TENDER_SOAK_BACKEND"); want != "" && want != string(b) {
 			continue
@@ -152,7 +155,11 @@ func soak(t *testing.T, b monitor.Backend, d time.Duration) {
 	every := max(d/60, time.Second)
 	for time.Since(start) < d {
 		time.Sleep(every)
-		fds, threads, rss, sc := procFigures(pid)
+		fds, threads, rss, sc, err := procFigures(pid)
+		if err != nil {
+			t.Errorf("reading tender serve's figures at %v: %v", time.Since(start).Round(time.Second), err)
+			break
+		}
 		samples = append(samples, sample{time.Since(start).Round(time.Second), fds, threads, rss, sc, c.answered.Load(), c.lost.Load() + c.wrong.Load()})
 	}
 	// SIGTERM under load: the workers keep going until refused.
@@ -198,6 +205,8 @@ func soak(t *testing.T, b monitor.Backend, d time.Duration) {
 			assert.LessOrEqual(t, s.threads, peak.threads+4, "threads at %v", s.at)
 			assert.LessOrEqual(t, float64(s.rssKiB), 1.25*float64(peak.rssKiB), "RSS at %v", s.at)
 		}
+	} else {
+		t.Errorf("%d samples, too few to check that the figures stay flat (TENDER_SOAK=%v: at least 5s)", len(samples), d)
 	}
 }
 
@@ -269,14 +278,28 @@ func soakOne(client *http.Client, url string, rng *rand.Rand, w, n int, c *soakC
 
 // procFigures reads a process's open descriptors, threads, resident memory
 // and the seccomp modes of its threads.
-func procFigures(pid int) (fds, threads, rssKiB int, seccomp string) {
-	fds, _ = proctest.FDs(pid)
-	v, _ := proctest.Field(pid, "Threads")
-	threads, _ = strconv.Atoi(v)
-	v, _ = proctest.Field(pid, "VmRSS")
-	rssKiB, _ = strconv.Atoi(strings.TrimSuffix(v, " kB"))
+func procFigures(pid int) (fds, threads, rssKiB int, seccomp string, err error) {
+	if fds, err = proctest.FDs(pid); err != nil {
+		return 0, 0, 0, "", err
+	}
+	v, err := proctest.Field(pid, "Threads")
+	if err != nil {
+		return 0, 0, 0, "", err
+	}
+	if threads, err = strconv.Atoi(v); err != nil {
+		return 0, 0, 0, "", fmt.Errorf("threads: %w", err)
+	}
+	if v, err = proctest.Field(pid, "VmRSS"); err != nil {
+		return 0, 0, 0, "", err
+	}
+	if rssKiB, err = strconv.Atoi(strings.TrimSuffix(v, " kB")); err != nil {
+		return 0, 0, 0, "", fmt.Errorf("VmRSS: %w", err)
+	}
 	modes := map[string]int{}
-	fields, _ := proctest.ThreadField(pid, "Seccomp")
+	fields, err := proctest.ThreadField(pid, "Seccomp")
+	if err != nil {
+		return 0, 0, 0, "", err
+	}
 	for _, m := range fields {
 		modes[m]++
 	}
@@ -284,5 +307,5 @@ func procFigures(pid int) (fds, threads, rssKiB int, seccomp string) {
 	for m, n := range modes {
 		parts = append(parts, fmt.Sprintf("%d×%s", n, m))
 	}
-	return fds, threads, rssKiB, strings.Join(parts, " ")
+	return fds, threads, rssKiB, strings.Join(parts, " "), nil
 }
