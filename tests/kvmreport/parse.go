@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -96,7 +97,7 @@ func parseBench(text string, procs int) benchOutput {
 		}
 		r := result{N: n}
 		for i := 1; i+1 < len(f); i += 2 {
-			v, err := strconv.ParseFloat(f[i], 64)
+			v, err := parseFigure(f[i])
 			if err != nil {
 				break
 			}
@@ -206,9 +207,13 @@ func parseKVMFloor(text string) (result, error) {
 		}
 		switch k {
 		case "n":
-			r.N, _ = strconv.ParseInt(v, 10, 64)
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return r, fmt.Errorf("kvm_floor: %s in %q", f, text)
+			}
+			r.N = n
 		case "median_us", "mean_us":
-			x, err := strconv.ParseFloat(v, 64)
+			x, err := parseFigure(v)
 			if err != nil {
 				return r, fmt.Errorf("kvm_floor: %s in %q", f, text)
 			}
@@ -230,7 +235,7 @@ func parseWrk(text string) (result, error) {
 		f := strings.Fields(line)
 		switch {
 		case len(f) == 2 && f[0] == "Requests/sec:":
-			v, err := strconv.ParseFloat(f[1], 64)
+			v, err := parseFigure(f[1])
 			if err != nil {
 				return r, fmt.Errorf("wrk: %q", line)
 			}
@@ -249,7 +254,7 @@ func parseWrk(text string) (result, error) {
 			r.N = n
 			r.add("requests", float64(n))
 		case strings.HasPrefix(strings.TrimSpace(line), "Non-2xx or 3xx responses:"):
-			n, err := strconv.ParseFloat(f[len(f)-1], 64)
+			n, err := parseFigure(f[len(f)-1])
 			if err != nil {
 				return r, fmt.Errorf("wrk: %q", line)
 			}
@@ -257,9 +262,12 @@ func parseWrk(text string) (result, error) {
 		case len(f) > 0 && f[0] == "Socket" && len(f) > 2 && f[1] == "errors:":
 			var total float64
 			for _, x := range f[2:] {
-				if v, err := strconv.ParseFloat(strings.TrimSuffix(x, ","), 64); err == nil {
+				if v, err := parseFigure(strings.TrimSuffix(x, ",")); err == nil {
 					total += v
 				}
+			}
+			if math.IsInf(total, 0) {
+				return r, fmt.Errorf("wrk: %q", line)
 			}
 			r.add("socket-errors", total)
 		}
@@ -278,12 +286,26 @@ func wrkMillis(s string) (float64, error) {
 		scale  float64
 	}{{"us", 1e-3}, {"ms", 1}, {"s", 1e3}, {"m", 60e3}} {
 		if v, ok := strings.CutSuffix(s, u.suffix); ok {
-			x, err := strconv.ParseFloat(v, 64)
-			if err != nil {
+			x, err := parseFigure(v)
+			if err != nil || math.IsInf(x*u.scale, 0) {
 				break
 			}
 			return x * u.scale, nil
 		}
 	}
 	return 0, fmt.Errorf("wrk: latency %q", s)
+}
+
+// parseFigure parses a printed figure, which is finite: ParseFloat also
+// accepts "NaN" and "Inf", which no tool prints for a measurement and which
+// would spread through the report's sums and ratios.
+func parseFigure(s string) (float64, error) {
+	v, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return 0, err
+	}
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return 0, fmt.Errorf("%q is no figure", s)
+	}
+	return v, nil
 }
