@@ -362,14 +362,15 @@ func TestNetPipePing(t *testing.T) {
 			}
 
 			// The guest now waits in poll (for up to a second): a
-			// cancellation stops it at once anyway.
+			// cancellation stops it (that the waker ends the poll early
+			// is TestNetPoll's in monitor; a poll that ends by itself
+			// within PollMax cannot tell it here).
 			time.Sleep(50 * time.Millisecond)
 			took := g.stop()
 			se, ok := as[*monitor.StoppedError](g.err)
 			require.True(t, ok, "want a StoppedError, got %v", g.err)
 			assert.ErrorIs(t, se, context.Canceled)
 			t.Logf("stopped %v after the cancellation", took)
-			assert.Less(t, took, 750*time.Millisecond, "poll was not woken")
 
 			require.Len(t, g.res.Stats.Net, 1)
 			st := g.res.Stats.Net[0]
