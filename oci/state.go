@@ -153,20 +153,29 @@ func readProc(pid int) (procState, error) {
 	if err != nil {
 		return procState{}, err
 	}
+	p, err := parseStat(b)
+	if err != nil {
+		return procState{}, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+	}
+	return p, nil
+}
+
+// parseStat parses the contents of a /proc/PID/stat.
+func parseStat(b []byte) (procState, error) {
 	// The command name, in parentheses, may hold anything: the fields
 	// that follow start after its last ')'.
 	i := strings.LastIndexByte(string(b), ')')
 	if i < 0 {
-		return procState{}, fmt.Errorf("/proc/%d/stat: no command name", pid)
+		return procState{}, errors.New("no command name")
 	}
 	f := strings.Fields(string(b[i+1:]))
 	// f[0] is field 3 (state), so field 22 (starttime) is f[19].
 	if len(f) < 20 || len(f[0]) != 1 {
-		return procState{}, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
+		return procState{}, fmt.Errorf("%d fields", len(f))
 	}
 	st, err := strconv.ParseUint(f[19], 10, 64)
 	if err != nil {
-		return procState{}, fmt.Errorf("/proc/%d/stat: start time: %w", pid, err)
+		return procState{}, fmt.Errorf("start time: %w", err)
 	}
 	return procState{state: f[0][0], startTime: st}, nil
 }
