@@ -283,13 +283,11 @@ func TestBlockCLI(t *testing.T) {
 // TestBlockFreshRefused: a fresh pool restores guest memory after each
 // call, not a device's file, so it refuses a guest with a block device.
 func TestBlockFreshRefused(t *testing.T) {
-	if ok, _ := kvmAvailable(); !ok {
-		t.Skip("fresh pools need KVM")
-	}
-	h := newHost(t, monitor.BackendKVM)
-	dev := openDisk(t, diskImage(t, 4096), blockdev.Options{})
-	_, err := h.NewPool(monitor.PoolConfig{Mode: monitor.Fresh, Guest: monitor.Config{ELF: readGuest(t, "block"),
-		Block: map[string]*blockdev.Device{"disk": dev}}})
-	assert.ErrorIs(t, err, monitor.ErrFreshUnsupported)
-	assert.ErrorContains(t, err, "the guest declares 1 devices (network or block)")
+	forFresh(t, func(t *testing.T, h *monitor.Host) {
+		dev := openDisk(t, diskImage(t, 4096), blockdev.Options{})
+		_, err := h.NewPool(monitor.PoolConfig{Mode: monitor.Fresh, Guest: monitor.Config{ELF: readGuest(t, "block"),
+			Block: map[string]*blockdev.Device{"disk": dev}}})
+		assert.ErrorIs(t, err, monitor.ErrFreshUnsupported)
+		assert.ErrorContains(t, err, "the guest declares 1 devices (network or block)")
+	})
 }
