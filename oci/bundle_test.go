@@ -32,7 +32,7 @@ func writeBundle(t *testing.T, args []string, env []string, files map[string][]b
 func guestELF(t *testing.T) []byte {
 	b, err := os.ReadFile(filepath.Join("..", "bin", "guest", "hello.elf"))
 	if err != nil {
-		t.Skipf("bin/guest/hello.elf not built (make all): %v", err)
+		t.Fatalf("bin/guest/hello.elf not built (run make all first): %v", err)
 	}
 	return b
 }

@@ -70,13 +70,17 @@ func FuzzParse(f *testing.F) {
 	for _, s := range fuzzSeeds() {
 		f.Add(s.file, s.mem)
 	}
-	// Real linker output, when the guests have been built, reaches shapes the
-	// builder does not produce.
-	paths, _ := filepath.Glob(filepath.Join("..", "..", "bin", "guest", "*.elf"))
+	// Real linker output reaches shapes the builder does not produce.
+	paths, err := filepath.Glob(filepath.Join("..", "..", "bin", "guest", "*.elf"))
+	if err != nil || len(paths) == 0 {
+		f.Fatalf("no bin/guest/*.elf for the real-guest seeds (run make all first): %v", err)
+	}
 	for _, p := range paths {
-		if file, err := os.ReadFile(p); err == nil {
-			f.Add(file, uint64(testMem))
+		file, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
 		}
+		f.Add(file, uint64(testMem))
 	}
 	f.Fuzz(func(t *testing.T, file []byte, memSize uint64) {
 		orig := string(file)

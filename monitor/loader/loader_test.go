@@ -419,12 +419,12 @@ func TestWalkNotes(t *testing.T) {
 func TestGuests(t *testing.T) {
 	dir := filepath.Join("..", "..", "bin", "guest")
 	if _, err := os.Stat(dir); err != nil {
-		t.Skipf("no built guests in %s (run make guests): %v", dir, err)
+		t.Fatalf("no built guests in %s (run make all first): %v", dir, err)
 	}
 	paths, err := filepath.Glob(filepath.Join(dir, "*.elf"))
 	require.NoError(t, err)
 	if len(paths) == 0 {
-		t.Skipf("no *.elf in %s (run make guests)", dir)
+		t.Fatalf("no *.elf in %s (run make all first)", dir)
 	}
 	const mem = 64 << 20
 	for _, p := range paths {
