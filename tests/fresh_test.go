@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tendervm/tender/monitor"
+	"github.com/tendervm/tender/monitor/netdev"
 	"github.com/tendervm/tender/monitor/process"
 	"github.com/tendervm/tender/monitor/x86"
 )
@@ -431,5 +432,21 @@ func TestFreshRequestBuffer(t *testing.T) {
 				assert.Equal(t, long[len("residue"):], out, "warm: the earlier request's tail is still there")
 			}
 		}
+	})
+}
+
+// TestNetFreshRefused: a fresh pool puts back guest memory after each call,
+// not what a network device carried, so it refuses a guest that declares one
+// (docs/abi.md), as it does one with a block device (TestBlockFreshRefused).
+func TestNetFreshRefused(t *testing.T) {
+	forFresh(t, func(t *testing.T, h *monitor.Host) {
+		dev, ep, err := netdev.NewPipe()
+		require.NoError(t, err)
+		defer dev.Close()
+		defer ep.Close()
+		_, err = h.NewPool(monitor.PoolConfig{Mode: monitor.Fresh, Guest: monitor.Config{ELF: readGuest(t, "net_udpfn"),
+			Net: map[string]netdev.Device{"net0": dev}}})
+		assert.ErrorIs(t, err, monitor.ErrFreshUnsupported)
+		assert.ErrorContains(t, err, "the guest declares 1 devices (network or block)")
 	})
 }
