@@ -352,3 +352,35 @@ func TestConsoleLimitPerCall(t *testing.T) {
 		}
 	}
 }
+
+// fullPipe returns the write end of a pipe that nobody reads and whose
+// buffer is already full: a write to it blocks.
+func fullPipe(t *testing.T) *os.File {
+	t.Helper()
+	r, w, err := os.Pipe()
+	require.NoError(t, err)
+	t.Cleanup(func() { r.Close(); w.Close() })
+	fd := int(w.Fd())
+	require.NoError(t, syscall.SetNonblock(fd, true))
+	chunk := make([]byte, 4096)
+	for {
+		if _, err := syscall.Write(fd, chunk); err == syscall.EAGAIN {
+			break
+		} else {
+			require.NoError(t, err)
+		}
+	}
+	require.NoError(t, syscall.SetNonblock(fd, false))
+	return w
+}
+
+// TestCLIRunStalledStderr: tender run gives its own error report at most
+// 0.5 s on a stderr nobody reads, then drops it and exits with the guest's
+// outcome (docs/abi.md, "The console").
+func TestCLIRunStalledStderr(t *testing.T) {
+	for _, b := range backends(t) {
+		var stdout lockedBuffer
+		cmd := startTender(t, nil, &stdout, fullPipe(t), "run", "-backend="+string(b), guestPath("abort"))
+		assert.Equal(t, monitor.ExitAborted, exitOf(t, cmd), "%s: the abort's report could not be written, its exit code stands", b)
+	}
+}
