@@ -240,14 +240,11 @@ func (f *fnState) take() (outcome, error) {
 	return resume, nil
 }
 
-// lastDeadline is the latest deadline req_deadline can hold, in int64
-// nanoseconds since the Unix epoch (in 2262).
-var lastDeadline = time.Unix(0, math.MaxInt64)
-
-// deadlineNs is t as req_deadline, capped at lastDeadline: time.Time.UnixNano
-// is undefined past it, where a huge pool timeout puts a call's deadline.
+// deadlineNs is t as req_deadline, capped at the latest time int64
+// nanoseconds since the Unix epoch hold (in 2262): time.Time.UnixNano is
+// undefined past it, where a huge pool timeout puts a call's deadline.
 func deadlineNs(t time.Time) uint64 {
-	if t.After(lastDeadline) {
+	if t.After(time.Unix(0, math.MaxInt64)) {
 		return math.MaxInt64
 	}
 	return uint64(t.UnixNano())

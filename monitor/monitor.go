@@ -184,11 +184,7 @@ func (r *run) finish(status int, err error) (Result, error) {
 		case f.next != nil:
 			con.flushBy(f.next.deadline, f.next.ctx.Done())
 		case f.boot != nil:
-			if d, ok := f.boot.Deadline(); ok {
-				con.flushBy(d, f.boot.Done())
-			} else {
-				con.flushUntil(nil, f.boot.Done())
-			}
+			con.flushUntil(nil, f.boot.Done()) // Done closes at its deadline too
 		}
 		r.stats.ConsoleDropped = con.end()
 	}

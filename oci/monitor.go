@@ -177,10 +177,8 @@ func runGuest(ctx context.Context, r *Record) (monitor.Result, error) {
 		return monitor.Result{}, err
 	}
 	defer vm.Close()
-	// A Solo5 guest's poll (solo5_yield) waits with ppoll, as a network
-	// guest's, device or not. Ready reads policy when Run calls it, after
-	// this.
-	policy.Net = policy.Net || vm.Solo5()
+	// Ready reads policy when Run calls it, after this.
+	policy.Runs(vm)
 	return vm.Run(ctx)
 }
 

@@ -75,8 +75,7 @@ func runConfined(ctx context.Context, hc monitor.HostConfig, cfg monitor.Config,
 	defer vm.Close()
 	go func() {
 		p := confine.ForHost(host)
-		// A Solo5 guest's poll waits with ppoll, as a network guest's.
-		p.Net = p.Net || vm.Solo5()
+		p.Runs(vm)
 		prog, err := g.Compile(p)
 		filter <- compiled{prog, err}
 	}()

@@ -68,6 +68,11 @@ func ForHost(h *monitor.Host) Policy {
 	return Policy{Backend: h.Backend()}
 }
 
+// Runs adds to p what the process needs to run vm: a Solo5 guest's poll
+// (solo5_yield) waits with ppoll as a network guest's does, with a device or
+// without.
+func (p *Policy) Runs(vm *monitor.VM) { p.Net = p.Net || vm.Solo5() }
+
 // Filter returns p's seccomp program for the process whose id is pid.
 func (p Policy) Filter(pid int) ([]bpf.Instruction, error) {
 	if p.Backend != monitor.BackendKVM && p.Backend != monitor.BackendProcess {
