@@ -241,9 +241,12 @@ func (g *GuestFlags) Compile(p confine.Policy) (*confine.Program, error) {
 // a guest with arguments args[1:] and the given console. It opens the -net
 // and -block devices; Close closes them once the guest has run.
 func (g *GuestFlags) Config(args []string, console io.Writer) (monitor.HostConfig, monitor.Config, error) {
-	memErr := Usagef("-mem %d: want an even number of MiB from %d to %d (%d for a Solo5 guest)", g.MemMiB, hypercall.MemMin>>20, hypercall.MemMax>>20, solo5.MemMax>>20)
+	// Built only when needed: formatting costs page faults at every start.
+	memErr := func() error {
+		return Usagef("-mem %d: want an even number of MiB from %d to %d (%d for a Solo5 guest)", g.MemMiB, hypercall.MemMin>>20, hypercall.MemMax>>20, solo5.MemMax>>20)
+	}
 	if g.MemMiB < hypercall.MemMin>>20 || g.MemMiB > solo5.MemMax>>20 || g.MemMiB%2 != 0 {
-		return monitor.HostConfig{}, monitor.Config{}, memErr
+		return monitor.HostConfig{}, monitor.Config{}, memErr()
 	}
 	image, err := ReadELF(args[0])
 	if err != nil {
@@ -253,7 +256,7 @@ func (g *GuestFlags) Config(args []string, console io.Writer) (monitor.HostConfi
 		// Only a Solo5 guest may have more; an ELF that does not parse is
 		// reported when the VM is created.
 		if img, err := loader.Parse(image, g.MemMiB<<20); err == nil && img.Solo5 == nil {
-			return monitor.HostConfig{}, monitor.Config{}, memErr
+			return monitor.HostConfig{}, monitor.Config{}, memErr()
 		}
 	}
 	net, err := g.openNet()
