@@ -37,7 +37,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	cli.IgnoreSIGPIPE()
 	fs := cli.NewFlagSet("serve", "[flags] FN.elf [ARGS...]", "Serve a function over HTTP: POST /invoke, GET /healthz, GET /metrics.", stderr)
 	var g cli.GuestFlags
-	g.Register(fs)
+	g.RegisterPool(fs)
 	listen := fs.String("listen", "127.0.0.1:8080", "address to serve HTTP on (port 0: any free port, logged at start)")
 	mode := fs.String("mode", string(monitor.Warm), "warm (pooled instances), fresh (pooled instances reset to their first fn_next after every request; the process backend needs Linux 6.7) or cold (a new VM per request)")
 	maxInstances := fs.Int("max-instances", monitor.DefaultMaxInstances, "instances alive at once")
@@ -75,13 +75,8 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		// is and nothing has started yet.
 		return cli.Report(stderr, 0, cli.Usagef("-prewarm %d: a cold pool keeps no instances to prewarm; use -mode warm or fresh", *prewarm))
 	}
-	if len(g.Net) > 0 {
-		// One device cannot be shared by the instances of a pool.
-		return cli.Report(stderr, 0, cli.Usagef("-net: functions take requests through fn_next, not network devices; run network guests with tender run"))
-	}
-	if len(g.Block) > 0 {
-		// Nothing would order the writes of a pool's instances to one file.
-		return cli.Report(stderr, 0, cli.Usagef("-block: the instances of a pool would share the device; run block-device guests with tender run"))
+	if err := g.RefuseDevices(); err != nil {
+		return cli.Report(stderr, 0, err)
 	}
 	if *maxInstances <= 0 {
 		*maxInstances = monitor.DefaultMaxInstances

@@ -19,7 +19,7 @@ func invokeCmd(c command, args []string, stdin io.Reader, stdout, stderr io.Writ
 	stderr = cli.Bounded(stderr, cli.MessageWait)
 	fs := cli.NewFlagSet(c.name, c.args, c.summary, stderr)
 	var g cli.GuestFlags
-	g.Register(fs)
+	g.RegisterPool(fs)
 	mode := fs.String("mode", string(monitor.Cold), "cold (a new VM for the invocation), warm (through a warm pool) or fresh (through a pool of instances reset after each call; the process backend needs Linux 6.7)")
 	timeout := fs.Duration("timeout", monitor.DefaultFnTimeout, "deadline of the invocation")
 	args, code, ok := cli.Parse(fs, args)
@@ -31,13 +31,8 @@ func invokeCmd(c command, args []string, stdin io.Reader, stdout, stderr io.Writ
 	default:
 		return cli.Report(stderr, 0, cli.Usagef("-mode %q: want cold, warm or fresh", *mode))
 	}
-	if len(g.Net) > 0 {
-		// One device cannot be shared by the instances of a pool.
-		return cli.Report(stderr, 0, cli.Usagef("-net: functions take requests through fn_next, not network devices; run network guests with tender run"))
-	}
-	if len(g.Block) > 0 {
-		// Nothing would order the writes of a pool's instances to one file.
-		return cli.Report(stderr, 0, cli.Usagef("-block: the instances of a pool would share the device; run block-device guests with tender run"))
+	if err := g.RefuseDevices(); err != nil {
+		return cli.Report(stderr, 0, err)
 	}
 	// The guest's console is diagnostics; the reply owns stdout.
 	hc, cfg, err := g.Config(args, console)

@@ -172,13 +172,42 @@ func (n *NetFlags) Set(v string) error {
 
 // Register adds the guest flags to fs.
 func (g *GuestFlags) Register(fs *flag.FlagSet) {
-	fs.Uint64Var(&g.MemMiB, "mem", monitor.DefaultMemSize>>20, "guest memory in MiB (even, 4 to 3072; 4096 for a Solo5 guest); only touched pages are allocated")
-	fs.StringVar(&g.Backend, "backend", string(monitor.BackendKVM), "how to run guests: kvm, process (seccomp-confined process, for hosts without KVM), or auto")
-	fs.Int64Var(&g.ConsoleLimit, "console-limit", monitor.DefaultConsoleLimit, "end a guest after this many bytes of console output; a function's count starts anew with each request (negative: no limit)")
+	g.register(fs)
 	fs.Var(&g.Net, "net", "attach network device `NAME=TAP` (a TAP interface) or NAME=fd:N (an open TAP descriptor); repeat for more devices")
 	fs.Var(&g.Block, "block", "attach block device `NAME=PATH[,bs=N][,ro]`: the regular file PATH, its size a multiple of the block size N (512 unless given; a power of two up to 65536), read-only with ro; repeat for more devices")
 	fs.Var(&g.NetMAC, "net-mac", "give network device `NAME=MAC` that MAC address instead of a random one")
+}
+
+// RegisterPool adds the guest flags of a command that serves a function
+// from a pool: its devices are refused (RefuseDevices), and its help says
+// so.
+func (g *GuestFlags) RegisterPool(fs *flag.FlagSet) {
+	g.register(fs)
+	fs.Var(&g.Net, "net", "`NAME=TAP`: refused, a function takes requests through fn_next, not network devices (run network guests with tender run)")
+	fs.Var(&g.Block, "block", "`NAME=PATH`: refused, the instances of a pool would share the device (run block-device guests with tender run)")
+	fs.Var(&g.NetMAC, "net-mac", "`NAME=MAC`: refused, as -net is")
+}
+
+func (g *GuestFlags) register(fs *flag.FlagSet) {
+	fs.Uint64Var(&g.MemMiB, "mem", monitor.DefaultMemSize>>20, "guest memory in MiB (even, 4 to 3072; 4096 for a Solo5 guest); only touched pages are allocated")
+	fs.StringVar(&g.Backend, "backend", string(monitor.BackendKVM), "how to run guests: kvm, process (seccomp-confined process, for hosts without KVM), or auto")
+	fs.Int64Var(&g.ConsoleLimit, "console-limit", monitor.DefaultConsoleLimit, "end a guest after this many bytes of console output; a function's count starts anew with each request (negative: no limit)")
 	fs.BoolVar(&g.NoSeccomp, "no-seccomp", false, "do not confine the monitor with its seccomp filter once set up (for debugging; see docs/security.md)")
+}
+
+// RefuseDevices is the usage error of a pool's command given -net, -net-mac
+// or -block: one device cannot be shared by the instances of a pool, and
+// nothing would order their writes to one file.
+func (g *GuestFlags) RefuseDevices() error {
+	switch {
+	case len(g.Net) > 0:
+		return Usagef("-net: functions take requests through fn_next, not network devices; run network guests with tender run")
+	case len(g.NetMAC) > 0:
+		return Usagef("-net-mac: functions have no network devices; run network guests with tender run")
+	case len(g.Block) > 0:
+		return Usagef("-block: the instances of a pool would share the device; run block-device guests with tender run")
+	}
+	return nil
 }
 
 // Confine installs the seccomp filter of p, widened for the -net and -block
@@ -241,6 +270,11 @@ func (g *GuestFlags) Compile(p confine.Policy) (*confine.Program, error) {
 // a guest with arguments args[1:] and the given console. It opens the -net
 // and -block devices; Close closes them once the guest has run.
 func (g *GuestFlags) Config(args []string, console io.Writer) (monitor.HostConfig, monitor.Config, error) {
+	switch monitor.Backend(g.Backend) {
+	case monitor.BackendKVM, monitor.BackendProcess, monitor.BackendAuto:
+	default:
+		return monitor.HostConfig{}, monitor.Config{}, Usagef("-backend %q: want kvm, process or auto", g.Backend)
+	}
 	// Built only when needed: formatting costs page faults at every start.
 	memErr := func() error {
 		return Usagef("-mem %d: want an even number of MiB from %d to %d (%d for a Solo5 guest)", g.MemMiB, hypercall.MemMin>>20, hypercall.MemMax>>20, solo5.MemMax>>20)

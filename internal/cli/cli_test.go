@@ -3,9 +3,11 @@ package cli
 import (
 	"encoding/binary"
 	"flag"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -127,4 +129,56 @@ func TestReadELF(t *testing.T) {
 	assert.ErrorContains(t, err, "over the 256 MiB limit")
 	_, err = ReadELF(sparse("short", 10, nil))
 	assert.ErrorContains(t, err, "shorter than the 64-byte ELF header")
+}
+
+// TestConfigBackend: an unknown -backend is the usage error it is (exit 254),
+// found before anything is opened; the known ones pass.
+func TestConfigBackend(t *testing.T) {
+	elf := filepath.Join(t.TempDir(), "g.elf")
+	require.NoError(t, os.WriteFile(elf, append(elfHeader(), make([]byte, 56)...), 0o644))
+	for _, b := range []string{"", "foo", "KVM", "kvm "} {
+		g := GuestFlags{MemMiB: 64, Backend: b}
+		_, _, err := g.Config([]string{elf}, io.Discard)
+		var u UsageError
+		require.ErrorAs(t, err, &u, "%q", b)
+		assert.ErrorContains(t, err, fmt.Sprintf("-backend %q: want kvm, process or auto", b))
+	}
+	for _, b := range []monitor.Backend{monitor.BackendKVM, monitor.BackendProcess, monitor.BackendAuto} {
+		g := GuestFlags{MemMiB: 64, Backend: string(b)}
+		hc, _, err := g.Config([]string{elf}, io.Discard)
+		require.NoError(t, err, b)
+		assert.Equal(t, b, hc.Backend)
+		assert.NoError(t, g.Close())
+	}
+}
+
+// TestRegisterPool: a pool's command takes the device flags only to refuse
+// them, each with its own reason, and its help says so.
+func TestRegisterPool(t *testing.T) {
+	for _, c := range []struct{ args, want string }{
+		{"-net n=tap0", "-net: functions take requests through fn_next"},
+		{"-net-mac n=02:00:00:00:00:01", "-net-mac: functions have no network devices"},
+		{"-block d=/dev/null", "-block: the instances of a pool would share the device"},
+		{"--block:d=/dev/null", "-block: the instances of a pool would share the device"},
+	} {
+		var g GuestFlags
+		var help strings.Builder
+		fs := NewFlagSet("serve", "", "", &help)
+		g.RegisterPool(fs)
+		_, _, ok := Parse(fs, append(strings.Fields(c.args), "fn.elf"))
+		require.True(t, ok, c.args)
+		err := g.RefuseDevices()
+		var u UsageError
+		require.ErrorAs(t, err, &u, c.args)
+		assert.ErrorContains(t, err, c.want)
+	}
+	var g GuestFlags
+	require.NoError(t, g.RefuseDevices())
+	var help strings.Builder
+	fs := NewFlagSet("serve", "", "", &help)
+	g.RegisterPool(fs)
+	fs.Usage()
+	for _, f := range []string{"-net NAME=TAP", "-block NAME=PATH", "-net-mac NAME=MAC"} {
+		assert.Regexp(t, regexp.QuoteMeta(f)+`\n\s+\S+: refused`, help.String())
+	}
 }
