@@ -6,7 +6,8 @@
 // with tender's ABI note. create starts the container's process, the monitor,
 // which waits on a FIFO in the state directory until start opens it, so the
 // guest runs only after start; its exit status is the guest's (0-239) or
-// tender's outcome code (240-244). See docs/kubernetes.md.
+// tender's outcome code (240-244, 255 for a monitor error). See
+// docs/kubernetes.md.
 package oci
 
 import (
