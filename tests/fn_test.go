@@ -193,7 +193,9 @@ func TestNotAFunction(t *testing.T) {
 func TestSaturation(t *testing.T) {
 	for _, b := range backends(t) {
 		h := newHost(t, b)
-		p := newPool(t, h, "fn_spin", monitor.PoolConfig{MaxInstances: 1, QueueLimit: -1, Timeout: 2 * time.Second})
+		// The spin holds the one instance until its deadline; the refusal
+		// is seen within a poll or two of the instance going live.
+		p := newPool(t, h, "fn_spin", monitor.PoolConfig{MaxInstances: 1, QueueLimit: -1, Timeout: 500 * time.Millisecond})
 		held := make(chan error, 1)
 		go func() {
 			_, err := p.Invoke(context.Background(), monitor.Request{Body: []byte("spin")})
