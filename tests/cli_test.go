@@ -70,7 +70,7 @@ func TestCLIExitContract(t *testing.T) {
 			{[]string{"run", be, guestPath("wildptr")}, monitor.ExitProtocol, "wildptr: console write from 0xffff00000000\n", "outside guest memory"},
 			{[]string{"run", be, guestPath("portio"), "repoutsl4"}, monitor.ExitProtocol, "portio: repoutsl4 to port 0x503\n", "4-byte outs on port 0x503 is not a hypercall"},
 			{[]string{"run", be, guestPath("syscall")}, monitor.ExitCrashed, "syscall: getpid through syscall\n", "guest attempted host system call 39"},
-			{[]string{"run", be, "--timeout=1s", guestPath("spin")}, monitor.ExitTimeout, "spin: looping forever\n", "guest stopped: timeout"},
+			{[]string{"run", be, "--timeout=500ms", guestPath("spin")}, monitor.ExitTimeout, "spin: looping forever\n", "guest stopped: timeout"},
 			{[]string{"run", be, "--console-limit=100", guestPath("flood")}, monitor.ExitProtocol, flood, "console output limit of 100 bytes"},
 			{[]string{"run", be, "--mem=5", guestPath("hello")}, monitor.ExitUsage, "", "-mem 5: want an even number"},
 			{[]string{"run", be, "--mem=4096", guestPath("hello")}, monitor.ExitUsage, "", "-mem 4096: want an even number of MiB from 4 to 3072 (4096 for a Solo5 guest)"},
@@ -236,8 +236,10 @@ func TestCLIStats(t *testing.T) {
 // that request is still answered and the server exits 0.
 func TestCLIServe(t *testing.T) {
 	for _, b := range backends(t) {
+		// No drain delay: the listener closes at once, so the server's
+		// shutdown itself must wait for the request in flight.
 		cmd := exec.Command(filepath.Join(root, "bin", "tender"), "serve", "-backend="+string(b),
-			"-listen=127.0.0.1:0", "-timeout=2s", guestPath("fn_spin"))
+			"-listen=127.0.0.1:0", "-timeout=2s", "-drain-delay=0", guestPath("fn_spin"))
 		logs, err := cmd.StderrPipe()
 		require.NoError(t, err)
 		require.NoError(t, cmd.Start())
@@ -281,7 +283,10 @@ func TestCLIServe(t *testing.T) {
 			resp.Body.Close()
 			answered <- resp.StatusCode
 		}()
-		time.Sleep(100 * time.Millisecond)
+		// In flight: the server has taken the warm instance for it.
+		require.Eventually(t, func() bool {
+			return strings.Contains(scrape(url), "tender_instances{state=\"idle\"} 0\n")
+		}, 20*time.Second, 5*time.Millisecond, "%s: the spin request never took the instance", b)
 		require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
 		assert.Equal(t, http.StatusGatewayTimeout, <-answered, "the in-flight request is answered")
 		select {
@@ -292,6 +297,17 @@ func TestCLIServe(t *testing.T) {
 			t.Fatal("serve did not stop")
 		}
 	}
+}
+
+// scrape returns the /metrics text of the server at url, "" if it cannot be had.
+func scrape(url string) string {
+	resp, err := http.Get(url + "/metrics")
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
 }
 
 // TestCLICPUIDCache runs `tender run` on KVM with its CPUID cache in a
