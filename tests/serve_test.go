@@ -130,8 +130,11 @@ func TestServeSlowClients(t *testing.T) {
 	)
 	for _, b := range backends(t) {
 		t.Run(string(b), func(t *testing.T) {
+			// The slow clients connect and /healthz is answered within
+			// some tens of milliseconds, far inside -body-timeout; the
+			// drain delay is not what is tested here.
 			s := startServe(t, nofile, "-backend="+string(b), "-listen=127.0.0.1:0", "-max-instances=2",
-				"-body-timeout=3s", guestPath("fn_echo"))
+				"-body-timeout=1s", "-drain-delay=0", guestPath("fn_echo"))
 			maxConns, _ := s.info["max_conns"].(float64)
 			require.True(t, maxConns > 0 && maxConns < nofile-40, "max_conns %v derived from the limit of %d", s.info["max_conns"], nofile)
 			addr := strings.TrimPrefix(s.url, "http://")
@@ -225,8 +228,11 @@ func TestServeDrain(t *testing.T) {
 	const clients = 16
 	for _, b := range backends(t) {
 		t.Run(string(b), func(t *testing.T) {
+			// The drain delay must outlast a probe of the load balancer
+			// (every 20 ms) and the clients' noticing it: with none, requests
+			// fail; a few tens of milliseconds already suffice.
 			s := startServe(t, 0, "-backend="+string(b), "-listen=127.0.0.1:0", "-max-instances=2",
-				"-drain-delay=1s", guestPath("fn_echo"))
+				"-drain-delay=500ms", guestPath("fn_echo"))
 			var (
 				routed   atomic.Bool // the load balancer still sends work here
 				draining atomic.Bool // /healthz said so
@@ -311,7 +317,8 @@ func TestServeDrain(t *testing.T) {
 func TestServeConsoleApart(t *testing.T) {
 	for _, b := range backends(t) {
 		t.Run(string(b), func(t *testing.T) {
-			s := startServe(t, 0, "-backend="+string(b), "-listen=127.0.0.1:0", "-max-instances=1", "-log-level=debug", guestPath("fn_forge"))
+			s := startServe(t, 0, "-backend="+string(b), "-listen=127.0.0.1:0", "-max-instances=1", "-log-level=debug",
+				"-drain-delay=0", guestPath("fn_forge"))
 			for _, body := range []string{"one", "two", "abort", "three"} {
 				resp, err := http.Post(s.url+"/invoke", "application/octet-stream", strings.NewReader(body))
 				require.NoError(t, err)
