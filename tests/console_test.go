@@ -3,6 +3,7 @@ package tests
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -157,6 +158,22 @@ func stalledPipe(t *testing.T) *os.File {
 	return w
 }
 
+// waitBlockedWrite waits until a thread of process pid is blocked in a
+// write(2) to its file descriptor fd, as on a pipe nobody reads once full.
+func waitBlockedWrite(t *testing.T, pid, fd int) {
+	t.Helper()
+	want := fmt.Sprintf("%d 0x%x ", unix.SYS_WRITE, fd) // syscall number, first argument
+	require.Eventually(t, func() bool {
+		files, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/syscall", pid))
+		for _, f := range files {
+			if b, err := os.ReadFile(f); err == nil && strings.HasPrefix(string(b), want) {
+				return true
+			}
+		}
+		return false
+	}, hangCheck, time.Millisecond, "no thread of %d blocked writing to fd %d", pid, fd)
+}
+
 // startTender starts bin/tender with the given standard files.
 func startTender(t *testing.T, stdin io.Reader, stdout, stderr io.Writer, args ...string) *exec.Cmd {
 	t.Helper()
@@ -201,9 +218,10 @@ func TestCLIStalledStdout(t *testing.T) {
 		assert.Equal(t, monitor.ExitTimeout, exitOf(t, cmd), "%s: %s", b, stderr.String())
 		assert.Contains(t, stderr.String(), "timeout", b)
 
+		// SIGTERM once the guest is held on the full pipe.
 		stderr = lockedBuffer{}
 		cmd = startTender(t, nil, stalledPipe(t), &stderr, "run", "-backend="+string(b), guestPath("flood"))
-		time.Sleep(300 * time.Millisecond)
+		waitBlockedWrite(t, cmd.Process.Pid, 1)
 		require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
 		assert.Equal(t, monitor.ExitTimeout, exitOf(t, cmd), "%s: %s", b, stderr.String())
 		assert.Contains(t, stderr.String(), "guest stopped", b)
@@ -223,8 +241,10 @@ func TestCLIInvokeStalled(t *testing.T) {
 		// A reply larger than the pipe holds.
 		var stderr lockedBuffer
 		body := strings.Repeat("x", 512<<10)
+		// SIGTERM once the reply has filled the pipe: tender is held
+		// writing the rest.
 		cmd = startTender(t, strings.NewReader(body), stalledPipe(t), &stderr, "invoke", "-backend="+string(b), guestPath("fn_echo"))
-		time.Sleep(500 * time.Millisecond)
+		waitBlockedWrite(t, cmd.Process.Pid, 1)
 		require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
 		assert.Equal(t, monitor.ExitTimeout, exitOf(t, cmd), "%s: %s", b, stderr.String())
 		assert.Contains(t, stderr.String(), "interrupted while writing the reply", b)
@@ -302,8 +322,15 @@ func TestServeStalledOutput(t *testing.T) {
 					time.Sleep(10 * time.Millisecond)
 				}
 			})
-			post := func(body string) int {
-				resp, err := http.Post(url+"/invoke", "text/plain", strings.NewReader(body))
+			// post sends body; timeout, when not "", is its Tender-Timeout.
+			post := func(body, timeout string) int {
+				req, err := http.NewRequest(http.MethodPost, url+"/invoke", strings.NewReader(body))
+				require.NoError(t, err)
+				req.Header.Set("Content-Type", "text/plain")
+				if timeout != "" {
+					req.Header.Set("Tender-Timeout", timeout)
+				}
+				resp, err := http.DefaultClient.Do(req)
 				require.NoError(t, err)
 				io.Copy(io.Discard, resp.Body)
 				resp.Body.Close()
@@ -312,11 +339,12 @@ func TestServeStalledOutput(t *testing.T) {
 			line := "print " + strings.Repeat("x", 2000) + "\n"
 			within(t, "requests with stalled output", func() {
 				for range 40 { // far more than the pipes hold
-					assert.Equal(t, http.StatusOK, post(line))
+					assert.Equal(t, http.StatusOK, post(line, ""))
 				}
-				assert.Equal(t, http.StatusBadGateway, post("fault"))
-				assert.Equal(t, http.StatusGatewayTimeout, post("spin"))
-				assert.Equal(t, http.StatusOK, post("still here"))
+				assert.Equal(t, http.StatusBadGateway, post("fault", ""))
+				// A deadline of the request's own, shorter than -timeout.
+				assert.Equal(t, http.StatusGatewayTimeout, post("spin", "200ms"))
+				assert.Equal(t, http.StatusOK, post("still here", ""))
 			})
 			require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
 			assert.Equal(t, 0, exitOf(t, cmd), "SIGTERM ends the server")
