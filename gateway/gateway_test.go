@@ -304,7 +304,9 @@ func TestSaturated(t *testing.T) {
 	_, srv := serve(t, p)
 
 	spun := make(chan answer, 1)
-	go func() { spun <- post(t, srv, "spin", gateway.HeaderTimeout, "2s") }()
+	// 500 ms: the refused request below follows the instance's start by
+	// a poll of a millisecond.
+	go func() { spun <- post(t, srv, "spin", gateway.HeaderTimeout, "500ms") }()
 	// The spin holds the only instance from the moment it takes its slot.
 	for deadline := time.Now().Add(5 * time.Second); p.Stats().Live != 1; time.Sleep(time.Millisecond) {
 		if time.Now().After(deadline) {
