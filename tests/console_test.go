@@ -212,6 +212,8 @@ func exitOf(t *testing.T, cmd *exec.Cmd) int {
 // TestCLIStalledStdout runs a flooding guest with stdout on a pipe nobody
 // reads: -timeout still ends it with 243, and so does SIGTERM.
 func TestCLIStalledStdout(t *testing.T) {
+	// It only waits: see "Parallel tests" in main_test.go.
+	t.Parallel()
 	for _, b := range backends(t) {
 		var stderr lockedBuffer
 		cmd := startTender(t, nil, stalledPipe(t), &stderr, "run", "-backend="+string(b), "-timeout=1s", guestPath("flood"))
@@ -232,6 +234,8 @@ func TestCLIStalledStdout(t *testing.T) {
 // nobody reads: the invocation's deadline ends a flooding one with 243; and
 // with stdout on such a pipe: SIGTERM ends the wait to write the reply.
 func TestCLIInvokeStalled(t *testing.T) {
+	// It only waits: see "Parallel tests" in main_test.go.
+	t.Parallel()
 	for _, b := range backends(t) {
 		var stdout lockedBuffer
 		cmd := startTender(t, strings.NewReader("flood"), &stdout, stalledPipe(t), "invoke", "-backend="+string(b), "-timeout=1s", guestPath("fn_flood"))
@@ -299,6 +303,8 @@ func TestCLIClosedStdout(t *testing.T) {
 // still get their answers, faults and deadlines included, and SIGTERM still
 // ends the server.
 func TestServeStalledOutput(t *testing.T) {
+	// It only waits: see "Parallel tests" in main_test.go.
+	t.Parallel()
 	for _, b := range backends(t) {
 		t.Run(string(b), func(t *testing.T) {
 			stdout, stderr := stalledPipe(t), stalledPipe(t)
@@ -406,6 +412,8 @@ func fullPipe(t *testing.T) *os.File {
 // 0.5 s on a stderr nobody reads, then drops it and exits with the guest's
 // outcome (docs/abi.md, "The console").
 func TestCLIRunStalledStderr(t *testing.T) {
+	// It only waits: see "Parallel tests" in main_test.go.
+	t.Parallel()
 	for _, b := range backends(t) {
 		var stdout lockedBuffer
 		cmd := startTender(t, nil, &stdout, fullPipe(t), "run", "-backend="+string(b), guestPath("abort"))

@@ -37,6 +37,16 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
+// Parallel tests: a few tests that spend their time waiting (for a body
+// timeout, a full pipe, a deadline, the bounded waits of tender's own
+// messages) and share nothing with others but the machine call t.Parallel.
+// They run after every other test of the package, two at a time on a
+// 2-CPU machine (go test's -parallel defaults to GOMAXPROCS). None of them
+// has a time bound that a busy CPU could break (each is a hang check, or
+// tens of times what it bounds), listens on a fixed port, uses TAP devices
+// or network namespaces, or counts the test process's own descriptors,
+// goroutines or memory; a test that does must not be parallel.
+
 func guestPath(name string) string { return filepath.Join(root, "bin", "guest", name+".elf") }
 
 func readGuest(t testing.TB, name string) []byte {

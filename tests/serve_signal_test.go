@@ -19,6 +19,8 @@ import (
 // longer still), tender-serve is still draining a while after the first
 // SIGTERM, and exits 0 promptly after the second.
 func TestServeSecondSignal(t *testing.T) {
+	// It only waits: see "Parallel tests" in main_test.go.
+	t.Parallel()
 	const prompt = 5 * time.Second // far below each wait skipped
 	for _, b := range backends(t) {
 		t.Run(string(b), func(t *testing.T) {

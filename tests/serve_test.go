@@ -124,6 +124,8 @@ func (s *server) console() string { return s.stdout.String() }
 // EMFILE, the slow clients must be cut off (408) after -body-timeout, and an
 // invocation then succeeds.
 func TestServeSlowClients(t *testing.T) {
+	// It only waits: see "Parallel tests" in main_test.go.
+	t.Parallel()
 	const (
 		nofile = 128
 		slow   = 200
