@@ -77,11 +77,7 @@ func (c *call) stopped() error {
 	case callExpired:
 		return &StoppedError{Cause: context.DeadlineExceeded}
 	case callCancelled:
-		cause := c.ctx.Err()
-		if cause == nil { // cannot happen: the context is done
-			cause = context.Canceled
-		}
-		return &StoppedError{Cause: cause}
+		return stopped(c.ctx) // with the context's cause (SIGINT, ...)
 	}
 	return nil
 }
@@ -214,8 +210,8 @@ func (f *fnState) take() (outcome, error) {
 		// It expired or was cancelled while queued: fail it here rather
 		// than kill the guest.
 		err := error(&StoppedError{Cause: context.DeadlineExceeded})
-		if cerr := c.ctx.Err(); cerr != nil && left > 0 {
-			err = &StoppedError{Cause: cerr}
+		if c.ctx.Err() != nil && left > 0 {
+			err = stopped(c.ctx)
 		}
 		if watched && !f.settle(c) {
 			f.cur = c // its watch fired meanwhile and kicked the vCPU

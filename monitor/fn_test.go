@@ -76,6 +76,9 @@ func (x *fnFixture) kicked() int { return len(x.kicks) }
 type stopKind struct {
 	name  string
 	cause error
+	// reason is the StoppedError's Reason: the context's cause, if the
+	// caller gave one.
+	reason error
 	// call returns a call with id that this kind stops soon.
 	call func(id uint64) *call
 }
@@ -88,17 +91,27 @@ const stopSoon = 50 * time.Millisecond
 
 func stopKinds(t *testing.T) []stopKind {
 	return []stopKind{
-		{"deadline", context.DeadlineExceeded, func(id uint64) *call {
+		{"deadline", context.DeadlineExceeded, nil, func(id uint64) *call {
 			return &call{ctx: context.Background(), id: id, deadline: time.Now().Add(stopSoon)}
 		}},
-		{"cancel", context.Canceled, func(id uint64) *call {
+		{"cancel", context.Canceled, nil, func(id uint64) *call {
 			ctx, cancel := context.WithCancel(context.Background())
 			t.Cleanup(cancel)
 			time.AfterFunc(stopSoon, cancel)
 			return &call{ctx: ctx, id: id, deadline: time.Now().Add(time.Minute)}
 		}},
+		{"cancel-cause", context.Canceled, errSignalled, func(id uint64) *call {
+			ctx, cancel := context.WithCancelCause(context.Background())
+			t.Cleanup(func() { cancel(nil) })
+			time.AfterFunc(stopSoon, func() { cancel(errSignalled) })
+			return &call{ctx: ctx, id: id, deadline: time.Now().Add(time.Minute)}
+		}},
 	}
 }
+
+// errSignalled is the cause a caller gives when it cancels a call, as
+// tender's commands do on SIGINT.
+var errSignalled = errors.New("interrupted by SIGINT")
 
 // calm returns a call nothing stops during a test.
 func calm(id uint64) *call {
@@ -170,6 +183,7 @@ func TestStopBeatsReply(t *testing.T) {
 			se, ok = errors.AsType[*StoppedError](c.err)
 			require.True(t, ok, "%v", c.err)
 			assert.ErrorIs(t, se.Cause, k.cause)
+			assert.Equal(t, k.reason, se.Reason, "the caller's cause is reported")
 			assert.Zero(t, x.kicked(), "kicked more than once")
 		})
 	}

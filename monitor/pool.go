@@ -304,7 +304,7 @@ func (p *Pool) acquire(ctx context.Context, deadline time.Time) (*instance, erro
 
 	expire := time.NewTimer(time.Until(deadline))
 	defer expire.Stop()
-	var cause error
+	var err *StoppedError
 	select {
 	case inst := <-w:
 		if inst == nil { // a free slot
@@ -312,9 +312,9 @@ func (p *Pool) acquire(ctx context.Context, deadline time.Time) (*instance, erro
 		}
 		return inst, nil
 	case <-ctx.Done():
-		cause = ctx.Err()
+		err = stopped(ctx)
 	case <-expire.C:
-		cause = context.DeadlineExceeded
+		err = &StoppedError{Cause: context.DeadlineExceeded}
 	}
 	p.mu.Lock()
 	i := slices.Index(p.waiters, w)
@@ -329,7 +329,7 @@ func (p *Pool) acquire(ctx context.Context, deadline time.Time) (*instance, erro
 			p.discard()
 		}
 	}
-	return nil, &StoppedError{Cause: cause}
+	return nil, err
 }
 
 // release puts a parked instance back: to the first queued caller, or on

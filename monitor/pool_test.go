@@ -175,7 +175,7 @@ func TestPoolQueuedCallerStops(t *testing.T) {
 	p := fakePool(t, PoolConfig{MaxInstances: 1, QueueLimit: 4}, vms)
 	first := busy(t, p, vms)
 
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancelCause(context.Background())
 	cancelled := make(chan error, 1)
 	go func() {
 		_, err := p.Invoke(ctx, Request{})
@@ -187,12 +187,13 @@ func TestPoolQueuedCallerStops(t *testing.T) {
 		expired <- err
 	}()
 	queued(t, p, 2)
-	cancel()
+	cancel(errSignalled)
 
 	var se *StoppedError
 	err := <-cancelled
 	require.ErrorAs(t, err, &se)
 	assert.ErrorIs(t, err, context.Canceled)
+	assert.Equal(t, "guest stopped: interrupted by SIGINT", err.Error(), "the caller's cause is reported")
 	err = <-expired
 	require.ErrorAs(t, err, &se)
 	assert.ErrorIs(t, err, context.DeadlineExceeded)
