@@ -32,6 +32,10 @@ type consoleSink struct {
 	spare   []byte // the drain's last chunk, reused for pending
 	writing int    // bytes in the Write under way
 	failed  bool   // a Write failed: the rest is discarded
+	failure error  // that Write's error
+	// onFail, when set, is called once, on the drain's goroutine, when a
+	// Write fails (Config.ConsoleRequired).
+	onFail func(error)
 	closed  bool   // the run ended: the drain stops
 	dropped int64  // bytes never to be delivered
 
@@ -135,6 +139,13 @@ func (s *consoleSink) flushed() bool {
 	return s.failed || len(s.pending) == 0 && s.writing == 0
 }
 
+// err returns the error of the Write that failed, if one did.
+func (s *consoleSink) err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.failure
+}
+
 // end stops the drain and returns how many bytes were not delivered: those
 // dropped, those still buffered, and those of a Write under way, which may
 // yet complete. The drain goroutine returns at once, or when that Write does.
@@ -182,13 +193,17 @@ func (s *consoleSink) drain() {
 			s.mu.Unlock()
 			return
 		}
-		if err != nil && !s.failed {
-			s.failed = true
+		failed := err != nil && !s.failed
+		if failed {
+			s.failed, s.failure = true, err
 			s.dropped += int64(len(chunk)-n) + int64(len(s.pending))
 			s.pending = s.pending[:0]
 		}
 		s.spare = chunk
 		s.mu.Unlock()
 		notify(s.space)
+		if failed && s.onFail != nil {
+			s.onFail(err)
+		}
 	}
 }

@@ -173,6 +173,26 @@ func (e *ProtocolError) Error() string {
 	return "guest protocol violation in " + e.Hypercall + ": " + e.Reason
 }
 
+// ConsoleError is a run whose console failed (Config.ConsoleRequired): its
+// output from there on was lost.
+type ConsoleError struct {
+	// Err is the failed Write's error (EPIPE: the reader has gone).
+	Err error
+	// Stopped says the guest was still running and was stopped for it.
+	Stopped bool
+}
+
+// Error implements error.
+func (e *ConsoleError) Error() string {
+	if e.Stopped {
+		return "console: " + e.Err.Error() + " (guest stopped)"
+	}
+	return "console: " + e.Err.Error()
+}
+
+// Unwrap returns the Write's error.
+func (e *ConsoleError) Unwrap() error { return e.Err }
+
 // StoppedError is a run stopped from outside: its context was cancelled or
 // its deadline passed. errors.Is(err, context.DeadlineExceeded) tells a
 // timeout.

@@ -56,7 +56,16 @@ func (vm *VM) Run(ctx context.Context) (Result, error) {
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
 	}
-	r, err := vm.begin(ctx)
+	var consoleFailed func(error)
+	if vm.cfg.ConsoleRequired {
+		// A console that fails stops the guest as a cancellation would,
+		// with the failure as the cause (finish reports it).
+		var cancel context.CancelCauseFunc
+		ctx, cancel = context.WithCancelCause(ctx)
+		defer cancel(nil)
+		consoleFailed = func(err error) { cancel(&ConsoleError{Err: err, Stopped: true}) }
+	}
+	r, err := vm.begin(ctx, consoleFailed)
 	if err != nil {
 		return r.finish(0, err)
 	}
@@ -65,8 +74,9 @@ func (vm *VM) Run(ctx context.Context) (Result, error) {
 }
 
 // begin starts a run: it creates the vCPU, fills in the guest's clock and
-// wires ctx to stop it. On error the run must still be finished.
-func (vm *VM) begin(ctx context.Context) (*run, error) {
+// wires ctx to stop it; consoleFailed, when set, is told of a console Write
+// that fails. On error the run must still be finished.
+func (vm *VM) begin(ctx context.Context, consoleFailed func(error)) (*run, error) {
 	r := &run{vm: vm, start: time.Now()}
 	r.stats.solo5 = vm.img.Solo5 != nil
 	ph := &r.stats.Phases
@@ -148,6 +158,7 @@ func (vm *VM) begin(ctx context.Context) (*run, error) {
 	if vm.console != io.Discard {
 		// So is a guest waiting for a stalled console.
 		con, k := newConsoleSink(vm.console), kick
+		con.onFail = consoleFailed
 		r.con = con
 		kick = func() { k(); con.wake() }
 	}
@@ -187,6 +198,14 @@ func (r *run) finish(status int, err error) (Result, error) {
 			con.flushUntil(nil, f.boot.Done()) // Done closes at its deadline too
 		}
 		r.stats.ConsoleDropped = con.end()
+		if cerr := con.err(); cerr != nil && r.vm.cfg.ConsoleRequired {
+			// Output was lost: that is the outcome, unless the guest's
+			// own failure says more.
+			var se *StoppedError
+			if err == nil || errors.As(err, &se) && errors.As(se.Reason, new(*ConsoleError)) {
+				status, err = 0, &ConsoleError{Err: cerr, Stopped: err != nil}
+			}
+		}
 	}
 	if r.vm.fn != nil {
 		r.vm.fn.end(status, err)

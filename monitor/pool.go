@@ -198,6 +198,9 @@ func poolDefaults(cfg PoolConfig) (PoolConfig, error) {
 	if cfg.Guest.Console == nil {
 		cfg.Guest.Console = io.Discard
 	}
+	if cfg.Guest.ConsoleRequired {
+		return cfg, errors.New("monitor: a pool's console is diagnostics: ConsoleRequired is for Run")
+	}
 	return cfg, nil
 }
 

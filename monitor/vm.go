@@ -44,8 +44,16 @@ type Config struct {
 	// then is dropped (Stats.ConsoleDropped). Run returns once the output
 	// is delivered, except that a Write still blocked when the run is
 	// stopped is left to return on its goroutine. After a failed Write the
-	// rest of the output is discarded; the run goes on.
+	// rest of the output is discarded; the run goes on, unless
+	// ConsoleRequired.
 	Console io.Writer
+	// ConsoleRequired makes the console part of a run's outcome: a Write
+	// that fails (its reader gone, a full disk) stops the guest, and Run
+	// returns a *ConsoleError whatever the guest did, unless the guest
+	// faulted, aborted or broke the protocol first. tender run sets it: its
+	// console is stdout. Pools refuse it: a function's console is
+	// diagnostics.
+	ConsoleRequired bool
 	// ConsoleLimit ends the run with a ProtocolError once the guest has
 	// written more than this many bytes; DefaultConsoleLimit when zero,
 	// unlimited when negative. Output up to the limit is delivered. A
