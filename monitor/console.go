@@ -35,9 +35,9 @@ type consoleSink struct {
 	failure error  // that Write's error
 	// onFail, when set, is called once, on the drain's goroutine, when a
 	// Write fails (Config.ConsoleRequired).
-	onFail func(error)
-	closed  bool   // the run ended: the drain stops
-	dropped int64  // bytes never to be delivered
+	onFail  func(error)
+	closed  bool  // the run ended: the drain stops
+	dropped int64 // bytes never to be delivered
 
 	ready chan struct{} // 1-buffered: pending is no longer empty, or closed
 	space chan struct{} // 1-buffered: the drain took pending, or a Write ended
