@@ -3,7 +3,7 @@ GO      ?= go
 BIN     := bin
 GUESTBIN := $(BIN)/guest
 
-.PHONY: all tender guests run test test-kvm-emulated kvm-report bench bench-deps lint generate clean mutants soak
+.PHONY: all tender guests run test test-race test-kvm-emulated kvm-report bench bench-deps lint generate clean mutants soak
 
 all: tender guests
 
@@ -43,6 +43,12 @@ run: all
 test: all
 	$(GO) vet ./...
 	$(GO) test -count=1 ./...
+
+# The tests of the monitor, the gateway, the CLI's helpers, tender-oci's
+# package and the integration tests under Go's race detector (needs cgo, so
+# gcc); the CLI tests still run the binaries built without it.
+test-race: all
+	CGO_ENABLED=1 $(GO) test -race -count=1 ./monitor/... ./gateway/ ./internal/... ./oci/ ./tests/
 
 # The KVM tests under QEMU's emulation of an AMD CPU with SVM, for machines
 # without /dev/kvm (see tests/kvm-in-qemu/run.sh for what this proves).

@@ -275,27 +275,55 @@ type failingWriter struct{}
 
 func (failingWriter) Write([]byte) (int, error) { return 0, errors.New("console gone") }
 
-// TestCLIClosedStdout runs guests with stdout on a pipe whose reader has gone:
-// tender is not killed by SIGPIPE, and the guest's own outcome is reported.
+// TestCLIClosedStdout runs guests with stdout on a pipe whose reader has gone
+// (| head) and on a full disk: tender is not killed by SIGPIPE, and the run
+// ends with its console's failure, exit 255 (Config.ConsoleRequired): a
+// guest still writing is stopped, not left to run on unseen, and one that
+// ended has its lost output reported rather than a status of 0.
 func TestCLIClosedStdout(t *testing.T) {
 	for _, b := range backends(t) {
-		r, w, err := os.Pipe()
-		require.NoError(t, err)
-		r.Close()
-		var stderr lockedBuffer
-		cmd := startTender(t, nil, w, &stderr, "run", "-backend="+string(b), guestPath("exit"), "x")
-		w.Close()
-		assert.Equal(t, 2, exitOf(t, cmd), "%s: %s", b, stderr.String())
+		for _, guest := range []string{"exit x", "flood"} {
+			r, w, err := os.Pipe()
+			require.NoError(t, err)
+			r.Close()
+			var stderr lockedBuffer
+			cmd := startTender(t, nil, w, &stderr, append([]string{"run", "-backend=" + string(b)}, guestArgs(guest)...)...)
+			w.Close()
+			assert.Equal(t, monitor.ExitMonitor, exitOf(t, cmd), "%s %s: %s", b, guest, stderr.String())
+			assert.True(t, strings.HasPrefix(stderr.String(), "tender: console: write /dev/stdout: broken pipe"), "%s %s: %q", b, guest, stderr.String())
+			if guest == "flood" {
+				assert.Equal(t, "tender: console: write /dev/stdout: broken pipe (guest stopped)\n", stderr.String(), b)
+			}
+		}
 
-		r, w, err = os.Pipe()
+		// A reader that goes after some output, as head's does.
+		var stderr lockedBuffer
+		cmd := exec.Command(filepath.Join(root, "bin", "tender"), "run", "-backend="+string(b), guestPath("flood"))
+		out, err := cmd.StdoutPipe()
 		require.NoError(t, err)
-		r.Close()
+		cmd.Stderr = &stderr
+		require.NoError(t, cmd.Start())
+		t.Cleanup(func() { cmd.Process.Kill() })
+		_, err = io.ReadFull(out, make([]byte, 100))
+		require.NoError(t, err)
+		out.Close()
+		assert.Equal(t, monitor.ExitMonitor, exitOf(t, cmd), "%s: %s", b, stderr.String())
+		assert.Equal(t, "tender: console: write /dev/stdout: broken pipe (guest stopped)\n", stderr.String(), b)
+
+		full, err := os.OpenFile("/dev/full", os.O_WRONLY, 0)
+		require.NoError(t, err)
 		stderr = lockedBuffer{}
-		cmd = startTender(t, nil, w, &stderr, "run", "-backend="+string(b), "-console-limit=100000", guestPath("flood"))
-		w.Close()
-		assert.Equal(t, monitor.ExitProtocol, exitOf(t, cmd), "%s: %s", b, stderr.String())
-		assert.Contains(t, stderr.String(), "console output limit", b)
+		cmd = startTender(t, nil, full, &stderr, "run", "-backend="+string(b), guestPath("hello"))
+		full.Close()
+		assert.Equal(t, monitor.ExitMonitor, exitOf(t, cmd), "%s: %s", b, stderr.String())
+		assert.True(t, strings.HasPrefix(stderr.String(), "tender: console: write /dev/stdout: no space left on device"), "%s: %q", b, stderr.String())
 	}
+}
+
+// guestArgs splits "NAME ARGS..." into the guest's path and its arguments.
+func guestArgs(s string) []string {
+	f := strings.Fields(s)
+	return append([]string{guestPath(f[0])}, f[1:]...)
 }
 
 // TestServeStalledOutput runs `tender serve` with its stdout (guest console)

@@ -7,7 +7,8 @@
 // The exit code of run is the guest's exit status (0-239), or one of the
 // monitor's codes: 240 aborted, 241 crashed, 242 protocol violation,
 // 243 timeout or interrupted, 244 forbidden system call (the monitor's
-// seccomp filter, docs/security.md), 254 usage error, 255 monitor error.
+// seccomp filter, docs/security.md), 254 usage error, 255 monitor error
+// (stdout failing included: the guest is stopped).
 //
 // Start-up cost is paid on every `tender run`, so this binary links only the
 // monitor and the standard library's flag package. `tender serve` needs an

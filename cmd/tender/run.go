@@ -30,6 +30,9 @@ func runCmd(c command, args []string, _ io.Reader, stdout, stderr io.Writer) int
 	if err != nil {
 		return cli.Report(stderr, 0, err)
 	}
+	// The console is the run's output: losing it (| head, a full disk)
+	// ends the run, as it would any Unix filter.
+	cfg.ConsoleRequired = true
 	defer g.Close()
 	ctx, cancel, watching := cli.WatchSignals()
 	defer cancel()
