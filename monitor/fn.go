@@ -350,7 +350,7 @@ func (f *fnState) end(status int, err error) {
 // errExitedBeforeRequest is the error of a guest that exited with status
 // before its first fn_next.
 func errExitedBeforeRequest(status int) error {
-	return &ProtocolError{Hypercall: "fn_next", Reason: fmt.Sprintf("guest exited with status %d before taking a request", status)}
+	return &ProtocolError{Hypercall: "fn_next", Reason: fmt.Sprintf("guest exited with status %d before taking a request (a function loops on fn_next, as tender_fn_serve does; run other guests with tender run)", status)}
 }
 
 // errStopped reports why the vCPU was kicked: the current call's deadline or

@@ -89,6 +89,50 @@ func TestCLIExitContract(t *testing.T) {
 	}
 }
 
+// TestCLIBadValues: a bad flag value is a usage error (254) that says what
+// was wanted, before anything runs, and an ELF that is no guest is named in
+// its error.
+func TestCLIBadValues(t *testing.T) {
+	hostProgram := filepath.Join(root, "bin", "guest", "host", "compute_host") // static, no guest
+	for _, c := range []struct {
+		args   []string
+		code   int
+		stderr string // contained
+	}{
+		{[]string{"run", "-backend=foo", guestPath("hello")}, monitor.ExitUsage, `-backend "foo": want kvm, process or auto`},
+		{[]string{"run", "-timeout=-1s", guestPath("hello")}, monitor.ExitUsage, "-timeout -1s: want 0 (no limit) or more"},
+		{[]string{"run", "-timeout=5", guestPath("hello")}, monitor.ExitUsage, `invalid value "5" for flag -timeout: want a duration with its unit`},
+		{[]string{"run", "-mem=64M", guestPath("hello")}, monitor.ExitUsage, `invalid value "64M" for flag -mem: want a whole number`},
+		{[]string{"run", hostProgram}, monitor.ExitMonitor, hostProgram + ": invalid guest ELF: no Tender ABI note"},
+		{[]string{"invoke", "-timeout=0s", guestPath("fn_upper")}, monitor.ExitUsage, "-timeout 0s: want a deadline of more than 0"},
+		{[]string{"invoke", "-backend=foo", guestPath("fn_upper")}, monitor.ExitUsage, `-backend "foo": want kvm, process or auto`},
+		{[]string{"invoke", hostProgram}, monitor.ExitMonitor, hostProgram + ": invalid guest ELF"},
+		{[]string{"serve", "-prewarm=100", guestPath("fn_upper")}, monitor.ExitUsage, "-prewarm 100: more than -max-instances 64"},
+		{[]string{"serve", "-max-instances=0", guestPath("fn_upper")}, monitor.ExitUsage, "-max-instances 0: want 1 or more"},
+		{[]string{"serve", "-timeout=-2s", guestPath("fn_upper")}, monitor.ExitUsage, "-timeout -2s: want a deadline of more than 0"},
+		{[]string{"serve", "-mode=cold", "-prewarm=1", guestPath("fn_upper")}, monitor.ExitUsage, "a cold pool keeps no instances to prewarm"},
+		{[]string{"help", "run"}, 0, "usage: tender run [flags] GUEST.elf"},
+		{[]string{"help", "serve"}, 0, "usage: tender serve [flags] FN.elf"},
+	} {
+		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
+			code, _, stderr := tender(t, c.args...)
+			assert.Equal(t, c.code, code, "stderr: %s", stderr)
+			assert.Contains(t, stderr, c.stderr)
+		})
+	}
+}
+
+// TestCLIServeNotAFunction: tender serve boots an instance before it listens,
+// so a guest that is no function fails its start (242), with a hint, rather
+// than every request; -mode cold, which keeps no instance, starts.
+func TestCLIServeNotAFunction(t *testing.T) {
+	for _, b := range backends(t) {
+		code, _, stderr := tender(t, "serve", "-backend="+string(b), "-listen=127.0.0.1:0", guestPath("hello"))
+		assert.Equal(t, monitor.ExitProtocol, code, "%s: %s", b, stderr)
+		assert.Contains(t, stderr, "guest exited with status 0 before taking a request (a function loops on fn_next", b)
+	}
+}
+
 // TestSolo5CLIMemory: `tender run --mem=4096` boots a Solo5 guest with 4 GiB
 // (its stack at the top of the 32-bit range), on each backend as a subtest:
 // the emulated-KVM run keeps the KVM one only (tests/kvm-in-qemu, whose

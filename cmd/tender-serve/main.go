@@ -12,6 +12,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -40,11 +41,11 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	g.RegisterPool(fs)
 	listen := fs.String("listen", "127.0.0.1:8080", "address to serve HTTP on (port 0: any free port, logged at start)")
 	mode := fs.String("mode", string(monitor.Warm), "warm (pooled instances), fresh (pooled instances reset to their first fn_next after every request; the process backend needs Linux 6.7) or cold (a new VM per request)")
-	maxInstances := fs.Int("max-instances", monitor.DefaultMaxInstances, "instances alive at once")
+	maxInstances := fs.Int("max-instances", monitor.DefaultMaxInstances, "instances alive at once (1 or more)")
 	queue := fs.Int("queue", monitor.DefaultQueueLimit, fmt.Sprintf("requests waiting for an instance before 503 (0: %d; negative: none wait)", monitor.DefaultQueueLimit))
 	idle := fs.Duration("idle-timeout", monitor.DefaultIdleTimeout, "retire a warm instance idle this long (negative: never)")
-	timeout := fs.Duration("timeout", monitor.DefaultFnTimeout, "deadline of each invocation (a request's Tender-Timeout header may shorten it)")
-	prewarm := fs.Int("prewarm", 0, "warm instances to boot before serving")
+	timeout := fs.Duration("timeout", monitor.DefaultFnTimeout, "deadline of each invocation, more than 0 (a request's Tender-Timeout header may shorten it)")
+	prewarm := fs.Int("prewarm", 1, "instances to boot before serving, up to -max-instances; booting one checks that the guest is a function (-mode cold: none)")
 	maxConns := fs.Int("max-conns", 0, "HTTP connections open at once, plus a reserve of 8 for /healthz (0: derived from the open-file limit; negative: no limit)")
 	headerTimeout := fs.Duration("header-timeout", 10*time.Second, "a request's headers must arrive within this")
 	bodyTimeout := fs.Duration("body-timeout", gateway.DefaultBodyTimeout, "a request's body must arrive within this of its headers, else 408 (negative: no limit)")
@@ -67,19 +68,26 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	default:
 		return cli.Report(stderr, 0, cli.Usagef("-mode %q: want cold, warm or fresh", *mode))
 	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	// Checked here, not by the pool, so that each is the usage error it is
+	// and nothing has started yet.
 	switch {
+	case *timeout <= 0:
+		return cli.Report(stderr, 0, cli.Usagef("-timeout %v: want a deadline of more than 0", *timeout))
+	case *maxInstances < 1:
+		return cli.Report(stderr, 0, cli.Usagef("-max-instances %d: want 1 or more", *maxInstances))
 	case *prewarm < 0:
 		return cli.Report(stderr, 0, cli.Usagef("-prewarm %d: want 0 or more", *prewarm))
-	case *prewarm > 0 && monitor.Mode(*mode) == monitor.Cold:
-		// Checked here, not by the pool, so that it is the usage error it
-		// is and nothing has started yet.
+	case *prewarm > *maxInstances:
+		return cli.Report(stderr, 0, cli.Usagef("-prewarm %d: more than -max-instances %d", *prewarm, *maxInstances))
+	case monitor.Mode(*mode) == monitor.Cold && given["prewarm"] && *prewarm > 0:
 		return cli.Report(stderr, 0, cli.Usagef("-prewarm %d: a cold pool keeps no instances to prewarm; use -mode warm or fresh", *prewarm))
+	case monitor.Mode(*mode) == monitor.Cold:
+		*prewarm = 0
 	}
 	if err := g.RefuseDevices(); err != nil {
 		return cli.Report(stderr, 0, err)
-	}
-	if *maxInstances <= 0 {
-		*maxInstances = monitor.DefaultMaxInstances
 	}
 	conns, err := connLimit(*maxConns, *maxInstances)
 	if err != nil {
@@ -116,7 +124,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		QueueLimit: *queue, IdleTimeout: *idle, Timeout: *timeout,
 	})
 	if err != nil {
-		return cli.Report(stderr, 0, err)
+		return cli.Report(stderr, 0, g.Named(err))
 	}
 	defer pool.Close()
 	ctx, stop := cli.SignalContext()

@@ -21,7 +21,7 @@ func invokeCmd(c command, args []string, stdin io.Reader, stdout, stderr io.Writ
 	var g cli.GuestFlags
 	g.RegisterPool(fs)
 	mode := fs.String("mode", string(monitor.Cold), "cold (a new VM for the invocation), warm (through a warm pool) or fresh (through a pool of instances reset after each call; the process backend needs Linux 6.7)")
-	timeout := fs.Duration("timeout", monitor.DefaultFnTimeout, "deadline of the invocation")
+	timeout := fs.Duration("timeout", monitor.DefaultFnTimeout, "deadline of the invocation, more than 0")
 	args, code, ok := cli.Parse(fs, args)
 	if !ok {
 		return code
@@ -30,6 +30,9 @@ func invokeCmd(c command, args []string, stdin io.Reader, stdout, stderr io.Writ
 	case monitor.Cold, monitor.Warm, monitor.Fresh:
 	default:
 		return cli.Report(stderr, 0, cli.Usagef("-mode %q: want cold, warm or fresh", *mode))
+	}
+	if *timeout <= 0 {
+		return cli.Report(stderr, 0, cli.Usagef("-timeout %v: want a deadline of more than 0", *timeout))
 	}
 	if err := g.RefuseDevices(); err != nil {
 		return cli.Report(stderr, 0, err)
@@ -53,7 +56,7 @@ func invokeCmd(c command, args []string, stdin io.Reader, stdout, stderr io.Writ
 	defer host.Close()
 	pool, err := host.NewPool(monitor.PoolConfig{Guest: cfg, Mode: monitor.Mode(*mode), MaxInstances: 1, Timeout: *timeout})
 	if err != nil {
-		return cli.Report(stderr, 0, err)
+		return cli.Report(stderr, 0, g.Named(err))
 	}
 	defer pool.Close()
 	ctx, cancel := cli.SignalContext()

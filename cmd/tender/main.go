@@ -60,6 +60,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	switch args[0] {
 	case "-h", "-help", "--help", "help":
+		if len(args) > 1 && args[0] == "help" { // tender help run: run -h
+			return run([]string{args[1], "-h"}, stdin, stdout, stderr)
+		}
 		usage(stdout)
 		return 0
 	}

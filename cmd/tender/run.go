@@ -26,6 +26,9 @@ func runCmd(c command, args []string, _ io.Reader, stdout, stderr io.Writer) int
 	if !ok {
 		return code
 	}
+	if *timeout < 0 {
+		return cli.Report(stderr, 0, cli.Usagef("-timeout %v: want 0 (no limit) or more", *timeout))
+	}
 	hc, cfg, err := g.Config(args, stdout)
 	if err != nil {
 		return cli.Report(stderr, 0, err)
@@ -44,7 +47,7 @@ func runCmd(c command, args []string, _ io.Reader, stdout, stderr io.Writer) int
 	if *stats {
 		writeStats(stderr, res.Stats)
 	}
-	return cli.Report(stderr, res.Status, err)
+	return cli.Report(stderr, res.Status, g.Named(err))
 }
 
 // runConfined is monitor.Run, confining the process once the guest's VM and

@@ -66,6 +66,7 @@ func Parse(fs *flag.FlagSet, args []string) (rest []string, code int, ok bool) {
 		fmt.Fprintf(fs.Output(), "%s: %v\n", fs.Name(), err)
 		return nil, monitor.ExitUsage, false
 	}
+	explainValues(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, 0, false
@@ -94,6 +95,7 @@ type GuestFlags struct {
 	// NoSeccomp is -no-seccomp: Confine does nothing.
 	NoSeccomp bool
 
+	path   string             // the guest ELF's, by Config
 	opened []netdev.Device    // by Config, closed by Close
 	blocks []*blockdev.Device // by Config, closed by Close
 }
@@ -191,8 +193,17 @@ func (g *GuestFlags) RegisterPool(fs *flag.FlagSet) {
 func (g *GuestFlags) register(fs *flag.FlagSet) {
 	fs.Uint64Var(&g.MemMiB, "mem", monitor.DefaultMemSize>>20, "guest memory in MiB (even, 4 to 3072; 4096 for a Solo5 guest); only touched pages are allocated")
 	fs.StringVar(&g.Backend, "backend", string(monitor.BackendKVM), "how to run guests: kvm, process (seccomp-confined process, for hosts without KVM), or auto")
-	fs.Int64Var(&g.ConsoleLimit, "console-limit", monitor.DefaultConsoleLimit, "end a guest after this many bytes of console output; a function's count starts anew with each request (negative: no limit)")
+	fs.Int64Var(&g.ConsoleLimit, "console-limit", monitor.DefaultConsoleLimit, "end a guest after this many bytes of console output; a function's count starts anew with each request (0: the default; negative: no limit)")
 	fs.BoolVar(&g.NoSeccomp, "no-seccomp", false, "do not confine the monitor with its seccomp filter once set up (for debugging; see docs/security.md)")
+}
+
+// Named prefixes the guest ELF's path to err when err rejects the ELF
+// (loader.ErrInvalid), as ReadELF's errors are.
+func (g *GuestFlags) Named(err error) error {
+	if g.path != "" && errors.Is(err, loader.ErrInvalid) && !strings.HasPrefix(err.Error(), g.path+": ") {
+		return fmt.Errorf("%s: %w", g.path, err)
+	}
+	return err
 }
 
 // RefuseDevices is the usage error of a pool's command given -net, -net-mac
@@ -282,6 +293,7 @@ func (g *GuestFlags) Config(args []string, console io.Writer) (monitor.HostConfi
 	if g.MemMiB < hypercall.MemMin>>20 || g.MemMiB > solo5.MemMax>>20 || g.MemMiB%2 != 0 {
 		return monitor.HostConfig{}, monitor.Config{}, memErr()
 	}
+	g.path = args[0]
 	image, err := ReadELF(args[0])
 	if err != nil {
 		return monitor.HostConfig{}, monitor.Config{}, err
