@@ -103,6 +103,19 @@ $(GUEST_HOSTDIR)/fn_echo_host_nolibc: $(GUEST_DIR)/host/fn_echo_host_nolibc.c \
 	@mkdir -p $(@D)
 	$(GUEST_CC) $(HOST_NOLIBC_CFLAGS) $(HOST_NOLIBC_LDFLAGS) -o $@ $<
 
+# A guest of your own, from C files anywhere (run from the repository root,
+# or with make -C and absolute paths):
+#   make guest SRC="path/to/NAME.c [more.c ...]" [OUT=path/to/NAME.elf]
+# compiles them as the examples are, warnings not fatal, and links them with
+# the runtime into OUT (default $(GUESTBIN)/NAME.elf).
+GUEST_OUT = $(or $(OUT),$(GUESTBIN)/$(basename $(notdir $(firstword $(SRC)))).elf)
+
+.PHONY: guest
+guest: $(GUEST_LIB_OBJS) $(GUEST_LDSCRIPT)
+	@test -n "$(SRC)" || { echo 'usage: make guest SRC="NAME.c [more.c ...]" [OUT=NAME.elf]' >&2; exit 2; }
+	@mkdir -p $(dir $(GUEST_OUT))
+	$(GUEST_CC) $(filter-out -Werror -MMD -MP,$(GUEST_CFLAGS)) $(GUEST_LDFLAGS) -o $(GUEST_OUT) $(SRC) $(GUEST_LIB_OBJS) $(GUEST_LDLIBS)
+
 # Keep the objects; make would otherwise delete them as intermediates.
 .SECONDARY: $(GUEST_LIB_OBJS) $(patsubst %,$(GUEST_OBJDIR)/examples/%.c.o,$(GUEST_NAMES))
 

@@ -404,3 +404,53 @@ func TestCLICPUIDCache(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "not a CPUID table", string(b))
 }
+
+// TestReadmeGuest builds the function of the README's "Writing a guest" with
+// `make guest` from a directory outside the repository and invokes it, as the
+// README shows.
+func TestReadmeGuest(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
+	require.NoError(t, err)
+	_, section, ok := strings.Cut(string(readme), "\n## Writing a guest\n")
+	require.True(t, ok, "README.md has no \"Writing a guest\" section")
+	_, code, ok := strings.Cut(section, "```c\n")
+	require.True(t, ok, "no C block in the section")
+	code, _, ok = strings.Cut(code, "```")
+	require.True(t, ok)
+	dir := t.TempDir()
+	src, elf := filepath.Join(dir, "fn_reverse.c"), filepath.Join(dir, "fn_reverse.elf")
+	require.NoError(t, os.WriteFile(src, []byte(code), 0o644))
+	out, err := exec.Command("make", "-s", "-C", root, "guest", "SRC="+src, "OUT="+elf).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	for _, b := range backends(t) {
+		cmd := exec.Command(filepath.Join(root, "bin", "tender"), "invoke", "-backend="+string(b), elf)
+		cmd.Stdin = strings.NewReader("hello")
+		rep, err := cmd.Output()
+		require.NoError(t, err, b)
+		assert.Equal(t, "olleh", string(rep), b)
+	}
+	out, err = exec.Command("make", "-s", "-C", root, "guest").CombinedOutput()
+	assert.Error(t, err, "make guest without SRC")
+	assert.Contains(t, string(out), "usage: make guest SRC=")
+}
+
+// TestCLIKVMPermission: a user who may not open /dev/kvm is told why and what
+// to do (the kvm group, or -backend=process), exit 255.
+func TestCLIKVMPermission(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root, to run tender as another user")
+	}
+	if st, err := os.Stat("/dev/kvm"); err != nil || st.Mode().Perm()&0o006 != 0 {
+		t.Skip("no /dev/kvm, or one every user may open")
+	}
+	cmd := exec.Command(filepath.Join(root, "bin", "tender"), "run", guestPath("hello"))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	cmd.Env = append(os.Environ(), "TENDER_CPUID_CACHE=")
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	require.True(t, errors.As(err, &ee), "%v: %s", err, out)
+	assert.Equal(t, monitor.ExitMonitor, ee.ExitCode())
+	assert.Equal(t, "tender: KVM is not available: open /dev/kvm: permission denied\n"+
+		"tender: /dev/kvm is usually open to the kvm group: add your user to it (then log in again)\n"+
+		"tender: without KVM, -backend=process runs guests as confined processes\n", string(out))
+}

@@ -423,6 +423,9 @@ func Report(stderr io.Writer, status int, err error) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "tender: %v\n", err)
 		if errors.Is(err, kvm.ErrUnavailable) {
+			if errors.Is(err, os.ErrPermission) {
+				fmt.Fprintln(stderr, "tender: /dev/kvm is usually open to the kvm group: add your user to it (then log in again)")
+			}
 			fmt.Fprintln(stderr, "tender: without KVM, -backend=process runs guests as confined processes")
 		}
 		if errors.Is(err, confine.ErrUnsupported) {
