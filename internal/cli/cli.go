@@ -78,6 +78,15 @@ func Parse(fs *flag.FlagSet, args []string) (rest []string, code int, ok bool) {
 		fs.Usage()
 		return nil, monitor.ExitUsage, false
 	}
+	for _, a := range fs.Args()[1:] {
+		// The guest's arguments are its own, but one named like a flag
+		// of tender's was most likely meant for tender.
+		name, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if strings.HasPrefix(a, "-") && name != "" && fs.Lookup(name) != nil {
+			fmt.Fprintf(fs.Output(), "%s: note: %s follows the guest ELF, so it is the guest's argument; tender's flags go before it\n", fs.Name(), a)
+			break
+		}
+	}
 	return fs.Args(), 0, true
 }
 

@@ -182,3 +182,35 @@ func TestRegisterPool(t *testing.T) {
 		assert.Regexp(t, regexp.QuoteMeta(f)+`\n\s+\S+: refused`, help.String())
 	}
 }
+
+// TestParseFlagAfterGuest: a guest argument named like one of the command's
+// flags is passed on, with a note that tender's flags go before the ELF;
+// other arguments pass silently.
+func TestParseFlagAfterGuest(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		note bool
+	}{
+		{[]string{"g.elf", "-timeout", "1s"}, true},
+		{[]string{"g.elf", "--mem=8"}, true},
+		{[]string{"g.elf", "x", "-stats"}, true},
+		{[]string{"g.elf", "-verbose", "1s"}, false},
+		{[]string{"g.elf", "-", "--"}, false},
+		{[]string{"-timeout", "1s", "g.elf", "timeout"}, false},
+	} {
+		var out strings.Builder
+		fs := NewFlagSet("run", "", "", &out)
+		var g GuestFlags
+		g.Register(fs)
+		fs.Duration("timeout", 0, "")
+		fs.Bool("stats", false, "")
+		rest, _, ok := Parse(fs, c.args)
+		require.True(t, ok, "%v", c.args)
+		assert.Equal(t, c.args[len(c.args)-len(rest):], rest, "the guest's arguments are passed on unchanged")
+		if c.note {
+			assert.Contains(t, out.String(), "follows the guest ELF, so it is the guest's argument", "%v", c.args)
+		} else {
+			assert.Empty(t, out.String(), "%v", c.args)
+		}
+	}
+}
