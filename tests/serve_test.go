@@ -246,10 +246,15 @@ func TestServeDrain(t *testing.T) {
 			routed.Store(true)
 			defer wg.Wait()
 			defer routed.Store(false)
-			tr := &http.Transport{MaxIdleConnsPerHost: clients}
-			defer tr.CloseIdleConnections()
-			client := &http.Client{Transport: tr, Timeout: serveHangCheck}
 			for i := range clients {
+				// Each client has a keep-alive transport of its own: it dials
+				// only for a request it then sends on the connection. A
+				// shared one dials ahead and may leave a connection that
+				// never carries a request, which net/http's Shutdown waits
+				// 5 s for before taking it for idle.
+				tr := &http.Transport{}
+				defer tr.CloseIdleConnections()
+				client := &http.Client{Transport: tr, Timeout: serveHangCheck}
 				wg.Go(func() {
 					for n := 0; routed.Load(); n++ {
 						body := fmt.Sprintf("client %d request %d", i, n)
