@@ -343,9 +343,11 @@ func TestCLIServe(t *testing.T) {
 	}
 }
 
-// scrape returns the /metrics text of the server at url, "" if it cannot be had.
+// scrape returns the /metrics text of the server at url, "" if it cannot be
+// had. It keeps no connection, nor takes one another request could use.
 func scrape(url string) string {
-	resp, err := http.Get(url + "/metrics")
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := client.Get(url + "/metrics")
 	if err != nil {
 		return ""
 	}
