@@ -34,7 +34,8 @@ const (
 	// ExitUsage: the command line was wrong; nothing ran.
 	ExitUsage = 254
 	// ExitMonitor: the monitor could not run the guest (bad ELF, no KVM,
-	// host failure).
+	// host failure), or any other error: a ConsoleError, ErrSaturated,
+	// ErrClosed.
 	ExitMonitor = 255
 )
 

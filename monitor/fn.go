@@ -121,7 +121,9 @@ type fnState struct {
 }
 
 // errNotFunction answers fn_next from a guest that is not run as a function.
-var errNotFunction = &ProtocolError{Hypercall: "fn_next", Reason: "the guest is not being run as a function (use tender invoke or tender serve)"}
+func errNotFunction() error {
+	return &ProtocolError{Hypercall: "fn_next", Reason: "the guest is not being run as a function (use tender invoke or tender serve)"}
+}
 
 // fnNext returns the guest's reply to its current call, then hands it the
 // next request: one exit per warm invocation. With no request handed over
@@ -129,7 +131,7 @@ var errNotFunction = &ProtocolError{Hypercall: "fn_next", Reason: "the guest is 
 func (r *run) fnNext(arg uint64) (outcome, error) {
 	f := r.vm.fn
 	if f == nil {
-		return 0, errNotFunction
+		return 0, errNotFunction()
 	}
 	a, err := readArgs(r, hypercall.NrFnNext, arg, &f.argv)
 	if err != nil {

@@ -1,8 +1,11 @@
 package monitor
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tendervm/tender/monitor/tsc"
@@ -39,6 +42,7 @@ type HostConfig struct {
 type Host struct {
 	backend Backend
 	be      backend // what running a guest takes (backend.go)
+	closed  atomic.Bool
 
 	// tscHz is the host TSC frequency, measured once for backends that
 	// cannot report the guest's, from tscMark (taken by NewHost, or on
@@ -104,8 +108,25 @@ func (h *Host) GuestsAside() bool { return h.be.guestAside() }
 func (h *Host) Settle() { h.be.settle() }
 
 // Close releases the hypervisor connection. Guests of the host's that are
-// still running are killed.
-func (h *Host) Close() error { return h.be.close() }
+// still running are stopped: their Run (or their pool's Invoke) returns a
+// StoppedError whose Reason is ErrHostClosed, as do Host.New, NewPool and
+// a pool's next boot from then on. Close it after its VMs and pools; it may
+// be called more than once, concurrently too.
+func (h *Host) Close() error {
+	if h.closed.Swap(true) {
+		return nil
+	}
+	return h.be.close()
+}
+
+// ErrHostClosed is why a guest of a closed Host stopped, or was not
+// created.
+var ErrHostClosed = errors.New("monitor: host closed")
+
+// closedError is the error of what a closed host cannot do or stopped.
+func closedError() error {
+	return &StoppedError{Cause: context.Canceled, Reason: ErrHostClosed}
+}
 
 // tscWindow is the shortest time the host TSC is measured over: about 0.02%
 // against the monotonic clock.

@@ -47,6 +47,10 @@ type Result struct {
 // ErrAlreadyRun is returned by a second Run of the same VM.
 var ErrAlreadyRun = errors.New("monitor: VM already ran; create a new one")
 
+// ErrVMClosed is returned by Run after Close, and is the Reason of the
+// StoppedError of a Run that Close stopped.
+var ErrVMClosed = errors.New("monitor: VM closed")
+
 // Run boots the guest and serves its hypercalls until it exits, fails, or ctx
 // is done; a cancelled run stops within milliseconds and returns a
 // StoppedError. The guest's vCPU is served on the calling goroutine (locked
@@ -56,13 +60,19 @@ func (vm *VM) Run(ctx context.Context) (Result, error) {
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
 	}
+	// Close and a console that fails (ConsoleRequired) stop the guest as
+	// a cancellation would, with their reason as the cause.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	done := make(chan struct{})
+	defer close(done) // after finish: the vCPU is closed
+	vm.mu.Lock()
+	if !vm.started && !vm.closed {
+		vm.stopRun, vm.runDone = cancel, done
+	}
+	vm.mu.Unlock()
 	var consoleFailed func(error)
 	if vm.cfg.ConsoleRequired {
-		// A console that fails stops the guest as a cancellation would,
-		// with the failure as the cause (finish reports it).
-		var cancel context.CancelCauseFunc
-		ctx, cancel = context.WithCancelCause(ctx)
-		defer cancel(nil)
 		consoleFailed = func(err error) { cancel(&ConsoleError{Err: err, Stopped: true}) }
 	}
 	r, err := vm.begin(ctx, consoleFailed)
@@ -82,7 +92,11 @@ func (vm *VM) begin(ctx context.Context, consoleFailed func(error)) (*run, error
 	ph := &r.stats.Phases
 	ph.Load = vm.loadTime
 	vm.mu.Lock()
-	if vm.started || vm.closed {
+	if vm.closed {
+		vm.mu.Unlock()
+		return r, ErrVMClosed
+	}
+	if vm.started {
 		vm.mu.Unlock()
 		return r, ErrAlreadyRun
 	}
@@ -111,6 +125,9 @@ func (vm *VM) begin(ctx context.Context, consoleFailed func(error)) (*run, error
 	}
 	cpu, tscHz, err := vm.host.be.newVCPU(vm.mem, boot, ph)
 	if err != nil {
+		if vm.host.closed.Load() {
+			return r, closedError() // Host.Close came first
+		}
 		return r, err
 	}
 	r.cpu = cpu
@@ -217,15 +234,23 @@ func (r *run) finish(status int, err error) (Result, error) {
 	return r.result(status), err
 }
 
-// Close releases the guest's memory. It must not be called while Run is
-// running.
+// Close releases the guest's memory. A Run under way is stopped first (it
+// returns a StoppedError whose Reason is ErrVMClosed), and Close waits for
+// it to return; so Close must not be called from the goroutine of Run
+// (Config.Ready).
 func (vm *VM) Close() error {
 	vm.mu.Lock()
-	defer vm.mu.Unlock()
 	if vm.closed {
+		vm.mu.Unlock()
 		return nil
 	}
 	vm.closed = true
+	stop, done := vm.stopRun, vm.runDone
+	vm.mu.Unlock()
+	if stop != nil {
+		stop(ErrVMClosed)
+		<-done
+	}
 	return vm.mem.Close()
 }
 

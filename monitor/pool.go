@@ -1,6 +1,7 @@
 package monitor
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -63,7 +64,8 @@ type PoolConfig struct {
 	// Mode is Warm when empty.
 	Mode Mode
 	// MaxInstances bounds the instances alive at once (of any mode);
-	// DefaultMaxInstances when zero.
+	// DefaultMaxInstances when zero or negative. A guest with devices
+	// (Config.Net, Config.Block) needs 1: a device serves one VM at a time.
 	MaxInstances int
 	// QueueLimit bounds the callers waiting for an instance; beyond it
 	// Invoke fails fast with ErrSaturated. DefaultQueueLimit when zero,
@@ -72,8 +74,8 @@ type PoolConfig struct {
 	// IdleTimeout retires a warm or fresh instance that waited this long for work;
 	// DefaultIdleTimeout when zero, never when negative.
 	IdleTimeout time.Duration
-	// Timeout bounds every invocation that has no earlier deadline;
-	// DefaultFnTimeout when zero.
+	// Timeout bounds every invocation that has no earlier deadline, and
+	// every boot of Prewarm; DefaultFnTimeout when zero or negative.
 	Timeout time.Duration
 }
 
@@ -128,8 +130,12 @@ type Pool struct {
 
 	inflight sync.WaitGroup // Invoke and Prewarm calls in progress
 	stop     chan struct{}  // closed by Close: stops the janitor
-	shut     chan struct{}  // closed when Close has stopped everything
-	janitor  sync.WaitGroup
+	// ctx is cancelled (ErrClosed) as Close begins: it stops Prewarm's
+	// boots, which only their caller's context bounds otherwise.
+	ctx     context.Context
+	cancel  context.CancelCauseFunc
+	shut    chan struct{} // closed when Close has stopped everything
+	janitor sync.WaitGroup
 	// closers release what the pool's instances share, at Close once no
 	// instance can start any more.
 	closers []func()
@@ -138,10 +144,16 @@ type Pool struct {
 // NewPool checks the function's guest once (configuration and ELF) and
 // returns a pool that boots instances of it on demand.
 func (h *Host) NewPool(cfg PoolConfig) (*Pool, error) {
+	if h.closed.Load() {
+		return nil, closedError()
+	}
 	cfg, err := poolDefaults(cfg)
 	if err != nil {
 		return nil, err
 	}
+	// The instances load the guest from it for as long as the pool lives:
+	// the caller may reuse its slice.
+	cfg.Guest.ELF = bytes.Clone(cfg.Guest.ELF)
 	g, err := prepare(cfg.Guest) // fail now, not at the first invocation
 	if err != nil {
 		return nil, err
@@ -159,6 +171,10 @@ func (h *Host) NewPool(cfg PoolConfig) (*Pool, error) {
 		if n := len(g.img.Devices); n > 0 {
 			return nil, fmt.Errorf("%w: the guest declares %d devices (network or block)", ErrFreshUnsupported, n)
 		}
+	}
+	if cfg.MaxInstances > 1 && len(cfg.Guest.Net)+len(cfg.Guest.Block) > 0 {
+		// A device serves one running VM at a time (Config.Net).
+		return nil, fmt.Errorf("monitor: a pool of %d instances would share its devices: attach devices only with MaxInstances 1", cfg.MaxInstances)
 	}
 	if cfg.Mode != Fresh {
 		return newPool(cfg, func(f *fnState) lifecycle { return h.newFnVM(g, f) }), nil
@@ -207,6 +223,7 @@ func poolDefaults(cfg PoolConfig) (PoolConfig, error) {
 // newPool returns a pool of instances that spawn makes, for a checked cfg.
 func newPool(cfg PoolConfig, spawn func(*fnState) lifecycle) *Pool {
 	p := &Pool{cfg: cfg, spawn: spawn, stop: make(chan struct{}), shut: make(chan struct{})}
+	p.ctx, p.cancel = context.WithCancelCause(context.Background())
 	if cfg.Mode != Cold && cfg.IdleTimeout > 0 {
 		p.janitor.Add(1)
 		go p.retireIdle()
@@ -227,6 +244,9 @@ func (p *Pool) Invoke(ctx context.Context, req Request) (Reply, error) {
 		return Reply{}, ErrClosed
 	}
 	defer p.inflight.Done()
+	if ctx.Err() != nil { // booting an instance for it would be wasted
+		return Reply{}, stopped(ctx)
+	}
 
 	// One clock reading serves both the default deadline and the check
 	// (a reading costs 40-80 ns on some hosts; issue 11).
@@ -410,7 +430,8 @@ func (p *Pool) retireIdle() {
 // concurrent invocations find a booted instance. An instance that fails to
 // boot (its guest ends or breaks the protocol before its first fn_next)
 // ends Prewarm with that error: no boot starts after it, and those already
-// under way finish.
+// under way finish. Each boot must reach fn_next within the pool's Timeout,
+// and is stopped by ctx and by Close (a StoppedError).
 func (p *Pool) Prewarm(ctx context.Context, n int) error {
 	if p.cfg.Mode == Cold {
 		return fmt.Errorf("monitor: only a warm or fresh pool can be prewarmed")
@@ -419,6 +440,12 @@ func (p *Pool) Prewarm(ctx context.Context, n int) error {
 		return ErrClosed
 	}
 	defer p.inflight.Done()
+	if ctx.Err() != nil {
+		return stopped(ctx)
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	defer context.AfterFunc(p.ctx, func() { cancel(ErrClosed) })()
 	var (
 		wg    sync.WaitGroup
 		errMu sync.Mutex
@@ -451,7 +478,9 @@ func (p *Pool) Prewarm(ctx context.Context, n int) error {
 			defer wg.Done()
 			defer func() { <-sem }()
 			inst := p.newInstance()
-			if err := inst.vm.start(ctx); err != nil {
+			bctx, bcancel := context.WithTimeout(ctx, p.cfg.Timeout)
+			defer bcancel()
+			if err := inst.vm.start(bctx); err != nil {
 				p.discard()
 				errMu.Lock()
 				first = cmp.Or(first, err)
@@ -468,7 +497,10 @@ func (p *Pool) Prewarm(ctx context.Context, n int) error {
 		}
 	}
 	wg.Wait()
-	return cmp.Or(first, ctx.Err())
+	if first == nil && ctx.Err() != nil {
+		return stopped(ctx)
+	}
+	return first
 }
 
 // newInstance returns an instance of the pool's function, not yet booted;
@@ -523,6 +555,7 @@ func (p *Pool) Close() error {
 	}
 	p.closed = true
 	p.mu.Unlock()
+	p.cancel(ErrClosed)
 	p.inflight.Wait()
 	close(p.stop)
 	p.janitor.Wait()

@@ -229,6 +229,9 @@ func (r *run) loop(ctx context.Context) (int, error) {
 			if err := r.vm.fn.errStopped(); err != nil {
 				return 0, err
 			}
+			if ctx.Err() == nil && r.vm.host.closed.Load() {
+				return 0, closedError() // Host.Close kicked it
+			}
 			return 0, stopped(ctx)
 		case vcpu.ExitFault:
 			return 0, &FaultError{Vector: x.Vector, ErrorCode: x.ErrorCode, HasErrorCode: x.HasErrorCode, RIP: x.RIP, CR2: x.CR2}

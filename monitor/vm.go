@@ -1,6 +1,7 @@
 package monitor
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strings"
@@ -26,7 +27,8 @@ const DefaultConsoleLimit = 16 << 20
 
 // Config describes one guest.
 type Config struct {
-	// ELF is the guest executable.
+	// ELF is the guest executable. New loads it before it returns; NewPool
+	// keeps a copy. Either way the caller may reuse the slice afterwards.
 	ELF []byte
 	// Name is the program name the guest sees as its first word of the
 	// command line; "guest" when empty.
@@ -103,6 +105,9 @@ type VM struct {
 	mu      sync.Mutex
 	started bool
 	closed  bool
+	// stopRun stops the Run under way, which closes runDone as it returns.
+	stopRun context.CancelCauseFunc
+	runDone chan struct{}
 }
 
 // New validates cfg, parses and checks the ELF, and loads it into fresh guest
@@ -172,6 +177,9 @@ func prepare(cfg Config) (*guest, error) {
 // is a view of the image instead, already loaded, and the vCPU starts from
 // the image's state (VM.from).
 func (h *Host) instantiate(g *guest, fresh *freshState) (*VM, error) {
+	if h.closed.Load() {
+		return nil, closedError()
+	}
 	cfg := g.cfg
 	tbl := coreTable()
 	var net *netState

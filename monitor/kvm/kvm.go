@@ -21,6 +21,9 @@ const DefaultDevice = "/dev/kvm"
 // ErrUnavailable is returned (wrapped) by Open when KVM cannot be used.
 var ErrUnavailable = errors.New("KVM is not available")
 
+// ErrClosed is NewVCPU's error once its System is closed.
+var ErrClosed = errors.New("kvm: closed")
+
 // Control-register and EFER bits.
 const (
 	cr0PE = 1 << 0

@@ -22,6 +22,9 @@ type teardown struct {
 	wg    sync.WaitGroup
 	mu    sync.Mutex
 	err   error // the first close that failed
+	// done: wait has begun; closes from then on happen before close
+	// returns (the WaitGroup takes no Add once waited on).
+	done bool
 	// delay holds each background close back this long; tests set it, to
 	// see that waiting for them waits.
 	delay time.Duration
@@ -32,9 +35,16 @@ func (t *teardown) init() { t.slots = make(chan struct{}, maxTeardowns) }
 // close closes the descriptors (-1 for none), in order, in the background
 // while fewer than maxTeardowns are under way, else before it returns.
 func (t *teardown) close(fds ...int) {
+	t.mu.Lock()
+	if t.done {
+		t.mu.Unlock()
+		t.record(closeAll(fds))
+		return
+	}
 	select {
 	case t.slots <- struct{}{}:
 		t.wg.Add(1)
+		t.mu.Unlock()
 		go func() {
 			defer t.wg.Done()
 			time.Sleep(t.delay)
@@ -42,12 +52,17 @@ func (t *teardown) close(fds ...int) {
 			<-t.slots
 		}()
 	default:
+		t.mu.Unlock()
 		t.record(closeAll(fds))
 	}
 }
 
 // wait waits for every teardown under way and returns the first error.
+// Closes from then on are done by their callers.
 func (t *teardown) wait() error {
+	t.mu.Lock()
+	t.done = true
+	t.mu.Unlock()
 	t.wg.Wait()
 	t.mu.Lock()
 	defer t.mu.Unlock()

@@ -93,10 +93,16 @@ func (s *System) NewVCPU(mem *guestmem.Memory, boot vcpu.Boot) (*VCPU, error) {
 	}
 	v := &VCPU{sys: s, mem: mem, vmfd: -1, vcpufd: -1, emulate: boot.EmulatePriv, restorePage: boot.Snapshot}
 	v.timing.Tables = time.Since(t)
+	s.life.RLock()
+	defer s.life.RUnlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
 	if err := v.create(s, boot); err != nil {
 		v.Close()
 		return nil, err
 	}
+	s.register(v)
 	return v, nil
 }
 
@@ -379,6 +385,7 @@ func (v *VCPU) Close() error {
 		return nil
 	}
 	v.closed = true
+	v.sys.forget(v)
 	var errs []error
 	if v.run != nil {
 		errs = append(errs, unix.Munmap(v.run))
