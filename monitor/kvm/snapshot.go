@@ -144,17 +144,19 @@ func (v *VCPU) syncSpecial() {
 // from a pool's image, whose page is the image's): written into frozen
 // memory it would be a private copy that every reset copies back.
 func (v *VCPU) writeRestorePage(s *State) error {
-	image, rfbm := fxsave(s.xsave[:fpuSize]), uint64(0)
-	if v.xsave {
-		image, rfbm = s.xsave[:x86.RestoreImageMax], v.sys.cpu.xcr0
-	}
-	page := x86.RestorePage(s.regs.RIP, s.regs.RAX, s.regs.RDX, image, rfbm)
-	cur, err := v.mem.Slice(x86.RestoreAddr, uint64(len(page)))
-	if err != nil {
-		return err
-	}
-	if !bytes.Equal(cur, page) {
-		copy(cur, page)
+	image, xsave := v.restoreImage(s)
+	code, data := x86.RestorePage(s.regs.RIP, s.regs.RAX, s.regs.RDX, image, xsave)
+	for _, p := range []struct {
+		addr uint64
+		b    []byte
+	}{{x86.RestoreAddr, code}, {x86.RestoreDataAddr, data}} {
+		cur, err := v.mem.Slice(p.addr, uint64(len(p.b)))
+		if err != nil {
+			return err
+		}
+		if !bytes.Equal(cur, p.b) {
+			copy(cur, p.b)
+		}
 	}
 	return nil
 }

@@ -50,6 +50,9 @@ type System struct {
 	// once, by the first vCPU that gets them.
 	sregs  atomic.Pointer[gokvm.Sregs]
 	tscKHz atomic.Uint64
+	// xstate says whether guest code can use XSAVE (xstate.go), once a
+	// vCPU knows.
+	xstate atomic.Int32
 
 	// teardown destroys closed VMs in the background (teardown.go).
 	teardown teardown

@@ -200,6 +200,11 @@ func (v *VCPU) create(s *System, boot vcpu.Boot) error {
 	} else if err := ioctlErr(v.vcpufd, reqSetRegs, unsafe.Pointer(&regs)); err != nil {
 		return fmt.Errorf("KVM_SET_REGS: %w", err)
 	}
+	if boot.Snapshot {
+		if err := v.guestXSAVE(boot); err != nil {
+			return err
+		}
+	}
 	khz := s.tscKHz.Load()
 	if khz == 0 {
 		if k, err := ioctl(v.vcpufd, reqGetTSCKHz, nil, 0); err == nil {

@@ -9,70 +9,88 @@ import (
 
 // RestoreAddr is the page a fresh guest's vCPU re-enters through after a
 // reset (BuildFresh maps it user read-execute, never writable): a few
-// instructions that load the snapshot's x87/SSE/AVX state and jump to the
-// snapshot's RIP. Loading that state with an instruction at CPL 3 costs
-// nanoseconds, where KVM_SET_FPU or KVM_SET_XSAVE costs an ioctl that
-// loads the vCPU (about 5 µs on kvm_pvm). The page holds the snapshot's
-// own state, nothing the guest could not read in its registers.
+// instructions that load the snapshot's x87/SSE/AVX state from
+// RestoreDataAddr and jump to the snapshot's RIP. Loading that state with an
+// instruction at CPL 3 costs nanoseconds, where KVM_SET_FPU or KVM_SET_XSAVE
+// costs an ioctl that loads the vCPU (about 5 µs on kvm_pvm). The code page
+// holds only the monitor's instructions: the snapshot's register values,
+// which the guest chose, lie in the data page, which is never executable.
 const RestoreAddr = 0x9000
 
-// Offsets in the restore page: the code, then the snapshot's RIP, RAX and
-// RDX (xrstor takes its component mask in EDX:EAX), then the register
-// image, 64-byte aligned as xrstor needs.
+// RestoreDataAddr is the restore page's data (user read-only, no execute):
+// the snapshot's RIP, RAX and RDX (xrstor takes its component mask in
+// EDX:EAX), then the register image, 64-byte aligned as xrstor needs.
+const RestoreDataAddr = 0xA000
+
 const (
-	restoreRIP   = 0x3E0
-	restoreRAX   = 0x3E8
-	restoreRDX   = 0x3F0
-	restoreImage = 0x400
+	restoreRIP   = 0x00
+	restoreRAX   = 0x08
+	restoreRDX   = 0x10
+	restoreImage = 0x40
 	// RestoreImageMax is the most of an XSAVE image the page holds: the
 	// legacy area, the header and AVX (576+256 bytes, the standard
-	// format's fixed offsets), the components tender enables.
+	// format's fixed offsets), the components tender enables and records.
 	RestoreImageMax = 0x400
+	// restoreMask is the xrstor64 mask: x87, SSE and AVX, which the image
+	// holds, and the user components a host may enable beyond XCR0 as
+	// tender set it (kvm_pvm runs a guest under the host's XCR0): MPX,
+	// AVX-512 (opmask, ZMM_Hi256, Hi16_ZMM) and PKRU. The image's XSTATE_BV
+	// names only the first three, so xrstor64 puts every other enabled
+	// component of the mask back into its initial state: nothing a request
+	// leaves in them reaches the next.
+	restoreMask = 0x2FF
 )
 
-// RestorePage returns the restore page for a snapshot at rip with the
-// given RAX and RDX. With rfbm 0, image is an FXSAVE image (512 bytes)
-// loaded by fxrstor64; otherwise it is an XSAVE image in the standard
-// format, loaded by xrstor64 for the components in rfbm.
-func RestorePage(rip, rax, rdx uint64, image []byte, rfbm uint64) []byte {
-	p := make([]byte, 0x1000)
-	code := p[:0]
-	// rel is the displacement of a RIP-relative operand at off from the
-	// end of an instruction of n bytes that starts at len(code).
+// RestorePage returns the restore page's code (for RestoreAddr) and data
+// (for RestoreDataAddr) for a snapshot at rip with the given RAX and RDX.
+// With xsave false, image is an FXSAVE image (512 bytes) loaded by
+// fxrstor64; otherwise it is an XSAVE image in the standard format, of which
+// xrstor64 loads x87, SSE and AVX, and initialises the other components
+// restoreMask names.
+func RestorePage(rip, rax, rdx uint64, image []byte, xsave bool) (code, data []byte) {
+	c := make([]byte, 0x1000)
+	d := make([]byte, 0x1000)
+	code = c[:0]
+	// rel is the displacement of a RIP-relative operand at data offset
+	// off from the end of an instruction of n bytes that starts at
+	// len(code) in the code page.
 	rel := func(off, n int) []byte {
-		return binary.LittleEndian.AppendUint32(nil, uint32(int32(off-(len(code)+n))))
+		return binary.LittleEndian.AppendUint32(nil, uint32(int32(RestoreDataAddr+off-(RestoreAddr+len(code)+n))))
 	}
-	if rfbm == 0 {
+	if !xsave {
 		code = append(code, append([]byte{0x48, 0x0f, 0xae, 0x0d}, rel(restoreImage, 8)...)...) // fxrstor64 image(%rip)
 	} else {
-		code = append(code, 0xb8) // mov $rfbm, %eax
-		code = binary.LittleEndian.AppendUint32(code, uint32(rfbm))
-		code = append(code, 0xba) // mov $rfbm>>32, %edx
-		code = binary.LittleEndian.AppendUint32(code, uint32(rfbm>>32))
+		code = append(code, 0xb8) // mov $restoreMask, %eax
+		code = binary.LittleEndian.AppendUint32(code, restoreMask)
+		code = append(code, 0x31, 0xd2)                                                         // xor %edx, %edx
 		code = append(code, append([]byte{0x48, 0x0f, 0xae, 0x2d}, rel(restoreImage, 8)...)...) // xrstor64 image(%rip)
 		code = append(code, append([]byte{0x48, 0x8b, 0x05}, rel(restoreRAX, 7)...)...)         // mov rax(%rip), %rax
 		code = append(code, append([]byte{0x48, 0x8b, 0x15}, rel(restoreRDX, 7)...)...)         // mov rdx(%rip), %rdx
 	}
 	_ = append(code, append([]byte{0xff, 0x25}, rel(restoreRIP, 6)...)...) // jmp *rip(%rip)
-	binary.LittleEndian.PutUint64(p[restoreRIP:], rip)
-	binary.LittleEndian.PutUint64(p[restoreRAX:], rax)
-	binary.LittleEndian.PutUint64(p[restoreRDX:], rdx)
-	img := p[restoreImage : restoreImage+RestoreImageMax]
+	binary.LittleEndian.PutUint64(d[restoreRIP:], rip)
+	binary.LittleEndian.PutUint64(d[restoreRAX:], rax)
+	binary.LittleEndian.PutUint64(d[restoreRDX:], rdx)
+	img := d[restoreImage : restoreImage+RestoreImageMax]
 	copy(img, image)
-	if rfbm != 0 {
-		// The XSAVE header: xrstor64 faults on a component in XSTATE_BV
-		// that XCR0 lacks (KVM's image may name one the vCPU's CPUID
-		// has, such as PKRU), and on a compacted or reserved bit.
+	if xsave {
+		// The XSAVE header: only what the image holds is loaded (the
+		// rest of the mask is initialised), and no compacted format or
+		// reserved bit, on which xrstor64 faults.
 		const header = 512
-		bv := binary.LittleEndian.Uint64(img[header:]) & rfbm
+		bv := binary.LittleEndian.Uint64(img[header:]) & 0x7
 		clear(img[header : header+64])
 		binary.LittleEndian.PutUint64(img[header:], bv)
 	}
-	return p
+	return c, d
 }
 
 // BuildFresh is Build for a guest that will be snapshot and reset: it also
-// maps the restore page (RestoreAddr), which the snapshot writes.
+// maps the restore page's code (RestoreAddr, read-execute) and data
+// (RestoreDataAddr, read-only), which the snapshot writes.
 func BuildFresh(mem *guestmem.Memory, regions []vcpu.Region) error {
-	return buildMaps(mem, regions, []mapping{{RestoreAddr, page4K, vcpu.Read | vcpu.Exec, true}})
+	return buildMaps(mem, regions, []mapping{
+		{RestoreAddr, page4K, vcpu.Read | vcpu.Exec, true},
+		{RestoreDataAddr, page4K, vcpu.Read, true},
+	})
 }

@@ -228,14 +228,25 @@ func TestExceptionFacts(t *testing.T) {
 	assert.Equal(t, "vector 31", VectorName(31))
 }
 
-// TestRestorePageXSAVE: the XSAVE image in the restore page names no
-// component outside the mask xrstor64 gets, and no compacted format.
+// TestRestorePageXSAVE: the XSAVE image in the restore page names only the
+// components it holds (x87, SSE, AVX: xrstor64 initialises the rest of its
+// mask) and no compacted format; the register values lie in the data page,
+// and the code page holds nothing but the monitor's instructions.
 func TestRestorePageXSAVE(t *testing.T) {
 	image := make([]byte, 1024)
-	binary.LittleEndian.PutUint64(image[512:], 0x207) // x87, SSE, AVX, PKRU
+	binary.LittleEndian.PutUint64(image[512:], 0x2E7) // x87, SSE, AVX, AVX-512, PKRU
 	binary.LittleEndian.PutUint64(image[520:], 1<<63)
-	p := RestorePage(0x100000, 1, 2, image, 0x7)
-	assert.EqualValues(t, 0x7, binary.LittleEndian.Uint64(p[restoreImage+512:]))
-	assert.Zero(t, binary.LittleEndian.Uint64(p[restoreImage+520:]))
-	assert.EqualValues(t, 0x100000, binary.LittleEndian.Uint64(p[restoreRIP:]))
+	for i := 160; i < 416; i++ {
+		image[i] = 0xC3 // XMM registers full of ret
+	}
+	code, data := RestorePage(0x100000, 0xC3C3C3C3, 0xC3C3C3C3, image, true)
+	assert.EqualValues(t, 0x7, binary.LittleEndian.Uint64(data[restoreImage+512:]))
+	assert.Zero(t, binary.LittleEndian.Uint64(data[restoreImage+520:]))
+	assert.EqualValues(t, 0x100000, binary.LittleEndian.Uint64(data[restoreRIP:]))
+	assert.NotContains(t, string(code), "\xc3\xc3", "a register value in the executable page")
+	assert.Equal(t, []byte{0xb8, 0xff, 0x02, 0, 0, 0x31, 0xd2}, code[:7], "mask 0x2FF in EDX:EAX")
+
+	code, data = RestorePage(0x100000, 1, 2, image[:512], false)
+	assert.Equal(t, []byte{0x48, 0x0f, 0xae, 0x0d}, code[:4], "fxrstor64")
+	assert.Equal(t, image[:512], data[restoreImage:restoreImage+512])
 }

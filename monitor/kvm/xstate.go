@@ -1,0 +1,123 @@
+package kvm
+
+import (
+	"encoding/binary"
+	"fmt"
+	"unsafe"
+
+	gokvm "github.com/bobuhiro11/gokvm/kvm"
+
+	"github.com/tendervm/tender/hypercall"
+	"github.com/tendervm/tender/monitor/vcpu"
+	"github.com/tendervm/tender/monitor/x86"
+)
+
+// The XSAVE state a guest really has need not be what KVM says: kvm_pvm
+// runs a guest under the host's CR4 and XCR0, so it has AVX and AVX-512
+// even where KVM_GET_SUPPORTED_CPUID gives no XSAVE and tender enables
+// none. A fresh guest's restore page must put every such component back,
+// so the first vCPU built for snapshots asks the guest itself (probeXSAVE).
+const (
+	xstateUnknown = iota
+	xstateNone    // xgetbv raises #UD at CPL 3: only x87 and SSE exist
+	xstateUsable  // xgetbv and xrstor work at CPL 3
+)
+
+// probeCode is run once at RestoreAddr before the guest's first entry:
+// `xor %ecx,%ecx; xgetbv; mov %edx,%ecx; mov $PIOBase,%edx; out %eax,%dx`,
+// which reports XCR0 in EAX and ECX, or faults with #UD.
+func probeCode() []byte {
+	b := []byte{0x31, 0xc9, 0x0f, 0x01, 0xd0, 0x89, 0xd1, 0xba}
+	b = binary.LittleEndian.AppendUint32(b, hypercall.PIOBase)
+	return append(b, 0xef)
+}
+
+// guestXSAVE says whether guest code can use xsave and xrstor: known from
+// KVM's CPUID where it gives XSAVE, else probed by the first vCPU built for
+// snapshots into memory of its own (probeXSAVE), before its guest runs.
+func (v *VCPU) guestXSAVE(boot vcpu.Boot) error {
+	if v.xsave {
+		v.sys.xstate.CompareAndSwap(xstateUnknown, xstateUsable)
+		return nil
+	}
+	if v.sys.xstate.Load() != xstateUnknown || v.mem.Frozen() {
+		return nil // a frozen view's image was built by a probed vCPU
+	}
+	usable, err := v.probeXSAVE(boot)
+	if err != nil {
+		return err
+	}
+	state := int32(xstateNone)
+	if usable {
+		state = xstateUsable
+	}
+	v.sys.xstate.CompareAndSwap(xstateUnknown, state)
+	return nil
+}
+
+// probeXSAVE runs probeCode in the restore page (the snapshot writes the
+// page's real code later) and puts the registers back for the guest's boot.
+func (v *VCPU) probeXSAVE(boot vcpu.Boot) (bool, error) {
+	if err := v.mem.Write(x86.RestoreAddr, probeCode()); err != nil {
+		return false, err
+	}
+	regs := gokvm.Regs{RIP: x86.RestoreAddr, RSP: boot.StackTop, RFLAGS: 0x2}
+	if err := v.setRegs(regs); err != nil {
+		return false, err
+	}
+	x, err := v.Run()
+	if err != nil {
+		return false, fmt.Errorf("kvm: probing XSAVE: %w", err)
+	}
+	usable := x.Kind == vcpu.ExitHypercall && x.Nr == 0
+	if !usable && (x.Kind != vcpu.ExitFault || x.Vector != x86.VecUD) {
+		return false, fmt.Errorf("kvm: probing XSAVE: unexpected exit %+v", x)
+	}
+	if err := v.finishExit(); err != nil {
+		return false, err
+	}
+	if err := v.mem.Write(x86.RestoreAddr, make([]byte, len(probeCode()))); err != nil {
+		return false, err
+	}
+	// A #UD left the vCPU in its CPL-0 stub: the boot's special
+	// registers go back too.
+	if p := v.sys.sregs.Load(); p != nil {
+		sregs := *p
+		if err := ioctlErr(v.vcpufd, reqSetSregs, unsafe.Pointer(&sregs)); err != nil {
+			return false, fmt.Errorf("KVM_SET_SREGS: %w", err)
+		}
+	}
+	return usable, v.setRegs(gokvm.Regs{RIP: boot.Entry, RSP: boot.StackTop, RDI: boot.BootInfo, RFLAGS: 0x2})
+}
+
+// setRegs sets the general registers: through kvm_run with the next entry
+// where KVM syncs them, else with KVM_SET_REGS.
+func (v *VCPU) setRegs(regs gokvm.Regs) error {
+	if v.syncRegs {
+		*(*gokvm.Regs)(unsafe.Pointer(&v.run[runSyncRegs])) = regs
+		binary.LittleEndian.PutUint64(v.run[runDirtyRegs:], syncX86Regs)
+		return nil
+	}
+	if err := ioctlErr(v.vcpufd, reqSetRegs, unsafe.Pointer(&regs)); err != nil {
+		return fmt.Errorf("KVM_SET_REGS: %w", err)
+	}
+	return nil
+}
+
+// restoreImage returns the register image the restore page loads and
+// whether xrstor64 loads it (else fxrstor64): with XSAVE usable in the
+// guest, an XSAVE image whose header names x87, SSE and AVX at most, built
+// from KVM's FXSAVE-like state where KVM gave no XSAVE, so that xrstor64
+// initialises every other component the guest has.
+func (v *VCPU) restoreImage(s *State) ([]byte, bool) {
+	switch {
+	case v.xsave:
+		return s.xsave[:x86.RestoreImageMax], true
+	case v.sys.xstate.Load() == xstateUsable:
+		img := make([]byte, 576)
+		copy(img, fxsave(s.xsave[:fpuSize]))
+		binary.LittleEndian.PutUint64(img[512:], 0x3) // XSTATE_BV: x87, SSE
+		return img, true
+	}
+	return fxsave(s.xsave[:fpuSize]), false
+}
