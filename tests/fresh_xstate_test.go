@@ -56,9 +56,11 @@ func TestFreshXState(t *testing.T) {
 			require.NoError(t, err, b)
 			assert.False(t, strings.Contains(got, secret), "%s: a request read the previous one's registers: %s", b, got)
 		}
-		got, err = call(f, "jit")
-		fe, ok := as[*monitor.FaultError](err)
-		require.True(t, ok, "%s: the restore page's data ran: %q, %v", b, got, err)
-		assert.EqualValues(t, 14, fe.Vector, b)
+		if b == monitor.BackendKVM { // the process backend has no restore page
+			got, err = call(f, "jit")
+			fe, ok := as[*monitor.FaultError](err)
+			require.True(t, ok, "%s: the restore page's data ran, or held no code: %q, %v", b, got, err)
+			assert.EqualValues(t, 14, fe.Vector, b)
+		}
 	}
 }
