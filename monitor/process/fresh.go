@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/tendervm/tender/monitor/guestmem"
 	"github.com/tendervm/tender/monitor/vcpu"
 )
@@ -23,28 +25,36 @@ func NewFresh(s *Spawner, mem *guestmem.Memory, boot vcpu.Boot) (*VCPU, error) {
 // (struct rt_sigframe: the restorer's address, then struct ucontext, whose
 // uc_mcontext is struct sigcontext).
 const (
-	frameSSSP = 8 + 16       // uc_stack.ss_sp
-	frameSSSz = 8 + 32       // uc_stack.ss_size
-	frameRDX  = 8 + 40 + 96  // uc_mcontext.rdx
-	frameRAX  = 8 + 40 + 104 // uc_mcontext.rax
-	frameRIP  = 8 + 40 + 128 // uc_mcontext.rip
-	frameHead = frameRIP + 8 // what identifies a frame
+	frameSSSP   = 8 + 16       // uc_stack.ss_sp
+	frameSSSz   = 8 + 32       // uc_stack.ss_size
+	frameRDX    = 8 + 40 + 96  // uc_mcontext.rdx
+	frameRAX    = 8 + 40 + 104 // uc_mcontext.rax
+	frameRIP    = 8 + 40 + 128 // uc_mcontext.rip
+	frameRFLAGS = 8 + 40 + 136 // uc_mcontext.eflags
+	frameHead   = frameRIP + 8 // what identifies a frame
 )
+
+// RFLAGS bits the handler must not load before a reset's rt_sigreturn,
+// which takes them from the frame anyway: the trap flag would trap in the
+// handler, alignment checking could.
+const rflagsTFAC = 1<<8 | 1<<18
 
 // State is the state of a guest process parked at a hypercall, which Reset
 // puts a process back into: its signal stack, which holds the signal frame
 // and with it every register of the guest (general registers, RFLAGS and
-// the FPU, SSE and AVX state the frame's fpstate points to) and, at its
-// bottom, the FS and GS bases, and the answer that completes the
-// hypercall. Guest memory is the caller's to
-// keep. A State is read-only once taken: several processes of the same
+// the FPU, SSE and AVX state the frame's fpstate points to; its RIP past
+// the hypercall) and, at its bottom, the reset block (stub.go): the data
+// segment selectors, the FS and GS bases, where the frame is and the
+// RFLAGS bits rt_sigreturn does not restore. Guest memory is the caller's
+// to keep. A State is read-only once taken: several processes of the same
 // guest may be reset to it.
 type State struct {
 	frame uint64 // address of the signal frame
-	stack []byte // the signal stack, [altBase, altBase+altSize)
-	skip  uint64 // how far the answer advances RIP
-	// bases: the stack holds the FS and GS bases (at altBase), which
-	// the answer loads.
+	// stack is the signal stack, [altBase, altBase+altSize), with the
+	// frame and the reset block as a reset writes them.
+	stack []byte
+	skip  uint64 // how far the hypercall's answer advanced RIP
+	// bases: the block holds the FS and GS bases, which a reset loads.
 	bases bool
 	// report is the RIP, RAX and RDX the hypercall's report carried.
 	report [3]uint64
@@ -52,24 +62,22 @@ type State struct {
 
 // Snapshot records the state of the guest parked at the hypercall Run
 // returned last, and starts the record of written pages afresh: Reset
-// reports the pages written from here on. The FS and GS bases are not in
-// the frame: where the kernel lets processes use FSGSBASE (and so a guest
-// change them), the handler stores them on the signal stack, in one more
-// round trip; elsewhere they stay 0.
+// reports the pages written from here on. The data segment selectors and
+// the FS and GS bases are not in the frame: the handler stores them in the
+// reset block, in one more round trip (the bases where the kernel lets
+// processes use FSGSBASE, and so a guest change them; elsewhere they stay
+// 0). The next Run completes the hypercall as a reset to the State does,
+// so the guest goes on from the frame whatever it did to reach the
+// hypercall (it may have forged the report, see handlerCode).
 func (v *VCPU) Snapshot() (*State, error) {
 	if err := v.parked(); err != nil {
 		return nil, err
 	}
-	if v.frameMoved() {
-		return nil, errors.New("process: the guest's stack pointer is on the signal stack, which moves its signal frame")
+	bases := v.spawner != nil && v.spawner.fsgsbase
+	if err := v.saveRegs(bases); err != nil {
+		return nil, err
 	}
-	s := &State{stack: make([]byte, altSize), skip: v.skip, report: [3]uint64(v.notif.Args[3:])}
-	if v.spawner != nil && v.spawner.fsgsbase {
-		if err := v.saveBases(); err != nil {
-			return nil, err
-		}
-		s.bases = true
-	}
+	s := &State{stack: make([]byte, altSize), skip: v.skip, bases: bases, report: [3]uint64(v.notif.Args[3:])}
 	if err := v.peek(altBase, s.stack); err != nil {
 		return nil, err
 	}
@@ -78,7 +86,7 @@ func (v *VCPU) Snapshot() (*State, error) {
 	// start every frame and the RIP and RAX the report carried.
 	le := binary.LittleEndian
 	found := false
-	for off := altSize - frameHead; off >= 0; off -= 8 {
+	for off := altSize - frameHead; off >= pageSize; off -= 8 {
 		b := s.stack[off:]
 		if le.Uint64(b) == stubBase+stubRestorer && le.Uint64(b[frameSSSP:]) == altBase &&
 			le.Uint64(b[frameSSSz:]) == altSize && le.Uint64(b[frameRIP:]) == v.notif.Args[3] &&
@@ -90,35 +98,41 @@ func (v *VCPU) Snapshot() (*State, error) {
 	if !found {
 		return nil, errors.New("process: no signal frame for the guest's hypercall on the signal stack")
 	}
+	// A reset resumes past the hypercall, through this frame, with the
+	// RFLAGS bits rt_sigreturn leaves as it finds them (ID, NT) loaded
+	// first.
+	f := s.stack[s.frame-altBase:]
+	le.PutUint64(f[frameRIP:], v.notif.Args[3]+v.skip)
+	le.PutUint64(s.stack[blockFrame:], s.frame)
+	le.PutUint64(s.stack[blockRFLAGS:], le.Uint64(f[frameRFLAGS:])&^rflagsTFAC)
+	if err := v.writeFrame(s); err != nil {
+		return nil, err
+	}
 	// The kernel writes the frame's pages at every exit, and Reset writes
-	// them back whole: tracking them would only cost a fault per exit.
+	// them and the block's page back whole: tracking them would only cost
+	// a fault per exit.
 	t := v.track
-	if last := &t.ranges[len(t.ranges)-1]; last[0] == altBase {
-		last[1] = s.frame &^ (pageSize - 1)
+	if last := &t.ranges[len(t.ranges)-1]; last[0] >= altBase {
+		last[0], last[1] = altBase+pageSize, s.frame&^(pageSize-1)
 	}
 	if err := v.track.scan(func(uint64, uint64) {}); err != nil {
 		return nil, err
 	}
+	v.answerAs(s)
 	return s, nil
 }
 
 // Reset puts the guest, parked at a hypercall that Run returned, back into
 // state s: it calls restore for each range of guest memory the process
 // wrote since Snapshot or the last Reset, for the caller to copy its
-// snapshot back, restores the written pages of the signal stack and the
-// whole signal frame, so that the next Run completes the hypercall of s
-// and the guest continues from there with the registers it had. Pages the
-// monitor wrote through its own mapping are not reported: the caller
-// restores those itself.
+// snapshot back, restores the written pages of the signal stack, the whole
+// signal frame and the reset block, so that the next Run completes the
+// hypercall of s and the guest continues from there with the registers it
+// had. Pages the monitor wrote through its own mapping are not reported:
+// the caller restores those itself.
 func (v *VCPU) Reset(s *State, restore func(addr, n uint64) error) error {
 	if err := v.parked(); err != nil {
 		return err
-	}
-	// The frame is where it was at the snapshot: the same kernel put the
-	// same guest's frame at the top of the same stack. Reading the frame
-	// back to check would cost a system call.
-	if v.frameMoved() {
-		return errors.New("process: the guest's stack pointer is on the signal stack, which moves its signal frame")
 	}
 	var err error
 	var stack [][2]uint64
@@ -126,7 +140,15 @@ func (v *VCPU) Reset(s *State, restore func(addr, n uint64) error) error {
 		switch {
 		case err != nil:
 		case addr >= altBase:
-			stack = append(stack, [2]uint64{addr, n})
+			// The block's page, which the scan's span covers, is
+			// written back whole below.
+			if end := addr + n; addr < altBase+pageSize {
+				addr = min(end, altBase+pageSize)
+				n = end - addr
+			}
+			if n > 0 {
+				stack = append(stack, [2]uint64{addr, n})
+			}
 		default:
 			err = restore(addr, n)
 		}
@@ -140,31 +162,45 @@ func (v *VCPU) Reset(s *State, restore func(addr, n uint64) error) error {
 			return err
 		}
 	}
-	// The frame's pages, from the page the frame starts in (scan leaves
-	// them out): the registers, and whatever else the guest wrote there.
-	if err := v.poke(s.frame&^(pageSize-1), s.stack[s.frame&^(pageSize-1)-altBase:]); err != nil {
+	if err := v.writeFrame(s); err != nil {
 		return err
 	}
 	v.answerAs(s)
 	return nil
 }
 
-// answerAs makes the next Run answer the guest's hypercall as that of s.
+// writeFrame writes what a reset to s returns through, in one system call:
+// the signal frame's pages, from the page the frame starts in (the
+// registers, and whatever else the guest wrote there), and the page of the
+// reset block.
+func (v *VCPU) writeFrame(s *State) error {
+	page := s.frame &^ (pageSize - 1)
+	frame := s.stack[page-altBase:]
+	local := []unix.Iovec{{Base: &s.stack[0], Len: pageSize}, {Base: &frame[0], Len: uint64(len(frame))}}
+	remote := []unix.RemoteIovec{{Base: altBase, Len: pageSize}, {Base: uintptr(page), Len: len(frame)}}
+	if n, err := unix.ProcessVMWritev(v.pid, local, remote, 0); err != nil || n != pageSize+len(frame) {
+		return fmt.Errorf("process: write the signal frame into the guest process: %d of %d bytes, %v", n, pageSize+len(frame), err)
+	}
+	return nil
+}
+
+// answerAs makes the next Run answer the guest's hypercall with a reset to
+// s (answerReset), whatever registers the handler runs with.
 func (v *VCPU) answerAs(s *State) {
-	v.skip = s.skip
+	v.skip = answerReset
 	if s.bases {
-		v.skip = answerBases | s.skip<<48
+		v.skip |= answerWithBases
 	}
 }
 
 // Adopt puts the guest, parked at the hypercall where Snapshot just took
 // own, into state s of another process of the same guest instead: it
-// writes the pages of the signal stack (and with them the frame) where s
-// differs, so that the next Run completes the hypercall of s. Guest memory
-// is the caller's to make s's. Adopt reports false, and changes nothing,
-// when the guest's frame is not where s has it or its hypercall was
-// reported with another RIP, RAX (the argument) or RDX (the port): the
-// guest did not reach the same hypercall.
+// writes the pages of the signal stack (and with them the frame and the
+// reset block) where s differs, so that the next Run completes the
+// hypercall of s. Guest memory is the caller's to make s's. Adopt reports
+// false, and changes nothing, when the guest's frame is not where s has
+// it or its hypercall was reported with another RIP, RAX (the argument) or
+// RDX (the port): the guest did not reach the same hypercall.
 func (v *VCPU) Adopt(own, s *State) (bool, error) {
 	if err := v.parked(); err != nil {
 		return false, err
@@ -183,11 +219,16 @@ func (v *VCPU) Adopt(own, s *State) (bool, error) {
 	return true, nil
 }
 
-// saveBases makes the handler of the parked guest store its FS and GS
-// bases at altBase and report the same hypercall again.
-func (v *VCPU) saveBases() error {
+// saveRegs makes the handler of the parked guest store its data segment
+// selectors in the reset block, and with bases its FS and GS bases, and
+// report the same hypercall again.
+func (v *VCPU) saveRegs(bases bool) error {
 	was := v.notif
-	if err := v.answer(answerSaveBases); err != nil {
+	answer := uint64(answerSave)
+	if bases {
+		answer |= answerWithBases
+	}
+	if err := v.answer(answer); err != nil {
 		return fmt.Errorf("process: answer the guest process: %w", err)
 	}
 	v.pending = false
@@ -197,18 +238,9 @@ func (v *VCPU) saveBases() error {
 	}
 	v.pending = true
 	if v.notif.Nr != was.Nr || v.notif.IP != was.IP || v.notif.Args != was.Args {
-		return errors.New("process: the guest did not report its hypercall again after storing its FS and GS bases")
+		return errors.New("process: the guest did not report its hypercall again after storing its selectors")
 	}
 	return nil
-}
-
-// frameMoved says the kernel may have put the signal frame of the guest's
-// report below the top of the signal stack: it does when the guest's RSP,
-// less the red zone, is on the signal stack. The report of a hypercall (a
-// #GP, which has no fault address) carries RSP.
-func (v *VCPU) frameMoved() bool {
-	sp := v.notif.Args[2] - 128
-	return v.notif.Args[2] < 128 || sp > altBase && sp-altBase <= altSize
 }
 
 // parked checks the guest waits in a hypercall Run returned, with write

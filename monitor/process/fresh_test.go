@@ -113,23 +113,47 @@ func TestFreshResetOneScan(t *testing.T) {
 }
 
 // TestFreshStackOnSignalStack: a guest whose stack pointer is on the
-// signal stack at a hypercall has its signal frame below the snapshot's:
-// Reset refuses it rather than write registers where they are not.
+// signal stack at a hypercall still has its signal frame at the top of the
+// signal stack (SS_AUTODISARM), where the snapshot's is: the snapshot, and
+// resets to it, work wherever RSP was at either end. The kernel used to put
+// the frame below RSP then, and Reset refused.
 func TestFreshStackOnSignalStack(t *testing.T) {
-	v := startFresh(t, []byte{
-		0x66, 0xba, 0x01, 0x05, // mov $0x501,%dx
-		0xef,                                                       // out %eax,(%dx)
-		0x48, 0xbc, 0x00, 0x80, 0x01, 0x00, 0x00, 0x7e, 0x00, 0x00, // movabs $0x7e0000018000,%rsp
-		0xef,       // out %eax,(%dx)
-		0xeb, 0xfd, // jmp back to the out
-	})
+	code := []byte{
+		0x66, 0xba, 0x01, 0x05, // +0x00 mov $0x501,%dx
+		0xef,                                                       // +0x04 out %eax,(%dx)
+		0x48, 0xbc, 0x00, 0x80, 0x01, 0x00, 0x00, 0x7e, 0x00, 0x00, // +0x05 movabs $0x7e0000018000,%rsp
+		0x48, 0xff, 0xc3, // +0x0f inc %rbx
+		0x48, 0x89, 0xd8, // +0x12 mov %rbx,%rax
+		0xef,       // +0x15 out %eax,(%dx)
+		0xeb, 0xf7, // +0x16 jmp 0x0f
+	}
+	hypercall := func(rbx uint64) vcpu.Exit {
+		return vcpu.Exit{Kind: vcpu.ExitHypercall, Nr: 1, Arg: rbx, RIP: codeAddr + 0x15}
+	}
+	nothing := func(uint64, uint64) error { return nil }
+	v := startFresh(t, code)
 	run(t, v)
 	s, err := v.Snapshot()
 	require.NoError(t, err)
-	run(t, v)
-	assert.ErrorContains(t, v.Reset(s, func(uint64, uint64) error { return nil }), "stack pointer is on the signal stack")
-	_, err = v.Snapshot()
-	assert.ErrorContains(t, err, "stack pointer is on the signal stack")
+	assert.Equal(t, hypercall(1), run(t, v))
+	assert.Equal(t, hypercall(2), run(t, v))
+	for range 3 {
+		require.NoError(t, v.Reset(s, nothing))
+		assert.Equal(t, hypercall(1), run(t, v))
+	}
+
+	// A snapshot taken with RSP on the signal stack.
+	w := startFresh(t, code)
+	run(t, w)
+	run(t, w)
+	s, err = w.Snapshot()
+	require.NoError(t, err)
+	assert.Equal(t, hypercall(2), run(t, w))
+	assert.Equal(t, hypercall(3), run(t, w))
+	for range 3 {
+		require.NoError(t, w.Reset(s, nothing))
+		assert.Equal(t, hypercall(2), run(t, w))
+	}
 }
 
 // TestFreshNewPage: a page the guest first touches after the snapshot is

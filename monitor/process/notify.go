@@ -159,12 +159,28 @@ func (v *VCPU) died(ws unix.WaitStatus) vcpu.Exit {
 	if v.kicked.Load() && ws.Signaled() && ws.Signal() == unix.SIGKILL {
 		return vcpu.Exit{Kind: vcpu.ExitKicked}
 	}
-	if ws.Signaled() && ws.Signal() == unix.SIGSYS {
+	if !ws.Signaled() {
+		return vcpu.Exit{Kind: vcpu.ExitUnknown, Reason: uint64(ws)}
+	}
+	switch sig := ws.Signal(); sig {
+	case unix.SIGSYS:
 		// Only a seccomp filter raises SIGSYS in the guest (one sent by
 		// another process stays blocked): that of a confined monitor,
 		// which the process inherited, stopped a system call the monitor
 		// may not make either. The kernel tells no number.
 		return vcpu.Exit{Kind: vcpu.ExitSyscall, Reason: vcpu.SyscallUnknown}
+	case unix.SIGSEGV, unix.SIGBUS, unix.SIGILL, unix.SIGFPE, unix.SIGTRAP:
+		// The kernel raises these for the guest's own instructions and
+		// kills the process with one only when the handler cannot take
+		// it: the signal was blocked, or its frame could not be written
+		// to the signal stack (SIGSEGV), which a guest brings about by
+		// changing its signal mask or stack through rt_sigreturn (or by
+		// faulting in the handler through a forged report). A fault while
+		// delivering a fault: on KVM, a triple fault. Another process's
+		// signal of these kinds never kills it (the handler discards
+		// them).
+		v.ended = fmt.Errorf("process: the guest process has ended: %s, a fault the stub's handler could not take (the guest blocked the signal or moved its signal stack)", describe(ws))
+		return vcpu.Exit{Kind: vcpu.ExitTripleFault, Reason: uint64(sig)}
 	}
 	return vcpu.Exit{Kind: vcpu.ExitUnknown, Reason: uint64(ws)}
 }

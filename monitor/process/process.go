@@ -59,8 +59,12 @@
 //     forbids kills the process, reported as ExitSyscall with Reason
 //     vcpu.SyscallUnknown.
 //   - Kick kills the guest process; Run then returns ExitKicked, now and on
-//     every later call. Any other death of the process is ExitUnknown with
-//     Reason the raw wait status; later Runs fail.
+//     every later call. A death by a fault signal (SIGSEGV, SIGBUS, SIGILL,
+//     SIGFPE, SIGTRAP: a fault the handler could not take, as the guest
+//     had blocked the signal or moved its signal stack) is
+//     ExitTripleFault with Reason the signal; any other death is
+//     ExitUnknown with Reason the raw wait status; later Runs fail. A guest
+//     process dumps no core (NewSpawner).
 //   - Signals sent to the guest by other processes are discarded (fault
 //     signals) or stay blocked for ever (the others); only SIGKILL ends it,
 //     and SIGSTOP pauses it.
@@ -71,9 +75,11 @@
 //     stack, which a fresh reset restores. The guest can read them, write
 //     the signal stack and run the stub's code but gains nothing: the only
 //     system calls that pass the filter are rt_sigreturn from the stub's
-//     restorer and close from its gadget (there is nothing left to close),
-//     and whatever it makes the handler report is a hypercall or fault it
-//     could have made itself.
+//     restorer (with which it can set its own registers, signal mask and
+//     signal stack), close from its gadget (there is nothing left to close)
+//     and sigaltstack of the stub's own signal stack; whatever it makes the
+//     handler report is a hypercall or fault it could have made itself; and
+//     a fresh reset uses none of its registers (handlerCode).
 //   - The guest sees the host's TSC, CPUID and FPU state as a process does;
 //     rdtsc does not exit.
 //   - The process needs Linux 5.9 or later (close_range; from 6.6 the kernel

@@ -312,13 +312,24 @@ func TestOtherSyscalls(t *testing.T) {
 	}
 }
 
-// TestDiedOfSIGSYS: a guest process killed by SIGSYS met the seccomp filter
-// of a confined monitor, which it inherited; any other death stays unknown.
-func TestDiedOfSIGSYS(t *testing.T) {
+// TestDied: a guest process killed by SIGSYS met the seccomp filter of a
+// confined monitor, which it inherited; one killed by a fault signal had a
+// fault the handler could not take (a triple fault, with the signal; core
+// dumped or not); any other death stays unknown.
+func TestDied(t *testing.T) {
 	v := &VCPU{}
 	assert.Equal(t, vcpu.Exit{Kind: vcpu.ExitSyscall, Reason: vcpu.SyscallUnknown}, v.died(unix.WaitStatus(unix.SIGSYS)))
 	assert.ErrorContains(t, v.ended, "killed by bad system call")
-	assert.Equal(t, vcpu.Exit{Kind: vcpu.ExitUnknown, Reason: uint64(unix.SIGSEGV)}, v.died(unix.WaitStatus(unix.SIGSEGV)))
+	for _, sig := range []unix.Signal{unix.SIGSEGV, unix.SIGBUS, unix.SIGILL, unix.SIGFPE, unix.SIGTRAP} {
+		for _, ws := range []unix.WaitStatus{unix.WaitStatus(sig), unix.WaitStatus(sig) | 0x80} {
+			assert.Equal(t, vcpu.Exit{Kind: vcpu.ExitTripleFault, Reason: uint64(sig)}, v.died(ws), "%v", ws)
+			assert.ErrorContains(t, v.ended, "killed by "+sig.String()+", a fault the stub's handler could not take")
+		}
+	}
+	assert.Equal(t, vcpu.Exit{Kind: vcpu.ExitUnknown, Reason: uint64(unix.SIGTERM)}, v.died(unix.WaitStatus(unix.SIGTERM)))
+	assert.Equal(t, vcpu.Exit{Kind: vcpu.ExitUnknown, Reason: 3 << 8}, v.died(unix.WaitStatus(3<<8)))
+	v.kicked.Store(true)
+	assert.Equal(t, vcpu.Exit{Kind: vcpu.ExitKicked}, v.died(unix.WaitStatus(unix.SIGKILL)))
 }
 
 // TestStubSyscall checks that jumping to the stub's own syscall gadget, the
@@ -554,6 +565,21 @@ func TestNoLeaks(t *testing.T) {
 	assert.Empty(t, children(t))
 }
 
+// TestStubSyscalls: the addresses the filter and decode know the stub's
+// system calls by are just past the handler's syscall instructions, each
+// after the mov of its number.
+func TestStubSyscalls(t *testing.T) {
+	for _, tc := range []struct {
+		ret uint64
+		nr  byte
+	}{{handlerSyscallRet, handlerNr}, {handlerAltstackRet, unix.SYS_SIGALTSTACK}} {
+		off := tc.ret - stubBase - stubHandler
+		assert.Equal(t, []byte{0xb8, tc.nr, 0, 0, 0, 0x0f, 0x05}, handlerCode[off-7:off], "%#x", tc.ret)
+	}
+	off := restorerRet - stubBase - stubRestorer
+	assert.Equal(t, []byte{0xb8, unix.SYS_RT_SIGRETURN, 0, 0, 0, 0x0f, 0x05}, restorerCode[off-7:off])
+}
+
 func TestStubELF(t *testing.T) {
 	f, err := elf.NewFile(bytes.NewReader(stubELF()))
 	require.NoError(t, err)
@@ -644,7 +670,8 @@ func TestExecutable(t *testing.T) {
 }
 
 // TestFilter runs the seccomp program on system calls from everywhere: only
-// rt_sigreturn from the restorer and close through the gadget pass.
+// rt_sigreturn from the restorer, close through the gadget and sigaltstack
+// of the stub's own stack from the handler's reset pass.
 func TestFilter(t *testing.T) {
 	vm, err := bpf.NewVM(filter())
 	require.NoError(t, err)
@@ -660,6 +687,30 @@ func TestFilter(t *testing.T) {
 		return b
 	}
 	const i386 = 0x40000003 // AUDIT_ARCH_I386
+	// sigaltstack(arg0, ...) from the handler's reset.
+	altstack := func(arg0 uint64) []byte {
+		b := data(unix.SYS_SIGALTSTACK, unix.AUDIT_ARCH_X86_64, handlerAltstackRet)
+		binary.BigEndian.PutUint32(b[16:], uint32(arg0))
+		binary.BigEndian.PutUint32(b[20:], uint32(arg0>>32))
+		return b
+	}
+	for _, tc := range []struct {
+		name string
+		data []byte
+		want uint32
+	}{
+		{"sigaltstack of the stub's stack from the reset", altstack(stubBase + stubAltstack), unix.SECCOMP_RET_ALLOW},
+		{"sigaltstack of another stack from the reset", altstack(dataAddr), unix.SECCOMP_RET_USER_NOTIF},
+		{"sigaltstack of the stub's low half from the reset", altstack((stubBase + stubAltstack) & 0xffffffff), unix.SECCOMP_RET_USER_NOTIF},
+		{"sigaltstack from the report", data(unix.SYS_SIGALTSTACK, unix.AUDIT_ARCH_X86_64, handlerSyscallRet), unix.SECCOMP_RET_USER_NOTIF},
+		{"getppid from the reset", data(handlerNr, unix.AUDIT_ARCH_X86_64, handlerAltstackRet), unix.SECCOMP_RET_USER_NOTIF},
+		{"sigreturn from the reset", data(unix.SYS_RT_SIGRETURN, unix.AUDIT_ARCH_X86_64, handlerAltstackRet), unix.SECCOMP_RET_USER_NOTIF},
+		{"i386 sigaltstack from the reset", data(186, i386, handlerAltstackRet), unix.SECCOMP_RET_USER_NOTIF},
+	} {
+		got, err := vm.Run(tc.data)
+		require.NoError(t, err)
+		assert.Equal(t, tc.want, uint32(got), tc.name)
+	}
 	for _, tc := range []struct {
 		name string
 		nr   int32

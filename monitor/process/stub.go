@@ -25,9 +25,9 @@ import (
 //	stubBase+stubAltstack  stack_t            the handler's stack
 //	stubBase+stubSigmask   sigset_t           every signal but the fault ones
 //	stubBase+stubRestorer  rt_sigreturn; ud2
-//	stubBase+stubFilter    the seccomp filter's instructions
 //	stubBase+stubSetup     the set-up routine (setupCode)
 //	stubBase+stubHandler   the handler (handlerCode)
+//	stubBase+stubFilter    the seccomp filter's instructions
 //
 // A second, writable segment at stubTable (zero-filled by exec) receives the
 // guest's region table: address, size and mmap protection, 8 bytes each. The
@@ -56,7 +56,7 @@ const (
 	stubSigmask   = 0x118 // offset of the sigset_t (8 bytes)
 	stubHandler   = 0x480 // offset of the signal handler, past setupCode
 	stubRestorer  = 0x170 // offset of the signal return gadget
-	stubFilter    = 0x180 // offset of the seccomp filter's instructions
+	stubFilter    = 0x700 // offset of the seccomp filter's instructions, past handlerCode
 	stubSetup     = 0x200 // offset of the set-up routine
 
 	// stubTable is the writable page of the region table, and
@@ -72,9 +72,25 @@ const (
 
 	// altBase and altSize place the signal stack: anonymous memory with
 	// unmapped pages on both sides. 64 KiB holds a signal frame with the
-	// largest XSAVE area many times over.
-	altBase = stubBase + 0x10000
-	altSize = 0x10000
+	// largest XSAVE area many times over. It is SS_AUTODISARM: the kernel
+	// puts every signal frame at its top, wherever the guest's RSP is
+	// (without it a guest whose RSP was on the signal stack had its frame
+	// put below RSP, and one near the bottom had none: the kernel killed
+	// the process with SIGSEGV), and disarms it while the handler runs.
+	altBase      = stubBase + 0x10000
+	altSize      = 0x10000
+	ssAutodisarm = 1 << 31
+
+	// The reset block, at the bottom of the signal stack (which frames
+	// never reach: they are put at its top): what a reset loads besides
+	// the signal frame (handler.S). The monitor writes all of it at every
+	// reset; the handler stores the selectors and bases at the snapshot.
+	blockFSBase = 0  // FS base (with FSGSBASE)
+	blockGSBase = 8  // GS base (with FSGSBASE)
+	blockSel    = 16 // DS, ES, FS, GS: 16 bits each
+	blockFrame  = 24 // the address of the signal frame to return through
+	blockRFLAGS = 32 // the RFLAGS to load first (the bits rt_sigreturn keeps)
+	blockSize   = 40
 )
 
 // handlerCode is the signal handler, assembled from testdata/handler.S
@@ -89,8 +105,16 @@ const (
 // taken from the siginfo and the ucontext's sigcontext (for a #GP, which
 // has no address, arg2 = RSP instead), and applies the monitor's answer:
 // how far to advance the RIP it will return to, or answerFarReturn,
-// answerFSBase, answerBases or answerSaveBases. Then it returns to the
+// answerFSBase, answerSave or answerReset. Then it returns to the
 // restorer.
+//
+// The guest can run the stub's page too, so it can jump to the report's
+// syscall with registers of its choosing: a forged report. It describes
+// only what the guest could have done itself (decode checks the
+// instruction at the reported RIP in guest memory), and every answer but
+// answerReset works through the guest's RBX and RSP, which only changes
+// the guest's own state. answerReset, which a fresh instance's reset
+// depends on, uses none of the guest's registers.
 var handlerCode = []byte{
 	0x48, 0x89, 0xd3, 0x48, 0x8b, 0x56, 0x10, 0x81, 0x7e, 0x08, 0x80, 0x00, 0x00, 0x00, 0x48, 0x0f,
 	0x44, 0x93, 0xa0, 0x00, 0x00, 0x00, 0x48, 0x63, 0x46, 0x08, 0x48, 0xc1, 0xe0, 0x20, 0x89, 0xff,
@@ -100,30 +124,43 @@ var handlerCode = []byte{
 	0x00, 0x00, 0x00, 0x4c, 0x8b, 0x8b, 0x88, 0x00, 0x00, 0x00, 0xb8, 0x6e, 0x00, 0x00, 0x00, 0x0f,
 	0x05, 0x48, 0x85, 0xc0, 0x78, 0x08, 0x48, 0x01, 0x83, 0xa8, 0x00, 0x00, 0x00, 0xc3, 0x48, 0x0f,
 	0xba, 0xe0, 0x3e, 0x73, 0x1a, 0x48, 0x8b, 0x8b, 0xa0, 0x00, 0x00, 0x00, 0x48, 0x8b, 0x11, 0x48,
-	0x89, 0x93, 0xa8, 0x00, 0x00, 0x00, 0x48, 0x83, 0x83, 0xa0, 0x00, 0x00, 0x00, 0x10, 0xc3, 0x48,
-	0x0f, 0xba, 0xe0, 0x3d, 0x73, 0x49, 0x49, 0xbb, 0x00, 0x00, 0x01, 0x00, 0x00, 0x7e, 0x00, 0x00,
-	0x48, 0x0f, 0xba, 0xe0, 0x3c, 0x72, 0x20, 0x49, 0x8b, 0x0b, 0xf3, 0x48, 0x0f, 0xae, 0xd1, 0x49,
-	0x8b, 0x4b, 0x08, 0xf3, 0x48, 0x0f, 0xae, 0xd9, 0x48, 0xc1, 0xe8, 0x30, 0x0f, 0xb6, 0xc0, 0x48,
-	0x01, 0x83, 0xa8, 0x00, 0x00, 0x00, 0xc3, 0xf3, 0x48, 0x0f, 0xae, 0xc1, 0x49, 0x89, 0x0b, 0xf3,
-	0x48, 0x0f, 0xae, 0xc9, 0x49, 0x89, 0x4b, 0x08, 0xb8, 0x6e, 0x00, 0x00, 0x00, 0xeb, 0x80, 0x48,
-	0x89, 0xc1, 0x48, 0xc1, 0xe9, 0x30, 0x0f, 0xb6, 0xc9, 0x48, 0x01, 0x8b, 0xa8, 0x00, 0x00, 0x00,
-	0x48, 0xc1, 0xe0, 0x10, 0x48, 0xc1, 0xe8, 0x10, 0xf3, 0x48, 0x0f, 0xae, 0xd0, 0xc3,
+	0x89, 0x93, 0xa8, 0x00, 0x00, 0x00, 0x48, 0x83, 0x83, 0xa0, 0x00, 0x00, 0x00, 0x10, 0xc3, 0x49,
+	0xbb, 0x00, 0x00, 0x01, 0x00, 0x00, 0x7e, 0x00, 0x00, 0x48, 0x0f, 0xba, 0xe0, 0x3b, 0x72, 0x58,
+	0x48, 0x0f, 0xba, 0xe0, 0x3d, 0x72, 0x1f, 0x48, 0x89, 0xc1, 0x48, 0xc1, 0xe9, 0x30, 0x0f, 0xb6,
+	0xc9, 0x48, 0x01, 0x8b, 0xa8, 0x00, 0x00, 0x00, 0x48, 0xc1, 0xe0, 0x10, 0x48, 0xc1, 0xe8, 0x10,
+	0xf3, 0x48, 0x0f, 0xae, 0xd0, 0xc3, 0x41, 0x8c, 0x5b, 0x10, 0x41, 0x8c, 0x43, 0x12, 0x41, 0x8c,
+	0x63, 0x14, 0x41, 0x8c, 0x6b, 0x16, 0x48, 0x0f, 0xba, 0xe0, 0x3c, 0x73, 0x11, 0xf3, 0x48, 0x0f,
+	0xae, 0xc1, 0x49, 0x89, 0x0b, 0xf3, 0x48, 0x0f, 0xae, 0xc9, 0x49, 0x89, 0x4b, 0x08, 0xb8, 0x6e,
+	0x00, 0x00, 0x00, 0xe9, 0x67, 0xff, 0xff, 0xff, 0x48, 0x89, 0xc3, 0x49, 0x8b, 0x63, 0x18, 0x41,
+	0xff, 0x73, 0x20, 0x9d, 0x49, 0x89, 0xe4, 0x31, 0xe4, 0x48, 0xbf, 0x00, 0x01, 0x00, 0x00, 0x00,
+	0x7e, 0x00, 0x00, 0x31, 0xf6, 0xb8, 0x83, 0x00, 0x00, 0x00, 0x0f, 0x05, 0x48, 0x85, 0xc0, 0x75,
+	0x36, 0x4c, 0x89, 0xe4, 0x49, 0xbb, 0x00, 0x00, 0x01, 0x00, 0x00, 0x7e, 0x00, 0x00, 0x41, 0x8e,
+	0x5b, 0x10, 0x41, 0x8e, 0x43, 0x12, 0x41, 0x8e, 0x63, 0x14, 0x41, 0x8e, 0x6b, 0x16, 0x48, 0x0f,
+	0xba, 0xe3, 0x3c, 0x73, 0x11, 0x49, 0x8b, 0x0b, 0xf3, 0x48, 0x0f, 0xae, 0xd1, 0x49, 0x8b, 0x4b,
+	0x08, 0xf3, 0x48, 0x0f, 0xae, 0xd9, 0xc3, 0x0f, 0x0b,
 }
 
-// Answers to a report that emulate a Solo5 guest's privileged instruction
-// (handler_ext.S). They are negative as the handler reads them.
+// Answers to a report other than how far to advance RIP. They are negative
+// as the handler reads them.
 const (
-	// answerFarReturn: RIP = the word at RSP, RSP += 16.
+	// answerFarReturn: RIP = the word at RSP, RSP += 16 (a Solo5 guest's
+	// lret).
 	answerFarReturn = 1<<63 | 1<<62
-	// answerFSBase | len<<48 | base: set the FS base, advance RIP by len.
+	// answerFSBase | len<<48 | base: set the FS base, advance RIP by len
+	// (a Solo5 guest's wrmsr).
 	answerFSBase = 1 << 63
-	// answerBases | len<<48: load the FS and GS bases from altBase (the
-	// bottom of the signal stack, which frames never reach), advance RIP
-	// by len (a fresh guest's reset).
-	answerBases = 1<<63 | 1<<61
-	// answerSaveBases: store the FS and GS bases at altBase and report
-	// again, unchanged (a fresh guest's snapshot).
-	answerSaveBases = 1<<63 | 1<<61 | 1<<60
+	// answerSave: store the data segment selectors in the reset block,
+	// and with answerWithBases the FS and GS bases, and report again,
+	// unchanged (a fresh guest's snapshot).
+	answerSave = 1<<63 | 1<<61
+	// answerReset: return through the signal frame the reset block names,
+	// with the block's RFLAGS, the stub's signal stack, the block's
+	// selectors and, with answerWithBases, its FS and GS bases (a fresh
+	// guest's reset). The guest's registers are not used.
+	answerReset = 1<<63 | 1<<59
+	// answerWithBases: answerSave and answerReset also store or load the
+	// FS and GS bases (where the kernel enables FSGSBASE).
+	answerWithBases = 1 << 60
 )
 
 // setupCode is the set-up routine, assembled from testdata/setup.S (which
@@ -196,6 +233,9 @@ const (
 	// handlerSyscallRet is the instruction pointer seccomp sees for the
 	// handler's report: just past its syscall instruction.
 	handlerSyscallRet = stubBase + stubHandler + 0x61
+	// handlerAltstackRet is the one seccomp sees for the sigaltstack call
+	// of a reset.
+	handlerAltstackRet = stubBase + stubHandler + 0x11c
 	// handlerNr is the system call number of the handler's report.
 	handlerNr = unix.SYS_GETPPID
 	// restorerRet and gadgetRet are what seccomp sees for rt_sigreturn from
@@ -215,36 +255,48 @@ const (
 	saRestorer = 0x04000000
 )
 
-// filter is the guest process's seccomp program. Two system calls are let
-// through, and only from the stub's page: rt_sigreturn from the restorer
-// (the end of every handler run) and close through the gadget (which setup
-// uses to drop the process's copy of the notification descriptor; the guest
-// has nothing else to close). Everything else, the handler's reports and any
-// system call the guest attempts, goes to the monitor as a user
+// filter is the guest process's seccomp program. Three system calls are
+// let through, and only from the stub's page: rt_sigreturn from the
+// restorer (the end of every handler run), close through the gadget (which
+// setup uses to drop the process's copy of the notification descriptor; the
+// guest has nothing else to close) and sigaltstack with the stub's own
+// stack_t from the handler's reset (the guest gains nothing by it: it
+// puts back the signal stack the stub set up, and rt_sigreturn already
+// lets the guest choose any). Everything else, the handler's reports and
+// any system call the guest attempts, goes to the monitor as a user
 // notification; the guest process waits until the monitor answers.
 func filter() []bpf.Instruction {
 	const (
-		offNr   = 0  // seccomp_data.nr
-		offArch = 4  // seccomp_data.arch
-		offIPLo = 8  // seccomp_data.instruction_pointer, low half
-		offIPHi = 12 // high half
+		offNr     = 0  // seccomp_data.nr
+		offArch   = 4  // seccomp_data.arch
+		offIPLo   = 8  // seccomp_data.instruction_pointer, low half
+		offIPHi   = 12 // high half
+		offArg0Lo = 16 // seccomp_data.args[0], low half
+		offArg0Hi = 20 // high half
 	)
 	allow := bpf.RetConstant{Val: unix.SECCOMP_RET_ALLOW}
 	notify := bpf.RetConstant{Val: unix.SECCOMP_RET_USER_NOTIF}
 	return []bpf.Instruction{
 		/* 0 */ bpf.LoadAbsolute{Off: offArch, Size: 4},
-		/* 1 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.AUDIT_ARCH_X86_64, SkipFalse: 10}, // to 12
+		/* 1 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.AUDIT_ARCH_X86_64, SkipFalse: 17}, // to 19
 		/* 2 */ bpf.LoadAbsolute{Off: offIPHi, Size: 4},
-		/* 3 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: stubBase >> 32, SkipFalse: 8}, // to 12
+		/* 3 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: stubBase >> 32, SkipFalse: 15}, // to 19
 		/* 4 */ bpf.LoadAbsolute{Off: offIPLo, Size: 4},
 		/* 5 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: restorerRet & 0xffffffff, SkipFalse: 2}, // to 8
 		/* 6 */ bpf.LoadAbsolute{Off: offNr, Size: 4},
-		/* 7 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.SYS_RT_SIGRETURN, SkipTrue: 3, SkipFalse: 4}, // to 11, 12
-		/* 8 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: gadgetRet & 0xffffffff, SkipFalse: 3}, // to 12
+		/* 7 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.SYS_RT_SIGRETURN, SkipTrue: 10, SkipFalse: 11}, // to 18, 19
+		/* 8 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: gadgetRet & 0xffffffff, SkipFalse: 2}, // to 11
 		/* 9 */ bpf.LoadAbsolute{Off: offNr, Size: 4},
-		/* 10 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.SYS_CLOSE, SkipFalse: 1}, // to 12
-		/* 11 */ allow,
-		/* 12 */ notify,
+		/* 10 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.SYS_CLOSE, SkipTrue: 7, SkipFalse: 8}, // to 18, 19
+		/* 11 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: handlerAltstackRet & 0xffffffff, SkipFalse: 7}, // to 19
+		/* 12 */ bpf.LoadAbsolute{Off: offNr, Size: 4},
+		/* 13 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.SYS_SIGALTSTACK, SkipFalse: 5}, // to 19
+		/* 14 */ bpf.LoadAbsolute{Off: offArg0Lo, Size: 4},
+		/* 15 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: (stubBase + stubAltstack) & 0xffffffff, SkipFalse: 3}, // to 19
+		/* 16 */ bpf.LoadAbsolute{Off: offArg0Hi, Size: 4},
+		/* 17 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: (stubBase + stubAltstack) >> 32, SkipFalse: 1}, // to 19
+		/* 18 */ allow,
+		/* 19 */ notify,
 	}
 }
 
@@ -258,13 +310,16 @@ func stubELF() []byte {
 	if err != nil {
 		panic("process: the seccomp filter does not assemble: " + err.Error()) // a bug in filter
 	}
-	if stubFilter+8*len(prog) > stubSetup {
-		panic("process: the seccomp filter overlaps the set-up routine") // a bug in filter
-	}
 	if stubSetup+len(setupCode) > stubHandler {
 		panic("process: the set-up routine overlaps the handler") // a bug in setup.S
 	}
-	end := stubHandler + len(handlerCode)
+	if stubHandler+len(handlerCode) > stubFilter {
+		panic("process: the handler overlaps the seccomp filter") // a bug in handler.S
+	}
+	end := stubFilter + 8*len(prog)
+	if end > pageSize {
+		panic("process: the seccomp filter overflows the stub's page") // a bug in filter
+	}
 	const (
 		ehSize = 64
 		phSize = 56
@@ -324,7 +379,8 @@ func stubELF() []byte {
 	le.PutUint64(img[stubSigaction+16:], stubBase+stubRestorer)
 	le.PutUint64(img[stubSigaction+24:], ^uint64(0)) // sa_mask: block all
 
-	le.PutUint64(img[stubAltstack:], altBase) // ss_sp; ss_flags 0
+	le.PutUint64(img[stubAltstack:], altBase) // ss_sp
+	le.PutUint32(img[stubAltstack+8:], ssAutodisarm)
 	le.PutUint64(img[stubAltstack+16:], altSize)
 
 	mask := ^uint64(0)

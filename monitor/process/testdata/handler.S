@@ -2,17 +2,31 @@
 # handler(signo, siginfo, ucontext) on the signal stack with every signal
 # blocked. It reports the exception in one system call that the seccomp
 # filter hands to the monitor, and applies the answer: a non-negative one
-# is how far to advance the guest's RIP. A negative one emulates a
-# privileged instruction of a Solo5 guest: with bit 62 set, a far return
-# (RIP = the word at RSP, RSP += 16; the monitor checked both words);
-# with bit 61 set, the FS and GS bases: bits 48-55 are how far to advance
-# RIP, and the bases are loaded from the bottom of the signal stack, or,
-# with bit 60 set too, stored there and the report is made again (the
-# same system call with the same arguments: RIP does not move); otherwise
-# bits 0-47 are the FS base to set (wrmsr of FS_BASE) and bits 48-55 how
-# far to advance RIP. Only the monitor of a kernel that enables FSGSBASE
-# answers with bit 61 or sets the FS base.
-	.equ ALT, 0x7e0000010000
+# is how far to advance the guest's RIP. A negative one says more (the
+# answer* constants in stub.go): with bit 62 set, a far return of a Solo5
+# guest (RIP = the word at RSP, RSP += 16; the monitor checked both
+# words); with bit 59 set, a reset (below); with bit 61 set, store the
+# data segment selectors (and with bit 60 the FS and GS bases) in the
+# reset block at the bottom of the signal stack and make the same report
+# again (the same system call with the same arguments: RIP does not move);
+# otherwise bits 0-47 are an FS base to set (a Solo5 guest's wrmsr of
+# FS_BASE) and bits 48-55 how far to advance RIP. Only the monitor of a
+# kernel that enables FSGSBASE sets bit 60 or the FS base.
+#
+# Everything but a reset goes through RBX and RSP, which are the guest's
+# own if the guest jumped here instead of faulting (it can run this page):
+# that only changes the guest's own state, as its own instructions could.
+# A reset uses neither: it loads RSP from the reset block the monitor
+# wrote (the snapshot's signal frame), the RFLAGS bits rt_sigreturn keeps
+# from the live ones (ID, NT) from the block, puts the stub's signal stack
+# back (the guest can set another through rt_sigreturn, and one that holds
+# RSP refuses a change: RSP is 0 for the call), loads the selectors (and
+# with bit 60 the bases) from the block and returns to the restorer, whose
+# rt_sigreturn loads every other register from the frame.
+	.equ ALT, 0x7e0000010000	# the reset block: FS base, GS base,
+					# DS, ES, FS, GS (16 bits each),
+					# frame address, RFLAGS
+	.equ ALTSTACK, 0x7e0000000100	# the stub's stack_t
 # TestStubCode assembles this file and compares the bytes.
 	.text
 handler:
@@ -48,26 +62,12 @@ report:
 	mov %rdx, 168(%rbx)	# rip = the return address
 	addq $16, 160(%rbx)	# pop it and the code selector
 	ret
-2:	bt $61, %rax
-	jnc 4f
-	movabs $ALT, %r11
-	bt $60, %rax
-	jc 3f
-	mov (%r11), %rcx
-	wrfsbase %rcx		# the bases, which sigreturn leaves alone
-	mov 8(%r11), %rcx
-	wrgsbase %rcx
-	shr $48, %rax
-	movzbl %al, %eax
-	add %rax, 168(%rbx)	# rip += the instruction's length
-	ret
-3:	rdfsbase %rcx
-	mov %rcx, (%r11)
-	rdgsbase %rcx
-	mov %rcx, 8(%r11)
-	mov $110, %eax		# the same report again (syscall kept the arguments)
-	jmp report
-4:	mov %rax, %rcx
+2:	movabs $ALT, %r11
+	bt $59, %rax
+	jc reset
+	bt $61, %rax
+	jc save
+	mov %rax, %rcx
 	shr $48, %rcx
 	movzbl %cl, %ecx
 	add %rcx, 168(%rbx)	# rip += the instruction's length
@@ -75,3 +75,43 @@ report:
 	shr $16, %rax
 	wrfsbase %rax		# the FS base, which sigreturn leaves alone
 	ret
+save:
+	mov %ds, 16(%r11)
+	mov %es, 18(%r11)
+	mov %fs, 20(%r11)
+	mov %gs, 22(%r11)
+	bt $60, %rax
+	jnc 3f
+	rdfsbase %rcx		# the bases, which sigreturn leaves alone
+	mov %rcx, (%r11)
+	rdgsbase %rcx
+	mov %rcx, 8(%r11)
+3:	mov $110, %eax		# the same report again (syscall kept the arguments)
+	jmp report
+reset:
+	mov %rax, %rbx		# the answer
+	mov 24(%r11), %rsp	# the snapshot's frame, which the monitor wrote
+	push 32(%r11)
+	popf
+	mov %rsp, %r12
+	xor %esp, %esp
+	movabs $ALTSTACK, %rdi
+	xor %esi, %esi
+	mov $131, %eax		# sigaltstack(the stub's, NULL), which the filter allows from here
+	syscall
+	test %rax, %rax
+	jnz 5f
+	mov %r12, %rsp
+	movabs $ALT, %r11
+	mov 16(%r11), %ds
+	mov 18(%r11), %es
+	mov 20(%r11), %fs
+	mov 22(%r11), %gs
+	bt $60, %rbx
+	jnc 4f
+	mov (%r11), %rcx
+	wrfsbase %rcx
+	mov 8(%r11), %rcx
+	wrgsbase %rcx
+4:	ret			# to the restorer, the frame's first word
+5:	ud2
