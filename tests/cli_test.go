@@ -113,11 +113,15 @@ func TestCLIBadValues(t *testing.T) {
 		{[]string{"serve", "-mode=cold", "-prewarm=1", guestPath("fn_upper")}, monitor.ExitUsage, "a cold pool keeps no instances to prewarm"},
 		{[]string{"help", "run"}, 0, "usage: tender run [flags] GUEST.elf"},
 		{[]string{"help", "serve"}, 0, "usage: tender serve [flags] FN.elf"},
+		{[]string{"run", "-h"}, 0, "-timeout duration\n"},
+		{[]string{"invoke", "-h"}, 0, "(default 10s)"},
+		{[]string{"serve", "-h"}, 0, "-mem uint\n"},
 	} {
 		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
 			code, _, stderr := tender(t, c.args...)
 			assert.Equal(t, c.code, code, "stderr: %s", stderr)
 			assert.Contains(t, stderr, c.stderr)
+			assert.NotContains(t, stderr, "panic")
 		})
 	}
 }

@@ -48,7 +48,7 @@ func NewFlagSet(name, args, summary string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("tender "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: tender %s %s\n\n%s\n\nflags:\n", name, args, summary)
+		fmt.Fprintf(fs.Output(), "usage: tender %s %s\n\n%s\n\nflags:\n", name, args, summary)
 		fs.PrintDefaults()
 	}
 	return fs
@@ -66,8 +66,14 @@ func Parse(fs *flag.FlagSet, args []string) (rest []string, code int, ok bool) {
 		fmt.Fprintf(fs.Output(), "%s: %v\n", fs.Name(), err)
 		return nil, monitor.ExitUsage, false
 	}
-	explainValues(fs)
-	if err := fs.Parse(args); err != nil {
+	// What Parse prints goes through explainBadValue.
+	out := fs.Output()
+	var msg strings.Builder
+	fs.SetOutput(&msg)
+	err = fs.Parse(args)
+	fs.SetOutput(out)
+	io.WriteString(out, explainBadValue(fs, msg.String()))
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, 0, false
 		}

@@ -1,43 +1,35 @@
 package cli
 
 import (
-	"errors"
 	"flag"
+	"regexp"
 	"time"
 )
 
-// explained is a flag's value whose Set says what a bad value should look
-// like, where the flag package says only "parse error".
-type explained struct {
-	flag.Value
-	want string
-}
+// badValue is how the flag package reports a value it could not parse.
+var badValue = regexp.MustCompile(`(invalid value ".*" for flag -([^:\s]+)): (parse error|value out of range)`)
 
-func (e explained) Set(s string) error {
-	if err := e.Value.Set(s); err != nil {
-		return errors.New(e.want)
-	}
-	return nil
-}
-
-// explainValues wraps fs's numeric and duration flags in explained values.
-func explainValues(fs *flag.FlagSet) {
-	fs.VisitAll(func(f *flag.Flag) {
+// explainBadValue replaces the flag package's "parse error" in out with
+// what the flag wants: a duration with its unit, a whole number.
+func explainBadValue(fs *flag.FlagSet, out string) string {
+	return badValue.ReplaceAllStringFunc(out, func(m string) string {
+		sub := badValue.FindStringSubmatch(m)
+		f := fs.Lookup(sub[2])
+		if f == nil {
+			return m
+		}
 		g, ok := f.Value.(flag.Getter)
 		if !ok {
-			return
+			return m
 		}
-		var want string
 		switch g.Get().(type) {
 		case time.Duration:
-			want = "want a duration with its unit, such as 500ms, 10s or 1m"
+			return sub[1] + ": want a duration with its unit, such as 500ms, 10s or 1m"
 		case uint, uint64:
-			want = "want a whole number, 0 or more"
+			return sub[1] + ": want a whole number, 0 or more"
 		case int, int64:
-			want = "want a whole number"
-		default:
-			return // bool flags keep their IsBoolFlag; strings cannot fail
+			return sub[1] + ": want a whole number"
 		}
-		f.Value = explained{f.Value, want}
+		return m
 	})
 }
