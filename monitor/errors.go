@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"golang.org/x/sys/unix"
 	"strconv"
 	"strings"
+	"syscall"
 	"unicode"
 	"unicode/utf8"
 
@@ -251,6 +253,9 @@ func crash(x vcpu.Exit) error {
 		}
 		return &ProtocolError{Reason: fmt.Sprintf("%d-byte %s on port %#x is not a hypercall", x.Size, dir, x.Port)}
 	case vcpu.ExitTripleFault:
+		if x.Reason != 0 { // the process backend: the signal the guest process died of
+			return &CrashError{Kind: x.Kind, RIP: x.RIP, Detail: fmt.Sprintf("triple fault (a fault while delivering a fault: the guest process died of %s)", unix.SignalName(syscall.Signal(x.Reason)))}
+		}
 		return &CrashError{Kind: x.Kind, RIP: x.RIP, Detail: "triple fault (a fault while delivering a fault)"}
 	case vcpu.ExitMMIO:
 		op := "read of"

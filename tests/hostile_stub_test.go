@@ -119,9 +119,9 @@ func TestSignalStackCrash(t *testing.T) {
 			{"", "sigstack: RSP into the signal stack, then ud2\n",
 				"tender: guest fault: #UD invalid opcode at rip 0x", "tender: guest fault: #UD invalid opcode at rip 0x", 0},
 			{"mask", "sigstack: SIGILL and SIGSEGV blocked, then ud2\n",
-				"tender: guest crashed: triple fault", "tender: guest fault: #PF page fault at rip 0x7e0000000170", vcpu.ExitTripleFault},
+				"tender: guest crashed: triple fault (a fault while delivering a fault: the guest process died of SIGILL)", "tender: guest fault: #PF page fault at rip 0x7e0000000170", vcpu.ExitTripleFault},
 			{"altstack", "sigstack: the signal stack moved to unmapped memory, then ud2\n",
-				"tender: guest crashed: triple fault", "tender: guest fault: #PF page fault at rip 0x7e0000000170", vcpu.ExitTripleFault},
+				"tender: guest crashed: triple fault (a fault while delivering a fault: the guest process died of SIG", "tender: guest fault: #PF page fault at rip 0x7e0000000170", vcpu.ExitTripleFault},
 		} {
 			t.Run(string(be)+"/"+c.arg, func(t *testing.T) {
 				dir := t.TempDir()
