@@ -216,6 +216,8 @@ func TestFilterVerdicts(t *testing.T) {
 		{"prctl(PR_SET_DUMPABLE)", procPool, sys(unix.SYS_PRCTL, unix.PR_SET_DUMPABLE, 1), trap},
 		{"prlimit64 of its own RLIMIT_NOFILE", procPool, sys(unix.SYS_PRLIMIT64, 0, unix.RLIMIT_NOFILE, 0x1000, 0), allow},
 		{"prlimit64 of another process", procPool, sys(unix.SYS_PRLIMIT64, otherPID, unix.RLIMIT_NOFILE, 0x1000, 0), trap},
+		{"prlimit64 of a guest process's RLIMIT_CORE", procPool, sys(unix.SYS_PRLIMIT64, otherPID, unix.RLIMIT_CORE, 0x1000, 0), allow},
+		{"prlimit64 of a guest process's RLIMIT_CPU", procPool, sys(unix.SYS_PRLIMIT64, otherPID, unix.RLIMIT_CPU, 0x1000, 0), trap},
 		{"seccomp(SECCOMP_SET_MODE_FILTER)", procPool, sys(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, 0x8, 0x1000), allow},
 		{"seccomp(SECCOMP_GET_ACTION_AVAIL)", procPool, sys(unix.SYS_SECCOMP, 2, 0, 0x1000), trap},
 		{"an i386 call (int $0x80)", kvmRun, call{nr: 4, arch: archI386}, kill},

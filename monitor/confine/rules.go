@@ -206,8 +206,8 @@ func (p Policy) processRules(b *builder, self uint32) {
 	b.add("prctl", unix.SYS_PRCTL, "the new guest process: parent-death signal; no_new_privs before its filter",
 		only(arg(0, unix.PR_SET_PDEATHSIG, unix.PR_SET_NO_NEW_PRIVS)))
 	b.add("dup3", unix.SYS_DUP3, "the new guest process: its descriptors 3 and 4 before execve", nil)
-	b.add("prlimit64", unix.SYS_PRLIMIT64, "the new guest process: Go restores its own RLIMIT_NOFILE before execve",
-		only(arg(0, 0), arg(1, unix.RLIMIT_NOFILE)))
+	b.add("prlimit64", unix.SYS_PRLIMIT64, "the new guest process: Go restores its own RLIMIT_NOFILE before execve; the monitor sets its RLIMIT_CORE (no core dumps)",
+		[][]Cond{{arg(0, 0), arg(1, unix.RLIMIT_NOFILE)}, {arg(1, unix.RLIMIT_CORE)}})
 	b.add("ptrace", unix.SYS_PTRACE, "setting a new guest process up: TRACEME in the child; SETOPTIONS, GETREGSET, SETREGSET, CONT, DETACH (no ATTACH or SEIZE)",
 		only(arg(0, unix.PTRACE_TRACEME, unix.PTRACE_SETOPTIONS, unix.PTRACE_GETREGSET, unix.PTRACE_SETREGSET, unix.PTRACE_CONT, unix.PTRACE_DETACH)))
 	b.add("process_vm_writev", unix.SYS_PROCESS_VM_WRITEV, "writing the region table into a new guest process; a fresh instance's reset writes its signal frame back", nil)

@@ -55,12 +55,8 @@ type spawned struct {
 	err error
 }
 
-// NewSpawner starts a spawner's thread. It also lowers this process's soft
-// RLIMIT_CORE to 1 byte (noCoreDumps), which its guest processes inherit.
+// NewSpawner starts a spawner's thread.
 func NewSpawner() (*Spawner, error) {
-	if err := noCoreDumps(); err != nil {
-		return nil, err
-	}
 	stub, err := stubFile()
 	if err != nil {
 		return nil, err
@@ -176,16 +172,19 @@ func spawn(stub int, mem *guestmem.Memory, boot vcpu.Boot, opts options) (*VCPU,
 		return nil, fmt.Errorf("process: start the guest process: %w", err)
 	}
 	v.pid = pid
-	if err := v.setup(boot, opts); err != nil {
+	err = noCoreDumps(pid) // stopped after execve: nothing of the guest has run
+	if err == nil {
+		err = v.setup(boot, opts)
+	}
+	if err != nil {
 		v.Close()
 		return nil, err
 	}
 	return v, nil
 }
 
-// noCoreDumps sets the soft RLIMIT_CORE of this process, and so of every
-// guest process it starts, to 1 byte, keeping the hard limit (raised to 1
-// if it was 0, where the process may).
+// noCoreDumps sets the guest process's RLIMIT_CORE to 1 byte, soft and
+// hard, while it is stopped after execve.
 //
 // A guest process can die of a signal whose default action dumps core: a
 // fault the stub's handler cannot take (a guest can move its signal stack
@@ -196,32 +195,14 @@ func spawn(stub int, mem *guestmem.Memory, boot vcpu.Boot, opts options) (*VCPU,
 // handed to the core_pattern helper. A limit of 1 stops both: a core file
 // needs at least a page, and the kernel runs no pipe helper for a process
 // whose limit is exactly 1 (the value it gives its own helpers, against
-// recursive dumps); a limit of 0 would still run the helper. A core_pattern
-// socket (Linux 6.16, "@") ignores the limit: its server decides.
-//
-// It is the monitor's own limit because the guest process cannot set one:
-// a guest process started after the monitor confined itself inherits its
-// filter, which lets prlimit64 through for RLIMIT_NOFILE only. The
-// monitor's core would hold every guest's memory as well. PR_SET_DUMPABLE
-// would stop any dump but also the monitor's access to the guest process
-// (process_vm_readv and _writev, its /proc files) without CAP_SYS_PTRACE.
-func noCoreDumps() error {
-	var lim unix.Rlimit
-	if err := unix.Prlimit(0, unix.RLIMIT_CORE, nil, &lim); err != nil {
-		return fmt.Errorf("process: read RLIMIT_CORE: %w", err)
-	}
-	if lim.Cur == 1 {
-		return nil
-	}
-	want := unix.Rlimit{Cur: 1, Max: max(lim.Max, 1)}
-	err := unix.Prlimit(0, unix.RLIMIT_CORE, &want, nil)
-	if err == unix.EPERM && lim.Max == 0 {
-		// A hard limit of 0 that only a privileged process may raise:
-		// no core file is written; a pipe helper would run.
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("process: set RLIMIT_CORE: %w", err)
+// recursion). PR_SET_DUMPABLE would stop any dump but also the monitor's
+// access to the guest process (process_vm_readv and _writev, its /proc
+// files) without CAP_SYS_PTRACE. The monitor's own limit is left alone: it
+// is its embedder's.
+func noCoreDumps(pid int) error {
+	lim := unix.Rlimit{Cur: 1, Max: 1}
+	if err := unix.Prlimit(pid, unix.RLIMIT_CORE, &lim, nil); err != nil {
+		return fmt.Errorf("process: set the guest process's RLIMIT_CORE: %w", err)
 	}
 	return nil
 }
