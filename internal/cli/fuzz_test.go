@@ -178,3 +178,29 @@ func FuzzRewriteSolo5(f *testing.F) {
 		}
 	})
 }
+
+// FuzzExplainBadValue: any text the flag package could print is either left
+// as it is or has exactly its "parse error" replaced, and nothing panics.
+func FuzzExplainBadValue(f *testing.F) {
+	for _, s := range []string{
+		"invalid value \"5\" for flag -timeout: parse error\nusage: tender run\n",
+		"invalid value \"-1\" for flag -mem: parse error\n",
+		"invalid value \"x\" for flag -nope: parse error\n",
+		"invalid value \"x\" for flag -timeout: value out of range",
+		"invalid value \"",
+		"flag provided but not defined: -x\n",
+		"",
+	} {
+		f.Add(s)
+	}
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	fs.Duration("timeout", 0, "")
+	fs.Uint64("mem", 0, "")
+	fs.Int("n", 0, "")
+	f.Fuzz(func(t *testing.T, out string) {
+		got := explainBadValue(fs, out)
+		if got != out && !strings.Contains(got, "want a ") {
+			t.Fatalf("%q became %q", out, got)
+		}
+	})
+}
