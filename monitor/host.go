@@ -43,6 +43,13 @@ type Host struct {
 	backend Backend
 	be      backend // what running a guest takes (backend.go)
 	closed  atomic.Bool
+	// stopAll is cancelled (ErrHostClosed) by Close: every run's kick,
+	// which also wakes a guest waiting on its console or in poll, is
+	// hooked to it (begin).
+	stopAll   context.Context
+	stopCause context.CancelCauseFunc
+	closeOnce sync.Once
+	closeErr  error
 
 	// tscHz is the host TSC frequency, measured once for backends that
 	// cannot report the guest's, from tscMark (taken by NewHost, or on
@@ -59,6 +66,7 @@ func NewHost(cfg HostConfig) (*Host, error) {
 	// backend's stub and spawner thread, ~150 µs) is part of the window.
 	mark := tsc.Now()
 	h := &Host{backend: cfg.Backend}
+	h.stopAll, h.stopCause = context.WithCancelCause(context.Background())
 	var err error
 	switch cfg.Backend {
 	case "", BackendKVM, BackendAuto:
@@ -113,10 +121,12 @@ func (h *Host) Settle() { h.be.settle() }
 // a pool's next boot from then on. Close it after its VMs and pools; it may
 // be called more than once, concurrently too.
 func (h *Host) Close() error {
-	if h.closed.Swap(true) {
-		return nil
-	}
-	return h.be.close()
+	h.closeOnce.Do(func() { // a concurrent Close waits for the first
+		h.closed.Store(true)
+		h.stopCause(ErrHostClosed)
+		h.closeErr = h.be.close()
+	})
+	return h.closeErr
 }
 
 // ErrHostClosed is why a guest of a closed Host stopped, or was not

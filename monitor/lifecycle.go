@@ -77,7 +77,7 @@ func (f *fnVM) step(c *call) bool {
 		vm.fn = f.fn
 		f.vm = vm
 		f.fn.next = c
-		f.r, err = vm.begin(context.Background(), nil)
+		f.r, err = vm.begin(context.Background(), nil, nil)
 		if err != nil {
 			f.end(0, err)
 			return false

@@ -66,16 +66,11 @@ func (vm *VM) Run(ctx context.Context) (Result, error) {
 	defer cancel(nil)
 	done := make(chan struct{})
 	defer close(done) // after finish: the vCPU is closed
-	vm.mu.Lock()
-	if !vm.started && !vm.closed {
-		vm.stopRun, vm.runDone = cancel, done
-	}
-	vm.mu.Unlock()
 	var consoleFailed func(error)
 	if vm.cfg.ConsoleRequired {
 		consoleFailed = func(err error) { cancel(&ConsoleError{Err: err, Stopped: true}) }
 	}
-	r, err := vm.begin(ctx, consoleFailed)
+	r, err := vm.begin(ctx, consoleFailed, func() { vm.stopRun, vm.runDone = cancel, done })
 	if err != nil {
 		return r.finish(0, err)
 	}
@@ -84,9 +79,11 @@ func (vm *VM) Run(ctx context.Context) (Result, error) {
 }
 
 // begin starts a run: it creates the vCPU, fills in the guest's clock and
-// wires ctx to stop it; consoleFailed, when set, is told of a console Write
-// that fails. On error the run must still be finished.
-func (vm *VM) begin(ctx context.Context, consoleFailed func(error)) (*run, error) {
+// wires ctx and Host.Close to stop it; consoleFailed, when set, is told of a
+// console Write that fails; claim, when set, is called under vm.mu as the
+// run claims the VM (Run records how Close stops it). On error the run must
+// still be finished.
+func (vm *VM) begin(ctx context.Context, consoleFailed func(error), claim func()) (*run, error) {
 	r := &run{vm: vm, start: time.Now()}
 	r.stats.solo5 = vm.img.Solo5 != nil
 	ph := &r.stats.Phases
@@ -101,6 +98,9 @@ func (vm *VM) begin(ctx context.Context, consoleFailed func(error)) (*run, error
 		return r, ErrAlreadyRun
 	}
 	vm.started = true
+	if claim != nil {
+		claim()
+	}
 	vm.mu.Unlock()
 
 	if ctx.Err() != nil {
@@ -182,6 +182,8 @@ func (vm *VM) begin(ctx context.Context, consoleFailed func(error)) (*run, error
 	r.stats.Setup = time.Since(r.start)
 	stop := context.AfterFunc(ctx, kick)
 	r.cleanups = append(r.cleanups, func() { stop() })
+	stopHost := context.AfterFunc(vm.host.stopAll, kick)
+	r.cleanups = append(r.cleanups, func() { stopHost() })
 	if vm.fn != nil {
 		vm.fn.kick = kick
 	}

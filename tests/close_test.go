@@ -37,8 +37,9 @@ func waitErr(t *testing.T, what string, errc <-chan error) error {
 }
 
 // TestHostCloseStopsRuns: Host.Close stops the guests still running on both
-// backends (a spin that no context bounds), each Run says why, and nothing
-// more is created from the host; Close may be called again, concurrently.
+// backends (a spin that no context bounds, a flood waiting for a console
+// nobody reads), each Run says why, and nothing more is created from the
+// host; Close may be called again, concurrently.
 func TestHostCloseStopsRuns(t *testing.T) {
 	for _, b := range backends(t) {
 		h, err := monitor.NewHost(monitor.HostConfig{Backend: b})
@@ -50,6 +51,13 @@ func TestHostCloseStopsRuns(t *testing.T) {
 			defer vm.Close()
 			runs = append(runs, startRun(vm))
 		}
+		// One waits for a console nobody reads, not in the guest.
+		console, unblock := stalledConsole()
+		defer unblock()
+		vm, err := h.New(monitor.Config{ELF: readGuest(t, "flood"), Console: console})
+		require.NoError(t, err)
+		defer vm.Close()
+		runs = append(runs, startRun(vm))
 		time.Sleep(50 * time.Millisecond) // the guests spin
 		var wg sync.WaitGroup
 		for range 4 {
@@ -122,10 +130,11 @@ func TestPoolClosePrewarm(t *testing.T) {
 func TestVMCloseDuringRun(t *testing.T) {
 	for _, b := range backends(t) {
 		h := newHost(t, b)
-		vm, err := h.New(monitor.Config{ELF: readGuest(t, "spin")})
+		entering := make(chan struct{})
+		vm, err := h.New(monitor.Config{ELF: readGuest(t, "spin"), Ready: func() error { close(entering); return nil }})
 		require.NoError(t, err)
 		errc := startRun(vm)
-		time.Sleep(50 * time.Millisecond)
+		<-entering // the run has claimed the VM
 		closed := make(chan error, 1)
 		go func() { closed <- vm.Close() }()
 		assert.NoError(t, waitErr(t, string(b)+" Close", closed))

@@ -52,6 +52,9 @@ func explainBadValue(fs *flag.FlagSet, out string) string {
 	default:
 		return out
 	}
+	if reason[:end] == "value out of range" {
+		want = "out of range"
+	}
 	at := len(out) - len(reason)
 	return out[:at] + want + out[at+end:]
 }

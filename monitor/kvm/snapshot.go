@@ -144,8 +144,8 @@ func (v *VCPU) syncSpecial() {
 // from a pool's image, whose page is the image's): written into frozen
 // memory it would be a private copy that every reset copies back.
 func (v *VCPU) writeRestorePage(s *State) error {
-	image, xsave := v.restoreImage(s)
-	code, data := x86.RestorePage(s.regs.RIP, s.regs.RAX, s.regs.RDX, image, xsave)
+	image, mask := v.restoreImage(s)
+	code, data := x86.RestorePage(s.regs.RIP, s.regs.RAX, s.regs.RDX, image, mask)
 	for _, p := range []struct {
 		addr uint64
 		b    []byte

@@ -18,8 +18,10 @@ import (
 type System struct {
 	// life is held shared while a VM is created from fd, and exclusively
 	// by Close, which sets closed.
-	life   sync.RWMutex
-	closed bool
+	life      sync.RWMutex
+	closed    bool
+	closeOnce sync.Once
+	closeErr  error
 	// live are the vCPUs created and not yet closed, which Close kicks.
 	liveMu sync.Mutex
 	live   map[*VCPU]struct{}
@@ -53,6 +55,8 @@ type System struct {
 	// xstate says whether guest code can use XSAVE (xstate.go), once a
 	// vCPU knows.
 	xstate atomic.Int32
+	// guestXCR0 is the guest's XCR0 as the probe read it (xstateUsable).
+	guestXCR0 atomic.Uint64
 
 	// teardown destroys closed VMs in the background (teardown.go).
 	teardown teardown
@@ -221,11 +225,12 @@ func xcr0(entries []gokvm.CPUIDEntry2) uint64 {
 // open are kicked, and Close waits for the VMs closed so far to be
 // destroyed. It may be called more than once, concurrently too.
 func (s *System) Close() error {
+	s.closeOnce.Do(func() { s.closeErr = s.close() }) // a concurrent Close waits
+	return s.closeErr
+}
+
+func (s *System) close() error {
 	s.life.Lock() // no VM is being created meanwhile
-	if s.closed {
-		s.life.Unlock()
-		return nil
-	}
 	s.closed = true
 	s.life.Unlock()
 	// Kicked outside liveMu: VCPU.Close takes it under its own lock.

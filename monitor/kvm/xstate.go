@@ -43,13 +43,14 @@ func (v *VCPU) guestXSAVE(boot vcpu.Boot) error {
 	if v.sys.xstate.Load() != xstateUnknown || v.mem.Frozen() {
 		return nil // a frozen view's image was built by a probed vCPU
 	}
-	usable, err := v.probeXSAVE(boot)
+	xcr0, err := v.probeXSAVE(boot)
 	if err != nil {
 		return err
 	}
 	state := int32(xstateNone)
-	if usable {
+	if xcr0 != 0 {
 		state = xstateUsable
+		v.sys.guestXCR0.Store(xcr0)
 	}
 	v.sys.xstate.CompareAndSwap(xstateUnknown, state)
 	return nil
@@ -57,37 +58,45 @@ func (v *VCPU) guestXSAVE(boot vcpu.Boot) error {
 
 // probeXSAVE runs probeCode in the restore page (the snapshot writes the
 // page's real code later) and puts the registers back for the guest's boot.
-func (v *VCPU) probeXSAVE(boot vcpu.Boot) (bool, error) {
+// It returns the guest's XCR0, 0 where xgetbv raised #UD.
+func (v *VCPU) probeXSAVE(boot vcpu.Boot) (uint64, error) {
 	if err := v.mem.Write(x86.RestoreAddr, probeCode()); err != nil {
-		return false, err
+		return 0, err
 	}
 	regs := gokvm.Regs{RIP: x86.RestoreAddr, RSP: boot.StackTop, RFLAGS: 0x2}
 	if err := v.setRegs(regs); err != nil {
-		return false, err
+		return 0, err
 	}
 	x, err := v.Run()
 	if err != nil {
-		return false, fmt.Errorf("kvm: probing XSAVE: %w", err)
+		return 0, fmt.Errorf("kvm: probing XSAVE: %w", err)
 	}
-	usable := x.Kind == vcpu.ExitHypercall && x.Nr == 0
-	if !usable && (x.Kind != vcpu.ExitFault || x.Vector != x86.VecUD) {
-		return false, fmt.Errorf("kvm: probing XSAVE: unexpected exit %+v", x)
+	var xcr0 uint64
+	switch {
+	case x.Kind == vcpu.ExitHypercall && x.Nr == 0:
+		regs, err := v.regs()
+		if err != nil {
+			return 0, err
+		}
+		xcr0 = uint64(uint32(regs.RCX))<<32 | uint64(uint32(x.Arg)) | 1 // x87 is always on
+	case x.Kind != vcpu.ExitFault || x.Vector != x86.VecUD:
+		return 0, fmt.Errorf("kvm: probing XSAVE: unexpected exit %+v", x)
 	}
 	if err := v.finishExit(); err != nil {
-		return false, err
+		return 0, err
 	}
 	if err := v.mem.Write(x86.RestoreAddr, make([]byte, len(probeCode()))); err != nil {
-		return false, err
+		return 0, err
 	}
 	// A #UD left the vCPU in its CPL-0 stub: the boot's special
 	// registers go back too.
 	if p := v.sys.sregs.Load(); p != nil {
 		sregs := *p
 		if err := ioctlErr(v.vcpufd, reqSetSregs, unsafe.Pointer(&sregs)); err != nil {
-			return false, fmt.Errorf("KVM_SET_SREGS: %w", err)
+			return 0, fmt.Errorf("KVM_SET_SREGS: %w", err)
 		}
 	}
-	return usable, v.setRegs(gokvm.Regs{RIP: boot.Entry, RSP: boot.StackTop, RDI: boot.BootInfo, RFLAGS: 0x2})
+	return xcr0, v.setRegs(gokvm.Regs{RIP: boot.Entry, RSP: boot.StackTop, RDI: boot.BootInfo, RFLAGS: 0x2})
 }
 
 // setRegs sets the general registers: through kvm_run with the next entry
@@ -104,20 +113,20 @@ func (v *VCPU) setRegs(regs gokvm.Regs) error {
 	return nil
 }
 
-// restoreImage returns the register image the restore page loads and
-// whether xrstor64 loads it (else fxrstor64): with XSAVE usable in the
-// guest, an XSAVE image whose header names x87, SSE and AVX at most, built
-// from KVM's FXSAVE-like state where KVM gave no XSAVE, so that xrstor64
-// initialises every other component the guest has.
-func (v *VCPU) restoreImage(s *State) ([]byte, bool) {
+// restoreImage returns the register image the restore page loads and its
+// xrstor64 mask (0: fxrstor64 loads it): with XSAVE usable in the guest, an
+// XSAVE image whose header names x87, SSE and AVX at most, built from KVM's
+// FXSAVE-like state where KVM gave no XSAVE, and the mask of every component
+// the guest has (x86.RestoreMask), which xrstor64 initialises but those.
+func (v *VCPU) restoreImage(s *State) ([]byte, uint64) {
 	switch {
 	case v.xsave:
-		return s.xsave[:x86.RestoreImageMax], true
+		return s.xsave[:x86.RestoreImageMax], x86.RestoreMask(v.sys.cpu.xcr0)
 	case v.sys.xstate.Load() == xstateUsable:
 		img := make([]byte, 576)
 		copy(img, fxsave(s.xsave[:fpuSize]))
 		binary.LittleEndian.PutUint64(img[512:], 0x3) // XSTATE_BV: x87, SSE
-		return img, true
+		return img, x86.RestoreMask(v.sys.guestXCR0.Load())
 	}
-	return fxsave(s.xsave[:fpuSize]), false
+	return fxsave(s.xsave[:fpuSize]), 0
 }

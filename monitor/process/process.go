@@ -64,7 +64,7 @@
 //     had blocked the signal or moved its signal stack) is
 //     ExitTripleFault with Reason the signal; any other death is
 //     ExitUnknown with Reason the raw wait status; later Runs fail. A guest
-//     process dumps no core (NewSpawner).
+//     process dumps no core (its RLIMIT_CORE is 1 byte: noCoreDumps).
 //   - Signals sent to the guest by other processes are discarded (fault
 //     signals) or stay blocked for ever (the others); only SIGKILL ends it,
 //     and SIGSTOP pauses it.

@@ -31,23 +31,32 @@ const (
 	// legacy area, the header and AVX (576+256 bytes, the standard
 	// format's fixed offsets), the components tender enables and records.
 	RestoreImageMax = 0x400
-	// restoreMask is the xrstor64 mask: x87, SSE and AVX, which the image
-	// holds, and the user components a host may enable beyond XCR0 as
-	// tender set it (kvm_pvm runs a guest under the host's XCR0): MPX,
-	// AVX-512 (opmask, ZMM_Hi256, Hi16_ZMM) and PKRU. The image's XSTATE_BV
-	// names only the first three, so xrstor64 puts every other enabled
-	// component of the mask back into its initial state: nothing a request
-	// leaves in them reaches the next.
+	// restoreMask is the least xrstor64 mask: x87, SSE and AVX, which the
+	// image holds, and the user components a host may enable beyond XCR0
+	// as tender set it (kvm_pvm runs a guest under the host's XCR0): MPX,
+	// AVX-512 (opmask, ZMM_Hi256, Hi16_ZMM) and PKRU (RestoreMask).
 	restoreMask = 0x2FF
+	// xfdComponents are AMX's tile configuration and data, which the host
+	// kernel keeps disarmed (XFD) for a process that did not ask for them,
+	// tender's: the guest cannot use them, and xrstor64 of a disarmed
+	// component raises #NM.
+	xfdComponents = 1<<17 | 1<<18
 )
+
+// RestoreMask is the xrstor64 mask of the restore page of a guest whose
+// XCR0 is xcr0 (0 where unknown): restoreMask and every other component
+// xcr0 enables, but AMX's. The image's XSTATE_BV names only x87, SSE and
+// AVX, so xrstor64 puts every other component of the mask back into its
+// initial state: nothing a request leaves in them reaches the next.
+func RestoreMask(xcr0 uint64) uint64 { return restoreMask | xcr0&^xfdComponents }
 
 // RestorePage returns the restore page's code (for RestoreAddr) and data
 // (for RestoreDataAddr) for a snapshot at rip with the given RAX and RDX.
-// With xsave false, image is an FXSAVE image (512 bytes) loaded by
-// fxrstor64; otherwise it is an XSAVE image in the standard format, of which
-// xrstor64 loads x87, SSE and AVX, and initialises the other components
-// restoreMask names.
-func RestorePage(rip, rax, rdx uint64, image []byte, xsave bool) (code, data []byte) {
+// With mask 0, image is an FXSAVE image (512 bytes) loaded by fxrstor64;
+// otherwise it is an XSAVE image in the standard format, of which xrstor64
+// loads x87, SSE and AVX, and initialises the other components of mask
+// (RestoreMask). None of its instructions changes RFLAGS.
+func RestorePage(rip, rax, rdx uint64, image []byte, mask uint64) (code, data []byte) {
 	c := make([]byte, 0x1000)
 	d := make([]byte, 0x1000)
 	code = c[:0]
@@ -57,12 +66,13 @@ func RestorePage(rip, rax, rdx uint64, image []byte, xsave bool) (code, data []b
 	rel := func(off, n int) []byte {
 		return binary.LittleEndian.AppendUint32(nil, uint32(int32(RestoreDataAddr+off-(RestoreAddr+len(code)+n))))
 	}
-	if !xsave {
+	if mask == 0 {
 		code = append(code, append([]byte{0x48, 0x0f, 0xae, 0x0d}, rel(restoreImage, 8)...)...) // fxrstor64 image(%rip)
 	} else {
-		code = append(code, 0xb8) // mov $restoreMask, %eax
-		code = binary.LittleEndian.AppendUint32(code, restoreMask)
-		code = append(code, 0x31, 0xd2)                                                         // xor %edx, %edx
+		code = append(code, 0xb8) // mov $mask, %eax
+		code = binary.LittleEndian.AppendUint32(code, uint32(mask))
+		code = append(code, 0xba) // mov $mask>>32, %edx (xor would change RFLAGS)
+		code = binary.LittleEndian.AppendUint32(code, uint32(mask>>32))
 		code = append(code, append([]byte{0x48, 0x0f, 0xae, 0x2d}, rel(restoreImage, 8)...)...) // xrstor64 image(%rip)
 		code = append(code, append([]byte{0x48, 0x8b, 0x05}, rel(restoreRAX, 7)...)...)         // mov rax(%rip), %rax
 		code = append(code, append([]byte{0x48, 0x8b, 0x15}, rel(restoreRDX, 7)...)...)         // mov rdx(%rip), %rdx
@@ -73,7 +83,7 @@ func RestorePage(rip, rax, rdx uint64, image []byte, xsave bool) (code, data []b
 	binary.LittleEndian.PutUint64(d[restoreRDX:], rdx)
 	img := d[restoreImage : restoreImage+RestoreImageMax]
 	copy(img, image)
-	if xsave {
+	if mask != 0 {
 		// The XSAVE header: only what the image holds is loaded (the
 		// rest of the mask is initialised), and no compacted format or
 		// reserved bit, on which xrstor64 faults.

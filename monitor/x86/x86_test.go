@@ -239,14 +239,16 @@ func TestRestorePageXSAVE(t *testing.T) {
 	for i := 160; i < 416; i++ {
 		image[i] = 0xC3 // XMM registers full of ret
 	}
-	code, data := RestorePage(0x100000, 0xC3C3C3C3, 0xC3C3C3C3, image, true)
+	code, data := RestorePage(0x100000, 0xC3C3C3C3, 0xC3C3C3C3, image, RestoreMask(0x80000+0x600E7))
 	assert.EqualValues(t, 0x7, binary.LittleEndian.Uint64(data[restoreImage+512:]))
 	assert.Zero(t, binary.LittleEndian.Uint64(data[restoreImage+520:]))
 	assert.EqualValues(t, 0x100000, binary.LittleEndian.Uint64(data[restoreRIP:]))
 	assert.NotContains(t, string(code), "\xc3\xc3", "a register value in the executable page")
-	assert.Equal(t, []byte{0xb8, 0xff, 0x02, 0, 0, 0x31, 0xd2}, code[:7], "mask 0x2FF in EDX:EAX")
+	assert.Equal(t, []byte{0xb8, 0xff, 0x02, 0x08, 0, 0xba, 0, 0, 0, 0}, code[:10],
+		"mask 0x802FF in EDX:EAX (APX too, not AMX), with moves, which leave RFLAGS alone")
+	assert.EqualValues(t, 0x2FF, RestoreMask(0))
 
-	code, data = RestorePage(0x100000, 1, 2, image[:512], false)
+	code, data = RestorePage(0x100000, 1, 2, image[:512], 0)
 	assert.Equal(t, []byte{0x48, 0x0f, 0xae, 0x0d}, code[:4], "fxrstor64")
 	assert.Equal(t, image[:512], data[restoreImage:restoreImage+512])
 }
