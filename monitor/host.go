@@ -42,12 +42,12 @@ type HostConfig struct {
 type Host struct {
 	backend Backend
 	be      backend // what running a guest takes (backend.go)
-	closed  atomic.Bool
-	// stopAll is cancelled (ErrHostClosed) by Close: every run's kick,
-	// which also wakes a guest waiting on its console or in poll, is
-	// hooked to it (begin).
-	stopAll   context.Context
-	stopCause context.CancelCauseFunc
+	// runs holds the kick of every run begun and not finished (which
+	// also wakes a guest waiting on its console or in poll): Close kicks
+	// them all before it returns. closed is set under runsMu.
+	runsMu    sync.Mutex
+	runs      map[*run]func()
+	closed    atomic.Bool
 	closeOnce sync.Once
 	closeErr  error
 
@@ -66,7 +66,7 @@ func NewHost(cfg HostConfig) (*Host, error) {
 	// backend's stub and spawner thread, ~150 µs) is part of the window.
 	mark := tsc.Now()
 	h := &Host{backend: cfg.Backend}
-	h.stopAll, h.stopCause = context.WithCancelCause(context.Background())
+	h.runs = map[*run]func(){}
 	var err error
 	switch cfg.Backend {
 	case "", BackendKVM, BackendAuto:
@@ -122,8 +122,16 @@ func (h *Host) Settle() { h.be.settle() }
 // be called more than once, concurrently too.
 func (h *Host) Close() error {
 	h.closeOnce.Do(func() { // a concurrent Close waits for the first
+		h.runsMu.Lock()
 		h.closed.Store(true)
-		h.stopCause(ErrHostClosed)
+		kicks := make([]func(), 0, len(h.runs))
+		for _, k := range h.runs {
+			kicks = append(kicks, k)
+		}
+		h.runsMu.Unlock()
+		for _, k := range kicks {
+			k()
+		}
 		h.closeErr = h.be.close()
 	})
 	return h.closeErr
@@ -132,6 +140,24 @@ func (h *Host) Close() error {
 // ErrHostClosed is why a guest of a closed Host stopped, or was not
 // created.
 var ErrHostClosed = errors.New("monitor: host closed")
+
+// track adds a run's kick to those Close calls; false once Close has begun.
+func (h *Host) track(r *run, kick func()) bool {
+	h.runsMu.Lock()
+	defer h.runsMu.Unlock()
+	if h.closed.Load() {
+		return false
+	}
+	h.runs[r] = kick
+	return true
+}
+
+// untrack drops a finished run.
+func (h *Host) untrack(r *run) {
+	h.runsMu.Lock()
+	delete(h.runs, r)
+	h.runsMu.Unlock()
+}
 
 // closedError is the error of what a closed host cannot do or stopped.
 func closedError() error {

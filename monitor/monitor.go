@@ -182,8 +182,10 @@ func (vm *VM) begin(ctx context.Context, consoleFailed func(error), claim func()
 	r.stats.Setup = time.Since(r.start)
 	stop := context.AfterFunc(ctx, kick)
 	r.cleanups = append(r.cleanups, func() { stop() })
-	stopHost := context.AfterFunc(vm.host.stopAll, kick)
-	r.cleanups = append(r.cleanups, func() { stopHost() })
+	if !vm.host.track(r, kick) {
+		return r, closedError() // Host.Close came first
+	}
+	r.cleanups = append(r.cleanups, func() { vm.host.untrack(r) })
 	if vm.fn != nil {
 		vm.fn.kick = kick
 	}

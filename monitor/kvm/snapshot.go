@@ -220,15 +220,7 @@ func (v *VCPU) Restore(s *State) error {
 		}
 	}
 	v.restored = s
-	if v.syncRegs {
-		*(*gokvm.Regs)(unsafe.Pointer(&v.run[runSyncRegs])) = regs
-		binary.LittleEndian.PutUint64(v.run[runDirtyRegs:], dirty)
-		return nil
-	}
-	if err := ioctlErr(v.vcpufd, reqSetRegs, unsafe.Pointer(&regs)); err != nil {
-		return fmt.Errorf("KVM_SET_REGS: %w", err)
-	}
-	return nil
+	return v.setRegs(regs, dirty)
 }
 
 // SetTSC sets the guest's time-stamp counter (MSR IA32_TSC) to tsc: a vCPU

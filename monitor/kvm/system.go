@@ -13,8 +13,8 @@ import (
 )
 
 // System is an open KVM device with the facts every VM needs, read once.
-// It is safe for concurrent use. Close kicks the vCPUs still open (their Run
-// returns ExitKicked); close them as usual.
+// It is safe for concurrent use. Stop and close its vCPUs before Close
+// (monitor.Host.Close kicks every run of its own first).
 type System struct {
 	// life is held shared while a VM is created from fd, and exclusively
 	// by Close, which sets closed.
@@ -22,9 +22,6 @@ type System struct {
 	closed    bool
 	closeOnce sync.Once
 	closeErr  error
-	// live are the vCPUs created and not yet closed, which Close kicks.
-	liveMu sync.Mutex
-	live   map[*VCPU]struct{}
 
 	fd       int
 	runSize  int
@@ -95,7 +92,7 @@ func OpenConfig(cfg Config) (*System, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: open %s: %w", ErrUnavailable, path, err)
 	}
-	s := &System{fd: fd, rawRun: !asyncPreemptOff(os.Getenv("GODEBUG")), live: map[*VCPU]struct{}{}}
+	s := &System{fd: fd, rawRun: !asyncPreemptOff(os.Getenv("GODEBUG"))}
 	s.teardown.init()
 	if err := s.init(cfg.CPUIDCache); err != nil {
 		unix.Close(fd)
@@ -221,9 +218,9 @@ func xcr0(entries []gokvm.CPUIDEntry2) uint64 {
 	return 0x3
 }
 
-// Close closes the KVM device: NewVCPU fails from then on, the vCPUs still
-// open are kicked, and Close waits for the VMs closed so far to be
-// destroyed. It may be called more than once, concurrently too.
+// Close closes the KVM device: NewVCPU fails from then on, and Close waits
+// for the VMs closed so far to be destroyed. It may be called more than
+// once, concurrently too.
 func (s *System) Close() error {
 	s.closeOnce.Do(func() { s.closeErr = s.close() }) // a concurrent Close waits
 	return s.closeErr
@@ -233,31 +230,7 @@ func (s *System) close() error {
 	s.life.Lock() // no VM is being created meanwhile
 	s.closed = true
 	s.life.Unlock()
-	// Kicked outside liveMu: VCPU.Close takes it under its own lock.
-	s.liveMu.Lock()
-	live := make([]*VCPU, 0, len(s.live))
-	for v := range s.live {
-		live = append(live, v)
-	}
-	s.liveMu.Unlock()
-	for _, v := range live {
-		v.Kick()
-	}
 	<-s.cpuReady // it uses s.fd
 	terr := s.teardown.wait()
 	return errors.Join(unix.Close(s.fd), terr)
-}
-
-// register adds v to the vCPUs Close kicks.
-func (s *System) register(v *VCPU) {
-	s.liveMu.Lock()
-	s.live[v] = struct{}{}
-	s.liveMu.Unlock()
-}
-
-// forget drops a closed vCPU.
-func (s *System) forget(v *VCPU) {
-	s.liveMu.Lock()
-	delete(s.live, v)
-	s.liveMu.Unlock()
 }

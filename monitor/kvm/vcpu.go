@@ -102,7 +102,6 @@ func (s *System) NewVCPU(mem *guestmem.Memory, boot vcpu.Boot) (*VCPU, error) {
 		v.Close()
 		return nil, err
 	}
-	s.register(v)
 	return v, nil
 }
 
@@ -189,21 +188,25 @@ func (v *VCPU) create(s *System, boot vcpu.Boot) error {
 	if err := setMSR(v.vcpufd, msrLSTAR, x86.SyscallSentinel); err != nil {
 		return err
 	}
-	regs := gokvm.Regs{RIP: boot.Entry, RSP: boot.StackTop, RDI: boot.BootInfo, RFLAGS: 0x2}
 	if s.syncRegs {
-		// The registers go in with the first KVM_RUN (kvm_dirty_regs),
-		// which saves a KVM_SET_REGS.
-		*(*gokvm.Regs)(unsafe.Pointer(&v.run[runSyncRegs])) = regs
-		binary.LittleEndian.PutUint64(v.run[runDirtyRegs:], syncX86Regs)
 		binary.LittleEndian.PutUint64(v.run[runValidRegs:], syncX86Regs)
 		v.syncRegs, v.canSyncSregs = true, s.syncSregs
-	} else if err := ioctlErr(v.vcpufd, reqSetRegs, unsafe.Pointer(&regs)); err != nil {
-		return fmt.Errorf("KVM_SET_REGS: %w", err)
 	}
 	if boot.Snapshot {
-		if err := v.guestXSAVE(boot); err != nil {
+		probed, err := v.guestXSAVE(boot)
+		if err != nil {
 			return err
 		}
+		if probed { // a #UD leaves the vCPU in its CPL-0 stub
+			if err := v.setSregs(s, cpu); err != nil {
+				return err
+			}
+		}
+	}
+	// With sync regs they go in with the first KVM_RUN, which saves a
+	// KVM_SET_REGS.
+	if err := v.setRegs(gokvm.Regs{RIP: boot.Entry, RSP: boot.StackTop, RDI: boot.BootInfo, RFLAGS: 0x2}, syncX86Regs); err != nil {
+		return err
 	}
 	khz := s.tscKHz.Load()
 	if khz == 0 {
@@ -390,7 +393,6 @@ func (v *VCPU) Close() error {
 		return nil
 	}
 	v.closed = true
-	v.sys.forget(v)
 	var errs []error
 	if v.run != nil {
 		errs = append(errs, unix.Munmap(v.run))

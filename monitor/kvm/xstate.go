@@ -34,18 +34,20 @@ func probeCode() []byte {
 
 // guestXSAVE says whether guest code can use xsave and xrstor: known from
 // KVM's CPUID where it gives XSAVE, else probed by the first vCPU built for
-// snapshots into memory of its own (probeXSAVE), before its guest runs.
-func (v *VCPU) guestXSAVE(boot vcpu.Boot) error {
+// snapshots into memory of its own (probeXSAVE), before its guest's
+// registers are set. probed says the probe ran: its vCPU needs its special
+// registers set again.
+func (v *VCPU) guestXSAVE(boot vcpu.Boot) (probed bool, err error) {
 	if v.xsave {
 		v.sys.xstate.CompareAndSwap(xstateUnknown, xstateUsable)
-		return nil
+		return false, nil
 	}
 	if v.sys.xstate.Load() != xstateUnknown || v.mem.Frozen() {
-		return nil // a frozen view's image was built by a probed vCPU
+		return false, nil // a frozen view's image was built by a probed vCPU
 	}
 	xcr0, err := v.probeXSAVE(boot)
 	if err != nil {
-		return err
+		return true, err
 	}
 	state := int32(xstateNone)
 	if xcr0 != 0 {
@@ -53,18 +55,17 @@ func (v *VCPU) guestXSAVE(boot vcpu.Boot) error {
 		v.sys.guestXCR0.Store(xcr0)
 	}
 	v.sys.xstate.CompareAndSwap(xstateUnknown, state)
-	return nil
+	return true, nil
 }
 
 // probeXSAVE runs probeCode in the restore page (the snapshot writes the
-// page's real code later) and puts the registers back for the guest's boot.
-// It returns the guest's XCR0, 0 where xgetbv raised #UD.
+// page's real code later). It returns the guest's XCR0, 0 where xgetbv
+// raised #UD.
 func (v *VCPU) probeXSAVE(boot vcpu.Boot) (uint64, error) {
 	if err := v.mem.Write(x86.RestoreAddr, probeCode()); err != nil {
 		return 0, err
 	}
-	regs := gokvm.Regs{RIP: x86.RestoreAddr, RSP: boot.StackTop, RFLAGS: 0x2}
-	if err := v.setRegs(regs); err != nil {
+	if err := v.setRegs(gokvm.Regs{RIP: x86.RestoreAddr, RSP: boot.StackTop, RFLAGS: 0x2}, syncX86Regs); err != nil {
 		return 0, err
 	}
 	x, err := v.Run()
@@ -85,26 +86,16 @@ func (v *VCPU) probeXSAVE(boot vcpu.Boot) (uint64, error) {
 	if err := v.finishExit(); err != nil {
 		return 0, err
 	}
-	if err := v.mem.Write(x86.RestoreAddr, make([]byte, len(probeCode()))); err != nil {
-		return 0, err
-	}
-	// A #UD left the vCPU in its CPL-0 stub: the boot's special
-	// registers go back too.
-	if p := v.sys.sregs.Load(); p != nil {
-		sregs := *p
-		if err := ioctlErr(v.vcpufd, reqSetSregs, unsafe.Pointer(&sregs)); err != nil {
-			return 0, fmt.Errorf("KVM_SET_SREGS: %w", err)
-		}
-	}
-	return xcr0, v.setRegs(gokvm.Regs{RIP: boot.Entry, RSP: boot.StackTop, RDI: boot.BootInfo, RFLAGS: 0x2})
+	return xcr0, v.mem.Write(x86.RestoreAddr, make([]byte, len(probeCode())))
 }
 
 // setRegs sets the general registers: through kvm_run with the next entry
-// where KVM syncs them, else with KVM_SET_REGS.
-func (v *VCPU) setRegs(regs gokvm.Regs) error {
+// where KVM syncs them (dirty says what else kvm_run carries in), else with
+// KVM_SET_REGS.
+func (v *VCPU) setRegs(regs gokvm.Regs, dirty uint64) error {
 	if v.syncRegs {
 		*(*gokvm.Regs)(unsafe.Pointer(&v.run[runSyncRegs])) = regs
-		binary.LittleEndian.PutUint64(v.run[runDirtyRegs:], syncX86Regs)
+		binary.LittleEndian.PutUint64(v.run[runDirtyRegs:], dirty)
 		return nil
 	}
 	if err := ioctlErr(v.vcpufd, reqSetRegs, unsafe.Pointer(&regs)); err != nil {
