@@ -20,7 +20,8 @@ import (
 // BenchmarkFreshInvoke measures a fresh invocation of fn_echo (64 bytes:
 // the call, then the reset to the snapshot) on each backend, and reports it
 // against a warm and a cold invocation of the same function measured in the
-// same run: x-warm is fresh/warm, cold-x is cold/fresh; µs-reset is the
+// same run: x-warm is fresh/warm (the median of sideBySide's rounds), cold-x
+// is cold/fresh; µs-reset is the
 // time a reset takes (PoolStats.ResetTime), part of the fresh invocation.
 func BenchmarkFreshInvoke(b *testing.B) {
 	for _, be := range freshBackends(b) {
@@ -44,20 +45,10 @@ func freshBackends(b *testing.B) []monitor.Backend {
 func benchFresh(b *testing.B, be monitor.Backend) {
 	body := bytes.Repeat([]byte("x"), 64)
 	h := newHost(b, be)
-	var resets monitor.PoolStats // the fresh pool's
-	per := func(mode monitor.Mode, n int) time.Duration {
-		p := benchPool(b, h, "fn_echo", monitor.PoolConfig{Mode: mode, MaxInstances: 1})
-		defer func() {
-			if mode == monitor.Fresh {
-				resets = p.Stats()
-			}
-			p.Close()
-		}()
-		if mode != monitor.Cold { // boot (and snapshot) outside the measure
-			if _, err := p.Invoke(context.Background(), monitor.Request{Body: body}); err != nil {
-				b.Fatal(err)
-			}
-		}
+	pool := func(mode monitor.Mode) *monitor.Pool {
+		return benchPool(b, h, "fn_echo", monitor.PoolConfig{Mode: mode, MaxInstances: 1})
+	}
+	per := func(p *monitor.Pool, n int) time.Duration {
 		start := time.Now()
 		for range n {
 			if _, err := p.Invoke(context.Background(), monitor.Request{Body: body}); err != nil {
@@ -66,16 +57,24 @@ func benchFresh(b *testing.B, be monitor.Backend) {
 		}
 		return time.Since(start) / time.Duration(n)
 	}
+	// Fresh and warm side by side, both booted (and snapshot) outside the
+	// measure; then cold, far from its threshold, once.
+	fresh, warm := pool(monitor.Fresh), pool(monitor.Warm)
+	per(fresh, 1)
+	per(warm, 1)
 	b.ResetTimer()
-	fresh := per(monitor.Fresh, b.N)
-	b.StopTimer()
-	warm := per(monitor.Warm, max(b.N, 1000))
-	cold := per(monitor.Cold, 50)
-	b.ReportMetric(float64(fresh.Nanoseconds())/1e3, "µs-fresh")
-	b.ReportMetric(float64(warm.Nanoseconds())/1e3, "µs-warm")
+	r := sideBySide(b, func(n int) time.Duration { return per(fresh, n) }, func(n int) time.Duration { return per(warm, max(n, 100)) })
+	resets := fresh.Stats()
+	fresh.Close()
+	warm.Close()
+	cp := pool(monitor.Cold)
+	cold := per(cp, 50)
+	cp.Close()
+	b.ReportMetric(float64(r.op.Nanoseconds())/1e3, "µs-fresh")
+	b.ReportMetric(float64(r.base.Nanoseconds())/1e3, "µs-warm")
 	b.ReportMetric(float64(cold.Nanoseconds())/1e3, "µs-cold")
-	b.ReportMetric(float64(fresh)/float64(warm), "x-warm")
-	b.ReportMetric(float64(cold)/float64(fresh), "cold-x")
+	b.ReportMetric(r.ratio, "x-warm")
+	b.ReportMetric(float64(cold)/float64(r.op), "cold-x")
 	if resets.Resets > 0 {
 		b.ReportMetric(float64(resets.ResetTime.Nanoseconds())/float64(resets.Resets)/1e3, "µs-reset")
 	}
