@@ -109,6 +109,7 @@ var (
 	wrkRate       = fig{src: "wrk {be}", unit: "req/s", format: "%.0f req/s"}
 	wrkP99        = fig{src: "wrk {be}", unit: "p99-ms", format: ", p99 %.2f ms"}
 	plainRate     = fig{src: "wrk net/http", unit: "req/s", format: vs + "net/http %.0f req/s"}
+	wrkRatio      = fig{src: "wrk {be}", unit: "x-baseline", format: x}
 	plainP99      = fig{src: "wrk net/http", unit: "p99-ms", format: ", p99 %.2f ms"}
 	benchCold     = fig{src: "tender bench {be}/tender-cold", unit: "median-µs", scale: 1e-3, format: ms}
 	benchFresh    = fig{src: "tender bench {be}/tender-fresh", unit: "median-µs", scale: 1e-3, format: ms}
@@ -148,6 +149,10 @@ var (
 // the machine has no Solo5 build the benchmark can find.
 const noSolo5 = "set SOLO5_TESTS (Solo5's tests/ directory), SOLO5_HVT and SOLO5_SPT (its tenders), absolute paths (docs/solo5.md)"
 
+// noBaseline is why a serve ratio is missing when tender serve was measured
+// and the plain net/http echo was not (its own row says why).
+const noBaseline = "the net/http echo was not measured in the same rounds (see wrk net/http)"
+
 // suiteTarget is the table's first row; its figures come from the test runs.
 const suiteTarget = "full suite with TENDER_REQUIRE_KVM=1"
 
@@ -168,9 +173,9 @@ var targets = []target{
 	{issue: "11", name: "idle warm instance, 1,000 in one process", threshold: "≤ 256 KiB", backends: kvmOnly,
 		shown: []fig{idleKiB, idleN}, value: idleKiB, op: "<=", limit: 256},
 	{issue: "11", name: "`tender serve` vs `net/http` echo, wrk -t2 -c64", threshold: "≥ 0.25x", backends: kvmOnly,
-		shown: []fig{wrkRate, plainRate}, value: wrkRate, over: &plainRate, ratio: true, op: ">=", limit: 0.25},
+		shown: []fig{wrkRate, plainRate}, value: wrkRatio, ratio: true, op: ">=", limit: 0.25, whenNoMetric: noBaseline},
 	{issue: "11", name: "`tender serve` vs `net/http` echo, wrk -t2 -c64", threshold: "≥ 0.6x", backends: []string{"process"},
-		shown: []fig{wrkRate, plainRate}, value: wrkRate, over: &plainRate, ratio: true, op: ">=", limit: 0.6},
+		shown: []fig{wrkRate, plainRate}, value: wrkRatio, ratio: true, op: ">=", limit: 0.6, whenNoMetric: noBaseline},
 
 	{issue: "2", name: "`tender run hello.elf` exec to exit, median", threshold: "≤ 2 ms", backends: both,
 		shown: []fig{execTender}, value: execTender, op: "<=", limit: 2},
@@ -204,7 +209,7 @@ var targets = []target{
 	{issue: "3", name: "1,000 idle warm instances in one process", threshold: "1,000", backends: both,
 		shown: []fig{idleN}, value: idleN, op: ">=", limit: 1000},
 	{issue: "3", name: "`serve` under wrk vs a plain `net/http` echo: req/s and p99", threshold: "report", backends: both,
-		shown: []fig{wrkRate, wrkP99, plainRate, plainP99}, value: wrkRate, over: &plainRate, ratio: true},
+		shown: []fig{wrkRate, wrkP99, plainRate, plainP99}, value: wrkRatio, ratio: true, whenNoMetric: noBaseline},
 
 	{issue: "12", name: "fresh invocation vs warm invocation (echo)", threshold: "≤ 2x", backends: both,
 		shown: []fig{freshInvoke, freshWarm}, value: freshRatio, ratio: true, op: "<=", limit: 2},

@@ -74,11 +74,61 @@ func TestTargetsFromSamples(t *testing.T) {
 	// wrk ran against kvm only here: the plain baseline is missing.
 	serve := find(t, rs, "11", "`tender serve`", "kvm")
 	assert.Equal(t, notMeasured, serve.verdict)
-	assert.Equal(t, "wrk net/http not in the output", serve.why)
+	assert.Equal(t, noBaseline, serve.why)
 
 	assert.Equal(t, "not measured: tests BenchmarkFreshInvoke/process not in the output", find(t, rs, "12", "fresh invocation vs warm", "process").result())
 	assert.Equal(t, "not measured: tests BenchmarkFreshThroughput/process not in the output", find(t, rs, "12", "fresh throughput", "process").result())
 	assert.Equal(t, "not measured: `tender bench` reported no tender-fresh row", find(t, rs, "12", "`tender bench`", "kvm").result())
+}
+
+func TestServeRounds(t *testing.T) {
+	// wrk in three rounds: net/http, then kvm and process; the machine got
+	// busier in round 2. The ratio is the median of the rounds' ratios
+	// (0.30, 0.32, 0.28 for kvm), not the ratio of the medians (20/64).
+	wrk := func(rate, p99 float64, n int64) *result {
+		r := &result{N: n}
+		r.add("req/s", rate)
+		r.add("p99-ms", p99)
+		r.add("requests", float64(n))
+		return r
+	}
+	rounds := [][]*result{
+		{wrk(64000, 6, 64000), wrk(19200, 30, 19200), wrk(38400, 9, 38400)},
+		{wrk(40000, 9, 40000), wrk(12800, 40, 12800), wrk(26000, 12, 26000)},
+		{wrk(70000, 5, 70000), wrk(19600, 35, 19600), wrk(40000, 8, 40000)},
+	}
+	got := combineRounds(rounds, []bool{true, true, true})
+	require.Len(t, got, 3)
+	assert.Equal(t, 64000.0, got[0].Metrics["req/s"])
+	assert.NotContains(t, got[0].Metrics, "x-baseline", "the baseline has no ratio")
+	assert.Equal(t, 19200.0, got[1].Metrics["req/s"])
+	assert.Equal(t, 35.0, got[1].Metrics["p99-ms"])
+	assert.Equal(t, int64(51600), got[1].N)
+	assert.Equal(t, 51600.0, got[1].Metrics["requests"])
+	assert.InDelta(t, 0.30, got[1].Metrics["x-baseline"], 1e-9)
+	assert.InDelta(t, 0.60, got[2].Metrics["x-baseline"], 1e-9, "38400/64000, 26000/40000=0.65, 40000/70000=0.571")
+
+	f := newFigures()
+	f.put("wrk net/http", *got[0])
+	f.put("wrk kvm", *got[1])
+	f.put("wrk process", *got[2])
+	rs := rows(f, nil, 3)
+	kvm := find(t, rs, "11", "`tender serve`", "kvm")
+	assert.Equal(t, "19200 req/s vs net/http 64000 req/s", kvm.measured)
+	assert.Equal(t, "0.30x", kvm.ratio)
+	assert.Equal(t, met, kvm.verdict)
+	assert.Equal(t, met, find(t, rs, "11", "`tender serve`", "process").verdict, "0.60 is not below 0.6")
+
+	// A server that failed a round, or was never live, has no figures; a
+	// round without the baseline leaves the others without a ratio.
+	rounds[1][2] = nil
+	got = combineRounds(rounds, []bool{true, true, false})
+	assert.Nil(t, got[2])
+	rounds[1][0] = nil
+	got = combineRounds(rounds, []bool{false, true, false})
+	assert.Nil(t, got[0])
+	assert.NotContains(t, got[1].Metrics, "x-baseline")
+	assert.Equal(t, 19200.0, got[1].Metrics["req/s"])
 }
 
 func TestMissingMetric(t *testing.T) {

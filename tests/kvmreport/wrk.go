@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -133,52 +134,20 @@ func wrkArgs(d time.Duration, url string) []string {
 }
 
 // serveLoads measures a plain net/http echo and tender serve of fn_echo on
-// each backend under wrk, one after the other: a warm-up of one second
-// (instances boot), then d. Figures go to "wrk net/http" and "wrk BACKEND".
+// each backend under wrk. The servers run side by side: each gets a warm-up
+// of one second (instances boot), then wrk measures them in turn, in
+// rounds of about a second that take d in all for each server, the first
+// server of a round moving by one each round, so that drift on a shared
+// machine hits every server alike (one window per server, one after the
+// other, moved the serve ratio by 0.2 between reports). Figures go to
+// "wrk net/http" and "wrk BACKEND" (combineRounds).
 func (r *runner) serveLoads(f *figures, backends []string, d time.Duration) {
 	if _, err := exec.LookPath("wrk"); err != nil {
 		f.runError("wrk", errNoWrk)
 		return
 	}
-	measure := func(name string, start func() (*server, error)) {
-		if r.ctx.Err() != nil { // interrupted: start no more servers
-			return
-		}
-		src := "wrk " + name
-		s, err := start()
-		if err == nil {
-			err = waitListening(s.addr)
-			defer s.stop()
-		}
-		if err != nil {
-			f.failed[src] = "server did not start: " + err.Error()
-			r.benchFailures = append(r.benchFailures, src+": "+f.failed[src])
-			return
-		}
-		url := "http://" + s.addr + "/invoke"
-		log := "wrk-" + strings.ReplaceAll(name, "/", "-") + ".txt"
-		if _, err := r.command("warmup-"+log, ".", "wrk", wrkArgs(time.Second, url)...); err != nil {
-			f.failed[src] = "wrk warm-up: " + err.Error()
-			return
-		}
-		out, err := r.command(log, ".", "wrk", wrkArgs(d, url)...)
-		if err != nil {
-			f.failed[src] = fmt.Sprintf("wrk: %v: %s", err, lastLine(out))
-			return
-		}
-		res, err := parseWrk(out)
-		if err != nil {
-			f.failed[src] = err.Error()
-			return
-		}
-		if bad := res.Metrics["non-2xx"] + res.Metrics["socket-errors"]; bad > 0 {
-			f.failed[src] = fmt.Sprintf("wrk: %.0f of %d requests not answered with 2xx (%s)", bad, res.N, filepath.Join(r.logs, log))
-			return
-		}
-		f.put(src, res)
-		r.say("  wrk %s: %.0f req/s", name, res.Metrics["req/s"])
-	}
-	measure("net/http", func() (*server, error) {
+	names := append([]string{"net/http"}, backends...)
+	starts := []func() (*server, error){func() (*server, error) {
 		addr, err := freePort()
 		if err != nil {
 			return nil, err
@@ -189,11 +158,142 @@ func (r *runner) serveLoads(f *figures, backends []string, d time.Duration) {
 		}
 		s.addr = addr
 		return s, nil
-	})
+	}}
 	for _, be := range backends {
-		measure(be, func() (*server, error) {
+		starts = append(starts, func() (*server, error) {
 			return r.startServer("serve-"+be+".log", []string{filepath.Join("bin", "tender-serve"), "-backend", be,
 				"-listen", "127.0.0.1:0", filepath.Join("bin", "guest", "fn_echo.elf")}, serveAddr)
 		})
 	}
+	fail := func(i int, why string) {
+		src := "wrk " + names[i]
+		f.failed[src] = why
+		r.benchFailures = append(r.benchFailures, src+": "+why)
+	}
+	// wrk against server i for t; a nil result, its failure recorded.
+	urls := make([]string, len(names))
+	load := func(i int, log string, t time.Duration) *result {
+		out, err := r.command(log, ".", "wrk", wrkArgs(t, urls[i])...)
+		if err != nil {
+			fail(i, fmt.Sprintf("wrk: %v: %s", err, lastLine(out)))
+			return nil
+		}
+		res, err := parseWrk(out)
+		if err != nil {
+			fail(i, err.Error())
+			return nil
+		}
+		if bad := res.Metrics["non-2xx"] + res.Metrics["socket-errors"]; bad > 0 {
+			fail(i, fmt.Sprintf("wrk: %.0f of %d requests not answered with 2xx (%s)", bad, res.N, filepath.Join(r.logs, log)))
+			return nil
+		}
+		return &res
+	}
+	live := make([]bool, len(names))
+	for i, start := range starts {
+		if r.ctx.Err() != nil { // interrupted: start no more servers
+			return
+		}
+		s, err := start()
+		if err == nil {
+			err = waitListening(s.addr)
+			defer s.stop()
+		}
+		if err != nil {
+			fail(i, "server did not start: "+err.Error())
+			continue
+		}
+		urls[i] = "http://" + s.addr + "/invoke"
+		live[i] = load(i, "wrk-warmup-"+logName(names[i])+".txt", time.Second) != nil
+	}
+	rounds := max(1, int(d/time.Second))
+	per := d / time.Duration(rounds)
+	measured := make([][]*result, rounds)
+	for k := range rounds {
+		measured[k] = make([]*result, len(names))
+		for j := range names {
+			i := (j + k) % len(names)
+			if !live[i] || r.ctx.Err() != nil {
+				continue
+			}
+			res := load(i, fmt.Sprintf("wrk-%s-%d.txt", logName(names[i]), k+1), per)
+			if res == nil {
+				live[i] = false
+				continue
+			}
+			measured[k][i] = res
+		}
+	}
+	for i, res := range combineRounds(measured, live) {
+		if res != nil {
+			f.put("wrk "+names[i], *res)
+			r.say("  wrk %s: %.0f req/s", names[i], res.Metrics["req/s"])
+		}
+	}
+}
+
+func logName(server string) string { return strings.ReplaceAll(server, "/", "-") }
+
+// combineRounds merges the rounds of serveLoads (rounds[k][i]: round k of
+// server i; server 0 the baseline) for each server that is live (measured
+// in every round): requests/s and latencies are the medians of its rounds,
+// requests their sum, and x-baseline the median of its rounds' requests/s
+// over the baseline's in the same round.
+func combineRounds(rounds [][]*result, live []bool) []*result {
+	out := make([]*result, len(live))
+	for i := range live {
+		if !live[i] || len(rounds) == 0 {
+			continue
+		}
+		byUnit := map[string][]float64{}
+		var units []string
+		var ratios []float64
+		res := result{}
+		for _, rs := range rounds {
+			r := rs[i]
+			if r == nil {
+				break
+			}
+			res.N += r.N
+			for _, u := range r.Units {
+				if _, ok := byUnit[u]; !ok {
+					units = append(units, u)
+				}
+				byUnit[u] = append(byUnit[u], r.Metrics[u])
+			}
+			if b := rs[0]; i > 0 && b != nil && b.Metrics["req/s"] > 0 {
+				ratios = append(ratios, r.Metrics["req/s"]/b.Metrics["req/s"])
+			}
+		}
+		if len(byUnit["req/s"]) != len(rounds) {
+			continue
+		}
+		for _, u := range units {
+			if u == "requests" || u == "non-2xx" || u == "socket-errors" {
+				res.add(u, sum(byUnit[u]))
+			} else {
+				res.add(u, medianOf(byUnit[u]))
+			}
+		}
+		if len(ratios) == len(rounds) {
+			res.add("x-baseline", medianOf(ratios))
+		}
+		out[i] = &res
+	}
+	return out
+}
+
+func sum(v []float64) float64 {
+	var t float64
+	for _, x := range v {
+		t += x
+	}
+	return t
+}
+
+// medianOf returns the median of v (the upper one of an even count).
+func medianOf(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return s[len(s)/2]
 }
