@@ -14,10 +14,11 @@ import (
 )
 
 // TestAddressSpace lists every mapping of a running guest process, plain
-// and tracked (a fresh instance's): the initial stack execve built for the
-// stub is gone, and the only writable mappings are the guest's writable
-// regions and the signal stack, which a fresh reset restores. Anything
-// else a request wrote would reach the next one.
+// and tracked (a fresh instance's, after its first reset): the initial
+// stack execve built for the stub is gone, and the only writable mappings
+// are the guest's writable regions and the signal stack, which a fresh
+// reset restores; a fresh guest's template is read-only. Anything else a
+// request wrote would reach the next one.
 func TestAddressSpace(t *testing.T) {
 	for _, track := range []bool{false, true} {
 		t.Run(fmt.Sprintf("track=%v", track), func(t *testing.T) {
@@ -32,6 +33,13 @@ func TestAddressSpace(t *testing.T) {
 			require.NoError(t, err)
 			t.Cleanup(func() { assert.NoError(t, v.Close()) })
 			require.Equal(t, vcpu.ExitHypercall, run(t, v).Kind)
+			above := []proctest.Mapping{{Start: altBase, End: altBase + altSize, Perms: "rw-p"}}
+			if track {
+				_, err := v.Snapshot()
+				require.NoError(t, err)
+				require.Equal(t, vcpu.ExitHypercall, run(t, v).Kind)
+				above = append(above, proctest.Mapping{Start: tmplBase, End: tmplBase + tmplSize, Perms: "r--p"})
+			}
 
 			writable := map[[2]uint64]bool{{altBase, altBase + altSize}: true}
 			for _, r := range boot.Regions {
@@ -49,14 +57,18 @@ func TestAddressSpace(t *testing.T) {
 				}
 				// Below the stub: guest memory, or a vDSO the kernel put
 				// there (vm.mmap_rnd_bits raised, the legacy layout). Above
-				// its page, up to stubTop: the signal stack only.
+				// its page, up to stubTop: the signal stack, and a fresh
+				// guest's template.
 				if m.End <= stubBase && !strings.Contains(m.Name, "/memfd:tender-guest") {
 					assert.Contains(t, []string{"[vdso]", "[vvar]", "[vvar_vclock]"}, m.Name, "[%#x, %#x)", m.Start, m.End)
 				}
 				if m.Start >= stubTable && m.Start < stubTop {
-					assert.Equal(t, proctest.Mapping{Start: altBase, End: altBase + altSize, Perms: "rw-p"}, m)
+					require.NotEmpty(t, above, "[%#x, %#x) %s", m.Start, m.End, m.Perms)
+					assert.Equal(t, above[0], m)
+					above = above[1:]
 				}
 			}
+			assert.Empty(t, above, "not mapped")
 			// The address execve's stack pointer had (/proc/PID/stat's
 			// startstack) is mapped no longer.
 			for _, m := range ms {

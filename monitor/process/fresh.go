@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/tendervm/tender/monitor/guestmem"
 	"github.com/tendervm/tender/monitor/vcpu"
 )
@@ -43,17 +41,20 @@ const rflagsTFAC = 1<<8 | 1<<18
 // puts a process back into: its signal stack, which holds the signal frame
 // and with it every register of the guest (general registers, RFLAGS and
 // the FPU, SSE and AVX state the frame's fpstate points to; its RIP past
-// the hypercall) and, at its bottom, the reset block (stub.go): the data
-// segment selectors, the FS and GS bases, where the frame is and the
-// RFLAGS bits rt_sigreturn does not restore. Guest memory is the caller's
-// to keep. A State is read-only once taken: several processes of the same
-// guest may be reset to it.
+// the hypercall), and the reset block (stub.go): the data segment
+// selectors, the FS and GS bases, where the frame is and the RFLAGS bits
+// rt_sigreturn does not restore. Guest memory is the caller's to keep. A
+// State is read-only once taken: several processes of the same guest may
+// be reset to it.
 type State struct {
 	frame uint64 // address of the signal frame
 	// stack is the signal stack, [altBase, altBase+altSize), with the
-	// frame and the reset block as a reset writes them.
+	// frame as a reset returns through it.
 	stack []byte
-	skip  uint64 // how far the hypercall's answer advanced RIP
+	// tmpl is the template (stub.go): the reset block, then from tmplPages
+	// the stack's pages from the frame's first one to the top.
+	tmpl []byte
+	skip uint64 // how far the hypercall's answer advanced RIP
 	// bases: the block holds the FS and GS bases, which a reset loads.
 	bases bool
 	// report is the RIP, RAX and RDX the hypercall's report carried.
@@ -103,17 +104,23 @@ func (v *VCPU) Snapshot() (*State, error) {
 	// first.
 	f := s.stack[s.frame-altBase:]
 	le.PutUint64(f[frameRIP:], v.notif.Args[3]+v.skip)
-	le.PutUint64(s.stack[blockFrame:], s.frame)
-	le.PutUint64(s.stack[blockRFLAGS:], le.Uint64(f[frameRFLAGS:])&^rflagsTFAC)
-	if err := v.writeFrame(s); err != nil {
+	page := s.frame &^ (pageSize - 1)
+	s.tmpl = make([]byte, pageSize+altBase+altSize-page)
+	copy(s.tmpl, s.stack[:blockFrame]) // the save block: bases, selectors
+	le.PutUint64(s.tmpl[blockFrame:], s.frame)
+	le.PutUint64(s.tmpl[blockRFLAGS:], le.Uint64(f[frameRFLAGS:])&^rflagsTFAC)
+	le.PutUint64(s.tmpl[blockDst:], page)
+	le.PutUint64(s.tmpl[blockLen:], altBase+altSize-page)
+	copy(s.tmpl[pageSize:], s.stack[page-altBase:])
+	if err := v.writeTemplate(s); err != nil {
 		return nil, err
 	}
-	// The kernel writes the frame's pages at every exit, and Reset writes
-	// them and the block's page back whole: tracking them would only cost
-	// a fault per exit.
+	// The kernel writes the frame's pages at every exit, and every reset
+	// copies them back from the template: tracking them would only cost a
+	// fault per exit.
 	t := v.track
 	if last := &t.ranges[len(t.ranges)-1]; last[0] >= altBase {
-		last[0], last[1] = altBase+pageSize, s.frame&^(pageSize-1)
+		last[1] = page
 	}
 	if err := v.track.scan(func(uint64, uint64) {}); err != nil {
 		return nil, err
@@ -125,11 +132,13 @@ func (v *VCPU) Snapshot() (*State, error) {
 // Reset puts the guest, parked at a hypercall that Run returned, back into
 // state s: it calls restore for each range of guest memory the process
 // wrote since Snapshot or the last Reset, for the caller to copy its
-// snapshot back, restores the written pages of the signal stack, the whole
-// signal frame and the reset block, so that the next Run completes the
-// hypercall of s and the guest continues from there with the registers it
-// had. Pages the monitor wrote through its own mapping are not reported:
-// the caller restores those itself.
+// snapshot back, and restores the written pages of the signal stack below
+// the frame's, so that the next Run completes the hypercall of s (the
+// handler copies the frame's pages back from the template) and the guest
+// continues from there with the registers it had. Pages the monitor wrote
+// through its own mapping are not reported: the caller restores those
+// itself. A process is reset to one State only (the one Snapshot took, or
+// Adopt or its first Reset gave it): its first reset seals its template.
 func (v *VCPU) Reset(s *State, restore func(addr, n uint64) error) error {
 	if err := v.parked(); err != nil {
 		return err
@@ -140,15 +149,7 @@ func (v *VCPU) Reset(s *State, restore func(addr, n uint64) error) error {
 		switch {
 		case err != nil:
 		case addr >= altBase:
-			// The block's page, which the scan's span covers, is
-			// written back whole below.
-			if end := addr + n; addr < altBase+pageSize {
-				addr = min(end, altBase+pageSize)
-				n = end - addr
-			}
-			if n > 0 {
-				stack = append(stack, [2]uint64{addr, n})
-			}
+			stack = append(stack, [2]uint64{addr, n})
 		default:
 			err = restore(addr, n)
 		}
@@ -162,42 +163,45 @@ func (v *VCPU) Reset(s *State, restore func(addr, n uint64) error) error {
 			return err
 		}
 	}
-	if err := v.writeFrame(s); err != nil {
-		return err
+	if v.tmpl != s {
+		if err := v.writeTemplate(s); err != nil {
+			return err
+		}
 	}
 	v.answerAs(s)
 	return nil
 }
 
-// writeFrame writes what a reset to s returns through, in one system call:
-// the signal frame's pages, from the page the frame starts in (the
-// registers, and whatever else the guest wrote there), and the page of the
-// reset block.
-func (v *VCPU) writeFrame(s *State) error {
-	page := s.frame &^ (pageSize - 1)
-	frame := s.stack[page-altBase:]
-	local := []unix.Iovec{{Base: &s.stack[0], Len: pageSize}, {Base: &frame[0], Len: uint64(len(frame))}}
-	remote := []unix.RemoteIovec{{Base: altBase, Len: pageSize}, {Base: uintptr(page), Len: len(frame)}}
-	if n, err := unix.ProcessVMWritev(v.pid, local, remote, 0); err != nil || n != pageSize+len(frame) {
-		return fmt.Errorf("process: write the signal frame into the guest process: %d of %d bytes, %v", n, pageSize+len(frame), err)
+// writeTemplate writes s's template into the guest process, which has not
+// sealed it yet: a process is reset to one State only.
+func (v *VCPU) writeTemplate(s *State) error {
+	if v.sealed {
+		return errors.New("process: the guest process was reset to another state, whose template is sealed")
 	}
+	if err := v.poke(tmplBase, s.tmpl); err != nil {
+		return fmt.Errorf("process: write the template: %w", err)
+	}
+	v.tmpl = s
 	return nil
 }
 
 // answerAs makes the next Run answer the guest's hypercall with a reset to
-// s (answerReset), whatever registers the handler runs with.
+// s (answerReset), whatever registers the handler runs with, sealing the
+// template first the first time.
 func (v *VCPU) answerAs(s *State) {
 	v.skip = answerReset
 	if s.bases {
 		v.skip |= answerWithBases
 	}
+	if !v.sealed {
+		v.skip |= answerSeal
+	}
 }
 
 // Adopt puts the guest, parked at the hypercall where Snapshot just took
 // own, into state s of another process of the same guest instead: it
-// writes the pages of the signal stack (and with them the frame and the
-// reset block) where s differs, so that the next Run completes the
-// hypercall of s. Guest memory is the caller's to make s's. Adopt reports
+// writes the pages of the signal stack where s differs and s's template,
+// so that the next Run completes the hypercall of s. Guest memory is the caller's to make s's. Adopt reports
 // false, and changes nothing, when the guest's frame is not where s has
 // it or its hypercall was reported with another RIP, RAX (the argument) or
 // RDX (the port): the guest did not reach the same hypercall.
@@ -214,6 +218,9 @@ func (v *VCPU) Adopt(own, s *State) (bool, error) {
 				return false, err
 			}
 		}
+	}
+	if err := v.writeTemplate(s); err != nil {
+		return false, err
 	}
 	v.answerAs(s)
 	return true, nil

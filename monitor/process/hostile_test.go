@@ -254,3 +254,64 @@ func TestNoCoreDumps(t *testing.T) {
 	require.NoError(t, unix.Prlimit(0, unix.RLIMIT_CORE, nil, &now))
 	assert.Equal(t, raised, now, "the monitor's own is left alone")
 }
+
+// TestFreshTemplateSealed: a fresh guest cannot change what its resets load
+// (the template, which the first reset makes read-only): a write into it
+// faults, and the seal's mprotect made with write permission, by a jump to
+// the handler's system call, is an attempted system call; mprotect with the
+// filter's arguments changes nothing. Either way the requests after a reset
+// start from the snapshot.
+func TestFreshTemplateSealed(t *testing.T) {
+	write := []byte{
+		0xba, 0x01, 0x05, 0x00, 0x00, // +0x00 mov $0x501,%edx
+		0xef,       // +0x05 out %eax,(%dx): the snapshot's hypercall
+		0x48, 0xbe, // +0x06 movabs $tmplPages,%rsi
+	}
+	write = append(write, le64(tmplPages)...)
+	write = append(write, 0x48, 0xc7, 0x06, 0x41, 0x00, 0x00, 0x00) // +0x10 movq $0x41,(%rsi)
+	v := startFresh(t, write)
+	assert.Equal(t, vcpu.ExitHypercall, run(t, v).Kind)
+	_, err := v.Snapshot()
+	require.NoError(t, err)
+	x := run(t, v)
+	assert.Equal(t, vcpu.Exit{Kind: vcpu.ExitFault, Vector: 14, ErrorCode: 7, HasErrorCode: true, RIP: codeAddr + 0x10, CR2: tmplPages}, x)
+
+	// mprotect(tmplBase, tmplSize, prot) from the seal's system call,
+	// after a hypercall of its own.
+	seal := func(prot byte) []byte {
+		code := []byte{
+			0xba, 0x01, 0x05, 0x00, 0x00, // +0x00 mov $0x501,%edx
+			0xef,                         // +0x05 out %eax,(%dx): the snapshot's hypercall
+			0xba, 0x02, 0x05, 0x00, 0x00, // +0x06 mov $0x502,%edx
+			0xef,       // +0x0b out %eax,(%dx)
+			0x48, 0xbf, // +0x0c movabs $tmplBase,%rdi
+		}
+		code = append(code, le64(tmplBase)...)
+		code = append(code,
+			0xbe, 0x00, 0x00, 0x01, 0x00, // +0x16 mov $tmplSize,%esi
+			0xba, prot, 0x00, 0x00, 0x00, // +0x1b mov $prot,%edx
+			0xb8, 0x0a, 0x00, 0x00, 0x00, // +0x20 mov $10,%eax
+			0x48, 0xb9, // +0x25 movabs $seal,%rcx
+		)
+		code = append(code, le64(handlerSealRet-2)...)
+		return append(code, 0xff, 0xe1) // +0x2f jmp *%rcx
+	}
+	hc2 := vcpu.Exit{Kind: vcpu.ExitHypercall, Nr: 2, RIP: codeAddr + 0x0b}
+	v = startFresh(t, seal(unix.PROT_READ|unix.PROT_WRITE))
+	run(t, v)
+	_, err = v.Snapshot()
+	require.NoError(t, err)
+	assert.Equal(t, hc2, run(t, v))
+	assert.Equal(t, vcpu.Exit{Kind: vcpu.ExitSyscall, Reason: unix.SYS_MPROTECT, RIP: handlerSealRet - 2}, run(t, v))
+
+	// With PROT_READ the call passes and the handler goes on through a
+	// reset (it uses none of the guest's registers): the guest is back
+	// after its snapshot's hypercall, every time.
+	v = startFresh(t, seal(unix.PROT_READ))
+	run(t, v)
+	_, err = v.Snapshot()
+	require.NoError(t, err)
+	for range 3 {
+		assert.Equal(t, hc2, run(t, v))
+	}
+}

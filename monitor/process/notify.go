@@ -45,6 +45,9 @@ func (v *VCPU) Run() (vcpu.Exit, error) {
 		if v.pending {
 			switch err := v.answer(v.skip); err {
 			case nil:
+				if v.skip&answerReset == answerReset && v.skip&answerSeal != 0 {
+					v.sealed = true
+				}
 			case unix.ENOENT:
 				// Withdrawn: the process died (the next receive says
 				// so), or a stop signal, a freeze or a tracer broke its

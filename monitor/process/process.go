@@ -72,14 +72,16 @@
 //     and the vsyscall page (and the vDSO where the kernel placed it below
 //     the stub). The initial stack execve built for the stub is unmapped at
 //     set-up, so the only writable memory besides the guest's is the signal
-//     stack, which a fresh reset restores. The guest can read them, write
-//     the signal stack and run the stub's code but gains nothing: the only
-//     system calls that pass the filter are rt_sigreturn from the stub's
-//     restorer (with which it can set its own registers, signal mask and
-//     signal stack), close from its gadget (there is nothing left to close)
-//     and sigaltstack of the stub's own signal stack; whatever it makes the
-//     handler report is a hypercall or fault it could have made itself; and
-//     a fresh reset uses none of its registers (handlerCode).
+//     stack, which a fresh reset restores (a fresh guest also has its
+//     template, read-only from its first reset). The guest can read them,
+//     write the signal stack and run the stub's code but gains nothing: the
+//     only system calls that pass the filter are rt_sigreturn from the
+//     stub's restorer (with which it can set its own registers, signal mask
+//     and signal stack), close from its gadget (there is nothing left to
+//     close), sigaltstack of the stub's own signal stack and mprotect of the
+//     template to read-only; whatever it makes the handler report is a
+//     hypercall or fault it could have made itself; and a fresh reset uses
+//     none of its registers (handlerCode).
 //   - The guest sees the host's TSC, CPUID and FPU state as a process does;
 //     rdtsc does not exit.
 //   - The process needs Linux 5.9 or later (close_range; from 6.6 the kernel
@@ -149,6 +151,10 @@ type VCPU struct {
 	// track finds the pages the guest wrote (Fresh instances; track.go),
 	// or nil.
 	track *tracker
+	// tmpl is the State whose template the process holds, and sealed says
+	// a reset has made it read-only (answerSeal).
+	tmpl   *State
+	sealed bool
 }
 
 var _ vcpu.VCPU = (*VCPU)(nil)

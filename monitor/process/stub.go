@@ -39,7 +39,8 @@ import (
 // signal stack), and the vDSO is never called; left mapped, the stack was
 // writable memory outside guest memory that a fresh instance's reset does
 // not restore. The range holds nothing else: guest regions lie below
-// stubBase (checkRegions), the signal stack is mapped after the unmap, and
+// stubBase (checkRegions), the signal stack (and a fresh guest's template,
+// tmplBase) is mapped after the unmap, and
 // the kernel puts the stack within 16 GiB of stubTop (its randomization)
 // and the vDSO in the mmap area below it. A vDSO that lies lower (a raised
 // vm.mmap_rnd_bits, the legacy layout) stays mapped: read-only, and unused.
@@ -81,16 +82,32 @@ const (
 	altSize      = 0x10000
 	ssAutodisarm = 1 << 31
 
-	// The reset block, at the bottom of the signal stack (which frames
-	// never reach: they are put at its top): what a reset loads besides
-	// the signal frame (handler.S). The monitor writes all of it at every
-	// reset; the handler stores the selectors and bases at the snapshot.
+	// tmplBase and tmplSize place a fresh guest's template (handler.S):
+	// private memory, mapped by NewFresh past a guard gap above the signal
+	// stack, that the monitor writes at the snapshot and the first reset
+	// makes read-only. It holds the reset block, then from tmplPages the
+	// snapshot's signal stack from the frame's first page to its top, which
+	// the handler copies back at every reset: the kernel rewrites those
+	// pages at every exit, so they are not tracked (fresh.go), and a copy
+	// in the process costs far less than a write from the monitor
+	// (process_vm_writev: 3.3 µs here, the largest part of a reset).
+	tmplBase  = stubBase + 0x30000
+	tmplSize  = 0x10000
+	tmplPages = tmplBase + pageSize
+
+	// The reset block: what a reset loads besides the signal frame. At
+	// the bottom of the signal stack (which frames never reach: they are
+	// put at its top) the handler stores the selectors and bases at the
+	// snapshot (the save block); the monitor puts them, and the rest, in
+	// the template's.
 	blockFSBase = 0  // FS base (with FSGSBASE)
 	blockGSBase = 8  // GS base (with FSGSBASE)
 	blockSel    = 16 // DS, ES, FS, GS: 16 bits each
 	blockFrame  = 24 // the address of the signal frame to return through
 	blockRFLAGS = 32 // the RFLAGS to load first (the bits rt_sigreturn keeps)
-	blockSize   = 40
+	blockDst    = 40 // where the template's pages go: the frame's first page
+	blockLen    = 48 // their length, to the top of the signal stack
+	blockSize   = 56
 )
 
 // handlerCode is the signal handler, assembled from testdata/handler.S
@@ -131,13 +148,17 @@ var handlerCode = []byte{
 	0xf3, 0x48, 0x0f, 0xae, 0xd0, 0xc3, 0x41, 0x8c, 0x5b, 0x10, 0x41, 0x8c, 0x43, 0x12, 0x41, 0x8c,
 	0x63, 0x14, 0x41, 0x8c, 0x6b, 0x16, 0x48, 0x0f, 0xba, 0xe0, 0x3c, 0x73, 0x11, 0xf3, 0x48, 0x0f,
 	0xae, 0xc1, 0x49, 0x89, 0x0b, 0xf3, 0x48, 0x0f, 0xae, 0xc9, 0x49, 0x89, 0x4b, 0x08, 0xb8, 0x6e,
-	0x00, 0x00, 0x00, 0xe9, 0x67, 0xff, 0xff, 0xff, 0x48, 0x89, 0xc3, 0x49, 0x8b, 0x63, 0x18, 0x41,
-	0xff, 0x73, 0x20, 0x9d, 0x49, 0x89, 0xe4, 0x31, 0xe4, 0x48, 0xbf, 0x00, 0x01, 0x00, 0x00, 0x00,
-	0x7e, 0x00, 0x00, 0x31, 0xf6, 0xb8, 0x83, 0x00, 0x00, 0x00, 0x0f, 0x05, 0x48, 0x85, 0xc0, 0x75,
-	0x36, 0x4c, 0x89, 0xe4, 0x49, 0xbb, 0x00, 0x00, 0x01, 0x00, 0x00, 0x7e, 0x00, 0x00, 0x41, 0x8e,
-	0x5b, 0x10, 0x41, 0x8e, 0x43, 0x12, 0x41, 0x8e, 0x63, 0x14, 0x41, 0x8e, 0x6b, 0x16, 0x48, 0x0f,
-	0xba, 0xe3, 0x3c, 0x73, 0x11, 0x49, 0x8b, 0x0b, 0xf3, 0x48, 0x0f, 0xae, 0xd1, 0x49, 0x8b, 0x4b,
-	0x08, 0xf3, 0x48, 0x0f, 0xae, 0xd9, 0xc3, 0x0f, 0x0b,
+	0x00, 0x00, 0x00, 0xe9, 0x67, 0xff, 0xff, 0xff, 0x48, 0x89, 0xc3, 0x48, 0x0f, 0xba, 0xe3, 0x3a,
+	0x73, 0x20, 0x48, 0xbf, 0x00, 0x00, 0x03, 0x00, 0x00, 0x7e, 0x00, 0x00, 0xbe, 0x00, 0x00, 0x01,
+	0x00, 0xba, 0x01, 0x00, 0x00, 0x00, 0xb8, 0x0a, 0x00, 0x00, 0x00, 0x0f, 0x05, 0x48, 0x85, 0xc0,
+	0x75, 0x78, 0x49, 0xbb, 0x00, 0x00, 0x03, 0x00, 0x00, 0x7e, 0x00, 0x00, 0xfc, 0x49, 0x8d, 0xb3,
+	0x00, 0x10, 0x00, 0x00, 0x49, 0x8b, 0x7b, 0x28, 0x49, 0x8b, 0x4b, 0x30, 0xf3, 0xa4, 0x49, 0x8b,
+	0x63, 0x18, 0x41, 0xff, 0x73, 0x20, 0x9d, 0x49, 0x89, 0xe4, 0x31, 0xe4, 0x48, 0xbf, 0x00, 0x01,
+	0x00, 0x00, 0x00, 0x7e, 0x00, 0x00, 0x31, 0xf6, 0xb8, 0x83, 0x00, 0x00, 0x00, 0x0f, 0x05, 0x48,
+	0x85, 0xc0, 0x75, 0x36, 0x4c, 0x89, 0xe4, 0x49, 0xbb, 0x00, 0x00, 0x03, 0x00, 0x00, 0x7e, 0x00,
+	0x00, 0x41, 0x8e, 0x5b, 0x10, 0x41, 0x8e, 0x43, 0x12, 0x41, 0x8e, 0x63, 0x14, 0x41, 0x8e, 0x6b,
+	0x16, 0x48, 0x0f, 0xba, 0xe3, 0x3c, 0x73, 0x11, 0x49, 0x8b, 0x0b, 0xf3, 0x48, 0x0f, 0xae, 0xd1,
+	0x49, 0x8b, 0x4b, 0x08, 0xf3, 0x48, 0x0f, 0xae, 0xd9, 0xc3, 0x0f, 0x0b,
 }
 
 // Answers to a report other than how far to advance RIP. They are negative
@@ -161,6 +182,9 @@ const (
 	// answerWithBases: answerSave and answerReset also store or load the
 	// FS and GS bases (where the kernel enables FSGSBASE).
 	answerWithBases = 1 << 60
+	// answerSeal: answerReset first makes the template read-only (the
+	// first reset of a process).
+	answerSeal = 1 << 58
 )
 
 // setupCode is the set-up routine, assembled from testdata/setup.S (which
@@ -233,9 +257,11 @@ const (
 	// handlerSyscallRet is the instruction pointer seccomp sees for the
 	// handler's report: just past its syscall instruction.
 	handlerSyscallRet = stubBase + stubHandler + 0x61
-	// handlerAltstackRet is the one seccomp sees for the sigaltstack call
-	// of a reset.
-	handlerAltstackRet = stubBase + stubHandler + 0x11c
+	// handlerSealRet and handlerAltstackRet are the ones seccomp sees for
+	// the mprotect that seals a fresh guest's template and for the
+	// sigaltstack call of a reset.
+	handlerSealRet     = stubBase + stubHandler + 0x11d
+	handlerAltstackRet = stubBase + stubHandler + 0x15f
 	// handlerNr is the system call number of the handler's report.
 	handlerNr = unix.SYS_GETPPID
 	// restorerRet and gadgetRet are what seccomp sees for rt_sigreturn from
@@ -255,14 +281,16 @@ const (
 	saRestorer = 0x04000000
 )
 
-// filter is the guest process's seccomp program. Three system calls are
+// filter is the guest process's seccomp program. Four system calls are
 // let through, and only from the stub's page: rt_sigreturn from the
 // restorer (the end of every handler run), close through the gadget (which
 // setup uses to drop the process's copy of the notification descriptor; the
-// guest has nothing else to close) and sigaltstack with the stub's own
+// guest has nothing else to close), sigaltstack with the stub's own
 // stack_t from the handler's reset (the guest gains nothing by it: it
 // puts back the signal stack the stub set up, and rt_sigreturn already
-// lets the guest choose any). Everything else, the handler's reports and
+// lets the guest choose any) and, from the reset too, mprotect of exactly
+// the template to read-only (all the guest could do with it is seal what
+// is sealed already). Everything else, the handler's reports and
 // any system call the guest attempts, goes to the monitor as a user
 // notification; the guest process waits until the monitor answers.
 func filter() []bpf.Instruction {
@@ -273,30 +301,49 @@ func filter() []bpf.Instruction {
 		offIPHi   = 12 // high half
 		offArg0Lo = 16 // seccomp_data.args[0], low half
 		offArg0Hi = 20 // high half
+		offArg1Lo = 24 // seccomp_data.args[1]
+		offArg1Hi = 28
+		offArg2Lo = 32 // seccomp_data.args[2]
+		offArg2Hi = 36
 	)
 	allow := bpf.RetConstant{Val: unix.SECCOMP_RET_ALLOW}
 	notify := bpf.RetConstant{Val: unix.SECCOMP_RET_USER_NOTIF}
 	return []bpf.Instruction{
 		/* 0 */ bpf.LoadAbsolute{Off: offArch, Size: 4},
-		/* 1 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.AUDIT_ARCH_X86_64, SkipFalse: 17}, // to 19
+		/* 1 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.AUDIT_ARCH_X86_64, SkipFalse: 32}, // to 34
 		/* 2 */ bpf.LoadAbsolute{Off: offIPHi, Size: 4},
-		/* 3 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: stubBase >> 32, SkipFalse: 15}, // to 19
+		/* 3 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: stubBase >> 32, SkipFalse: 30}, // to 34
 		/* 4 */ bpf.LoadAbsolute{Off: offIPLo, Size: 4},
 		/* 5 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: restorerRet & 0xffffffff, SkipFalse: 2}, // to 8
 		/* 6 */ bpf.LoadAbsolute{Off: offNr, Size: 4},
-		/* 7 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.SYS_RT_SIGRETURN, SkipTrue: 10, SkipFalse: 11}, // to 18, 19
+		/* 7 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.SYS_RT_SIGRETURN, SkipTrue: 25, SkipFalse: 26}, // to 33, 34
 		/* 8 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: gadgetRet & 0xffffffff, SkipFalse: 2}, // to 11
 		/* 9 */ bpf.LoadAbsolute{Off: offNr, Size: 4},
-		/* 10 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.SYS_CLOSE, SkipTrue: 7, SkipFalse: 8}, // to 18, 19
-		/* 11 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: handlerAltstackRet & 0xffffffff, SkipFalse: 7}, // to 19
+		/* 10 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.SYS_CLOSE, SkipTrue: 22, SkipFalse: 23}, // to 33, 34
+		/* 11 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: handlerAltstackRet & 0xffffffff, SkipFalse: 6}, // to 18
 		/* 12 */ bpf.LoadAbsolute{Off: offNr, Size: 4},
-		/* 13 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.SYS_SIGALTSTACK, SkipFalse: 5}, // to 19
+		/* 13 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.SYS_SIGALTSTACK, SkipFalse: 20}, // to 34
 		/* 14 */ bpf.LoadAbsolute{Off: offArg0Lo, Size: 4},
-		/* 15 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: (stubBase + stubAltstack) & 0xffffffff, SkipFalse: 3}, // to 19
+		/* 15 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: (stubBase + stubAltstack) & 0xffffffff, SkipFalse: 18}, // to 34
 		/* 16 */ bpf.LoadAbsolute{Off: offArg0Hi, Size: 4},
-		/* 17 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: (stubBase + stubAltstack) >> 32, SkipFalse: 1}, // to 19
-		/* 18 */ allow,
-		/* 19 */ notify,
+		/* 17 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: (stubBase + stubAltstack) >> 32, SkipTrue: 15, SkipFalse: 16}, // to 33, 34
+		/* 18 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: handlerSealRet & 0xffffffff, SkipFalse: 15}, // to 34
+		/* 19 */ bpf.LoadAbsolute{Off: offNr, Size: 4},
+		/* 20 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.SYS_MPROTECT, SkipFalse: 13}, // to 34
+		/* 21 */ bpf.LoadAbsolute{Off: offArg0Lo, Size: 4},
+		/* 22 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: tmplBase & 0xffffffff, SkipFalse: 11}, // to 34
+		/* 23 */ bpf.LoadAbsolute{Off: offArg0Hi, Size: 4},
+		/* 24 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: tmplBase >> 32, SkipFalse: 9}, // to 34
+		/* 25 */ bpf.LoadAbsolute{Off: offArg1Lo, Size: 4},
+		/* 26 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: tmplSize, SkipFalse: 7}, // to 34
+		/* 27 */ bpf.LoadAbsolute{Off: offArg1Hi, Size: 4},
+		/* 28 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: 0, SkipFalse: 5}, // to 34
+		/* 29 */ bpf.LoadAbsolute{Off: offArg2Lo, Size: 4},
+		/* 30 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.PROT_READ, SkipFalse: 3}, // to 34
+		/* 31 */ bpf.LoadAbsolute{Off: offArg2Hi, Size: 4},
+		/* 32 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: 0, SkipFalse: 1}, // to 34
+		/* 33 */ allow,
+		/* 34 */ notify,
 	}
 }
 

@@ -125,6 +125,16 @@ func (v *VCPU) trackWrites(full bool) error {
 	if err := v.poke(altBase, make([]byte, 32)); err != nil {
 		return err
 	}
+	// The template (stub.go), which Snapshot writes and the first reset
+	// makes read-only.
+	addr, err := v.injectNotified(unix.SYS_MMAP, tmplBase, tmplSize, unix.PROT_READ|unix.PROT_WRITE,
+		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_FIXED_NOREPLACE, ^uintptr(0), 0)
+	if err == nil && addr != tmplBase {
+		err = fmt.Errorf("mapped at %#x", addr)
+	}
+	if err != nil {
+		return fmt.Errorf("process: map the template in the guest process: %w", err)
+	}
 	pm, err := unix.Open(fmt.Sprintf("/proc/%d/pagemap", v.pid), unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("process: open the guest process's pagemap: %w", err)

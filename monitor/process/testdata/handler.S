@@ -16,16 +16,24 @@
 # Everything but a reset goes through RBX and RSP, which are the guest's
 # own if the guest jumped here instead of faulting (it can run this page):
 # that only changes the guest's own state, as its own instructions could.
-# A reset uses neither: it loads RSP from the reset block the monitor
-# wrote (the snapshot's signal frame), the RFLAGS bits rt_sigreturn keeps
+# A reset uses neither. With bit 58 set it first makes the template (TMPL,
+# which the monitor wrote: the reset block, then the snapshot's pages of
+# the signal stack from the frame's first page to the top) read-only, in
+# the one mprotect the filter allows, from here and with these arguments.
+# It copies those pages back over the signal stack, loads RSP from the
+# block (the snapshot's signal frame), the RFLAGS bits rt_sigreturn keeps
 # from the live ones (ID, NT) from the block, puts the stub's signal stack
 # back (the guest can set another through rt_sigreturn, and one that holds
 # RSP refuses a change: RSP is 0 for the call), loads the selectors (and
 # with bit 60 the bases) from the block and returns to the restorer, whose
 # rt_sigreturn loads every other register from the frame.
-	.equ ALT, 0x7e0000010000	# the reset block: FS base, GS base,
-					# DS, ES, FS, GS (16 bits each),
-					# frame address, RFLAGS
+	.equ ALT, 0x7e0000010000	# the save block: FS base, GS base,
+					# DS, ES, FS, GS (16 bits each)
+	.equ TMPL, 0x7e0000030000	# the reset block: as ALT's, then the
+					# frame address, RFLAGS, where the
+					# pages go and their length; the pages
+					# at TMPL + 4096
+	.equ TMPLSIZE, 0x10000
 	.equ ALTSTACK, 0x7e0000000100	# the stub's stack_t
 # TestStubCode assembles this file and compares the bytes.
 	.text
@@ -90,7 +98,22 @@ save:
 	jmp report
 reset:
 	mov %rax, %rbx		# the answer
-	mov 24(%r11), %rsp	# the snapshot's frame, which the monitor wrote
+	bt $58, %rbx
+	jnc 6f
+	movabs $TMPL, %rdi	# mprotect(TMPL, TMPLSIZE, PROT_READ), once
+	mov $TMPLSIZE, %esi
+	mov $1, %edx
+	mov $10, %eax
+	syscall
+	test %rax, %rax
+	jnz 5f
+6:	movabs $TMPL, %r11
+	cld
+	lea 4096(%r11), %rsi	# the snapshot's pages
+	mov 40(%r11), %rdi	# over the frame's first page and up
+	mov 48(%r11), %rcx
+	rep movsb
+	mov 24(%r11), %rsp	# the snapshot's frame
 	push 32(%r11)
 	popf
 	mov %rsp, %r12
@@ -102,7 +125,7 @@ reset:
 	test %rax, %rax
 	jnz 5f
 	mov %r12, %rsp
-	movabs $ALT, %r11
+	movabs $TMPL, %r11
 	mov 16(%r11), %ds
 	mov 18(%r11), %es
 	mov 20(%r11), %fs
