@@ -23,6 +23,7 @@ import (
 
 	"github.com/tendervm/tender/internal/cli"
 	"github.com/tendervm/tender/monitor"
+	"github.com/tendervm/tender/monitor/process"
 )
 
 // tender runs bin/tender and returns its exit code, stdout and stderr.
@@ -193,7 +194,12 @@ func TestCLIUsage(t *testing.T) {
 // TestCLIInvoke runs one invocation per mode through `tender invoke`.
 func TestCLIInvoke(t *testing.T) {
 	for _, b := range backends(t) {
-		for _, mode := range []string{"cold", "warm"} {
+		for _, mode := range []string{"cold", "warm", "fresh"} {
+			if mode == "fresh" && b == monitor.BackendProcess && process.CanTrack() != nil {
+				continue // the process backend refuses fresh instances before Linux 6.7
+			}
+			// Confined before the guest boots: a fresh guest process seals
+			// its template under the monitor's filter.
 			cmd := exec.Command(filepath.Join(root, "bin", "tender"), "invoke", "-backend="+string(b), "-mode="+mode, guestPath("fn_upper"))
 			cmd.Stdin = strings.NewReader("hello, tender")
 			out, err := cmd.Output()

@@ -84,6 +84,8 @@ var (
 	procBlk  = Policy{Backend: monitor.BackendProcess, Block: true}
 	procRun  = Policy{Backend: monitor.BackendProcess}
 	procPool = Policy{Backend: monitor.BackendProcess, NewGuests: true}
+
+	tmplAddr, tmplSize, _ = process.TemplateSeal()
 )
 
 func ioctlReq(name string) uint64 {
@@ -162,6 +164,14 @@ func TestFilterVerdicts(t *testing.T) {
 		{"mmap read-write", kvmRun, sys(unix.SYS_MMAP, 0, 4096, rw, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS), allow},
 		{"mmap executable under KVM", kvmPool, sys(unix.SYS_MMAP, 0, 4096, rw|unix.PROT_EXEC, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS), trap},
 		{"mprotect", kvmPool, sys(unix.SYS_MPROTECT, 0x1000, 4096, unix.PROT_EXEC), trap},
+		{"mprotect of a fresh guest's template, read-only", procPool, sys(unix.SYS_MPROTECT, tmplAddr, tmplSize, unix.PROT_READ), allow},
+		{"mprotect of the template, read-write", procPool, sys(unix.SYS_MPROTECT, tmplAddr, tmplSize, unix.PROT_READ|unix.PROT_WRITE), trap},
+		{"mprotect of the template, prot's high half set", procPool, sys(unix.SYS_MPROTECT, tmplAddr, tmplSize, 1<<32|unix.PROT_READ), trap},
+		{"mprotect read-only elsewhere", procPool, sys(unix.SYS_MPROTECT, tmplAddr+0x1000, tmplSize, unix.PROT_READ), trap},
+		{"mprotect read-only, address's high half other", procPool, sys(unix.SYS_MPROTECT, tmplAddr+1<<32, tmplSize, unix.PROT_READ), trap},
+		{"mprotect read-only, longer", procPool, sys(unix.SYS_MPROTECT, tmplAddr, tmplSize+0x1000, unix.PROT_READ), trap},
+		{"mprotect read-only, length's high half set", procPool, sys(unix.SYS_MPROTECT, tmplAddr, 1<<32|tmplSize, unix.PROT_READ), trap},
+		{"mprotect of the template without new guests", procRun, sys(unix.SYS_MPROTECT, tmplAddr, tmplSize, unix.PROT_READ), trap},
 		{"mmap executable, process backend (guest code)", procPool, sys(unix.SYS_MMAP, 0x100000, 4096, unix.PROT_READ|unix.PROT_EXEC, unix.MAP_SHARED|unix.MAP_FIXED, 3), allow},
 		{"tgkill in the process", kvmRun, sys(unix.SYS_TGKILL, testPID, testPID+7, uint64(unix.SIGURG)), allow},
 		{"tgkill to another process", kvmRun, sys(unix.SYS_TGKILL, otherPID, otherPID, uint64(unix.SIGURG)), trap},

@@ -197,6 +197,11 @@ func (p Policy) processRules(b *builder, self uint32) {
 	if !p.NewGuests {
 		return
 	}
+	addr, size, prot := process.TemplateSeal()
+	b.add("mprotect", unix.SYS_MPROTECT, "a fresh instance's guest process seals its template: that range only, read-only (the monitor never calls it)",
+		only(arg(0, uint32(addr)), Cond{Arg: 0, High: true, In: []uint32{uint32(addr >> 32)}},
+			arg(1, uint32(size)), Cond{Arg: 1, High: true, In: []uint32{uint32(size >> 32)}},
+			arg(2, prot), Cond{Arg: 2, High: true, In: []uint32{0}}))
 	b.add("memfd_create", unix.SYS_MEMFD_CREATE, "guest memory shared with a new guest process", nil)
 	b.add("ftruncate", unix.SYS_FTRUNCATE, "sizing the guest memory memfd", nil)
 	b.add("pipe2", unix.SYS_PIPE2, "syscall.ForkExec's error pipe", nil)
@@ -210,8 +215,8 @@ func (p Policy) processRules(b *builder, self uint32) {
 		[][]Cond{{arg(0, 0), arg(1, unix.RLIMIT_NOFILE)}, {arg(1, unix.RLIMIT_CORE)}})
 	b.add("ptrace", unix.SYS_PTRACE, "setting a new guest process up: TRACEME in the child; SETOPTIONS, GETREGSET, SETREGSET, CONT, DETACH (no ATTACH or SEIZE)",
 		only(arg(0, unix.PTRACE_TRACEME, unix.PTRACE_SETOPTIONS, unix.PTRACE_GETREGSET, unix.PTRACE_SETREGSET, unix.PTRACE_CONT, unix.PTRACE_DETACH)))
-	b.add("process_vm_writev", unix.SYS_PROCESS_VM_WRITEV, "writing the region table into a new guest process; a fresh instance's reset writes its signal frame back", nil)
-	b.add("process_vm_readv", unix.SYS_PROCESS_VM_READV, "a fresh instance's snapshot reads the guest process's signal stack, and each reset checks its signal frame", nil)
+	b.add("process_vm_writev", unix.SYS_PROCESS_VM_WRITEV, "writing the region table into a new guest process; a fresh instance's template, and the pages of its signal stack a request wrote", nil)
+	b.add("process_vm_readv", unix.SYS_PROCESS_VM_READV, "a fresh instance's snapshot reads the guest process's signal stack", nil)
 	b.add("userfaultfd", unix.SYS_USERFAULTFD, "a fresh instance's guest process tracks its writes (user-mode faults only)", only(arg(0, process.UserfaultfdFlags)))
 	b.add("openat", unix.SYS_OPENAT, "a fresh instance opens its guest process's /proc/PID/pagemap; read-only, nothing created",
 		only(readOnlyOpen()))

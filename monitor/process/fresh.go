@@ -65,7 +65,8 @@ type State struct {
 // returned last, and starts the record of written pages afresh: Reset
 // reports the pages written from here on. The data segment selectors and
 // the FS and GS bases are not in the frame: the handler stores them in the
-// reset block, in one more round trip (the bases where the kernel lets
+// save block at the bottom of the signal stack, in one more round trip
+// (Snapshot copies them into the template; the bases where the kernel lets
 // processes use FSGSBASE, and so a guest change them; elsewhere they stay
 // 0). The next Run completes the hypercall as a reset to the State does,
 // so the guest goes on from the frame whatever it did to reach the
@@ -143,6 +144,9 @@ func (v *VCPU) Reset(s *State, restore func(addr, n uint64) error) error {
 	if err := v.parked(); err != nil {
 		return err
 	}
+	if v.tmpl != nil && v.tmpl != s {
+		return errors.New("process: the guest process resets to another state")
+	}
 	var err error
 	var stack [][2]uint64
 	scanErr := v.track.scan(func(addr, n uint64) {
@@ -163,7 +167,7 @@ func (v *VCPU) Reset(s *State, restore func(addr, n uint64) error) error {
 			return err
 		}
 	}
-	if v.tmpl != s {
+	if v.tmpl == nil {
 		if err := v.writeTemplate(s); err != nil {
 			return err
 		}
@@ -227,7 +231,7 @@ func (v *VCPU) Adopt(own, s *State) (bool, error) {
 }
 
 // saveRegs makes the handler of the parked guest store its data segment
-// selectors in the reset block, and with bases its FS and GS bases, and
+// selectors in the save block, and with bases its FS and GS bases, and
 // report the same hypercall again.
 func (v *VCPU) saveRegs(bases bool) error {
 	was := v.notif

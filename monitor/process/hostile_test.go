@@ -257,10 +257,10 @@ func TestNoCoreDumps(t *testing.T) {
 
 // TestFreshTemplateSealed: a fresh guest cannot change what its resets load
 // (the template, which the first reset makes read-only): a write into it
-// faults, and the seal's mprotect made with write permission, by a jump to
-// the handler's system call, is an attempted system call; mprotect with the
-// filter's arguments changes nothing. Either way the requests after a reset
-// start from the snapshot.
+// faults, and the seal's mprotect made by a jump to the handler's system
+// call with any other argument (write permission, another range, a high
+// half set) is an attempted system call; mprotect with the filter's
+// arguments changes nothing: the request after it starts from the snapshot.
 func TestFreshTemplateSealed(t *testing.T) {
 	write := []byte{
 		0xba, 0x01, 0x05, 0x00, 0x00, // +0x00 mov $0x501,%edx
@@ -276,38 +276,50 @@ func TestFreshTemplateSealed(t *testing.T) {
 	x := run(t, v)
 	assert.Equal(t, vcpu.Exit{Kind: vcpu.ExitFault, Vector: 14, ErrorCode: 7, HasErrorCode: true, RIP: codeAddr + 0x10, CR2: tmplPages}, x)
 
-	// mprotect(tmplBase, tmplSize, prot) from the seal's system call,
-	// after a hypercall of its own.
-	seal := func(prot byte) []byte {
+	// mprotect(addr, size, prot) from the seal's system call, after a
+	// hypercall of its own.
+	seal := func(addr, size, prot uint64) []byte {
 		code := []byte{
 			0xba, 0x01, 0x05, 0x00, 0x00, // +0x00 mov $0x501,%edx
 			0xef,                         // +0x05 out %eax,(%dx): the snapshot's hypercall
 			0xba, 0x02, 0x05, 0x00, 0x00, // +0x06 mov $0x502,%edx
 			0xef,       // +0x0b out %eax,(%dx)
-			0x48, 0xbf, // +0x0c movabs $tmplBase,%rdi
+			0x48, 0xbf, // +0x0c movabs $addr,%rdi
 		}
-		code = append(code, le64(tmplBase)...)
+		code = append(code, le64(addr)...)
+		code = append(code, 0x48, 0xbe) // +0x16 movabs $size,%rsi
+		code = append(code, le64(size)...)
+		code = append(code, 0x48, 0xba) // +0x20 movabs $prot,%rdx
+		code = append(code, le64(prot)...)
 		code = append(code,
-			0xbe, 0x00, 0x00, 0x01, 0x00, // +0x16 mov $tmplSize,%esi
-			0xba, prot, 0x00, 0x00, 0x00, // +0x1b mov $prot,%edx
-			0xb8, 0x0a, 0x00, 0x00, 0x00, // +0x20 mov $10,%eax
-			0x48, 0xb9, // +0x25 movabs $seal,%rcx
+			0xb8, 0x0a, 0x00, 0x00, 0x00, // +0x2a mov $10,%eax
+			0x48, 0xb9, // +0x2f movabs $seal,%rcx
 		)
 		code = append(code, le64(handlerSealRet-2)...)
-		return append(code, 0xff, 0xe1) // +0x2f jmp *%rcx
+		return append(code, 0xff, 0xe1) // +0x39 jmp *%rcx
 	}
 	hc2 := vcpu.Exit{Kind: vcpu.ExitHypercall, Nr: 2, RIP: codeAddr + 0x0b}
-	v = startFresh(t, seal(unix.PROT_READ|unix.PROT_WRITE))
-	run(t, v)
-	_, err = v.Snapshot()
-	require.NoError(t, err)
-	assert.Equal(t, hc2, run(t, v))
-	assert.Equal(t, vcpu.Exit{Kind: vcpu.ExitSyscall, Reason: unix.SYS_MPROTECT, RIP: handlerSealRet - 2}, run(t, v))
+	for _, c := range [][3]uint64{
+		{tmplBase, tmplSize, unix.PROT_READ | unix.PROT_WRITE},
+		{tmplBase, tmplSize, 1<<32 | unix.PROT_READ},
+		{dataAddr, tmplSize, unix.PROT_READ}, // guest memory
+		{tmplBase + pageSize, tmplSize, unix.PROT_READ},
+		{tmplBase + 1<<32, tmplSize, unix.PROT_READ},
+		{tmplBase, tmplSize + pageSize, unix.PROT_READ},
+		{tmplBase, 1<<32 | tmplSize, unix.PROT_READ},
+	} {
+		v = startFresh(t, seal(c[0], c[1], c[2]))
+		run(t, v)
+		_, err = v.Snapshot()
+		require.NoError(t, err)
+		assert.Equal(t, hc2, run(t, v))
+		assert.Equal(t, vcpu.Exit{Kind: vcpu.ExitSyscall, Reason: unix.SYS_MPROTECT, RIP: handlerSealRet - 2}, run(t, v), "mprotect(%#x, %#x, %#x)", c[0], c[1], c[2])
+	}
 
 	// With PROT_READ the call passes and the handler goes on through a
 	// reset (it uses none of the guest's registers): the guest is back
 	// after its snapshot's hypercall, every time.
-	v = startFresh(t, seal(unix.PROT_READ))
+	v = startFresh(t, seal(tmplBase, tmplSize, unix.PROT_READ))
 	run(t, v)
 	_, err = v.Snapshot()
 	require.NoError(t, err)

@@ -170,11 +170,12 @@ const (
 	// answerFSBase | len<<48 | base: set the FS base, advance RIP by len
 	// (a Solo5 guest's wrmsr).
 	answerFSBase = 1 << 63
-	// answerSave: store the data segment selectors in the reset block,
+	// answerSave: store the data segment selectors in the save block,
 	// and with answerWithBases the FS and GS bases, and report again,
 	// unchanged (a fresh guest's snapshot).
 	answerSave = 1<<63 | 1<<61
-	// answerReset: return through the signal frame the reset block names,
+	// answerReset: return through the signal frame the template's reset
+	// block names, after copying the template's pages back,
 	// with the block's RFLAGS, the stub's signal stack, the block's
 	// selectors and, with answerWithBases, its FS and GS bases (a fresh
 	// guest's reset). The guest's registers are not used.

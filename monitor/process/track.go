@@ -408,5 +408,12 @@ func TrackIoctls() []uint32 {
 	return []uint32{uffdioAPI, uffdioRegister, uffdioWriteProtect, pagemapScan}
 }
 
+// TemplateSeal is the one mprotect a fresh guest process makes, at its
+// first reset, under the filter it inherits: its template, read-only
+// (fresh.go). A confined monitor's filter must allow exactly that.
+func TemplateSeal() (addr, size uint64, prot uint32) {
+	return tmplBase, tmplSize, unix.PROT_READ
+}
+
 // UserfaultfdFlags are the flags of the guest process's userfaultfd call.
 const UserfaultfdFlags = unix.O_CLOEXEC | uffdUserModeOnly

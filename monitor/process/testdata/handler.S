@@ -7,7 +7,7 @@
 # guest (RIP = the word at RSP, RSP += 16; the monitor checked both
 # words); with bit 59 set, a reset (below); with bit 61 set, store the
 # data segment selectors (and with bit 60 the FS and GS bases) in the
-# reset block at the bottom of the signal stack and make the same report
+# save block at the bottom of the signal stack and make the same report
 # again (the same system call with the same arguments: RIP does not move);
 # otherwise bits 0-47 are an FS base to set (a Solo5 guest's wrmsr of
 # FS_BASE) and bits 48-55 how far to advance RIP. Only the monitor of a
