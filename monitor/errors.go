@@ -239,6 +239,24 @@ func (e *StoppedError) Unwrap() []error {
 	return []error{e.Cause}
 }
 
+// errLostInReset marks a Fresh instance lost while its backend put it back
+// into its snapshot for the next call, before the guest ran anything of
+// that call (vcpu.Exit.InReset): a request can leave its instance in a
+// state the reset fails in (the process backend's trap flag), and the
+// next call, perhaps another tenant's, is not to pay for it. Pool.Invoke
+// hands such a call to another instance, once.
+var errLostInReset = errors.New("monitor: fresh instance lost while being reset to its snapshot")
+
+// lostInReset is the error of an exit InReset: errLostInReset with what
+// the guest did.
+func lostInReset(x vcpu.Exit) error {
+	var err error = &FaultError{Vector: x.Vector, ErrorCode: x.ErrorCode, HasErrorCode: x.HasErrorCode, RIP: x.RIP, CR2: x.CR2}
+	if x.Kind != vcpu.ExitFault {
+		err = crash(x)
+	}
+	return fmt.Errorf("%w: %w", errLostInReset, err)
+}
+
 // crash turns a non-hypercall, non-fault exit into a CrashError or
 // ProtocolError.
 func crash(x vcpu.Exit) error {

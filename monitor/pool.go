@@ -265,17 +265,25 @@ func (p *Pool) Invoke(ctx context.Context, req Request) (Reply, error) {
 	if !now.Before(c.deadline) { // no time to boot or hand it over
 		return Reply{}, &StoppedError{Cause: context.DeadlineExceeded}
 	}
-	inst, err := p.acquire(ctx, c.deadline)
-	if err != nil {
-		return Reply{}, err
-	}
-	if inst.vm.resume(c) {
-		p.release(inst)
-	} else {
-		p.discard()
-	}
-	if !c.finished { // cannot happen: every path through serve finishes c
-		return Reply{}, fmt.Errorf("monitor: invocation %d left unanswered", c.id)
+	for retried := false; ; retried = true {
+		inst, err := p.acquire(ctx, c.deadline)
+		if err != nil {
+			return Reply{}, err
+		}
+		if inst.vm.resume(c) {
+			p.release(inst)
+		} else {
+			p.discard()
+		}
+		if !c.finished { // cannot happen: every path through serve finishes c
+			return Reply{}, fmt.Errorf("monitor: invocation %d left unanswered", c.id)
+		}
+		if retried || !errors.Is(c.err, errLostInReset) || ctx.Err() != nil || !time.Now().Before(c.deadline) {
+			break
+		}
+		// Its instance was lost while being reset for it, before the
+		// guest ran anything of it: another instance takes it, once.
+		c = p.again(c)
 	}
 	rep, err := c.reply, c.err
 	if err == nil && !c.held {
@@ -285,6 +293,21 @@ func (p *Pool) Invoke(ctx context.Context, req Request) (Reply, error) {
 		p.calls.Put(c)
 	}
 	return rep, err
+}
+
+// again returns a new call for what c asked, and gives c back for reuse
+// when nothing can still see it.
+func (p *Pool) again(c *call) *call {
+	n, _ := p.calls.Get().(*call)
+	if n == nil {
+		n = new(call)
+	}
+	n.ctx, n.id, n.req, n.deadline = c.ctx, c.id, c.req, c.deadline
+	if !c.held {
+		*c = call{}
+		p.calls.Put(c)
+	}
+	return n
 }
 
 // enter registers an Invoke or Prewarm call, unless the pool is closed.

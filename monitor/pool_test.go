@@ -3,6 +3,7 @@ package monitor
 import (
 	"context"
 	"errors"
+	"fmt"
 	"runtime"
 	"sync/atomic"
 	"testing"
@@ -234,6 +235,51 @@ func TestPoolReplacesFailedInstance(t *testing.T) {
 	assert.Equal(t, "ok", string(rep.Body))
 	assert.EqualValues(t, 2, vms.started.Load())
 	assert.EqualValues(t, 0, vms.stopped.Load(), "an instance that ended is never stopped again")
+}
+
+// TestPoolLostInReset: a call whose instance was lost while being reset for
+// it (errLostInReset) goes to another instance, with the same id and
+// request, once; a second loss, or any other failure, is the call's error.
+func TestPoolLostInReset(t *testing.T) {
+	lost := fmt.Errorf("%w: %w", errLostInReset, &FaultError{Vector: 1})
+	var n atomic.Int64
+	losses := int64(1)
+	var ids []uint64
+	var bodies []string
+	vms := &fakeVMs{fail: func(c *call) error {
+		ids, bodies = append(ids, c.id), append(bodies, string(c.req.Body))
+		if n.Add(1) <= losses {
+			return lost
+		}
+		return nil
+	}}
+	p := fakePool(t, PoolConfig{Mode: Fresh, MaxInstances: 1}, vms)
+	rep, err := p.Invoke(context.Background(), Request{Body: []byte("again")})
+	require.NoError(t, err)
+	assert.Equal(t, "again", string(rep.Body))
+	assert.Equal(t, []uint64{rep.ID, rep.ID}, ids, "the same call, twice")
+	assert.Equal(t, []string{"again", "again"}, bodies)
+	assert.EqualValues(t, 2, vms.started.Load())
+	assert.EqualValues(t, 1, p.Stats().Live)
+
+	n.Store(0)
+	losses, ids = 3, nil
+	_, err = p.Invoke(context.Background(), Request{Body: []byte("twice")})
+	require.ErrorIs(t, err, errLostInReset)
+	var fe *FaultError
+	require.ErrorAs(t, err, &fe, "what the guest did")
+	assert.EqualValues(t, 1, fe.Vector)
+	assert.Len(t, ids, 2, "two instances tried, no third")
+	assert.EqualValues(t, 0, p.Stats().Live)
+
+	// Another failure is not handed on.
+	n.Store(0)
+	losses, ids = 1, nil
+	lost = &FaultError{Vector: 14}
+	_, err = p.Invoke(context.Background(), Request{})
+	require.ErrorAs(t, err, &fe)
+	assert.EqualValues(t, 14, fe.Vector)
+	assert.Len(t, ids, 1)
 }
 
 func TestPoolColdInstanceServesOneCall(t *testing.T) {

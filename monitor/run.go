@@ -203,6 +203,9 @@ func (r *run) loop(ctx context.Context) (int, error) {
 		if int(x.Kind) < len(r.stats.Exits) {
 			r.stats.Exits[x.Kind]++
 		}
+		if x.InReset {
+			return 0, lostInReset(x)
+		}
 		switch x.Kind {
 		case vcpu.ExitHypercall:
 			if r.stats.FirstHypercall == 0 {

@@ -22,8 +22,10 @@ import (
 // TestFreshRegisterLeak: fn_regleak tries every way it has to hand a fresh
 // request's registers to the next one: a forged exception report, an
 // RFLAGS bit rt_sigreturn does not restore (ID), the ES selector, and a
-// signal stack of its own. Every reply must be the first one, the state of
-// the snapshot. On the process backend each of them used to get through:
+// signal stack of its own; and a forged report with the trap flag set,
+// which makes the next reset single-step in the stub and fail there: that
+// next call goes to another instance (errLostInReset) instead of failing.
+// Every reply must be the first one, the state of the snapshot. On the process backend each of them used to get through:
 // the reset completed the snapshot's hypercall through the guest's own RBX
 // and RSP, so a forged report kept every register, and ID, ES and the
 // signal stack outlived any reset. Under KVM the stub does not exist: a
@@ -35,7 +37,7 @@ func TestFreshRegisterLeak(t *testing.T) {
 		first, err := invoke(t, p, "plain:FIRST___")
 		require.NoError(t, err)
 		require.Regexp(t, `^r15=SNAPSHOT id=0 es=0x?[0-9a-f]* alt=0$`, first)
-		actions := []string{"forge", "id", "alt", "forge", "es", "plain", "alt", "id", "forge"}
+		actions := []string{"forge", "id", "alt", "forge", "es", "plain", "alt", "tf", "id", "forge", "tf"}
 		for i, a := range actions {
 			if kvm && a == "es" {
 				// kvm_pvm may keep a selector the guest loaded where the
@@ -45,7 +47,7 @@ func TestFreshRegisterLeak(t *testing.T) {
 			}
 			body := a + ":" + strings.Repeat(string(rune('A'+i)), 8)
 			out, err := invoke(t, p, body)
-			if kvm && (a == "forge" || a == "alt") {
+			if kvm && (a == "forge" || a == "alt" || a == "tf") {
 				fe, ok := as[*monitor.FaultError](err)
 				require.True(t, ok, "%s: want a #PF, got %v", body, err)
 				assert.EqualValues(t, 14, fe.Vector, "%s: %v", body, err)

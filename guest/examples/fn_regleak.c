@@ -22,6 +22,11 @@
  *	       instruction, RBX at scratch memory and RSP at a pointer in
  *	       read-only data (which a reset does not change) to the code that
  *	       starts the next request. Under KVM that page is not mapped: #PF.
+ *	tf     forge with the trap flag set (an iretq to the syscall): the
+ *	       kernel keeps TF for the return of that system call, so the
+ *	       next request's reset single-steps in the stub's handler and
+ *	       fails there. That request must not pay for it: the pool hands
+ *	       it to another instance. Under KVM: #PF.
  *	id     sets RFLAGS.ID (popf), which rt_sigreturn does not restore
  *	es     loads ES with the stack's selector
  *	alt    moves the guest process's signal stack into guest memory, around
@@ -54,6 +59,7 @@ static char reply[64];
 __attribute__((noreturn)) void fn_regleak_first(void);
 __attribute__((noreturn)) void fn_regleak_next_with(uint64_t r15, uint64_t how);
 __attribute__((noreturn)) void fn_regleak_forge_with(uint64_t syscall, uint64_t r15);
+__attribute__((noreturn)) void fn_regleak_forge_tf_with(uint64_t syscall, uint64_t r15);
 __attribute__((noreturn)) void fn_regleak_alt_with(uint64_t restorer, uint64_t r15, uint64_t sp, uint64_t size);
 __attribute__((noreturn, used)) void fn_regleak_request(uint64_t r15, uint64_t rflags, uint64_t es);
 
@@ -106,6 +112,28 @@ __asm__(".section .rodata\n"
 	"	mov $0x505, %r9d\n"                       /* RDX: the port */
 	"	mov $110, %eax\n"                         /* getppid, as the handler */
 	"	jmp *%rcx\n"
+	".globl fn_regleak_forge_tf_with\n"
+	"fn_regleak_forge_tf_with:\n"
+	"	mov %rsi, %r15\n"
+	"	mov %rdi, %rcx\n"
+	"	lea fn_regleak_scratch(%rip), %rbx\n"
+	"	mov %ss, %r11d\n"
+	"	push %r11\n"                             /* SS */
+	"	lea fn_regleak_resume(%rip), %r11\n"
+	"	push %r11\n"                             /* RSP, as forge's */
+	"	pushfq\n"
+	"	orq $0x100, (%rsp)\n"                    /* RFLAGS with TF */
+	"	mov %cs, %r11d\n"
+	"	push %r11\n"                             /* CS */
+	"	push %rcx\n"                             /* RIP: the syscall */
+	"	movabs $0x800000000b, %rdi\n"
+	"	movabs $0x000d000000000000, %rsi\n"
+	"	lea fn_regleak_stack+8192(%rip), %rdx\n"
+	"	lea fn_regleak_out(%rip), %r10\n"
+	"	lea fn_regleak_next(%rip), %r8\n"
+	"	mov $0x505, %r9d\n"
+	"	mov $110, %eax\n"
+	"	iretq\n"
 	".globl fn_regleak_alt_with\n"
 	"fn_regleak_alt_with:\n"
 	"	mov %rsi, %r15\n"
@@ -192,6 +220,8 @@ void fn_regleak_request(uint64_t r15, uint64_t rflags, uint64_t es)
 		memcpy(&next, body + act + 1, 8);
 	if (act == 5 && memcmp(body, "forge", 5) == 0)
 		fn_regleak_forge_with(stub_find(110) + 5, next);
+	if (act == 2 && memcmp(body, "tf", 2) == 0)
+		fn_regleak_forge_tf_with(stub_find(110) + 5, next);
 	if (act == 3 && memcmp(body, "alt", 3) == 0)
 		fn_regleak_alt_with(stub_find(15), next, fn_regleak_snap_rsp - 0x10000, 0x10008);
 	if (act == 2 && memcmp(body, "id", 2) == 0)

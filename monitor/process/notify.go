@@ -45,8 +45,9 @@ func (v *VCPU) Run() (vcpu.Exit, error) {
 		if v.pending {
 			switch err := v.answer(v.skip); err {
 			case nil:
-				if v.skip&answerReset == answerReset && v.skip&answerSeal != 0 {
-					v.sealed = true
+				if v.skip&answerReset == answerReset {
+					v.resetting = true
+					v.sealed = v.sealed || v.skip&answerSeal != 0
 				}
 			case unix.ENOENT:
 				// Withdrawn: the process died (the next receive says
@@ -77,7 +78,9 @@ func (v *VCPU) Run() (vcpu.Exit, error) {
 				v.ended = err
 				return vcpu.Exit{}, err
 			}
-			return v.died(ws), nil
+			x := v.died(ws)
+			x.InReset = v.resetting && x.Kind != vcpu.ExitKicked
+			return x, nil
 		}
 		v.pending = true
 		if v.hasWithdrawn {
@@ -92,6 +95,14 @@ func (v *VCPU) Run() (vcpu.Exit, error) {
 			}
 		}
 		if exit, ok := v.decode(); ok {
+			if v.resetting {
+				// The handler's reset ends in the guest's code, which
+				// the next hypercall shows it reached; a fault in the
+				// stub before that is the reset's (a guest that faults
+				// there itself after the reset looks the same).
+				exit.InReset = exit.Kind == vcpu.ExitFault && exit.RIP >= stubBase && exit.RIP < stubBase+pageSize
+				v.resetting = exit.Kind != vcpu.ExitHypercall
+			}
 			return exit, nil
 		}
 	}

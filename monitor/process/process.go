@@ -155,6 +155,9 @@ type VCPU struct {
 	// a reset has made it read-only (answerSeal).
 	tmpl   *State
 	sealed bool
+	// resetting: the last answer was a reset, and no hypercall has shown
+	// the guest back in its own code since (vcpu.Exit.InReset).
+	resetting bool
 }
 
 var _ vcpu.VCPU = (*VCPU)(nil)

@@ -152,6 +152,11 @@ type Exit struct {
 	// Reason carries the backend's raw reason or suberror for ExitInternal,
 	// ExitFailEntry, ExitSyscall (the syscall number) and ExitUnknown.
 	Reason uint64
+	// InReset: the guest failed while the backend was putting it back into
+	// a snapshot (a Fresh instance's reset the guest takes part in, as on
+	// the process backend), before the next call reached it as far as the
+	// backend can tell.
+	InReset bool
 }
 
 // SyscallUnknown is the Reason of an ExitSyscall whose system call number is
