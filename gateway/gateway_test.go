@@ -211,6 +211,7 @@ func TestEcho(t *testing.T) {
 			`tender_instances_started_total `,
 			`tender_resets_total 0`, // a warm pool
 			`tender_reset_seconds_total 0`,
+			`tender_resets_lost_total 0`,
 			`tender_exits_total{kind="hypercall"} `,
 			`go_goroutines `,
 			`process_resident_memory_bytes `,

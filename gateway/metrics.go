@@ -115,6 +115,10 @@ func newMetrics(pool *monitor.Pool) *metrics {
 			Name: "tender_reset_seconds_total",
 			Help: "Time spent putting fresh instances back into their snapshot.",
 		}, func() float64 { return pool.Stats().ResetTime.Seconds() }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "tender_resets_lost_total",
+			Help: "Fresh instances lost while being reset for a request, which went to another instance.",
+		}, func() float64 { return float64(pool.Stats().LostInReset) }),
 		&exitCollector{pool: pool, desc: prometheus.NewDesc(
 			"tender_exits_total",
 			"vCPU exits of all instances by kind.",

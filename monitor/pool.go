@@ -95,6 +95,11 @@ type PoolStats struct {
 	// ResetTime is the time those resets took in all.
 	Resets    uint64
 	ResetTime time.Duration
+	// LostInReset counts fresh instances lost while being reset for a
+	// call, before the guest ran anything of it: the call went to another
+	// instance, once (a request can leave its process backend instance in
+	// a state its reset fails in; docs/security.md).
+	LostInReset uint64
 }
 
 // Pool runs invocations of one function on cold, warm or fresh instances. It is safe
@@ -114,7 +119,8 @@ type Pool struct {
 	started atomic.Uint64
 	ids     atomic.Uint64 // the last request id handed out
 	resets  atomic.Uint64
-	resetNs atomic.Int64 // the time of those resets
+	resetNs atomic.Int64  // the time of those resets
+	lost    atomic.Uint64 // instances lost in a reset (PoolStats.LostInReset)
 
 	mu      sync.Mutex
 	closed  bool
@@ -278,7 +284,11 @@ func (p *Pool) Invoke(ctx context.Context, req Request) (Reply, error) {
 		if !c.finished { // cannot happen: every path through serve finishes c
 			return Reply{}, fmt.Errorf("monitor: invocation %d left unanswered", c.id)
 		}
-		if retried || !errors.Is(c.err, errLostInReset) || ctx.Err() != nil || !time.Now().Before(c.deadline) {
+		if !errors.Is(c.err, errLostInReset) {
+			break
+		}
+		p.lost.Add(1)
+		if retried || ctx.Err() != nil || !time.Now().Before(c.deadline) {
 			break
 		}
 		// Its instance was lost while being reset for it, before the
@@ -561,7 +571,7 @@ func (p *Pool) Stats() PoolStats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return PoolStats{Live: int64(p.live), Idle: int64(len(p.idle)), Queued: int64(len(p.waiters)), Started: p.started.Load(), Exits: p.exits,
-		Resets: p.resets.Load(), ResetTime: time.Duration(p.resetNs.Load())}
+		Resets: p.resets.Load(), ResetTime: time.Duration(p.resetNs.Load()), LostInReset: p.lost.Load()}
 }
 
 // Close stops accepting invocations, waits for those in flight to finish,

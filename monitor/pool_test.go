@@ -261,6 +261,7 @@ func TestPoolLostInReset(t *testing.T) {
 	assert.Equal(t, []string{"again", "again"}, bodies)
 	assert.EqualValues(t, 2, vms.started.Load())
 	assert.EqualValues(t, 1, p.Stats().Live)
+	assert.EqualValues(t, 1, p.Stats().LostInReset)
 
 	n.Store(0)
 	losses, ids = 3, nil
@@ -271,6 +272,7 @@ func TestPoolLostInReset(t *testing.T) {
 	assert.EqualValues(t, 1, fe.Vector)
 	assert.Len(t, ids, 2, "two instances tried, no third")
 	assert.EqualValues(t, 0, p.Stats().Live)
+	assert.EqualValues(t, 3, p.Stats().LostInReset)
 
 	// Another failure is not handed on.
 	n.Store(0)
