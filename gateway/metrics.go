@@ -117,7 +117,7 @@ func newMetrics(pool *monitor.Pool) *metrics {
 		}, func() float64 { return pool.Stats().ResetTime.Seconds() }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "tender_resets_lost_total",
-			Help: "Fresh instances lost while being reset for a request, which went to another instance.",
+			Help: "Fresh instances lost while being reset for a request (the request goes to a new instance, once).",
 		}, func() float64 { return float64(pool.Stats().LostInReset) }),
 		&exitCollector{pool: pool, desc: prometheus.NewDesc(
 			"tender_exits_total",

@@ -240,11 +240,13 @@ func (e *StoppedError) Unwrap() []error {
 }
 
 // errLostInReset marks a Fresh instance lost while its backend put it back
-// into its snapshot for the next call, before the guest ran anything of
-// that call (vcpu.Exit.InReset): a request can leave its instance in a
-// state the reset fails in (the process backend's trap flag), and the
-// next call, perhaps another tenant's, is not to pay for it. Pool.Invoke
-// hands such a call to another instance, once.
+// into its snapshot for the next call (vcpu.Exit.InReset): a request can
+// leave its instance in a state the reset fails in (the process backend's
+// trap flag), and the next call, perhaps another tenant's, is not to pay
+// for it. Pool.Invoke hands such a call to a new instance, once. The
+// backend cannot always tell a failed reset from the next call's guest
+// failing in the same way before its first hypercall; such a call runs
+// twice, with nothing seen outside the guest before a hypercall.
 var errLostInReset = errors.New("monitor: fresh instance lost while being reset to its snapshot")
 
 // lostInReset is the error of an exit InReset: errLostInReset with what

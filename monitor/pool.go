@@ -92,13 +92,15 @@ type PoolStats struct {
 	// Exits counts vCPU exits of all instances by kind (vcpu.ExitKind).
 	Exits [vcpu.NumExitKinds]uint64
 	// Resets counts fresh instances put back into their snapshot, and
-	// ResetTime is the time those resets took in all.
+	// ResetTime is the time the monitor took for them in all (on the
+	// process backend the guest process finishes each reset in its next
+	// run: copying its signal frame back and reloading its registers).
 	Resets    uint64
 	ResetTime time.Duration
 	// LostInReset counts fresh instances lost while being reset for a
-	// call, before the guest ran anything of it: the call went to another
-	// instance, once (a request can leave its process backend instance in
-	// a state its reset fails in; docs/security.md).
+	// call (vcpu.Exit.InReset): a request can leave its process backend
+	// instance in a state its reset fails in (docs/security.md). The call
+	// goes to a new instance, once, while its deadline allows.
 	LostInReset uint64
 }
 
@@ -241,7 +243,10 @@ func newPool(cfg PoolConfig, spawn func(*fnState) lifecycle) *Pool {
 // faults, overruns the deadline or breaks the protocol fails this invocation
 // with the typed error of VM.Run (FaultError, StoppedError, ProtocolError...);
 // its instance is discarded and no other invocation is affected. Cancelling
-// ctx while the guest works on the request stops that instance too.
+// ctx while the guest works on the request stops that instance too. A Fresh
+// instance lost while being reset for this invocation (by what the one
+// before left in it) is replaced, and the invocation handed to the new
+// instance, once (PoolStats.LostInReset).
 func (p *Pool) Invoke(ctx context.Context, req Request) (Reply, error) {
 	if len(req.Body) > hypercall.FnRequestMax {
 		return Reply{}, ErrTooLarge
@@ -271,29 +276,40 @@ func (p *Pool) Invoke(ctx context.Context, req Request) (Reply, error) {
 	if !now.Before(c.deadline) { // no time to boot or hand it over
 		return Reply{}, &StoppedError{Cause: context.DeadlineExceeded}
 	}
+	inst, err := p.acquire(ctx, c.deadline)
+	if err != nil {
+		return Reply{}, err
+	}
 	for retried := false; ; retried = true {
-		inst, err := p.acquire(ctx, c.deadline)
-		if err != nil {
-			return Reply{}, err
-		}
 		if inst.vm.resume(c) {
 			p.release(inst)
-		} else {
-			p.discard()
-		}
-		if !c.finished { // cannot happen: every path through serve finishes c
-			return Reply{}, fmt.Errorf("monitor: invocation %d left unanswered", c.id)
-		}
-		if !errors.Is(c.err, errLostInReset) {
 			break
 		}
-		p.lost.Add(1)
-		if retried || ctx.Err() != nil || !time.Now().Before(c.deadline) {
+		lost := errors.Is(c.err, errLostInReset)
+		if lost {
+			p.lost.Add(1)
+		}
+		if !lost || retried || p.ctx.Err() != nil {
+			p.discard()
+			break
+		}
+		if ctx.Err() != nil || !time.Now().Before(c.deadline) {
+			// What a second instance would have said at once.
+			c.err = stopped(ctx)
+			if ctx.Err() == nil {
+				c.err = &StoppedError{Cause: context.DeadlineExceeded}
+			}
+			p.discard()
 			break
 		}
 		// Its instance was lost while being reset for it, before the
-		// guest ran anything of it: another instance takes it, once.
+		// guest reached a hypercall of it: a new instance in the lost
+		// one's slot takes it, once.
 		c = p.again(c)
+		inst = p.newInstance()
+	}
+	if !c.finished { // cannot happen: every path through resume finishes c
+		return Reply{}, fmt.Errorf("monitor: invocation %d left unanswered", c.id)
 	}
 	rep, err := c.reply, c.err
 	if err == nil && !c.held {

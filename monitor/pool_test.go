@@ -272,6 +272,7 @@ func TestPoolLostInReset(t *testing.T) {
 	assert.EqualValues(t, 1, fe.Vector)
 	assert.Len(t, ids, 2, "two instances tried, no third")
 	assert.EqualValues(t, 0, p.Stats().Live)
+	assert.EqualValues(t, 3, vms.started.Load(), "the second took the first's slot")
 	assert.EqualValues(t, 3, p.Stats().LostInReset)
 
 	// Another failure is not handed on.

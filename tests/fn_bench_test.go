@@ -51,6 +51,7 @@ func BenchmarkWarmInvoke(b *testing.B) {
 				return time.Since(start) / time.Duration(n)
 			}
 			hypercall := func(n int) time.Duration { return hypercallRoundTrip(b, h, max(n, 200)) }
+			b.ResetTimer()
 			r := sideBySide(b, invoke, hypercall)
 			b.ReportMetric(float64(r.base.Nanoseconds())/1e3, "µs-hypercall")
 			b.ReportMetric(r.ratio, "x-hypercall")

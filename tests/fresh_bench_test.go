@@ -21,7 +21,7 @@ import (
 // the call, then the reset to the snapshot) on each backend, and reports it
 // against a warm and a cold invocation of the same function measured in the
 // same run: x-warm is fresh/warm (the median of sideBySide's rounds), cold-x
-// is cold/fresh; µs-reset is the
+// is cold/fresh; µs-reset is the monitor's part of the
 // time a reset takes (PoolStats.ResetTime), part of the fresh invocation.
 func BenchmarkFreshInvoke(b *testing.B) {
 	for _, be := range freshBackends(b) {

@@ -70,7 +70,9 @@ type State struct {
 // processes use FSGSBASE, and so a guest change them; elsewhere they stay
 // 0). The next Run completes the hypercall as a reset to the State does,
 // so the guest goes on from the frame whatever it did to reach the
-// hypercall (it may have forged the report, see handlerCode).
+// hypercall (it may have forged the report, see handlerCode). A process
+// takes one State: Snapshot (and Adopt) before its first reset, whose
+// seal fixes its template.
 func (v *VCPU) Snapshot() (*State, error) {
 	if err := v.parked(); err != nil {
 		return nil, err
@@ -106,6 +108,9 @@ func (v *VCPU) Snapshot() (*State, error) {
 	f := s.stack[s.frame-altBase:]
 	le.PutUint64(f[frameRIP:], v.notif.Args[3]+v.skip)
 	page := s.frame &^ (pageSize - 1)
+	if pageSize+altBase+altSize-page > tmplSize { // frames are found above the bottom page
+		return nil, errors.New("process: the signal frame does not fit the template")
+	}
 	s.tmpl = make([]byte, pageSize+altBase+altSize-page)
 	copy(s.tmpl, s.stack[:blockFrame]) // the save block: bases, selectors
 	le.PutUint64(s.tmpl[blockFrame:], s.frame)
@@ -145,7 +150,7 @@ func (v *VCPU) Reset(s *State, restore func(addr, n uint64) error) error {
 		return err
 	}
 	if v.tmpl != nil && v.tmpl != s {
-		return errors.New("process: the guest process resets to another state")
+		return errors.New("process: Reset to a State other than the one this process's template holds")
 	}
 	var err error
 	var stack [][2]uint64
@@ -180,7 +185,7 @@ func (v *VCPU) Reset(s *State, restore func(addr, n uint64) error) error {
 // sealed it yet: a process is reset to one State only.
 func (v *VCPU) writeTemplate(s *State) error {
 	if v.sealed {
-		return errors.New("process: the guest process was reset to another state, whose template is sealed")
+		return errors.New("process: template already sealed: a process takes one State (Snapshot or Adopt before its first reset)")
 	}
 	if err := v.poke(tmplBase, s.tmpl); err != nil {
 		return fmt.Errorf("process: write the template: %w", err)
@@ -205,10 +210,11 @@ func (v *VCPU) answerAs(s *State) {
 // Adopt puts the guest, parked at the hypercall where Snapshot just took
 // own, into state s of another process of the same guest instead: it
 // writes the pages of the signal stack where s differs and s's template,
-// so that the next Run completes the hypercall of s. Guest memory is the caller's to make s's. Adopt reports
-// false, and changes nothing, when the guest's frame is not where s has
-// it or its hypercall was reported with another RIP, RAX (the argument) or
-// RDX (the port): the guest did not reach the same hypercall.
+// so that the next Run completes the hypercall of s. Guest memory is the
+// caller's to make s's. Adopt reports false, and changes nothing, when the
+// guest's frame is not where s has it or its hypercall was reported with
+// another RIP, RAX (the argument) or RDX (the port): the guest did not
+// reach the same hypercall.
 func (v *VCPU) Adopt(own, s *State) (bool, error) {
 	if err := v.parked(); err != nil {
 		return false, err

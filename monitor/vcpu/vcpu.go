@@ -153,9 +153,9 @@ type Exit struct {
 	// ExitFailEntry, ExitSyscall (the syscall number) and ExitUnknown.
 	Reason uint64
 	// InReset: the guest failed while the backend was putting it back into
-	// a snapshot (a Fresh instance's reset the guest takes part in, as on
-	// the process backend), before the next call reached it as far as the
-	// backend can tell.
+	// a snapshot (a reset the guest takes part in, as on the process
+	// backend): after the reset began and before the guest's next
+	// hypercall, in the backend's own code, or by dying anywhere.
 	InReset bool
 }
 
