@@ -53,14 +53,16 @@ func BenchmarkWarmInvoke(b *testing.B) {
 			hypercall := func(n int) time.Duration { return hypercallRoundTrip(b, h, max(n, 200)) }
 			b.ResetTimer()
 			r := sideBySide(b, invoke, hypercall)
+			b.ReportMetric(float64(r.op.Nanoseconds())/1e3, "µs-invocation")
 			b.ReportMetric(float64(r.base.Nanoseconds())/1e3, "µs-hypercall")
 			b.ReportMetric(r.ratio, "x-hypercall")
 		})
 	}
 }
 
-// sideBy are the figures of sideBySide: one operation of each, the mean
-// over the rounds, and the median of the rounds' ratios.
+// sideBy are the figures of sideBySide: one operation of each and their
+// ratio, each the median of the rounds' (so the three tell the same story
+// when one round was slowed).
 type sideBy struct {
 	op, base time.Duration
 	ratio    float64
@@ -73,7 +75,7 @@ type sideBy struct {
 // 10-15% between reports here; the median of the rounds' ratios does not.
 func sideBySide(b *testing.B, op, base func(n int) time.Duration) sideBy {
 	rounds := min(b.N, 10)
-	var ops, bases time.Duration
+	var ops, bases []time.Duration
 	ratios := make([]float64, 0, rounds)
 	for r := range rounds {
 		n := b.N/rounds + btoi(r < b.N%rounds)
@@ -81,13 +83,12 @@ func sideBySide(b *testing.B, op, base func(n int) time.Duration) sideBy {
 		b.StopTimer()
 		bt := base(n)
 		b.StartTimer()
-		ops += o * time.Duration(n)
-		bases += bt * time.Duration(n)
+		ops, bases = append(ops, o), append(bases, bt)
 		ratios = append(ratios, float64(o)/float64(bt))
 	}
 	b.StopTimer()
 	sort.Float64s(ratios)
-	return sideBy{op: ops / time.Duration(b.N), base: bases / time.Duration(b.N), ratio: ratios[len(ratios)/2]}
+	return sideBy{op: median(ops), base: median(bases), ratio: ratios[len(ratios)/2]}
 }
 
 // BenchmarkWarmInvokePrinting measures a warm invocation of a function that

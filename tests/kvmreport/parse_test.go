@@ -30,8 +30,8 @@ func TestParseBench(t *testing.T) {
 	assert.Equal(t, []string{"BenchmarkHypercall/kvm", "BenchmarkHypercall/process", "BenchmarkWarmInvoke/kvm"}, out.Order[:3])
 	wi := out.Results["BenchmarkWarmInvoke/kvm"]
 	assert.Equal(t, int64(2000), wi.N)
-	assert.Equal(t, map[string]float64{"ns/op": 54027, "x-hypercall": 1.103, "µs-hypercall": 48.97}, wi.Metrics)
-	assert.Equal(t, []string{"ns/op", "x-hypercall", "µs-hypercall"}, wi.Units)
+	assert.Equal(t, map[string]float64{"ns/op": 54027, "µs-invocation": 54.02, "x-hypercall": 1.103, "µs-hypercall": 48.97}, wi.Metrics)
+	assert.Equal(t, []string{"ns/op", "µs-invocation", "µs-hypercall", "x-hypercall"}, wi.Units)
 	exec := out.Results["BenchmarkExec"]
 	assert.Equal(t, 5004.0, exec.Metrics["µs-median-tender-kvm"])
 	assert.Equal(t, 8.651, exec.Metrics["x-c-tender-kvm"])

@@ -77,7 +77,7 @@ const (
 // Figures the targets read, in the units the benchmarks report today. A
 // renamed metric shows up as "metric X not found in Y output".
 var (
-	warmInvoke    = fig{src: "tests BenchmarkWarmInvoke/{be}", unit: "ns/op", scale: 1e-3, format: us + " invocation"}
+	warmInvoke    = fig{src: "tests BenchmarkWarmInvoke/{be}", unit: "µs-invocation", format: us + " invocation"}
 	warmHC        = fig{src: "tests BenchmarkWarmInvoke/{be}", unit: "µs-hypercall", format: vs + us + " hypercall"}
 	warmRatio     = fig{src: "tests BenchmarkWarmInvoke/{be}", unit: "x-hypercall", format: x}
 	thrRate       = fig{src: "tests BenchmarkWarmThroughput/{be}", unit: "invocations/s", format: "%.0f invocations/s"}

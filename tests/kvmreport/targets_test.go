@@ -135,10 +135,10 @@ func TestServeRounds(t *testing.T) {
 func TestMissingMetric(t *testing.T) {
 	// A benchmark renamed its metric: the row says which and what it has.
 	f := newFigures()
-	f.addBench("tests", parseBench("BenchmarkWarmInvoke/kvm-2 \t 100 \t 5000 ns/op \t 1.0 x-hyper\n", 2))
+	f.addBench("tests", parseBench("BenchmarkWarmInvoke/kvm-2 \t 100 \t 5000 ns/op \t 5.0 µs-invocation \t 1.0 x-hyper\n", 2))
 	r := find(t, rows(f, nil, 3), "11", "warm invocation", "kvm")
 	assert.Equal(t, notMeasured, r.verdict)
-	assert.Equal(t, `metric "x-hypercall" not found in tests BenchmarkWarmInvoke/kvm output (it reports ns/op, x-hyper)`, r.why)
+	assert.Equal(t, `metric "x-hypercall" not found in tests BenchmarkWarmInvoke/kvm output (it reports ns/op, µs-invocation, x-hyper)`, r.why)
 	assert.Equal(t, "5.0 µs invocation", r.measured, "the figures that are there are shown")
 	_, err := f.metric("tests BenchmarkWarmInvoke/kvm", "x-hypercall")
 	var m *missingError
@@ -227,7 +227,7 @@ func TestMarkdown(t *testing.T) {
 	rep.runs[0].Skipped = []string{"tests TestSoak"}
 	assert.Contains(t, rep.markdown(), "- run 1: passed in 0 s: 3 tests passed, 1 skipped (tests TestSoak)\n")
 	assert.Contains(t, md, "### Benchmark failures\n\n- tests BenchmarkX: boom\n")
-	assert.Contains(t, md, "- tests BenchmarkWarmInvoke/kvm (n=2000): 54027 ns/op, 1.103 x-hypercall, 48.97 µs-hypercall\n")
+	assert.Contains(t, md, "- tests BenchmarkWarmInvoke/kvm (n=2000): 54027 ns/op, 54.02 µs-invocation, 48.97 µs-hypercall, 1.103 x-hypercall\n")
 	assert.NotContains(t, md, "bare VM", "no kvm_floor to compare BenchmarkCreateRunClose with")
 	floor, err := parseKVMFloor("kvm_floor n=500 mem=4MiB median_us=816.5 mean_us=1424.9")
 	require.NoError(t, err)
