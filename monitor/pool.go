@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"runtime"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -77,31 +76,6 @@ type PoolConfig struct {
 	// Timeout bounds every invocation that has no earlier deadline, and
 	// every boot of Prewarm; DefaultFnTimeout when zero or negative.
 	Timeout time.Duration
-}
-
-// PoolStats is a snapshot of a pool's counters.
-type PoolStats struct {
-	// Live is the number of instances alive (booting, busy or idle).
-	Live int64
-	// Idle is the number of instances waiting for a request.
-	Idle int64
-	// Queued is the number of callers waiting for an instance.
-	Queued int64
-	// Started counts instances ever booted.
-	Started uint64
-	// Exits counts vCPU exits of all instances by kind (vcpu.ExitKind).
-	Exits [vcpu.NumExitKinds]uint64
-	// Resets counts fresh instances put back into their snapshot, and
-	// ResetTime is the time the monitor took for them in all (on the
-	// process backend the guest process finishes each reset in its next
-	// run: copying its signal frame back and reloading its registers).
-	Resets    uint64
-	ResetTime time.Duration
-	// LostInReset counts fresh instances lost while being reset for a
-	// call (vcpu.Exit.InReset): a request can leave its process backend
-	// instance in a state its reset fails in (docs/security.md). The call
-	// goes to a new instance, once, while its deadline allows.
-	LostInReset uint64
 }
 
 // Pool runs invocations of one function on cold, warm or fresh instances. It is safe
@@ -347,133 +321,6 @@ func (p *Pool) enter() bool {
 	return true
 }
 
-// acquire returns an instance for one invocation: the most recently parked
-// one, a new one if the pool may grow, or the first to come free while the
-// queue has room.
-func (p *Pool) acquire(ctx context.Context, deadline time.Time) (*instance, error) {
-	p.mu.Lock()
-	if p.cfg.Mode != Cold {
-		if n := len(p.idle); n > 0 {
-			inst := p.idle[n-1]
-			p.idle[n-1] = nil
-			p.idle = p.idle[:n-1]
-			p.mu.Unlock()
-			return inst, nil
-		}
-	}
-	if p.live < p.cfg.MaxInstances {
-		p.live++
-		p.mu.Unlock()
-		return p.newInstance(), nil
-	}
-	if p.cfg.QueueLimit < 0 || len(p.waiters) >= p.cfg.QueueLimit {
-		p.mu.Unlock()
-		return nil, ErrSaturated
-	}
-	w := make(chan *instance, 1)
-	p.waiters = append(p.waiters, w)
-	p.mu.Unlock()
-
-	expire := time.NewTimer(time.Until(deadline))
-	defer expire.Stop()
-	var err *StoppedError
-	select {
-	case inst := <-w:
-		if inst == nil { // a free slot
-			inst = p.newInstance()
-		}
-		return inst, nil
-	case <-ctx.Done():
-		err = stopped(ctx)
-	case <-expire.C:
-		err = &StoppedError{Cause: context.DeadlineExceeded}
-	}
-	p.mu.Lock()
-	i := slices.Index(p.waiters, w)
-	if i >= 0 {
-		p.waiters = slices.Delete(p.waiters, i, i+1)
-	}
-	p.mu.Unlock()
-	if i < 0 { // handed something just now: pass it on
-		if inst := <-w; inst != nil {
-			p.release(inst)
-		} else {
-			p.discard()
-		}
-	}
-	return nil, err
-}
-
-// release puts a parked instance back: to the first queued caller, or on
-// the idle stack. A cold instance serves one call; one still parked had its
-// call fail before taking it (deadline or context), and is retired.
-func (p *Pool) release(inst *instance) {
-	if p.cfg.Mode == Cold {
-		inst.retire()
-		p.discard()
-		return
-	}
-	p.mu.Lock()
-	if len(p.waiters) > 0 {
-		w := p.waiters[0]
-		p.waiters = slices.Delete(p.waiters, 0, 1)
-		p.mu.Unlock()
-		w <- inst
-		return
-	}
-	inst.idleSince = inst.vm.parkedAt()
-	p.idle = append(p.idle, inst)
-	p.mu.Unlock()
-}
-
-// discard frees the slot of an instance that has ended: the first queued
-// caller boots a new one in its place.
-func (p *Pool) discard() {
-	p.mu.Lock()
-	if len(p.waiters) > 0 {
-		w := p.waiters[0]
-		p.waiters = slices.Delete(p.waiters, 0, 1)
-		p.mu.Unlock()
-		w <- nil
-		return
-	}
-	p.live--
-	p.mu.Unlock()
-}
-
-// retireIdle retires warm instances that have been idle for IdleTimeout,
-// until the pool closes.
-func (p *Pool) retireIdle() {
-	defer p.janitor.Done()
-	t := time.NewTicker(max(p.cfg.IdleTimeout/4, time.Millisecond))
-	defer t.Stop()
-	for {
-		select {
-		case <-p.stop:
-			return
-		case <-t.C:
-		}
-		old := time.Now().Add(-p.cfg.IdleTimeout)
-		var gone []*instance
-		p.mu.Lock()
-		// The stack's bottom waited longest.
-		n := 0
-		for n < len(p.idle) && !p.idle[n].idleSince.After(old) {
-			n++
-		}
-		gone = slices.Clone(p.idle[:n])
-		p.idle = slices.Delete(p.idle, 0, n)
-		p.mu.Unlock()
-		// Each slot is freed only once its instance is torn down, as on
-		// the cold path: freed before, it let callers boot instances
-		// beyond MaxInstances meanwhile.
-		for _, inst := range gone {
-			inst.retire()
-			p.discard()
-		}
-	}
-}
-
 // Prewarm boots warm or fresh instances until n are alive (or the pool's maximum is
 // reached) and waits until they are parked and ready, so that the first n
 // concurrent invocations find a booted instance. An instance that fails to
@@ -552,44 +399,6 @@ func (p *Pool) Prewarm(ctx context.Context, n int) error {
 	return first
 }
 
-// newInstance returns an instance of the pool's function, not yet booted;
-// its slot is already counted in live.
-func (p *Pool) newInstance() *instance {
-	p.started.Add(1)
-	f := &fnState{onReply: p.countExits}
-	switch p.cfg.Mode {
-	case Cold:
-		f.maxCalls = 1
-	case Fresh:
-		f.fresh = &freshState{onReset: p.countReset}
-	}
-	return &instance{vm: p.spawn(f)}
-}
-
-// countExits adds the exits a run made since they were last counted.
-func (p *Pool) countExits(f *fnState, s *Stats) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for k, n := range s.Exits {
-		p.exits[k] += n - f.counted[k]
-		f.counted[k] = n
-	}
-}
-
-// countReset counts one reset of a fresh instance that took d.
-func (p *Pool) countReset(d time.Duration) {
-	p.resets.Add(1)
-	p.resetNs.Add(int64(d))
-}
-
-// Stats returns a snapshot of the pool's counters.
-func (p *Pool) Stats() PoolStats {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return PoolStats{Live: int64(p.live), Idle: int64(len(p.idle)), Queued: int64(len(p.waiters)), Started: p.started.Load(), Exits: p.exits,
-		Resets: p.resets.Load(), ResetTime: time.Duration(p.resetNs.Load()), LostInReset: p.lost.Load()}
-}
-
 // Close stops accepting invocations, waits for those in flight to finish,
 // then retires every instance and waits for them to stop. A Close while
 // another is under way waits for it likewise.
@@ -624,14 +433,3 @@ func (p *Pool) Close() error {
 	close(p.shut)
 	return nil
 }
-
-// instance is one VM serving a pool's function, parked in fn_next between
-// invocations. One goroutine at a time owns it: the pool's idle stack, or
-// the caller it hands it to.
-type instance struct {
-	vm        lifecycle
-	idleSince time.Time
-}
-
-// retire stops a parked instance.
-func (inst *instance) retire() { inst.vm.stop() }
