@@ -267,12 +267,15 @@ func (p *Pool) Invoke(ctx context.Context, req Request) (Reply, error) {
 			p.discard()
 			break
 		}
-		if ctx.Err() != nil || !time.Now().Before(c.deadline) {
-			// What a second instance would have said at once.
-			c.err = stopped(ctx)
-			if ctx.Err() == nil {
-				c.err = &StoppedError{Cause: context.DeadlineExceeded}
-			}
+		var stop error // what a second instance would have said at once
+		switch {
+		case ctx.Err() != nil:
+			stop = stopped(ctx)
+		case !time.Now().Before(c.deadline):
+			stop = &StoppedError{Cause: context.DeadlineExceeded}
+		}
+		if stop != nil {
+			c.err = stop
 			p.discard()
 			break
 		}

@@ -73,11 +73,7 @@ func (p *Pool) release(inst *instance) {
 		return
 	}
 	p.mu.Lock()
-	if len(p.waiters) > 0 {
-		w := p.waiters[0]
-		p.waiters = slices.Delete(p.waiters, 0, 1)
-		p.mu.Unlock()
-		w <- inst
+	if p.handOver(inst) {
 		return
 	}
 	inst.idleSince = inst.vm.parkedAt()
@@ -89,15 +85,25 @@ func (p *Pool) release(inst *instance) {
 // caller boots a new one in its place.
 func (p *Pool) discard() {
 	p.mu.Lock()
-	if len(p.waiters) > 0 {
-		w := p.waiters[0]
-		p.waiters = slices.Delete(p.waiters, 0, 1)
-		p.mu.Unlock()
-		w <- nil
+	if p.handOver(nil) {
 		return
 	}
 	p.live--
 	p.mu.Unlock()
+}
+
+// handOver gives inst (nil: a free slot) to the first queued caller, if
+// any, and then unlocks p.mu, which the caller holds; false: nobody waits,
+// and p.mu stays locked.
+func (p *Pool) handOver(inst *instance) bool {
+	if len(p.waiters) == 0 {
+		return false
+	}
+	w := p.waiters[0]
+	p.waiters = slices.Delete(p.waiters, 0, 1)
+	p.mu.Unlock()
+	w <- inst
+	return true
 }
 
 // retireIdle retires warm instances that have been idle for IdleTimeout,

@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -8,7 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -105,9 +106,7 @@ func besideFloor(b *testing.B, be monitor.Backend, mib uint64, cycle func()) flo
 	b.StopTimer()
 	fig := floorFigures{median: median(all)}
 	if len(floors) > 0 {
-		sort.Float64s(floors)
-		sort.Float64s(ratios)
-		fig.floor, fig.ratio = floors[len(floors)/2], ratios[len(ratios)/2]
+		fig.floor, fig.ratio = median(floors), median(ratios)
 	}
 	return fig
 }
@@ -152,9 +151,11 @@ func withStderr(err error) error {
 	return err
 }
 
-func median(ts []time.Duration) time.Duration {
-	s := append([]time.Duration(nil), ts...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+// median returns the median of v (the upper one of an even count), leaving
+// v as it is.
+func median[T cmp.Ordered](v []T) T {
+	s := slices.Clone(v)
+	slices.Sort(s)
 	return s[len(s)/2]
 }
 
@@ -291,10 +292,9 @@ func BenchmarkSHA256(b *testing.B) {
 				vm.Close()
 				ratios = append(ratios, float64(guest[len(guest)-1])/float64(native[len(native)-1]))
 			}
-			sort.Float64s(ratios)
 			b.ReportMetric(float64(median(guest).Microseconds())/1e3, "ms-guest")
 			b.ReportMetric(float64(median(native).Microseconds())/1e3, "ms-process")
-			b.ReportMetric(ratios[len(ratios)/2], "guest/process")
+			b.ReportMetric(median(ratios), "guest/process")
 		})
 	}
 }

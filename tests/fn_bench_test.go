@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -87,8 +86,7 @@ func sideBySide(b *testing.B, op, base func(n int) time.Duration) sideBy {
 		ratios = append(ratios, float64(o)/float64(bt))
 	}
 	b.StopTimer()
-	sort.Float64s(ratios)
-	return sideBy{op: median(ops), base: median(bases), ratio: ratios[len(ratios)/2]}
+	return sideBy{op: median(ops), base: median(bases), ratio: median(ratios)}
 }
 
 // BenchmarkWarmInvokePrinting measures a warm invocation of a function that

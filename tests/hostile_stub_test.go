@@ -25,8 +25,9 @@ import (
 // signal stack of its own; and a forged report with the trap flag set,
 // which makes the next reset single-step in the stub and fail there: that
 // next call goes to another instance (errLostInReset) instead of failing.
-// Every reply must be the first one, the state of the snapshot. On the process backend each of them used to get through:
-// the reset completed the snapshot's hypercall through the guest's own RBX
+// Every reply must be the first one, the state of the snapshot. On the
+// process backend each of them used to get through: the reset completed
+// the snapshot's hypercall through the guest's own RBX
 // and RSP, so a forged report kept every register, and ID, ES and the
 // signal stack outlived any reset. Under KVM the stub does not exist: a
 // forged report or rt_sigreturn faults (#PF) and fails its request.

@@ -66,6 +66,11 @@ func readOnlyOpen() Cond {
 
 func arg(i int, in ...uint32) Cond { return Cond{Arg: i, In: in} }
 
+// arg64 holds for argument i equal to v, both halves.
+func arg64(i int, v uint64) []Cond {
+	return []Cond{arg(i, uint32(v)), {Arg: i, High: true, In: []uint32{uint32(v >> 32)}}}
+}
+
 // only allows a call when all of conds hold.
 func only(conds ...Cond) [][]Cond { return [][]Cond{conds} }
 
@@ -199,9 +204,7 @@ func (p Policy) processRules(b *builder, self uint32) {
 	}
 	addr, size, prot := process.TemplateSeal()
 	b.add("mprotect", unix.SYS_MPROTECT, "a fresh instance's guest process seals its template: that range only, read-only (the monitor never calls it)",
-		only(arg(0, uint32(addr)), Cond{Arg: 0, High: true, In: []uint32{uint32(addr >> 32)}},
-			arg(1, uint32(size)), Cond{Arg: 1, High: true, In: []uint32{uint32(size >> 32)}},
-			arg(2, prot), Cond{Arg: 2, High: true, In: []uint32{0}}))
+		only(slices.Concat(arg64(0, addr), arg64(1, size), arg64(2, uint64(prot)))...))
 	b.add("memfd_create", unix.SYS_MEMFD_CREATE, "guest memory shared with a new guest process", nil)
 	b.add("ftruncate", unix.SYS_FTRUNCATE, "sizing the guest memory memfd", nil)
 	b.add("pipe2", unix.SYS_PIPE2, "syscall.ForkExec's error pipe", nil)
