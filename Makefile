@@ -24,8 +24,8 @@ include guest/guest.mk
 guests: $(GUEST_ELFS)
 
 # Benchmark fixtures: plain C programs the benchmarks compare tender with.
-BENCH_BINS := $(BIN)/bench/kvm_floor
-$(BIN)/bench/kvm_floor: tests/fixtures/kvm_floor.c
+BENCH_BINS := $(BIN)/bench/kvm_floor $(BIN)/bench/pipe_echo
+$(BIN)/bench/%: tests/fixtures/%.c
 	@mkdir -p $(dir $@)
 	gcc -O2 -Wall -Wextra -Werror -o $@ $<
 

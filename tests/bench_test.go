@@ -325,8 +325,10 @@ func peakRSS(b *testing.B, argv []string) int64 {
 }
 
 // BenchmarkExec runs whole processes from exec to exit: `tender run hello`
-// on each backend beside the static C hello, a static Go hello and, with
-// KVM, kvm_floor for one VM, in the same run. It reports the medians, the ratio to C, and tender's peak RSS.
+// on each backend beside the static C hello, a static Go hello, with the
+// process backend the Go hello starting the C hello as a child, and with
+// KVM kvm_floor for one VM, in the same run. It reports the medians, the
+// ratio to C, and tender's peak RSS.
 func BenchmarkExec(b *testing.B) {
 	tender := filepath.Join(root, "bin", "tender")
 	c := filepath.Join(root, "bin", "guest", "host", "hello_host")
@@ -338,7 +340,13 @@ func BenchmarkExec(b *testing.B) {
 	}
 	// A static Go hello: the runtime's own start and exit, which every
 	// `tender run` pays before and after the monitor's work.
-	rows := []*row{{name: "static-c", argv: []string{c}}, {name: "go-hello", argv: []string{filepath.Join(root, "bin", "bench", "gohello")}}}
+	gohello := filepath.Join(root, "bin", "bench", "gohello")
+	rows := []*row{{name: "static-c", argv: []string{c}}, {name: "go-hello", argv: []string{gohello}}}
+	if slices.Contains(benchBackends(b), monitor.BackendProcess) {
+		// The same Go program starting the C hello and waiting for it:
+		// what the process backend's run pays before its own work.
+		rows = append(rows, &row{name: "go-spawn", argv: []string{gohello, c}})
+	}
 	for _, be := range benchBackends(b) {
 		if be == monitor.BackendKVM {
 			// A C program that creates, enters and destroys one VM of

@@ -119,6 +119,23 @@ func TestServeRounds(t *testing.T) {
 	assert.Equal(t, "0.30x", kvm.ratio)
 	assert.Equal(t, met, kvm.verdict)
 	assert.Equal(t, met, find(t, rs, "11", "`tender serve`", "process").verdict, "0.60 is not below 0.6")
+	assert.Equal(t, "not measured: wrk "+childServer+" not in the output", find(t, rs, "11", "a `net/http` echo passing", "process").result(),
+		"no floor server measured")
+
+	// The floor server (net/http through a child process) is shown beside
+	// the process backend's serve, and reported in a row of its own.
+	floor := combineRounds([][]*result{
+		{rounds[0][0], wrk(32000, 8, 32000)}, {wrk(40000, 9, 40000), wrk(22000, 11, 22000)}, {rounds[2][0], wrk(36400, 7, 36400)},
+	}, []bool{true, true})
+	f.put("wrk "+childServer, *floor[1])
+	rs = rows(f, nil, 3)
+	proc := find(t, rs, "11", "`tender serve`", "process")
+	assert.Equal(t, "38400 req/s vs net/http 64000 req/s (a `net/http` echo passing each body through a child process: 0.52x)", proc.measured,
+		"0.50, 0.55, 0.52: the median of the floor's rounds")
+	child := find(t, rs, "11", "a `net/http` echo passing", "process")
+	assert.Equal(t, "32000 req/s vs net/http 64000 req/s", child.measured)
+	assert.Equal(t, "0.52x", child.ratio)
+	assert.Equal(t, reported, child.verdict)
 
 	// A server that failed a round, or was never live, has no figures; a
 	// round without the baseline leaves the others without a ratio.

@@ -133,32 +133,40 @@ func wrkArgs(d time.Duration, url string) []string {
 	return []string{"-t2", "-c64", "-d" + d.String(), "--latency", "-s", filepath.Join("tests", "fixtures", "wrk-post.lua"), url}
 }
 
-// serveLoads measures a plain net/http echo and tender serve of fn_echo on
-// each backend under wrk. The servers run side by side: each gets a warm-up
-// of one second (instances boot), then wrk measures them in turn, in
-// rounds of about a second that take d in all for each server, the first
-// server of a round moving by one each round, so that drift on a shared
-// machine hits every server alike (one window per server, one after the
-// other, moved the serve ratio by 0.2 between reports). Figures go to
-// "wrk net/http" and "wrk BACKEND" (combineRounds).
+// childServer names the net/http echo that passes each body through a child
+// process (httpecho -child): the floor of the process backend's serve.
+const childServer = "net/http+child"
+
+// serveLoads measures a plain net/http echo, the same passing each body
+// through a child process, and tender serve of fn_echo on each backend under
+// wrk. The servers run side by side: each gets a warm-up of one second
+// (instances boot), then wrk measures them in turn, in rounds of about a
+// second that take d in all for each server, the first server of a round
+// moving by one each round, so that drift on a shared machine hits every
+// server alike (one window per server, one after the other, moved the serve
+// ratio by 0.2 between reports). Figures go to "wrk net/http", "wrk
+// net/http+child" and "wrk BACKEND" (combineRounds).
 func (r *runner) serveLoads(f *figures, backends []string, d time.Duration) {
 	if _, err := exec.LookPath("wrk"); err != nil {
 		f.runError("wrk", errNoWrk)
 		return
 	}
-	names := append([]string{"net/http"}, backends...)
-	starts := []func() (*server, error){func() (*server, error) {
-		addr, err := freePort()
-		if err != nil {
-			return nil, err
+	names := append([]string{"net/http", childServer}, backends...)
+	echo := func(log string, args ...string) func() (*server, error) {
+		return func() (*server, error) {
+			addr, err := freePort()
+			if err != nil {
+				return nil, err
+			}
+			s, err := r.startServer(log, append([]string{filepath.Join("bin", "bench", "httpecho"), "-listen", addr}, args...), nil)
+			if err != nil {
+				return nil, err
+			}
+			s.addr = addr
+			return s, nil
 		}
-		s, err := r.startServer("httpecho.log", []string{filepath.Join("bin", "bench", "httpecho"), "-listen", addr}, nil)
-		if err != nil {
-			return nil, err
-		}
-		s.addr = addr
-		return s, nil
-	}}
+	}
+	starts := []func() (*server, error){echo("httpecho.log"), echo("httpecho-child.log", "-child", filepath.Join("bin", "bench", "pipe_echo"))}
 	for _, be := range backends {
 		starts = append(starts, func() (*server, error) {
 			return r.startServer("serve-"+be+".log", []string{filepath.Join("bin", "tender-serve"), "-backend", be,

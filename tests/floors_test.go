@@ -1,0 +1,136 @@
+package tests
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// The floors make kvm-report puts beside tender's figures must do the work
+// they stand for, or the comparison says nothing.
+
+// TestGoSpawnFloor: gohello with a program runs it as its child, passes its
+// output through and exits with its status.
+func TestGoSpawnFloor(t *testing.T) {
+	gohello := filepath.Join(root, "bin", "bench", "gohello")
+	out, err := exec.Command(gohello, filepath.Join(root, "bin", "guest", "host", "hello_host")).Output()
+	require.NoError(t, err)
+	assert.Equal(t, "hello from tender guest\n", string(out), "the child's output")
+	out, err = exec.Command(gohello).Output()
+	require.NoError(t, err)
+	assert.Equal(t, "hello from a static Go program\n", string(out))
+
+	err = exec.Command(gohello, "/bin/sh", "-c", "exit 7").Run()
+	var ee *exec.ExitError
+	require.ErrorAs(t, err, &ee)
+	assert.Equal(t, 7, ee.ExitCode(), "the child's status")
+	err = exec.Command(gohello, "/bin/sh", "-c", "kill -TERM $$").Run()
+	require.ErrorAs(t, err, &ee)
+	assert.Equal(t, 128+int(syscall.SIGTERM), ee.ExitCode(), "a child's signal, as a shell reports it")
+	err = exec.Command(gohello, filepath.Join(t.TempDir(), "absent")).Run()
+	require.ErrorAs(t, err, &ee)
+	assert.Equal(t, 127, ee.ExitCode())
+}
+
+// TestHTTPEchoChildFloor: httpecho -child answers every body through one of
+// its children (bodies of 0, 64 bytes and 1 MiB come back whole, from many
+// clients at once), and a child that dies makes its requests fail with 502
+// instead of hanging or crashing the server.
+func TestHTTPEchoChildFloor(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	ln.Close()
+	var stderr bytes.Buffer
+	cmd := exec.Command(filepath.Join(root, "bin", "bench", "httpecho"), "-listen", addr,
+		"-child", filepath.Join(root, "bin", "bench", "pipe_echo"), "-children", "2")
+	cmd.Stderr = &stderr
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	url := "http://" + addr + "/invoke"
+	post := func(body []byte) (int, []byte, error) {
+		resp, err := http.Post(url, "application/octet-stream", bytes.NewReader(body))
+		if err != nil {
+			return 0, nil, err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return resp.StatusCode, b, err
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, _, err := post(nil); err == nil {
+			break
+		}
+		require.True(t, time.Now().Before(deadline), "httpecho never answered: %s", stderr.String())
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	big := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB
+	for _, body := range [][]byte{{}, bytes.Repeat([]byte("x"), 64), big} {
+		code, got, err := post(body)
+		require.NoError(t, err)
+		assert.Equal(t, http.StatusOK, code)
+		assert.True(t, bytes.Equal(body, got), "a %d-byte body came back as %d bytes", len(body), len(got))
+	}
+	errs := make(chan error, 16)
+	for i := range 16 {
+		go func() {
+			body := []byte(strings.Repeat(string(rune('a'+i)), 100+i))
+			code, got, err := post(body)
+			if err == nil && (code != http.StatusOK || !bytes.Equal(body, got)) {
+				err = &mismatch{code: code, want: body, got: got}
+			}
+			errs <- err
+		}()
+	}
+	for range 16 {
+		assert.NoError(t, <-errs)
+	}
+
+	// Kill both children: every request fails with 502, and the server lives.
+	var pids []string
+	tasks, err := os.ReadDir(filepath.Join("/proc", strconv.Itoa(cmd.Process.Pid), "task"))
+	require.NoError(t, err)
+	for _, task := range tasks { // a thread's children: those it started
+		b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(cmd.Process.Pid), "task", task.Name(), "children"))
+		require.NoError(t, err)
+		pids = append(pids, strings.Fields(string(b))...)
+	}
+	require.Len(t, pids, 2, "httpecho's children")
+	for _, p := range pids {
+		pid, err := strconv.Atoi(p)
+		require.NoError(t, err)
+		require.NoError(t, syscall.Kill(pid, syscall.SIGKILL))
+	}
+	for range 4 {
+		code, _, err := post([]byte("after"))
+		require.NoError(t, err)
+		assert.Equal(t, http.StatusBadGateway, code)
+	}
+	require.NoError(t, cmd.Process.Signal(os.Interrupt))
+}
+
+type mismatch struct {
+	code      int
+	want, got []byte
+}
+
+func (m *mismatch) Error() string {
+	return "status " + strconv.Itoa(m.code) + ", sent " + string(m.want) + ", got " + string(m.got)
+}
