@@ -35,7 +35,8 @@ type solo5ExecRow struct {
 // solo5ExecRows lists the rows this machine can run: tender's own Solo5
 // hello and hello.elf on each backend, then, as the environment allows,
 // Solo5's test_hello under tender (plain and --solo5:quiet) and under
-// solo5-hvt and solo5-spt. Rows it cannot run are returned as reasons.
+// solo5-hvt and solo5-spt, with spt a static Go program that only runs the
+// static C hello as its child. Rows it cannot run are returned as reasons.
 func solo5ExecRows(b *testing.B) (rows []*solo5ExecRow, missing []string) {
 	tender := filepath.Join(root, "bin", "tender")
 	add := func(name string, argv ...string) { rows = append(rows, &solo5ExecRow{name: name, argv: argv}) }
@@ -74,6 +75,9 @@ func solo5ExecRows(b *testing.B) (rows []*solo5ExecRow, missing []string) {
 	}
 	if p := file(envSolo5SPT, ""); p != "" && spt != "" {
 		add("solo5-spt", p, spt, arg)
+		// The floor of a Go monitor with its guest in a child process,
+		// beside solo5-spt, which runs the guest in its own process.
+		add("go-spawn", filepath.Join(root, "bin", "bench", "gohello"), filepath.Join(root, "bin", "guest", "host", "hello_host"))
 	}
 	return rows, missing
 }
@@ -115,7 +119,10 @@ func BenchmarkSolo5Exec(b *testing.B) {
 	}
 	ratio("x-solo5-hvt-tender-kvm", "tender-kvm-hvt", "solo5-hvt")
 	ratio("x-solo5-hvt-quiet-tender-kvm", "tender-kvm-hvt-quiet", "solo5-hvt-quiet")
+	// tender's own hello.elf, which has no Solo5 boot traps, beside the same.
+	ratio("x-solo5-hvt-quiet-tender-kvm-hello", "tender-kvm-hello", "solo5-hvt-quiet")
 	ratio("x-solo5-spt-tender-process", "tender-process-hvt", "solo5-spt")
+	ratio("x-solo5-spt-go-spawn", "go-spawn", "solo5-spt")
 }
 
 // computeRounds is BenchmarkSolo5Compute's loop: 4*10^7 rounds of xorshift,

@@ -342,3 +342,21 @@ func TestSolo5LoopTargets(t *testing.T) {
 	assert.Equal(t, "not measured: tests BenchmarkSolo5Compute/kvm not in the output", find(t, rs, "14", "a compute loop", "kvm").result())
 	assert.Equal(t, "not measured: tests BenchmarkSolo5Console/process not in the output", find(t, rs, "14", "console write round trip", "process").result())
 }
+
+func TestFloorsShown(t *testing.T) {
+	// The floors print beside the targets they bound, from the same
+	// benchmark run.
+	f := newFigures()
+	f.addBench("tests", parseBench("BenchmarkExec-2 \t 100 \t 1 ns/op \t 500 µs-median-static-c \t 2800 µs-median-tender-process \t 5.6 x-c-tender-process \t 3.4 x-c-go-spawn\n"+
+		"BenchmarkSolo5Exec-2 \t 50 \t 1 ns/op \t 3000 µs-median-tender-process-hvt \t 1000 µs-median-solo5-spt \t 3.0 x-solo5-spt-tender-process \t 1.9 x-solo5-spt-go-spawn \t "+
+		"4000 µs-median-tender-kvm-hvt-quiet \t 4200 µs-median-solo5-hvt-quiet \t 0.95 x-solo5-hvt-quiet-tender-kvm \t 0.8 x-solo5-hvt-quiet-tender-kvm-hello\n", 2))
+	rs := rows(f, nil, 3)
+	exec := find(t, rs, "11", "`tender run hello.elf` exec to exit vs static C", "process")
+	assert.Equal(t, "2.80 ms vs 0.50 ms static C (a Go program that only runs the static C hello as its child: 3.40x)", exec.measured)
+	assert.Equal(t, notMet, exec.verdict)
+	spt := find(t, rs, "14", "Solo5 `test_hello` exec to exit under `tender run` vs `solo5-spt`", "process")
+	assert.Equal(t, "3.00 ms vs 1.00 ms solo5-spt (a Go program that only runs the static C hello as its child: 1.90x)", spt.measured)
+	quiet := find(t, rs, "14", "the same, both with `--solo5:quiet`", "kvm")
+	assert.Equal(t, "4.00 ms vs 4.20 ms solo5-hvt (tender's own hello.elf, no Solo5 boot traps: 0.80x)", quiet.measured)
+	assert.Equal(t, "0.95x", quiet.ratio)
+}
