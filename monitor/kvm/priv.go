@@ -3,6 +3,8 @@ package kvm
 import (
 	"encoding/binary"
 
+	gokvm "github.com/bobuhiro11/gokvm/kvm"
+
 	"github.com/tendervm/tender/monitor/vcpu"
 	"github.com/tendervm/tender/monitor/x86"
 )
@@ -66,13 +68,70 @@ func (v *VCPU) emulatePriv(code []byte, rip uint64) (x vcpu.Exit, done bool, err
 		// lgdt, lidt, ltr, segment loads: the guest keeps running under
 		// the monitor's own tables and selectors. cli, sti: the guest
 		// takes no interrupts anyway. Those that follow go too.
-		next = x86.SkipNoEffect(next, v.code, func(addr, n uint64) bool {
-			_, err := v.mem.Guest(addr, n, vcpu.Exec)
-			return err == nil
-		})
+		var err error
+		if next, err = v.passBoot(next); err != nil {
+			return vcpu.Exit{}, false, err
+		}
 	}
 	if err := v.mem.PutUint64(x86.RIPAddr, next); err != nil {
 		return vcpu.Exit{}, false, err
 	}
 	return vcpu.Exit{}, true, nil
+}
+
+// passBoot returns where the guest goes on after an emulated instruction
+// without effect that ends at next: past the privileged instructions
+// without effect that follow (x86.SkipNoEffect) and the ordinary ones a
+// Solo5 guest's boot puts between them (x86.DecodeBootMove), which it runs
+// for the guest as the CPU would, at most x86.MaxMerged of those. A trap
+// costs an exit of ~45 µs on kvm_pvm; Solo5's start code (lgdt, far jump,
+// segment loads) then costs one instead of three. It stops, and the guest
+// runs the instruction itself, wherever the guest may not execute the
+// code, write the stack words a far jump pushes, or far-return there.
+func (v *VCPU) passBoot(next uint64) (uint64, error) {
+	exec := func(addr, n uint64) bool {
+		_, err := v.mem.Guest(addr, n, vcpu.Exec)
+		return err == nil
+	}
+	var regs gokvm.Regs
+	loaded := false
+	for range x86.MaxMerged {
+		next = x86.SkipNoEffect(next, v.code, exec)
+		m, ok := x86.DecodeBootMove(v.code(next))
+		if !ok || !exec(next, uint64(m.Len)) {
+			break
+		}
+		if !m.FarJump {
+			if !loaded {
+				var err error
+				if regs, err = v.regs(); err != nil {
+					return 0, err
+				}
+				loaded = true
+			}
+			regs.RAX = m.RAX // the #GP stub touches no general register
+			next += uint64(m.Len)
+			continue
+		}
+		rsp, err := v.mem.Uint64(x86.FrameRSPAddr)
+		if err != nil {
+			return 0, err
+		}
+		if uint16(m.Sel) != solo5CodeSel || m.Target >= v.mem.Size() || rsp < 16 {
+			break // as the lretq's own trap would refuse it
+		}
+		b, err := v.mem.Guest(rsp-16, 16, vcpu.Write)
+		if err != nil {
+			break // the push faults: the guest's own to take
+		}
+		binary.LittleEndian.PutUint64(b, m.Target)
+		binary.LittleEndian.PutUint64(b[8:], m.Sel)
+		next = m.Target
+	}
+	if loaded {
+		if err := v.setRegs(regs, syncX86Regs); err != nil {
+			return 0, err
+		}
+	}
+	return next, nil
 }

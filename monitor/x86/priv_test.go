@@ -110,3 +110,67 @@ func FuzzDecodePriv(f *testing.F) {
 		}
 	})
 }
+
+// bootMoveCases are DecodeBootMove's inputs and what it returns for each.
+var bootMoveCases = []struct {
+	name string
+	code []byte
+	want BootMove
+	ok   bool
+}{
+	// Solo5's start code: push $0x8; push $0x10018b; lretq.
+	{"far jump, imm8 selector", []byte{0x6a, 0x08, 0x68, 0x8b, 0x01, 0x10, 0x00, 0x48, 0xcb, 0x90},
+		BootMove{Len: 9, FarJump: true, Sel: 8, Target: 0x10018b}, true},
+	{"far jump, imm32 selector", []byte{0x68, 0x08, 0, 0, 0, 0x68, 0x00, 0x10, 0x20, 0x00, 0x48, 0xcb},
+		BootMove{Len: 12, FarJump: true, Sel: 8, Target: 0x201000}, true},
+	{"far jump, negative words sign-extended", []byte{0x6a, 0xf8, 0x68, 0, 0, 0, 0x80, 0x48, 0xcb},
+		BootMove{Len: 9, FarJump: true, Sel: 0xfffffffffffffff8, Target: 0xffffffff80000000}, true},
+	{"mov $0x10,%rax", []byte{0x48, 0xc7, 0xc0, 0x10, 0, 0, 0, 0x8e, 0xd0}, BootMove{Len: 7, RAX: 0x10}, true},
+	{"mov $-1,%rax sign-extended", []byte{0x48, 0xc7, 0xc0, 0xff, 0xff, 0xff, 0xff}, BootMove{Len: 7, RAX: ^uint64(0)}, true},
+	{"mov $-1,%eax zero-extended", []byte{0xb8, 0xff, 0xff, 0xff, 0xff}, BootMove{Len: 5, RAX: 0xffffffff}, true},
+	// Not these.
+	{"far jump without REX.W", []byte{0x6a, 0x08, 0x68, 0, 0, 0x10, 0, 0xcb}, BootMove{}, false},
+	{"far jump through a register", []byte{0x6a, 0x08, 0x50, 0x48, 0xcb}, BootMove{}, false},
+	{"far jump, lretq missing", []byte{0x6a, 0x08, 0x68, 0, 0, 0x10, 0, 0x48}, BootMove{}, false},
+	{"one push only", []byte{0x6a, 0x08, 0x90}, BootMove{}, false},
+	{"truncated target", []byte{0x6a, 0x08, 0x68, 0, 0}, BootMove{}, false},
+	{"mov to rcx", []byte{0x48, 0xc7, 0xc1, 0x10, 0, 0, 0}, BootMove{}, false},
+	{"mov to ecx", []byte{0xb9, 0x10, 0, 0, 0}, BootMove{}, false},
+	{"mov to rax, memory form", []byte{0x48, 0xc7, 0x00, 0x10, 0, 0, 0}, BootMove{}, false},
+	{"mov to rsp", []byte{0x48, 0xc7, 0xc4, 0x10, 0, 0, 0}, BootMove{}, false},
+	{"mov with a prefix", []byte{0x66, 0xb8, 0x10, 0}, BootMove{}, false},
+	{"truncated mov", []byte{0xb8, 0x10, 0}, BootMove{}, false},
+	{"empty", nil, BootMove{}, false},
+}
+
+func TestDecodeBootMove(t *testing.T) {
+	for _, c := range bootMoveCases {
+		m, ok := DecodeBootMove(c.code)
+		assert.Equal(t, c.ok, ok, c.name)
+		assert.Equal(t, c.want, m, c.name)
+	}
+}
+
+// FuzzDecodeBootMove: a move DecodeBootMove accepts lies within code and
+// decodes the same from its own bytes alone; a refused one is the zero
+// BootMove.
+func FuzzDecodeBootMove(f *testing.F) {
+	for _, c := range bootMoveCases {
+		f.Add(c.code)
+	}
+	f.Fuzz(func(t *testing.T, code []byte) {
+		m, ok := DecodeBootMove(code)
+		if !ok {
+			if m != (BootMove{}) {
+				t.Fatalf("% x: not ok but %+v", code, m)
+			}
+			return
+		}
+		if m.Len < 5 || m.Len > len(code) {
+			t.Fatalf("% x: %+v", code, m)
+		}
+		if m2, ok2 := DecodeBootMove(code[:m.Len]); m2 != m || !ok2 {
+			t.Fatalf("% x: %+v, but %+v (ok %v) from its own bytes", code, m, m2, ok2)
+		}
+	})
+}

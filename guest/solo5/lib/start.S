@@ -4,7 +4,9 @@
  * does before C runs: load its own GDT, far-return into its code
  * selector 0x8, reload the data segments, load a task register and an
  * IDT. Under tender these privileged instructions trap and the monitor
- * emulates them; the tables below are never used by the CPU.
+ * emulates them; the tables below are never used by the CPU. The moves
+ * between them are in the encodings Solo5's start code uses, which the
+ * monitor on KVM runs for the guest within the lgdt's trap.
  */
 	.section .text.start, "ax", @progbits
 	.globl	_start
@@ -16,8 +18,7 @@ _start:
 	subq	$64, %rsp
 	lgdt	s5_gdt_ptr(%rip)
 	pushq	$0x8
-	leaq	1f(%rip), %rax
-	pushq	%rax
+	pushq	$1f			/* the forms Solo5's start code uses */
 	lretq
 1:	movl	$0x10, %eax
 	movl	%eax, %ds
