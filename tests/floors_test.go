@@ -2,6 +2,7 @@ package tests
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -45,9 +46,10 @@ func TestGoSpawnFloor(t *testing.T) {
 }
 
 // TestHTTPEchoChildFloor: httpecho -child answers every body through one of
-// its children (bodies of 0, 64 bytes and 1 MiB come back whole, from many
-// clients at once), and a child that dies makes its requests fail with 502
-// instead of hanging or crashing the server.
+// its children (bodies of 0, 64 bytes and 1 MiB come back whole, and many
+// clients at once, each with a body of its own, get their own back), and a
+// child that dies ends the server with an error instead of hanging or
+// answering for it.
 func TestHTTPEchoChildFloor(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -58,9 +60,15 @@ func TestHTTPEchoChildFloor(t *testing.T) {
 		"-child", filepath.Join(root, "bin", "bench", "pipe_echo"), "-children", "2")
 	cmd.Stderr = &stderr
 	require.NoError(t, cmd.Start())
+	var waitErr error
+	exited := make(chan struct{})
+	go func() {
+		waitErr = cmd.Wait()
+		close(exited)
+	}()
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
+		<-exited
 	})
 	url := "http://" + addr + "/invoke"
 	post := func(body []byte) (int, []byte, error) {
@@ -88,22 +96,32 @@ func TestHTTPEchoChildFloor(t *testing.T) {
 		assert.Equal(t, http.StatusOK, code)
 		assert.True(t, bytes.Equal(body, got), "a %d-byte body came back as %d bytes", len(body), len(got))
 	}
-	errs := make(chan error, 16)
-	for i := range 16 {
+	// More clients than children, each body its own and larger than a
+	// pipe's atomic write: an answer that went to the wrong request, or was
+	// overwritten by the next one through the same child, shows.
+	const clients, rounds = 16, 20
+	errs := make(chan error, clients)
+	for i := range clients {
 		go func() {
-			body := []byte(strings.Repeat(string(rune('a'+i)), 100+i))
-			code, got, err := post(body)
-			if err == nil && (code != http.StatusOK || !bytes.Equal(body, got)) {
-				err = &mismatch{code: code, want: body, got: got}
+			for r := range rounds {
+				body := bytes.Repeat([]byte{byte('a' + i), byte('A' + r)}, 10000+i)
+				code, got, err := post(body)
+				if err == nil && (code != http.StatusOK || !bytes.Equal(body, got)) {
+					err = &mismatch{code: code, want: body, got: got}
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
 			}
-			errs <- err
+			errs <- nil
 		}()
 	}
-	for range 16 {
+	for range clients {
 		assert.NoError(t, <-errs)
 	}
 
-	// Kill both children: every request fails with 502, and the server lives.
+	// Kill the children: the next request ends the server, which says why.
 	var pids []string
 	tasks, err := os.ReadDir(filepath.Join("/proc", strconv.Itoa(cmd.Process.Pid), "task"))
 	require.NoError(t, err)
@@ -118,12 +136,17 @@ func TestHTTPEchoChildFloor(t *testing.T) {
 		require.NoError(t, err)
 		require.NoError(t, syscall.Kill(pid, syscall.SIGKILL))
 	}
-	for range 4 {
-		code, _, err := post([]byte("after"))
-		require.NoError(t, err)
-		assert.Equal(t, http.StatusBadGateway, code)
+	code, _, err := post([]byte("after"))
+	assert.True(t, err != nil || code != http.StatusOK, "answered without its child: %d", code)
+	select {
+	case <-exited:
+		var ee *exec.ExitError
+		require.ErrorAs(t, waitErr, &ee)
+		assert.Equal(t, 1, ee.ExitCode())
+		assert.Contains(t, stderr.String(), "the child")
+	case <-time.After(10 * time.Second):
+		t.Fatal("httpecho still runs without its children")
 	}
-	require.NoError(t, cmd.Process.Signal(os.Interrupt))
 }
 
 type mismatch struct {
@@ -132,5 +155,6 @@ type mismatch struct {
 }
 
 func (m *mismatch) Error() string {
-	return "status " + strconv.Itoa(m.code) + ", sent " + string(m.want) + ", got " + string(m.got)
+	head := func(b []byte) string { return string(b[:min(len(b), 16)]) }
+	return fmt.Sprintf("status %d, sent %d bytes (%q...), got %d (%q...)", m.code, len(m.want), head(m.want), len(m.got), head(m.got))
 }

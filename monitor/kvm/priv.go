@@ -16,8 +16,9 @@ const solo5CodeSel = 0x8
 // #GP, for a guest with vcpu.Boot.EmulatePriv. done is false when it is not
 // one the guest may use (the #GP is then reported as the fault it is). An
 // emulated instruction returns the zero Exit: the #GP stub's report has been
-// answered by rewriting the exception frame (RIP, RSP) and, for wrmsr, the
-// FS base, and the stub returns to the guest when the vCPU is entered again
+// answered by rewriting the exception frame (RIP, RSP), for wrmsr the FS
+// base, and for what passBoot runs after it RAX and the guest's stack, and
+// the stub returns to the guest when the vCPU is entered again
 // (x86.GPReportRIP).
 func (v *VCPU) emulatePriv(code []byte, rip uint64) (x vcpu.Exit, done bool, err error) {
 	p, n, ok := x86.DecodePriv(code)
@@ -84,8 +85,9 @@ func (v *VCPU) emulatePriv(code []byte, rip uint64) (x vcpu.Exit, done bool, err
 // without effect that follow (x86.SkipNoEffect) and the ordinary ones a
 // Solo5 guest's boot puts between them (x86.DecodeBootMove), which it runs
 // for the guest as the CPU would, at most x86.MaxMerged of those. A trap
-// costs an exit of ~45 µs on kvm_pvm; Solo5's start code (lgdt, far jump,
-// segment loads) then costs one instead of three. It stops, and the guest
+// costs about 50 µs on kvm_pvm; Solo5's start code (lgdt, far jump,
+// segment loads) then costs one instead of three. The rsp check only
+// spares the accessor a wrapped address, which it would refuse too. It stops, and the guest
 // runs the instruction itself, wherever the guest may not execute the
 // code, write the stack words a far jump pushes, or far-return there.
 func (v *VCPU) passBoot(next uint64) (uint64, error) {

@@ -47,8 +47,10 @@ const roAddr = 0x200000
 //	lgdt 0x101000; push $0x8; push $target; lretq
 //	target: mov $0x10,%rax; mov %eax,%ss; mov %eax,%ds; mov %eax,%es
 //	mov $0x502,%dx; out %eax,%dx
-func solo5Start(sel byte) []byte {
-	target := uint32(codeAddr + 17)
+func solo5Start(sel byte) []byte { return solo5StartTo(sel, codeAddr+17) }
+
+// solo5StartTo is solo5Start with the far jump going to target.
+func solo5StartTo(sel byte, target uint32) []byte {
 	code := []byte{0x0f, 0x01, 0x14, 0x25, 0x00, 0x10, 0x10, 0x00, 0x6a, sel, 0x68}
 	code = binary.LittleEndian.AppendUint32(code, target)
 	code = append(code, 0x48, 0xcb)
@@ -102,6 +104,34 @@ func TestSolo5StartRefused(t *testing.T) {
 		require.Equal(t, vcpu.ExitFault, x.Kind, "%+v", x)
 		assert.EqualValues(t, x86.VecGP, x.Vector)
 		assert.EqualValues(t, codeAddr+15, x.RIP, "the lretq, which refuses selector 0x10")
+	})
+	t.Run("target outside memory", func(t *testing.T) {
+		vm, _ := solo5VM(t, solo5StartTo(0x8, 0x7fff0000), 0x300000)
+		x := run(t, vm)
+		require.Equal(t, vcpu.ExitFault, x.Kind, "%+v", x)
+		assert.EqualValues(t, x86.VecGP, x.Vector)
+		assert.EqualValues(t, codeAddr+15, x.RIP, "the lretq, whose own trap refuses the target")
+	})
+	t.Run("target not executable", func(t *testing.T) {
+		// The target holds mov $0x10,%eax, in a data page: the guest
+		// faults fetching it, and the monitor does not run it either.
+		vm, mem := solo5VM(t, solo5StartTo(0x8, dataAddr+0x100), 0x300000)
+		require.NoError(t, mem.Write(dataAddr+0x100, []byte{0xb8, 0x10, 0, 0, 0}))
+		x := run(t, vm)
+		require.Equal(t, vcpu.ExitFault, x.Kind, "%+v", x)
+		assert.EqualValues(t, x86.VecPF, x.Vector)
+		assert.EqualValues(t, dataAddr+0x100, x.RIP, "the fetch at the target")
+		regs, err := vm.regs()
+		require.NoError(t, err)
+		assert.NotEqualValues(t, 0x10, regs.RAX, "the data page's mov was not run")
+	})
+	t.Run("stack at the bottom of memory", func(t *testing.T) {
+		vm, _ := solo5VM(t, solo5Start(0x8), 8)
+		x := run(t, vm)
+		require.Equal(t, vcpu.ExitFault, x.Kind, "%+v", x)
+		assert.EqualValues(t, x86.VecPF, x.Vector)
+		assert.EqualValues(t, codeAddr+8, x.RIP, "the first push, at address 0")
+		assert.EqualValues(t, 0, x.CR2)
 	})
 	t.Run("read-only stack", func(t *testing.T) {
 		vm, _ := solo5VM(t, solo5Start(0x8), roAddr+0x800)

@@ -95,7 +95,7 @@ func (v *VCPU) probeXSAVE(boot vcpu.Boot) (uint64, error) {
 func (v *VCPU) setRegs(regs gokvm.Regs, dirty uint64) error {
 	if v.syncRegs {
 		*(*gokvm.Regs)(unsafe.Pointer(&v.run[runSyncRegs])) = regs
-		binary.LittleEndian.PutUint64(v.run[runDirtyRegs:], dirty)
+		binary.LittleEndian.PutUint64(v.run[runDirtyRegs:], binary.LittleEndian.Uint64(v.run[runDirtyRegs:])|dirty)
 		return nil
 	}
 	if err := ioctlErr(v.vcpufd, reqSetRegs, unsafe.Pointer(&regs)); err != nil {

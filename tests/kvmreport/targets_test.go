@@ -354,6 +354,8 @@ func TestFloorsShown(t *testing.T) {
 	exec := find(t, rs, "11", "`tender run hello.elf` exec to exit vs static C", "process")
 	assert.Equal(t, "2.80 ms vs 0.50 ms static C (a Go program that only runs the static C hello as its child: 3.40x)", exec.measured)
 	assert.Equal(t, notMet, exec.verdict)
+	assert.NotContains(t, find(t, rs, "11", "`tender run hello.elf` exec to exit vs static C", "kvm").measured, "child",
+		"the process backend's floor is not KVM's")
 	spt := find(t, rs, "14", "Solo5 `test_hello` exec to exit under `tender run` vs `solo5-spt`", "process")
 	assert.Equal(t, "3.00 ms vs 1.00 ms solo5-spt (a Go program that only runs the static C hello as its child: 1.90x)", spt.measured)
 	quiet := find(t, rs, "14", "the same, both with `--solo5:quiet`", "kvm")
