@@ -55,7 +55,7 @@ func TestHTTPEchoChildFloor(t *testing.T) {
 	require.NoError(t, err)
 	addr := ln.Addr().String()
 	ln.Close()
-	var stderr bytes.Buffer
+	var stderr lockedBuffer // read while httpecho may write it
 	cmd := exec.Command(filepath.Join(root, "bin", "bench", "httpecho"), "-listen", addr,
 		"-child", filepath.Join(root, "bin", "bench", "pipe_echo"), "-children", "2")
 	cmd.Stderr = &stderr
