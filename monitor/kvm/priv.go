@@ -86,10 +86,11 @@ func (v *VCPU) emulatePriv(code []byte, rip uint64) (x vcpu.Exit, done bool, err
 // Solo5 guest's boot puts between them (x86.DecodeBootMove), which it runs
 // for the guest as the CPU would, at most x86.MaxMerged of those. A trap
 // costs about 50 µs on kvm_pvm; Solo5's start code (lgdt, far jump,
-// segment loads) then costs one instead of three. The rsp check only
-// spares the accessor a wrapped address, which it would refuse too. It stops, and the guest
+// segment loads) then costs one instead of three. It stops, and the guest
 // runs the instruction itself, wherever the guest may not execute the
-// code, write the stack words a far jump pushes, or far-return there.
+// code, write the stack words a far jump pushes, or far-return there. (The
+// rsp check only spares the accessor a wrapped address, which it refuses
+// too.)
 func (v *VCPU) passBoot(next uint64) (uint64, error) {
 	exec := func(addr, n uint64) bool {
 		_, err := v.mem.Guest(addr, n, vcpu.Exec)
