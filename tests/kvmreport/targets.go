@@ -286,6 +286,10 @@ func (t target) evaluate(f *figures, be string) row {
 	}
 	if t.ratio {
 		r.ratio = fmt.Sprintf("%.2fx", v)
+		if t.op != "" && r.ratio == fmt.Sprintf("%.2fx", t.limit) && v != t.limit {
+			// 0.351x against ≤ 0.35x must not read as 0.35x, not met.
+			r.ratio = fmt.Sprintf("%.3fx", v)
+		}
 	}
 	ok := false
 	switch t.op {

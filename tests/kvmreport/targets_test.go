@@ -47,7 +47,7 @@ func TestTargetsFromSamples(t *testing.T) {
 
 	warm := find(t, rs, "11", "warm invocation", "kvm")
 	assert.Equal(t, "54.0 µs invocation vs 49.0 µs hypercall", warm.measured)
-	assert.Equal(t, "1.10x", warm.ratio)
+	assert.Equal(t, "1.103x", warm.ratio, "rounded to its threshold, it shows the digit that fails it")
 	assert.Equal(t, notMet, warm.verdict, "1.103 is above 1.1")
 	assert.Equal(t, met, find(t, rs, "3", "warm invocation", "kvm").verdict, "1.103 is within 1.2")
 	assert.Equal(t, met, find(t, rs, "11", "warm invocation", "process").verdict, "0.878")
@@ -236,7 +236,7 @@ func TestMarkdown(t *testing.T) {
 		runs: []suiteRun{{suiteResult: suiteResult{Passed: 3}}}, failures: []string{"tests BenchmarkX: boom"}}
 	rep.rows = rows(f, rep.runs, 3)
 	md := rep.markdown()
-	assert.Contains(t, md, "| 11 | warm invocation / one hypercall round trip | ≤ 1.1x | kvm | 54.0 µs invocation vs 49.0 µs hypercall | 1.10x | **NOT met** |\n")
+	assert.Contains(t, md, "| 11 | warm invocation / one hypercall round trip | ≤ 1.1x | kvm | 54.0 µs invocation vs 49.0 µs hypercall | 1.103x | **NOT met** |\n")
 	assert.Contains(t, md, "- run 1: passed in 0 s: 3 tests passed\n")
 	assert.NotContains(t, md, "Load average")
 	rep.loads = []string{"3.79 at the start", "5.10 at the end"}
@@ -361,4 +361,10 @@ func TestFloorsShown(t *testing.T) {
 	quiet := find(t, rs, "14", "the same, both with `--solo5:quiet`", "kvm")
 	assert.Equal(t, "4.00 ms vs 4.20 ms solo5-hvt (tender's own hello.elf, no Solo5 boot traps: 0.80x)", quiet.measured)
 	assert.Equal(t, "0.95x", quiet.ratio)
+
+	// A ratio that rounds to its threshold shows the digit that decides.
+	f.addBench("tests", parseBench("BenchmarkSolo5Exec-2 \t 50 \t 1 ns/op \t 0.3512 x-solo5-hvt-tender-kvm\n", 2))
+	hvt := find(t, rows(f, nil, 3), "14", "Solo5 `test_hello` exec to exit under `tender run` vs `solo5-hvt`", "kvm")
+	assert.Equal(t, "0.351x", hvt.ratio)
+	assert.Equal(t, notMet, hvt.verdict)
 }
