@@ -6,17 +6,16 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/tendervm/tender/bench"
 )
 
 // The floors make kvm-report puts beside tender's figures must do the work
@@ -122,18 +121,9 @@ func TestHTTPEchoChildFloor(t *testing.T) {
 	}
 
 	// Kill the children: the next request ends the server, which says why.
-	var pids []string
-	tasks, err := os.ReadDir(filepath.Join("/proc", strconv.Itoa(cmd.Process.Pid), "task"))
-	require.NoError(t, err)
-	for _, task := range tasks { // a thread's children: those it started
-		b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(cmd.Process.Pid), "task", task.Name(), "children"))
-		require.NoError(t, err)
-		pids = append(pids, strings.Fields(string(b))...)
-	}
+	pids := bench.ChildPIDs(cmd.Process.Pid)
 	require.Len(t, pids, 2, "httpecho's children")
-	for _, p := range pids {
-		pid, err := strconv.Atoi(p)
-		require.NoError(t, err)
+	for _, pid := range pids {
 		require.NoError(t, syscall.Kill(pid, syscall.SIGKILL))
 	}
 	code, _, err := post([]byte("after"))
